@@ -1,0 +1,68 @@
+"""rwsplit: use a replicated MySQL/MariaDB cluster from SQLAlchemy as if it were one database.
+
+Writes go to the primary, plain reads are balanced over healthy, caught-up replicas.
+
+>>> import rwsplit
+>>> rwsplit.classify("SELECT 1").target.value
+'replica'
+"""
+
+from __future__ import annotations
+
+from .balance import Balancer, RandomBalancer, RoundRobinBalancer
+from .classify import Classification, Flag, Target, classify, classify_clause
+from .cluster import Cluster
+from .errors import (
+    ClassificationError,
+    ConfigurationError,
+    FailoverError,
+    NoPrimaryError,
+    NoReplicaAvailableError,
+    PrimaryFailedError,
+    RetryableWriteError,
+    RoutingError,
+    RwSplitError,
+    SandboxError,
+    SecretError,
+    ServerBinaryNotFoundError,
+    SplitBrainError,
+    TopologyError,
+    TransactionOutcomeUnknownError,
+)
+from .session import EXECUTION_OPTION, RoutingSession
+from .topology import Node, Role, Topology
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EXECUTION_OPTION",
+    "Balancer",
+    "Classification",
+    "ClassificationError",
+    "Cluster",
+    "ConfigurationError",
+    "FailoverError",
+    "Flag",
+    "NoPrimaryError",
+    "NoReplicaAvailableError",
+    "Node",
+    "PrimaryFailedError",
+    "RandomBalancer",
+    "RetryableWriteError",
+    "Role",
+    "RoundRobinBalancer",
+    "RoutingError",
+    "RoutingSession",
+    "RwSplitError",
+    "SandboxError",
+    "SecretError",
+    "ServerBinaryNotFoundError",
+    "SplitBrainError",
+    "Target",
+    "Topology",
+    "TopologyError",
+    "TransactionOutcomeUnknownError",
+    "__version__",
+    "classify",
+    "classify_clause",
+]

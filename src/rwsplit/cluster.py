@@ -1,0 +1,355 @@
+"""The :class:`Cluster`: the one object an application creates.
+
+It owns one SQLAlchemy :class:`~sqlalchemy.engine.Engine` per node and mode (read-write for the
+primary, read-only for replicas), the current :class:`~rwsplit.topology.Topology`, the balancer
+and the routing options. Sessions ask it for an engine per statement; that path takes the
+current routing snapshot (:class:`_Routes`) without a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import sessionmaker as _sessionmaker
+
+from .balance import Balancer, RoundRobinBalancer
+from .errors import ConfigurationError, NoPrimaryError, NoReplicaAvailableError, SplitBrainError
+from .topology import Node, Role, Topology, node_name
+
+if TYPE_CHECKING:
+    from .session import RoutingSession
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger("rwsplit.cluster")
+
+TopologyListener = Callable[[Topology, Topology], None]
+"""Called as ``listener(old, new)`` after every published topology change."""
+
+
+def _coerce_url(value: str | URL, what: str) -> URL:
+    if isinstance(value, URL):
+        url = value
+    elif isinstance(value, str):
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            # The text may hold a password: never echo it.
+            raise ConfigurationError(
+                f"{what} is not a valid SQLAlchemy URL; expected a URL such as "
+                "'mysql+pymysql://user:password@host:3306/dbname'"
+            ) from None
+    else:
+        raise ConfigurationError(
+            f"{what} must be a URL string or sqlalchemy.engine.URL, got {type(value).__name__}"
+        )
+    if not url.host:
+        raise ConfigurationError(
+            f"{what} ({url.render_as_string(hide_password=True)}) has no host; "
+            "rwsplit needs host and port to tell the nodes apart"
+        )
+    return url
+
+
+def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
+    # Runs once per new DBAPI connection to a replica: writes fail on the server (1792)
+    # instead of diverging the replica, even for accounts that bypass read_only=ON.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Routes:
+    """What the hot path needs, derived from one topology. Replaced whole, never mutated."""
+
+    topology: Topology
+    primary: Engine | None
+    primary_node: Node | None
+    replicas: tuple[Node, ...]
+    engine_of: Mapping[str, Engine]
+    """Read-only engine of every readable replica, by node name."""
+    recheck_at: float | None
+    """Monotonic time at which a node marked down may be tried again (None: nothing to do)."""
+
+
+class Cluster:
+    """A replicated MySQL/MariaDB cluster used as one database.
+
+    :param primary: URL of the primary (``mysql+pymysql://user:pw@host:port/db``).
+    :param replicas: URLs of the replicas.
+    :param fallback_to_primary: when no replica can take a read, send it to the primary
+        (default) instead of raising :class:`~rwsplit.NoReplicaAvailableError`.
+    :param max_replica_lag: replicas known to lag more than this many seconds take no reads.
+    :param down_retry_interval: seconds after which a replica that failed is tried again.
+    :param balancer: picks a replica per read; :class:`~rwsplit.RoundRobinBalancer` by default.
+    :param engine_options: keyword arguments for every :func:`sqlalchemy.create_engine`.
+    :param on_topology_change: callbacks ``fn(old, new)`` run after each topology change.
+
+    >>> cluster = Cluster(
+    ...     primary="mysql+pymysql://app:secret@db1:3306/shop",
+    ...     replicas=["mysql+pymysql://app:secret@db2:3306/shop"],
+    ... )
+    >>> cluster.topology.primary.name
+    'db1:3306'
+    >>> cluster.close()
+    """
+
+    def __init__(
+        self,
+        primary: str | URL,
+        replicas: Sequence[str | URL] = (),
+        *,
+        fallback_to_primary: bool = True,
+        max_replica_lag: float | None = None,
+        down_retry_interval: float = 5.0,
+        balancer: Balancer | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        on_topology_change: Iterable[TopologyListener] = (),
+    ) -> None:
+        if isinstance(replicas, (str, URL)):
+            raise ConfigurationError("replicas must be a list of URLs, not a single URL")
+        if max_replica_lag is not None and max_replica_lag < 0:
+            raise ConfigurationError(f"max_replica_lag must be >= 0 seconds, got {max_replica_lag}")
+        if down_retry_interval < 0:
+            raise ConfigurationError(
+                f"down_retry_interval must be >= 0 seconds, got {down_retry_interval}"
+            )
+        primary_url = _coerce_url(primary, "primary")
+        nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
+        for i, r in enumerate(replicas):
+            url = _coerce_url(r, f"replicas[{i}]")
+            nodes.append(Node(node_name(url), url, Role.REPLICA))
+        names = [n.name for n in nodes]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"the same host:port appears twice among the nodes: {names}")
+
+        self.fallback_to_primary = fallback_to_primary
+        self.max_replica_lag = max_replica_lag
+        self.down_retry_interval = down_retry_interval
+        self.balancer: Balancer = balancer if balancer is not None else RoundRobinBalancer()
+        self._engine_options: dict[str, Any] = dict(engine_options or {})
+        self._engines: dict[tuple[str, bool], Engine] = {}
+        self._listeners: list[TopologyListener] = list(on_topology_change)
+        self._lock = threading.RLock()  # serialises topology writers; readers never take it
+        self._down_at: dict[str, float] = {}
+        self._closed = False
+        self.lazy_readmit = True
+        """Re-admit failed replicas after ``down_retry_interval`` on the next read. A monitor
+        that owns health turns this off."""
+        self._routes = self._build_routes(Topology(tuple(nodes)))
+
+    # ------------------------------------------------------------------ engines
+
+    def engine_for(self, node: Node | str, *, writable: bool) -> Engine:
+        """The engine for *node* in read-write (primary) or read-only (replica) mode.
+
+        Engines are created once per node and mode and kept until :meth:`close`.
+        """
+        name = node if isinstance(node, str) else node.name
+        key = (name, writable)
+        engine = self._engines.get(key)
+        if engine is not None:
+            return engine
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                url = self._routes.topology.node(name).url if isinstance(node, str) else node.url
+                engine = self._create_engine(url, writable=writable)
+                self._engines[key] = engine
+            return engine
+
+    def _create_engine(self, url: URL, *, writable: bool) -> Engine:
+        options = dict(self._engine_options)
+        if not writable:
+            # Reads on replicas run as single autocommit statements: no snapshot held open,
+            # no COMMIT round trip, and a read that fails can be retried elsewhere.
+            options["isolation_level"] = "AUTOCOMMIT"
+        try:
+            engine = create_engine(url, **options)
+        except (ArgumentError, TypeError) as exc:
+            raise ConfigurationError(
+                f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
+            ) from None
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the driver for {url.drivername!r} is not installed ({exc}); "
+                "install it, e.g. 'pip install pymysql'"
+            ) from None
+        if not writable:
+            event.listen(engine, "connect", _set_read_only)
+        return engine
+
+    # ------------------------------------------------------------------ topology
+
+    @property
+    def topology(self) -> Topology:
+        """The current immutable topology snapshot."""
+        return self._routes.topology
+
+    def subscribe(self, listener: TopologyListener) -> None:
+        """Call ``listener(old, new)`` after every topology change."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def publish(self, topology: Topology) -> None:
+        """Make *topology* current (used by the monitor and failover; thread-safe)."""
+        with self._lock:
+            old = self._routes.topology
+            self._routes = self._build_routes(topology)
+            listeners = list(self._listeners)
+        if old != topology:
+            for listener in listeners:
+                try:
+                    listener(old, topology)
+                except Exception:  # a subscriber must not break routing
+                    log.exception("topology listener %r failed", listener)
+
+    def mark_down(self, name: str, error: str) -> None:
+        """Take node *name* out of routing after a failure; *error* must hold no password."""
+        with self._lock:
+            topology = self._routes.topology
+            try:
+                node = topology.node(name)
+            except KeyError:
+                return
+            self._down_at[name] = time.monotonic()
+            if not node.healthy:
+                return
+            log.warning("node %s marked down: %s", name, error)
+            new = topology.with_nodes([node.evolve(healthy=False, error=error)])
+        self.publish(new)
+
+    def _readmit_due(self) -> _Routes:
+        """Give replicas that failed more than ``down_retry_interval`` ago another chance."""
+        now = time.monotonic()
+        with self._lock:
+            topology = self._routes.topology
+            due = [
+                n.evolve(healthy=True, error=None)
+                for n in topology.nodes
+                if not n.healthy and now - self._down_at.get(n.name, 0.0) >= self.down_retry_interval
+            ]
+            if not due:
+                return self._routes
+            for n in due:
+                log.info("node %s re-admitted for another try", n.name)
+        self.publish(topology.with_nodes(due))
+        return self._routes
+
+    def _build_routes(self, topology: Topology) -> _Routes:
+        primary_node = topology.primary
+        primary = self.engine_for(primary_node, writable=True) if primary_node else None
+        readable = topology.readable_replicas(self.max_replica_lag)
+        engine_of = {n.name: self.engine_for(n, writable=False) for n in readable}
+        recheck_at = None
+        if self.lazy_readmit:
+            down = [self._down_at.get(n.name, 0.0) for n in topology.nodes if not n.healthy]
+            if down:
+                recheck_at = min(down) + self.down_retry_interval
+        return _Routes(topology, primary, primary_node, readable, engine_of, recheck_at)
+
+    # ------------------------------------------------------------------ routing (hot path)
+
+    def write_engine(self) -> Engine:
+        """The engine of the current primary.
+
+        :raises NoPrimaryError: when no primary is known.
+        :raises SplitBrainError: when more than one node claims to be the primary.
+        """
+        engine = self._routes.primary
+        if engine is not None:
+            return engine
+        primaries = self._routes.topology.primaries
+        if len(primaries) > 1:
+            raise SplitBrainError(
+                "refusing to write: "
+                + ", ".join(n.name for n in primaries)
+                + " all claim to be the primary; make all but one read_only and retry"
+            )
+        raise NoPrimaryError(
+            "no writable primary is known right now (it is down or a failover is under way); "
+            "retry shortly, or check the cluster with 'rwsplit topology'"
+        )
+
+    def read_route(self) -> tuple[Node, Engine] | None:
+        """The replica (and its read-only engine) that takes the next read, or ``None``."""
+        routes = self._routes
+        if routes.recheck_at is not None and time.monotonic() >= routes.recheck_at:
+            routes = self._readmit_due()
+        replicas = routes.replicas
+        if not replicas:
+            return None
+        node = self.balancer.choose(replicas)
+        return node, routes.engine_of[node.name]
+
+    def read_engine(self) -> Engine:
+        """The engine for the next read: a replica, else the primary if fallback is on.
+
+        :raises NoReplicaAvailableError: no replica is readable and fallback is off.
+        """
+        route = self.read_route()
+        if route is not None:
+            return route[1]
+        if not self.fallback_to_primary:
+            raise NoReplicaAvailableError(
+                "no replica can take reads (all down or lagging) and fallback_to_primary=False; "
+                "bring a replica back, or allow fallback to the primary"
+            )
+        return self.write_engine()
+
+    # ------------------------------------------------------------------ sessions
+
+    def session(self, **kwargs: Any) -> RoutingSession:
+        """A new :class:`~rwsplit.RoutingSession` on this cluster.
+
+        Keyword arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
+        """
+        from .session import RoutingSession
+
+        return RoutingSession(self, **kwargs)
+
+    def sessionmaker(self, **kwargs: Any) -> _sessionmaker[RoutingSession]:
+        """A :class:`sqlalchemy.orm.sessionmaker` that makes routing sessions on this cluster."""
+        from .session import RoutingSession
+
+        return _sessionmaker(class_=RoutingSession, cluster=self, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Dispose of every engine (closes pooled connections). Idempotent."""
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+            self._closed = True
+        for engine in engines:
+            engine.dispose()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        topology = self.topology
+        nodes = ", ".join(f"{n.name}({n.role.value}{'' if n.healthy else ', down'})"
+                          for n in topology.nodes)
+        return f"<Cluster {nodes}>"
