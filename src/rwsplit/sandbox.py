@@ -296,7 +296,10 @@ class Sandbox:
         if datadir.exists():
             shutil.rmtree(datadir)
         datadir.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [*binaries.install_db, f"--datadir={datadir}"]
+        tmpdir = datadir.parent / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        # A private tmpdir: parallel initialisations must not share temporary table names.
+        cmd = [*binaries.install_db, f"--datadir={datadir}", f"--tmpdir={tmpdir}"]
         if binaries.flavor == "mariadb":
             cmd += ["--auth-root-authentication-method=normal", "--skip-test-db",
                     "--skip-name-resolve"]
@@ -321,6 +324,7 @@ class Sandbox:
             f"--socket={d / 'mysqld.sock'}",
             f"--pid-file={d / 'mysqld.pid'}",
             f"--log-error={d / 'error.log'}",
+            f"--tmpdir={d / 'tmp'}",
             f"--server-id={node.server_id}",
             "--log-bin=binlog",
             "--relay-log=relay",

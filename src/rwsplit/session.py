@@ -72,7 +72,7 @@ class RoutingSession(Session):
     """
 
     def __init__(self, cluster: Cluster, **kwargs: Any) -> None:
-        if "bind" in kwargs or "binds" in kwargs:
+        if kwargs.get("bind") is not None or kwargs.get("binds"):
             from .errors import ConfigurationError
 
             raise ConfigurationError(

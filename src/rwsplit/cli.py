@@ -1,0 +1,203 @@
+"""The ``rwsplit`` command.
+
+Exit codes (stable, for scripts):
+
+* ``0`` success;
+* ``1`` the operation failed (an rwsplit error: no server binary, cluster unreachable ...);
+* ``2`` the command line is wrong (unknown command or option, bad value);
+* ``3`` ``sandbox status``: the sandbox is not (fully) running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import RwSplitError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _default_sandbox_dir() -> Path:
+    import getpass
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"rwsplit-sandbox-{getpass.getuser()}"
+
+
+def _progress(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------- sandbox
+
+
+def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+    from .sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if (base / STATE_FILE).exists():
+        existing = Sandbox.load(base)
+        if any(existing.is_running(n) for n in existing.nodes):
+            print(f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
+                  "stops it", file=sys.stderr)
+            return EXIT_FAILED
+    sb = Sandbox(args.replicas, base_dir=base, semi_sync=args.semi_sync, detached=True,
+                 progress=_progress)
+    sb.start()
+    for n in sb.nodes:
+        print(f"{n.name:<10} {n.url}")
+    print(f"# stop it with: rwsplit sandbox down --dir {base}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_sandbox_down(args: argparse.Namespace) -> int:
+    from .sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if not (base / STATE_FILE).exists():
+        print(f"no sandbox in {base}: nothing to stop")
+        return EXIT_OK
+    sb = Sandbox.load(base)
+    sb.stop()
+    print(f"stopped {len(sb.nodes)} servers in {base}")
+    return EXIT_OK
+
+
+def _cmd_sandbox_status(args: argparse.Namespace) -> int:
+    from .sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if not (base / STATE_FILE).exists():
+        print(f"no sandbox in {base}")
+        return EXIT_NOT_RUNNING
+    sb = Sandbox.load(base)
+    rows = sb.status()
+    print(f"{'node':<10} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
+          f"{'replicating':<11} {'lag':>4}  gtid")
+    for r in rows:
+        state = "running" if r["running"] else "stopped"
+        print(f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
+              f"{str(r.get('read_only', '-')):<9} {str(r.get('replicating', '-')):<11} "
+              f"{str(r.get('lag', '-')):>4}  {r.get('gtid', '-')}")
+    return EXIT_OK if all(r["running"] for r in rows) else EXIT_NOT_RUNNING
+
+
+# ---------------------------------------------------------------------------------- classify
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from .classify import classify
+
+    sql = args.sql if args.sql != "-" else sys.stdin.read()
+    c = classify(sql)
+    print(f"{c.target.value}\t{c.reason}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(replicas=args.replicas, statements=args.statements, progress=_progress)
+
+
+# ---------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rwsplit`` command."""
+    parser = argparse.ArgumentParser(
+        prog="rwsplit",
+        description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
+        epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
+        "3 sandbox not running (sandbox status)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what rwsplit does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # sandbox
+    p_sb = sub.add_parser("sandbox", help="start / stop a local primary + replicas cluster",
+                          description="Manage a local cluster of real mariadbd processes.")
+    sb_sub = p_sb.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sb_sub.required = True
+    dir_help = f"sandbox directory (default: {_default_sandbox_dir()})"
+
+    p_up = sb_sub.add_parser("up", help="start a sandbox and print the URL of every node",
+                             description="Start one primary and N replicas on loopback; "
+                             "returns when replication runs. Prints 'name URL' per node.")
+    p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
+    p_up.add_argument("--semi-sync", action="store_true",
+                      help="semi-synchronous replication (no acknowledged write lost on failover)")
+    p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_up.set_defaults(func=_cmd_sandbox_up)
+
+    p_down = sb_sub.add_parser("down", help="stop every server the sandbox started",
+                               description="Stop the servers recorded in the sandbox directory.")
+    p_down.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_down.set_defaults(func=_cmd_sandbox_down)
+
+    p_status = sb_sub.add_parser("status", help="show the sandbox's nodes (exit 3 if not running)",
+                                 description="Show each node's process, role and replication.")
+    p_status.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_status.set_defaults(func=_cmd_sandbox_status)
+
+    # classify
+    p_cls = sub.add_parser("classify", help="print where a statement would be routed, and why",
+                           description="Classify SQL text: prints TARGET<TAB>REASON.")
+    p_cls.add_argument("sql", help="the SQL text ('-' reads it from standard input)")
+    p_cls.set_defaults(func=_cmd_classify)
+
+    # demo
+    p_demo = sub.add_parser("demo", help="start a sandbox, run a mixed workload, show the split",
+                            description="Start a sandbox cluster, run a short mixed workload "
+                            "through a RoutingSession, print statements per node, stop it.")
+    p_demo.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
+    p_demo.add_argument("--statements", type=int, default=300,
+                        help="approximate number of statements in the workload (default 300)")
+    p_demo.set_defaults(func=_cmd_demo)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+# Other modules add their commands here: each is called with the subparsers object.
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rwsplit`` command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except RwSplitError as exc:
+        print(f"rwsplit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("rwsplit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
