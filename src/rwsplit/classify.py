@@ -25,6 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import CompoundSelect, Select
+
 from .errors import ClassificationError
 
 __all__ = ["Classification", "Flag", "Target", "classify", "classify_clause"]
@@ -185,32 +189,285 @@ PRIMARY_UNKNOWN = "unknown statement: sent to the primary"
 # Anything called like a function that is not here (stored functions, UDFs) goes to the
 # primary: it may write. Grow this list rather than special-casing at call sites.
 _READ_ONLY_FUNCTIONS = frozenset(
-    """
-    ABS ACOS ADDDATE ADDTIME AES_DECRYPT AES_ENCRYPT ANY_VALUE ASCII ASIN ATAN ATAN2 AVG
-    BENCHMARK BIN BIT_AND BIT_COUNT BIT_LENGTH BIT_OR BIT_XOR CAST CEIL CEILING CHAR CHARSET
-    CHAR_LENGTH CHARACTER_LENGTH COALESCE COERCIBILITY COLLATION COMPRESS CONCAT CONCAT_WS
-    CONNECTION_ID CONV CONVERT CONVERT_TZ COS COT COUNT CRC32 CURDATE CURRENT_DATE CURRENT_ROLE
-    CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER CURTIME DATABASE DATE DATEDIFF DATE_ADD
-    DATE_FORMAT DATE_SUB DAY DAYNAME DAYOFMONTH DAYOFWEEK DAYOFYEAR DECODE DEGREES DENSE_RANK
-    ELT ENCODE EXP EXPORT_SET EXTRACT FIELD FIND_IN_SET FIRST_VALUE FLOOR FORMAT FROM_BASE64
-    FROM_DAYS FROM_UNIXTIME GREATEST GROUP_CONCAT HEX HOUR IF IFNULL INET6_ATON INET6_NTOA
-    INET_ATON INET_NTOA INSERT INSTR INTERVAL ISNULL JSON_ARRAY JSON_ARRAYAGG JSON_CONTAINS
-    JSON_CONTAINS_PATH JSON_DEPTH JSON_EXTRACT JSON_KEYS JSON_LENGTH JSON_OBJECT JSON_OBJECTAGG
-    JSON_QUOTE JSON_SEARCH JSON_TYPE JSON_UNQUOTE JSON_VALID JSON_VALUE LAG LAST_DAY LAST_VALUE
-    LCASE LEAD LEAST LEFT LENGTH LN LOCALTIME LOCALTIMESTAMP LOCATE LOG LOG10 LOG2 LOWER LPAD
-    LTRIM MAKEDATE MAKETIME MAX MD5 MICROSECOND MID MIN MINUTE MOD MONTH MONTHNAME NOW
-    NTH_VALUE NTILE NULLIF OCT OCTET_LENGTH ORD PERCENT_RANK PERIOD_ADD PERIOD_DIFF PI POSITION
-    POW POWER QUARTER QUOTE RADIANS RAND RANK REGEXP_INSTR REGEXP_REPLACE REGEXP_SUBSTR REPEAT
-    REPLACE REVERSE RIGHT ROUND ROW_NUMBER RPAD RTRIM SCHEMA SEC_TO_TIME SECOND SESSION_USER
-    SHA SHA1 SHA2 SIGN SIN SLEEP SOUNDEX SPACE SQRT STD STDDEV STDDEV_POP STDDEV_SAMP STRCMP
-    STR_TO_DATE SUBDATE SUBSTR SUBSTRING SUBSTRING_INDEX SUBTIME SUM SYSDATE SYSTEM_USER TAN
-    TIME TIMEDIFF TIMESTAMP TIMESTAMPADD TIMESTAMPDIFF TIME_FORMAT TIME_TO_SEC TO_BASE64
-    TO_DAYS TO_SECONDS TRIM TRUNCATE UCASE UNCOMPRESS UNCOMPRESSED_LENGTH UNHEX UNIX_TIMESTAMP
-    UPPER USER UTC_DATE UTC_TIME UTC_TIMESTAMP UUID UUID_SHORT VALUES VARIANCE VAR_POP VAR_SAMP
-    VERSION WEEK WEEKDAY WEEKOFYEAR YEAR YEARWEEK
-    EXISTS IN NOT AND OR XOR IS LIKE BETWEEN CASE WHEN THEN ELSE END ANY ALL SOME ROW
-    OVER USING ON AS FROM WHERE SELECT DISTINCT JOIN
-    """.split()
+    [
+        "ABS",
+        "ACOS",
+        "ADDDATE",
+        "ADDTIME",
+        "AES_DECRYPT",
+        "AES_ENCRYPT",
+        "ANY_VALUE",
+        "ASCII",
+        "ASIN",
+        "ATAN",
+        "ATAN2",
+        "AVG",
+        "BENCHMARK",
+        "BIN",
+        "BIT_AND",
+        "BIT_COUNT",
+        "BIT_LENGTH",
+        "BIT_OR",
+        "BIT_XOR",
+        "CAST",
+        "CEIL",
+        "CEILING",
+        "CHAR",
+        "CHARSET",
+        "CHAR_LENGTH",
+        "CHARACTER_LENGTH",
+        "COALESCE",
+        "COERCIBILITY",
+        "COLLATION",
+        "COMPRESS",
+        "CONCAT",
+        "CONCAT_WS",
+        "CONNECTION_ID",
+        "CONV",
+        "CONVERT",
+        "CONVERT_TZ",
+        "COS",
+        "COT",
+        "COUNT",
+        "CRC32",
+        "CURDATE",
+        "CURRENT_DATE",
+        "CURRENT_ROLE",
+        "CURRENT_TIME",
+        "CURRENT_TIMESTAMP",
+        "CURRENT_USER",
+        "CURTIME",
+        "DATABASE",
+        "DATE",
+        "DATEDIFF",
+        "DATE_ADD",
+        "DATE_FORMAT",
+        "DATE_SUB",
+        "DAY",
+        "DAYNAME",
+        "DAYOFMONTH",
+        "DAYOFWEEK",
+        "DAYOFYEAR",
+        "DECODE",
+        "DEGREES",
+        "DENSE_RANK",
+        "ELT",
+        "ENCODE",
+        "EXP",
+        "EXPORT_SET",
+        "EXTRACT",
+        "FIELD",
+        "FIND_IN_SET",
+        "FIRST_VALUE",
+        "FLOOR",
+        "FORMAT",
+        "FROM_BASE64",
+        "FROM_DAYS",
+        "FROM_UNIXTIME",
+        "GREATEST",
+        "GROUP_CONCAT",
+        "HEX",
+        "HOUR",
+        "IF",
+        "IFNULL",
+        "INET6_ATON",
+        "INET6_NTOA",
+        "INET_ATON",
+        "INET_NTOA",
+        "INSERT",
+        "INSTR",
+        "INTERVAL",
+        "ISNULL",
+        "JSON_ARRAY",
+        "JSON_ARRAYAGG",
+        "JSON_CONTAINS",
+        "JSON_CONTAINS_PATH",
+        "JSON_DEPTH",
+        "JSON_EXTRACT",
+        "JSON_KEYS",
+        "JSON_LENGTH",
+        "JSON_OBJECT",
+        "JSON_OBJECTAGG",
+        "JSON_QUOTE",
+        "JSON_SEARCH",
+        "JSON_TYPE",
+        "JSON_UNQUOTE",
+        "JSON_VALID",
+        "JSON_VALUE",
+        "LAG",
+        "LAST_DAY",
+        "LAST_VALUE",
+        "LCASE",
+        "LEAD",
+        "LEAST",
+        "LEFT",
+        "LENGTH",
+        "LN",
+        "LOCALTIME",
+        "LOCALTIMESTAMP",
+        "LOCATE",
+        "LOG",
+        "LOG10",
+        "LOG2",
+        "LOWER",
+        "LPAD",
+        "LTRIM",
+        "MAKEDATE",
+        "MAKETIME",
+        "MAX",
+        "MD5",
+        "MICROSECOND",
+        "MID",
+        "MIN",
+        "MINUTE",
+        "MOD",
+        "MONTH",
+        "MONTHNAME",
+        "NOW",
+        "NTH_VALUE",
+        "NTILE",
+        "NULLIF",
+        "OCT",
+        "OCTET_LENGTH",
+        "ORD",
+        "PERCENT_RANK",
+        "PERIOD_ADD",
+        "PERIOD_DIFF",
+        "PI",
+        "POSITION",
+        "POW",
+        "POWER",
+        "QUARTER",
+        "QUOTE",
+        "RADIANS",
+        "RAND",
+        "RANK",
+        "REGEXP_INSTR",
+        "REGEXP_REPLACE",
+        "REGEXP_SUBSTR",
+        "REPEAT",
+        "REPLACE",
+        "REVERSE",
+        "RIGHT",
+        "ROUND",
+        "ROW_NUMBER",
+        "RPAD",
+        "RTRIM",
+        "SCHEMA",
+        "SEC_TO_TIME",
+        "SECOND",
+        "SESSION_USER",
+        "SHA",
+        "SHA1",
+        "SHA2",
+        "SIGN",
+        "SIN",
+        "SLEEP",
+        "SOUNDEX",
+        "SPACE",
+        "SQRT",
+        "STD",
+        "STDDEV",
+        "STDDEV_POP",
+        "STDDEV_SAMP",
+        "STRCMP",
+        "STR_TO_DATE",
+        "SUBDATE",
+        "SUBSTR",
+        "SUBSTRING",
+        "SUBSTRING_INDEX",
+        "SUBTIME",
+        "SUM",
+        "SYSDATE",
+        "SYSTEM_USER",
+        "TAN",
+        "TIME",
+        "TIMEDIFF",
+        "TIMESTAMP",
+        "TIMESTAMPADD",
+        "TIMESTAMPDIFF",
+        "TIME_FORMAT",
+        "TIME_TO_SEC",
+        "TO_BASE64",
+        "TO_DAYS",
+        "TO_SECONDS",
+        "TRIM",
+        "TRUNCATE",
+        "UCASE",
+        "UNCOMPRESS",
+        "UNCOMPRESSED_LENGTH",
+        "UNHEX",
+        "UNIX_TIMESTAMP",
+        "UPPER",
+        "USER",
+        "UTC_DATE",
+        "UTC_TIME",
+        "UTC_TIMESTAMP",
+        "UUID",
+        "UUID_SHORT",
+        "VALUES",
+        "VARIANCE",
+        "VAR_POP",
+        "VAR_SAMP",
+        "VERSION",
+        "WEEK",
+        "WEEKDAY",
+        "WEEKOFYEAR",
+        "YEAR",
+        "YEARWEEK",
+    ]
+)
+
+# Keywords that may stand right before "(" without being a function call.
+_PAREN_KEYWORDS = frozenset(
+    [
+        "EXISTS",
+        "IN",
+        "NOT",
+        "AND",
+        "OR",
+        "XOR",
+        "IS",
+        "LIKE",
+        "RLIKE",
+        "REGEXP",
+        "BETWEEN",
+        "CASE",
+        "WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+        "ANY",
+        "ALL",
+        "SOME",
+        "ROW",
+        "OVER",
+        "USING",
+        "ON",
+        "AS",
+        "FROM",
+        "WHERE",
+        "SELECT",
+        "DISTINCT",
+        "JOIN",
+        "UNION",
+        "INTERSECT",
+        "EXCEPT",
+        "LATERAL",
+        "WITH",
+        "RECURSIVE",
+        "VALUES",
+        "HAVING",
+        "BY",
+        "WINDOW",
+        "PARTITION",
+        "LIMIT",
+        "OFFSET",
+        "DIV",
+        "MOD",
+        "ESCAPE",
+        "STRAIGHT_JOIN",
+    ]
 )
 
 # Functions whose result depends on the connection that ran the previous statement.
@@ -241,7 +498,7 @@ def _scan_read(toks: list[_Tok]) -> Classification:
             if nxt is not None and nxt.kind == LPAREN and (i == 0 or toks[i - 1].kind != DOT):
                 if up in _LAST_CONNECTION_FUNCTIONS:
                     return Classification(Target.LAST, f"{up}() reads the previous statement")
-                if up not in _READ_ONLY_FUNCTIONS:
+                if up not in _READ_ONLY_FUNCTIONS and up not in _PAREN_KEYWORDS:
                     return _primary(f"calls {up}(), which is not a known read-only built-in")
                 continue
             if up == "FOR" and nxt is not None and nxt.kind == WORD:
@@ -255,22 +512,15 @@ def _scan_read(toks: list[_Tok]) -> Classification:
                 return _primary("SELECT ... INTO writes a file or variable")
             elif up == "SQL_CALC_FOUND_ROWS":
                 return _primary("SQL_CALC_FOUND_ROWS is read back on the same connection")
-            elif up in _WRITE_VERBS and i > 0 and toks[i - 1].kind in (LPAREN, WORD):
+            elif up in _WRITE_VERBS and i > 0 and toks[i - 1].kind == RPAREN:
                 # WITH cte AS (...) UPDATE / DELETE / INSERT ...
-                if up in ("UPDATE", "DELETE", "INSERT", "REPLACE") and _is_statement_verb(toks, i):
-                    return _primary(f"{up} inside a read statement writes", Flag.WRITE)
+                return _primary(f"{up} inside a read statement writes", Flag.WRITE)
         elif kind == SYSVAR:
             if tok.up in _PRIMARY_SYSVARS:
                 return _primary(f"{tok.text} belongs to the primary connection")
         elif kind == OP and tok.text == ":=":
             return _primary("assigns a user variable inside a read")
     return _PLAIN_READ
-
-
-def _is_statement_verb(toks: list[_Tok], i: int) -> bool:
-    """True when the write verb at *i* starts a statement (after a CTE's closing paren)."""
-    prev = toks[i - 1]
-    return prev.kind == RPAREN
 
 
 _WRITE_VERBS = frozenset({"UPDATE", "DELETE", "INSERT", "REPLACE"})
@@ -332,10 +582,11 @@ def _rule_set(toks: list[_Tok]) -> Classification:
     if second == "STATEMENT":
         return _primary("SET STATEMENT ... FOR runs a statement")
     for tok in toks:
-        if tok.kind == WORD and tok.up == "SELECT" or tok.kind == LPAREN:
+        if (tok.kind == WORD and tok.up == "SELECT") or tok.kind == LPAREN:
             return _primary("SET with a subquery or function call: value computed on the primary")
-    return Classification(Target.ALL, "session state: every connection must see it",
-                          Flag.SESSION_STATE)
+    return Classification(
+        Target.ALL, "session state: every connection must see it", Flag.SESSION_STATE
+    )
 
 
 def _rule_use(toks: list[_Tok]) -> Classification:
@@ -457,11 +708,6 @@ def classify_clause(clause: Any) -> Classification:
     >>> classify_clause(select(literal(1))).target.value
     'replica'
     """
-    # Imported here so that classify() itself does not pay for SQLAlchemy's import.
-    from sqlalchemy.sql.dml import UpdateBase
-    from sqlalchemy.sql.elements import TextClause
-    from sqlalchemy.sql.selectable import CompoundSelect, Select
-
     if isinstance(clause, Select):
         if clause._for_update_arg is not None:
             return _LOCKING_SELECT

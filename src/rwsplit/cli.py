@@ -49,11 +49,15 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     if (base / STATE_FILE).exists():
         existing = Sandbox.load(base)
         if any(existing.is_running(n) for n in existing.nodes):
-            print(f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
-                  "stops it", file=sys.stderr)
+            print(
+                f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
+                "stops it",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
-    sb = Sandbox(args.replicas, base_dir=base, semi_sync=args.semi_sync, detached=True,
-                 progress=_progress)
+    sb = Sandbox(
+        args.replicas, base_dir=base, semi_sync=args.semi_sync, detached=True, progress=_progress
+    )
     sb.start()
     for n in sb.nodes:
         print(f"{n.name:<10} {n.url}")
@@ -83,13 +87,17 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING
     sb = Sandbox.load(base)
     rows = sb.status()
-    print(f"{'node':<10} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
-          f"{'replicating':<11} {'lag':>4}  gtid")
+    print(
+        f"{'node':<10} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
+        f"{'replicating':<11} {'lag':>4}  gtid"
+    )
     for r in rows:
         state = "running" if r["running"] else "stopped"
-        print(f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
-              f"{str(r.get('read_only', '-')):<9} {str(r.get('replicating', '-')):<11} "
-              f"{str(r.get('lag', '-')):>4}  {r.get('gtid', '-')}")
+        print(
+            f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
+            f"{r.get('read_only', '-')!s:<9} {r.get('replicating', '-')!s:<11} "
+            f"{r.get('lag', '-')!s:>4}  {r.get('gtid', '-')}"
+        )
     return EXIT_OK if all(r["running"] for r in rows) else EXIT_NOT_RUNNING
 
 
@@ -130,44 +138,69 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # sandbox
-    p_sb = sub.add_parser("sandbox", help="start / stop a local primary + replicas cluster",
-                          description="Manage a local cluster of real mariadbd processes.")
+    p_sb = sub.add_parser(
+        "sandbox",
+        help="start / stop a local primary + replicas cluster",
+        description="Manage a local cluster of real mariadbd processes.",
+    )
     sb_sub = p_sb.add_subparsers(dest="sandbox_command", metavar="ACTION")
     sb_sub.required = True
     dir_help = f"sandbox directory (default: {_default_sandbox_dir()})"
 
-    p_up = sb_sub.add_parser("up", help="start a sandbox and print the URL of every node",
-                             description="Start one primary and N replicas on loopback; "
-                             "returns when replication runs. Prints 'name URL' per node.")
+    p_up = sb_sub.add_parser(
+        "up",
+        help="start a sandbox and print the URL of every node",
+        description="Start one primary and N replicas on loopback; "
+        "returns when replication runs. Prints 'name URL' per node.",
+    )
     p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
-    p_up.add_argument("--semi-sync", action="store_true",
-                      help="semi-synchronous replication (no acknowledged write lost on failover)")
+    p_up.add_argument(
+        "--semi-sync",
+        action="store_true",
+        help="semi-synchronous replication (no acknowledged write lost on failover)",
+    )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)
 
-    p_down = sb_sub.add_parser("down", help="stop every server the sandbox started",
-                               description="Stop the servers recorded in the sandbox directory.")
+    p_down = sb_sub.add_parser(
+        "down",
+        help="stop every server the sandbox started",
+        description="Stop the servers recorded in the sandbox directory.",
+    )
     p_down.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_down.set_defaults(func=_cmd_sandbox_down)
 
-    p_status = sb_sub.add_parser("status", help="show the sandbox's nodes (exit 3 if not running)",
-                                 description="Show each node's process, role and replication.")
+    p_status = sb_sub.add_parser(
+        "status",
+        help="show the sandbox's nodes (exit 3 if not running)",
+        description="Show each node's process, role and replication.",
+    )
     p_status.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_status.set_defaults(func=_cmd_sandbox_status)
 
     # classify
-    p_cls = sub.add_parser("classify", help="print where a statement would be routed, and why",
-                           description="Classify SQL text: prints TARGET<TAB>REASON.")
+    p_cls = sub.add_parser(
+        "classify",
+        help="print where a statement would be routed, and why",
+        description="Classify SQL text: prints TARGET<TAB>REASON.",
+    )
     p_cls.add_argument("sql", help="the SQL text ('-' reads it from standard input)")
     p_cls.set_defaults(func=_cmd_classify)
 
     # demo
-    p_demo = sub.add_parser("demo", help="start a sandbox, run a mixed workload, show the split",
-                            description="Start a sandbox cluster, run a short mixed workload "
-                            "through a RoutingSession, print statements per node, stop it.")
+    p_demo = sub.add_parser(
+        "demo",
+        help="start a sandbox, run a mixed workload, show the split",
+        description="Start a sandbox cluster, run a short mixed workload "
+        "through a RoutingSession, print statements per node, stop it.",
+    )
     p_demo.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
-    p_demo.add_argument("--statements", type=int, default=300,
-                        help="approximate number of statements in the workload (default 300)")
+    p_demo.add_argument(
+        "--statements",
+        type=int,
+        default=300,
+        help="approximate number of statements in the workload (default 300)",
+    )
     p_demo.set_defaults(func=_cmd_demo)
 
     for register in _EXTENSIONS:
@@ -186,8 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     handler: Handler = args.func
     try:
         return handler(args)

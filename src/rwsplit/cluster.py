@@ -60,6 +60,18 @@ def _coerce_url(value: str | URL, what: str) -> URL:
     return url
 
 
+def _supports_skip_autocommit_rollback() -> bool:
+    import inspect
+
+    from sqlalchemy.engine.default import DefaultDialect
+
+    # create_engine(skip_autocommit_rollback=...) exists from SQLAlchemy 2.0.43 on.
+    return "skip_autocommit_rollback" in inspect.signature(DefaultDialect.__init__).parameters
+
+
+_SKIP_AUTOCOMMIT_ROLLBACK = _supports_skip_autocommit_rollback()
+
+
 def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
     # Runs once per new DBAPI connection to a replica: writes fail on the server (1792)
     # instead of diverging the replica, even for accounts that bypass read_only=ON.
@@ -176,6 +188,9 @@ class Cluster:
             # Reads on replicas run as single autocommit statements: no snapshot held open,
             # no COMMIT round trip, and a read that fails can be retried elsewhere.
             options["isolation_level"] = "AUTOCOMMIT"
+            if _SKIP_AUTOCOMMIT_ROLLBACK:
+                # Nothing to roll back on an autocommit connection: save the round trip.
+                options.setdefault("skip_autocommit_rollback", True)
         try:
             engine = create_engine(url, **options)
         except (ArgumentError, TypeError) as exc:
@@ -239,7 +254,8 @@ class Cluster:
             due = [
                 n.evolve(healthy=True, error=None)
                 for n in topology.nodes
-                if not n.healthy and now - self._down_at.get(n.name, 0.0) >= self.down_retry_interval
+                if not n.healthy
+                and now - self._down_at.get(n.name, 0.0) >= self.down_retry_interval
             ]
             if not due:
                 return self._routes
@@ -350,6 +366,7 @@ class Cluster:
 
     def __repr__(self) -> str:
         topology = self.topology
-        nodes = ", ".join(f"{n.name}({n.role.value}{'' if n.healthy else ', down'})"
-                          for n in topology.nodes)
+        nodes = ", ".join(
+            f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
+        )
         return f"<Cluster {nodes}>"

@@ -58,13 +58,16 @@ def own_binlog_transactions(gtid_binlog_pos: str, server_id: int) -> int:
 def node_counters(node: SandboxNode) -> dict[str, int]:
     """``Com_select``, ``Com_insert``/``update``/``delete`` and own-binlog writes of *node*."""
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                    "('Com_select','Com_insert','Com_update','Com_delete')")
+        cur.execute(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('Com_select','Com_insert','Com_update','Com_delete')"
+        )
         counters = {name: int(value) for name, value in cur.fetchall()}
         cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('gtid_binlog_pos','server_id')")
         variables = dict(cur.fetchall())
     counters["own_binlog_writes"] = own_binlog_transactions(
-        variables.get("gtid_binlog_pos", ""), int(variables["server_id"]))
+        variables.get("gtid_binlog_pos", ""), int(variables["server_id"])
+    )
     return counters
 
 
@@ -92,16 +95,21 @@ def _run_workload(cluster: Cluster, statements: int) -> None:
             session.commit()
 
 
-def run_demo(replicas: int = 2, statements: int = 300,
-             progress: Callable[[str], None] = print) -> int:
+def run_demo(
+    replicas: int = 2, statements: int = 300, progress: Callable[[str], None] = print
+) -> int:
     """Start a sandbox, run the workload, print the split per node, stop; returns exit code 0."""
     t0 = time.monotonic()
-    with Sandbox(replicas, progress=progress) as sb, \
-            Cluster(sb.primary_url, sb.replica_urls) as cluster:
+    with (
+        Sandbox(replicas, progress=progress) as sb,
+        Cluster(sb.primary_url, sb.replica_urls) as cluster,
+    ):
         _Base.metadata.create_all(cluster.write_engine())
         sb.wait_caught_up()
-        role = {node_name(n.url): ("primary" if n.role.value == "primary" else "replica")
-                for n in cluster.topology.nodes}
+        role = {
+            node_name(n.url): ("primary" if n.role.value == "primary" else "replica")
+            for n in cluster.topology.nodes
+        }
         sent: Counter[tuple[str, str]] = Counter()
 
         def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -119,21 +127,28 @@ def run_demo(replicas: int = 2, statements: int = 300,
 
         print()
         print(f"{'node':<18} {'role':<8} | {'sent by rwsplit':^17} | {'server counters':^27}")
-        print(f"{'':<18} {'':<8} | {'reads':>7} {'writes':>9} | {'Com_select':>11} "
-              f"{'own writes':>15}")
+        print(
+            f"{'':<18} {'':<8} | {'reads':>7} {'writes':>9} | {'Com_select':>11} {'own writes':>15}"
+        )
         print("-" * 80)
         for n in sb.nodes:
             a, b = after[n.address], before[n.address]
-            print(f"{n.address:<18} {role.get(n.address, '?'):<8} | "
-                  f"{sent[(n.address, 'read')]:>7} {sent[(n.address, 'write')]:>9} | "
-                  f"{a['Com_select'] - b['Com_select']:>11} "
-                  f"{a['own_binlog_writes'] - b['own_binlog_writes']:>15}")
+            print(
+                f"{n.address:<18} {role.get(n.address, '?'):<8} | "
+                f"{sent[(n.address, 'read')]:>7} {sent[(n.address, 'write')]:>9} | "
+                f"{a['Com_select'] - b['Com_select']:>11} "
+                f"{a['own_binlog_writes'] - b['own_binlog_writes']:>15}"
+            )
         print()
         print("sent by rwsplit: statements the routing session sent to each node.")
-        print("Com_select: the server's own count (it includes SQLAlchemy's few first-connect "
-              "queries).")
-        print("own writes: transactions in the node's own binary log; replicated changes are "
-              "not logged there, so a replica shows 0 unless something wrote on it.")
+        print(
+            "Com_select: the server's own count (it includes SQLAlchemy's few first-connect "
+            "queries)."
+        )
+        print(
+            "own writes: transactions in the node's own binary log; replicated changes are "
+            "not logged there, so a replica shows 0 unless something wrote on it."
+        )
         progress("stopping the sandbox")
     progress(f"demo finished in {time.monotonic() - t0:.1f}s")
     return 0

@@ -61,8 +61,15 @@ REPL_USER = "repl"
 REPL_PASSWORD = "repl-sandbox"
 STATE_FILE = "sandbox.json"
 
-_SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin",
-                "/usr/local/mysql/bin", "/opt/homebrew/bin", "/opt/homebrew/sbin")
+_SEARCH_DIRS = (
+    "/usr/sbin",
+    "/usr/bin",
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/local/mysql/bin",
+    "/opt/homebrew/bin",
+    "/opt/homebrew/sbin",
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,13 @@ def find_server_binaries(server: str | None = None) -> ServerBinaries:
             "'brew install mariadb' (macOS), or set RWSPLIT_MARIADBD=/path/to/mariadbd"
         )
     try:
-        out = subprocess.run([server, "--no-defaults", "--version"], capture_output=True,
-                             text=True, timeout=30, check=False).stdout
+        out = subprocess.run(
+            [server, "--no-defaults", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
     except OSError as exc:
         raise ServerBinaryNotFoundError(f"cannot run {server}: {exc}") from None
     if "mariadb" in out.lower():
@@ -160,8 +172,16 @@ class SandboxNode:
 
     def connect(self, database: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
         """A plain PyMySQL admin connection to this node (autocommit)."""
-        return pymysql.connect(host=self.host, port=self.port, user="root", password="",
-                               database=database, autocommit=True, connect_timeout=5, **kwargs)
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            connect_timeout=5,
+            **kwargs,
+        )
 
 
 class Sandbox:
@@ -232,8 +252,9 @@ class Sandbox:
         for n in self.nodes:
             if name in (n.name, n.address):
                 return n
-        raise SandboxError(f"no sandbox node called {name!r}; nodes: "
-                           + ", ".join(n.name for n in self.nodes))
+        raise SandboxError(
+            f"no sandbox node called {name!r}; nodes: " + ", ".join(n.name for n in self.nodes)
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -245,10 +266,16 @@ class Sandbox:
         self.nodes = []
         for i in range(self.replica_count + 1):
             name = "primary" if i == 0 else f"replica{i}"
-            self.nodes.append(SandboxNode(
-                name=name, port=free_port(self.host), server_id=i + 1,
-                datadir=str(self.base_dir / name / "data"),
-                role="primary" if i == 0 else "replica", host=self.host))
+            self.nodes.append(
+                SandboxNode(
+                    name=name,
+                    port=free_port(self.host),
+                    server_id=i + 1,
+                    datadir=str(self.base_dir / name / "data"),
+                    role="primary" if i == 0 else "replica",
+                    host=self.host,
+                )
+            )
         if not self.detached and not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
@@ -272,8 +299,9 @@ class Sandbox:
         self.progress(f"sandbox up in {time.monotonic() - t0:.1f}s")
         return self
 
-    def _parallel(self, fn: Callable[[SandboxNode], None],
-                  nodes: Sequence[SandboxNode] | None = None) -> None:
+    def _parallel(
+        self, fn: Callable[[SandboxNode], None], nodes: Sequence[SandboxNode] | None = None
+    ) -> None:
         errors: list[BaseException] = []
 
         def run(n: SandboxNode) -> None:
@@ -301,14 +329,18 @@ class Sandbox:
         # A private tmpdir: parallel initialisations must not share temporary table names.
         cmd = [*binaries.install_db, f"--datadir={datadir}", f"--tmpdir={tmpdir}"]
         if binaries.flavor == "mariadb":
-            cmd += ["--auth-root-authentication-method=normal", "--skip-test-db",
-                    "--skip-name-resolve"]
+            cmd += [
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
             if os.geteuid() == 0:
                 cmd.append("--user=root")
         log_path = datadir.parent / "install.log"
         with open(log_path, "wb") as out:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180,
-                                check=False).returncode
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
+            ).returncode
         if rc != 0:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise SandboxError(f"initialising {node.name} failed ({' '.join(cmd)}):\n{tail}")
@@ -317,7 +349,8 @@ class Sandbox:
         """The full command line that starts *node* (``--no-defaults`` first)."""
         d = Path(node.datadir).parent
         cmd = [
-            binaries.server, "--no-defaults",
+            binaries.server,
+            "--no-defaults",
             f"--datadir={node.datadir}",
             f"--port={node.port}",
             f"--bind-address={node.host}",
@@ -340,8 +373,11 @@ class Sandbox:
         if binaries.flavor == "mariadb":
             cmd += ["--gtid-strict-mode=ON", "--slave-net-timeout=5", "--skip-slave-start"]
             if self.semi_sync:
-                cmd += ["--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-slave-enabled=ON",
-                        "--rpl-semi-sync-master-timeout=10000"]
+                cmd += [
+                    "--rpl-semi-sync-master-enabled=ON",
+                    "--rpl-semi-sync-slave-enabled=ON",
+                    "--rpl-semi-sync-master-timeout=10000",
+                ]
         else:
             cmd += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--skip-replica-start"]
         if node.role == "replica":
@@ -355,7 +391,10 @@ class Sandbox:
         out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=None if self.detached else _set_parent_death_signal,
             )
@@ -369,16 +408,20 @@ class Sandbox:
         proc = self._procs.get(node.name)
         while True:
             if proc is not None and proc.poll() is not None:
-                raise SandboxError(f"{node.name} exited with code {proc.returncode} during "
-                                   f"start-up:\n{self._error_tail(node)}")
+                raise SandboxError(
+                    f"{node.name} exited with code {proc.returncode} during "
+                    f"start-up:\n{self._error_tail(node)}"
+                )
             try:
                 node.connect().close()
                 return
             except pymysql.err.OperationalError:
                 if time.monotonic() > deadline:
-                    raise SandboxError(f"{node.name} did not accept connections on port "
-                                       f"{node.port} within {timeout:.0f}s:\n"
-                                       f"{self._error_tail(node)}") from None
+                    raise SandboxError(
+                        f"{node.name} did not accept connections on port "
+                        f"{node.port} within {timeout:.0f}s:\n"
+                        f"{self._error_tail(node)}"
+                    ) from None
                 time.sleep(0.05)
 
     def _error_tail(self, node: SandboxNode) -> str:
@@ -390,8 +433,9 @@ class Sandbox:
 
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' "
-                        f"IDENTIFIED BY '{REPL_PASSWORD}'")
+            cur.execute(
+                f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"
+            )
             cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%'")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
 
@@ -414,16 +458,20 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            with contextlib.closing(node.connect()) as conn, \
-                    conn.cursor(pymysql.cursors.DictCursor) as cur:
+            with (
+                contextlib.closing(node.connect()) as conn,
+                conn.cursor(pymysql.cursors.DictCursor) as cur,
+            ):
                 cur.execute("SHOW SLAVE STATUS")
                 status = cur.fetchone() or {}
             if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
                 return
             time.sleep(0.05)
-        raise SandboxError(f"replication on {node.name} did not start within {timeout:.0f}s: "
-                           f"IO={status.get('Slave_IO_Running')} SQL={status.get('Slave_SQL_Running')} "
-                           f"error={status.get('Last_IO_Error') or status.get('Last_SQL_Error')}")
+        raise SandboxError(
+            f"replication on {node.name} did not start within {timeout:.0f}s: "
+            f"IO={status.get('Slave_IO_Running')} SQL={status.get('Slave_SQL_Running')} "
+            f"error={status.get('Last_IO_Error') or status.get('Last_SQL_Error')}"
+        )
 
     def wait_caught_up(self, timeout: float = 30.0) -> None:
         """Wait until every running replica has applied everything the primary has logged."""
@@ -445,8 +493,12 @@ class Sandbox:
     # ------------------------------------------------------------------ state file
 
     def _write_state(self) -> None:
-        state = {"owner_pid": os.getpid(), "detached": self.detached,
-                 "semi_sync": self.semi_sync, "nodes": [asdict(n) for n in self.nodes]}
+        state = {
+            "owner_pid": os.getpid(),
+            "detached": self.detached,
+            "semi_sync": self.semi_sync,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
         (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     @classmethod
@@ -456,12 +508,18 @@ class Sandbox:
         try:
             state = json.loads(path.read_text())
         except FileNotFoundError:
-            raise SandboxError(f"no sandbox in {base_dir} ({path} does not exist); "
-                               "start one with 'rwsplit sandbox up'") from None
+            raise SandboxError(
+                f"no sandbox in {base_dir} ({path} does not exist); "
+                "start one with 'rwsplit sandbox up'"
+            ) from None
         except (OSError, ValueError) as exc:
             raise SandboxError(f"cannot read {path}: {exc}") from None
-        sb = cls(replicas=len(state["nodes"]) - 1, base_dir=base_dir,
-                 semi_sync=state.get("semi_sync", False), detached=True)
+        sb = cls(
+            replicas=len(state["nodes"]) - 1,
+            base_dir=base_dir,
+            semi_sync=state.get("semi_sync", False),
+            detached=True,
+        )
         sb.nodes = [SandboxNode(**n) for n in state["nodes"]]
         return sb
 
@@ -506,7 +564,8 @@ class Sandbox:
             if self._own_dir and not self.keep and self.base_dir.exists():
                 shutil.rmtree(self.base_dir, ignore_errors=True)
             elif (self.base_dir / STATE_FILE).exists() and all(
-                    not self.is_running(n) for n in self.nodes):
+                not self.is_running(n) for n in self.nodes
+            ):
                 (self.base_dir / STATE_FILE).unlink()
 
     def _stop_node(self, node: SandboxNode) -> None:
@@ -530,16 +589,23 @@ class Sandbox:
         """One row per node: name, address, pid, running, role as seen by the server."""
         rows = []
         for n in self.nodes:
-            row: dict[str, Any] = {"name": n.name, "address": n.address, "pid": n.pid,
-                                   "running": self.is_running(n), "url": n.url}
+            row: dict[str, Any] = {
+                "name": n.name,
+                "address": n.address,
+                "pid": n.pid,
+                "running": self.is_running(n),
+                "url": n.url,
+            }
             if row["running"]:
                 try:
-                    with contextlib.closing(n.connect()) as conn, \
-                            conn.cursor(pymysql.cursors.DictCursor) as cur:
+                    with (
+                        contextlib.closing(n.connect()) as conn,
+                        conn.cursor(pymysql.cursors.DictCursor) as cur,
+                    ):
                         cur.execute("SELECT @@read_only AS ro, @@gtid_current_pos AS gtid")
                         r = cur.fetchone() or {}
                         cur.execute("SHOW SLAVE STATUS")
-                        s = cur.fetchone()
+                        s = cur.fetchone() or {}
                     row["read_only"] = bool(r.get("ro"))
                     row["gtid"] = r.get("gtid")
                     row["replicating"] = bool(s) and s.get("Slave_SQL_Running") == "Yes"
@@ -554,13 +620,18 @@ class Sandbox:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<Sandbox {self.base_dir} " + ", ".join(
-            f"{n.name}@{n.port}" for n in self.nodes) + ">"
+        return (
+            f"<Sandbox {self.base_dir} " + ", ".join(f"{n.name}@{n.port}" for n in self.nodes) + ">"
+        )
 
 
 def _pid_runs_server(pid: int, datadir: str) -> bool:

@@ -48,13 +48,12 @@ _CONNECTION_LOST_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
 
 def is_connection_failure(exc: BaseException) -> bool:
     """True when *exc* means the server or the connection to it is gone."""
+    orig: object = exc
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         orig = exc.orig
-    else:
-        orig = exc
-    args = getattr(orig, "args", ())
+    args: tuple[object, ...] = getattr(orig, "args", ())
     return bool(args) and isinstance(args[0], int) and args[0] in _CONNECTION_LOST_CODES
 
 
@@ -111,7 +110,7 @@ class RoutingSession(Session):
 
     # ------------------------------------------------------------------ routing
 
-    def get_bind(  # type: ignore[override]
+    def get_bind(
         self,
         mapper: Any = None,
         *,
@@ -228,7 +227,7 @@ class RoutingSession(Session):
 
 def _short(exc: DBAPIError) -> str:
     orig = exc.orig
-    args = getattr(orig, "args", ())
+    args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) >= 2:
         return f"{args[0]}: {args[1]}"
     return type(orig).__name__

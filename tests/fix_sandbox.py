@@ -1,0 +1,66 @@
+"""Fixtures that start real MariaDB servers through rwsplit's own sandbox.
+
+* ``sandbox`` (session scope): one primary + 2 replicas shared by non-destructive tests.
+* ``fresh_sandbox`` (function scope): a private cluster for tests that kill or reconfigure
+  servers; stopped after the test whatever happens.
+* ``cluster`` / ``fresh_cluster``: an :class:`rwsplit.Cluster` on those sandboxes.
+
+When no server binary is installed the integration tests are skipped locally, but on CI
+(``CI`` set in the environment) they fail: CI must exercise real servers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from rwsplit import Cluster
+from rwsplit.errors import ServerBinaryNotFoundError
+from rwsplit.sandbox import Sandbox, find_server_binaries
+
+
+def _require_server() -> None:
+    try:
+        find_server_binaries()
+    except ServerBinaryNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the server tests, but: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    _require_server()
+    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("sandbox"))
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def fresh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    _require_server()
+    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("fresh"))
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def cluster(sandbox: Sandbox) -> Iterator[Cluster]:
+    with Cluster(sandbox.primary_url, sandbox.replica_urls) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_cluster(fresh_sandbox: Sandbox) -> Iterator[Cluster]:
+    with Cluster(
+        fresh_sandbox.primary_url, fresh_sandbox.replica_urls, down_retry_interval=60.0
+    ) as c:
+        yield c

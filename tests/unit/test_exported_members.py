@@ -1,0 +1,50 @@
+import rwsplit
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(rwsplit.__all__) == sorted(
+        [
+            "EXECUTION_OPTION",
+            "Balancer",
+            "Classification",
+            "ClassificationError",
+            "Cluster",
+            "ConfigurationError",
+            "FailoverError",
+            "Flag",
+            "NoPrimaryError",
+            "NoReplicaAvailableError",
+            "Node",
+            "PrimaryFailedError",
+            "RandomBalancer",
+            "RetryableWriteError",
+            "Role",
+            "RoundRobinBalancer",
+            "RoutingError",
+            "RoutingSession",
+            "RwSplitError",
+            "SandboxError",
+            "SecretError",
+            "ServerBinaryNotFoundError",
+            "SplitBrainError",
+            "Target",
+            "Topology",
+            "TopologyError",
+            "TransactionOutcomeUnknownError",
+            "__version__",
+            "classify",
+            "classify_clause",
+        ]
+    )
+
+
+def test_every_exported_name_exists() -> None:
+    for name in rwsplit.__all__:
+        assert hasattr(rwsplit, name), name
+
+
+def test_every_error_derives_from_the_root() -> None:
+    for name in rwsplit.__all__:
+        obj = getattr(rwsplit, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, rwsplit.RwSplitError), name
