@@ -21,7 +21,8 @@ from rwsplit.errors import ServerBinaryNotFoundError
 from rwsplit.sandbox import Sandbox, find_server_binaries
 
 
-def _require_server() -> None:
+def require_server() -> None:
+    """Skip (locally) or fail (on CI) when no server binary is installed."""
     try:
         find_server_binaries()
     except ServerBinaryNotFoundError as exc:
@@ -32,7 +33,7 @@ def _require_server() -> None:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    _require_server()
+    require_server()
     sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("sandbox"))
     sb.start()
     try:
@@ -43,7 +44,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def fresh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    _require_server()
+    require_server()
     sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("fresh"))
     sb.start()
     try:

@@ -11,12 +11,18 @@ Exit codes (stable, for scripts):
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import RwSplitError
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 __all__ = ["main"]
 
@@ -203,13 +209,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_demo.set_defaults(func=_cmd_demo)
 
-    for register in _EXTENSIONS:
-        register(sub)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
-# Other modules add their commands here: each is called with the subparsers object.
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+# Modules that add their own commands: each has ``register(subparsers) -> None``.
+_COMMAND_MODULES: list[str] = []
+
+
+# ---------------------------------------------------------------------------------- cluster args
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that say which cluster a command talks to (shared by every such command)."""
+    g = parser.add_argument_group("cluster")
+    g.add_argument(
+        "--primary",
+        metavar="URL",
+        help="SQLAlchemy URL of the primary (default: $RWSPLIT_PRIMARY_URL)",
+    )
+    g.add_argument(
+        "--replica",
+        metavar="URL",
+        action="append",
+        default=None,
+        help="SQLAlchemy URL of a replica; repeat for each "
+        "(default: $RWSPLIT_REPLICA_URLS, comma-separated)",
+    )
+
+
+def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
+    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options."""
+    from .cluster import Cluster
+    from .errors import ConfigurationError
+
+    primary = args.primary or os.environ.get("RWSPLIT_PRIMARY_URL")
+    if not primary:
+        raise ConfigurationError(
+            "no cluster given: pass --primary URL (and --replica URL ...) or set "
+            "RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS"
+        )
+    replicas = args.replica
+    if replicas is None:
+        env = os.environ.get("RWSPLIT_REPLICA_URLS", "")
+        replicas = [u.strip() for u in env.split(",") if u.strip()]
+    return Cluster(primary, replicas, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
