@@ -86,9 +86,10 @@ def bench_session(rounds: int, reads: int) -> list[tuple[str, float]]:
     from rwsplit.sandbox import Sandbox
 
     print("starting a sandbox cluster ...", file=sys.stderr)
-    with Sandbox(2, progress=lambda m: print(f"  .. {m}", file=sys.stderr)) as sb, Cluster(
-        sb.primary_url, sb.replica_urls
-    ) as cluster:
+    with (
+        Sandbox(2, progress=lambda m: print(f"  .. {m}", file=sys.stderr)) as sb,
+        Cluster(sb.primary_url, sb.replica_urls) as cluster,
+    ):
         Base.metadata.create_all(cluster.write_engine())
         with Session(cluster.write_engine()) as s:
             s.add_all(Item(id=i, name=f"item{i}") for i in range(1, 1001))
@@ -140,7 +141,7 @@ def main() -> int:
     if args.suite in ("all", "classify"):
         rows = bench_classify(args.rounds)
         base = dict(rows)["sqlparse"]
-        print("\nclassification, per statement (corpus of %d)" % len(CORPUS))
+        print(f"\nclassification, per statement (corpus of {len(CORPUS)})")
         print(f"{'case':<34} {'time':>12} {'sqlparse / case':>16}")
         for name, t in rows:
             print(f"{name:<34} {t * 1e6:>10.2f}us {base / t:>15.1f}x")

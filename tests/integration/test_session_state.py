@@ -155,17 +155,21 @@ def test_routing_hints(sandbox: Sandbox, cluster: Cluster, sql: str, on_primary:
 @pytest.fixture
 def writing_function(sandbox: Sandbox, cluster: Cluster, table: str) -> Iterator[str]:
     name = f"fn_{uuid.uuid4().hex[:8]}"
-    with contextlib.closing(sandbox.primary.connect(database="rwsplit")) as conn:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"CREATE FUNCTION {name}() RETURNS INT DETERMINISTIC "
-                f"BEGIN INSERT INTO {table} (v) VALUES (100); RETURN LAST_INSERT_ID(); END"
-            )
+    with (
+        contextlib.closing(sandbox.primary.connect(database="rwsplit")) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(
+            f"CREATE FUNCTION {name}() RETURNS INT DETERMINISTIC "
+            f"BEGIN INSERT INTO {table} (v) VALUES (100); RETURN LAST_INSERT_ID(); END"
+        )
     sandbox.wait_caught_up()
     yield name
-    with contextlib.closing(sandbox.primary.connect(database="rwsplit")) as conn:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP FUNCTION IF EXISTS {name}")
+    with (
+        contextlib.closing(sandbox.primary.connect(database="rwsplit")) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(f"DROP FUNCTION IF EXISTS {name}")
 
 
 def test_self_healing_reruns_a_rejected_write_on_the_primary(
