@@ -114,9 +114,11 @@ class _Tok(NamedTuple):
     up: str  # upper-cased text for WORD / SYSVAR, else the text itself
 
 
+# Whitespace is consumed in front of every token by the same match (half as many matches);
+# ``end`` matches only trailing whitespace. Words come first: they are the most common token.
 _TOKEN_RE = re.compile(
-    r"""
-      (?P<ws>\s+)
+    r"""\s*(?:
+      (?P<word>(?![nN]')[^\W\d][\w$]*|\$[\w$]*)
     | (?P<linecomment>(?:--(?=[\s]|$)|\#)[^\n]*)
     | (?P<hint>/\*\+.*?\*/)
     | (?P<execopen>/\*M?!\d*)
@@ -128,34 +130,47 @@ _TOKEN_RE = re.compile(
     | (?P<uservar>@(?:[A-Za-z0-9_$.]+|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`))
     | (?P<number>(?:0x[0-9A-Fa-f]+|0b[01]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
                  (?![A-Za-z_$]))
-    | (?P<word>[^\W\d][\w$]*|\d+[A-Za-z_$][\w$]*|\$[\w$]*)
+    | (?P<digitword>\d+[A-Za-z_$][\w$]*)
     | (?P<semi>;)
     | (?P<lparen>\()
     | (?P<rparen>\))
     | (?P<comma>,)
     | (?P<dot>\.)
     | (?P<op>:=|<=>|<<|>>|<=|>=|<>|!=|&&|\|\||->>|->|[-+*/%=<>!~^&|?:{}\[\]\\])
-    """,
+    | (?P<end>\Z)
+    )""",
     re.VERBOSE | re.DOTALL | re.IGNORECASE,
 )
 
+_SKIP = -1
+_COMMENT = -2
 _KIND_OF_GROUP = {
+    "word": WORD,
+    "linecomment": _COMMENT,
     "hint": HINT,
+    "execopen": _SKIP,
+    "blockcomment": _COMMENT,
+    "execclose": _SKIP,
     "string": STRING,
     "quotedid": QUOTED_ID,
     "sysvar": SYSVAR,
     "uservar": USERVAR,
     "number": NUMBER,
-    "word": WORD,
+    "digitword": WORD,
     "semi": SEMI,
     "lparen": LPAREN,
     "rparen": RPAREN,
     "comma": COMMA,
     "dot": DOT,
     "op": OP,
+    "end": _SKIP,
 }
-_SKIPPED = frozenset({"ws", "linecomment", "blockcomment", "execopen", "execclose"})
-_COMMENTS = frozenset({"linecomment", "blockcomment"})
+# Kind by group number (every group above is top-level, so ``Match.lastindex`` names it).
+_KIND_BY_INDEX = [_SKIP] * (_TOKEN_RE.groups + 1)
+for _name, _index in _TOKEN_RE.groupindex.items():
+    _KIND_BY_INDEX[_index] = _KIND_OF_GROUP[_name]
+_KIND_BY_INDEX_T = tuple(_KIND_BY_INDEX)
+_new_tok = tuple.__new__
 
 # Routing hints in comments: rwsplit's own and MaxScale's (so apps moving from MaxScale keep
 # working). Only comments are searched, never string literals.
@@ -189,22 +204,22 @@ def _lex(sql: str) -> tuple[list[_Tok], str | None]:
     pos = 0
     end = len(sql)
     match = _TOKEN_RE.match
+    kinds = _KIND_BY_INDEX_T
+    new = _new_tok
     while pos < end:
         m = match(sql, pos)
         if m is None:
             raise _LexError(f"cannot read the text at offset {pos}")
-        group = m.lastgroup
-        assert group is not None
         pos = m.end()
-        if group in _SKIPPED:
-            if hint is None and group in _COMMENTS:
-                found = _ROUTING_HINT_RE.search(m.group())
+        kind = kinds[m.lastindex or 0]
+        if kind < 0:
+            if kind == _COMMENT and hint is None:
+                found = _ROUTING_HINT_RE.search(sql, m.start(m.lastindex or 0), pos)
                 if found is not None:
                     hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
             continue
-        text = m.group()
-        kind = _KIND_OF_GROUP[group]
-        append(_Tok(kind, text, text.upper() if kind in (WORD, SYSVAR) else text))
+        text = m.group(m.lastindex or 0)
+        append(new(_Tok, (kind, text, text.upper() if kind in (WORD, SYSVAR) else text)))
     return toks, hint
 
 
