@@ -238,11 +238,13 @@ class RoutingSession(Session):
             return self._route_in_read_only_transaction(c)
         target = c.target
         if target is Target.REPLICA:
+            # Plain reads have no flags: test truthiness first (Flag "&" is slow Python code).
+            flags = c.flags
             if self._rw_sticky or self._rw_forced or self._rw_pins:
-                if c.flags & Flag.TXN_BEGIN:
+                if flags and flags & Flag.TXN_BEGIN:
                     self._rw_sticky = True
                 return cluster.write_engine()
-            if c.flags & Flag.TXN_READ_ONLY:
+            if flags and flags & Flag.TXN_READ_ONLY:
                 return self._begin_read_only_transaction()
             return self._replica_engine()
         if target is Target.LAST:
