@@ -829,12 +829,17 @@ def _builder(source: str, base_dir: Path | None, strict: bool, **secrets: Any) -
 def _with_overrides(
     entries: list[_Entry], overrides: Mapping[str, Any] | None, where: str
 ) -> list[_Entry]:
-    """*overrides* replace entries of the same option; a new location replaces the old."""
+    """*overrides* replace entries of the same option.
+
+    A new primary (``primary_url`` or ``host``) also replaces the configured host, port,
+    name, driver, replica hosts and credentials; configured ``replica_urls`` stay unless
+    overridden too.
+    """
     if not overrides:
         return entries
     names = {_BY_KEY[_normalize(k)].name for k in overrides if _normalize(k) in _BY_KEY}
-    if names & set(_LOCATION_URLS + _LOCATION_PARTS):
-        names |= set(_LOCATION_URLS + _LOCATION_PARTS)
+    if names & {"primary_url", "host"}:
+        names |= {"primary_url", *_LOCATION_PARTS, "username", "password"}
     kept = [
         e for e in entries if getattr(_BY_KEY.get(_normalize(e.key)), "name", None) not in names
     ]
