@@ -407,7 +407,14 @@ class Cluster:
     ) -> Cluster:
         """A cluster from a Java ``db.properties`` file, the keys under prefix *key*.
 
-        >>> cluster = Cluster.from_properties("db.properties", key="db.cloud")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "db.properties"
+        >>> _ = path.write_text("db.cloud.host=db1\\ndb.cloud.replicaHosts=db2,db3\\n")
+        >>> with Cluster.from_properties(path, key="db.cloud") as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary), db2:3306(replica), db3:3306(replica)>
+        >>> tmp.cleanup()
 
         See :func:`rwsplit.config.settings_from_properties`.
         """
@@ -427,7 +434,14 @@ class Cluster:
     ) -> Cluster:
         """A cluster from the ``[rwsplit]`` table (or *table*) of a TOML file.
 
-        >>> cluster = Cluster.from_toml("rwsplit.toml")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "rwsplit.toml"
+        >>> _ = path.write_text('[rwsplit]\\nprimary_url = "mysql+pymysql://app@db1/shop"\\n')
+        >>> with Cluster.from_toml(path) as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary)>
+        >>> tmp.cleanup()
 
         See :func:`rwsplit.config.settings_from_toml`.
         """
@@ -447,7 +461,14 @@ class Cluster:
     ) -> Cluster:
         """A cluster from a ``.toml`` or ``.properties`` file (chosen by suffix).
 
-        >>> cluster = Cluster.from_config("db.properties", key="db.cloud")  # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "db.properties"
+        >>> _ = path.write_text("db.cloud.host=db1\\n")
+        >>> with Cluster.from_config(path, key="db.cloud") as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary)>
+        >>> tmp.cleanup()
         """
         from .config import load_settings
 
