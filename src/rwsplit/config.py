@@ -31,8 +31,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -207,6 +207,18 @@ def _port(raw: Any) -> int:
     return value
 
 
+def _url_value(raw: Any) -> str | URL:
+    if isinstance(raw, URL):
+        return raw
+    return _text(raw)
+
+
+def _url_list(raw: Any) -> list[str | URL]:
+    if isinstance(raw, (list, tuple)) and all(isinstance(p, URL) for p in raw):
+        return list(raw)
+    return list(_str_list(raw))
+
+
 def _str_list(raw: Any) -> list[str]:
     if isinstance(raw, str):
         return [p.strip() for p in raw.split(",") if p.strip()]
@@ -281,8 +293,10 @@ class Option:
 # ``Option("monitor_interval", _seconds, "cluster", "seconds between health polls"),``
 OPTIONS: tuple[Option, ...] = (
     # where the cluster is: full URLs ...
-    Option("primary_url", _text, "special", "SQLAlchemy URL of the primary", ("url",)),
-    Option("replica_urls", _str_list, "special", "SQLAlchemy URLs of the replicas"),
+    Option(
+        "primary_url", _url_value, "special", "SQLAlchemy (or JDBC) URL of the primary", ("url",)
+    ),
+    Option("replica_urls", _url_list, "special", "SQLAlchemy URLs of the replicas"),
     # ... or its parts, as db.properties files keep them
     Option("host", _text, "special", "primary host name or address", ("hostname", "server")),
     Option("port", _port, "special", "port of every node without its own (default 3306)"),
@@ -440,14 +454,6 @@ class ClusterSettings:
         kwargs.update(overrides)
         return kwargs
 
-    def with_location(
-        self, primary: str | URL, replicas: Sequence[str | URL] = ()
-    ) -> ClusterSettings:
-        """A copy pointing at other nodes (the command line's ``--primary`` / ``--replica``)."""
-        p = _parse_url(primary, "primary", self.source)
-        rs = tuple(_parse_url(r, f"replicas[{i}]", self.source) for i, r in enumerate(replicas))
-        return replace(self, primary=p, replicas=rs)
-
     def __repr__(self) -> str:
         # SQLAlchemy's URL repr masks the password; TLSConfig holds file names only.
         return (
@@ -459,7 +465,7 @@ class ClusterSettings:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     key: str
-    """As written in the source (for messages)."""
+    """The key matched against the option table (without the file's prefix)."""
     value: Any
     where: str
     """``db.properties line 4``, ``$RWSPLIT_PORT``, ``config.toml [rwsplit]``."""
@@ -471,7 +477,96 @@ class _Entry:
         return self.label or self.key
 
 
+_JDBC = re.compile(
+    r"jdbc:(?P<kind>mysql|mariadb)(?::(?P<mode>[a-z]+))?://(?P<hosts>[^/?]*)"
+    r"(?:/(?P<db>[^?]*))?(?:\?(?P<query>.*))?",
+    re.IGNORECASE | re.DOTALL,
+)
+_TLS_OFF = ("false", "0", "no", "disabled", "disable", "preferred")
+
+
+def _split_host(entry: str, default_port: int | None) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; ValueError if the port is bad."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    if not host:
+        raise ValueError(entry)
+    return host, _port(port) if port else default_port
+
+
+def _jdbc_urls(text: str, what: str, where: str) -> list[URL]:
+    """A Connector/J or MariaDB JDBC URL as SQLAlchemy URLs: the primary, then replicas.
+
+    ``jdbc:mysql:replication://primary,replica1,replica2/db?user=...&password=...``
+    """
+    m = _JDBC.fullmatch(text.strip())
+    if m is None:
+        raise ConfigurationError(
+            f"{where}: {what}: expected jdbc:mysql://host[:port][,host...]/database[?...]"
+        )
+    hosts = [h for h in m["hosts"].split(",") if h.strip()]
+    mode = (m["mode"] or "").lower()
+    if not hosts:
+        raise ConfigurationError(f"{where}: {what}: the JDBC URL has no host")
+    if len(hosts) > 1 and mode != "replication":
+        raise ConfigurationError(
+            f"{where}: {what}: a JDBC URL with several hosts and no ':replication' is "
+            "Connector/J failover, not read/write splitting; write "
+            "jdbc:mysql:replication://primary,replica,.../db (first host is the primary)"
+        )
+    from urllib.parse import unquote
+
+    # Not parse_qsl: it turns "+" into a blank, and base64 ENC(...) values hold "+".
+    params = {}
+    for pair in (m["query"] or "").split("&"):
+        name, _, val = pair.partition("=")
+        if name:
+            params[unquote(name)] = unquote(val)
+    user, password = params.pop("user", None), params.pop("password", None)
+    tls = [k for k, val in params.items() if re.search("ssl|tls", k, re.IGNORECASE)]
+    asked = [k for k in tls if params[k].strip().lower() not in _TLS_OFF]
+    if asked:
+        raise ConfigurationError(
+            f"{where}: {what}: the JDBC URL asks for TLS ({', '.join(asked)}), and rwsplit "
+            "does not translate JDBC TLS parameters; remove them and set tls_ca (and "
+            "tls_cert / tls_key) instead"
+        )
+    ignored = [k for k in params if k not in tls]
+    if ignored:
+        log.info("%s: JDBC URL parameters ignored: %s", where, ", ".join(sorted(ignored)))
+    urls = []
+    for h in hosts:
+        try:
+            host, port = _split_host(h, 3306)
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: {what}: {h!r} in the JDBC URL is not host[:port]"
+            ) from None
+        urls.append(
+            URL.create(
+                DEFAULT_DRIVER,
+                username=user,
+                password=password,
+                host=host,
+                port=port,
+                database=unquote(m["db"]) if m["db"] else None,
+            )
+        )
+    return urls
+
+
 def _parse_url(value: Any, what: str, where: str) -> URL:
+    if isinstance(value, str) and value.strip().lower().startswith("jdbc:"):
+        urls = _jdbc_urls(value, what, where)
+        if len(urls) > 1:
+            raise ConfigurationError(f"{where}: {what}: expected a JDBC URL with one host")
+        return urls[0]
     if isinstance(value, URL):
         url = value
     else:
@@ -511,6 +606,7 @@ class _Builder:
         self._explicit_key_file = encryption_key_file
         self._key: EncryptionKey | None = None
         self._key_loaded = False
+        self._key_error: SecretError | None = None
         self.values: dict[str, Any] = {}
         self.where: dict[str, str] = {}
         self.errors: list[str] = []
@@ -573,31 +669,39 @@ class _Builder:
     # -- secrets
 
     def _key_for(self) -> EncryptionKey | None:
+        if self._key_error is not None:
+            raise self._key_error  # reported once per value, the same cause each time
         if not self._key_loaded:
-            self._key_loaded = True
             key_file = self._explicit_key_file
             if key_file is None and "encryption_key_file" in self.values:
                 key_file = self._resolve(self.values["encryption_key_file"])
-            self._key = load_key(
-                key=self._explicit_key,
-                key_file=key_file,
-                algorithm=self.values.get("encryption_algorithm"),
-                environ=self.environ,
-            )
+            try:
+                self._key = load_key(
+                    key=self._explicit_key,
+                    key_file=key_file,
+                    algorithm=self.values.get("encryption_algorithm"),
+                    environ=self.environ,
+                )
+            except SecretError as exc:
+                self._key_error = exc
+                raise
+            self._key_loaded = True
         return self._key
 
     def _decrypt(self, raw: Any, where: str) -> Any:
         if isinstance(raw, str) and is_encrypted(raw):
             return decrypt_value(raw, self._key_for(), where=where)
-        if isinstance(raw, (list, tuple)):
+        if isinstance(raw, (list, tuple)) and not isinstance(raw, URL):  # URL is a tuple
             return [self._decrypt(v, where) for v in raw]
         return raw
 
     def _url(self, value: Any, option: str, what: str) -> URL:
         where = self.where.get(option, self.source)
-        url = _parse_url(value, what, where)
+        return self._decrypted_password(_parse_url(value, what, where), f"{where}: {what}")
+
+    def _decrypted_password(self, url: URL, where: str) -> URL:
         if url.password is not None and is_encrypted(str(url.password)):
-            password = self._decrypt(str(url.password), f"{where}: the password in {what}")
+            password = self._decrypt(str(url.password), f"{where}: the password in the URL")
             url = url.set(password=password)
         return url
 
@@ -680,8 +784,16 @@ class _Builder:
         if has_urls:
             if "primary_url" not in v:
                 raise ConfigurationError("replica_urls is set but primary_url is missing")
-            primary = self._credentials(self._url(v["primary_url"], "primary_url", "primary_url"))
-            replicas = [
+            primary_url = v["primary_url"]
+            jdbc_replicas: list[URL] = []
+            if isinstance(primary_url, str) and primary_url.lower().startswith("jdbc:"):
+                where = self.where["primary_url"]
+                primary, *jdbc_replicas = _jdbc_urls(primary_url, "primary_url", where)
+                primary = self._credentials(self._decrypted_password(primary, where))
+            else:
+                primary = self._credentials(self._url(primary_url, "primary_url", "primary_url"))
+            replicas = [self._credentials(self._decrypted_password(u, "")) for u in jdbc_replicas]
+            replicas += [
                 self._credentials(self._url(u, "replica_urls", f"replica_urls[{i}]"))
                 for i, u in enumerate(v.get("replica_urls", []))
             ]
@@ -708,9 +820,9 @@ class _Builder:
             ) from None
         replicas = []
         for entry in v.get("replica_hosts", []):
-            host, _, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
             try:
-                replicas.append(base.set(host=host, port=_port(port) if port else base.port))
+                host, port = _split_host(entry, base.port)
+                replicas.append(base.set(host=host, port=port))
             except ValueError:
                 raise ConfigurationError(
                     f"{self.where['replica_hosts']}: {entry!r}: expected host or host:port "
@@ -1062,7 +1174,7 @@ def _read_properties(path: Path) -> list[tuple[str, str, int]]:
     return parse_properties(text)
 
 
-_PREFIX_MARKERS = ("host", "url", "primary_url", "hostname", "server")
+_PREFIX_MARKERS = ("host", "url", "primary_url")
 
 
 def _detect_prefix(path: Path, entries: list[tuple[str, str, int]]) -> str:

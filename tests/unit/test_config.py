@@ -551,3 +551,84 @@ def test_engine_options_from_keyword_arguments_merge(tmp_path: Path) -> None:
     kwargs = s.cluster_kwargs(engine_options={"echo": True}, fallback_to_primary=False)
     assert kwargs["engine_options"] == {"pool_size": 3, "echo": True}
     assert kwargs["fallback_to_primary"] is False
+
+
+# ---------------------------------------------------------------------------------- JDBC URLs
+
+
+def test_jdbc_replication_url_in_a_properties_file(tmp_path: Path) -> None:
+    token = encrypt("p+w/d=", KEY)  # base64 with "+", "/" and "=" inside a query string
+    path = write(
+        tmp_path,
+        "db.properties",
+        f"""\
+        db.url=jdbc:mysql:replication://db1:3307,db2,[fd00::3]:3308/shop?user=app&password=ENC({token})&characterEncoding=utf8&useSSL=false
+        db.maxReplicaLag=3
+        """,
+    )
+    s = settings_from_properties(path, environ={"RWSPLIT_ENCRYPTION_KEY": KEY})
+    assert [(u.host, u.port) for u in (s.primary, *s.replicas)] == [
+        ("db1", 3307),
+        ("db2", 3306),
+        ("fd00::3", 3308),
+    ]
+    assert {(u.username, u.password, u.database) for u in (s.primary, *s.replicas)} == {
+        ("app", "p+w/d=", "shop")
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("jdbc:mysql://db1,db2/shop", "Connector/J failover, not read/write splitting"),
+        ("jdbc:mysql://db1/shop?useSSL=true", r"asks for TLS \(useSSL\)"),
+        ("jdbc:mariadb://db1/shop?sslMode=verify-full", r"asks for TLS \(sslMode\)"),
+        ("jdbc:postgresql://db1/shop", "expected jdbc:mysql://"),
+        ("jdbc:mysql://db1:99999/shop", "'db1:99999' in the JDBC URL is not host"),
+    ],
+)
+def test_jdbc_urls_that_cannot_be_read(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        settings_from_dict({"url": url})
+
+
+def test_jdbc_url_with_separate_credentials() -> None:
+    s = settings_from_dict(
+        {"url": "jdbc:mariadb://db1/shop", "username": "app", "password": "pw"}, environ=NO_ENV
+    )
+    assert (s.primary.drivername, s.primary.username, s.primary.password) == (
+        "mysql+pymysql",
+        "app",
+        "pw",
+    )
+
+
+def test_ipv6_replica_hosts() -> None:
+    s = settings_from_dict({"host": "db1", "replica_hosts": "[::1]:3310, [fd00::2]"})
+    assert [(u.host, u.port) for u in s.replicas] == [("::1", 3310), ("fd00::2", 3306)]
+
+
+def test_an_unreadable_key_file_is_reported_once_per_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "db.properties",
+        f"db.host=h\ndb.username=ENC({JASYPT_DES})\ndb.password=ENC({JASYPT_DES})\n"
+        "db.encryptionKeyFile=missing.key\n",
+    )
+    with pytest.raises(SecretError) as info:
+        settings_from_properties(path, environ=NO_ENV)
+    msg = str(info.value)
+    assert msg.count("cannot read the encryption key file") == 2
+    assert "no decryption key" not in msg
+
+
+def test_sqlalchemy_url_objects_are_accepted() -> None:
+    from sqlalchemy.engine import make_url
+
+    s = settings_from_dict(
+        {
+            "primary_url": make_url("mysql+pymysql://u@db1/a"),
+            "replica_urls": [make_url("mysql+pymysql://u@db2/a")],
+        }
+    )
+    assert (s.primary.host, s.replicas[0].host) == ("db1", "db2")
