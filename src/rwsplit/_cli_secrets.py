@@ -125,7 +125,9 @@ def _request(args: argparse.Namespace, decrypting: bool) -> _Request:
     try:
         iterations = int(pairs.get("keyObtentionIterations", secrets.DEFAULT_ITERATIONS))
     except ValueError:
-        raise _UsageError("keyObtentionIterations must be a positive integer") from None
+        iterations = 0
+    if iterations < 1:
+        raise _UsageError("keyObtentionIterations must be a positive integer")
     output_type = pairs.get("stringOutputType", "base64")
     if output_type.lower() not in ("base64", "hexadecimal"):
         raise _UsageError("stringOutputType must be base64 or hexadecimal")

@@ -35,11 +35,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
+from typing import TYPE_CHECKING
 
 from .errors import SecretError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = [
     "ALGORITHMS",
@@ -119,6 +120,15 @@ def _key_bytes(key: str) -> bytes:
 def _cipher(
     scheme: _Scheme, key: bytes, salt: bytes, iv: bytes, iterations: int
 ) -> Cipher[modes.CBC]:
+    # Imported here: `import rwsplit` stays light for applications without ENC() values.
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import (
+        Cipher,
+        CipherAlgorithm,
+        algorithms,
+        modes,
+    )
+
     algorithm: CipherAlgorithm
     if scheme.name == DES:
         derived = key + salt

@@ -119,6 +119,7 @@ def test_wrong_key_exits_1_with_jasypt_error_layout(capsys: pytest.CaptureFixtur
         (["encrypt", "input=x", "password=k", "providerName=BC"], "providerName is not supported"),
         (["encrypt", "input=x", "password=k", "algorithm=PBEWithSHA1AndRC4"], "unsupported"),
         (["encrypt", "input=x", "password=k", "verbose=perhaps"], "expected true or false"),
+        (["encrypt", "--input", "x", "--password", "k", "--iterations", "0"], "positive integer"),
         (
             [
                 "encrypt",
