@@ -241,8 +241,8 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="read the cluster's settings from a TOML file (*.toml) or a Java .properties "
-        "file; the $RWSPLIT_* cluster variables are then not read, --primary/--replica "
-        "still override the file's nodes",
+        "file; the $RWSPLIT_* cluster options are then not read (the encryption key "
+        "variables still are), --primary/--replica still override the file's nodes",
     )
     g.add_argument(
         "--key",
@@ -255,8 +255,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
     """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options.
 
-    Precedence: ``--primary`` / ``--replica``, then ``--config FILE`` (or, without it, the
-    ``RWSPLIT_*`` environment variables), then *options* given by the command.
+    Where the nodes are: ``--primary`` / ``--replica``, else ``--config FILE`` (or, without
+    it, the ``RWSPLIT_*`` environment variables). The other options come from the file (or
+    the environment); *options*, which the command itself needs, win over them.
     """
     from .cluster import Cluster
     from .config import load_settings, settings_from_env
@@ -274,10 +275,12 @@ def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
     else:
         if key is not None:
             raise ConfigurationError("--key needs --config FILE")
-        if not args.primary and not os.environ.get("RWSPLIT_PRIMARY_URL"):
+        if not args.primary and not (
+            os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
+        ):
             raise ConfigurationError(
                 "no cluster given: pass --primary URL (and --replica URL ...), --config FILE, "
-                "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS"
+                "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS (or RWSPLIT_HOST ...)"
             )
         settings = settings_from_env(overrides=overrides)
     return Cluster.from_settings(settings, **options)

@@ -23,6 +23,8 @@ KEY_VARS = (
     "JASYPT_ENCRYPTOR_ALGORITHM",
     "RWSPLIT_PRIMARY_URL",
     "RWSPLIT_REPLICA_URLS",
+    "RWSPLIT_HOST",
+    "RWSPLIT_REPLICA_HOSTS",
 )
 
 
@@ -229,3 +231,12 @@ def test_bad_config_file_is_exit_1_without_the_password(
     props.write_text("db.host=db1\ndb.password=pa55-w0rd\n")
     code, _, _ = run(capsys, "probe", "--config", str(props))
     assert code == 0
+
+
+def test_host_style_environment_is_enough_for_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RWSPLIT_HOST", "db1")
+    monkeypatch.setenv("RWSPLIT_REPLICA_HOSTS", "db2:3307")
+    with cluster_from_args(parse()) as c:
+        assert [n.name for n in c.topology.nodes] == ["db1:3306", "db2:3307"]
