@@ -402,10 +402,13 @@ class Cluster:
         path: str | os.PathLike[str],
         *,
         key: str | None = None,
+        strict: bool = True,
         encryption_key_file: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> Cluster:
         """A cluster from a Java ``db.properties`` file, the keys under prefix *key*.
+
+        *strict*: unknown keys under the prefix are errors (``False``: logged and ignored).
 
         >>> import pathlib, tempfile
         >>> tmp = tempfile.TemporaryDirectory()
@@ -420,7 +423,9 @@ class Cluster:
         """
         from .config import settings_from_properties
 
-        settings = settings_from_properties(path, key=key, encryption_key_file=encryption_key_file)
+        settings = settings_from_properties(
+            path, key=key, strict=strict, encryption_key_file=encryption_key_file
+        )
         return cls.from_settings(settings, **kwargs)
 
     @classmethod

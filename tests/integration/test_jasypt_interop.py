@@ -71,7 +71,8 @@ def jasypt(java: str, calls: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
             check=False,
         )
         err = proc.stderr.decode("utf-8", "replace")
-        assert proc.returncode == 0 and not err.strip(), f"Jasypt failed for {args}: {err}"
+        # Jasypt's CLI exits 0 even when it fails: its "ERROR" block on stderr says so.
+        assert proc.returncode == 0 and "ERROR" not in err, f"Jasypt failed for {args}: {err}"
         return proc.stdout.decode("utf-8")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
