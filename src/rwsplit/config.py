@@ -293,10 +293,16 @@ class Option:
 # ``Option("monitor_interval", _seconds, "cluster", "seconds between health polls"),``
 OPTIONS: tuple[Option, ...] = (
     # where the cluster is: full URLs ...
+    # (URLs may hold passwords: never echoed either)
     Option(
-        "primary_url", _url_value, "special", "SQLAlchemy (or JDBC) URL of the primary", ("url",)
+        "primary_url",
+        _url_value,
+        "special",
+        "SQLAlchemy (or JDBC) URL of the primary",
+        ("url",),
+        secret=True,
     ),
-    Option("replica_urls", _url_list, "special", "SQLAlchemy URLs of the replicas"),
+    Option("replica_urls", _url_list, "special", "SQLAlchemy URLs of the replicas", secret=True),
     # ... or its parts, as db.properties files keep them
     Option("host", _text, "special", "primary host name or address", ("hostname", "server")),
     Option("port", _port, "special", "port of every node without its own (default 3306)"),

@@ -75,3 +75,15 @@ def test_configuration_errors_never_show_the_password(tmp_path: Path) -> None:
     with pytest.raises(RwSplitError) as info:
         Cluster.from_dict({"primary_url": f"mysql+pymysql://app:{PASSWORD}@h/a", "password": "x"})
     assert PASSWORD not in str(info.value)
+
+
+def test_a_bad_url_list_is_not_echoed() -> None:
+    with pytest.raises(RwSplitError) as info:
+        Cluster.from_dict(
+            {
+                "primary_url": "mysql+pymysql://u@h/a",
+                "replica_urls": [f"mysql+pymysql://u:{PASSWORD}@r/a", 5],
+            }
+        )
+    assert "replica_urls: expected a list of strings" in str(info.value)
+    assert PASSWORD not in str(info.value)
