@@ -1066,6 +1066,14 @@ def settings_from_toml(
         replica_urls = ["mysql+pymysql://app:ENC(...)@db2:3306/shop"]
         max_replica_lag = 5
         encryption_key_file = "rwsplit.key"   # relative to this file
+
+    >>> import pathlib, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "rwsplit.toml"
+    >>> _ = path.write_text('[rwsplit]\\nhost = "db1"\\nmax_replica_lag = 5\\n')
+    >>> settings_from_toml(path).options
+    {'max_replica_lag': 5.0}
+    >>> tmp.cleanup()
     """
     p = Path(path)
     doc = _load_toml(p)
@@ -1224,6 +1232,14 @@ def settings_from_properties(
         db.cloud.validationQuery=SELECT 1
         db.cloud.testOnBorrow=true
 
+    >>> import pathlib, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "db.properties"
+    >>> _ = path.write_text("db.cloud.host=db1\\ndb.cloud.replicaHosts=db2\\n")
+    >>> settings_from_properties(path, key="db.cloud").replicas
+    (mysql+pymysql://db2:3306,)
+    >>> tmp.cleanup()
+
     :param key: the prefix (``"db.cloud"``); ``None`` finds it when the file describes one
         database; ``""`` means keys without a prefix.
     :param strict: unknown keys under the prefix are errors (``False``: logged and ignored).
@@ -1264,7 +1280,17 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> ClusterSettings:
     """Settings from a ``.toml`` file (*key*: its table) or a ``.properties`` file (*key*:
-    the key prefix), chosen by the file's suffix (anything but ``.toml`` is properties)."""
+    the key prefix), chosen by the file's suffix (anything but ``.toml`` is properties).
+
+    >>> import pathlib, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "app.properties"
+    >>> _ = path.write_text("db.url=jdbc:mysql:replication://db1,db2/shop?user=app\\n")
+    >>> s = load_settings(path)
+    >>> s.primary, s.replicas
+    (mysql+pymysql://app@db1:3306/shop, (mysql+pymysql://app@db2:3306/shop,))
+    >>> tmp.cleanup()
+    """
     common: dict[str, Any] = {
         "overrides": overrides,
         "encryption_key": encryption_key,

@@ -54,6 +54,7 @@ __all__ = [
     "encrypt",
     "is_encrypted",
     "load_key",
+    "read_key_file",
 ]
 
 log = logging.getLogger("rwsplit.secrets")
@@ -316,6 +317,14 @@ def read_key_file(path: str | os.PathLike[str]) -> str:
     """The key stored in *path* (one line; the trailing newline is dropped).
 
     :raises SecretError: the file cannot be read or is empty.
+
+    >>> import os, pathlib, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "rwsplit.key"
+    >>> _ = path.write_text("k3y\\n"); os.chmod(path, 0o600)
+    >>> read_key_file(path)
+    'k3y'
+    >>> tmp.cleanup()
     """
     p = Path(path)
     try:
