@@ -143,9 +143,9 @@ class RoutingSession(Session):
         cluster = self.cluster
         self._rw_read_node = None
         if clause is None:
-            # session.connection() or a flush: a unit of work that may write.
-            if self._flushing:
-                self._rw_sticky = True
+            # A flush, a bulk operation or session.connection(): whatever runs there may write,
+            # so the rest of the transaction stays on the primary too.
+            self._rw_sticky = True
             return cluster.write_engine()
         if requested is None:
             options = getattr(clause, "_execution_options", None)

@@ -213,3 +213,9 @@ def test_primary_window_reads_primary_after_a_write() -> None:
 def test_causal_token_is_kept_from_the_constructor(cluster: Cluster) -> None:
     assert cluster.session(causal_token="0-1-42").causal_token == "0-1-42"
     assert cluster.session().causal_token is None
+
+
+def test_bulk_operations_and_connection_stick_to_the_primary(cluster: Cluster) -> None:
+    s = cluster.session()
+    assert host(s.get_bind(User)) == "db1"  # mapper only, no statement: bulk save, connection()
+    assert host(s.get_bind(clause=select(User))) == "db1"
