@@ -24,6 +24,7 @@ from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from .balance import Balancer, RoundRobinBalancer
 from .config import ClusterSettings, TLSConfig
+from .consistency import ReadYourWrites
 from .errors import ConfigurationError, NoPrimaryError, NoReplicaAvailableError, SplitBrainError
 from .topology import Node, Role, Topology, node_name
 
@@ -110,6 +111,12 @@ class Cluster:
     :param balancer: picks a replica per read; :class:`~rwsplit.RoundRobinBalancer` by default.
     :param engine_options: keyword arguments for every :func:`sqlalchemy.create_engine`.
     :param on_topology_change: callbacks ``fn(old, new)`` run after each topology change.
+    :param read_your_writes: how a session reads its own committed writes: ``"gtid"`` (wait on
+        the replica for the commit's GTID, else read the primary), ``"primary"`` (read the
+        primary for ``sticky_window`` seconds) or ``"off"``. See :mod:`rwsplit.consistency`.
+    :param causal_timeout: longest wait, in seconds, for a replica to apply a session's write.
+    :param sticky_window: seconds a session reads from the primary after a write
+        (``read_your_writes="primary"``).
     :param tls: TLS settings for every node (:class:`~rwsplit.TLSConfig`).
     :param node_tls: TLS settings of particular nodes, by node name (``"db2:3306"``);
         they replace *tls* for that node.
@@ -137,6 +144,9 @@ class Cluster:
         balancer: Balancer | None = None,
         engine_options: Mapping[str, Any] | None = None,
         on_topology_change: Iterable[TopologyListener] = (),
+        read_your_writes: ReadYourWrites | str = ReadYourWrites.GTID,
+        causal_timeout: float = 0.5,
+        sticky_window: float = 2.0,
         tls: TLSConfig | None = None,
         node_tls: Mapping[str, TLSConfig] | None = None,
     ) -> None:
@@ -148,6 +158,17 @@ class Cluster:
             raise ConfigurationError(
                 f"down_retry_interval must be >= 0 seconds, got {down_retry_interval}"
             )
+        try:
+            self.read_your_writes = ReadYourWrites.coerce(read_your_writes)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if causal_timeout < 0 or sticky_window < 0:
+            raise ConfigurationError(
+                f"causal_timeout and sticky_window must be >= 0 seconds, got "
+                f"{causal_timeout} and {sticky_window}"
+            )
+        self.causal_timeout = causal_timeout
+        self.sticky_window = sticky_window
         primary_url = _coerce_url(primary, "primary")
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
@@ -353,7 +374,8 @@ class Cluster:
     def session(self, **kwargs: Any) -> RoutingSession:
         """A new :class:`~rwsplit.RoutingSession` on this cluster.
 
-        Keyword arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
+        ``causal_token=`` continues read-your-writes from another session; other keyword
+        arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
         """
         from .session import RoutingSession
 

@@ -254,6 +254,15 @@ def _validation_query(raw: Any) -> str:
     return text
 
 
+def _read_your_writes(raw: Any) -> Any:
+    from .consistency import ReadYourWrites
+
+    try:
+        return ReadYourWrites.coerce(_text(raw))
+    except ValueError:
+        raise ValueError("'gtid', 'primary' or 'off'") from None
+
+
 def _algorithm(raw: Any) -> str:
     from .secrets import ALGORITHMS
 
@@ -321,6 +330,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("fallback_to_primary", _bool, "cluster", "send reads to the primary if no replica can"),
     Option("max_replica_lag", _seconds_or_none, "cluster", "replicas lagging more take no reads"),
     Option("down_retry_interval", _seconds, "cluster", "seconds before a failed node is retried"),
+    Option("read_your_writes", _read_your_writes, "cluster", "gtid, primary or off"),
+    Option("causal_timeout", _seconds, "cluster", "longest wait for a replica to catch up (s)"),
+    Option("sticky_window", _seconds, "cluster", "seconds reads stay on the primary after a write"),
     # pools (create_engine keyword arguments), per node
     Option("pool_size", _int(0, "an integer >= 0"), "engine", "connections kept per node"),
     Option("max_overflow", _int(-1, "an integer >= -1"), "engine", "extra connections per node"),

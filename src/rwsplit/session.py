@@ -17,6 +17,7 @@ on the primary): the replica is taken out of routing and the application sees a 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from .classify import Classification, Flag, Target, classify_clause
+from .consistency import ReadYourWrites, capture_token, wait_for_token
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -70,7 +72,7 @@ class RoutingSession(Session):
     >>> cluster.close()
     """
 
-    def __init__(self, cluster: Cluster, **kwargs: Any) -> None:
+    def __init__(self, cluster: Cluster, *, causal_token: str | None = None, **kwargs: Any) -> None:
         if kwargs.get("bind") is not None or kwargs.get("binds"):
             from .errors import ConfigurationError
 
@@ -86,6 +88,10 @@ class RoutingSession(Session):
         self._rw_read_node: str | None = None  # replica chosen for the statement in flight
         self.last_classification: Classification | None = None
         """How the most recent statement was classified (for debugging and tests)."""
+        # Read-your-writes across transactions (see consistency.py).
+        self._rw_token: str | None = causal_token
+        self._rw_token_seen: set[str] = set()  # replicas known to have applied the token
+        self._rw_primary_until = 0.0  # read_your_writes="primary": read there until then
 
     # ------------------------------------------------------------------ public controls
 
@@ -102,6 +108,15 @@ class RoutingSession(Session):
     def on_primary(self) -> bool:
         """True when the next statement would go to the primary whatever it is."""
         return bool(self._rw_sticky or self._rw_forced or self._rw_pins)
+
+    @property
+    def causal_token(self) -> str | None:
+        """The GTID of this session's last committed write (``None`` before any).
+
+        Pass it to ``cluster.session(causal_token=...)`` in a later request to read your
+        writes there too (``read_your_writes="gtid"``).
+        """
+        return self._rw_token
 
     @property
     def pins(self) -> frozenset[str]:
@@ -128,9 +143,9 @@ class RoutingSession(Session):
         cluster = self.cluster
         self._rw_read_node = None
         if clause is None:
-            # session.connection() or a flush: a unit of work that may write.
-            if self._flushing:
-                self._rw_sticky = True
+            # A flush, a bulk operation or session.connection(): whatever runs there may write,
+            # so the rest of the transaction stays on the primary too.
+            self._rw_sticky = True
             return cluster.write_engine()
         if requested is None:
             options = getattr(clause, "_execution_options", None)
@@ -177,12 +192,47 @@ class RoutingSession(Session):
         )
 
     def _replica_engine(self) -> Engine:
-        route = self.cluster.read_route()
+        cluster = self.cluster
+        if self._rw_primary_until and time.monotonic() < self._rw_primary_until:
+            return cluster.write_engine()  # read_your_writes="primary", inside the window
+        route = cluster.read_route()
         if route is None:
-            return self.cluster.read_engine()  # fallback to the primary, or raise
+            return cluster.read_engine()  # fallback to the primary, or raise
         node, engine = route
+        token = self._rw_token
+        if (
+            token is not None
+            and node.name not in self._rw_token_seen
+            and not self._caught_up(node.name, engine, token)
+        ):
+            return cluster.write_engine()
         self._rw_read_node = node.name
         return engine
+
+    def _caught_up(self, name: str, engine: Engine, token: str) -> bool:
+        """Wait (bounded) until replica *name* has applied *token*; False: read elsewhere."""
+        try:
+            conn = self.connection(bind_arguments={"bind": engine})
+            ok = wait_for_token(conn, token, self.cluster.causal_timeout)
+        except DBAPIError as exc:
+            if is_connection_failure(exc):
+                self._forget_connection(engine)
+                self.cluster.mark_down(name, f"causal wait failed: {_short(exc)}")
+            else:
+                log.warning(
+                    "causal wait on %s failed (%s); reading from the primary", name, _short(exc)
+                )
+            return False
+        if ok:
+            self._rw_token_seen.add(name)
+        else:
+            log.info(
+                "replica %s has not applied %s within %.2fs; reading from the primary",
+                name,
+                token,
+                self.cluster.causal_timeout,
+            )
+        return ok
 
     # ------------------------------------------------------------------ read retry
 
@@ -231,6 +281,23 @@ def _short(exc: DBAPIError) -> str:
     if len(args) >= 2:
         return f"{args[0]}: {args[1]}"
     return type(orig).__name__
+
+
+@event.listens_for(RoutingSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    if not isinstance(session, RoutingSession) or not session._rw_sticky:
+        return  # nothing written: nothing new to wait for
+    mode = session.cluster.read_your_writes
+    if mode is ReadYourWrites.GTID:
+        primary = session.cluster._routes.primary
+        trans = session.get_transaction()
+        if primary is not None and trans is not None:
+            token = capture_token(getattr(trans, "_connections", None), primary)
+            if token is not None:
+                session._rw_token = token
+                session._rw_token_seen.clear()
+    elif mode is ReadYourWrites.PRIMARY:
+        session._rw_primary_until = time.monotonic() + session.cluster.sticky_window
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

@@ -632,3 +632,27 @@ def test_sqlalchemy_url_objects_are_accepted() -> None:
         }
     )
     assert (s.primary.host, s.replicas[0].host) == ("db1", "db2")
+
+
+def test_read_your_writes_options() -> None:
+    from rwsplit.consistency import ReadYourWrites
+
+    s = settings_from_env(
+        {
+            "RWSPLIT_HOST": "db1",
+            "RWSPLIT_READ_YOUR_WRITES": "Primary",
+            "RWSPLIT_STICKY_WINDOW": "1.5",
+            "RWSPLIT_CAUSAL_TIMEOUT": "0.2",
+        }
+    )
+    assert s.options == {
+        "read_your_writes": ReadYourWrites.PRIMARY,
+        "sticky_window": 1.5,
+        "causal_timeout": 0.2,
+    }
+    with Cluster.from_settings(s) as c:
+        assert c.read_your_writes is ReadYourWrites.PRIMARY and c.sticky_window == 1.5
+    with pytest.raises(
+        ConfigurationError, match="expected 'gtid', 'primary' or 'off', got 'eventual'"
+    ):
+        settings_from_dict({"host": "db1", "readYourWrites": "eventual"})
