@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,26 +33,24 @@ def require_server() -> None:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def _running(base_dir: Path, **kwargs: Any) -> Iterator[Sandbox]:
     require_server()
-    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("sandbox"))
+    sb = Sandbox(replicas=2, base_dir=base_dir, **kwargs)
     sb.start()
     try:
         yield sb
     finally:
         sb.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from _running(tmp_path_factory.mktemp("sandbox"))
 
 
 @pytest.fixture
 def fresh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_server()
-    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("fresh"))
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
+    yield from _running(tmp_path_factory.mktemp("fresh"))
 
 
 @pytest.fixture

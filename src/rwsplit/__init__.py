@@ -12,6 +12,7 @@ from __future__ import annotations
 from .balance import Balancer, RandomBalancer, RoundRobinBalancer
 from .classify import Classification, Flag, Target, classify, classify_clause
 from .cluster import Cluster
+from .config import ClusterSettings, TLSConfig
 from .errors import (
     ClassificationError,
     ConfigurationError,
@@ -40,6 +41,7 @@ __all__ = [
     "Classification",
     "ClassificationError",
     "Cluster",
+    "ClusterSettings",
     "ConfigurationError",
     "FailoverError",
     "Flag",
@@ -58,6 +60,7 @@ __all__ = [
     "SecretError",
     "ServerBinaryNotFoundError",
     "SplitBrainError",
+    "TLSConfig",
     "Target",
     "Topology",
     "TopologyError",

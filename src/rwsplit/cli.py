@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["rwsplit._cli_secrets"]
 
 
 # ---------------------------------------------------------------------------------- cluster args
@@ -260,24 +260,53 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQLAlchemy URL of a replica; repeat for each "
         "(default: $RWSPLIT_REPLICA_URLS, comma-separated)",
     )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the cluster's settings from a TOML file (*.toml) or a Java .properties "
+        "file; the $RWSPLIT_* cluster options are then not read (the encryption key "
+        "variables still are), --primary/--replica still override the file's nodes",
+    )
+    g.add_argument(
+        "--key",
+        metavar="PREFIX",
+        help="with --config: the key prefix in a .properties file (e.g. db.cloud; found "
+        "automatically when the file has one) or the table in a TOML file (default rwsplit)",
+    )
 
 
 def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
-    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options."""
+    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options.
+
+    Where the nodes are: ``--primary`` / ``--replica``, else ``--config FILE`` (or, without
+    it, the ``RWSPLIT_*`` environment variables). The other options come from the file (or
+    the environment); *options*, which the command itself needs, win over them.
+    """
     from .cluster import Cluster
+    from .config import load_settings, settings_from_env
     from .errors import ConfigurationError
 
-    primary = args.primary or os.environ.get("RWSPLIT_PRIMARY_URL")
-    if not primary:
-        raise ConfigurationError(
-            "no cluster given: pass --primary URL (and --replica URL ...) or set "
-            "RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS"
-        )
-    replicas = args.replica
-    if replicas is None:
-        env = os.environ.get("RWSPLIT_REPLICA_URLS", "")
-        replicas = [u.strip() for u in env.split(",") if u.strip()]
-    return Cluster(primary, replicas, **options)
+    config = getattr(args, "config", None)
+    key = getattr(args, "key", None)
+    overrides: dict[str, Any] = {}
+    if args.primary:
+        overrides["primary_url"] = args.primary
+    if args.replica:
+        overrides["replica_urls"] = args.replica
+    if config:
+        settings = load_settings(config, key=key, overrides=overrides)
+    else:
+        if key is not None:
+            raise ConfigurationError("--key needs --config FILE")
+        if not args.primary and not (
+            os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
+        ):
+            raise ConfigurationError(
+                "no cluster given: pass --primary URL (and --replica URL ...), --config FILE, "
+                "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS (or RWSPLIT_HOST ...)"
+            )
+        settings = settings_from_env(overrides=overrides)
+    return Cluster.from_settings(settings, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

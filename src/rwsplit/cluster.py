@@ -9,6 +9,7 @@ current routing snapshot (:class:`_Routes`) without a lock.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from .balance import Balancer, RoundRobinBalancer
+from .config import ClusterSettings, TLSConfig
+from .consistency import ReadYourWrites
 from .errors import ConfigurationError, NoPrimaryError, NoReplicaAvailableError, SplitBrainError
 from .topology import Node, Role, Topology, node_name
 
@@ -108,6 +111,18 @@ class Cluster:
     :param balancer: picks a replica per read; :class:`~rwsplit.RoundRobinBalancer` by default.
     :param engine_options: keyword arguments for every :func:`sqlalchemy.create_engine`.
     :param on_topology_change: callbacks ``fn(old, new)`` run after each topology change.
+    :param read_your_writes: how a session reads its own committed writes: ``"gtid"`` (wait on
+        the replica for the commit's GTID, else read the primary), ``"primary"`` (read the
+        primary for ``sticky_window`` seconds) or ``"off"``. See :mod:`rwsplit.consistency`.
+    :param causal_timeout: longest wait, in seconds, for a replica to apply a session's write.
+    :param sticky_window: seconds a session reads from the primary after a write
+        (``read_your_writes="primary"``).
+    :param tls: TLS settings for every node (:class:`~rwsplit.TLSConfig`).
+    :param node_tls: TLS settings of particular nodes, by node name (``"db2:3306"``);
+        they replace *tls* for that node.
+
+    Clusters can also be made from configuration: :meth:`from_properties`,
+    :meth:`from_toml`, :meth:`from_env`, :meth:`from_dict`, :meth:`from_config`.
 
     >>> cluster = Cluster(
     ...     primary="mysql+pymysql://app:secret@db1:3306/shop",
@@ -129,6 +144,11 @@ class Cluster:
         balancer: Balancer | None = None,
         engine_options: Mapping[str, Any] | None = None,
         on_topology_change: Iterable[TopologyListener] = (),
+        read_your_writes: ReadYourWrites | str = ReadYourWrites.GTID,
+        causal_timeout: float = 0.5,
+        sticky_window: float = 2.0,
+        tls: TLSConfig | None = None,
+        node_tls: Mapping[str, TLSConfig] | None = None,
     ) -> None:
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
@@ -138,6 +158,17 @@ class Cluster:
             raise ConfigurationError(
                 f"down_retry_interval must be >= 0 seconds, got {down_retry_interval}"
             )
+        try:
+            self.read_your_writes = ReadYourWrites.coerce(read_your_writes)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if causal_timeout < 0 or sticky_window < 0:
+            raise ConfigurationError(
+                f"causal_timeout and sticky_window must be >= 0 seconds, got "
+                f"{causal_timeout} and {sticky_window}"
+            )
+        self.causal_timeout = causal_timeout
+        self.sticky_window = sticky_window
         primary_url = _coerce_url(primary, "primary")
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
@@ -146,6 +177,16 @@ class Cluster:
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"the same host:port appears twice among the nodes: {names}")
+        self._tls = tls
+        self._node_tls: dict[str, TLSConfig] = dict(node_tls or {})
+        for name, node_config in self._node_tls.items():
+            if name not in names:
+                raise ConfigurationError(
+                    f"node_tls names {name!r}, which is not a node; nodes: {', '.join(names)}"
+                )
+            node_config.check_files()
+        if tls is not None:
+            tls.check_files()
 
         self.fallback_to_primary = fallback_to_primary
         self.max_replica_lag = max_replica_lag
@@ -184,6 +225,9 @@ class Cluster:
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
         options = dict(self._engine_options)
+        tls = self._node_tls.get(node_name(url), self._tls)
+        if tls is not None:
+            options["connect_args"] = {**options.get("connect_args", {}), **tls.connect_args()}
         if not writable:
             # Reads on replicas run as single autocommit statements: no snapshot held open,
             # no COMMIT round trip, and a read that fails can be retried elsewhere.
@@ -330,7 +374,8 @@ class Cluster:
     def session(self, **kwargs: Any) -> RoutingSession:
         """A new :class:`~rwsplit.RoutingSession` on this cluster.
 
-        Keyword arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
+        ``causal_token=`` continues read-your-writes from another session; other keyword
+        arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
         """
         from .session import RoutingSession
 
@@ -363,6 +408,130 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ from configuration
+    # Thin constructors over rwsplit.config; keyword arguments (balancer=,
+    # on_topology_change= ...) override the configured values.
+
+    @classmethod
+    def from_settings(cls, settings: ClusterSettings, **kwargs: Any) -> Cluster:
+        """A cluster from validated :class:`~rwsplit.ClusterSettings`."""
+        return cls(**settings.cluster_kwargs(**kwargs))
+
+    @classmethod
+    def from_properties(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key: str | None = None,
+        strict: bool = True,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Cluster:
+        """A cluster from a Java ``db.properties`` file, the keys under prefix *key*.
+
+        *strict*: unknown keys under the prefix are errors (``False``: logged and ignored).
+
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "db.properties"
+        >>> _ = path.write_text("db.cloud.host=db1\\ndb.cloud.replicaHosts=db2,db3\\n")
+        >>> with Cluster.from_properties(path, key="db.cloud") as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary), db2:3306(replica), db3:3306(replica)>
+        >>> tmp.cleanup()
+
+        See :func:`rwsplit.config.settings_from_properties`.
+        """
+        from .config import settings_from_properties
+
+        settings = settings_from_properties(
+            path, key=key, strict=strict, encryption_key_file=encryption_key_file
+        )
+        return cls.from_settings(settings, **kwargs)
+
+    @classmethod
+    def from_toml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "rwsplit",
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Cluster:
+        """A cluster from the ``[rwsplit]`` table (or *table*) of a TOML file.
+
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "rwsplit.toml"
+        >>> _ = path.write_text('[rwsplit]\\nprimary_url = "mysql+pymysql://app@db1/shop"\\n')
+        >>> with Cluster.from_toml(path) as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary)>
+        >>> tmp.cleanup()
+
+        See :func:`rwsplit.config.settings_from_toml`.
+        """
+        from .config import settings_from_toml
+
+        settings = settings_from_toml(path, table=table, encryption_key_file=encryption_key_file)
+        return cls.from_settings(settings, **kwargs)
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key: str | None = None,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Cluster:
+        """A cluster from a ``.toml`` or ``.properties`` file (chosen by suffix).
+
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "db.properties"
+        >>> _ = path.write_text("db.cloud.host=db1\\n")
+        >>> with Cluster.from_config(path, key="db.cloud") as cluster:
+        ...     cluster
+        <Cluster db1:3306(primary)>
+        >>> tmp.cleanup()
+        """
+        from .config import load_settings
+
+        settings = load_settings(path, key=key, encryption_key_file=encryption_key_file)
+        return cls.from_settings(settings, **kwargs)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Cluster:
+        """A cluster from ``RWSPLIT_PRIMARY_URL``, ``RWSPLIT_REPLICA_URLS`` and the other
+        ``RWSPLIT_*`` variables (*environ*: another mapping than ``os.environ``).
+
+        >>> env = {"RWSPLIT_PRIMARY_URL": "mysql+pymysql://app:pw@db1/shop"}
+        >>> Cluster.from_env(env)
+        <Cluster db1:3306(primary)>
+        """
+        from .config import settings_from_env
+
+        return cls.from_settings(settings_from_env(environ), **kwargs)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> Cluster:
+        """A cluster from a mapping of options (as in a TOML table).
+
+        >>> Cluster.from_dict({"host": "db1", "username": "app", "replica_hosts": "db2"})
+        <Cluster db1:3306(primary), db2:3306(replica)>
+        """
+        from .config import settings_from_dict
+
+        settings = settings_from_dict(data, encryption_key_file=encryption_key_file)
+        return cls.from_settings(settings, **kwargs)
 
     def __repr__(self) -> str:
         topology = self.topology

@@ -27,6 +27,8 @@ from .topology import node_name
 
 __all__ = ["node_counters", "run_demo"]
 
+_CAUSAL_WAITS = ("SELECT MASTER_GTID_WAIT", "SELECT WAIT_FOR_EXECUTED_GTID_SET")
+
 
 class _Base(DeclarativeBase):
     pass
@@ -113,7 +115,12 @@ def run_demo(
         sent: Counter[tuple[str, str]] = Counter()
 
         def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            kind = "read" if classify(statement).target is Target.REPLICA else "write"
+            if statement.startswith(_CAUSAL_WAITS):
+                kind = "wait"
+            elif classify(statement).target is Target.REPLICA:
+                kind = "read"
+            else:
+                kind = "write"
             sent[(node_name(conn.engine.url), kind)] += 1
 
         event.listen(Engine, "before_cursor_execute", count)
@@ -126,28 +133,35 @@ def run_demo(
         after = {n.address: node_counters(n) for n in sb.nodes}
 
         print()
-        print(f"{'node':<18} {'role':<8} | {'sent by rwsplit':^17} | {'server counters':^27}")
+        print(f"{'node':<18} {'role':<8} | {'sent by rwsplit':^23} | {'server counters':^23}")
         print(
-            f"{'':<18} {'':<8} | {'reads':>7} {'writes':>9} | {'Com_select':>11} {'own writes':>15}"
+            f"{'':<18} {'':<8} | {'reads':>7} {'writes':>7} {'waits':>7} | "
+            f"{'Com_select':>11} {'own writes':>11}"
         )
         print("-" * 80)
         for n in sb.nodes:
             a, b = after[n.address], before[n.address]
             print(
                 f"{n.address:<18} {role.get(n.address, '?'):<8} | "
-                f"{sent[(n.address, 'read')]:>7} {sent[(n.address, 'write')]:>9} | "
+                f"{sent[(n.address, 'read')]:>7} {sent[(n.address, 'write')]:>7} "
+                f"{sent[(n.address, 'wait')]:>7} | "
                 f"{a['Com_select'] - b['Com_select']:>11} "
-                f"{a['own_binlog_writes'] - b['own_binlog_writes']:>15}"
+                f"{a['own_binlog_writes'] - b['own_binlog_writes']:>11}"
             )
         print()
-        print("sent by rwsplit: statements the routing session sent to each node.")
         print(
-            "Com_select: the server's own count (it includes SQLAlchemy's few first-connect "
-            "queries)."
+            "sent by rwsplit: statements the routing session sent to each node; 'waits' are\n"
+            "  read-your-writes checks: a replica confirming it has applied the session's last\n"
+            "  commit before it serves the session's next read."
         )
         print(
-            "own writes: transactions in the node's own binary log; replicated changes are "
-            "not logged there, so a replica shows 0 unless something wrote on it."
+            "Com_select: the server's own count; it includes SQLAlchemy's first-connect\n"
+            "  queries, the waits, and on the primary one 'SELECT @@last_gtid' per commit\n"
+            "  that wrote (the GTID the waits wait for)."
+        )
+        print(
+            "own writes: transactions in the node's own binary log. Replicated changes are\n"
+            "  not logged there, so a replica shows 0 unless something wrote on it."
         )
         progress("stopping the sandbox")
     progress(f"demo finished in {time.monotonic() - t0:.1f}s")

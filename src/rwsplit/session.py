@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
 from .classify import Classification, Flag, Target, classify_clause
+from .consistency import ReadYourWrites, capture_token, wait_for_token
 from .errors import RoutingError
 
 if TYPE_CHECKING:
@@ -121,7 +123,7 @@ class RoutingSession(Session):
     >>> cluster.close()
     """
 
-    def __init__(self, cluster: Cluster, **kwargs: Any) -> None:
+    def __init__(self, cluster: Cluster, *, causal_token: str | None = None, **kwargs: Any) -> None:
         if kwargs.get("bind") is not None or kwargs.get("binds"):
             from .errors import ConfigurationError
 
@@ -142,6 +144,10 @@ class RoutingSession(Session):
         """Statements of this session a replica rejected as read-only, re-run on the primary."""
         self.last_classification: Classification | None = None
         """How the most recent statement was classified (for debugging and tests)."""
+        # Read-your-writes across transactions (see consistency.py).
+        self._rw_token: str | None = causal_token
+        self._rw_token_seen: set[str] = set()  # replicas known to have applied the token
+        self._rw_primary_until = 0.0  # read_your_writes="primary": read there until then
 
     # ------------------------------------------------------------------ public controls
 
@@ -158,6 +164,15 @@ class RoutingSession(Session):
     def on_primary(self) -> bool:
         """True when the next statement would go to the primary whatever it is."""
         return bool(self._rw_sticky or self._rw_forced or self._rw_pins)
+
+    @property
+    def causal_token(self) -> str | None:
+        """The GTID of this session's last committed write (``None`` before any).
+
+        Pass it to ``cluster.session(causal_token=...)`` in a later request to read your
+        writes there too (``read_your_writes="gtid"``).
+        """
+        return self._rw_token
 
     @property
     def pins(self) -> frozenset[str]:
@@ -222,9 +237,9 @@ class RoutingSession(Session):
             self._rw_sticky = True
             return cluster.write_engine()
         if clause is None:
-            # session.connection() or a flush: a unit of work that may write.
-            if self._flushing:
-                self._rw_sticky = True
+            # A flush, a bulk operation or session.connection(): whatever runs there may write,
+            # so the rest of the transaction stays on the primary too.
+            self._rw_sticky = True
             return cluster.write_engine()
         if requested is None:
             options = getattr(clause, "_execution_options", None)
@@ -281,12 +296,14 @@ class RoutingSession(Session):
     # ------------------------------------------------------------------ read-only transactions
 
     def _begin_read_only_transaction(self) -> Engine:
-        route = self.cluster.read_route()
-        if route is None:
-            # No replica: run the transaction on the primary like any other.
+        # The balancer and the read-your-writes policy choose the replica, as for any read.
+        engine = self._replica_engine()
+        if self._rw_read_node is None:
+            # No replica can take it (none readable, or read-your-writes wants the primary):
+            # the transaction runs on the primary like any other.
             self._rw_sticky = True
-            return self.cluster.read_engine()
-        engine = route[1]
+            return engine
+        self._rw_read_node = None  # a transaction is never re-run on another node
         _watch_open_transactions(engine)
         self._rw_ro_engine = engine
         self._rw_ro_opened = True
@@ -345,12 +362,47 @@ class RoutingSession(Session):
         )
 
     def _replica_engine(self) -> Engine:
-        route = self.cluster.read_route()
+        cluster = self.cluster
+        if self._rw_primary_until and time.monotonic() < self._rw_primary_until:
+            return cluster.write_engine()  # read_your_writes="primary", inside the window
+        route = cluster.read_route()
         if route is None:
-            return self.cluster.read_engine()  # fallback to the primary, or raise
+            return cluster.read_engine()  # fallback to the primary, or raise
         node, engine = route
+        token = self._rw_token
+        if (
+            token is not None
+            and node.name not in self._rw_token_seen
+            and not self._caught_up(node.name, engine, token)
+        ):
+            return cluster.write_engine()
         self._rw_read_node = node.name
         return engine
+
+    def _caught_up(self, name: str, engine: Engine, token: str) -> bool:
+        """Wait (bounded) until replica *name* has applied *token*; False: read elsewhere."""
+        try:
+            conn = self.connection(bind_arguments={"bind": engine})
+            ok = wait_for_token(conn, token, self.cluster.causal_timeout)
+        except DBAPIError as exc:
+            if is_connection_failure(exc):
+                self._forget_connection(engine)
+                self.cluster.mark_down(name, f"causal wait failed: {_short(exc)}")
+            else:
+                log.warning(
+                    "causal wait on %s failed (%s); reading from the primary", name, _short(exc)
+                )
+            return False
+        if ok:
+            self._rw_token_seen.add(name)
+        else:
+            log.info(
+                "replica %s has not applied %s within %.2fs; reading from the primary",
+                name,
+                token,
+                self.cluster.causal_timeout,
+            )
+        return ok
 
     # ------------------------------------------------------------------ read retry
 
@@ -471,6 +523,23 @@ def _watch_open_transactions(engine: Engine) -> None:
         with _watch_lock:
             if not event.contains(engine, "reset", _end_open_transaction):
                 event.listen(engine, "reset", _end_open_transaction)
+
+
+@event.listens_for(RoutingSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    if not isinstance(session, RoutingSession) or not session._rw_sticky:
+        return  # nothing written: nothing new to wait for
+    mode = session.cluster.read_your_writes
+    if mode is ReadYourWrites.GTID:
+        primary = session.cluster._routes.primary
+        trans = session.get_transaction()
+        if primary is not None and trans is not None:
+            token = capture_token(getattr(trans, "_connections", None), primary)
+            if token is not None:
+                session._rw_token = token
+                session._rw_token_seen.clear()
+    elif mode is ReadYourWrites.PRIMARY:
+        session._rw_primary_until = time.monotonic() + session.cluster.sticky_window
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")

@@ -194,3 +194,28 @@ def test_passwords_never_in_reprs_or_errors(cluster: Cluster) -> None:
 def test_bind_arguments_are_refused() -> None:
     with Cluster(P) as c, pytest.raises(ConfigurationError, match="bind"):
         c.session(bind=c.write_engine())
+
+
+def test_read_your_writes_option_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="'gtid', 'primary', 'off'"):
+        Cluster(P, read_your_writes="sometimes")
+    with pytest.raises(ConfigurationError, match="causal_timeout"):
+        Cluster(P, causal_timeout=-1)
+
+
+def test_primary_window_reads_primary_after_a_write() -> None:
+    with Cluster(P, [R1], read_your_writes="primary", sticky_window=60) as c:
+        s = c.session()
+        s._rw_primary_until = 1e18  # as after a commit that wrote
+        assert host(s.get_bind(clause=select(User))) == "db1"
+
+
+def test_causal_token_is_kept_from_the_constructor(cluster: Cluster) -> None:
+    assert cluster.session(causal_token="0-1-42").causal_token == "0-1-42"
+    assert cluster.session().causal_token is None
+
+
+def test_bulk_operations_and_connection_stick_to_the_primary(cluster: Cluster) -> None:
+    s = cluster.session()
+    assert host(s.get_bind(User)) == "db1"  # mapper only, no statement: bulk save, connection()
+    assert host(s.get_bind(clause=select(User))) == "db1"
