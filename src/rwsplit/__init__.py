@@ -30,7 +30,7 @@ from .errors import (
     TopologyError,
     TransactionOutcomeUnknownError,
 )
-from .session import EXECUTION_OPTION, RoutingSession
+from .session import EXECUTION_OPTION, RoutingSession, healed_statements
 from .topology import Node, Role, Topology
 
 __version__ = "0.1.0"
@@ -68,4 +68,5 @@ __all__ = [
     "__version__",
     "classify",
     "classify_clause",
+    "healed_statements",
 ]

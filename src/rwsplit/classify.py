@@ -25,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import TextClause
-from sqlalchemy.sql.selectable import CompoundSelect, Select
+from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
 from .errors import ClassificationError
 
@@ -85,6 +87,10 @@ class Classification:
     target: Target
     reason: str
     flags: Flag = Flag.NONE
+    resource: str | None = None
+    """For :attr:`Flag.PIN` / :attr:`Flag.UNPIN`: the connection-bound resource taken or released
+    (``"named lock"``, ``"LOCK TABLES"``, ``"HANDLER h"``, ``"prepared statement s"``,
+    ``"temporary table t"``)."""
 
     @property
     def is_read(self) -> bool:
@@ -108,9 +114,11 @@ class _Tok(NamedTuple):
     up: str  # upper-cased text for WORD / SYSVAR, else the text itself
 
 
+# Whitespace is consumed in front of every token by the same match (half as many matches);
+# ``end`` matches only trailing whitespace. Words come first: they are the most common token.
 _TOKEN_RE = re.compile(
-    r"""
-      (?P<ws>\s+)
+    r"""\s*(?:
+      (?P<word>(?![nN]')[^\W\d][\w$]*|\$[\w$]*)
     | (?P<linecomment>(?:--(?=[\s]|$)|\#)[^\n]*)
     | (?P<hint>/\*\+.*?\*/)
     | (?P<execopen>/\*M?!\d*)
@@ -122,59 +130,97 @@ _TOKEN_RE = re.compile(
     | (?P<uservar>@(?:[A-Za-z0-9_$.]+|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`))
     | (?P<number>(?:0x[0-9A-Fa-f]+|0b[01]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
                  (?![A-Za-z_$]))
-    | (?P<word>[^\W\d][\w$]*|\d+[A-Za-z_$][\w$]*|\$[\w$]*)
+    | (?P<digitword>\d+[A-Za-z_$][\w$]*)
     | (?P<semi>;)
     | (?P<lparen>\()
     | (?P<rparen>\))
     | (?P<comma>,)
     | (?P<dot>\.)
     | (?P<op>:=|<=>|<<|>>|<=|>=|<>|!=|&&|\|\||->>|->|[-+*/%=<>!~^&|?:{}\[\]\\])
-    """,
+    | (?P<end>\Z)
+    )""",
     re.VERBOSE | re.DOTALL | re.IGNORECASE,
 )
 
+_SKIP = -1
+_COMMENT = -2
 _KIND_OF_GROUP = {
+    "word": WORD,
+    "linecomment": _COMMENT,
     "hint": HINT,
+    "execopen": _SKIP,
+    "blockcomment": _COMMENT,
+    "execclose": _SKIP,
     "string": STRING,
     "quotedid": QUOTED_ID,
     "sysvar": SYSVAR,
     "uservar": USERVAR,
     "number": NUMBER,
-    "word": WORD,
+    "digitword": WORD,
     "semi": SEMI,
     "lparen": LPAREN,
     "rparen": RPAREN,
     "comma": COMMA,
     "dot": DOT,
     "op": OP,
+    "end": _SKIP,
 }
-_SKIPPED = frozenset({"ws", "linecomment", "blockcomment", "execopen", "execclose"})
+# Kind by group number (every group above is top-level, so ``Match.lastindex`` names it).
+_KIND_BY_INDEX = [_SKIP] * (_TOKEN_RE.groups + 1)
+for _name, _index in _TOKEN_RE.groupindex.items():
+    _KIND_BY_INDEX[_index] = _KIND_OF_GROUP[_name]
+_KIND_BY_INDEX_T = tuple(_KIND_BY_INDEX)
+_new_tok = tuple.__new__
+
+# Routing hints in comments: rwsplit's own and MaxScale's (so apps moving from MaxScale keep
+# working). Only comments are searched, never string literals.
+_ROUTING_HINT_RE = re.compile(
+    r"rwsplit:\s*(primary|replica|master|slave)\b"
+    r"|maxscale\s+route\s+to\s+(master|slave|last)\b",
+    re.IGNORECASE,
+)
+_HINT_TARGETS = {
+    "primary": "primary",
+    "master": "primary",
+    "replica": "replica",
+    "slave": "replica",
+    "last": "last",
+}
 
 
 class _LexError(Exception):
     """The text is not lexically valid SQL (unterminated string or comment, stray byte)."""
 
 
-def _lex(sql: str) -> list[_Tok]:
-    """Split *sql* into tokens, dropping whitespace and comments; raise :class:`_LexError`."""
+def _lex(sql: str) -> tuple[list[_Tok], str | None]:
+    """Split *sql* into tokens, dropping whitespace and comments; raise :class:`_LexError`.
+
+    Returns the tokens and the first routing hint found in a comment (``"primary"``,
+    ``"replica"``, ``"last"``) or ``None``.
+    """
     toks: list[_Tok] = []
     append = toks.append
+    hint: str | None = None
     pos = 0
     end = len(sql)
     match = _TOKEN_RE.match
+    kinds = _KIND_BY_INDEX_T
+    new = _new_tok
     while pos < end:
         m = match(sql, pos)
         if m is None:
             raise _LexError(f"cannot read the text at offset {pos}")
-        group = m.lastgroup
-        assert group is not None
         pos = m.end()
-        if group in _SKIPPED:
+        kind = kinds[m.lastindex or 0]
+        if kind < 0:
+            if kind == _COMMENT and hint is None:
+                found = _ROUTING_HINT_RE.search(sql, m.start(m.lastindex or 0), pos)
+                if found is not None:
+                    hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
             continue
-        text = m.group()
-        kind = _KIND_OF_GROUP[group]
-        append(_Tok(kind, text, text.upper() if kind in (WORD, SYSVAR) else text))
-    return toks
+        text = m.group(m.lastindex or 0)
+        append(new(_Tok, (kind, text, text.upper() if kind in (WORD, SYSVAR) else text)))
+    return toks, hint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,6 +228,11 @@ def _lex(sql: str) -> list[_Tok]:
 # ---------------------------------------------------------------------------------------------
 
 _Rule = Callable[[list[_Tok]], Classification]
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
 
 PRIMARY_UNKNOWN = "unknown statement: sent to the primary"
 
@@ -416,75 +467,142 @@ _READ_ONLY_FUNCTIONS = frozenset(
         "YEAR",
         "YEARWEEK",
     ]
+) | frozenset(
+    # MariaDB / MySQL built-ins beyond the common core (string, JSON, GIS, window, Oracle mode).
+    _words("""
+    ADD_MONTHS AGAINST ASTEXT ASWKT BIT_LENGTH CHR COLUMN_CHECK COLUMN_CREATE COLUMN_EXISTS
+    COLUMN_GET COLUMN_JSON COLUMN_LIST CUME_DIST DECODE_ORACLE DES_DECRYPT DES_ENCRYPT
+    ENCRYPT FORMAT_BYTES FORMAT_PICO_TIME GEOMETRYCOLLECTION GEOMFROMTEXT GET_FORMAT GROUPING
+    IS_IPV4 IS_IPV4_COMPAT IS_IPV4_MAPPED IS_IPV6 JSON_ARRAY_APPEND JSON_ARRAY_INSERT
+    JSON_ARRAY_INTERSECT JSON_COMPACT JSON_DETAILED JSON_EQUALS JSON_EXISTS JSON_INSERT
+    JSON_KEY_VALUE JSON_LOOSE JSON_MERGE JSON_MERGE_PATCH JSON_MERGE_PRESERVE JSON_NORMALIZE
+    JSON_OBJECT_FILTER_KEYS JSON_OBJECT_TO_ARRAY JSON_OVERLAPS JSON_PRETTY JSON_REMOVE
+    JSON_REPLACE JSON_SCHEMA_VALID JSON_SET JSON_TABLE KDF LENGTHB LINESTRING LOAD_FILE
+    LTRIM_ORACLE MAKE_SET MATCH MBRCONTAINS MBRDISJOINT MBREQUALS MBRINTERSECTS MBROVERLAPS
+    MBRTOUCHES MBRWITHIN MEDIAN MULTILINESTRING MULTIPOINT MULTIPOLYGON NAME_CONST
+    NATURAL_SORT_KEY NVL NVL2 OLD_PASSWORD PASSWORD PERCENTILE_CONT PERCENTILE_DISC POINT
+    POLYGON RANDOM_BYTES REGEXP_LIKE REPLACE_ORACLE ROLLUP ROWNUM RTRIM_ORACLE SFORMAT
+    SUBSTR_ORACLE SYS_GUID TO_CHAR TRIM_ORACLE WEIGHT_STRING X Y
+    ST_AREA ST_ASBINARY ST_ASGEOJSON ST_ASTEXT ST_ASWKB ST_ASWKT ST_BOUNDARY ST_BUFFER
+    ST_CENTROID ST_CONTAINS ST_CONVEXHULL ST_CROSSES ST_DIFFERENCE ST_DIMENSION ST_DISJOINT
+    ST_DISTANCE ST_DISTANCE_SPHERE ST_ENDPOINT ST_ENVELOPE ST_EQUALS ST_EXTERIORRING
+    ST_GEOMFROMGEOJSON ST_GEOMFROMTEXT ST_GEOMFROMWKB ST_GEOMETRYN ST_GEOMETRYTYPE
+    ST_INTERIORRINGN ST_INTERSECTION ST_INTERSECTS ST_ISCLOSED ST_ISEMPTY ST_ISRING
+    ST_ISSIMPLE ST_LENGTH ST_LINEFROMTEXT ST_NUMGEOMETRIES ST_NUMINTERIORRINGS ST_NUMPOINTS
+    ST_OVERLAPS ST_POINTFROMTEXT ST_POINTN ST_POLYFROMTEXT ST_RELATE ST_SRID ST_STARTPOINT
+    ST_SYMDIFFERENCE ST_TOUCHES ST_UNION ST_WITHIN ST_X ST_Y ST_GEOMCOLLFROMTEXT
+    ST_GEOMCOLLFROMWKB ST_LINEFROMWKB ST_POINTFROMWKB ST_POLYFROMWKB ST_MLINEFROMTEXT
+    ST_MPOINTFROMTEXT ST_MPOLYFROMTEXT ST_ISVALID ST_VALIDATE ST_SIMPLIFY ST_COLLECT
+    ST_LATFROMGEOHASH ST_LONGFROMGEOHASH ST_POINTFROMGEOHASH ST_GEOHASH ST_NUMINTERIORRING
+    AREA ASBINARY BOUNDARY BUFFER CENTROID CONTAINS CONVEXHULL CROSSES DIMENSION DISJOINT
+    ENDPOINT ENVELOPE EQUALS EXTERIORRING GEOMCOLLFROMTEXT GEOMETRYFROMTEXT GEOMETRYFROMWKB
+    GEOMETRYN GEOMETRYTYPE GEOMFROMWKB GLENGTH INTERIORRINGN INTERSECTS ISCLOSED ISEMPTY
+    ISRING ISSIMPLE LINEFROMTEXT MBREQUAL NUMGEOMETRIES NUMINTERIORRINGS NUMPOINTS OVERLAPS
+    POINTFROMTEXT POINTN POLYFROMTEXT SRID STARTPOINT TOUCHES WITHIN EXTRACTVALUE UPDATEXML
+    """)
 )
 
-# Keywords that may stand right before "(" without being a function call.
+# Words that may stand right before "(" without being a function call: keywords, and type
+# names inside CAST(x AS DECIMAL(10, 2)).
 _PAREN_KEYWORDS = frozenset(
-    [
-        "EXISTS",
-        "IN",
-        "NOT",
-        "AND",
-        "OR",
-        "XOR",
-        "IS",
-        "LIKE",
-        "RLIKE",
-        "REGEXP",
-        "BETWEEN",
-        "CASE",
-        "WHEN",
-        "THEN",
-        "ELSE",
-        "END",
-        "ANY",
-        "ALL",
-        "SOME",
-        "ROW",
-        "OVER",
-        "USING",
-        "ON",
-        "AS",
-        "FROM",
-        "WHERE",
-        "SELECT",
-        "DISTINCT",
-        "JOIN",
-        "UNION",
-        "INTERSECT",
-        "EXCEPT",
-        "LATERAL",
-        "WITH",
-        "RECURSIVE",
-        "VALUES",
-        "HAVING",
-        "BY",
-        "WINDOW",
-        "PARTITION",
-        "LIMIT",
-        "OFFSET",
-        "DIV",
-        "MOD",
-        "ESCAPE",
-        "STRAIGHT_JOIN",
-    ]
+    _words("""
+    EXISTS IN NOT AND OR XOR IS LIKE RLIKE REGEXP BETWEEN CASE WHEN THEN ELSE END ANY ALL SOME
+    ROW OVER USING ON AS FROM WHERE SELECT DISTINCT JOIN UNION INTERSECT EXCEPT LATERAL WITH
+    RECURSIVE VALUES HAVING BY WINDOW PARTITION LIMIT OFFSET DIV MOD ESCAPE STRAIGHT_JOIN
+    INDEX KEY FOR COLUMNS NESTED PATH ORDINALITY TABLE ROWS RANGE PRECEDING FOLLOWING
+    DECIMAL DEC NUMERIC FIXED BINARY CHAR CHARACTER VARCHAR NCHAR VARBINARY DATETIME TIME
+    TIMESTAMP FLOAT DOUBLE REAL INT INTEGER SIGNED UNSIGNED BIGINT SMALLINT TINYINT
+    INTERVAL SEPARATOR FILTER WITHIN GROUP RETURNING INTO SET IGNORE FORCE AT
+    """)
 )
 
 # Functions whose result depends on the connection that ran the previous statement.
 _LAST_CONNECTION_FUNCTIONS = frozenset({"FOUND_ROWS", "ROW_COUNT"})
 
+# Functions that take or release a named lock: the lock belongs to the connection.
+_LOCK_TAKING_FUNCTIONS = frozenset({"GET_LOCK"})
+_LOCK_RELEASING_FUNCTIONS = frozenset({"RELEASE_LOCK", "RELEASE_ALL_LOCKS"})
+_LOCK_QUERY_FUNCTIONS = frozenset({"IS_FREE_LOCK", "IS_USED_LOCK"})
+
+# Sequence functions: NEXTVAL/SETVAL advance the sequence (a write); LASTVAL reads the value
+# this connection last took.
+_SEQUENCE_WRITE_FUNCTIONS = frozenset({"NEXTVAL", "SETVAL", "NEXT_VALUE"})
+_SEQUENCE_READ_FUNCTIONS = frozenset({"LASTVAL", "CURRVAL"})
+
 # Session / system variables whose value belongs to the primary connection.
 _PRIMARY_SYSVARS = frozenset(
-    {"@@IDENTITY", "@@LAST_INSERT_ID", "@@LAST_GTID", "@@SESSION.LAST_INSERT_ID"}
+    {
+        "@@IDENTITY",
+        "@@LAST_INSERT_ID",
+        "@@LAST_GTID",
+        "@@SESSION.LAST_INSERT_ID",
+        "@@SESSION.IDENTITY",
+        "@@SESSION.LAST_GTID",
+        "@@INSERT_ID",
+    }
+)
+
+_WRITE_VERBS = frozenset({"UPDATE", "DELETE", "INSERT", "REPLACE"})
+_READ_VERBS = frozenset({"SELECT", "WITH", "TABLE", "VALUES", "SHOW", "DESCRIBE", "DESC", "HELP"})
+_READ_STARTS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
+
+# Words that, in a read, mean it is not a plain read; checked with one set lookup per word.
+_READ_TRIGGERS = frozenset(
+    {"FOR", "LOCK", "INTO", "SQL_CALC_FOUND_ROWS", "NEXT", "PREVIOUS"} | _WRITE_VERBS
 )
 
 
-def _primary(reason: str, flags: Flag = Flag.NONE) -> Classification:
-    return Classification(Target.PRIMARY, reason, flags)
+def _primary(reason: str, flags: Flag = Flag.NONE, resource: str | None = None) -> Classification:
+    return Classification(Target.PRIMARY, reason, flags, resource)
 
 
 _PLAIN_READ = Classification(Target.REPLICA, "plain read")
 _EMPTY = _primary("empty statement: sent to the primary")
+
+
+def _matching_paren(toks: list[_Tok], i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at *i*, or ``len(toks)``."""
+    depth = 0
+    for j in range(i, len(toks)):
+        kind = toks[j].kind
+        if kind == LPAREN:
+            depth += 1
+        elif kind == RPAREN:
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(toks)
+
+
+def _function_call(toks: list[_Tok], i: int, up: str) -> Classification | None:
+    """Classify a call of *up* at *i* (the token after it is ``(``); ``None``: a plain read."""
+    if up in _READ_ONLY_FUNCTIONS or up in _PAREN_KEYWORDS:
+        return None
+    if up in _LAST_CONNECTION_FUNCTIONS:
+        return Classification(Target.LAST, f"{up}() reads the previous statement")
+    if up in _LOCK_TAKING_FUNCTIONS:
+        return _primary(f"{up}() takes a named lock", Flag.PIN, "named lock")
+    if up in _LOCK_RELEASING_FUNCTIONS:
+        resource = "all named locks" if up == "RELEASE_ALL_LOCKS" else "named lock"
+        return _primary(f"{up}() releases a named lock", Flag.UNPIN, resource)
+    if up in _LOCK_QUERY_FUNCTIONS:
+        return _primary(f"{up}() asks about locks held on the primary")
+    if up == "LAST_INSERT_ID":
+        return _primary("LAST_INSERT_ID() belongs to the primary connection")
+    if up in _SEQUENCE_WRITE_FUNCTIONS:
+        return _primary(f"{up}() advances a sequence", Flag.WRITE)
+    if up in _SEQUENCE_READ_FUNCTIONS:
+        return _primary(f"{up}() reads this connection's last sequence value")
+    # ``cte (a, b) AS (...)``: a CTE's column list, not a call.
+    close = _matching_paren(toks, i + 1)
+    if (
+        close + 2 < len(toks)
+        and toks[close + 1].up == "AS"
+        and toks[close + 2].kind == LPAREN
+        and (i == 0 or toks[i - 1].kind != DOT)
+    ):
+        return None
+    return _primary(f"calls {up}(), which is not a known read-only built-in")
 
 
 def _scan_read(toks: list[_Tok]) -> Classification:
@@ -495,72 +613,131 @@ def _scan_read(toks: list[_Tok]) -> Classification:
         if kind == WORD:
             up = tok.up
             nxt = toks[i + 1] if i + 1 < n else None
-            if nxt is not None and nxt.kind == LPAREN and (i == 0 or toks[i - 1].kind != DOT):
-                if up in _LAST_CONNECTION_FUNCTIONS:
-                    return Classification(Target.LAST, f"{up}() reads the previous statement")
-                if up not in _READ_ONLY_FUNCTIONS and up not in _PAREN_KEYWORDS:
-                    return _primary(f"calls {up}(), which is not a known read-only built-in")
+            if nxt is not None and nxt.kind == LPAREN:
+                if i > 0 and toks[i - 1].kind == DOT:
+                    return _primary(f"calls stored function {toks[i - 2].text}.{tok.text}()")
+                if up in _READ_ONLY_FUNCTIONS and up not in _READ_TRIGGERS:
+                    continue
+                found = _function_call(toks, i, up)
+                if found is not None:
+                    return found
                 continue
-            if up == "FOR" and nxt is not None and nxt.kind == WORD:
-                if nxt.up == "UPDATE":
-                    return _primary("locking read (FOR UPDATE)", Flag.LOCKING_READ)
-                if nxt.up == "SHARE":
-                    return _primary("locking read (FOR SHARE)", Flag.LOCKING_READ)
-            elif up == "LOCK" and nxt is not None and nxt.up == "IN":
-                return _primary("locking read (LOCK IN SHARE MODE)", Flag.LOCKING_READ)
-            elif up == "INTO":
-                return _primary("SELECT ... INTO writes a file or variable")
-            elif up == "SQL_CALC_FOUND_ROWS":
-                return _primary("SQL_CALC_FOUND_ROWS is read back on the same connection")
-            elif up in _WRITE_VERBS and i > 0 and toks[i - 1].kind == RPAREN:
-                # WITH cte AS (...) UPDATE / DELETE / INSERT ...
-                return _primary(f"{up} inside a read statement writes", Flag.WRITE)
+            if up not in _READ_TRIGGERS:
+                if i > 0 and toks[i - 1].kind == DOT and up in _SEQUENCE_ATTRS:
+                    return _primary(f"{toks[i - 2].text}.{tok.text} reads a sequence", Flag.WRITE)
+                continue
+            found = _read_trigger(toks, i, up, nxt)
+            if found is not None:
+                return found
         elif kind == SYSVAR:
             if tok.up in _PRIMARY_SYSVARS:
                 return _primary(f"{tok.text} belongs to the primary connection")
-        elif kind == OP and tok.text == ":=":
-            return _primary("assigns a user variable inside a read")
+        elif kind == OP:
+            if tok.text == ":=":
+                return _primary("assigns a user variable inside a read", Flag.SESSION_STATE)
+        elif kind == QUOTED_ID and i + 1 < n and toks[i + 1].kind == LPAREN:
+            return _primary(f"calls stored function {tok.text}()")
     return _PLAIN_READ
 
 
-_WRITE_VERBS = frozenset({"UPDATE", "DELETE", "INSERT", "REPLACE"})
+# seq.NEXTVAL / seq.CURRVAL (Oracle mode), also read as columns of a sequence.
+_SEQUENCE_ATTRS = frozenset({"NEXTVAL", "CURRVAL", "LASTVAL"})
+
+
+def _read_trigger(toks: list[_Tok], i: int, up: str, nxt: _Tok | None) -> Classification | None:
+    """The slow path of :func:`_scan_read`: a word that may make a read more than a read."""
+    prev = toks[i - 1] if i > 0 else None
+    if prev is not None and prev.kind == DOT:
+        return None  # t.update: a column named like a keyword
+    nxt_up = nxt.up if nxt is not None else ""
+    if up == "FOR":
+        if nxt_up == "UPDATE":
+            return _primary("locking read (FOR UPDATE)", Flag.LOCKING_READ)
+        if nxt_up == "SHARE":
+            return _primary("locking read (FOR SHARE)", Flag.LOCKING_READ)
+        return None
+    if up == "LOCK":
+        if nxt_up == "IN":
+            return _primary("locking read (LOCK IN SHARE MODE)", Flag.LOCKING_READ)
+        return None
+    if up == "INTO":
+        if nxt_up in ("OUTFILE", "DUMPFILE"):
+            return _primary(f"SELECT ... INTO {nxt_up} writes a file", Flag.WRITE)
+        return _primary("SELECT ... INTO sets variables on the connection", Flag.SESSION_STATE)
+    if up == "SQL_CALC_FOUND_ROWS":
+        return _primary("SQL_CALC_FOUND_ROWS is read back on the same connection")
+    if up in ("NEXT", "PREVIOUS"):
+        if nxt_up == "VALUE":
+            if up == "NEXT":
+                return _primary("NEXT VALUE FOR advances a sequence", Flag.WRITE)
+            return _primary("PREVIOUS VALUE FOR reads this connection's last sequence value")
+        return None
+    # UPDATE / DELETE / INSERT / REPLACE not called as a function: a data-changing statement
+    # inside the read (WITH ... UPDATE, INSERT ... SELECT written oddly).
+    if nxt is not None and nxt.kind == LPAREN:
+        return None
+    return _primary(f"{up} inside a read statement writes", Flag.WRITE)
 
 
 def _rule_select(toks: list[_Tok]) -> Classification:
     return _scan_read(toks)
 
 
+_SHOW_LAST = frozenset({"WARNINGS", "ERRORS", "PROFILE", "PROFILES"})
+_SHOW_PRIMARY = {
+    ("MASTER", "STATUS"),
+    ("BINARY", "LOGS"),
+    ("MASTER", "LOGS"),
+    ("BINLOG", "STATUS"),
+    ("BINLOG", "EVENTS"),
+    ("SLAVE", "HOSTS"),
+    ("REPLICA", "HOSTS"),
+}
+
+
 def _rule_show(toks: list[_Tok]) -> Classification:
-    words = [t.up for t in toks[1:4] if t.kind == WORD]
-    if words[:1] in (["WARNINGS"], ["ERRORS"]) or words[:2] in (
-        ["COUNT", "WARNINGS"],
-        ["COUNT", "ERRORS"],
-    ):
-        return Classification(Target.LAST, "SHOW WARNINGS/ERRORS reads the previous statement")
-    if words[:2] in (["MASTER", "STATUS"], ["BINARY", "LOGS"], ["BINLOG", "STATUS"]) or (
-        len(words) >= 2 and words[0] in ("SLAVE", "REPLICA", "ALL") and words[-1] == "STATUS"
+    words = [t.up for t in toks[1:7] if t.kind == WORD]
+    if not words:
+        return _primary(PRIMARY_UNKNOWN)
+    if words[0] in _SHOW_LAST or (words[0] == "COUNT" and words[1:2] in (["WARNINGS"], ["ERRORS"])):
+        return Classification(Target.LAST, f"SHOW {words[0]} reads the previous statement")
+    if tuple(words[:2]) in _SHOW_PRIMARY or (
+        words[0] in ("SLAVE", "REPLICA", "ALL") and "STATUS" in words
     ):
         return _primary("replication status belongs to the primary")
     return Classification(Target.REPLICA, "SHOW reads metadata")
 
 
 def _rule_describe(toks: list[_Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].kind == WORD and toks[1].up in _EXPLAINABLE:
+        return _rule_explain(toks)  # DESCRIBE SELECT ... is EXPLAIN
     return Classification(Target.REPLICA, "DESCRIBE reads metadata")
+
+
+_EXPLAINABLE = _READ_STARTS | _WRITE_VERBS | {"ANALYZE", "FORMAT", "EXTENDED", "PARTITIONS"}
 
 
 def _rule_explain(toks: list[_Tok]) -> Classification:
     rest = toks[1:]
-    if rest and rest[0].kind == WORD and rest[0].up in ("ANALYZE", "FORMAT", "EXTENDED"):
+    while (
+        rest
+        and rest[0].kind == WORD
+        and rest[0].up in ("ANALYZE", "FORMAT", "EXTENDED", "PARTITIONS")
+    ):
         if rest[0].up == "ANALYZE":
             return _primary("EXPLAIN ANALYZE executes the statement")
         # EXPLAIN FORMAT=JSON SELECT / EXPLAIN EXTENDED SELECT
-        while rest and rest[0].up not in ("SELECT", "WITH", "TABLE", "VALUES", "("):
+        rest = rest[1:]
+        while rest and not (rest[0].kind == LPAREN or rest[0].up in _EXPLAINABLE):
             rest = rest[1:]
     if not rest:
         return Classification(Target.REPLICA, "EXPLAIN reads metadata")
-    if rest[0].kind == WORD and rest[0].up not in ("SELECT", "WITH", "TABLE", "VALUES"):
-        if rest[0].up in _WRITE_VERBS:
-            return _primary(f"EXPLAIN {rest[0].up} is planned where it would run")
+    head = rest[0]
+    if head.kind == WORD and head.up == "FOR":
+        return _primary("EXPLAIN FOR CONNECTION looks at a connection of one server")
+    if head.kind == WORD and head.up not in _READ_STARTS:
+        if head.up in _WRITE_VERBS:
+            return _primary(f"EXPLAIN {head.up} is planned where it would run")
         # EXPLAIN tbl  == DESCRIBE tbl
         return Classification(Target.REPLICA, "EXPLAIN reads metadata")
     inner = _scan_read(rest)
@@ -569,24 +746,88 @@ def _rule_explain(toks: list[_Tok]) -> Classification:
     return _primary(f"EXPLAIN of a statement that is not a plain read ({inner.reason})")
 
 
+_ANALYZABLE = frozenset({"SELECT", "WITH", "VALUES"}) | _WRITE_VERBS
+
+
+def _rule_analyze(toks: list[_Tok]) -> Classification:
+    if len(toks) > 1 and (toks[1].kind == LPAREN or toks[1].up in _ANALYZABLE):
+        return _primary("ANALYZE <statement> executes the statement")
+    return _primary("ANALYZE TABLE updates statistics (and is binlogged)", Flag.WRITE)
+
+
+_SESSION_STATE = Classification(
+    Target.ALL, "session state: every connection must see it", Flag.SESSION_STATE
+)
+
+
 def _rule_set(toks: list[_Tok]) -> Classification:
     second = toks[1].up if len(toks) > 1 else ""
     if second in ("GLOBAL", "PERSIST", "PERSIST_ONLY") or (
         len(toks) > 1 and toks[1].kind == SYSVAR and toks[1].up.startswith("@@GLOBAL.")
     ):
         return _primary("SET GLOBAL changes the server, not the session")
-    if second in ("PASSWORD", "ROLE", "DEFAULT"):
-        return _primary(f"SET {second} changes accounts")
+    if second == "PASSWORD" or (second == "DEFAULT" and toks[2:3] and toks[2].up == "ROLE"):
+        return _primary(f"SET {second} changes accounts", Flag.WRITE)
     if second == "TRANSACTION":
-        return _primary("SET TRANSACTION applies to the next transaction")
+        return _primary("SET TRANSACTION applies to the next transaction on the primary")
     if second == "STATEMENT":
-        return _primary("SET STATEMENT ... FOR runs a statement")
+        return _rule_set_statement(toks)
+    autocommit = _autocommit_value(toks)
+    if autocommit is not None:
+        if autocommit:
+            return Classification(
+                Target.ALL,
+                "SET autocommit=1 ends the open transaction",
+                Flag.SESSION_STATE | Flag.TXN_END,
+            )
+        return Classification(
+            Target.ALL,
+            "SET autocommit=0 opens a transaction on the primary",
+            Flag.SESSION_STATE | Flag.TXN_BEGIN,
+        )
     for tok in toks:
         if (tok.kind == WORD and tok.up == "SELECT") or tok.kind == LPAREN:
-            return _primary("SET with a subquery or function call: value computed on the primary")
-    return Classification(
-        Target.ALL, "session state: every connection must see it", Flag.SESSION_STATE
-    )
+            inner = _scan_read(toks[1:])
+            return _primary(
+                "SET with a subquery or function call: value computed on the primary",
+                Flag.SESSION_STATE | (inner.flags & (Flag.PIN | Flag.UNPIN | Flag.WRITE)),
+                inner.resource,
+            )
+    return _SESSION_STATE
+
+
+def _autocommit_value(toks: list[_Tok]) -> bool | None:
+    """``SET [SESSION] autocommit = 0|1|ON|OFF`` → the value; ``None`` for other SETs."""
+    for i, tok in enumerate(toks):
+        name = tok.up
+        if name in ("AUTOCOMMIT", "@@AUTOCOMMIT", "@@SESSION.AUTOCOMMIT", "@@LOCAL.AUTOCOMMIT"):
+            rest = toks[i + 1 : i + 3]
+            if len(rest) == 2 and rest[0].text in ("=", ":="):
+                value = rest[1].up.strip("'\"").upper()
+                if value in ("1", "ON", "TRUE"):
+                    return True
+                if value in ("0", "OFF", "FALSE"):
+                    return False
+            return False  # unknown value: assume a transaction opens (stays on the primary)
+    return None
+
+
+def _rule_set_statement(toks: list[_Tok]) -> Classification:
+    # SET STATEMENT var=value[, ...] FOR <statement>: routed like <statement>.
+    depth = 0
+    for i, tok in enumerate(toks):
+        if tok.kind == LPAREN:
+            depth += 1
+        elif tok.kind == RPAREN:
+            depth -= 1
+        elif depth == 0 and tok.kind == WORD and tok.up == "FOR" and i + 1 < len(toks):
+            inner = _classify_tokens(toks[i + 1 :])
+            if inner.target is Target.REPLICA:
+                return Classification(Target.REPLICA, f"SET STATEMENT ... FOR {inner.reason}")
+            if inner.target is Target.PRIMARY:
+                return inner
+            break
+    return _primary("SET STATEMENT ... FOR runs a statement that is not a plain read")
 
 
 def _rule_use(toks: list[_Tok]) -> Classification:
@@ -597,12 +838,155 @@ def _rule_help(toks: list[_Tok]) -> Classification:
     return Classification(Target.REPLICA, "HELP reads the help tables")
 
 
+_READ_ONLY_TXN = Classification(
+    Target.REPLICA,
+    "opens a read-only transaction: it runs on one replica",
+    Flag.TXN_BEGIN | Flag.TXN_READ_ONLY,
+)
+
+
 def _rule_begin(toks: list[_Tok]) -> Classification:
+    if toks[0].up == "START" and (len(toks) < 2 or toks[1].up != "TRANSACTION"):
+        return _primary(f"START {toks[1].up if len(toks) > 1 else ''} is not a plain read")
+    if toks[0].up == "BEGIN" and len(toks) > 1 and toks[1].up not in ("WORK",):
+        return _primary("BEGIN NOT ATOMIC runs a compound statement", Flag.WRITE)
+    words = {t.up for t in toks[2:] if t.kind == WORD}
+    if "READ" in words and "ONLY" in words and "WRITE" not in words:
+        return _READ_ONLY_TXN
     return _primary("opens a transaction", Flag.TXN_BEGIN)
 
 
 def _rule_end_txn(toks: list[_Tok]) -> Classification:
+    words = [t.up for t in toks[1:] if t.kind == WORD]
+    if "TO" in words:
+        return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
+    if "CHAIN" in words and "NO" not in words:
+        return _primary("ends a transaction and opens the next", Flag.TXN_END | Flag.TXN_BEGIN)
     return _primary("ends a transaction", Flag.TXN_END)
+
+
+def _name_after(toks: list[_Tok], i: int) -> str:
+    """The (last part of the) object name starting at *i*, unquoted and lower-cased."""
+    name = ""
+    while i < len(toks):
+        tok = toks[i]
+        if tok.kind in (WORD, QUOTED_ID):
+            name = tok.text.strip("`").lower()
+        elif tok.kind != DOT:
+            break
+        if i + 1 < len(toks) and toks[i + 1].kind == DOT:
+            i += 2
+            continue
+        break
+    return name
+
+
+def _rule_create(toks: list[_Tok]) -> Classification:
+    words = [t.up for t in toks[1:4]]
+    if "TEMPORARY" in words:
+        i = 1
+        while i < len(toks) and toks[i].up != "TABLE":
+            i += 1
+        i += 1
+        while i < len(toks) and toks[i].up in ("IF", "NOT", "EXISTS"):
+            i += 1
+        name = _name_after(toks, i)
+        return _primary(
+            "creates a temporary table: it lives on the primary connection",
+            Flag.WRITE | Flag.PIN,
+            f"temporary table {name}",
+        )
+    return _primary("CREATE changes the schema", Flag.WRITE)
+
+
+def _rule_drop(toks: list[_Tok]) -> Classification:
+    second = toks[1].up if len(toks) > 1 else ""
+    if second == "PREPARE":
+        return _rule_deallocate(toks)
+    if second in ("TEMPORARY", "TABLE", "TABLES"):
+        i = 2 if second != "TEMPORARY" else 3
+        while i < len(toks) and toks[i].up in ("IF", "EXISTS"):
+            i += 1
+        name = _name_after(toks, i)
+        return _primary(
+            "DROP changes the schema", Flag.WRITE | Flag.UNPIN, f"temporary table {name}"
+        )
+    return _primary("DROP changes the schema", Flag.WRITE)
+
+
+def _rule_lock(toks: list[_Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].up in ("TABLE", "TABLES"):
+        return _primary("LOCK TABLES holds table locks on the connection", Flag.PIN, "LOCK TABLES")
+    return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+
+
+def _rule_unlock(toks: list[_Tok]) -> Classification:
+    return _primary("UNLOCK TABLES releases table locks", Flag.UNPIN, "LOCK TABLES")
+
+
+def _rule_flush(toks: list[_Tok]) -> Classification:
+    words = {t.up for t in toks if t.kind == WORD}
+    if "LOCK" in words or "EXPORT" in words:
+        return _primary("FLUSH ... WITH READ LOCK holds a lock", Flag.PIN, "LOCK TABLES")
+    return _primary("FLUSH changes server state (and may be binlogged)", Flag.WRITE)
+
+
+def _rule_handler(toks: list[_Tok]) -> Classification:
+    name = _name_after(toks, 1)
+    action = ""
+    for i in range(2, len(toks)):
+        if toks[i].up in ("OPEN", "READ", "CLOSE"):
+            action = toks[i].up
+            if action == "OPEN" and i + 2 < len(toks) and toks[i + 1].up == "AS":
+                name = _name_after(toks, i + 2)
+            elif action == "OPEN" and i + 1 < len(toks) and toks[i + 1].kind in (WORD, QUOTED_ID):
+                name = _name_after(toks, i + 1)
+            break
+    if action == "OPEN":
+        return _primary("HANDLER OPEN keeps a table open", Flag.PIN, f"HANDLER {name}")
+    if action == "CLOSE":
+        return _primary("HANDLER CLOSE releases a handler", Flag.UNPIN, f"HANDLER {name}")
+    return _primary("HANDLER reads through a handler opened on the primary")
+
+
+def _rule_prepare(toks: list[_Tok]) -> Classification:
+    name = _name_after(toks, 1)
+    return _primary(
+        "PREPARE makes a statement on the connection", Flag.PIN, f"prepared statement {name}"
+    )
+
+
+def _rule_execute(toks: list[_Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].up == "IMMEDIATE":
+        return _primary("EXECUTE IMMEDIATE runs a statement not known here", Flag.WRITE)
+    return _primary("EXECUTE runs a prepared statement (not known here)", Flag.WRITE)
+
+
+def _rule_deallocate(toks: list[_Tok]) -> Classification:
+    name = _name_after(toks, 2)
+    return _primary(
+        "DEALLOCATE PREPARE releases a statement", Flag.UNPIN, f"prepared statement {name}"
+    )
+
+
+def _rule_xa(toks: list[_Tok]) -> Classification:
+    second = toks[1].up if len(toks) > 1 else ""
+    if second in ("START", "BEGIN"):
+        return _primary("XA START opens a transaction", Flag.TXN_BEGIN)
+    if second in ("COMMIT", "ROLLBACK"):
+        return _primary(f"XA {second} ends a transaction", Flag.TXN_END | Flag.WRITE)
+    return _primary(f"XA {second} belongs to the primary")
+
+
+def _rule_do(toks: list[_Tok]) -> Classification:
+    found = _scan_read(toks)
+    if found.flags & (Flag.PIN | Flag.UNPIN):
+        return _primary(f"DO: {found.reason}", found.flags, found.resource)
+    return _primary("DO evaluates expressions on the primary", found.flags)
+
+
+def _rule_write(toks: list[_Tok]) -> Classification:
+    return _primary(f"{toks[0].up} changes data or schema", Flag.WRITE)
 
 
 _VERB_RULES: dict[str, _Rule] = {
@@ -614,6 +998,7 @@ _VERB_RULES: dict[str, _Rule] = {
     "DESCRIBE": _rule_describe,
     "DESC": _rule_describe,
     "EXPLAIN": _rule_explain,
+    "ANALYZE": _rule_analyze,
     "SET": _rule_set,
     "USE": _rule_use,
     "HELP": _rule_help,
@@ -621,27 +1006,44 @@ _VERB_RULES: dict[str, _Rule] = {
     "START": _rule_begin,
     "COMMIT": _rule_end_txn,
     "ROLLBACK": _rule_end_txn,
+    "CREATE": _rule_create,
+    "DROP": _rule_drop,
+    "LOCK": _rule_lock,
+    "UNLOCK": _rule_unlock,
+    "FLUSH": _rule_flush,
+    "HANDLER": _rule_handler,
+    "PREPARE": _rule_prepare,
+    "EXECUTE": _rule_execute,
+    "DEALLOCATE": _rule_deallocate,
+    "XA": _rule_xa,
+    "DO": _rule_do,
+    **dict.fromkeys(
+        _words("""INSERT UPDATE DELETE REPLACE ALTER RENAME TRUNCATE GRANT REVOKE CALL LOAD
+        OPTIMIZE REPAIR INSTALL UNINSTALL PURGE RESET CHANGE BINLOG CACHE KILL"""),
+        _rule_write,
+    ),
 }
 
 
 def _classify_tokens(toks: list[_Tok]) -> Classification:
-    if not toks:
-        return _EMPTY
     # A trailing ';' is harmless; a second statement after it is not.
     while toks and toks[-1].kind == SEMI:
         toks = toks[:-1]
+    # A leading optimizer hint (/*+ ... */) carries no verb.
+    while toks and toks[0].kind == HINT:
+        toks = toks[1:]
     if not toks:
         return _EMPTY
     for tok in toks:
         if tok.kind == SEMI:
-            return _primary("several statements in one text", Flag.MULTI_STATEMENT)
+            return _classify_multi(toks)
     first = toks[0]
     if first.kind == LPAREN:
         # (SELECT ...) UNION (SELECT ...)
         i = 0
         while i < len(toks) and toks[i].kind == LPAREN:
             i += 1
-        if i < len(toks) and toks[i].up in ("SELECT", "WITH", "VALUES", "TABLE"):
+        if i < len(toks) and toks[i].up in _READ_STARTS:
             return _scan_read(toks)
         return _primary(PRIMARY_UNKNOWN)
     if first.kind != WORD:
@@ -652,20 +1054,91 @@ def _classify_tokens(toks: list[_Tok]) -> Classification:
     return rule(toks)
 
 
+def _classify_multi(toks: list[_Tok]) -> Classification:
+    """Several statements in one text: primary, with the side effects of every part."""
+    flags = Flag.MULTI_STATEMENT
+    resource = None
+    start = 0
+    for i in range(len(toks) + 1):
+        if i == len(toks) or toks[i].kind == SEMI:
+            if i > start:
+                part = _classify_tokens(toks[start:i])
+                flags |= part.flags
+                if part.target is Target.ALL:
+                    flags |= Flag.SESSION_STATE
+                resource = resource or part.resource
+            start = i + 1
+    return _primary("several statements in one text", flags, resource)
+
+
+# Flags that forbid honouring a replica hint: the statement writes, locks or leaves state.
+_NOT_HINTABLE = (
+    Flag.WRITE
+    | Flag.LOCKING_READ
+    | Flag.SESSION_STATE
+    | Flag.PIN
+    | Flag.UNPIN
+    | Flag.MULTI_STATEMENT
+    | Flag.TXN_BEGIN
+    | Flag.TXN_END
+)
+
+
+def _apply_hint(hint: str, c: Classification, toks: list[_Tok]) -> Classification:
+    """Let a routing hint override *c*, except that a replica hint never sends a write away."""
+    if hint == "primary":
+        if c.target is Target.PRIMARY and c.flags & Flag.HINT:
+            return c
+        return Classification(
+            Target.PRIMARY, f"routing hint: primary ({c.reason})", c.flags | Flag.HINT, c.resource
+        )
+    if hint == "last":
+        if c.target in (Target.REPLICA, Target.LAST):
+            return Classification(Target.LAST, "routing hint: last", c.flags | Flag.HINT)
+        return c
+    # replica
+    if c.target is Target.REPLICA:
+        return Classification(
+            Target.REPLICA, f"routing hint: replica ({c.reason})", c.flags | Flag.HINT
+        )
+    head = next((t for t in toks if t.kind != LPAREN), None)
+    if (
+        c.target is Target.PRIMARY
+        and not c.flags & _NOT_HINTABLE
+        and head is not None
+        and head.up in _READ_VERBS
+    ):
+        return Classification(
+            Target.REPLICA, f"routing hint: replica (overrides: {c.reason})", c.flags | Flag.HINT
+        )
+    return Classification(
+        c.target, f"{c.reason} (replica hint ignored: not a plain read)", c.flags, c.resource
+    )
+
+
 @functools.lru_cache(maxsize=8192)
 def _classify_text(sql: str) -> Classification:
     try:
-        toks = _lex(sql)
+        toks, hint = _lex(sql)
     except _LexError as exc:
         return _primary(f"unparseable ({exc}): sent to the primary")
-    return _classify_tokens(toks)
+    try:
+        c = _classify_tokens(toks)
+    except IndexError:  # a rule ran off a truncated statement
+        return _primary("incomplete statement: sent to the primary")
+    if hint is not None:
+        return _apply_hint(hint, c, toks)
+    return c
 
 
 def classify(sql: str) -> Classification:
     """Classify one SQL text.
 
     Plain reads go to replicas; session state to every connection; anything not positively
-    known to be a plain read goes to the primary. Results are cached by text.
+    known to be a plain read goes to the primary. A routing hint in a comment
+    (``/* rwsplit:primary */``, ``/* rwsplit:replica */``, MaxScale's
+    ``-- maxscale route to master|slave``) overrides the rules, except that a replica hint never
+    sends a write to a replica. Results are cached by text.
 
     >>> classify("SELECT id FROM users WHERE id = 1").target.value
     'replica'
@@ -673,6 +1146,10 @@ def classify(sql: str) -> Classification:
     'primary'
     >>> classify("SET NAMES utf8mb4").target.value
     'all'
+    >>> classify("/* rwsplit:primary */ SELECT 1").target.value
+    'primary'
+    >>> classify("SELECT GET_LOCK('job', 10)").resource
+    'named lock'
 
     :raises ClassificationError: if *sql* is not a ``str``.
     """
@@ -696,30 +1173,113 @@ _LOCKING_SELECT = Classification(Target.PRIMARY, "Select with FOR UPDATE", Flag.
 _PLAIN_SELECT = Classification(Target.REPLICA, "Select construct")
 _UNKNOWN_CLAUSE = Classification(Target.PRIMARY, "construct not known to be a read")
 
+# Select constructs classified before, by SQLAlchemy cache key (bounded; cleared when full).
+_SELECT_CACHE: dict[Any, Classification] = {}
+_SELECT_CACHE_SIZE = 4096
+
+
+def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
+    if clause._for_update_arg is not None:
+        return _LOCKING_SELECT
+    # The cache key is memoized on the statement, and SQLAlchemy needs it anyway to find the
+    # compiled form: computing it here costs nothing extra on execution.
+    ck = clause._generate_cache_key()
+    if ck is None:  # not cacheable (e.g. a lambda or custom element): inspect every time
+        return _inspect_select(clause)
+    key = ck.key
+    found = _SELECT_CACHE.get(key)
+    if found is None:
+        found = _inspect_select(clause)
+        if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
+            _SELECT_CACHE.clear()
+        _SELECT_CACHE[key] = found
+    return found
+
+
+def _inspect_select(clause: ClauseElement) -> Classification:
+    """Walk a Select for anything that makes it more than a plain read (functions, text)."""
+    for element in visitors.iterate(clause):
+        found: Classification | None = None
+        if isinstance(element, FunctionElement):
+            found = _function_element(element)
+        elif isinstance(element, TextClause):
+            found = _text_fragment(element.text)
+        elif isinstance(element, ColumnClause) and element.is_literal:
+            found = _text_fragment(element.name)
+        elif isinstance(element, UpdateBase):
+            return Classification(Target.PRIMARY, "Select with a data-changing CTE", Flag.WRITE)
+        elif (
+            isinstance(element, (Select, CompoundSelect))
+            and element is not clause
+            and element._for_update_arg is not None
+        ):
+            return _LOCKING_SELECT
+        if found is not None:
+            return found
+    for prefix in [*getattr(clause, "_prefixes", ()), *getattr(clause, "_suffixes", ())]:
+        found = _text_fragment(str(prefix[0]))
+        if found is not None:
+            return found
+    return _PLAIN_SELECT
+
+
+def _function_element(fn: FunctionElement[Any]) -> Classification | None:
+    name = getattr(fn, "name", None)
+    if not isinstance(name, str):
+        return None  # Cast, Extract and friends: built-in syntax
+    if getattr(fn, "packagenames", None):
+        return Classification(Target.PRIMARY, f"calls stored function {name}()")
+    up = name.upper()
+    if up in _SQLALCHEMY_READ_ONLY_FUNCTIONS:
+        return None
+    fake = [_Tok(WORD, name, up), _Tok(LPAREN, "(", "("), _Tok(RPAREN, ")", ")")]
+    found = _function_call(fake, 0, up)
+    if found is not None:
+        return Classification(found.target, f"Select {found.reason}", found.flags, found.resource)
+    return None
+
+
+# SQLAlchemy's generic function names that are not SQL names of the same spelling.
+_SQLALCHEMY_READ_ONLY_FUNCTIONS = frozenset(
+    {"AGGREGATE_STRINGS", "RANDOM", "CUBE", "GROUPING SETS", "MODE", "ARRAY_AGG", "CHAR_LENGTH"}
+)
+
+
+def _text_fragment(sql: str) -> Classification | None:
+    try:
+        toks, _hint = _lex(sql)
+    except _LexError:
+        return Classification(Target.PRIMARY, "Select with unparseable text")
+    found = _scan_read(toks)
+    if found is _PLAIN_READ:
+        return None
+    return Classification(found.target, f"Select text: {found.reason}", found.flags, found.resource)
+
 
 def classify_clause(clause: Any) -> Classification:
     """Classify a SQLAlchemy statement from its own attributes, falling back to its text.
 
     ``Insert``/``Update``/``Delete`` → primary; ``Select`` with ``with_for_update()`` →
-    primary; other ``Select`` → replica; ``text()`` → :func:`classify` of its text; anything
-    else → primary.
+    primary; a ``Select`` that calls a function which is not a known read-only built-in
+    (``func.my_udf``, ``func.nextval``, ``func.get_lock``) → primary; other ``Select`` →
+    replica; ``text()`` → :func:`classify` of its text; anything else → primary.
 
-    >>> from sqlalchemy import select, literal
+    >>> from sqlalchemy import select, literal, func
     >>> classify_clause(select(literal(1))).target.value
     'replica'
+    >>> classify_clause(select(func.my_udf(1))).target.value
+    'primary'
     """
     if isinstance(clause, Select):
-        if clause._for_update_arg is not None:
-            return _LOCKING_SELECT
-        return _PLAIN_SELECT
+        return _classify_select(clause)
     if isinstance(clause, TextClause):
         return classify(clause.text)
     if isinstance(clause, UpdateBase):
         return _WRITE_CLAUSE
     if isinstance(clause, CompoundSelect):
-        if clause._for_update_arg is not None:
-            return _LOCKING_SELECT
-        return _PLAIN_SELECT
+        return _classify_select(clause)
+    if isinstance(clause, TextualSelect) and isinstance(clause.element, TextClause):
+        return classify(clause.element.text)
     if isinstance(clause, str):
         return classify(clause)
     return _UNKNOWN_CLAUSE

@@ -111,11 +111,23 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
+    import sqlparse
+
     from .classify import classify
 
     sql = args.sql if args.sql != "-" else sys.stdin.read()
-    c = classify(sql)
-    print(f"{c.target.value}\t{c.reason}")
+    # --each: sqlparse splits the text (off the hot path: this is a tool for people).
+    texts = [t for t in sqlparse.split(sql) if t.strip()] if args.each else [sql]
+    for text in texts or [sql]:
+        c = classify(text)
+        print(f"{c.target.value}\t{c.reason}")
+        if args.details:
+            flags = [f.name for f in type(c.flags) if f and f in c.flags and f.name]
+            print(f"  flags:     {', '.join(flags) or '-'}")
+            if c.resource:
+                print(f"  resource:  {c.resource}")
+            pretty = sqlparse.format(text, reindent=True, keyword_case="upper").strip()
+            print("  statement: " + pretty.replace("\n", "\n             "))
     return EXIT_OK
 
 
@@ -188,9 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_cls = sub.add_parser(
         "classify",
         help="print where a statement would be routed, and why",
-        description="Classify SQL text: prints TARGET<TAB>REASON.",
+        description="Classify SQL text: prints TARGET<TAB>REASON (target: primary, replica, "
+        "all = session state, last = the previous statement's connection).",
     )
     p_cls.add_argument("sql", help="the SQL text ('-' reads it from standard input)")
+    p_cls.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the flags, the pinned resource and the formatted statement",
+    )
+    p_cls.add_argument(
+        "--each",
+        action="store_true",
+        help="split the text into statements and classify each (one line per statement)",
+    )
     p_cls.set_defaults(func=_cmd_classify)
 
     # demo

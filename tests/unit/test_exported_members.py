@@ -36,6 +36,7 @@ def test_all_is_pinned() -> None:
             "__version__",
             "classify",
             "classify_clause",
+            "healed_statements",
         ]
     )
 
