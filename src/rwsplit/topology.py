@@ -249,7 +249,8 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
                 state = p.probe()
                 extra: list[dict[str, Any]] = []
                 if state.replica is None:
-                    extra = p.query("SHOW SLAVE HOSTS" if isinstance(p.dialect, MariaDB) else "SHOW REPLICAS")
+                    mariadb = isinstance(p.dialect, MariaDB)
+                    extra = p.query("SHOW SLAVE HOSTS" if mariadb else "SHOW REPLICAS")
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
