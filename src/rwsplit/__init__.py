@@ -29,8 +29,10 @@ from .errors import (
     TopologyError,
     TransactionOutcomeUnknownError,
 )
+from .failover import FailoverOptions, FailoverResult, failover, switchover
+from .monitor import Monitor
 from .session import EXECUTION_OPTION, RoutingSession
-from .topology import Node, Role, Topology
+from .topology import Node, Role, Topology, discover
 
 __version__ = "0.1.0"
 
@@ -42,7 +44,10 @@ __all__ = [
     "Cluster",
     "ConfigurationError",
     "FailoverError",
+    "FailoverOptions",
+    "FailoverResult",
     "Flag",
+    "Monitor",
     "NoPrimaryError",
     "NoReplicaAvailableError",
     "Node",
@@ -65,4 +70,7 @@ __all__ = [
     "__version__",
     "classify",
     "classify_clause",
+    "discover",
+    "failover",
+    "switchover",
 ]

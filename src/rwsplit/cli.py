@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["rwsplit._cli_cluster"]
 
 
 # ---------------------------------------------------------------------------------- cluster args

@@ -367,12 +367,12 @@ def _drain_relay_logs(
             run.exec(probe, d.stop_io_thread())
             if not state.replica.sql_running:
                 run.exec(probe, d.start_sql_thread())
-            if not run.result.dry_run:
-                fresh = _probe(probe)
-                received = fresh.replica.received if fresh and fresh.replica else ""
-                if received:
-                    run.say("%s: waiting for its relay log (%s) to be applied", name, received)
-                    rows = run.exec(probe, d.wait_for_gtid(received, options.apply_timeout))
+            fresh = state if run.result.dry_run else _probe(probe)
+            received = fresh.replica.received if fresh and fresh.replica else ""
+            if received:
+                run.say("%s: waiting for its relay log (%s) to be applied", name, received)
+                rows = run.exec(probe, d.wait_for_gtid(received, options.apply_timeout))
+                if not run.result.dry_run:
                     value = next(iter(rows[0].values())) if rows else None
                     if not d.wait_succeeded(value):
                         raise FailoverError(
@@ -408,7 +408,7 @@ def _finish_after_promotion(
             cluster.fenced.add(old)
     before = len(result.statements)
     _repoint_all(run, cluster, options, probes, states, primary, new_state, skip={old or ""})
-    result.nothing_to_do = len(result.statements) == before and old in (None, primary)
+    result.nothing_to_do = len(result.statements) == before
     if result.nothing_to_do:
         run.say("nothing to do: %s is the primary", primary)
     if not run.result.dry_run:

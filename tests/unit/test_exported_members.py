@@ -11,7 +11,10 @@ def test_all_is_pinned() -> None:
             "Cluster",
             "ConfigurationError",
             "FailoverError",
+            "FailoverOptions",
+            "FailoverResult",
             "Flag",
+            "Monitor",
             "NoPrimaryError",
             "NoReplicaAvailableError",
             "Node",
@@ -34,6 +37,9 @@ def test_all_is_pinned() -> None:
             "__version__",
             "classify",
             "classify_clause",
+            "discover",
+            "failover",
+            "switchover",
         ]
     )
 
