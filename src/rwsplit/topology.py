@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,8 @@ from sqlalchemy.engine import URL
 from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
 
 __all__ = ["Node", "NodeProbe", "Role", "Topology", "discover", "node_name", "role_of"]
+
+log = logging.getLogger("rwsplit.topology")
 
 
 class Role(enum.Enum):
@@ -247,14 +250,17 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
         with NodeProbe(url, timeout) as p:
             try:
                 state = p.probe()
-                extra: list[dict[str, Any]] = []
-                if state.replica is None:
-                    mariadb = isinstance(p.dialect, MariaDB)
-                    extra = p.query("SHOW SLAVE HOSTS" if mariadb else "SHOW REPLICAS")
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
                 continue
+            extra: list[dict[str, Any]] = []
+            if state.replica is None:
+                mariadb = isinstance(p.dialect, MariaDB)
+                try:
+                    extra = p.query("SHOW SLAVE HOSTS" if mariadb else "SHOW REPLICAS")
+                except Exception as exc:  # needs REPLICATION MASTER ADMIN: optional
+                    log.info("%s: cannot list its replicas: %s", name, describe_error(exc))
         seen[name] = node_from_state(name, url, state)
         found = [state.replica.source] if state.replica else []
         for row in extra:
