@@ -98,6 +98,8 @@ class FailoverResult:
     """``(node, statement)`` for every statement run (or planned), passwords masked."""
     timeline: dict[str, float] = field(default_factory=dict)
     """Seconds from the start of the operation to the end of each step."""
+    started_at: float = 0.0
+    """:func:`time.monotonic` when the operation started."""
 
     def describe(self) -> str:
         """A short human summary (no passwords)."""
@@ -123,7 +125,7 @@ class _Run:
     def __init__(self, result: FailoverResult, progress: Progress | None) -> None:
         self.result = result
         self.progress = progress
-        self.t0 = time.monotonic()
+        self.t0 = result.started_at = time.monotonic()
 
     def step(self, name: str) -> None:
         self.result.timeline[name] = round(time.monotonic() - self.t0, 3)

@@ -17,7 +17,8 @@ parallel (short connect/read timeouts, one kept connection per node), and publis
   ``Yes``). Only then does ``auto_failover`` run :func:`rwsplit.failover.failover`.
 
 A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
-primary is suspect it polls twice as often.
+primary is suspect it polls twice as often; rounds are never closer than ``interval / 4``, so
+the ``failure_threshold`` failed probes span at least ``(failure_threshold - 1) * interval / 4``.
 
 >>> from rwsplit import Cluster
 >>> cluster = Cluster("mysql+pymysql://app:pw@db1/shop", ["mysql+pymysql://app:pw@db2/shop"],
@@ -156,6 +157,7 @@ class Monitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 self.check()
             except Exception:  # the monitor must outlive any one bad round
@@ -164,6 +166,11 @@ class Monitor:
             wait = self.interval / 2 if suspect else self.interval
             self._wake.wait(wait)
             self._wake.clear()
+            # Wake-ups (failed writes) come in bursts; rounds stay >= interval/4 apart so that
+            # "N failed probes in a row" always spans a real stretch of time.
+            gap = self.interval / 4 - (time.monotonic() - started)
+            if gap > 0:
+                self._stop.wait(gap)
 
     # ------------------------------------------------------------------ one round
 
