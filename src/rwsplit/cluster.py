@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -95,6 +96,10 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 _COMMITTING = "rwsplit.committing"
+_IMPLICIT_COMMIT = re.compile(
+    r"\s*(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 # Client / server error codes meaning "the connection or the server is gone".
 _CONNECTION_LOST = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
 # The server is read-only (1290; MySQL super_read_only also 1836): it is not the primary.
@@ -289,16 +294,24 @@ class Cluster:
         if not (ctx.is_disconnect or code in _CONNECTION_LOST or code in _READ_ONLY):
             return
         committing = False
-        if ctx.connection is not None and ctx.statement is None:
+        conn = ctx.connection
+        if conn is not None and ctx.statement is None:
             with contextlib.suppress(Exception):
-                committing = bool(ctx.connection.info.pop(_COMMITTING, False))
+                committing = bool(conn.info.pop(_COMMITTING, False))
+        elif ctx.statement is not None:
+            # A statement that commits by itself (DDL, or an autocommit connection) may have
+            # been committed before the connection died.
+            autocommit = False
+            with contextlib.suppress(Exception):
+                autocommit = conn is not None and conn._is_autocommit_isolation()
+            committing = autocommit or bool(_IMPLICIT_COMMIT.match(ctx.statement))
         reason = describe_error(orig)
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
         self.refresh_soon()
         if committing:
             raise TransactionOutcomeUnknownError(
-                f"the primary {name} failed during COMMIT ({reason}): the transaction may or "
-                "may not have been committed; check before retrying it"
+                f"the primary {name} failed while committing ({reason}): the transaction may "
+                "or may not have been committed; check before retrying it"
             )
         raise RetryableWriteError(
             f"the primary {name} failed ({reason}) before anything was committed: the "

@@ -177,8 +177,6 @@ class Monitor:
     def check(self) -> Topology:
         """Probe every node once, publish what changed, fail over if due; the new topology."""
         with self._round:
-            if self._stop.is_set() and self._thread is None and self.rounds and not self._probes:
-                return self.cluster.topology
             results = self._probe_all(self.cluster.topology)
             topology = self._publish(results)
             self.rounds += 1

@@ -347,3 +347,14 @@ def test_failover_refuses_when_the_primary_is_alive_for_the_replicas(
         failover(c, options)
     assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
     assert all(replica_status(n)["Slave_IO_Running"] == "Yes" for n in sb.replicas)
+
+
+def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox) -> None:
+    with Cluster(fresh_sandbox.primary_url, fresh_sandbox.replica_urls) as c:
+        make_table(c, fresh_sandbox)
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1)"))
+            fresh_sandbox.kill("primary")
+            with pytest.raises(RetryableWriteError, match="nothing was committed"):
+                s.execute(text("INSERT INTO w VALUES (2)"))
+            s.rollback()

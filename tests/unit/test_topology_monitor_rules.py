@@ -138,3 +138,36 @@ def test_unknown_switchover_target_is_a_clear_error(
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "no node called 'nowhere:1'" in err and "Pw-9" not in err
+
+
+class _Ctx:
+    """The parts of SQLAlchemy's ExceptionContext the handler reads."""
+
+    def __init__(self, statement: str | None, committing: bool = False, code: int = 2013):
+        import pymysql
+
+        self.is_pre_ping = False
+        self.is_disconnect = code in (2013, 2006)
+        self.original_exception = pymysql.err.OperationalError(code, "Lost connection")
+        self.statement = statement
+        self.connection = self
+        self.info: dict[str, object] = {"rwsplit.committing": True} if committing else {}
+
+    def _is_autocommit_isolation(self) -> bool:
+        return False
+
+
+def test_primary_failures_say_whether_to_retry(cluster: Cluster) -> None:
+    from rwsplit import RetryableWriteError, TransactionOutcomeUnknownError
+
+    with pytest.raises(RetryableWriteError, match="retry the whole unit of work"):
+        cluster._on_primary_error("db1:3306", _Ctx("INSERT INTO t VALUES (1)"))  # type: ignore[arg-type]
+    with pytest.raises(TransactionOutcomeUnknownError, match="may or may not"):
+        cluster._on_primary_error("db1:3306", _Ctx(None, committing=True))  # type: ignore[arg-type]
+    with pytest.raises(TransactionOutcomeUnknownError):
+        cluster._on_primary_error("db1:3306", _Ctx("/* x */ CREATE TABLE t (a INT)"))  # type: ignore[arg-type]
+    # A rollback that fails after a successful commit: nothing unknown.
+    with pytest.raises(RetryableWriteError):
+        cluster._on_primary_error("db1:3306", _Ctx(None))  # type: ignore[arg-type]
+    # An ordinary SQL error is left alone.
+    cluster._on_primary_error("db1:3306", _Ctx("INSERT", code=1062))  # type: ignore[arg-type]
