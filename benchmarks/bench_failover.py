@@ -50,7 +50,10 @@ class Run:
 
 
 def one_run(semi_sync: bool, interval: float, threads: int) -> Run:
-    with Sandbox(replicas=2, semi_sync=semi_sync) as sb:
+    # wait-no-slave=OFF: the sandbox's set-up statements need not wait 10 s for replicas that
+    # are not connected yet; once they are, every commit waits for an acknowledgement.
+    extra = ["--rpl-semi-sync-master-wait-no-slave=OFF"] if semi_sync else []
+    with Sandbox(replicas=2, semi_sync=semi_sync, server_args=extra) as sb:
         cluster = Cluster(
             sb.primary_url,
             sb.replica_urls,
@@ -63,7 +66,7 @@ def one_run(semi_sync: bool, interval: float, threads: int) -> Run:
             with cluster.session() as s:
                 s.execute(text("CREATE TABLE w (id INT PRIMARY KEY)"))
                 s.commit()
-            acked: list[tuple[int, float]] = []
+            acked: list[tuple[int, float, float]] = []  # id, started, acknowledged
             failed_at: list[float] = []
             counter = iter(range(1, 10**9))
             lock = threading.Lock()
@@ -73,11 +76,12 @@ def one_run(semi_sync: bool, interval: float, threads: int) -> Run:
                 while not stop.is_set():
                     with lock:
                         i = next(counter)
+                    started = time.monotonic()
                     try:
                         with cluster.session() as s:
                             s.execute(text("INSERT INTO w VALUES (:i)"), {"i": i})
                             s.commit()
-                        acked.append((i, time.monotonic()))
+                        acked.append((i, started, time.monotonic()))
                     except (
                         RetryableWriteError,
                         NoPrimaryError,
@@ -96,7 +100,7 @@ def one_run(semi_sync: bool, interval: float, threads: int) -> Run:
             sb.kill("primary")
             deadline = t_kill + 30
             while time.monotonic() < deadline:
-                recovered = failed_at and any(at > failed_at[0] for _, at in acked[-50:])
+                recovered = failed_at and any(t0 > failed_at[0] for _, t0, _ in acked[-50:])
                 if recovered and cluster.monitor and cluster.monitor.last_failover:
                     break
                 time.sleep(0.01)
@@ -108,12 +112,13 @@ def one_run(semi_sync: bool, interval: float, threads: int) -> Run:
             result = cluster.monitor.last_failover
             if result is None:
                 raise SystemExit("no failover happened within 30 s")
-            first = min(at for _, at in acked if at > failed_at[0])
+            # The first write that began after the outage did and still succeeded.
+            first = min(at for _, t0, at in acked if t0 > failed_at[0])
             new = sb.node(result.new_primary or "")
             with new.connect() as conn, conn.cursor() as cur:
                 cur.execute("SELECT id FROM rwsplit.w")
                 have = {int(r[0]) for r in cur.fetchall()}
-            lost = sum(1 for i, _ in acked if i not in have)
+            lost = sum(1 for i, _, _ in acked if i not in have)
             return Run(
                 detected=result.started_at - t_kill,
                 promoted=result.started_at + result.timeline.get("writable", 0.0) - t_kill,

@@ -126,7 +126,14 @@ def semi_sync_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sand
     from tests.fix_sandbox import require_server
 
     require_server()
-    sb = Sandbox(replicas=2, semi_sync=True, base_dir=tmp_path_factory.mktemp("semisync"))
+    sb = Sandbox(
+        replicas=2,
+        semi_sync=True,
+        base_dir=tmp_path_factory.mktemp("semisync"),
+        # Without this the sandbox's first statements wait the full semi-sync timeout (10 s)
+        # for replicas that are not connected yet; once they are, commits wait for an ack.
+        server_args=["--rpl-semi-sync-master-wait-no-slave=OFF"],
+    )
     sb.start()
     try:
         yield sb
@@ -148,6 +155,11 @@ def _kill_primary_under_load(sb: Sandbox) -> tuple[Cluster, Writer, SandboxNode,
     old = sb.primary
     with Writer(cluster) as writer:
         wait_until(lambda: len(writer.acked) > 200, what="writes before the kill")
+        if sb.semi_sync:  # commits really wait for a replica's acknowledgement
+            status = dict(sql(old, "SHOW STATUS LIKE 'Rpl_semi_sync_master_%'"))
+            assert status["Rpl_semi_sync_master_status"] == "ON"
+            assert int(str(status["Rpl_semi_sync_master_clients"])) == 2
+            assert int(str(status["Rpl_semi_sync_master_yes_tx"])) > 200
         t_kill = time.monotonic()
         sb.kill(old.name)
         wait_until(lambda: writer.acked_since(t_kill + 0.1) > 100, what="writes after failover")
