@@ -140,7 +140,7 @@ def main() -> int:
     if args.suite in ("all", "classify"):
         rows = bench_classify(args.rounds)
         base = dict(rows)["sqlparse"]
-        print("\nclassification, per statement (corpus of %d)" % len(CORPUS))
+        print(f"\nclassification, per statement (corpus of {len(CORPUS)})")
         print(f"{'case':<34} {'time':>12} {'sqlparse / case':>16}")
         for name, t in rows:
             print(f"{name:<34} {t * 1e6:>10.2f}us {base / t:>15.1f}x")
