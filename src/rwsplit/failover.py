@@ -272,10 +272,7 @@ def failover(
             if s is not None and s.replica is None and s.writable and name not in cluster.fenced
         ]
         if len(writable) > 1:
-            raise FailoverError(
-                "refusing to fail over: " + ", ".join(writable) + " are all writable and "
-                "replicate from nobody (split brain); make all but one read_only by hand"
-            )
+            writable = _fence_stale_primaries(run, cluster, probes, states, writable)
         if writable:
             return _finish_after_promotion(cluster, options, run, probes, states, writable[0])
         if old_primary is None:
@@ -315,6 +312,45 @@ def failover(
             _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
     run.say("failover done: %s is the primary", new)
     return result
+
+
+def _fence_stale_primaries(
+    run: _Run,
+    cluster: Cluster,
+    probes: Mapping[str, NodeProbe],
+    states: Mapping[str, NodeState | None],
+    writable: list[str],
+) -> list[str]:
+    """Several writable nodes: the old primary came back after a failover run elsewhere?
+
+    Only when the replicas settle it — exactly one writable node has replicas streaming from
+    it and the others have none — are the others fenced (read-only); otherwise refuse.
+    """
+    followers = {
+        w: [
+            n
+            for n, s in states.items()
+            if s is not None and s.replica is not None and s.replica.source == w
+        ]
+        for w in writable
+    }
+    led = [w for w in writable if followers[w]]
+    if len(led) != 1:
+        raise FailoverError(
+            "refusing to fail over: " + ", ".join(writable) + " are all writable and "
+            "replicate from nobody (split brain), and the replicas do not settle which one is "
+            "the primary; make all but one read_only by hand"
+        )
+    for stale in writable:
+        if stale == led[0]:
+            continue
+        run.say("%s: writable but no replica follows it: fencing it (read-only)", stale)
+        for stmt in _dialect(probes[stale]).set_read_only(True):
+            run.exec(probes[stale], stmt)
+        if not run.result.dry_run:
+            cluster.fenced.add(stale)
+        run.result.fenced.append(stale)
+    return led
 
 
 def _confirm_dead(
@@ -404,13 +440,14 @@ def _finish_after_promotion(
     new_state = states[primary]
     assert new_state is not None
     old = result.old_primary
-    if old is not None and old != primary:
+    if old is not None and old != primary and old not in result.fenced:
         result.fenced.append(old)
         if not run.result.dry_run:
             cluster.fenced.add(old)
     before = len(result.statements)
-    _repoint_all(run, cluster, options, probes, states, primary, new_state, skip={old or ""})
-    result.nothing_to_do = len(result.statements) == before
+    skip = {old or "", *result.fenced}
+    _repoint_all(run, cluster, options, probes, states, primary, new_state, skip=skip)
+    result.nothing_to_do = len(result.statements) == before == 0
     if result.nothing_to_do:
         run.say("nothing to do: %s is the primary", primary)
     if not run.result.dry_run:

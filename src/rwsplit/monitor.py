@@ -118,6 +118,7 @@ class Monitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._round = threading.Lock()
+        self._retry_failover_at = 0.0
         self.rounds = 0
         """Completed monitoring rounds (for tests and diagnostics)."""
 
@@ -335,10 +336,14 @@ class Monitor:
         from .errors import FailoverError
         from .failover import failover
 
+        if time.monotonic() < self._retry_failover_at:
+            return
         log.error("primary %s confirmed dead: starting automated failover", name)
         try:
             result = failover(self.cluster, self.failover_options, confirmed=True)
         except FailoverError as exc:
+            # Try again later (the cause may be a replica still restarting), not every round.
+            self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
             log.error("automated failover from %s failed: %s", name, exc)
             return
         self.last_failover = result

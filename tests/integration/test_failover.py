@@ -313,6 +313,13 @@ def test_cli_failover_dry_run_then_real_then_idempotent(
     assert main(["failover", *args]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
+    # The old primary restarts writable. No replica follows it: re-running fences it.
+    sb.restart("primary")
+    assert sql(sb.primary, "SELECT @@read_only")[0][0] == 0
+    assert main(["failover", *args]) == 0
+    assert f"fenced: {sb.primary.address}" in capsys.readouterr().out
+    assert sql(sb.primary, "SELECT @@read_only")[0][0] == 1
+
 
 def test_failover_resumes_after_a_crash_half_way(fresh_sandbox: Sandbox) -> None:
     sb = fresh_sandbox
