@@ -86,9 +86,10 @@ def bench_session(rounds: int, reads: int) -> list[tuple[str, float]]:
     from rwsplit.sandbox import Sandbox
 
     print("starting a sandbox cluster ...", file=sys.stderr)
-    with Sandbox(2, progress=lambda m: print(f"  .. {m}", file=sys.stderr)) as sb, Cluster(
-        sb.primary_url, sb.replica_urls
-    ) as cluster:
+    with (
+        Sandbox(2, progress=lambda m: print(f"  .. {m}", file=sys.stderr)) as sb,
+        Cluster(sb.primary_url, sb.replica_urls) as cluster,
+    ):
         Base.metadata.create_all(cluster.write_engine())
         with Session(cluster.write_engine()) as s:
             s.add_all(Item(id=i, name=f"item{i}") for i in range(1, 1001))
