@@ -374,6 +374,6 @@ def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox)
         with c.session() as s:
             s.execute(text("INSERT INTO w VALUES (1)"))
             fresh_sandbox.kill("primary")
-            with pytest.raises(RetryableWriteError, match="nothing was committed"):
+            with pytest.raises(RetryableWriteError, match="before anything was committed"):
                 s.execute(text("INSERT INTO w VALUES (2)"))
             s.rollback()
