@@ -271,6 +271,10 @@ class ReplicationDialect:
 
     name: str = "?"
     gtid_class: type[GtidSet] = GtidSet
+    promoted_binlog_has_history: bool = True
+    """Does a promoted replica's binary log hold the transactions it replicated? (MySQL 8:
+    yes, ``log_replica_updates`` is on by default. MariaDB replicas without
+    ``log-slave-updates``: no, so a replica behind it at promotion cannot catch up.)"""
 
     # ---- probing
     variables_sql: str = ""
@@ -358,6 +362,7 @@ class MariaDB(ReplicationDialect):
 
     name = "mariadb"
     gtid_class = MariaDBGtid
+    promoted_binlog_has_history = False
     variables_sql = (
         "SELECT @@server_id AS server_id, @@version AS version, @@read_only AS read_only, "
         "@@gtid_current_pos AS executed, @@gtid_binlog_pos AS own_binlog, "

@@ -306,7 +306,10 @@ def failover(
         if not dry_run:
             _publish(cluster, new, [old_primary], {new: new_state})
         run.step("writable")
-        _repoint_all(run, cluster, options, probes, states, new, new_state, skip={old_primary})
+        floor = None if _dialect(probes[new]).promoted_binlog_has_history else candidates[new]
+        _repoint_all(
+            run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
+        )
         run.step("repointed")
         if not dry_run:
             _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
@@ -465,7 +468,13 @@ def _repoint_all(
     primary_state: NodeState,
     *,
     skip: set[str],
+    floor: NodeState | None = None,
 ) -> None:
+    """Point every other reachable node at *primary* (those not already replicating from it).
+
+    *floor*: the promoted node's state at promotion when its binary log starts there (MariaDB
+    without ``log-slave-updates``); a replica that has not reached it cannot be served.
+    """
     host, port = _url_address(probes[primary].url)
     for name, state in states.items():
         if name == primary or name in skip or name in cluster.fenced:
@@ -487,6 +496,17 @@ def _repoint_all(
                 )
             )
             log.error("%s: not repointed: ahead of / diverged from %s", name, primary)
+            continue
+        if floor is not None and not state.executed.contains(floor.executed):
+            run.result.skipped.append(
+                (
+                    name,
+                    f"it is behind the new primary ({state.executed} < {floor.executed}) and "
+                    "the transactions it misses are in no binary log (replicas run without "
+                    "log-slave-updates); rebuild it from the new primary",
+                )
+            )
+            log.error("%s: not repointed: behind %s's first binlog position", name, primary)
             continue
         d = _dialect(probes[name])
         user, password = options.replication_user, options.replication_password

@@ -377,3 +377,26 @@ def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox)
             with pytest.raises(RetryableWriteError, match="before anything was committed"):
                 s.execute(text("INSERT INTO w VALUES (2)"))
             s.rollback()
+
+
+def test_replica_behind_the_promoted_one_is_reported_not_broken(fresh_sandbox: Sandbox) -> None:
+    # Without log-slave-updates the promoted node's binlog starts at its own position: a
+    # replica that had not received everything cannot be served from it. rwsplit must say so
+    # (and leave it alone) rather than repoint it into a replication error.
+    sb = fresh_sandbox
+    old, r1, r2 = sb.nodes
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        make_table(c, sb)
+        sql(r2, "STOP SLAVE IO_THREAD")
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1), (2)"))
+            s.commit()
+        pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+        assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0  # r2 cannot
+        sb.kill(old.name)
+        result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
+        assert result.new_primary == r1.address
+        assert result.repointed == []
+        assert [name for name, _ in result.skipped] == [r2.address]
+        assert "rebuild it" in result.skipped[0][1]
+        assert ids_on(r1) == {1, 2}
