@@ -469,6 +469,7 @@ def _repoint_all(
     *,
     skip: set[str],
     floor: NodeState | None = None,
+    demote: str | None = None,
 ) -> None:
     """Point every other reachable node at *primary* (those not already replicating from it).
 
@@ -485,7 +486,7 @@ def _repoint_all(
         rs = state.replica
         if rs is not None and rs.source == primary and rs.io_connected and rs.sql_running:
             continue  # already replicating from the primary
-        if state.replica is None and state.writable:
+        if state.replica is None and state.writable and name != demote:
             continue  # another primary: never touched here
         if not primary_state.executed.contains(state.executed):
             run.result.skipped.append(
@@ -605,7 +606,7 @@ def switchover(
         now = {n: (s if dry_run else _probe(probes[n])) for n, s in states.items()}
         if not dry_run:
             cluster.fenced.discard(old)
-        _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set())
+        _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
         run.step("repointed")
         if not dry_run:
             _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})

@@ -242,6 +242,16 @@ def test_switchover_under_load_loses_nothing_and_old_primary_becomes_replica(
         sb.primary_url, sb.replica_urls, monitor_interval=0.2, failover_options=OPTIONS
     ) as cluster:
         make_table(cluster, sb)
+        plan = switchover(cluster, target.address, OPTIONS, dry_run=True)
+        planned = [(node, stmt.split(" = ")[0]) for node, stmt in plan.statements]
+        assert (old.address, "SET GLOBAL read_only") in planned
+        assert (target.address, "RESET SLAVE ALL") in planned
+        assert (old.address, "CHANGE MASTER TO MASTER_HOST") in planned
+        assert (other.address, "CHANGE MASTER TO MASTER_HOST") in planned
+        assert sql(old, "SELECT @@read_only")[0][0] == 0  # the dry run changed nothing
+        assert sql(target, "SELECT @@read_only")[0][0] == 1
+        assert cluster.topology.primary is not None
+        assert cluster.topology.primary.name == old.address
         with Writer(cluster) as writer:
             wait_until(lambda: len(writer.acked) > 200, what="writes before the switchover")
             result = switchover(cluster, target.address, OPTIONS)
