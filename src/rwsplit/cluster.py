@@ -155,6 +155,9 @@ class Cluster:
         (needs ``failover_options``; starts the monitor, every second by default).
     :param failover_options: replication credentials and candidate rules
         (:class:`~rwsplit.failover.FailoverOptions`).
+    :param admin_user: account the monitor and failover use instead of each node URL's
+        (needs ``SLAVE MONITOR``; failover also ``SUPER`` or the equivalent admin privileges).
+    :param admin_password: its password (never logged or shown).
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
     (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
@@ -185,6 +188,8 @@ class Cluster:
         failure_threshold: int = 3,
         auto_failover: bool = False,
         failover_options: FailoverOptions | None = None,
+        admin_user: str | None = None,
+        admin_password: str | None = None,
     ) -> None:
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
@@ -216,6 +221,7 @@ class Cluster:
         self.lazy_readmit = True
         """Re-admit failed replicas after ``down_retry_interval`` on the next read. A monitor
         that owns health turns this off."""
+        self._admin = (admin_user, admin_password) if admin_user else None
         self.fenced: set[str] = set()
         """Former primaries that must never take traffic again until rejoined as replicas."""
         self.failover_options = failover_options
@@ -318,6 +324,14 @@ class Cluster:
             "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
             "the primary it finds next)"
         )
+
+    def admin_url(self, node: Node) -> URL:
+        """The URL the monitor and failover use for *node* (admin credentials if given)."""
+        if self._admin is None:
+            return node.url
+        user, password = self._admin
+        # URL.set() ignores None: an empty string really replaces the app's password.
+        return node.url.set(username=user, password=password or "")
 
     def refresh_soon(self) -> None:
         """Ask the monitor (if any) to re-probe every node now."""

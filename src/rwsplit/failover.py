@@ -155,8 +155,10 @@ class _Run:
 
 
 @contextlib.contextmanager
-def _probes(nodes: Sequence[Node], timeout: float) -> Iterator[dict[str, NodeProbe]]:
-    probes = {n.name: NodeProbe(n.url, timeout) for n in nodes}
+def _probes(
+    cluster: Cluster, nodes: Sequence[Node], timeout: float
+) -> Iterator[dict[str, NodeProbe]]:
+    probes = {n.name: NodeProbe(cluster.admin_url(n), timeout) for n in nodes}
     try:
         yield probes
     finally:
@@ -263,7 +265,7 @@ def failover(
     run = _Run(result, progress)
     nodes = cluster.topology.nodes
     order = [n.name for n in nodes]
-    with _monitor_paused(cluster), _probes(nodes, options.timeout) as probes:
+    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
         states = {name: _probe(p) for name, p in probes.items()}
         run.step("probed")
         writable = [
@@ -543,7 +545,7 @@ def switchover(
         raise FailoverError(f"{to} is in never_promote; choose another node")
     result = FailoverResult("switchover", None, to, dry_run=dry_run)
     run = _Run(result, progress)
-    with _monitor_paused(cluster), _probes(nodes, options.timeout) as probes:
+    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
         states = {name: _probe(p) for name, p in probes.items()}
         run.step("probed")
         writable = [

@@ -50,6 +50,7 @@ __all__ = ["Monitor", "ProbeResult"]
 
 log = logging.getLogger("rwsplit.monitor")
 
+_PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
 
 
@@ -197,14 +198,25 @@ class Monitor:
 
     def _probe_one(self, node: Node) -> ProbeResult:
         probe = self._probes.get(node.name)
-        if probe is None or probe.url is not node.url:
-            probe = self._probes[node.name] = NodeProbe(node.url, self.timeout)
+        if probe is None or probe.node_url is not node.url:
+            probe = NodeProbe(self.cluster.admin_url(node), self.timeout)
+            probe.node_url = node.url
+            self._probes[node.name] = probe
         try:
             state = probe.probe()
         except Exception as exc:
             failures = self._failures.get(node.name, 0) + 1
             self._failures[node.name] = failures
-            return ProbeResult(node.name, None, describe_error(exc), failures)
+            error = describe_error(exc)
+            code = getattr(exc, "args", ())[:1]
+            if code and code[0] in _PRIVILEGE_ERRORS:
+                error += (
+                    " (the monitor's account needs SLAVE MONITOR on MariaDB / REPLICATION "
+                    "CLIENT on MySQL: grant it, or pass Cluster(admin_user=...))"
+                )
+                if failures == 1:
+                    log.error("cannot monitor %s: %s", node.name, error)
+            return ProbeResult(node.name, None, error, failures)
         self._failures[node.name] = 0
         return ProbeResult(node.name, state, None, 0)
 

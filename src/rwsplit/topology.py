@@ -153,6 +153,8 @@ class NodeProbe:
 
     def __init__(self, url: URL, timeout: float = 1.0) -> None:
         self.url = url
+        self.node_url: URL = url
+        """The URL of the node as the cluster knows it (``url`` may use admin credentials)."""
         self.name = node_name(url)
         self.timeout = timeout
         self._conn: pymysql.Connection[Any] | None = None

@@ -254,3 +254,26 @@ def test_probe_errors_hold_no_password(sandbox: Sandbox) -> None:
         error = c.topology.nodes[0].error or ""
         assert "Access denied" in error and "Wrong-pw-123" not in error
         assert "Wrong-pw-123" not in repr(c) + repr(c.topology)
+
+
+def test_unprivileged_app_account_with_an_admin_account_for_the_monitor(
+    sandbox: Sandbox,
+) -> None:
+    secret = "App-pw-4-monitor"
+    sql(sandbox.primary, f"CREATE USER IF NOT EXISTS 'shop'@'%' IDENTIFIED BY '{secret}'")
+    sql(sandbox.primary, "GRANT SELECT, INSERT ON rwsplit.* TO 'shop'@'%'")
+    sandbox.wait_caught_up()
+    urls = [f"mysql+pymysql://shop:{secret}@{n.host}:{n.port}/rwsplit" for n in sandbox.nodes]
+    # The app account cannot read replication status: every node is unknown, with a hint.
+    with Cluster(urls[0], urls[1:], monitor_interval=0.1) as c:
+        wait_until(lambda: not any(n.healthy for n in c.topology.nodes), what="probes fail")
+        assert "SLAVE MONITOR" in (c.topology.nodes[0].error or "")
+        assert secret not in repr(c.topology)
+    # With an admin account for the monitor, the app account still runs the statements.
+    with Cluster(urls[0], urls[1:], monitor_interval=0.1, admin_user="root") as c:
+        wait_until(lambda: c.monitor is not None and c.monitor.rounds >= 2, what="2 rounds")
+        assert c.topology.primary is not None
+        assert c.topology.primary.name == sandbox.primary.address
+        assert len(c.topology.readable_replicas()) == 2
+        with c.session() as s:
+            assert s.execute(text("SELECT CURRENT_USER()")).scalar_one().startswith("shop@")
