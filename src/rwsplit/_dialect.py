@@ -428,7 +428,9 @@ class MariaDB(ReplicationDialect):
         stmts: list[Statement] = []
         if state.replica is not None:
             stmts += [self.stop_replication(), self.reset_replication()]
-        if seed.text != state.binlog_state:
+        # With log-slave-updates the binlog already holds what was applied: keep it (other
+        # replicas may still need those events); so does a node promoted half-way before.
+        if not state.own_binlog.contains(applied):
             flush = state.flush_log_at_trx_commit
             fast = flush is not None and flush != 1
             flush_logs = Statement("FLUSH LOCAL ENGINE LOGS")

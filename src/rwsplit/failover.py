@@ -308,7 +308,12 @@ def failover(
         if not dry_run:
             _publish(cluster, new, [old_primary], {new: new_state})
         run.step("writable")
-        floor = None if _dialect(probes[new]).promoted_binlog_has_history else candidates[new]
+        chosen = candidates[new]
+        has_history = _dialect(probes[new]).promoted_binlog_has_history or (
+            chosen.replica_applied is not None
+            and chosen.own_binlog.contains(chosen.replica_applied)
+        )
+        floor = None if has_history else chosen
         _repoint_all(
             run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
         )

@@ -432,3 +432,32 @@ def test_replica_behind_the_promoted_one_is_reported_not_broken(fresh_sandbox: S
         assert [name for name, _ in result.skipped] == [r2.address]
         assert "rebuild it" in result.skipped[0][1]
         assert ids_on(r1) == {1, 2}
+
+
+def test_with_log_slave_updates_a_lagging_replica_catches_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The same situation with log-slave-updates: the promoted node's binlog keeps the
+    # replicated events (no RESET MASTER), so the lagging replica is repointed and catches up.
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    with Sandbox(
+        replicas=2, base_dir=tmp_path_factory.mktemp("lsu"), server_args=["--log-slave-updates"]
+    ) as sb:
+        old, r1, r2 = sb.nodes
+        with Cluster(sb.primary_url, sb.replica_urls) as c:
+            make_table(c, sb)
+            sql(r2, "STOP SLAVE IO_THREAD")
+            with c.session() as s:
+                s.execute(text("INSERT INTO w VALUES (1), (2)"))
+                s.commit()
+            pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+            assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            sb.kill(old.name)
+            result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
+            assert result.new_primary == r1.address
+            assert result.skipped == [] and result.repointed == [r2.address]
+            assert not any("RESET MASTER" in stmt for _, stmt in result.statements)
+            assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            assert ids_on(r2) == {1, 2}

@@ -128,3 +128,15 @@ def test_statement_display_escapes_and_masks() -> None:
     s = Statement("SELECT %s, %s, %s", ("it's", 3, "pw"), frozenset({2}))
     assert s.display() == "SELECT 'it\\'s', 3, '***'"
     assert "pw'" not in repr(s)
+
+
+def test_promote_keeps_a_binlog_that_already_holds_the_replicated_history() -> None:
+    # A replica running with log-slave-updates: its binlog has every event it applied, which
+    # lagging replicas may still need: no RESET MASTER.
+    d = MariaDB()
+    state = d.parse_state(dict(VARIABLES, own_binlog="0-1-9", binlog_state="0-1-9,0-3-2"), [STATUS])
+    assert [s.display() for s in d.promote(state)] == [
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "SET GLOBAL read_only = OFF",
+    ]
