@@ -564,13 +564,15 @@ def switchover(
         if writable and writable[0] == to:
             # Done already, or crashed after the promotion: finish repointing.
             result.old_primary = _previous_primary(cluster)
-            _repoint_all(run, cluster, options, probes, states, to, states[to], skip=set())  # type: ignore[arg-type]
+            target = states[to]
+            assert target is not None
+            _repoint_all(run, cluster, options, probes, states, to, target, skip=set())
             result.nothing_to_do = not result.statements
             if not dry_run:
                 cluster.fenced.discard(to)
                 _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})
             return result
-        old = writable[0] if writable else _resume_point(states, to, cluster)
+        old = writable[0] if writable else _resume_point(states, to)
         result.old_primary = old
         target_state = states.get(to)
         if target_state is None:
@@ -590,8 +592,9 @@ def switchover(
             run.exec(old_probe, stmt)
         _kill_clients(run, old_probe)
         run.step("old primary read-only")
-        final = _final_position(old_probe, dry_run)
-        run.say("%s: final position %s", old, final or "(dry run)")
+        # Read after every client session is gone: no commit can land after this position.
+        final = old_probe.probe().executed.text
+        run.say("%s: final position %s", old, final)
         # 3. Wait for the target and the other replicas to apply everything.
         for name, state in states.items():
             if name == old or state is None or state.replica is None:
@@ -621,7 +624,7 @@ def switchover(
     return result
 
 
-def _resume_point(states: Mapping[str, NodeState | None], to: str, cluster: Cluster) -> str:
+def _resume_point(states: Mapping[str, NodeState | None], to: str) -> str:
     """No writable primary: a switchover crashed after making the old one read-only?"""
     idle = [
         n
@@ -660,11 +663,6 @@ def _kill_clients(run: _Run, probe: NodeProbe) -> None:
             return
         time.sleep(0.01)
     raise FailoverError(f"{probe.name}: client sessions did not end within 30s after KILL")
-
-
-def _final_position(probe: NodeProbe, dry_run: bool) -> str:
-    state = probe.probe()
-    return state.executed.text if not dry_run or state else ""
 
 
 def _wait_applied(
