@@ -151,6 +151,14 @@ def _kill_primary_under_load(sb: Sandbox) -> tuple[Cluster, Writer, SandboxNode,
         auto_failover=True,
         failover_options=OPTIONS,
     )
+    try:
+        return _run_kill_scenario(sb, cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def _run_kill_scenario(sb: Sandbox, cluster: Cluster) -> tuple[Cluster, Writer, SandboxNode, int]:
     make_table(cluster, sb)
     old = sb.primary
     with Writer(cluster) as writer:
@@ -164,8 +172,13 @@ def _kill_primary_under_load(sb: Sandbox) -> tuple[Cluster, Writer, SandboxNode,
         sb.kill(old.name)
         wait_until(lambda: writer.acked_since(t_kill + 0.1) > 100, what="writes after failover")
     assert writer.unexpected == []
-    assert cluster.monitor is not None and cluster.monitor.last_failover is not None
-    new_name = cluster.monitor.last_failover.new_primary
+    monitor = cluster.monitor
+    assert monitor is not None
+    # Writes resume as soon as the promoted node is published, before the failover has
+    # finished repointing the other replica and recorded its result.
+    wait_until(lambda: monitor.last_failover is not None, what="the failover's result")
+    assert monitor.last_failover is not None
+    new_name = monitor.last_failover.new_primary
     new = sb.node(new_name or "")
     assert cluster.topology.primary is not None and cluster.topology.primary.name == new.address
     assert cluster.topology.node(old.address).role is Role.UNKNOWN
