@@ -30,8 +30,10 @@ from .errors import (
     TopologyError,
     TransactionOutcomeUnknownError,
 )
+from .failover import FailoverOptions, FailoverResult, failover, switchover
+from .monitor import Monitor
 from .session import EXECUTION_OPTION, RoutingSession, healed_statements
-from .topology import Node, Role, Topology
+from .topology import Node, Role, Topology, discover
 
 __version__ = "0.1.0"
 
@@ -44,7 +46,10 @@ __all__ = [
     "ClusterSettings",
     "ConfigurationError",
     "FailoverError",
+    "FailoverOptions",
+    "FailoverResult",
     "Flag",
+    "Monitor",
     "NoPrimaryError",
     "NoReplicaAvailableError",
     "Node",
@@ -69,4 +74,7 @@ __all__ = [
     "classify",
     "classify_clause",
     "healed_statements",
+    "discover",
+    "failover",
+    "switchover",
 ]

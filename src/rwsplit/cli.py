@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = ["rwsplit._cli_secrets"]
+_COMMAND_MODULES: list[str] = ["rwsplit._cli_secrets", "rwsplit._cli_cluster"]
 
 
 # ---------------------------------------------------------------------------------- cluster args

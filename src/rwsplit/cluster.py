@@ -8,8 +8,10 @@ current routing snapshot (:class:`_Routes`) without a lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,10 +27,21 @@ from sqlalchemy.orm import sessionmaker as _sessionmaker
 from .balance import Balancer, RoundRobinBalancer
 from .config import ClusterSettings, TLSConfig
 from .consistency import ReadYourWrites
-from .errors import ConfigurationError, NoPrimaryError, NoReplicaAvailableError, SplitBrainError
-from .topology import Node, Role, Topology, node_name
+from .errors import (
+    ConfigurationError,
+    NoPrimaryError,
+    NoReplicaAvailableError,
+    RetryableWriteError,
+    SplitBrainError,
+    TransactionOutcomeUnknownError,
+)
+from .topology import Node, Role, Topology, describe_error, node_name
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import ExceptionContext
+
+    from .failover import FailoverOptions
+    from .monitor import Monitor
     from .session import RoutingSession
 
 __all__ = ["Cluster"]
@@ -85,6 +98,31 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+_COMMITTING = "rwsplit.committing"
+_IMPLICIT_COMMIT = re.compile(
+    r"\s*(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+# Client / server error codes meaning "the connection or the server is gone".
+_CONNECTION_LOST = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# The server is read-only (1290; MySQL super_read_only also 1836): it is not the primary.
+_READ_ONLY = frozenset({1290, 1836})
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args: tuple[object, ...] = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _mark_committing(conn: Any) -> None:
+    # Fires just before the DBAPI commit: a failure now leaves the outcome unknown.
+    conn.info[_COMMITTING] = True
+
+
+def _clear_committing(conn: Any) -> None:
+    conn.info.pop(_COMMITTING, None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Routes:
     """What the hot path needs, derived from one topology. Replaced whole, never mutated."""
@@ -120,6 +158,22 @@ class Cluster:
     :param tls: TLS settings for every node (:class:`~rwsplit.TLSConfig`).
     :param node_tls: TLS settings of particular nodes, by node name (``"db2:3306"``);
         they replace *tls* for that node.
+    :param monitor_interval: run a background :class:`~rwsplit.monitor.Monitor` that probes
+        every node this often (seconds; sub-second is fine): health, lag, roles, external
+        promotions. ``None`` (default): no monitor, health is learnt from failed reads only.
+    :param monitor_timeout: connect / read timeout of each monitor probe, seconds.
+    :param failure_threshold: failed probes in a row before the primary counts as dead.
+    :param auto_failover: promote a replica automatically once the primary is confirmed dead
+        (needs ``failover_options``; starts the monitor, every second by default).
+    :param failover_options: replication credentials and candidate rules
+        (:class:`~rwsplit.failover.FailoverOptions`).
+    :param admin_user: account the monitor and failover use instead of each node URL's
+        (needs ``SLAVE MONITOR``; failover also ``SUPER`` or the equivalent admin privileges).
+    :param admin_password: its password (never logged or shown).
+
+    A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
+    (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
+    :class:`~rwsplit.TransactionOutcomeUnknownError`; either way the monitor re-probes at once.
 
     Clusters can also be made from configuration: :meth:`from_properties`,
     :meth:`from_toml`, :meth:`from_env`, :meth:`from_dict`, :meth:`from_config`.
@@ -149,6 +203,13 @@ class Cluster:
         sticky_window: float = 2.0,
         tls: TLSConfig | None = None,
         node_tls: Mapping[str, TLSConfig] | None = None,
+        monitor_interval: float | None = None,
+        monitor_timeout: float = 1.0,
+        failure_threshold: int = 3,
+        auto_failover: bool = False,
+        failover_options: FailoverOptions | None = None,
+        admin_user: str | None = None,
+        admin_password: str | None = None,
     ) -> None:
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
@@ -201,7 +262,26 @@ class Cluster:
         self.lazy_readmit = True
         """Re-admit failed replicas after ``down_retry_interval`` on the next read. A monitor
         that owns health turns this off."""
+        self._admin = (admin_user, admin_password) if admin_user else None
+        self.fenced: set[str] = set()
+        """Former primaries that must never take traffic again until rejoined as replicas."""
+        self.failover_options = failover_options
+        self.monitor: Monitor | None = None
+        """The background monitor, when ``monitor_interval`` or ``auto_failover`` is set."""
         self._routes = self._build_routes(Topology(tuple(nodes)))
+        if monitor_interval is not None or auto_failover:
+            from .monitor import Monitor
+
+            self.monitor = Monitor(
+                self,
+                interval=monitor_interval if monitor_interval is not None else 1.0,
+                timeout=monitor_timeout,
+                failure_threshold=failure_threshold,
+                auto_failover=auto_failover,
+                failover_options=failover_options,
+            )
+            self.lazy_readmit = False
+            self.monitor.start()
 
     # ------------------------------------------------------------------ engines
 
@@ -248,7 +328,74 @@ class Cluster:
             ) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+        else:
+            name = node_name(url)
+            event.listen(engine, "commit", _mark_committing)
+            event.listen(engine, "begin", _clear_committing)
+            event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
         return engine
+
+    def _on_primary_error(self, name: str, ctx: ExceptionContext) -> None:
+        """``handle_error`` of read-write engines: say whether the write can be retried."""
+        if ctx.is_pre_ping:
+            return
+        orig = ctx.original_exception
+        code = _error_code(orig)
+        if not (ctx.is_disconnect or code in _CONNECTION_LOST or code in _READ_ONLY):
+            return
+        committing = False
+        conn = ctx.connection
+        if conn is not None and ctx.statement is None:
+            with contextlib.suppress(Exception):
+                committing = bool(conn.info.pop(_COMMITTING, False))
+        elif ctx.statement is not None:
+            # A statement that commits by itself (DDL, or an autocommit connection) may have
+            # been committed before the connection died.
+            autocommit = False
+            with contextlib.suppress(Exception):
+                autocommit = conn is not None and conn._is_autocommit_isolation()
+            committing = autocommit or bool(_IMPLICIT_COMMIT.match(ctx.statement))
+        reason = describe_error(orig)
+        log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
+        self.refresh_soon()
+        if committing:
+            raise TransactionOutcomeUnknownError(
+                f"the primary {name} failed while committing ({reason}): the transaction may "
+                "or may not have been committed; check before retrying it"
+            )
+        raise RetryableWriteError(
+            f"the primary {name} failed ({reason}) before anything was committed: the "
+            "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
+            "the primary it finds next)"
+        )
+
+    def admin_url(self, node: Node) -> URL:
+        """The URL the monitor and failover use for *node* (admin credentials if given)."""
+        if self._admin is None:
+            return node.url
+        user, password = self._admin
+        # URL.set() ignores None: an empty string really replaces the app's password.
+        return node.url.set(username=user, password=password or "")
+
+    def refresh_soon(self) -> None:
+        """Ask the monitor (if any) to re-probe every node now."""
+        if self.monitor is not None:
+            self.monitor.wake()
+
+    def refresh(self) -> Topology:
+        """Probe every node now, publish what changed, and return the new topology.
+
+        Works with or without a running monitor.
+        """
+        if self.monitor is not None:
+            return self.monitor.check()
+        from .monitor import Monitor
+
+        monitor = Monitor(self, timeout=2.0)
+        try:
+            return monitor.check()
+        finally:
+            monitor.stop()
 
     # ------------------------------------------------------------------ topology
 
@@ -390,7 +537,9 @@ class Cluster:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Dispose of every engine (closes pooled connections). Idempotent."""
+        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""
+        if self.monitor is not None:
+            self.monitor.stop()
         with self._lock:
             engines = list(self._engines.values())
             self._engines.clear()

@@ -369,6 +369,9 @@ class Sandbox:
             "--sync-binlog=0",
             "--max-connections=300",
             "--performance-schema=OFF",
+            # Replicas announce their real address, so discovery can find them from the primary.
+            f"--report-host={node.host}",
+            f"--report-port={node.port}",
         ]
         if binaries.flavor == "mariadb":
             cmd += ["--gtid-strict-mode=ON", "--slave-net-timeout=5", "--skip-slave-start"]

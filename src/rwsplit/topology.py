@@ -7,14 +7,22 @@ after a failed connection, the monitor after a poll) publishes a new snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+import pymysql
 from sqlalchemy.engine import URL
 
-__all__ = ["Node", "Role", "Topology", "node_name"]
+from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
+
+__all__ = ["Node", "NodeProbe", "Role", "Topology", "discover", "node_name", "role_of"]
+
+log = logging.getLogger("rwsplit.topology")
 
 
 class Role(enum.Enum):
@@ -116,3 +124,179 @@ class Topology:
         changed = {n.name: n for n in nodes}
         merged = tuple(changed.pop(n.name, n) for n in self.nodes) + tuple(changed.values())
         return Topology(merged, self.version + 1)
+
+
+# ---------------------------------------------------------------------------------- discovery
+
+
+def role_of(state: NodeState) -> Role:
+    """The role a probed server plays.
+
+    * replication configured (``SHOW SLAVE STATUS`` has a source) → replica;
+    * writable (``read_only=OFF``, ``super_read_only=OFF``) and not replicating → primary;
+    * read-only and not replicating (a fenced former primary, a primary being switched
+      over) → unknown: it takes neither writes nor reads.
+    """
+    if state.replica is not None:
+        return Role.REPLICA
+    if state.writable:
+        return Role.PRIMARY
+    return Role.UNKNOWN
+
+
+class NodeProbe:
+    """A small admin connection to one node that reads its replication state.
+
+    The connection is kept between probes (one round trip per query) and re-opened after a
+    failure; every call has *timeout* seconds to connect, read and write.
+    """
+
+    def __init__(self, url: URL, timeout: float = 1.0) -> None:
+        self.url = url
+        self.node_url: URL = url
+        """The URL of the node as the cluster knows it (``url`` may use admin credentials)."""
+        self.name = node_name(url)
+        self.timeout = timeout
+        self._conn: pymysql.Connection[Any] | None = None
+        self.dialect: ReplicationDialect | None = None
+
+    def _connect(self) -> pymysql.Connection[Any]:
+        if self._conn is None:
+            self._conn = pymysql.connect(
+                host=self.url.host or "localhost",
+                port=self.url.port or 3306,
+                user=self.url.username or "",
+                password=self.url.password or "",
+                autocommit=True,
+                connect_timeout=max(self.timeout, 0.001),
+                read_timeout=self.timeout,
+                write_timeout=self.timeout,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+        return self._conn
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """Run *sql* on the node (reconnecting if needed); the connection is dropped on error."""
+        try:
+            conn = self._connect()
+            with conn.cursor() as cur:
+                cur.execute(sql, tuple(params) or None)
+                return list(cur.fetchall())
+        except BaseException:
+            self.close()
+            raise
+
+    def probe(self) -> NodeState:
+        """Read the node's role, read_only, GTID positions and replication status."""
+        if self.dialect is None:
+            version = str(self.query("SELECT @@version AS v")[0]["v"])
+            self.dialect = dialect_for_version(version)
+        d = self.dialect
+        variables = self.query(d.variables_sql)[0]
+        status = self.query(d.replica_status_sql)
+        return d.parse_state(variables, status)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def __enter__(self) -> NodeProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short message for *exc* that never includes credentials."""
+    args: tuple[object, ...] = getattr(exc, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[0]}: {args[1]}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _with_address(url: URL, address: str) -> URL:
+    host, _, port = address.rpartition(":")
+    return url.set(host=host, port=int(port))
+
+
+def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
+    """Find every node of the cluster reachable from the *seeds* and what each one is.
+
+    From a replica, its source (``Master_Host:Master_Port``) is followed; from a primary, the
+    replicas it lists in ``SHOW SLAVE HOSTS`` / ``SHOW REPLICAS`` (those started with
+    ``report_host`` / ``report_port``). Discovered nodes reuse the first seed's credentials.
+
+    :raises TopologyError: when no seed can be reached.
+
+    >>> discover(["mysql+pymysql://root@127.0.0.1:3307/app"])  # doctest: +SKIP
+    Topology(nodes=(Node(name='127.0.0.1:3307', role=<Role.PRIMARY: 'primary'>, ...), ...))
+    """
+    from sqlalchemy.engine import make_url
+
+    from .errors import TopologyError
+
+    urls = [make_url(s) if isinstance(s, str) else s for s in seeds]
+    if not urls:
+        raise TopologyError("no seed address given; pass at least one node URL")
+    template = urls[0]
+    pending = {node_name(u): u for u in urls}
+    seen: dict[str, Node] = {}
+    errors: list[str] = []
+    while pending:
+        name, url = pending.popitem()
+        if name in seen:
+            continue
+        with NodeProbe(url, timeout) as p:
+            try:
+                state = p.probe()
+            except Exception as exc:
+                errors.append(f"{name}: {describe_error(exc)}")
+                seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
+                continue
+            extra: list[dict[str, Any]] = []
+            if state.replica is None:
+                mariadb = isinstance(p.dialect, MariaDB)
+                try:
+                    extra = p.query("SHOW SLAVE HOSTS" if mariadb else "SHOW REPLICAS")
+                except Exception as exc:  # needs REPLICATION MASTER ADMIN: optional
+                    log.info("%s: cannot list its replicas: %s", name, describe_error(exc))
+        seen[name] = node_from_state(name, url, state)
+        found = [state.replica.source] if state.replica else []
+        for row in extra:
+            host = row.get("Host") or ""
+            port = int(row.get("Port") or 0)
+            if host and port:
+                found.append(f"{host}:{port}")
+        for address in found:
+            if address not in seen and address not in pending:
+                pending[address] = _with_address(template, address)
+    if all(not n.healthy for n in seen.values()):
+        raise TopologyError(
+            "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
+            "that the servers run, and the credentials"
+        )
+    return Topology(tuple(sorted(seen.values(), key=_order)))
+
+
+def _order(n: Node) -> tuple[int, str]:
+    return ({Role.PRIMARY: 0, Role.REPLICA: 1}.get(n.role, 2), n.name)
+
+
+def node_from_state(name: str, url: URL, state: NodeState, **changes: object) -> Node:
+    """The :class:`Node` a successful probe describes."""
+    lag = None
+    if state.replica is not None and state.replica.seconds_behind is not None:
+        lag = float(state.replica.seconds_behind)
+    node = Node(
+        name,
+        url,
+        role_of(state),
+        healthy=True,
+        lag_seconds=lag,
+        gtid_position=state.executed.text or None,
+        read_only=not state.writable,
+    )
+    return node.evolve(**changes) if changes else node

@@ -12,7 +12,10 @@ def test_all_is_pinned() -> None:
             "ClusterSettings",
             "ConfigurationError",
             "FailoverError",
+            "FailoverOptions",
+            "FailoverResult",
             "Flag",
+            "Monitor",
             "NoPrimaryError",
             "NoReplicaAvailableError",
             "Node",
@@ -37,6 +40,9 @@ def test_all_is_pinned() -> None:
             "classify",
             "classify_clause",
             "healed_statements",
+            "discover",
+            "failover",
+            "switchover",
         ]
     )
 

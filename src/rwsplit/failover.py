@@ -1,0 +1,692 @@
+"""The failover runbook, automated: :func:`failover` (primary dead) and :func:`switchover`.
+
+**Failover** (the primary is gone):
+
+1. confirm it is dead: it fails ``confirm_attempts`` probes in a row *and* every reachable
+   replica has lost its replication connection too (else: a partition, refuse);
+2. ``STOP SLAVE IO_THREAD`` on every replica, then wait until each has applied its relay log
+   (``MASTER_GTID_WAIT(Gtid_IO_Pos)``);
+3. choose the most advanced replica by GTID (``preferred`` first among equals, never one in
+   ``never_promote``);
+4. promote it: stop and reset replication, seed its binlog GTID state with what it applied
+   (see :meth:`rwsplit._dialect.MariaDB.promote`), ``read_only=OFF``;
+5. repoint every other replica at it with GTID positioning and start it;
+6. fence the old primary: the cluster keeps it out of routing and, if it comes back, the
+   monitor makes it read-only before anything else.
+
+**Switchover** (planned, zero lost writes): stop routing writes; old primary
+``read_only=ON``; kill its client connections and wait until they are gone (so no commit is
+in flight); read its final GTID position; wait until the target (and every other replica)
+applied it; promote the target; repoint the others; make the old primary a replica.
+
+Both are idempotent: every step first looks at the servers' state, so running the command
+again after a crash half-way finishes the job (or reports that there is nothing to do). Every
+statement is logged (logger ``rwsplit.failover``) with its node, passwords masked; with
+``dry_run=True`` nothing is changed and the result lists every statement that would run.
+
+>>> from rwsplit.failover import FailoverOptions
+>>> FailoverOptions("repl", "s3cret", preferred=("db2:3306",))
+FailoverOptions(replication_user='repl', preferred=('db2:3306',), never_promote=())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import URL
+
+from ._dialect import NodeState, ReplicationDialect, Statement
+from .errors import FailoverError
+from .topology import Node, NodeProbe, Role, Topology, describe_error, node_from_state
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+__all__ = ["FailoverOptions", "FailoverResult", "failover", "switchover"]
+
+log = logging.getLogger("rwsplit.failover")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FailoverOptions:
+    """How to fail over: replication credentials and candidate rules.
+
+    :param replication_user: the account replicas use to connect to the new primary.
+    :param replication_password: its password (never logged, shown or repr'd).
+    :param preferred: node names (``host:port``) to promote first, in order, among the most
+        advanced replicas.
+    :param never_promote: node names that must never become primary.
+    :param confirm_attempts: failed probes in a row before the primary counts as dead (the
+        CLI probes; the monitor counts its own rounds).
+    :param confirm_interval: seconds between those probes.
+    :param apply_timeout: seconds a replica may take to apply its relay log / catch up.
+    :param timeout: connect / read timeout of the admin connections, seconds.
+    """
+
+    replication_user: str
+    replication_password: str = field(repr=False)
+    preferred: tuple[str, ...] = ()
+    never_promote: tuple[str, ...] = ()
+    confirm_attempts: int = field(default=3, repr=False)
+    confirm_interval: float = field(default=0.5, repr=False)
+    apply_timeout: float = field(default=30.0, repr=False)
+    timeout: float = field(default=5.0, repr=False)
+
+
+@dataclass
+class FailoverResult:
+    """What a failover or switchover did (or, with ``dry_run``, would do)."""
+
+    kind: str
+    """``"failover"`` or ``"switchover"``."""
+    old_primary: str | None
+    new_primary: str | None
+    dry_run: bool = False
+    nothing_to_do: bool = False
+    repointed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """Nodes left alone, with the reason (for example: needs a rebuild)."""
+    fenced: list[str] = field(default_factory=list)
+    statements: list[tuple[str, str]] = field(default_factory=list)
+    """``(node, statement)`` for every statement run (or planned), passwords masked."""
+    timeline: dict[str, float] = field(default_factory=dict)
+    """Seconds from the start of the operation to the end of each step."""
+    started_at: float = 0.0
+    """:func:`time.monotonic` when the operation started."""
+
+    def describe(self) -> str:
+        """A short human summary (no passwords)."""
+        if self.nothing_to_do:
+            return f"nothing to do: {self.new_primary} is the primary"
+        verb = "would promote" if self.dry_run else "promoted"
+        lines = [f"{self.kind}: {verb} {self.new_primary} (old primary {self.old_primary})"]
+        if self.repointed:
+            lines.append("replicas repointed: " + ", ".join(self.repointed))
+        for name, why in self.skipped:
+            lines.append(f"left alone: {name}: {why}")
+        if self.fenced:
+            lines.append("fenced: " + ", ".join(self.fenced))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- plumbing
+
+
+class _Run:
+    """Runs (or, in a dry run, records) statements on nodes; logs each one."""
+
+    def __init__(self, result: FailoverResult, progress: Progress | None) -> None:
+        self.result = result
+        self.progress = progress
+        self.t0 = result.started_at = time.monotonic()
+
+    def step(self, name: str) -> None:
+        self.result.timeline[name] = round(time.monotonic() - self.t0, 3)
+
+    def say(self, msg: str, *args: object) -> None:
+        log.info(msg, *args)
+        if self.progress is not None:
+            self.progress(msg % args if args else msg)
+
+    def exec(self, probe: NodeProbe, stmt: Statement) -> list[dict[str, object]]:
+        shown = stmt.display()
+        self.result.statements.append((probe.name, shown))
+        if self.result.dry_run:
+            log.info("%s: would run: %s", probe.name, shown)
+            return []
+        log.info("%s: %s", probe.name, shown)
+        if self.progress is not None:
+            self.progress(f"{probe.name}: {shown}")
+        try:
+            return probe.query(stmt.sql, stmt.params)
+        except Exception as exc:
+            raise FailoverError(
+                f"{self.result.kind} stopped: on {probe.name}, '{shown}' failed: "
+                f"{describe_error(exc)}; fix the cause and run the command again (each step "
+                "checks the servers' state first, so re-running is safe)"
+            ) from None
+
+
+@contextlib.contextmanager
+def _probes(
+    cluster: Cluster, nodes: Sequence[Node], timeout: float
+) -> Iterator[dict[str, NodeProbe]]:
+    probes = {n.name: NodeProbe(cluster.admin_url(n), timeout) for n in nodes}
+    try:
+        yield probes
+    finally:
+        for p in probes.values():
+            p.close()
+
+
+def _probe(probe: NodeProbe) -> NodeState | None:
+    try:
+        return probe.probe()
+    except Exception as exc:
+        log.info("%s: unreachable: %s", probe.name, describe_error(exc))
+        return None
+
+
+def _dialect(probe: NodeProbe) -> ReplicationDialect:
+    assert probe.dialect is not None, "probe the node first"
+    return probe.dialect
+
+
+def _url_address(url: URL) -> tuple[str, int]:
+    return url.host or "localhost", url.port or 3306
+
+
+@contextlib.contextmanager
+def _monitor_paused(cluster: Cluster) -> Iterator[None]:
+    """Hold the monitor's round lock: no monitor publishes while the topology is rewired."""
+    monitor = cluster.monitor
+    if monitor is None:
+        yield
+        return
+    with monitor._round:
+        yield
+
+
+def _previous_primary(cluster: Cluster) -> str | None:
+    monitor = cluster.monitor
+    if monitor is not None and monitor._primary_name is not None:
+        return monitor._primary_name
+    primaries = [n for n in cluster.topology.nodes if n.role is Role.PRIMARY]
+    return primaries[0].name if len(primaries) == 1 else None
+
+
+def _choose(
+    candidates: Mapping[str, NodeState], options: FailoverOptions, order: Sequence[str]
+) -> str:
+    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
+    if not allowed:
+        raise FailoverError(
+            "no replica may be promoted (all unreachable or in never_promote: "
+            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
+        )
+    best = [
+        n
+        for n, s in allowed.items()
+        if all(s.executed.contains(o.executed) for o in allowed.values())
+    ]
+    if not best:  # diverged positions: fall back to the most transactions applied
+        top = max(s.executed.progress for s in allowed.values())
+        best = [n for n, s in allowed.items() if s.executed.progress == top]
+    for name in options.preferred:
+        if name in best:
+            return name
+    return min(best, key=order.index)
+
+
+def _publish(
+    cluster: Cluster, primary: str, fenced: Sequence[str], states: Mapping[str, NodeState | None]
+) -> None:
+    old = cluster.topology
+    nodes: list[Node] = []
+    for n in old.nodes:
+        s = states.get(n.name)
+        if n.name in fenced:
+            nodes.append(n.evolve(role=Role.UNKNOWN, healthy=False, error="fenced former primary"))
+        elif n.name == primary:
+            nodes.append(n.evolve(role=Role.PRIMARY, healthy=True, read_only=False, error=None))
+        elif s is not None:
+            nodes.append(node_from_state(n.name, n.url, s, role=Role.REPLICA))
+        else:
+            nodes.append(n)
+    cluster.publish(Topology(tuple(nodes), old.version + 1))
+
+
+# ---------------------------------------------------------------------------------- failover
+
+
+def failover(
+    cluster: Cluster,
+    options: FailoverOptions,
+    *,
+    dry_run: bool = False,
+    confirmed: bool = False,
+    progress: Progress | None = None,
+) -> FailoverResult:
+    """Replace a dead primary by the most advanced replica (see the module docstring).
+
+    :param confirmed: the caller (the monitor) already confirmed the primary is dead.
+    :raises FailoverError: the primary is not dead, two primaries exist, no candidate, or a
+        step failed (the message names the node and the statement; re-running is safe).
+    """
+    old_primary = _previous_primary(cluster)
+    result = FailoverResult("failover", old_primary, None, dry_run=dry_run)
+    run = _Run(result, progress)
+    nodes = cluster.topology.nodes
+    order = [n.name for n in nodes]
+    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
+        states = {name: _probe(p) for name, p in probes.items()}
+        run.step("probed")
+        writable = [
+            name
+            for name, s in states.items()
+            if s is not None and s.replica is None and s.writable and name not in cluster.fenced
+        ]
+        if len(writable) > 1:
+            writable = _fence_stale_primaries(run, cluster, probes, states, writable)
+        if writable:
+            return _finish_after_promotion(cluster, options, run, probes, states, writable[0])
+        if old_primary is None:
+            raise FailoverError(
+                "no primary is known and none is writable; say which node to promote with "
+                "'rwsplit switchover --to NODE' after checking the servers"
+            )
+        if not confirmed:
+            _confirm_dead(run, probes, old_primary, options)
+        if states.get(old_primary) is not None:
+            raise FailoverError(
+                f"the primary {old_primary} answers (read-only, not replicating): it is not "
+                "dead; use 'rwsplit switchover --to NODE' for a planned change"
+            )
+        _check_replicas_lost_it(states, old_primary)
+        skip = {old_primary, *cluster.fenced}
+        candidates = _drain_relay_logs(run, probes, states, skip, options)
+        run.step("relay logs applied")
+        new = _choose(candidates, options, order)
+        result.new_primary = new
+        run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
+        for stmt in _dialect(probes[new]).promote(candidates[new]):
+            run.exec(probes[new], stmt)
+        run.step("promoted")
+        if not dry_run:
+            cluster.fenced.add(old_primary)
+        result.fenced.append(old_primary)
+        new_state = candidates[new] if dry_run else _probe(probes[new])
+        if new_state is None:
+            raise FailoverError(f"{new} stopped answering right after its promotion; re-run")
+        if not dry_run:
+            _publish(cluster, new, [old_primary], {new: new_state})
+        run.step("writable")
+        chosen = candidates[new]
+        has_history = _dialect(probes[new]).promoted_binlog_has_history or (
+            chosen.replica_applied is not None
+            and chosen.own_binlog.contains(chosen.replica_applied)
+        )
+        floor = None if has_history else chosen
+        _repoint_all(
+            run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
+        )
+        run.step("repointed")
+        if not dry_run:
+            _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
+    run.say("failover done: %s is the primary", new)
+    return result
+
+
+def _fence_stale_primaries(
+    run: _Run,
+    cluster: Cluster,
+    probes: Mapping[str, NodeProbe],
+    states: Mapping[str, NodeState | None],
+    writable: list[str],
+) -> list[str]:
+    """Several writable nodes: the old primary came back after a failover run elsewhere?
+
+    Only when the replicas settle it — exactly one writable node has replicas streaming from
+    it and the others have none — are the others fenced (read-only); otherwise refuse.
+    """
+    followers = {
+        w: [
+            n
+            for n, s in states.items()
+            if s is not None and s.replica is not None and s.replica.source == w
+        ]
+        for w in writable
+    }
+    led = [w for w in writable if followers[w]]
+    if len(led) != 1:
+        raise FailoverError(
+            "refusing to fail over: " + ", ".join(writable) + " are all writable and "
+            "replicate from nobody (split brain), and the replicas do not settle which one is "
+            "the primary; make all but one read_only by hand"
+        )
+    for stale in writable:
+        if stale == led[0]:
+            continue
+        run.say("%s: writable but no replica follows it: fencing it (read-only)", stale)
+        for stmt in _dialect(probes[stale]).set_read_only(True):
+            run.exec(probes[stale], stmt)
+        if not run.result.dry_run:
+            cluster.fenced.add(stale)
+        run.result.fenced.append(stale)
+    return led
+
+
+def _confirm_dead(
+    run: _Run, probes: Mapping[str, NodeProbe], name: str, options: FailoverOptions
+) -> None:
+    probe = probes.get(name)
+    if probe is None:
+        return
+    for attempt in range(1, options.confirm_attempts + 1):
+        if _probe(probe) is not None:
+            raise FailoverError(
+                f"the primary {name} answered probe {attempt}: it is not dead; nothing done"
+            )
+        run.say("%s: probe %d/%d failed", name, attempt, options.confirm_attempts)
+        if attempt < options.confirm_attempts:
+            time.sleep(options.confirm_interval)
+
+
+def _check_replicas_lost_it(states: Mapping[str, NodeState | None], old: str) -> None:
+    streaming = [
+        n
+        for n, s in states.items()
+        if s is not None
+        and s.replica is not None
+        and s.replica.source == old
+        and s.replica.io_connected
+    ]
+    if streaming:
+        raise FailoverError(
+            f"the primary {old} does not answer here but {', '.join(streaming)} still "
+            "replicate from it: probably a network partition, not a dead primary; nothing done"
+        )
+    if not any(s is not None for n, s in states.items() if n != old):
+        raise FailoverError("no replica answers either: nothing can be promoted")
+
+
+def _drain_relay_logs(
+    run: _Run,
+    probes: Mapping[str, NodeProbe],
+    states: dict[str, NodeState | None],
+    skip: set[str],
+    options: FailoverOptions,
+) -> dict[str, NodeState]:
+    """Stop every replica's IO thread, wait until its relay log is applied; fresh states."""
+    out: dict[str, NodeState] = {}
+    for name, state in list(states.items()):
+        if state is None or name in skip:
+            continue
+        probe = probes[name]
+        d = _dialect(probe)
+        if state.replica is not None:
+            run.exec(probe, d.stop_io_thread())
+            if not state.replica.sql_running:
+                run.exec(probe, d.start_sql_thread())
+            fresh = state if run.result.dry_run else _probe(probe)
+            received = fresh.replica.received if fresh and fresh.replica else ""
+            if received:
+                run.say("%s: waiting for its relay log (%s) to be applied", name, received)
+                rows = run.exec(probe, d.wait_for_gtid(received, options.apply_timeout))
+                if not run.result.dry_run:
+                    value = next(iter(rows[0].values())) if rows else None
+                    if not d.wait_succeeded(value):
+                        raise FailoverError(
+                            f"{name} did not apply its relay log up to {received} within "
+                            f"{options.apply_timeout:.0f}s; check its SQL thread "
+                            "(SHOW SLAVE STATUS) and re-run"
+                        )
+        fresh = state if run.result.dry_run else _probe(probe)
+        if fresh is not None:
+            states[name] = out[name] = fresh
+    if not out:
+        raise FailoverError("no replica answers: nothing can be promoted")
+    return out
+
+
+def _finish_after_promotion(
+    cluster: Cluster,
+    options: FailoverOptions,
+    run: _Run,
+    probes: Mapping[str, NodeProbe],
+    states: dict[str, NodeState | None],
+    primary: str,
+) -> FailoverResult:
+    """A writable primary exists: finish a half-done failover, or report nothing to do."""
+    result = run.result
+    result.new_primary = primary
+    new_state = states[primary]
+    assert new_state is not None
+    old = result.old_primary
+    if old is not None and old != primary and old not in result.fenced:
+        result.fenced.append(old)
+        if not run.result.dry_run:
+            cluster.fenced.add(old)
+    before = len(result.statements)
+    skip = {old or "", *result.fenced}
+    _repoint_all(run, cluster, options, probes, states, primary, new_state, skip=skip)
+    result.nothing_to_do = len(result.statements) == before == 0
+    if result.nothing_to_do:
+        run.say("nothing to do: %s is the primary", primary)
+    if not run.result.dry_run:
+        _publish(cluster, primary, result.fenced, {n: _probe(p) for n, p in probes.items()})
+    return result
+
+
+def _repoint_all(
+    run: _Run,
+    cluster: Cluster,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    states: Mapping[str, NodeState | None],
+    primary: str,
+    primary_state: NodeState,
+    *,
+    skip: set[str],
+    floor: NodeState | None = None,
+    demote: str | None = None,
+) -> None:
+    """Point every other reachable node at *primary* (those not already replicating from it).
+
+    *floor*: the promoted node's state at promotion when its binary log starts there (MariaDB
+    without ``log-slave-updates``); a replica that has not reached it cannot be served.
+    """
+    host, port = _url_address(probes[primary].url)
+    for name, state in states.items():
+        if name == primary or name in skip or name in cluster.fenced:
+            continue
+        if state is None:
+            run.result.skipped.append((name, "unreachable; repoint it when it is back"))
+            continue
+        rs = state.replica
+        if rs is not None and rs.source == primary and rs.io_connected and rs.sql_running:
+            continue  # already replicating from the primary
+        if state.replica is None and state.writable and name != demote:
+            continue  # another primary: never touched here
+        if not primary_state.executed.contains(state.executed):
+            run.result.skipped.append(
+                (
+                    name,
+                    f"it has transactions the new primary lacks ({state.executed} vs "
+                    f"{primary_state.executed}); rebuild it from the new primary",
+                )
+            )
+            log.error("%s: not repointed: ahead of / diverged from %s", name, primary)
+            continue
+        if floor is not None and not state.executed.contains(floor.executed):
+            run.result.skipped.append(
+                (
+                    name,
+                    f"it is behind the new primary ({state.executed} < {floor.executed}) and "
+                    "the transactions it misses are in no binary log (replicas run without "
+                    "log-slave-updates); rebuild it from the new primary",
+                )
+            )
+            log.error("%s: not repointed: behind %s's first binlog position", name, primary)
+            continue
+        d = _dialect(probes[name])
+        user, password = options.replication_user, options.replication_password
+        stmts = d.point_at(state, host, port, user, password)
+        if state.writable:
+            stmts = d.set_read_only(True) + stmts
+        for stmt in [*stmts, d.start_replication()]:
+            run.exec(probes[name], stmt)
+        run.result.repointed.append(name)
+
+
+# ---------------------------------------------------------------------------------- switchover
+
+
+def switchover(
+    cluster: Cluster,
+    to: str,
+    options: FailoverOptions,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> FailoverResult:
+    """Planned change of primary to node *to* with zero lost writes (module docstring).
+
+    :raises FailoverError: no single live primary, *to* is not a usable replica, or a step
+        failed (the old primary is made writable again if the target could not catch up).
+    """
+    nodes = cluster.topology.nodes
+    names = [n.name for n in nodes]
+    if to not in names:
+        raise FailoverError(f"no node called {to!r}; nodes: {', '.join(names)}")
+    if to in options.never_promote:
+        raise FailoverError(f"{to} is in never_promote; choose another node")
+    result = FailoverResult("switchover", None, to, dry_run=dry_run)
+    run = _Run(result, progress)
+    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
+        states = {name: _probe(p) for name, p in probes.items()}
+        run.step("probed")
+        writable = [
+            n for n, s in states.items() if s is not None and s.replica is None and s.writable
+        ]
+        if len(writable) > 1:
+            raise FailoverError(
+                "refusing to switch over: " + ", ".join(writable) + " are all writable "
+                "(split brain); make all but one read_only by hand"
+            )
+        if writable and writable[0] == to:
+            # Done already, or crashed after the promotion: finish repointing.
+            result.old_primary = _previous_primary(cluster)
+            target = states[to]
+            assert target is not None
+            _repoint_all(run, cluster, options, probes, states, to, target, skip=set())
+            result.nothing_to_do = not result.statements
+            if not dry_run:
+                cluster.fenced.discard(to)
+                _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})
+            return result
+        old = writable[0] if writable else _resume_point(states, to)
+        result.old_primary = old
+        target_state = states.get(to)
+        if target_state is None:
+            raise FailoverError(f"the target {to} does not answer; choose another node")
+        if target_state.replica is not None and target_state.replica.source != old:
+            raise FailoverError(
+                f"{to} replicates from {target_state.replica.source}, not from the primary {old}"
+            )
+        old_probe = probes[old]
+        d_old = _dialect(old_probe)
+        # 1. Stop routing writes to the old primary, in this process at once.
+        if not dry_run:
+            cluster.fenced.add(old)
+            _publish(cluster, old, [old], {})
+        # 2. Make it read-only, end every client session, so no commit is in flight.
+        for stmt in d_old.set_read_only(True):
+            run.exec(old_probe, stmt)
+        _kill_clients(run, old_probe)
+        run.step("old primary read-only")
+        # Read after every client session is gone: no commit can land after this position.
+        final = old_probe.probe().executed.text
+        run.say("%s: final position %s", old, final)
+        # 3. Wait for the target and the other replicas to apply everything.
+        for name, state in states.items():
+            if name == old or state is None or state.replica is None:
+                continue
+            _wait_applied(run, probes[name], final, options, old_probe, d_old, cluster, old)
+        run.step("caught up")
+        # 4. Promote the target.
+        fresh = target_state if dry_run else _probe(probes[to])
+        assert fresh is not None
+        for stmt in _dialect(probes[to]).promote(fresh):
+            run.exec(probes[to], stmt)
+        run.step("promoted")
+        new_state = fresh if dry_run else _probe(probes[to])
+        assert new_state is not None
+        if not dry_run:
+            cluster.fenced.discard(to)
+            _publish(cluster, to, [old], {to: new_state})
+        # 5. Repoint the others and turn the old primary into a replica.
+        now = {n: (s if dry_run else _probe(probes[n])) for n, s in states.items()}
+        if not dry_run:
+            cluster.fenced.discard(old)
+        _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
+        run.step("repointed")
+        if not dry_run:
+            _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})
+    run.say("switchover done: %s is the primary, %s replicates from it", to, old)
+    return result
+
+
+def _resume_point(states: Mapping[str, NodeState | None], to: str) -> str:
+    """No writable primary: a switchover crashed after making the old one read-only?"""
+    idle = [
+        n
+        for n, s in states.items()
+        if s is not None and s.replica is None and not s.writable and n != to
+    ]
+    if len(idle) == 1:
+        log.info("%s: read-only and not replicating: resuming an interrupted switchover", idle[0])
+        return idle[0]
+    raise FailoverError(
+        "no writable primary answers; if the primary died, use 'rwsplit failover' instead"
+    )
+
+
+def _kill_clients(run: _Run, probe: NodeProbe) -> None:
+    rows = probe.query(
+        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+        "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
+        "AND USER NOT IN ('system user', 'event_scheduler')"
+    )
+    ids = [int(str(r["id"])) for r in rows]
+    for i in ids:
+        with contextlib.suppress(FailoverError):  # the session may end on its own meanwhile
+            run.exec(probe, Statement("KILL CONNECTION %s", (i,)))
+    if run.result.dry_run or not ids:
+        return
+    # KILL only flags the thread: wait until each is gone, so no commit can still land.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = probe.query(
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID IN ("
+            + ",".join(str(i) for i in ids)
+            + ")"
+        )
+        if not int(str(left[0]["n"])):
+            return
+        time.sleep(0.01)
+    raise FailoverError(f"{probe.name}: client sessions did not end within 30s after KILL")
+
+
+def _wait_applied(
+    run: _Run,
+    probe: NodeProbe,
+    gtid: str,
+    options: FailoverOptions,
+    old_probe: NodeProbe,
+    d_old: ReplicationDialect,
+    cluster: Cluster,
+    old: str,
+) -> None:
+    d = _dialect(probe)
+    rows = run.exec(probe, d.wait_for_gtid(gtid, options.apply_timeout))
+    if run.result.dry_run:
+        return
+    value = next(iter(rows[0].values())) if rows else None
+    if d.wait_succeeded(value):
+        return
+    # Undo: the old primary takes writes again; nothing was promoted.
+    for stmt in d_old.set_read_only(False):
+        run.exec(old_probe, stmt)
+    cluster.fenced.discard(old)
+    raise FailoverError(
+        f"{probe.name} did not reach {gtid} within {options.apply_timeout:.0f}s; switchover "
+        f"abandoned and {old} made writable again; check that replica's replication"
+    )

@@ -1,0 +1,476 @@
+"""Failover and switchover on real servers, with real ``kill -9``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from rwsplit import (
+    Cluster,
+    FailoverOptions,
+    NoPrimaryError,
+    RetryableWriteError,
+    Role,
+    RwSplitError,
+    TransactionOutcomeUnknownError,
+    failover,
+)
+from rwsplit.cli import main
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
+
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
+
+OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
+        time.sleep(0.02)
+
+
+def sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return list(cur.fetchall())
+
+
+def replica_status(node: SandboxNode) -> dict[str, object]:
+    import pymysql
+
+    with (
+        contextlib.closing(node.connect()) as conn,
+        conn.cursor(pymysql.cursors.DictCursor) as cur,
+    ):
+        cur.execute("SHOW SLAVE STATUS")
+        return dict(cur.fetchone() or {})
+
+
+def ids_on(node: SandboxNode) -> set[int]:
+    return {int(str(r[0])) for r in sql(node, "SELECT id FROM rwsplit.w")}
+
+
+class Writer:
+    """Concurrent writers: each insert is its own transaction with a client-chosen id.
+
+    ``acked`` holds the ids whose COMMIT returned; ``unknown`` those whose commit failed
+    (outcome unknown); retryable failures are retried with the next id.
+    """
+
+    def __init__(self, cluster: Cluster, threads: int = 3, first_id: int = 1) -> None:
+        self.cluster = cluster
+        self.acked: list[tuple[int, float]] = []
+        self.unknown: list[int] = []
+        self.errors: list[tuple[str, float]] = []
+        self.unexpected: list[BaseException] = []
+        self._next = first_id - 1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def __enter__(self) -> Writer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _id(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            i = self._id()
+            try:
+                with self.cluster.session() as s:
+                    s.execute(text("INSERT INTO w (id) VALUES (:i)"), {"i": i})
+                    s.commit()
+                self.acked.append((i, time.monotonic()))
+            except TransactionOutcomeUnknownError:
+                self.unknown.append(i)
+            except (RetryableWriteError, NoPrimaryError, DBAPIError) as exc:
+                self.errors.append((type(exc).__name__, time.monotonic()))
+                self._stop.wait(0.005)  # back off a little before retrying
+            except BaseException as exc:
+                self.unexpected.append(exc)
+                return
+
+    def acked_since(self, t: float) -> int:
+        return sum(1 for _, at in self.acked if at > t)
+
+
+def make_table(cluster: Cluster, sb: Sandbox) -> None:
+    with cluster.session() as s:
+        s.execute(text("CREATE TABLE w (id INT PRIMARY KEY)"))
+        s.commit()
+    sb.wait_caught_up()
+
+
+@pytest.fixture
+def semi_sync_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(
+        replicas=2,
+        semi_sync=True,
+        base_dir=tmp_path_factory.mktemp("semisync"),
+        # Without this the sandbox's first statements wait the full semi-sync timeout (10 s)
+        # for replicas that are not connected yet; once they are, commits wait for an ack.
+        server_args=["--rpl-semi-sync-master-wait-no-slave=OFF"],
+    )
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def _kill_primary_under_load(sb: Sandbox) -> tuple[Cluster, Writer, SandboxNode, int]:
+    """Run the scenario; return the cluster (caller closes it), the writer and the new primary."""
+    cluster = Cluster(
+        sb.primary_url,
+        sb.replica_urls,
+        monitor_interval=0.2,
+        monitor_timeout=0.5,
+        auto_failover=True,
+        failover_options=OPTIONS,
+    )
+    try:
+        return _run_kill_scenario(sb, cluster)
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def _run_kill_scenario(sb: Sandbox, cluster: Cluster) -> tuple[Cluster, Writer, SandboxNode, int]:
+    make_table(cluster, sb)
+    old = sb.primary
+    with Writer(cluster) as writer:
+        wait_until(lambda: len(writer.acked) > 200, what="writes before the kill")
+        if sb.semi_sync:  # commits really wait for a replica's acknowledgement
+            status = dict(sql(old, "SHOW STATUS LIKE 'Rpl_semi_sync_master_%'"))
+            assert status["Rpl_semi_sync_master_status"] == "ON"
+            assert int(str(status["Rpl_semi_sync_master_clients"])) == 2
+            assert int(str(status["Rpl_semi_sync_master_yes_tx"])) > 200
+        t_kill = time.monotonic()
+        sb.kill(old.name)
+        wait_until(lambda: writer.acked_since(t_kill + 0.1) > 100, what="writes after failover")
+    assert writer.unexpected == []
+    monitor = cluster.monitor
+    assert monitor is not None
+    # Writes resume as soon as the promoted node is published, before the failover has
+    # finished repointing the other replica and recorded its result.
+    wait_until(lambda: monitor.last_failover is not None, what="the failover's result")
+    assert monitor.last_failover is not None
+    new_name = monitor.last_failover.new_primary
+    new = sb.node(new_name or "")
+    assert cluster.topology.primary is not None and cluster.topology.primary.name == new.address
+    assert cluster.topology.node(old.address).role is Role.UNKNOWN
+    have = ids_on(new)
+    lost = sum(1 for i, _ in writer.acked if i not in have)
+    return cluster, writer, new, lost
+
+
+def _assert_other_replica_follows(
+    sb: Sandbox, cluster: Cluster, new: SandboxNode, dead: SandboxNode
+) -> bool:
+    """The other replica replicates from the new primary and has every row it has.
+
+    Replicas run without log-slave-updates: if the other replica had received fewer events
+    than the promoted one when the primary died, the missing ones are in no binary log and
+    it cannot follow; then it must be reported (and left alone), never broken. Returns
+    whether it follows.
+    """
+    (other,) = [n for n in sb.nodes if n not in (new, dead)]
+    assert cluster.monitor is not None and cluster.monitor.last_failover is not None
+    skipped = dict(cluster.monitor.last_failover.skipped)
+    if other.address in skipped:
+        assert "rebuild it" in skipped[other.address]
+        # The new primary's binlog starts at the position it was promoted at (the lowest
+        # entry of its binlog state); the other replica stopped before that.
+        state = str(sql(new, "SELECT @@gtid_binlog_state")[0][0])
+        start = min(int(g.split("-")[2]) for g in state.split(","))
+        behind = str(sql(other, "SELECT @@gtid_slave_pos")[0][0])
+        assert int(behind.split("-")[2]) < start
+        print(f"the other replica stopped behind the promoted one ({behind} < {start})")
+        return False
+    wait_until(
+        lambda: (
+            (s := replica_status(other)).get("Slave_IO_Running") == "Yes"
+            and s.get("Slave_SQL_Running") == "Yes"
+        ),
+        what="the other replica replicating",
+    )
+    assert replica_status(other)["Master_Port"] == new.port
+    pos = str(sql(new, "SELECT @@gtid_binlog_pos")[0][0])
+    assert sql(other, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+    assert ids_on(other) == ids_on(new)
+    return True
+
+
+def test_kill_primary_with_semi_sync_loses_no_acknowledged_write(
+    semi_sync_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    sb = semi_sync_sandbox
+    caplog.set_level(logging.INFO, logger="rwsplit")
+    old = sb.primary
+    cluster, _, new, lost = _kill_primary_under_load(sb)
+    try:
+        assert lost == 0
+        _assert_other_replica_follows(sb, cluster, new, old)
+        # Every step is logged with its node, and the replication password never is.
+        messages = [r.getMessage() for r in caplog.records if r.name == "rwsplit.failover"]
+        assert any(new.address in m and "read_only = OFF" in m for m in messages)
+        assert all(REPL_PASSWORD not in r.getMessage() for r in caplog.records)
+        # The old primary comes back writable (as after a crash): fenced at once.
+        sb.restart(old.name)
+        wait_until(lambda: sql(old, "SELECT @@read_only")[0][0] == 1, what="old primary fenced")
+        before = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+        with Writer(cluster, threads=1, first_id=1_000_000) as w2:
+            wait_until(lambda: len(w2.acked) > 50, what="writes with the old primary back")
+        assert w2.unexpected == [] and w2.errors == []
+        assert str(sql(old, "SELECT @@gtid_binlog_pos")[0][0]) == before  # no write reached it
+        assert cluster.topology.primary is not None
+        assert cluster.topology.primary.name == new.address
+    finally:
+        cluster.close()
+
+
+def test_kill_primary_async_reports_lost_writes(
+    fresh_sandbox: Sandbox, record_property: Callable[[str, object], None]
+) -> None:
+    old = fresh_sandbox.primary
+    cluster, writer, new, lost = _kill_primary_under_load(fresh_sandbox)
+    try:
+        record_property("async_lost_writes", lost)
+        print(f"async replication: {lost} acknowledged writes lost of {len(writer.acked)}")
+        assert lost <= 5  # async may lose the last few commits; never more than a handful
+        _assert_other_replica_follows(fresh_sandbox, cluster, new, old)
+    finally:
+        cluster.close()
+
+
+def test_switchover_under_load_loses_nothing_and_old_primary_becomes_replica(
+    fresh_sandbox: Sandbox,
+) -> None:
+    from rwsplit import switchover
+
+    sb = fresh_sandbox
+    old, target, other = sb.nodes
+    with Cluster(
+        sb.primary_url, sb.replica_urls, monitor_interval=0.2, failover_options=OPTIONS
+    ) as cluster:
+        make_table(cluster, sb)
+        plan = switchover(cluster, target.address, OPTIONS, dry_run=True)
+        planned = [(node, stmt.split(" = ")[0]) for node, stmt in plan.statements]
+        assert (old.address, "SET GLOBAL read_only") in planned
+        assert (target.address, "RESET SLAVE ALL") in planned
+        assert (old.address, "CHANGE MASTER TO MASTER_HOST") in planned
+        assert (other.address, "CHANGE MASTER TO MASTER_HOST") in planned
+        assert sql(old, "SELECT @@read_only")[0][0] == 0  # the dry run changed nothing
+        assert sql(target, "SELECT @@read_only")[0][0] == 1
+        assert cluster.topology.primary is not None
+        assert cluster.topology.primary.name == old.address
+        with Writer(cluster) as writer:
+            wait_until(lambda: len(writer.acked) > 200, what="writes before the switchover")
+            result = switchover(cluster, target.address, OPTIONS)
+            t_done = time.monotonic()
+            wait_until(lambda: writer.acked_since(t_done) > 100, what="writes after")
+        assert writer.unexpected == []
+        assert result.new_primary == target.address and result.old_primary == old.address
+        assert sorted(result.repointed) == sorted([old.address, other.address])
+        for node in (old, other):
+            wait_until(
+                lambda node=node: (
+                    replica_status(node).get("Slave_SQL_Running") == "Yes"
+                    and replica_status(node).get("Slave_IO_Running") == "Yes"
+                ),
+                what=f"{node.name} replicating from the new primary",
+            )
+            assert replica_status(node)["Master_Port"] == target.port
+        pos = str(sql(target, "SELECT @@gtid_binlog_pos")[0][0])
+        for node in (old, other):
+            assert sql(node, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+        have = ids_on(target)
+        assert [i for i, _ in writer.acked if i not in have] == []  # zero lost writes
+        assert ids_on(old) == have == ids_on(other)
+        assert sql(old, "SELECT @@read_only")[0][0] == 1
+        # Re-running is harmless: nothing to do.
+        again = switchover(cluster, target.address, OPTIONS)
+        assert again.nothing_to_do and again.statements == []
+
+
+def test_cli_failover_dry_run_then_real_then_idempotent(
+    fresh_sandbox: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sb = fresh_sandbox
+    secret_file = tmp_path / "repl.pw"
+    secret_file.write_text(REPL_PASSWORD + "\n")
+    monkeypatch.setenv("RWSPLIT_REPLICATION_USER", REPL_USER)
+    args = ["--primary", sb.primary_url]
+    for url in sb.replica_urls:
+        args += ["--replica", url]
+    args += ["--replication-password-file", str(secret_file)]
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        make_table(c, sb)
+    # With the primary alive: nothing to do, nothing changed.
+    assert main(["failover", *args]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    sb.kill("primary")
+    before = {n.name: replica_status(n)["Slave_IO_Running"] for n in sb.replicas}
+    assert main(["failover", "--dry-run", *args]) == 0
+    out = capsys.readouterr()
+    assert "STOP SLAVE IO_THREAD" in out.out and "CHANGE MASTER TO" in out.out
+    assert "MASTER_PASSWORD = '***'" in out.out
+    assert REPL_PASSWORD not in out.out + out.err
+    # A dry run changed nothing.
+    assert {n.name: replica_status(n)["Slave_IO_Running"] for n in sb.replicas} == before
+    assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
+
+    assert main(["-v", "failover", "--preferred", sb.replicas[1].address, *args]) == 0
+    out = capsys.readouterr()
+    assert REPL_PASSWORD not in out.out + out.err
+    assert f"promoted {sb.replicas[1].address}" in out.out
+    assert sql(sb.replicas[1], "SELECT @@read_only")[0][0] == 0
+    wait_until(lambda: replica_status(sb.replicas[0]).get("Master_Port") == sb.replicas[1].port)
+
+    # Re-running after success: nothing to do, exit 0.
+    assert main(["failover", *args]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    # The old primary restarts writable. No replica follows it: re-running fences it.
+    sb.restart("primary")
+    assert sql(sb.primary, "SELECT @@read_only")[0][0] == 0
+    assert main(["failover", *args]) == 0
+    assert f"fenced: {sb.primary.address}" in capsys.readouterr().out
+    assert sql(sb.primary, "SELECT @@read_only")[0][0] == 1
+
+
+def test_failover_resumes_after_a_crash_half_way(fresh_sandbox: Sandbox) -> None:
+    sb = fresh_sandbox
+    old, r1, r2 = sb.nodes
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        make_table(c, sb)
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1), (2), (3)"))
+            s.commit()
+        sb.wait_caught_up()
+        sb.kill(old.name)
+        # A previous run stopped the IO threads and half-promoted r1 (replication reset,
+        # still read-only), then crashed.
+        for n in (r1, r2):
+            sql(n, "STOP SLAVE IO_THREAD")
+        sql(r1, "STOP SLAVE")
+        sql(r1, "RESET SLAVE ALL")
+        result = failover(c, OPTIONS)
+        assert result.new_primary == r1.address
+        assert result.repointed == [r2.address]
+        assert sql(r1, "SELECT @@read_only")[0][0] == 0
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (4)"))
+            s.commit()
+        pos = str(sql(r1, "SELECT @@gtid_binlog_pos")[0][0])
+        wait_until(lambda: replica_status(r2).get("Slave_IO_Running") == "Yes")
+        assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+        assert ids_on(r2) == {1, 2, 3, 4}
+
+
+def test_failover_refuses_when_the_primary_is_alive_for_the_replicas(
+    fresh_sandbox: Sandbox,
+) -> None:
+    # The primary answers nobody here (wrong credentials from rwsplit's side) but the
+    # replicas still stream from it: a partition, not a death. Nothing may be promoted.
+    sb = fresh_sandbox
+    p = sb.primary
+    bad = f"mysql+pymysql://nobody:x@{p.host}:{p.port}/rwsplit"
+    options = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05)
+    with (
+        Cluster(bad, sb.replica_urls) as c,
+        pytest.raises(RwSplitError, match="still replicate from it"),
+    ):
+        failover(c, options)
+    assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
+    assert all(replica_status(n)["Slave_IO_Running"] == "Yes" for n in sb.replicas)
+
+
+def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox) -> None:
+    with Cluster(fresh_sandbox.primary_url, fresh_sandbox.replica_urls) as c:
+        make_table(c, fresh_sandbox)
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1)"))
+            fresh_sandbox.kill("primary")
+            with pytest.raises(RetryableWriteError, match="before anything was committed"):
+                s.execute(text("INSERT INTO w VALUES (2)"))
+            s.rollback()
+
+
+def test_replica_behind_the_promoted_one_is_reported_not_broken(fresh_sandbox: Sandbox) -> None:
+    # Without log-slave-updates the promoted node's binlog starts at its own position: a
+    # replica that had not received everything cannot be served from it. rwsplit must say so
+    # (and leave it alone) rather than repoint it into a replication error.
+    sb = fresh_sandbox
+    old, r1, r2 = sb.nodes
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        make_table(c, sb)
+        sql(r2, "STOP SLAVE IO_THREAD")
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1), (2)"))
+            s.commit()
+        pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+        assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0  # r2 cannot
+        sb.kill(old.name)
+        result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
+        assert result.new_primary == r1.address
+        assert result.repointed == []
+        assert [name for name, _ in result.skipped] == [r2.address]
+        assert "rebuild it" in result.skipped[0][1]
+        assert ids_on(r1) == {1, 2}
+
+
+def test_with_log_slave_updates_a_lagging_replica_catches_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The same situation with log-slave-updates: the promoted node's binlog keeps the
+    # replicated events (no RESET MASTER), so the lagging replica is repointed and catches up.
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    with Sandbox(
+        replicas=2, base_dir=tmp_path_factory.mktemp("lsu"), server_args=["--log-slave-updates"]
+    ) as sb:
+        old, r1, r2 = sb.nodes
+        with Cluster(sb.primary_url, sb.replica_urls) as c:
+            make_table(c, sb)
+            sql(r2, "STOP SLAVE IO_THREAD")
+            with c.session() as s:
+                s.execute(text("INSERT INTO w VALUES (1), (2)"))
+                s.commit()
+            pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+            assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            sb.kill(old.name)
+            result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
+            assert result.new_primary == r1.address
+            assert result.skipped == [] and result.repointed == [r2.address]
+            assert not any("RESET MASTER" in stmt for _, stmt in result.statements)
+            assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            assert ids_on(r2) == {1, 2}
