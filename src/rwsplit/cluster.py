@@ -88,6 +88,22 @@ def _supports_skip_autocommit_rollback() -> bool:
 _SKIP_AUTOCOMMIT_ROLLBACK = _supports_skip_autocommit_rollback()
 
 
+def _is_tls_failure(exc: BaseException | None) -> bool:
+    """True when *exc* is a failed TLS handshake (certificate or host-name verification)."""
+    import ssl
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError) or (
+            getattr(exc, "original_exception", None) is not None
+            and isinstance(exc.original_exception, ssl.SSLError)  # type: ignore[attr-defined]
+        ):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
     # Runs once per new DBAPI connection to a replica: writes fail on the server (1792)
     # instead of diverging the replica, even for accounts that bypass read_only=ON.
@@ -356,6 +372,13 @@ class Cluster:
                 autocommit = conn is not None and conn._is_autocommit_isolation()
             committing = autocommit or bool(_IMPLICIT_COMMIT.match(ctx.statement))
         reason = describe_error(orig)
+        if _is_tls_failure(orig):
+            # Not a dead primary: a certificate / host-name mismatch fails the same way on retry.
+            raise ConfigurationError(
+                f"the TLS handshake with {name} failed ({reason}); check the TLS settings "
+                "(tls_ca must sign the server's certificate, and with tls_verify_identity the "
+                "certificate must name the host in the URL)"
+            )
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
         self.refresh_soon()
         if committing:
@@ -376,6 +399,11 @@ class Cluster:
         user, password = self._admin
         # URL.set() ignores None: an empty string really replaces the app's password.
         return node.url.set(username=user, password=password or "")
+
+    def probe_connect_args(self, node: Node) -> dict[str, Any]:
+        """Driver arguments the monitor and failover add for *node*: its TLS settings."""
+        tls = self._node_tls.get(node.name, self._tls)
+        return tls.connect_args() if tls is not None else {}
 
     def refresh_soon(self) -> None:
         """Ask the monitor (if any) to re-probe every node now."""

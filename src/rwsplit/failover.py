@@ -158,7 +158,10 @@ class _Run:
 def _probes(
     cluster: Cluster, nodes: Sequence[Node], timeout: float
 ) -> Iterator[dict[str, NodeProbe]]:
-    probes = {n.name: NodeProbe(cluster.admin_url(n), timeout) for n in nodes}
+    probes = {
+        n.name: NodeProbe(cluster.admin_url(n), timeout, cluster.probe_connect_args(n))
+        for n in nodes
+    }
     try:
         yield probes
     finally:

@@ -199,7 +199,9 @@ class Monitor:
     def _probe_one(self, node: Node) -> ProbeResult:
         probe = self._probes.get(node.name)
         if probe is None or probe.node_url is not node.url:
-            probe = NodeProbe(self.cluster.admin_url(node), self.timeout)
+            probe = NodeProbe(
+                self.cluster.admin_url(node), self.timeout, self.cluster.probe_connect_args(node)
+            )
             probe.node_url = node.url
             self._probes[node.name] = probe
         try:

@@ -11,7 +11,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,8 +151,12 @@ class NodeProbe:
     failure; every call has *timeout* seconds to connect, read and write.
     """
 
-    def __init__(self, url: URL, timeout: float = 1.0) -> None:
+    def __init__(
+        self, url: URL, timeout: float = 1.0, connect_args: Mapping[str, Any] | None = None
+    ) -> None:
         self.url = url
+        self.connect_args: dict[str, Any] = dict(connect_args or {})
+        """Extra PyMySQL ``connect()`` arguments (the cluster's TLS settings for this node)."""
         self.node_url: URL = url
         """The URL of the node as the cluster knows it (``url`` may use admin credentials)."""
         self.name = node_name(url)
@@ -172,6 +176,7 @@ class NodeProbe:
                 read_timeout=self.timeout,
                 write_timeout=self.timeout,
                 cursorclass=pymysql.cursors.DictCursor,
+                **self.connect_args,
             )
         return self._conn
 

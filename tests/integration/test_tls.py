@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from rwsplit import Cluster, TLSConfig
+from rwsplit import Cluster, ConfigurationError, TLSConfig
 from rwsplit.sandbox import Sandbox
 
 from ..fix_sandbox import require_server
@@ -137,10 +137,29 @@ def test_verified_tls_to_every_node(tls_sandbox: Sandbox, certs: Certs) -> None:
         assert cluster.read_route() is not None  # the read above went to the replica
 
 
+def test_monitor_probes_over_tls(tls_sandbox: Sandbox, certs: Certs) -> None:
+    """The monitor's own connections use the cluster's TLS settings too."""
+    with Cluster(
+        tls_sandbox.primary_url, tls_sandbox.replica_urls, tls=TLSConfig(ca=str(certs.ca))
+    ) as cluster:
+        topology = cluster.refresh()
+        assert all(n.healthy for n in topology.nodes), [n.error for n in topology.nodes]
+        assert topology.primary is not None
+        assert topology.primary.name == tls_sandbox.primary.address
+        assert [n.name for n in topology.readable_replicas()] == [tls_sandbox.replicas[0].address]
+    # And they verify: with a CA that did not sign the servers' certificates, probes fail.
+    with Cluster(
+        tls_sandbox.primary_url, tls_sandbox.replica_urls, tls=TLSConfig(ca=str(certs.other_ca))
+    ) as cluster:
+        topology = cluster.refresh()
+        assert not any(n.healthy for n in topology.nodes)
+        assert all("CERTIFICATE_VERIFY_FAILED" in (n.error or "") for n in topology.nodes)
+
+
 def test_untrusted_server_certificate_is_refused(tls_sandbox: Sandbox, certs: Certs) -> None:
     with (
         Cluster(tls_sandbox.primary_url, tls=TLSConfig(ca=str(certs.other_ca))) as cluster,
-        pytest.raises(OperationalError, match="CERTIFICATE_VERIFY_FAILED"),
+        pytest.raises(ConfigurationError, match="CERTIFICATE_VERIFY_FAILED"),
     ):
         _cipher(cluster, writable=True)
 
@@ -192,7 +211,7 @@ def test_server_identity_is_checked(tls_sandbox: Sandbox, certs: Certs) -> None:
     url = f"mysql+pymysql://root@localhost:{tls_sandbox.primary.port}/"
     with (
         Cluster(url, tls=TLSConfig(ca=str(certs.ca))) as cluster,
-        pytest.raises(OperationalError, match="mismatch"),
+        pytest.raises(ConfigurationError, match="mismatch"),
     ):
         _cipher(cluster, writable=True)
     with Cluster(url, tls=TLSConfig(ca=str(certs.ca), verify_identity=False)) as cluster:
