@@ -17,10 +17,12 @@ No orphans:
   directory; ``rwsplit sandbox down`` stops exactly those processes, checking each pid still
   runs a server on that data directory before signalling it.
 
->>> from rwsplit.sandbox import Sandbox
->>> with Sandbox(replicas=2) as sb:          # doctest: +SKIP
-...     print(sb.primary_url)
-mysql+pymysql://root@127.0.0.1:41873/rwsplit
+Example (prints e.g. ``mysql+pymysql://root@127.0.0.1:41873/rwsplit``)::
+
+    from rwsplit.sandbox import Sandbox
+
+    with Sandbox(replicas=2) as sb:
+        print(sb.primary_url)
 """
 
 from __future__ import annotations
