@@ -295,6 +295,8 @@ class Sandbox:
                 self.progress(f"starting replication on {len(self.replicas)} replicas")
                 self._parallel(self._setup_replica, self.replicas)
                 self._parallel(self.wait_replica_running, self.replicas)
+            if self.semi_sync:
+                self._enable_semi_sync()
         except BaseException:
             self.stop()
             raise
@@ -438,11 +440,34 @@ class Sandbox:
 
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            if self.semi_sync:
+                cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
             cur.execute(
                 f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"
             )
             cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%'")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+
+    def _enable_semi_sync(self, timeout: float = 30.0) -> None:
+        """Turn semi-sync on at the primary once its replicas are connected.
+
+        It is off during set-up (see :meth:`_setup_primary`): with no replica connected yet,
+        each set-up statement would wait the whole semi-sync timeout.
+        """
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+            deadline = time.monotonic() + timeout
+            while True:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'")
+                row = cur.fetchone()
+                if row and int(row[1]) >= len(self.replicas):
+                    return
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"semi-sync replicas did not connect within {timeout:.0f}s "
+                        f"({row[1] if row else 0} of {len(self.replicas)})"
+                    )
+                time.sleep(0.05)
 
     def _setup_replica(self, node: SandboxNode) -> None:
         self.point_replica(node, self.primary)
