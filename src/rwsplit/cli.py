@@ -62,7 +62,12 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILED
     sb = Sandbox(
-        args.replicas, base_dir=base, semi_sync=args.semi_sync, detached=True, progress=_progress
+        args.replicas,
+        base_dir=base,
+        semi_sync=args.semi_sync,
+        log_slave_updates=args.log_slave_updates,
+        detached=True,
+        progress=_progress,
     )
     sb.start()
     for n in sb.nodes:
@@ -176,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--semi-sync",
         action="store_true",
         help="semi-synchronous replication (no acknowledged write lost on failover)",
+    )
+    p_up.add_argument(
+        "--log-slave-updates",
+        action="store_true",
+        help="replicas log what they apply (lets every replica follow a promoted one)",
     )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)

@@ -192,6 +192,10 @@ class Sandbox:
     :param replicas: number of replicas (default 2).
     :param base_dir: where data directories live; a fresh temporary directory by default
         (removed by :meth:`stop` unless ``keep=True``).
+    :param log_slave_updates: replicas also write what they apply to their own binary log.
+        Off by default (the classic layout, where a replica's own binlog witnesses writes made
+        on it). Turn it on to test automated failover the way it should run in production: a
+        replica that was behind the promoted one can then catch up from it.
     :param semi_sync: turn on semi-synchronous replication (the primary waits for one replica
         to acknowledge each commit).
     :param detached: servers outlive this Python process (used by ``rwsplit sandbox up``).
@@ -205,6 +209,7 @@ class Sandbox:
         *,
         base_dir: str | os.PathLike[str] | None = None,
         semi_sync: bool = False,
+        log_slave_updates: bool = False,
         detached: bool = False,
         keep: bool = False,
         progress: Progress | None = None,
@@ -218,6 +223,7 @@ class Sandbox:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-"))
         self.semi_sync = semi_sync
+        self.log_slave_updates = log_slave_updates
         self.detached = detached
         self.keep = keep or detached
         self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
@@ -379,6 +385,8 @@ class Sandbox:
         ]
         if binaries.flavor == "mariadb":
             cmd += ["--gtid-strict-mode=ON", "--slave-net-timeout=5", "--skip-slave-start"]
+            if self.log_slave_updates:
+                cmd.append("--log-slave-updates=ON")
             if self.semi_sync:
                 cmd += [
                     "--rpl-semi-sync-master-enabled=ON",
@@ -527,6 +535,7 @@ class Sandbox:
             "owner_pid": os.getpid(),
             "detached": self.detached,
             "semi_sync": self.semi_sync,
+            "log_slave_updates": self.log_slave_updates,
             "nodes": [asdict(n) for n in self.nodes],
         }
         (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -548,6 +557,7 @@ class Sandbox:
             replicas=len(state["nodes"]) - 1,
             base_dir=base_dir,
             semi_sync=state.get("semi_sync", False),
+            log_slave_updates=state.get("log_slave_updates", False),
             detached=True,
         )
         sb.nodes = [SandboxNode(**n) for n in state["nodes"]]

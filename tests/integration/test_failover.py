@@ -129,11 +129,24 @@ def semi_sync_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sand
     sb = Sandbox(
         replicas=2,
         semi_sync=True,
+        # As automated failover should run in production: every replica can then follow the
+        # promoted one, whatever it had received when the primary died.
+        log_slave_updates=True,
         base_dir=tmp_path_factory.mktemp("semisync"),
-        # Without this the sandbox's first statements wait the full semi-sync timeout (10 s)
-        # for replicas that are not connected yet; once they are, commits wait for an ack.
-        server_args=["--rpl-semi-sync-master-wait-no-slave=OFF"],
     )
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def async_lsu_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(replicas=2, log_slave_updates=True, base_dir=tmp_path_factory.mktemp("async"))
     sb.start()
     try:
         yield sb
@@ -200,6 +213,8 @@ def _assert_other_replica_follows(
     (other,) = [n for n in sb.nodes if n not in (new, dead)]
     assert cluster.monitor is not None and cluster.monitor.last_failover is not None
     skipped = dict(cluster.monitor.last_failover.skipped)
+    if sb.log_slave_updates:
+        assert skipped == {}  # with log-slave-updates every replica can follow
     if other.address in skipped:
         assert "rebuild it" in skipped[other.address]
         # The new primary's binlog starts at the position it was promoted at (the lowest
@@ -233,7 +248,7 @@ def test_kill_primary_with_semi_sync_loses_no_acknowledged_write(
     cluster, _, new, lost = _kill_primary_under_load(sb)
     try:
         assert lost == 0
-        _assert_other_replica_follows(sb, cluster, new, old)
+        assert _assert_other_replica_follows(sb, cluster, new, old)
         # Every step is logged with its node, and the replication password never is.
         messages = [r.getMessage() for r in caplog.records if r.name == "rwsplit.failover"]
         assert any(new.address in m and "read_only = OFF" in m for m in messages)
@@ -253,15 +268,16 @@ def test_kill_primary_with_semi_sync_loses_no_acknowledged_write(
 
 
 def test_kill_primary_async_reports_lost_writes(
-    fresh_sandbox: Sandbox, record_property: Callable[[str, object], None]
+    async_lsu_sandbox: Sandbox, record_property: Callable[[str, object], None]
 ) -> None:
+    fresh_sandbox = async_lsu_sandbox
     old = fresh_sandbox.primary
     cluster, writer, new, lost = _kill_primary_under_load(fresh_sandbox)
     try:
         record_property("async_lost_writes", lost)
         print(f"async replication: {lost} acknowledged writes lost of {len(writer.acked)}")
         assert lost <= 5  # async may lose the last few commits; never more than a handful
-        _assert_other_replica_follows(fresh_sandbox, cluster, new, old)
+        assert _assert_other_replica_follows(fresh_sandbox, cluster, new, old)
     finally:
         cluster.close()
 
@@ -455,9 +471,7 @@ def test_with_log_slave_updates_a_lagging_replica_catches_up(
     from tests.fix_sandbox import require_server
 
     require_server()
-    with Sandbox(
-        replicas=2, base_dir=tmp_path_factory.mktemp("lsu"), server_args=["--log-slave-updates"]
-    ) as sb:
+    with Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("lsu"), log_slave_updates=True) as sb:
         old, r1, r2 = sb.nodes
         with Cluster(sb.primary_url, sb.replica_urls) as c:
             make_table(c, sb)
