@@ -302,7 +302,7 @@ class Sandbox:
                 self._parallel(self._setup_replica, self.replicas)
                 self._parallel(self.wait_replica_running, self.replicas)
             if self.semi_sync:
-                self._enable_semi_sync()
+                self._wait_semi_sync_clients()
         except BaseException:
             self.stop()
             raise
@@ -392,6 +392,10 @@ class Sandbox:
                     "--rpl-semi-sync-master-enabled=ON",
                     "--rpl-semi-sync-slave-enabled=ON",
                     "--rpl-semi-sync-master-timeout=10000",
+                    # Every node may be promoted, so every node is semi-sync master-capable;
+                    # one with no semi-sync replica connected (a replica, the primary during
+                    # set-up) must not wait the timeout on each commit.
+                    "--rpl-semi-sync-master-wait-no-slave=OFF",
                 ]
         else:
             cmd += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--skip-replica-start"]
@@ -448,22 +452,15 @@ class Sandbox:
 
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
-            if self.semi_sync:
-                cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
             cur.execute(
                 f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"
             )
             cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%'")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
 
-    def _enable_semi_sync(self, timeout: float = 30.0) -> None:
-        """Turn semi-sync on at the primary once its replicas are connected.
-
-        It is off during set-up (see :meth:`_setup_primary`): with no replica connected yet,
-        each set-up statement would wait the whole semi-sync timeout.
-        """
+    def _wait_semi_sync_clients(self, timeout: float = 30.0) -> None:
+        """Return once every replica is connected as a semi-sync replica of the primary."""
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
             deadline = time.monotonic() + timeout
             while True:
                 cur.execute("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'")
