@@ -236,8 +236,10 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
 
     :raises TopologyError: when no seed can be reached.
 
-    >>> discover(["mysql+pymysql://root@127.0.0.1:3307/app"])  # doctest: +SKIP
-    Topology(nodes=(Node(name='127.0.0.1:3307', role=<Role.PRIMARY: 'primary'>, ...), ...))
+    Example (needs a reachable node)::
+
+        topology = discover(["mysql+pymysql://root@127.0.0.1:3307/app"])
+        topology.primary.name, [n.name for n in topology.replicas]
     """
     from sqlalchemy.engine import make_url
 
