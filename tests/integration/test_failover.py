@@ -26,23 +26,11 @@ from rwsplit import (
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
+from .util import sql, wait_until
+
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
-        time.sleep(0.02)
-
-
-def sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
-    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-        cur.execute(statement)
-        return list(cur.fetchall())
 
 
 def replica_status(node: SandboxNode) -> dict[str, object]:

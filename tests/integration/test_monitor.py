@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -14,22 +12,9 @@ from rwsplit import Cluster, NoPrimaryError, Role, SplitBrainError, Topology, di
 from rwsplit.cli import main
 from rwsplit.sandbox import Sandbox, SandboxNode
 
+from .util import sql, wait_until
+
 pytestmark = pytest.mark.integration
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    """Poll *cond* until true (never a bare sleep as synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or cond}")
-        time.sleep(0.02)
-
-
-def sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
-    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-        cur.execute(statement)
-        return list(cur.fetchall())
 
 
 def own_binlog_pos(node: SandboxNode) -> str:
