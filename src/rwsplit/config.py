@@ -185,6 +185,18 @@ def _seconds_or_none(raw: Any) -> float | None:
         raise ValueError("a number of seconds >= 0, or 'none'") from None
 
 
+def _name_list(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items = [p.strip() for p in raw.split(",")]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
+        items = [p.strip() for p in raw]
+    else:
+        raise ValueError("a list of host:port names")
+    if not all(re.fullmatch(r"[^\s:,]+:\d+|\[[0-9A-Fa-f:.]+\]:\d+", p) for p in items if p):
+        raise ValueError("a list of host:port names")
+    return tuple(p for p in items if p)
+
+
 def _int(low: int, what: str) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -333,6 +345,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("read_your_writes", _read_your_writes, "cluster", "gtid, primary or off"),
     Option("causal_timeout", _seconds, "cluster", "longest wait for a replica to catch up (s)"),
     Option("sticky_window", _seconds, "cluster", "seconds reads stay on the primary after a write"),
+    # health and failover (docs/failover.md)
+    Option("monitor_interval", _seconds_or_none, "cluster", "seconds between health probes"),
+    Option("monitor_timeout", _seconds, "cluster", "connect / read timeout of each probe (s)"),
+    Option("failure_threshold", _int(1, "an integer >= 1"), "cluster", "failed probes = dead"),
+    Option("auto_failover", _bool, "cluster", "promote a replica when the primary is dead"),
+    Option("admin_user", _text, "cluster", "account for probes and failover"),
+    Option("admin_password", _password, "cluster", "its password (ENC(...) allowed)", secret=True),
+    # Not read from $RWSPLIT_REPLICATION_*: the failover commands read those themselves.
+    Option(
+        "replication_user", _text, "special", "account replicas use after a failover", env=False
+    ),
+    Option(
+        "replication_password",
+        _password,
+        "special",
+        "its password (ENC(...) allowed)",
+        secret=True,
+        env=False,
+    ),
+    Option("never_promote", _name_list, "special", "host:port list that must never be primary"),
+    Option("preferred_primaries", _name_list, "special", "host:port list to promote first"),
     # pools (create_engine keyword arguments), per node
     Option("pool_size", _int(0, "an integer >= 0"), "engine", "connections kept per node"),
     Option("max_overflow", _int(-1, "an integer >= -1"), "engine", "extra connections per node"),
@@ -395,6 +428,7 @@ def _normalize(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_").lower()
 
 
+_SECRET_OPTIONS = frozenset(o.name for o in OPTIONS if o.secret)
 _BY_KEY: dict[str, Option] = {}
 for _opt in OPTIONS:
     for _k in (_opt.name, *_opt.aliases):
@@ -474,9 +508,13 @@ class ClusterSettings:
 
     def __repr__(self) -> str:
         # SQLAlchemy's URL repr masks the password; TLSConfig holds file names only.
+        options = {
+            k: ("***" if k in _SECRET_OPTIONS and v is not None else v)
+            for k, v in self.options.items()
+        }
         return (
             f"ClusterSettings(primary={self.primary!r}, replicas={list(self.replicas)!r}, "
-            f"options={dict(self.options)!r}, source={self.source!r})"
+            f"options={options!r}, source={self.source!r})"
         )
 
 
@@ -780,7 +818,36 @@ class _Builder:
         node_tls = self._node_tls(tls, v.get("nodes", {}))
         if node_tls:
             options["node_tls"] = node_tls
+        failover = self._failover_options()
+        if failover is not None:
+            options["failover_options"] = failover
         return ClusterSettings(primary, tuple(replicas), options, self.source)
+
+    def _failover_options(self) -> Any:
+        v = self.values
+        keys = ("replication_user", "replication_password", "never_promote", "preferred_primaries")
+        if not any(k in v for k in keys):
+            if v.get("auto_failover"):
+                raise ConfigurationError(
+                    f"{self.where['auto_failover']} turns auto_failover on, but no "
+                    "replication_user / replication_password is set: failover needs the "
+                    "account replicas use to connect to the new primary"
+                )
+            return None
+        if "replication_user" not in v or "replication_password" not in v:
+            given = next(k for k in keys if k in v)
+            raise ConfigurationError(
+                f"{self.where[given]} sets {given}, but failover also needs both "
+                "replication_user and replication_password"
+            )
+        from .failover import FailoverOptions
+
+        return FailoverOptions(
+            v["replication_user"],
+            v["replication_password"],
+            preferred=v.get("preferred_primaries", ()),
+            never_promote=v.get("never_promote", ()),
+        )
 
     def _set(self, target: dict[str, Any], name: str, value: Any, where: str) -> None:
         if name in target and target[name] != value:

@@ -656,3 +656,48 @@ def test_read_your_writes_options() -> None:
         ConfigurationError, match="expected 'gtid', 'primary' or 'off', got 'eventual'"
     ):
         settings_from_dict({"host": "db1", "readYourWrites": "eventual"})
+
+
+# ---------------------------------------------------------------------------------- failover
+
+
+def test_health_and_failover_options_from_properties(tmp_path: Path) -> None:
+    from rwsplit.secrets import encrypt
+
+    key = "master-key"
+    path = tmp_path / "db.properties"
+    path.write_text(
+        "db.cloud.host=db1\n"
+        "db.cloud.replicaHosts=db2,db3\n"
+        "db.cloud.monitorInterval=0.5\n"
+        "db.cloud.failureThreshold=4\n"
+        "db.cloud.autoFailover=true\n"
+        "db.cloud.adminUser=admin\n"
+        f"db.cloud.adminPassword=ENC({encrypt('adm-Pw-1', key)})\n"
+        "db.cloud.replicationUser=repl\n"
+        f"db.cloud.replicationPassword=ENC({encrypt('repl-Pw-2', key)})\n"
+        "db.cloud.neverPromote=db3:3306\n"
+    )
+    settings = settings_from_properties(path, key="db.cloud", encryption_key=key)
+    kwargs = settings.cluster_kwargs()
+    assert kwargs["monitor_interval"] == 0.5
+    assert kwargs["failure_threshold"] == 4
+    assert kwargs["auto_failover"] is True
+    assert kwargs["admin_user"] == "admin" and kwargs["admin_password"] == "adm-Pw-1"
+    fo = kwargs["failover_options"]
+    assert (fo.replication_user, fo.replication_password) == ("repl", "repl-Pw-2")
+    assert fo.never_promote == ("db3:3306",)
+    shown = repr(settings)
+    assert "adm-Pw-1" not in shown and "repl-Pw-2" not in shown
+
+
+def test_auto_failover_needs_the_replication_account() -> None:
+    with pytest.raises(ConfigurationError, match="replication_user / replication_password"):
+        settings_from_dict({"host": "db1", "auto_failover": True})
+    with pytest.raises(ConfigurationError, match="needs both replication_user"):
+        settings_from_dict({"host": "db1", "replication_user": "repl"})
+
+
+def test_never_promote_must_name_nodes() -> None:
+    with pytest.raises(ConfigurationError, match="host:port"):
+        settings_from_dict({"host": "db1", "never_promote": "db3"})
