@@ -145,7 +145,6 @@ class _Routes:
 
     topology: Topology
     primary: Engine | None
-    primary_node: Node | None
     replicas: tuple[Node, ...]
     engine_of: Mapping[str, Engine]
     """Read-only engine of every readable replica, by node name."""
@@ -274,7 +273,6 @@ class Cluster:
         self._listeners: list[TopologyListener] = list(on_topology_change)
         self._lock = threading.RLock()  # serialises topology writers; readers never take it
         self._down_at: dict[str, float] = {}
-        self._closed = False
         self.lazy_readmit = True
         """Re-admit failed replicas after ``down_retry_interval`` on the next read. A monitor
         that owns health turns this off."""
@@ -493,7 +491,7 @@ class Cluster:
             down = [self._down_at.get(n.name, 0.0) for n in topology.nodes if not n.healthy]
             if down:
                 recheck_at = min(down) + self.down_retry_interval
-        return _Routes(topology, primary, primary_node, readable, engine_of, recheck_at)
+        return _Routes(topology, primary, readable, engine_of, recheck_at)
 
     # ------------------------------------------------------------------ routing (hot path)
 
@@ -571,7 +569,6 @@ class Cluster:
         with self._lock:
             engines = list(self._engines.values())
             self._engines.clear()
-            self._closed = True
         for engine in engines:
             engine.dispose()
 

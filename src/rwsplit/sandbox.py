@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -695,14 +695,3 @@ def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     return False
-
-
-@contextlib.contextmanager
-def running_sandbox(replicas: int = 2, **kwargs: Any) -> Iterator[Sandbox]:
-    """Context manager: a started sandbox, stopped afterwards."""
-    sb = Sandbox(replicas, **kwargs)
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()

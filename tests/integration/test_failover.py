@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from rwsplit import (
     Cluster,
     FailoverOptions,
+    FailoverResult,
     NoPrimaryError,
     RetryableWriteError,
     Role,
@@ -428,23 +429,30 @@ def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox)
             s.rollback()
 
 
+def _fail_over_with_replica2_behind(sb: Sandbox, c: Cluster) -> FailoverResult:
+    """Kill the primary while replica2 has not received its last writes; fail over to replica1."""
+    old, r1, r2 = sb.nodes
+    make_table(c, sb)
+    sql(r2, "STOP SLAVE IO_THREAD")
+    with c.session() as s:
+        s.execute(text("INSERT INTO w VALUES (1), (2)"))
+        s.commit()
+    pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
+    assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0  # r2 cannot
+    sb.kill(old.name)
+    result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
+    assert result.new_primary == r1.address
+    return result
+
+
 def test_replica_behind_the_promoted_one_is_reported_not_broken(fresh_sandbox: Sandbox) -> None:
     # Without log-slave-updates the promoted node's binlog starts at its own position: a
     # replica that had not received everything cannot be served from it. rwsplit must say so
     # (and leave it alone) rather than repoint it into a replication error.
     sb = fresh_sandbox
-    old, r1, r2 = sb.nodes
+    _, r1, r2 = sb.nodes
     with Cluster(sb.primary_url, sb.replica_urls) as c:
-        make_table(c, sb)
-        sql(r2, "STOP SLAVE IO_THREAD")
-        with c.session() as s:
-            s.execute(text("INSERT INTO w VALUES (1), (2)"))
-            s.commit()
-        pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
-        assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0  # r2 cannot
-        sb.kill(old.name)
-        result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
-        assert result.new_primary == r1.address
+        result = _fail_over_with_replica2_behind(sb, c)
         assert result.repointed == []
         assert [name for name, _ in result.skipped] == [r2.address]
         assert "rebuild it" in result.skipped[0][1]
@@ -460,19 +468,11 @@ def test_with_log_slave_updates_a_lagging_replica_catches_up(
 
     require_server()
     with Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("lsu"), log_slave_updates=True) as sb:
-        old, r1, r2 = sb.nodes
+        _, r1, r2 = sb.nodes
         with Cluster(sb.primary_url, sb.replica_urls) as c:
-            make_table(c, sb)
-            sql(r2, "STOP SLAVE IO_THREAD")
-            with c.session() as s:
-                s.execute(text("INSERT INTO w VALUES (1), (2)"))
-                s.commit()
-            pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
-            assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
-            sb.kill(old.name)
-            result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
-            assert result.new_primary == r1.address
+            result = _fail_over_with_replica2_behind(sb, c)
             assert result.skipped == [] and result.repointed == [r2.address]
             assert not any("RESET MASTER" in stmt for _, stmt in result.statements)
+            pos = str(sql(r1, "SELECT @@gtid_binlog_pos")[0][0])  # the new primary's
             assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
             assert ids_on(r2) == {1, 2}
