@@ -19,7 +19,9 @@ from .errors import (
     FailoverError,
     NoPrimaryError,
     NoReplicaAvailableError,
+    NotPrimaryError,
     PrimaryFailedError,
+    ReadFailedError,
     RetryableWriteError,
     RoutingError,
     RwSplitError,
@@ -32,7 +34,8 @@ from .errors import (
 )
 from .failover import FailoverOptions, FailoverResult, failover, switchover
 from .monitor import Monitor
-from .session import EXECUTION_OPTION, RoutingSession, healed_statements
+from .router import EXECUTION_OPTION
+from .session import RoutingSession, healed_statements
 from .topology import Node, Role, Topology, discover
 
 __version__ = "0.1.0"
@@ -53,8 +56,10 @@ __all__ = [
     "NoPrimaryError",
     "NoReplicaAvailableError",
     "Node",
+    "NotPrimaryError",
     "PrimaryFailedError",
     "RandomBalancer",
+    "ReadFailedError",
     "RetryableWriteError",
     "Role",
     "RoundRobinBalancer",

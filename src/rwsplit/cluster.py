@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import threading
@@ -24,21 +25,26 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
+from . import _sa_compat
 from .balance import Balancer, RoundRobinBalancer
+from .classify import Flag, Target, classify
 from .config import ClusterSettings, TLSConfig
 from .consistency import ReadYourWrites
 from .errors import (
     ConfigurationError,
     NoPrimaryError,
     NoReplicaAvailableError,
+    NotPrimaryError,
+    ReadFailedError,
     RetryableWriteError,
     SplitBrainError,
     TransactionOutcomeUnknownError,
 )
+from .router import may_carry_state
 from .topology import Node, Role, Topology, describe_error, node_name
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import ExceptionContext
+    from sqlalchemy.engine import Connection, ExceptionContext
 
     from .failover import FailoverOptions
     from .monitor import Monitor
@@ -115,8 +121,13 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 _COMMITTING = "rwsplit.committing"
+# Statements that commit by themselves (MariaDB "Statements that cause an implicit commit"):
+# DDL, account management, BEGIN / START TRANSACTION (they commit the open transaction),
+# LOCK / UNLOCK TABLES, SET autocommit, XA, LOAD ..., ANALYZE/OPTIMIZE/REPAIR ... and COMMIT.
 _IMPLICIT_COMMIT = re.compile(
-    r"\s*(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE)\b",
+    r"\s*(?:/\*.*?\*/\s*)*\(?\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE|BEGIN|START"
+    r"|LOCK|UNLOCK|XA|LOAD|ANALYZE|OPTIMIZE|REPAIR|CACHE|FLUSH|RESET|INSTALL|UNINSTALL"
+    r"|SET\s+(?:(?:SESSION|LOCAL|@@SESSION\.|@@)\s*)?AUTOCOMMIT)\b",
     re.IGNORECASE | re.DOTALL,
 )
 # Client / server error codes meaning "the connection or the server is gone".
@@ -137,6 +148,59 @@ def _mark_committing(conn: Any) -> None:
 
 def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
+
+
+def _says_read_only(dbapi_connection: Any) -> bool:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT @@global.read_only")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return bool(row and int(row[0]))
+
+
+_DIRTY = "rwsplit.dirty"
+
+
+def _note_state(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    # before_cursor_execute of primary engines: a statement that may leave session state
+    # (SET, USE, user variables, locks, temporary tables, procedures ...) marks its connection.
+    if may_carry_state(classify(statement)):
+        conn.info[_DIRTY] = True
+
+
+def _discard_dirty(dbapi_connection: Any, record: Any) -> None:
+    # Pool checkin: a connection that carried session state never reaches another session;
+    # it is closed here and the pool opens a fresh one (running every connect event) on the
+    # next checkout. benchmarks/bench_hygiene.py compares this with COM_RESET_CONNECTION.
+    if record is not None and record.info.pop(_DIRTY, False) and dbapi_connection is not None:
+        record.invalidate()
+
+
+def _timeout_args(
+    drivername: str, connect: float | None, read: float | None, write: float | None
+) -> dict[str, Any]:
+    """Driver keyword arguments for the connect / read / write timeouts (None: no limit)."""
+    driver = drivername.partition("+")[2] or "mysqldb"
+    if driver == "pymysql":
+        args = {"connect_timeout": connect, "read_timeout": read, "write_timeout": write}
+    elif driver == "mysqldb":  # mysqlclient wants whole seconds
+        args = {
+            k: max(1, math.ceil(v)) if v is not None else None
+            for k, v in (
+                ("connect_timeout", connect),
+                ("read_timeout", read),
+                ("write_timeout", write),
+            )
+        }
+    elif driver in ("aiomysql", "asyncmy", "mariadbconnector"):
+        args = {"connect_timeout": connect}
+    else:
+        args = {}
+    return {k: v for k, v in args.items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +249,14 @@ class Cluster:
     :param admin_user: account the monitor and failover use instead of each node URL's
         (needs ``SLAVE MONITOR``; failover also ``SUPER`` or the equivalent admin privileges).
     :param admin_password: its password (never logged or shown).
+    :param connect_timeout: seconds to wait for a new connection to any node (``None``: the
+        driver's default).
+    :param primary_read_timeout: seconds the primary may take to answer one statement before
+        the connection is given up (``None``: no limit). Bounds how long a hung primary holds
+        the application; raise it for long reports or migrations on the primary.
+    :param replica_read_timeout: the same for replicas; a read that times out is re-run on
+        another node and the replica is taken out of routing.
+    :param write_timeout: seconds to send one statement to any node.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
     (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
@@ -225,6 +297,10 @@ class Cluster:
         failover_options: FailoverOptions | None = None,
         admin_user: str | None = None,
         admin_password: str | None = None,
+        connect_timeout: float | None = 3.0,
+        primary_read_timeout: float | None = 10.0,
+        replica_read_timeout: float | None = 5.0,
+        write_timeout: float | None = 10.0,
     ) -> None:
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
@@ -245,6 +321,30 @@ class Cluster:
             )
         self.causal_timeout = causal_timeout
         self.sticky_window = sticky_window
+        for option, value in (
+            ("connect_timeout", connect_timeout),
+            ("primary_read_timeout", primary_read_timeout),
+            ("replica_read_timeout", replica_read_timeout),
+            ("write_timeout", write_timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"{option} must be a finite number of seconds > 0, or None; got {value!r}"
+                )
+        self._timeouts = (
+            connect_timeout,
+            primary_read_timeout,
+            replica_read_timeout,
+            write_timeout,
+        )
+        self.primary_epoch = 0
+        """Incremented every time the primary changes (or is lost): a transaction that began
+        under another epoch cannot report a successful commit."""
         primary_url = _coerce_url(primary, "primary")
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
@@ -319,9 +419,17 @@ class Cluster:
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
         options = dict(self._engine_options)
+        connect, primary_read, replica_read, write = self._timeouts
+        timeouts = _timeout_args(
+            url.drivername, connect, primary_read if writable else replica_read, write
+        )
         tls = self._node_tls.get(node_name(url), self._tls)
+        # The user's own connect_args win over the timeouts rwsplit sets.
+        connect_args = {**timeouts, **options.get("connect_args", {})}
         if tls is not None:
-            options["connect_args"] = {**options.get("connect_args", {}), **tls.connect_args()}
+            connect_args.update(tls.connect_args())
+        if connect_args:
+            options["connect_args"] = connect_args
         if not writable:
             # Reads on replicas run as single autocommit statements: no snapshot held open,
             # no COMMIT round trip, and a read that fails can be retried elsewhere.
@@ -344,6 +452,9 @@ class Cluster:
             event.listen(engine, "connect", _set_read_only)
         else:
             name = node_name(url)
+            event.listen(engine, "connect", lambda dbapi, rec: self._check_is_primary(name, dbapi))
+            event.listen(engine, "before_cursor_execute", _note_state)
+            event.listen(engine, "checkin", _discard_dirty)
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
@@ -357,18 +468,7 @@ class Cluster:
         code = _error_code(orig)
         if not (ctx.is_disconnect or code in _CONNECTION_LOST or code in _READ_ONLY):
             return
-        committing = False
-        conn = ctx.connection
-        if conn is not None and ctx.statement is None:
-            with contextlib.suppress(Exception):
-                committing = bool(conn.info.pop(_COMMITTING, False))
-        elif ctx.statement is not None:
-            # A statement that commits by itself (DDL, or an autocommit connection) may have
-            # been committed before the connection died.
-            autocommit = False
-            with contextlib.suppress(Exception):
-                autocommit = conn is not None and conn._is_autocommit_isolation()
-            committing = autocommit or bool(_IMPLICIT_COMMIT.match(ctx.statement))
+        committing, is_read = self._failed_statement(ctx)
         reason = describe_error(orig)
         if _is_tls_failure(orig):
             # Not a dead primary: a certificate / host-name mismatch fails the same way on retry.
@@ -384,11 +484,94 @@ class Cluster:
                 f"the primary {name} failed while committing ({reason}): the transaction may "
                 "or may not have been committed; check before retrying it"
             )
+        then = (
+            "the monitor is re-probing the cluster"
+            if self.monitor is not None
+            else "without a monitor rwsplit learns the new primary from Cluster.refresh() or "
+            "the next failed write"
+        )
+        if is_read:
+            # The session turns this into RetryableWriteError if its transaction had written.
+            raise ReadFailedError(
+                f"a read on the primary {name} failed ({reason}): retry it ({then})"
+            )
         raise RetryableWriteError(
             f"the primary {name} failed ({reason}) before anything was committed: the "
             "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
-            "the primary it finds next)"
+            f"the primary it finds next; {then})"
         )
+
+    @staticmethod
+    def _failed_statement(ctx: ExceptionContext) -> tuple[bool, bool]:
+        """(it may have committed, it is a plain read)."""
+        conn = ctx.connection
+        info: dict[Any, Any] = {}
+        with contextlib.suppress(Exception):
+            if conn is not None:
+                info = conn.info
+        statement = ctx.statement
+        if statement is None:
+            # No statement: the DBAPI commit (flagged by the "commit" event), or a connect.
+            return bool(info.pop(_COMMITTING, False)), False
+        c = classify(statement)
+        autocommit = False
+        with contextlib.suppress(Exception):
+            autocommit = conn is not None and _sa_compat.is_autocommit(conn)
+        commits = bool(
+            (c.flags & Flag.TXN_END and not c.reason.upper().startswith("ROLLBACK"))
+            or _IMPLICIT_COMMIT.match(statement)
+        )
+        is_read = c.target is Target.REPLICA
+        committing = commits or (autocommit and not is_read)
+        return committing, is_read
+
+    def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
+        # Runs once per new DBAPI connection to the primary, before its first statement: a
+        # node that says it is read-only is not the primary, whatever the configuration or
+        # this process's memory say (an account with SUPER writes through read_only=ON).
+        if not _says_read_only(dbapi_connection):
+            return
+        dbapi_connection.close()
+        log.warning("%s is read-only: it is not the primary; probing the cluster", name)
+        self.mark_not_primary(name)
+        with contextlib.suppress(Exception):  # the caller gets the error below either way
+            self.refresh()
+        raise NotPrimaryError(
+            f"{name}, taken for the primary, is read-only: it is not the primary (a failover "
+            "happened?); the cluster was probed again: retry, or check 'rwsplit topology'"
+        )
+
+    def mark_not_primary(self, name: str) -> None:
+        """Node *name* said it is not the primary: stop sending writes there."""
+        with self._lock:
+            topology = self._routes.topology
+            try:
+                node = topology.node(name)
+            except KeyError:
+                return
+            if node.role is not Role.PRIMARY:
+                return
+            new = topology.with_nodes([node.evolve(role=Role.UNKNOWN, read_only=True)])
+        self.publish(new)
+
+    def is_write_engine(self, engine: Engine) -> bool:
+        """True when *engine* is one of this cluster's read-write (primary) engines."""
+        return any(e is engine for (_, writable), e in self._engines.items() if writable)
+
+    def connect_primary(self, engine: Engine) -> Connection:
+        """A new connection to the primary *engine*, checked on the server.
+
+        When the node answers that it is not the primary (read-only: a failover happened and
+        this process did not see it), the cluster is probed at once and, if another node is
+        the primary now, the connection is made there instead.
+        """
+        try:
+            return engine.connect()
+        except NotPrimaryError:
+            new = self.write_engine()  # the check above re-probed the cluster
+            if new is engine:
+                raise
+            return new.connect()
 
     def admin_url(self, node: Node) -> URL:
         """The URL the monitor and failover use for *node* (admin credentials if given)."""
@@ -438,9 +621,17 @@ class Cluster:
     def publish(self, topology: Topology) -> None:
         """Make *topology* current (used by the monitor and failover; thread-safe)."""
         with self._lock:
-            old = self._routes.topology
-            self._routes = self._build_routes(topology)
+            old_routes = self._routes
+            old = old_routes.topology
+            self._routes = routes = self._build_routes(topology)
             listeners = list(self._listeners)
+            changed = old_routes.primary is not routes.primary
+            if changed:
+                self.primary_epoch += 1
+        if changed and old_routes.primary is not None:
+            # Every pooled connection to the old primary goes: sessions holding one see the
+            # epoch change and refuse to report a commit from it.
+            old_routes.primary.dispose()
         if old != topology:
             for listener in listeners:
                 try:

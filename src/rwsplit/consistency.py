@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["ReadYourWrites", "capture_token", "wait_for_token"]
+__all__ = ["ReadYourWrites", "read_commit_token", "wait_for_token"]
 
 log = logging.getLogger("rwsplit.consistency")
 
@@ -66,20 +64,13 @@ def _is_mariadb(engine: Engine) -> bool:
     return bool(getattr(engine.dialect, "is_mariadb", True))
 
 
-def capture_token(connections: Mapping[Any, Any] | None, engine: Engine) -> str | None:
-    """The GTID of the commit just made on *engine*'s connection, or ``None``.
+def read_commit_token(conn: Connection) -> str | None:
+    """The GTID of the commit just made on *conn* (a primary connection), or ``None``.
 
-    *connections* is the committed ``SessionTransaction``'s connection map; the query runs on
-    the raw DBAPI connection, which holds no transaction at this point.
+    The query runs on the raw DBAPI connection, which holds no transaction at this point, so
+    SQLAlchemy does not begin one on *conn*.
     """
-    if not connections:
-        return None
-    entry = connections.get(engine)
-    if entry is None:
-        return None
-    conn: Connection = entry[0]
-    if conn.closed or conn.invalidated:
-        return None
+    engine = conn.engine
     query = "SELECT @@last_gtid" if _is_mariadb(engine) else "SELECT @@global.gtid_executed"
     try:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

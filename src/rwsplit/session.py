@@ -1,34 +1,33 @@
-"""The :class:`RoutingSession` and the routing state of one unit of work.
+"""The :class:`RoutingSession`: SQLAlchemy's ``Session`` on a :class:`~rwsplit.Cluster`.
 
-Routing happens in :meth:`RoutingSession.get_bind`, SQLAlchemy's documented hook for choosing
-an engine per statement. The rules, in order:
+The decisions live in the framework-neutral :class:`rwsplit.router.Router`; this module maps
+them onto SQLAlchemy through its documented hooks:
 
-1. a ``use_primary()`` block, an ``rwsplit_target="primary"`` execution option, a pin (session
-   state was set, or connection-bound state is held) or an earlier write in this transaction →
-   primary;
-2. ORM flushes and ``Insert``/``Update``/``Delete`` → primary, and the transaction stays there
-   until it ends (*sticky after write*); so does a locking read (``with_for_update()``);
-3. other ``Select``s and ``text()`` classified as reads → a replica chosen by the balancer;
-4. everything else → primary (*unknown means primary*).
+* :meth:`RoutingSession.get_bind` chooses the bind of every statement;
+* the ``do_orm_execute`` event re-runs a read whose replica failed (on another node) and a
+  statement a replica refused as read-only (on the primary, *self-healing*);
+* ``after_commit`` / ``after_transaction_end`` tell the router a unit of work ended.
 
-Session state (``SET``, ``USE``, user variables) *pins* the session to the primary until the
-session is closed: every later statement runs where the state was set, so a variable set and
-then read gives the same value. Connection-bound resources (a named lock, ``LOCK TABLES``, an
-open ``HANDLER``, a prepared statement, a temporary table) pin it until they are released.
-``START TRANSACTION READ ONLY`` runs on one replica connection until the transaction ends.
+**The session's primary connection.** Work on the primary runs on one
+:class:`~sqlalchemy.engine.Connection` the session owns (SQLAlchemy joins it like any bound
+connection). It goes back to the pool when the transaction ends — unless the session is
+*pinned* (session state, a named lock, a temporary table ...), in which case it stays with the
+session across commits and rollbacks until the pin is released or the session closes. A
+connection that may carry session state is discarded, not returned as is: the pool reconnects,
+and the next session gets the server's defaults (docs/classification.md, "Connection
+hygiene"). Sessions that set no state pay nothing for this.
 
-A read that fails because its replica went away is re-run once per remaining replica (and then
-on the primary): the replica is taken out of routing and the application sees a result. A
-statement a replica rejects because it is read-only is re-run once on the primary
-(*self-healing*), logged and counted (:func:`healed_statements`).
+**Commits that cannot lie.** A commit that returns from a node that stopped being the primary
+while the transaction ran (a failover, a hung primary that came back) raises
+:class:`~rwsplit.TransactionOutcomeUnknownError` instead of reporting success.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,12 +36,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
-from .classify import Classification, Flag, Target, classify_clause
-from .consistency import ReadYourWrites, capture_token, wait_for_token
-from .errors import RoutingError
+from . import _sa_compat
+from .classify import Classification, Flag, classify_clause
+from .consistency import ReadYourWrites, read_commit_token, wait_for_token
+from .errors import (
+    ConfigurationError,
+    NoReplicaAvailableError,
+    NotPrimaryError,
+    ReadFailedError,
+    RetryableWriteError,
+    TransactionOutcomeUnknownError,
+)
+from .router import EXECUTION_OPTION, Decision, Route, Router, check_request
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -51,24 +59,27 @@ __all__ = ["EXECUTION_OPTION", "RoutingSession", "healed_statements"]
 
 log = logging.getLogger("rwsplit.session")
 
-EXECUTION_OPTION = "rwsplit_target"
-"""Statement execution option that overrides the classifier: ``"primary"`` or ``"replica"``.
-
->>> from sqlalchemy import select, literal
->>> stmt = select(literal(1)).execution_options(rwsplit_target="primary")
-"""
-
 # MySQL client / server error codes that mean "this connection or server is gone".
 _CONNECTION_LOST_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# A replica that refuses the application's connection is as unusable as a dead one: access
+# denied (1044, 1045), unknown database (1049), host blocked / not allowed (1129, 1130), too
+# many connections (1040, 1203, 1226), TLS set-up failed (2026).
+_REPLICA_UNUSABLE_CODES = _CONNECTION_LOST_CODES | {
+    1040,
+    1044,
+    1045,
+    1049,
+    1129,
+    1130,
+    1203,
+    1226,
+    2026,
+}
 
 # Server errors that mean "this server / session is read-only": 1290 (--read-only and other
 # options), 1792 (statement in a READ ONLY transaction), 1836 (read-only mode), 1874 (InnoDB
 # read-only).
 _READ_ONLY_CODES = frozenset({1290, 1792, 1836, 1874})
-
-_PIN_SESSION_STATE = "session state"
-_ALL_NAMED_LOCKS = "all named locks"
-_NAMED_LOCK = "named lock"
 
 # Key in a replica DBAPI connection's ``info``: an explicit transaction is open on it.
 _OPEN_TXN = "rwsplit_open_transaction"
@@ -92,22 +103,29 @@ def healed_statements(cluster: Cluster) -> int:
     return _healed.get(cluster, 0)
 
 
-def is_read_only_rejection(exc: BaseException) -> bool:
-    """True when *exc* is a server refusing a statement because it is read-only."""
+def _code(exc: BaseException) -> int | None:
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and isinstance(args[0], int) and args[0] in _READ_ONLY_CODES
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_read_only_rejection(exc: BaseException) -> bool:
+    """True when *exc* is a server refusing a statement because it is read-only."""
+    return _code(exc) in _READ_ONLY_CODES
 
 
 def is_connection_failure(exc: BaseException) -> bool:
     """True when *exc* means the server or the connection to it is gone."""
-    orig: object = exc
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and isinstance(args[0], int) and args[0] in _CONNECTION_LOST_CODES
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return _code(exc) in _CONNECTION_LOST_CODES
+
+
+def is_replica_unusable(exc: BaseException) -> bool:
+    """True when *exc* means this replica cannot serve reads now (gone, refusing, full)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return _code(exc) in _REPLICA_UNUSABLE_CODES
 
 
 class RoutingSession(Session):
@@ -125,45 +143,45 @@ class RoutingSession(Session):
 
     def __init__(self, cluster: Cluster, *, causal_token: str | None = None, **kwargs: Any) -> None:
         if kwargs.get("bind") is not None or kwargs.get("binds"):
-            from .errors import ConfigurationError
-
             raise ConfigurationError(
                 "RoutingSession chooses its binds itself; do not pass bind= or binds="
             )
         super().__init__(**kwargs)
         self.cluster = cluster
-        self._rw_sticky = False  # this transaction wrote or locked: stay on the primary
-        self._rw_forced = 0  # depth of use_primary() blocks
-        self._rw_pins: dict[str, int] = {}  # why the whole session stays on the primary
-        self._rw_last_bind: Engine | None = None
-        self._rw_read_node: str | None = None  # replica chosen for the statement in flight
-        self._rw_ro_engine: Engine | None = None  # replica running START TRANSACTION READ ONLY
-        self._rw_ro_opened = False  # the statement in flight opens that transaction
-        self._rw_heal = False  # re-run the statement in flight on the primary
+        self._router = Router(
+            self._choose_replica,
+            self._causal_wait,
+            read_your_writes=cluster.read_your_writes,
+            sticky_window=cluster.sticky_window,
+            causal_token=causal_token,
+        )
+        self._rw_conn: Connection | None = None  # the primary connection kept while pinned
+        self._rw_conn_engine: Engine | None = None
+        self._rw_txn_engine: Engine | None = None  # primary engine this transaction runs on
+        self._rw_txn_epoch: int | None = None  # primary epoch when it began there
+        self._rw_pick: Engine | None = None  # engine of the replica the balancer just chose
+        self._rw_last_bind: Engine | Connection | None = None
+        self._rw_read_node: str | None = None  # replica of the retryable read in flight
+        self._rw_replica_node: str | None = None  # replica of any statement in flight
+        self._rw_ro_opened = False  # the statement in flight opens START TRANSACTION READ ONLY
         self.healed = 0
         """Statements of this session a replica rejected as read-only, re-run on the primary."""
-        self.last_classification: Classification | None = None
-        """How the most recent statement was classified (for debugging and tests)."""
-        # Read-your-writes across transactions (see consistency.py).
-        self._rw_token: str | None = causal_token
-        self._rw_token_seen: set[str] = set()  # replicas known to have applied the token
-        self._rw_primary_until = 0.0  # read_your_writes="primary": read there until then
 
     # ------------------------------------------------------------------ public controls
 
     @contextmanager
     def use_primary(self) -> Iterator[RoutingSession]:
-        """Run every statement of the block on the primary (nestable)."""
-        self._rw_forced += 1
-        try:
+        """Run every statement of the block on the primary (nestable).
+
+        It wins over a statement's own ``rwsplit_target="replica"``.
+        """
+        with self._router.use_primary():
             yield self
-        finally:
-            self._rw_forced -= 1
 
     @property
     def on_primary(self) -> bool:
         """True when the next statement would go to the primary whatever it is."""
-        return bool(self._rw_sticky or self._rw_forced or self._rw_pins)
+        return self._router.on_primary
 
     @property
     def causal_token(self) -> str | None:
@@ -172,44 +190,75 @@ class RoutingSession(Session):
         Pass it to ``cluster.session(causal_token=...)`` in a later request to read your
         writes there too (``read_your_writes="gtid"``).
         """
-        return self._rw_token
+        return self._router.causal_token
 
     @property
     def pins(self) -> frozenset[str]:
-        """Why this session is pinned to the primary (empty when it is not).
+        """Why this session is pinned to its primary connection (empty when it is not).
 
         ``"session state"`` (a ``SET``/``USE``/user variable; lasts until the session is
         closed), or a connection-bound resource (``"named lock"``, ``"LOCK TABLES"``,
         ``"HANDLER h"``, ``"prepared statement s"``, ``"temporary table t"``) until released.
+        Pins survive commits and rollbacks.
         """
-        return frozenset(self._rw_pins)
+        return self._router.pins
 
     @property
     def in_read_only_transaction(self) -> bool:
         """True inside ``START TRANSACTION READ ONLY`` running on a replica."""
-        return self._rw_ro_engine is not None
+        return self._router.read_only_node is not None
+
+    @property
+    def read_only_node(self) -> str | None:
+        """The replica running this session's ``START TRANSACTION READ ONLY``, if any."""
+        return self._router.read_only_node
+
+    @property
+    def last_classification(self) -> Classification | None:
+        """How the most recent statement was classified (for debugging and tests)."""
+        return self._router.last_classification
 
     def close(self) -> None:
-        """Close the session (see :meth:`sqlalchemy.orm.Session.close`) and drop its pins."""
+        """Close the session (see :meth:`sqlalchemy.orm.Session.close`) and drop its pins.
+
+        Its primary connection goes back to the pool, or is discarded if it carried state.
+        """
         super().close()
-        self._rw_reset_routing()
+        self._rw_release()
 
     def reset(self) -> None:
         """Reset the session (see :meth:`sqlalchemy.orm.Session.reset`) and drop its pins."""
         super().reset()
-        self._rw_reset_routing()
+        self._rw_release()
 
     def invalidate(self) -> None:
         """Invalidate the session's connections and drop its pins."""
+        conn = self._rw_conn
         super().invalidate()
-        self._rw_reset_routing()
+        if conn is not None and not conn.closed:
+            conn.invalidate()
+        self._rw_release()
 
-    def _rw_reset_routing(self) -> None:
-        # The connections went back to the pool: the state they held is gone for this session.
-        self._rw_pins.clear()
-        self._rw_sticky = False
-        self._rw_ro_engine = None
-        self._rw_last_bind = None
+    def commit(self) -> None:
+        """Commit (see :meth:`sqlalchemy.orm.Session.commit`).
+
+        :raises TransactionOutcomeUnknownError: the primary changed while the transaction ran
+            (its commit answered from a node that is no longer the primary).
+        """
+        epoch = self._rw_txn_epoch
+        engine = self._rw_txn_engine
+        wrote = self._router.wrote
+        super().commit()
+        if wrote and epoch is not None and epoch != self.cluster.primary_epoch:
+            self._stale_commit(engine)
+
+    def _stale_commit(self, engine: Engine | None) -> None:
+        host = f"{engine.url.host}:{engine.url.port or 3306}" if engine is not None else "?"
+        raise TransactionOutcomeUnknownError(
+            f"the commit answered from {host}, which stopped being the primary while the "
+            "transaction ran (a failover, or a primary that stalled): the transaction may exist "
+            "only on the old primary; check on the current primary before retrying it"
+        )
 
     # ------------------------------------------------------------------ routing
 
@@ -223,215 +272,239 @@ class RoutingSession(Session):
     ) -> Engine | Connection:
         if bind is not None:
             return bind  # type: ignore[no-any-return]
-        engine = self._route(clause, kw.get(EXECUTION_OPTION))
-        self._rw_last_bind = engine
-        return engine
-
-    def _route(self, clause: Any, requested: str | None) -> Engine:
-        cluster = self.cluster
-        self._rw_read_node = None
-        self._rw_ro_opened = False
-        if self._rw_heal:
-            # Self-healing: the replica refused this statement as read-only.
-            self._rw_heal = False
-            self._rw_sticky = True
-            return cluster.write_engine()
-        if clause is None:
-            # A flush, a bulk operation or session.connection(): whatever runs there may write,
-            # so the rest of the transaction stays on the primary too.
-            self._rw_sticky = True
-            return cluster.write_engine()
-        if requested is None:
-            options = getattr(clause, "_execution_options", None)
-            if options:
-                requested = options.get(EXECUTION_OPTION)
+        requested = kw.get(EXECUTION_OPTION)
         if requested is not None:
-            return self._route_requested(requested, clause)
-        c = classify_clause(clause)
-        self.last_classification = c
-        if self._rw_ro_engine is not None:
-            return self._route_in_read_only_transaction(c)
-        target = c.target
-        if target is Target.REPLICA:
-            # Plain reads have no flags: test truthiness first (Flag "&" is slow Python code).
-            flags = c.flags
-            if self._rw_sticky or self._rw_forced or self._rw_pins:
-                if flags and flags & Flag.TXN_BEGIN:
-                    self._rw_sticky = True
-                return cluster.write_engine()
-            if flags and flags & Flag.TXN_READ_ONLY:
-                return self._begin_read_only_transaction()
-            return self._replica_engine()
-        if target is Target.LAST:
-            return self._rw_last_bind or cluster.write_engine()
-        self._track_state(c)
-        return cluster.write_engine()
+            check_request(requested, "bind argument")
+        elif clause is not None:
+            get_options = getattr(clause, "get_execution_options", None)
+            if get_options is not None:
+                requested = get_options().get(EXECUTION_OPTION)
+                if requested is not None:
+                    check_request(requested, "statement execution option")
+        c = classify_clause(clause) if clause is not None else None
+        self._rw_read_node = None
+        self._rw_replica_node = None
+        self._rw_ro_opened = False
+        d = self._router.route(c, requested)
+        result = self._bind_for(d)
+        self._rw_last_bind = result
+        return result
 
-    def _track_state(self, c: Classification) -> None:
-        """Record what a statement run on the primary leaves behind: pins, an open transaction."""
-        flags = c.flags
-        if flags & Flag.SESSION_STATE or c.target is Target.ALL:
-            # Session state is pinned, not replayed: every later statement runs on the
-            # connection that holds it (see docs/classification.md).
-            self._rw_pins[_PIN_SESSION_STATE] = 1
-        if flags & Flag.PIN and c.resource:
-            self._rw_pins[c.resource] = self._rw_pins.get(c.resource, 0) + 1
-        elif flags & Flag.UNPIN and c.resource:
-            self._unpin(c.resource)
-        if flags & (Flag.WRITE | Flag.LOCKING_READ | Flag.TXN_BEGIN) or (
-            c.target is Target.PRIMARY and not flags & Flag.HINT
-        ):
-            self._rw_sticky = True
-
-    def _unpin(self, resource: str) -> None:
-        if resource == _ALL_NAMED_LOCKS:
-            self._rw_pins.pop(_NAMED_LOCK, None)
-            return
-        held = self._rw_pins.get(resource, 0)
-        if held > 1 and resource == _NAMED_LOCK:
-            self._rw_pins[resource] = held - 1
-        else:
-            self._rw_pins.pop(resource, None)
-
-    # ------------------------------------------------------------------ read-only transactions
-
-    def _begin_read_only_transaction(self) -> Engine:
-        # The balancer and the read-your-writes policy choose the replica, as for any read.
-        engine = self._replica_engine()
-        if self._rw_read_node is None:
-            # No replica can take it (none readable, or read-your-writes wants the primary):
-            # the transaction runs on the primary like any other.
-            self._rw_sticky = True
+    def _bind_for(self, d: Decision) -> Engine | Connection:
+        route = d.route
+        if route is Route.REPLICA:
+            node = d.node
+            assert node is not None
+            engine = self._rw_pick
+            if engine is None or not d.retryable:
+                engine = self.cluster.engine_for(node, writable=False)
+            self._rw_pick = None
+            self._rw_replica_node = node
+            if d.retryable:
+                self._rw_read_node = node
+            if d.opens_read_only:
+                _watch_open_transactions(engine)
+                self._rw_ro_opened = True
             return engine
-        self._rw_read_node = None  # a transaction is never re-run on another node
-        _watch_open_transactions(engine)
-        self._rw_ro_engine = engine
-        self._rw_ro_opened = True
+        if route is Route.LAST and self._rw_last_bind is not None:
+            return self._rw_last_bind
+        return self._primary_bind()
+
+    def _primary_bind(self) -> Engine | Connection:
+        """The primary's engine, or the session's own connection to it while pinned."""
+        engine = self.cluster.write_engine()
+        conn = self._rw_conn
+        if conn is not None:
+            if self._rw_conn_engine is engine and not conn.invalidated:
+                return conn
+            self._primary_changed(conn)
+        txn_engine = self._rw_txn_engine
+        if txn_engine is not None and txn_engine is not engine:
+            self._transaction_primary_changed(txn_engine)
         return engine
 
-    def _route_in_read_only_transaction(self, c: Classification) -> Engine:
-        """Inside ``START TRANSACTION READ ONLY`` on a replica: stay on its connection."""
-        engine = self._rw_ro_engine
-        assert engine is not None
-        flags = c.flags
-        if flags & Flag.TXN_END:
-            self._rw_ro_engine = None
-            return engine
-        if flags & Flag.WRITE:
-            raise RoutingError(
-                f"a statement that writes ({c.reason}) cannot run inside "
-                "START TRANSACTION READ ONLY; end the read-only transaction (COMMIT) first"
+    def _transaction_primary_changed(self, old: Engine) -> None:
+        """This transaction began on a node that is no longer the primary."""
+        router = self._router
+        if router.wrote or router.sticky:
+            # Close its socket: the old node rolls back what was open; the session transaction
+            # must be rolled back by the application.
+            _sa_compat.drop_connection(self, old)
+            raise RetryableWriteError(
+                "the primary changed during this transaction; nothing of it was committed: "
+                "roll back and retry the whole unit of work"
             )
-        if flags & Flag.SESSION_STATE or c.target is Target.ALL:
-            raise RoutingError(
-                f"session state ({c.reason}) cannot be set inside START TRANSACTION READ ONLY, "
-                "which runs on a replica; set it before the transaction starts"
-            )
-        if flags & Flag.TXN_BEGIN:
-            # A new transaction implicitly ends the read-only one; route it afresh.
-            self._rw_ro_engine = None
-            return self._route_after_read_only(c)
-        return engine
+        _sa_compat.drop_connection(self, old)  # it only read there: go on on the new primary
+        self._rw_txn_engine = None
+        self._rw_txn_epoch = None
 
-    def _route_after_read_only(self, c: Classification) -> Engine:
-        if c.target is Target.REPLICA and c.flags & Flag.TXN_READ_ONLY:
-            return self._begin_read_only_transaction()
-        self._track_state(c)
-        return self.cluster.write_engine()
-
-    def _route_requested(self, requested: str, clause: Any) -> Engine:
-        if requested == "primary":
-            return self.cluster.write_engine()
-        if requested == "replica":
-            c = classify_clause(clause)
-            if c.target is not Target.REPLICA:
-                from .errors import RoutingError
-
-                raise RoutingError(
-                    f"{EXECUTION_OPTION}='replica' was requested for a statement that is not a "
-                    f"plain read ({c.reason}); writes never go to a replica"
-                )
-            if self._rw_sticky or self._rw_pins:
-                return self.cluster.write_engine()
-            return self._replica_engine()
-        from .errors import ConfigurationError
-
-        raise ConfigurationError(
-            f"execution option {EXECUTION_OPTION}={requested!r} is not valid; "
-            "use 'primary' or 'replica'"
+    def _primary_changed(self, conn: Connection) -> None:
+        """The pinned connection's node stopped being the primary (or the connection died)."""
+        router = self._router
+        pins = ", ".join(sorted(router.pins))
+        self._rw_conn = None
+        self._rw_conn_engine = None
+        in_txn = conn.in_transaction()
+        with contextlib.suppress(Exception):
+            if not conn.invalidated:
+                conn.invalidate()  # closes the socket: the old node rolls back what was open
+            if not in_txn:
+                conn.close()
+        router.connection_lost()
+        raise RetryableWriteError(
+            f"the primary changed (or the connection holding this session's state was lost): "
+            f"the session state pinned to it ({pins}) is gone; roll back, set it again and "
+            "retry"
         )
 
-    def _replica_engine(self) -> Engine:
-        cluster = self.cluster
-        if self._rw_primary_until and time.monotonic() < self._rw_primary_until:
-            return cluster.write_engine()  # read_your_writes="primary", inside the window
-        route = cluster.read_route()
-        if route is None:
-            return cluster.read_engine()  # fallback to the primary, or raise
-        node, engine = route
-        token = self._rw_token
-        if (
-            token is not None
-            and node.name not in self._rw_token_seen
-            and not self._caught_up(node.name, engine, token)
-        ):
-            return cluster.write_engine()
-        self._rw_read_node = node.name
-        return engine
+    def _adopt_primary_connection(self) -> None:
+        """A pin started: keep this transaction's primary connection past its end."""
+        engine = self._rw_txn_engine
+        if engine is None:
+            return
+        conn = _sa_compat.keep_connection(self, engine)
+        if conn is not None:
+            self._rw_conn = conn
+            self._rw_conn_engine = engine
 
-    def _caught_up(self, name: str, engine: Engine, token: str) -> bool:
+    def _rw_release(self) -> None:
+        """The session let go of its connections: hand its own primary connection back."""
+        conn = self._rw_conn
+        self._rw_conn = None
+        self._rw_conn_engine = None
+        if conn is not None:
+            _release(conn)
+        self._router.release()
+        self._rw_txn_engine = None
+        self._rw_txn_epoch = None
+        self._rw_last_bind = None
+
+    def _end_transaction(self) -> None:
+        """The top-level transaction ended: keep the primary connection only while pinned."""
+        router = self._router
+        router.end_transaction()
+        self._rw_txn_engine = None
+        self._rw_txn_epoch = None
+        conn = self._rw_conn
+        if self._rw_last_bind is not conn:
+            self._rw_last_bind = None
+        if conn is None or (router.pinned and not conn.invalidated):
+            return
+        self._rw_conn = None
+        self._rw_conn_engine = None
+        self._rw_last_bind = None
+        _release(conn)
+
+    # ------------------------------------------------------------------ replicas
+
+    def _choose_replica(self) -> str | None:
+        route = self.cluster.read_route()
+        if route is None:
+            self._rw_pick = None
+            if not self.cluster.fallback_to_primary:
+                raise NoReplicaAvailableError(
+                    "no replica can take reads (all down or lagging) and "
+                    "fallback_to_primary=False; bring a replica back, or allow fallback"
+                )
+            return None
+        node, engine = route
+        self._rw_pick = engine
+        return node.name
+
+    def _causal_wait(self, name: str, token: str) -> bool:
         """Wait (bounded) until replica *name* has applied *token*; False: read elsewhere."""
+        engine = self._rw_pick or self.cluster.engine_for(name, writable=False)
+        timeout = self.cluster.causal_timeout
         try:
             conn = self.connection(bind_arguments={"bind": engine})
-            ok = wait_for_token(conn, token, self.cluster.causal_timeout)
+            ok = wait_for_token(conn, token, timeout)
         except DBAPIError as exc:
-            if is_connection_failure(exc):
-                self._forget_connection(engine)
+            if is_replica_unusable(exc):
+                _sa_compat.drop_connection(self, engine)
                 self.cluster.mark_down(name, f"causal wait failed: {_short(exc)}")
             else:
                 log.warning(
                     "causal wait on %s failed (%s); reading from the primary", name, _short(exc)
                 )
             return False
-        if ok:
-            self._rw_token_seen.add(name)
-        else:
+        if not ok:
             log.info(
                 "replica %s has not applied %s within %.2fs; reading from the primary",
                 name,
                 token,
-                self.cluster.causal_timeout,
+                timeout,
             )
         return ok
 
-    # ------------------------------------------------------------------ read retry
+    # ------------------------------------------------------------------ execution (do_orm_execute)
 
-    def _execute_internal(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+    def _rw_execute(self, state: ORMExecuteState) -> Any:
+        """Run *state*'s statement; re-run a failed read elsewhere, a refused one on the primary."""
         attempts = 0
         healed = False
+        redirected = False
+        router = self._router
         while True:
             try:
-                result = super()._execute_internal(statement, params, **kw)
-            except DBAPIError as exc:
-                failed = self._rw_read_node
-                if failed is None:
+                result = state.invoke_statement()
+            except NotPrimaryError:
+                # The node taken for the primary said it is not one; the cluster was probed
+                # at once (Cluster.connect_primary): go to the primary it found, once.
+                if redirected:
                     raise
-                if not healed and is_read_only_rejection(exc):
-                    healed = True
-                    self._heal(statement, failed, exc)
-                    continue
-                if not is_connection_failure(exc):
-                    raise
-                attempts += 1
-                if attempts > len(self.cluster.topology.nodes):
-                    raise
-                self._forget_connection(self.cluster.engine_for(failed, writable=False))
-                self.cluster.mark_down(failed, f"read failed: {_short(exc)}")
-                log.warning("read on %s failed (%s); retrying on another node", failed, _short(exc))
+                redirected = True
                 continue
-            if self._rw_ro_opened:
-                self._mark_open_transaction()
+            except ReadFailedError as exc:
+                if router.wrote or router.sticky:
+                    raise RetryableWriteError(
+                        f"{exc} — and this transaction had written: its uncommitted writes "
+                        "were rolled back with it; retry the whole unit of work"
+                    ) from exc
+                raise
+            except DBAPIError as exc:
+                node = self._rw_replica_node
+                if node is None:
+                    raise
+                if not healed and self._rw_read_node and is_read_only_rejection(exc):
+                    healed = True
+                    self._heal(state.statement, node, exc)
+                    continue
+                if not is_replica_unusable(exc):
+                    raise
+                engine = self.cluster.engine_for(node, writable=False)
+                _sa_compat.drop_connection(self, engine)
+                self.cluster.mark_down(node, f"read failed: {_short(exc)}")
+                router.read_failed(node)
+                attempts += 1
+                if self._rw_read_node is None or attempts > len(self.cluster.topology.nodes):
+                    raise ReadFailedError(
+                        f"a read on replica {node} failed ({_short(exc)}) and could not be "
+                        "re-run elsewhere"
+                        + (
+                            " (it was inside START TRANSACTION READ ONLY: retry the transaction)"
+                            if self._rw_read_node is None
+                            else "; retry it once a replica or the primary is back"
+                        )
+                    ) from exc
+                log.warning("read on %s failed (%s); retrying on another node", node, _short(exc))
+                continue
+            if self._rw_replica_node is not None:
+                if self._rw_ro_opened:
+                    self._mark_open_transaction()
+            else:
+                if router.pinned and self._rw_conn is None:
+                    self._adopt_primary_connection()
+                self._check_text_commit()
             return result
+
+    def _check_text_commit(self) -> None:
+        """A ``COMMIT`` sent as SQL text must not answer from a node that is no longer primary."""
+        c = self._router.last_classification
+        if c is None or not c.flags or not c.flags & Flag.TXN_END:
+            return
+        epoch = self._rw_txn_epoch
+        if epoch is not None and epoch != self.cluster.primary_epoch:
+            self._stale_commit(self._rw_txn_engine)
 
     def _heal(self, statement: Any, node: str, exc: DBAPIError) -> None:
         """A replica refused *statement* as read-only: count it and re-run it on the primary."""
@@ -444,7 +517,7 @@ class RoutingSession(Session):
             _short(exc),
             _statement_text(statement),
         )
-        self._rw_heal = True
+        self._router.heal_next()
 
     def _mark_open_transaction(self) -> None:
         """Flag the replica connection that now holds an explicit read-only transaction.
@@ -454,31 +527,27 @@ class RoutingSession(Session):
         there, so nothing stays open whatever way the session ends.
         """
         self._rw_ro_opened = False
-        engine = self._rw_ro_engine
-        if engine is not None:
+        node = self._router.read_only_node
+        if node is not None:
+            engine = self.cluster.engine_for(node, writable=False)
             self.connection(bind_arguments={"bind": engine}).info[_OPEN_TXN] = True
 
-    def _forget_connection(self, engine: Engine) -> None:
-        """Drop the dead connection to *engine* from this session's transaction.
+    def _capture_token(self) -> str | None:
+        engine = self._rw_txn_engine
+        conn = self._rw_conn if self._rw_conn is not None else None
+        if conn is None and engine is not None:
+            conn = _sa_compat.transaction_connection(self, engine)
+        if conn is None or conn.closed or conn.invalidated:
+            return None
+        return read_commit_token(conn)
 
-        SQLAlchemy keeps one connection per engine for the life of a session transaction; a
-        replica connection is autocommit and holds no transaction state, so removing it is
-        safe, and lets the next read on that engine (after re-admission) connect afresh.
-        """
-        trans: SessionTransaction | None = self.get_transaction()
-        while trans is not None:
-            connections = getattr(trans, "_connections", None)
-            if connections is not None:
-                entry = connections.pop(engine, None)
-                if entry is not None:
-                    conn = entry[0]
-                    connections.pop(conn, None)
-                    try:
-                        conn.invalidate()
-                        conn.close()
-                    except Exception:  # the connection is dead already
-                        log.debug("closing a dead connection failed", exc_info=True)
-            trans = trans.parent
+
+def _release(conn: Connection) -> None:
+    """Give *conn* back to its pool (which discards it if it carried session state)."""
+    try:
+        conn.close()
+    except Exception:  # a dead connection: nothing to hand back
+        log.debug("releasing the primary connection failed", exc_info=True)
 
 
 def _short(exc: DBAPIError) -> str:
@@ -525,25 +594,44 @@ def _watch_open_transactions(engine: Engine) -> None:
                 event.listen(engine, "reset", _end_open_transaction)
 
 
+@event.listens_for(RoutingSession, "do_orm_execute")
+def _do_orm_execute(state: ORMExecuteState) -> Any:
+    session = state.session
+    if not isinstance(session, RoutingSession):
+        return None
+    # session.execute(..., execution_options={"rwsplit_target": ...}) reaches get_bind through
+    # the bind arguments; an explicit bind argument wins.
+    requested = state.local_execution_options.get(EXECUTION_OPTION)
+    if requested is not None and EXECUTION_OPTION not in state.bind_arguments:
+        check_request(requested, "execution option of the call")
+        state.bind_arguments[EXECUTION_OPTION] = requested
+    return session._rw_execute(state)
+
+
 @event.listens_for(RoutingSession, "after_commit")
 def _after_commit(session: Session) -> None:
-    if not isinstance(session, RoutingSession) or not session._rw_sticky:
+    if not isinstance(session, RoutingSession) or session.in_nested_transaction():
+        return
+    router = session._router
+    if not router.wrote:
         return  # nothing written: nothing new to wait for
-    mode = session.cluster.read_your_writes
-    if mode is ReadYourWrites.GTID:
-        primary = session.cluster._routes.primary
-        trans = session.get_transaction()
-        if primary is not None and trans is not None:
-            token = capture_token(getattr(trans, "_connections", None), primary)
-            if token is not None:
-                session._rw_token = token
-                session._rw_token_seen.clear()
-    elif mode is ReadYourWrites.PRIMARY:
-        session._rw_primary_until = time.monotonic() + session.cluster.sticky_window
+    token = None
+    if session.cluster.read_your_writes is ReadYourWrites.GTID:
+        token = session._capture_token()
+    router.committed(token)
+
+
+@event.listens_for(RoutingSession, "after_begin")
+def _after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    if not isinstance(session, RoutingSession) or transaction.parent is not None:
+        return
+    engine = connection.engine
+    if session._rw_txn_engine is None and session.cluster.is_write_engine(engine):
+        session._rw_txn_engine = engine
+        session._rw_txn_epoch = session.cluster.primary_epoch
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")
 def _end_of_unit_of_work(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None and isinstance(session, RoutingSession):
-        session._rw_sticky = False
-        session._rw_ro_engine = None
+        session._end_transaction()

@@ -492,7 +492,11 @@ def test_cluster_from_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert all("hello" not in repr(n) for n in cluster.topology.nodes)
         assert "hello" not in repr(cluster.topology)
     assert seen["db1.example.com:3307"]["pool_pre_ping"] is True
-    assert seen["db1.example.com:3307"]["connect_args"] == {"connect_timeout": 3}
+    assert seen["db1.example.com:3307"]["connect_args"] == {
+        "connect_timeout": 3,
+        "read_timeout": 10.0,
+        "write_timeout": 10.0,
+    }
 
 
 def test_cluster_tls_reaches_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -510,6 +514,8 @@ def test_cluster_tls_reaches_the_driver(tmp_path: Path, monkeypatch: pytest.Monk
         pass
     assert seen["db1:3306"]["connect_args"] == {
         "connect_timeout": 2,
+        "read_timeout": 10.0,
+        "write_timeout": 10.0,
         "ssl_ca": ca,
         "ssl_verify_cert": True,
         "ssl_verify_identity": True,
