@@ -26,7 +26,7 @@ import logging
 import math
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import unquote
 
@@ -265,8 +265,8 @@ def callables(name: str, value: object) -> tuple[Callable[..., Any], ...]:
 
 
 def sequence(name: str, value: object, expected: str) -> tuple[Any, ...]:
-    """A list or tuple (not a string, a URL, a mapping or a set), as a tuple."""
-    if isinstance(value, (str, bytes, URL, Mapping)) or not isinstance(value, Sequence):
+    """An iterable of items (not a string, a URL or a mapping), as a tuple."""
+    if isinstance(value, (str, bytes, URL, Mapping)) or not isinstance(value, Iterable):
         _fail(name, expected, value, secret=True)  # may hold URLs with passwords
     return tuple(value)
 

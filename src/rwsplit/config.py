@@ -701,7 +701,15 @@ class _Builder:
         primary, replicas = self._location()
         options: dict[str, Any] = {}
         engine: dict[str, Any] = dict(v.get("engine_options", {}))
-        connect: dict[str, Any] = dict(engine.pop("connect_args", {}) or {})
+        connect: dict[str, Any] = validate.mapping(
+            f"{self.where.get('engine_options', self.source)}: engine_options.connect_args",
+            engine.pop("connect_args", None) or {},
+        )
+        if "admin_password" in v and "admin_user" not in v:
+            raise ConfigurationError(
+                f"{self.where['admin_password']} sets admin_password, but admin_user is not "
+                "set: give the account's user name too"
+            )
         tls: dict[str, Any] = {}
         for name, value in v.items():
             target = _BY_KEY[name].target
