@@ -33,7 +33,8 @@ from urllib.parse import unquote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SecretError
+from .secrets import looks_encrypted
 
 if TYPE_CHECKING:
     from .consistency import ReadYourWrites
@@ -194,9 +195,9 @@ def integer(
     if expected is None:
         expected = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
     result: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        result = value
-    elif text and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        result = int(value)
+    if text and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
         result = int(value)
     if result is None or result < low or (high is not None and result > high):
         _fail(name, expected, value)
@@ -220,6 +221,22 @@ def password(name: str, value: object) -> str:
     if isinstance(value, str):
         return value
     _fail(name, "a string", value, secret=True)
+
+
+def plain_password(name: str, value: object) -> str:
+    """:func:`password`, refusing an ``ENC(...)`` value: only :mod:`rwsplit.config` decrypts.
+
+    A ``Cluster`` given ``ENC(...)`` would send it to the server as the password and fail
+    the login on every node, far from the cause.
+    """
+    result = password(name, value)
+    if looks_encrypted(result):
+        raise SecretError(
+            f"{name} is an ENC(...) value, and Cluster takes plain passwords: load it through "
+            "rwsplit.config, which decrypts it (e.g. Cluster.from_dict({'primary_url': url}) "
+            "with the key in $RWSPLIT_ENCRYPTION_KEY)"
+        )
+    return result
 
 
 # ---------------------------------------------------------------------------------- objects
@@ -297,7 +314,7 @@ def admin_account(
                 "name too, or leave both out to use each node URL's account"
             )
         return None
-    return text(user_name, user), None if secret is None else password(password_name, secret)
+    return text(user_name, user), None if secret is None else plain_password(password_name, secret)
 
 
 def failover_options(name: str, value: object) -> Any:
@@ -308,7 +325,7 @@ def failover_options(name: str, value: object) -> Any:
 
     options = instance(name, value, FailoverOptions, "a rwsplit.failover.FailoverOptions")
     text(f"{name}.replication_user", options.replication_user)
-    password(f"{name}.replication_password", options.replication_password)
+    plain_password(f"{name}.replication_password", options.replication_password)
     for field in ("preferred", "never_promote"):
         items = sequence(f"{name}.{field}", getattr(options, field), "a list of host:port names")
         for i, item in enumerate(items):
@@ -331,12 +348,13 @@ def masked(value: URL) -> str:
     return value.render_as_string(hide_password=True)
 
 
-def url(name: str, value: object) -> URL:
+def url(name: str, value: object, *, encrypted: bool = False) -> URL:
     """A SQLAlchemy URL (or URL text, or a single-host JDBC URL) of one node.
 
     The host must be there and the port, if given, 1-65535; ``?user=`` / ``?password=``
     query parameters become the URL's own fields, so that the URL's ``repr`` masks them. The
-    password is never echoed.
+    password is never echoed; it may be ``ENC(...)`` only with *encrypted* (the caller
+    decrypts it).
 
     >>> url("primary", "mysql+pymysql://db1/shop?user=app&password=pw")
     mysql+pymysql://app:***@db1/shop
@@ -348,8 +366,8 @@ def url(name: str, value: object) -> URL:
                 f"{name}: expected a JDBC URL with one host; a replication URL names the "
                 "whole cluster: use Cluster.from_dict({'primary_url': ...}) for it"
             )
-        return urls[0]
-    if isinstance(value, URL):
+        result = urls[0]
+    elif isinstance(value, URL):
         result = value
     elif isinstance(value, str):
         try:
@@ -367,7 +385,10 @@ def url(name: str, value: object) -> URL:
             ) from None
     else:
         _fail(name, "a URL string or sqlalchemy.engine.URL", value, secret=True)
-    return _checked_url(name, _query_credentials(name, result))
+    result = _checked_url(name, _query_credentials(name, result))
+    if not encrypted and result.password is not None:
+        plain_password(f"{name}: the password in the URL", result.password)
+    return result
 
 
 def _query_credentials(name: str, value: URL) -> URL:

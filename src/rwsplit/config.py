@@ -544,7 +544,7 @@ def _jdbc_urls(text: str, what: str, where: str) -> list[URL]:
 
 def _parse_url(value: Any, what: str, where: str) -> URL:
     """One node's URL: SQLAlchemy text or object, or a single-host JDBC URL."""
-    return validate.url(f"{where}: {what}", value)
+    return validate.url(f"{where}: {what}", value, encrypted=True)
 
 
 class _Builder:

@@ -456,3 +456,22 @@ def test_cross_option_checks_name_the_source_key() -> None:
     assert PASSWORD not in str(i.value)
     with pytest.raises(ConfigurationError, match=r"engine_options.connect_args: expected a"):
         settings_from_dict({"host": "db1", "engine_options": {"connect_args": "x"}})
+
+
+def test_cluster_refuses_enc_passwords_it_cannot_decrypt() -> None:
+    # Cluster takes plain passwords; rwsplit.config decrypts. Before, ENC(...) was sent to
+    # the server as the password and every login failed, far from the cause.
+    token = encrypt("secret-pw", "k3y")
+    for bad in (f"ENC({token})", f"ENC({token}"):
+        with pytest.raises(SecretError, match=r"^primary: the password in the URL is an ENC"):
+            Cluster(f"mysql+pymysql://app:{bad}@db1/shop")
+        with pytest.raises(SecretError, match=r"^admin_password is an ENC") as info:
+            Cluster(PRIMARY, admin_user="admin", admin_password=bad)
+        assert token not in str(info.value)
+        with pytest.raises(SecretError, match=r"failover_options.replication_password"):
+            Cluster(PRIMARY, failover_options=FailoverOptions("repl", bad))
+    s = settings_from_dict(
+        {"primary_url": f"mysql+pymysql://app:ENC({token})@db1/shop"}, encryption_key="k3y"
+    )
+    with Cluster.from_settings(s) as cluster:
+        assert cluster.write_engine().url.password == "secret-pw"
