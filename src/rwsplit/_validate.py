@@ -41,19 +41,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_SECONDS",
+    "admin_account",
     "boolean",
     "callables",
     "duration",
+    "failover_options",
+    "instance",
     "integer",
     "invalid",
     "jdbc_urls",
     "mapping",
+    "masked",
     "number",
     "optional_duration",
     "password",
+    "plain_password",
     "port",
+    "read_your_writes",
+    "sequence",
+    "split_host",
     "text",
     "url",
+    "with_method",
 ]
 
 log = logging.getLogger("rwsplit.config")
