@@ -446,8 +446,9 @@ def _checked_url(name: str, value: URL) -> URL:
 
 # ---------------------------------------------------------------------------------- JDBC
 
+# ENC(...) in user info may hold base64's "/", which would otherwise end the host list.
 _JDBC = re.compile(
-    r"jdbc:(?P<kind>mysql|mariadb)(?::(?P<mode>[a-z]+))?://(?P<hosts>[^/?]*)"
+    r"jdbc:(?P<kind>mysql|mariadb)(?::(?P<mode>[a-z]+))?://(?P<hosts>(?:ENC\([^)]*\)|[^/?])*)"
     r"(?:/(?P<db>[^?]*))?(?:\?(?P<query>.*))?",
     re.IGNORECASE | re.DOTALL,
 )

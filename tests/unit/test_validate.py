@@ -475,3 +475,15 @@ def test_cluster_refuses_enc_passwords_it_cannot_decrypt() -> None:
     )
     with Cluster.from_settings(s) as cluster:
         assert cluster.write_engine().url.password == "secret-pw"
+
+
+def test_enc_password_in_jdbc_user_info_may_hold_a_slash() -> None:
+    token = next(t for t in (encrypt("pw/1", "k3y") for _ in range(500)) if "/" in t)
+    s = settings_from_dict(
+        {"url": f"jdbc:mysql:replication://app:ENC({token})@db1,app:ENC({token})@db2/shop"},
+        encryption_key="k3y",
+    )
+    assert [(u.host, u.username, u.password, u.database) for u in (s.primary, *s.replicas)] == [
+        ("db1", "app", "pw/1", "shop"),
+        ("db2", "app", "pw/1", "shop"),
+    ]
