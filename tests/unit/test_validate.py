@@ -487,3 +487,11 @@ def test_enc_password_in_jdbc_user_info_may_hold_a_slash() -> None:
         ("db1", "app", "pw/1", "shop"),
         ("db2", "app", "pw/1", "shop"),
     ]
+
+
+def test_discover_checks_its_seed_urls() -> None:
+    from rwsplit import discover
+
+    with pytest.raises(ConfigurationError, match=r"^seeds\[0\]: the URL's port") as info:
+        discover([f"mysql+pymysql://u:{PASSWORD}@db1:abc/x"])
+    assert PASSWORD not in str(info.value)
