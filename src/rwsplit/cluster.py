@@ -21,11 +21,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from . import _sa_compat
+from . import _validate as validate
 from .balance import Balancer, RoundRobinBalancer
 from .classify import Flag, Target, classify
 from .config import ClusterSettings, TLSConfig
@@ -59,27 +60,8 @@ TopologyListener = Callable[[Topology, Topology], None]
 
 
 def _coerce_url(value: str | URL, what: str) -> URL:
-    if isinstance(value, URL):
-        url = value
-    elif isinstance(value, str):
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            # The text may hold a password: never echo it.
-            raise ConfigurationError(
-                f"{what} is not a valid SQLAlchemy URL; expected a URL such as "
-                "'mysql+pymysql://user:password@host:3306/dbname'"
-            ) from None
-    else:
-        raise ConfigurationError(
-            f"{what} must be a URL string or sqlalchemy.engine.URL, got {type(value).__name__}"
-        )
-    if not url.host:
-        raise ConfigurationError(
-            f"{what} ({url.render_as_string(hide_password=True)}) has no host; "
-            "rwsplit needs host and port to tell the nodes apart"
-        )
-    return url
+    # Host, port 1-65535, JDBC user info; never echoes the password.
+    return validate.url(what, value)
 
 
 def _supports_skip_autocommit_rollback() -> bool:
@@ -302,40 +284,55 @@ class Cluster:
         replica_read_timeout: float | None = 5.0,
         write_timeout: float | None = 10.0,
     ) -> None:
+        # Every option is checked here, before any engine or thread exists (rwsplit._validate):
+        # a nan or inf would otherwise fail later, in a background thread or never.
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
-        if max_replica_lag is not None and max_replica_lag < 0:
-            raise ConfigurationError(f"max_replica_lag must be >= 0 seconds, got {max_replica_lag}")
-        if down_retry_interval < 0:
-            raise ConfigurationError(
-                f"down_retry_interval must be >= 0 seconds, got {down_retry_interval}"
+        replicas = validate.sequence("replicas", replicas, "a list of URLs")
+        fallback_to_primary = validate.boolean("fallback_to_primary", fallback_to_primary)
+        max_replica_lag = validate.optional_duration("max_replica_lag", max_replica_lag)
+        down_retry_interval = validate.duration("down_retry_interval", down_retry_interval)
+        if balancer is not None:
+            balancer = validate.with_method(
+                "balancer", balancer, "choose", "an object with choose(nodes) -> Node"
             )
-        try:
-            self.read_your_writes = ReadYourWrites.coerce(read_your_writes)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        if causal_timeout < 0 or sticky_window < 0:
+        engine_options = validate.mapping("engine_options", engine_options or {})
+        if "connect_args" in engine_options:
+            validate.mapping("engine_options['connect_args']", engine_options["connect_args"])
+        on_topology_change = validate.callables("on_topology_change", on_topology_change)
+        self.read_your_writes = validate.read_your_writes("read_your_writes", read_your_writes)
+        causal_timeout = validate.duration("causal_timeout", causal_timeout)
+        sticky_window = validate.duration("sticky_window", sticky_window)
+        if tls is not None:
+            tls = validate.instance("tls", tls, TLSConfig, "a rwsplit.TLSConfig")
+        for key, node_config in validate.mapping("node_tls", node_tls or {}).items():
+            validate.instance(f"node_tls[{key!r}]", node_config, TLSConfig, "a rwsplit.TLSConfig")
+        monitor_interval = validate.optional_duration(
+            "monitor_interval", monitor_interval, positive=True
+        )
+        monitor_timeout = validate.duration("monitor_timeout", monitor_timeout, positive=True)
+        failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
+        auto_failover = validate.boolean("auto_failover", auto_failover)
+        failover_options = validate.failover_options("failover_options", failover_options)
+        if auto_failover and failover_options is None:
             raise ConfigurationError(
-                f"causal_timeout and sticky_window must be >= 0 seconds, got "
-                f"{causal_timeout} and {sticky_window}"
+                "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "
+                "replication_password=...) so that replicas can be repointed"
             )
+        validate.admin_account(admin_user, admin_password)
         self.causal_timeout = causal_timeout
         self.sticky_window = sticky_window
-        for option, value in (
-            ("connect_timeout", connect_timeout),
-            ("primary_read_timeout", primary_read_timeout),
-            ("replica_read_timeout", replica_read_timeout),
-            ("write_timeout", write_timeout),
-        ):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ConfigurationError(
-                    f"{option} must be a finite number of seconds > 0, or None; got {value!r}"
-                )
+        # Driver timeouts, per role (None: the driver's default, no limit).
+        connect_timeout = validate.optional_duration(
+            "connect_timeout", connect_timeout, positive=True
+        )
+        primary_read_timeout = validate.optional_duration(
+            "primary_read_timeout", primary_read_timeout, positive=True
+        )
+        replica_read_timeout = validate.optional_duration(
+            "replica_read_timeout", replica_read_timeout, positive=True
+        )
+        write_timeout = validate.optional_duration("write_timeout", write_timeout, positive=True)
         self._timeouts = (
             connect_timeout,
             primary_read_timeout,

@@ -37,11 +37,11 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
+from . import _validate as validate
 from .errors import ConfigurationError, SecretError
-from .secrets import EncryptionKey, decrypt_value, is_encrypted, load_key
+from .secrets import EncryptionKey, decrypt_value, load_key, looks_encrypted
 
 __all__ = [
     "OPTIONS",
@@ -91,6 +91,14 @@ class TLSConfig:
     disabled: bool = False
 
     def __post_init__(self) -> None:
+        for what in ("ca", "cert", "key"):
+            path = getattr(self, what)
+            if path is not None:
+                if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+                    raise validate.invalid(f"tls {what}", "a file path (str or Path)", path)
+                object.__setattr__(self, what, os.fspath(path))
+        for what in ("verify_cert", "verify_identity", "disabled"):
+            validate.boolean(f"tls {what}", getattr(self, what))
         if self.verify_identity and not self.verify_cert:
             raise ConfigurationError(
                 "tls verify_identity=true needs verify_cert=true (a host name in an "
@@ -125,130 +133,114 @@ class TLSConfig:
 
 
 # ---------------------------------------------------------------------------------- parsers
-# Each turns a raw value (text from env / properties, or a TOML / dict value) into the
-# option's value, or raises ValueError whose text says what was expected.
+# Each takes the key as the user wrote it (with where: "db.properties line 4: db.cloud.port")
+# and a raw value (text from env / properties, or a TOML / dict value), and returns the
+# option's value or raises ConfigurationError "<key>: expected ..., got ..." (rwsplit._validate).
 
 
-def _text(raw: Any) -> str:
-    if isinstance(raw, str) and raw.strip():
-        return raw.strip()
-    raise ValueError("a non-empty string")
+def _text(name: str, raw: Any) -> str:
+    return validate.text(name, raw)
 
 
-def _password(raw: Any) -> str:
-    if isinstance(raw, str):
-        return raw  # kept as written: spaces may be part of a password
-    raise ValueError("a string")
+def _password(name: str, raw: Any) -> str:
+    return validate.password(name, raw)
 
 
-def _bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        v = raw.strip().lower()
-        if v in ("true", "yes", "on", "1"):
-            return True
-        if v in ("false", "no", "off", "0"):
-            return False
-    raise ValueError("true or false")
+def _bool(name: str, raw: Any) -> bool:
+    return validate.boolean(name, raw, text=True)
 
 
-def _number(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("a number")
-    if isinstance(raw, (int, float)):
-        return float(raw)
-    if isinstance(raw, str):
-        try:
-            return float(raw.strip())
-        except ValueError:
-            pass
-    raise ValueError("a number")
-
-
-def _seconds(raw: Any) -> float:
-    try:
-        value = _number(raw)
-    except ValueError:
-        raise ValueError("a number of seconds >= 0") from None
-    if value < 0 or value != value:
-        raise ValueError("a number of seconds >= 0")
+def _pool_recycle(name: str, raw: Any) -> float:
+    value = validate.number(
+        name,
+        raw,
+        low=-1.0,
+        high=validate.MAX_SECONDS,
+        expected=f"a number of seconds >= 0 and <= {validate.MAX_SECONDS:g}, or -1 (never)",
+        text=True,
+    )
+    if -1.0 < value < 0.0:
+        raise validate.invalid(name, "a number of seconds >= 0, or -1 (never)", raw)
     return value
 
 
-def _seconds_or_none(raw: Any) -> float | None:
-    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "off", "")):
-        return None
-    try:
-        return _seconds(raw)
-    except ValueError:
-        raise ValueError("a number of seconds >= 0, or 'none'") from None
+def _seconds(name: str, raw: Any) -> float:
+    return validate.duration(name, raw, text=True)
 
 
-def _name_list(raw: Any) -> tuple[str, ...]:
+def _positive_seconds(name: str, raw: Any) -> float:
+    return validate.duration(name, raw, positive=True, text=True)
+
+
+def _seconds_or_none(name: str, raw: Any) -> float | None:
+    return validate.optional_duration(name, raw, text=True)
+
+
+def _positive_seconds_or_none(name: str, raw: Any) -> float | None:
+    return validate.optional_duration(name, raw, positive=True, text=True)
+
+
+def _name_list(name: str, raw: Any) -> tuple[str, ...]:
+    what = "a list of host:port names"
     if isinstance(raw, str):
         items = [p.strip() for p in raw.split(",")]
     elif isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
         items = [p.strip() for p in raw]
     else:
-        raise ValueError("a list of host:port names")
-    if not all(re.fullmatch(r"[^\s:,]+:\d+|\[[0-9A-Fa-f:.]+\]:\d+", p) for p in items if p):
-        raise ValueError("a list of host:port names")
+        raise validate.invalid(name, what, raw)
+    for p in items:
+        if p:
+            try:
+                validate.split_host(p, None)
+            except ValueError:
+                raise validate.invalid(name, what, raw) from None
+            if not re.fullmatch(r"[^\s:,]+:\d+|\[[0-9A-Fa-f:.]+\]:\d+", p):
+                raise validate.invalid(name, what, raw)
     return tuple(p for p in items if p)
 
 
-def _int(low: int, what: str) -> Callable[[Any], int]:
-    def parse(raw: Any) -> int:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            value = raw
-        elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
-            value = int(raw)
-        else:
-            raise ValueError(what)
-        if value < low:
-            raise ValueError(what)
-        return value
+def _int(low: int, what: str, high: int | None = None) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        return validate.integer(name, raw, low=low, high=high, expected=what, text=True)
 
     return parse
 
 
-def _port(raw: Any) -> int:
-    value = _int(1, "a port number 1-65535")(raw)
-    if value > 65535:
-        raise ValueError("a port number 1-65535")
-    return value
+def _port(name: str, raw: Any) -> int:
+    return validate.port(name, raw, text=True)
 
 
-def _url_value(raw: Any) -> str | URL:
+def _url_value(name: str, raw: Any) -> str | URL:
     if isinstance(raw, URL):
         return raw
-    return _text(raw)
+    return validate.text(name, raw, secret=True)
 
 
-def _url_list(raw: Any) -> list[str | URL]:
+def _url_list(name: str, raw: Any) -> list[str | URL]:
     if isinstance(raw, (list, tuple)) and all(isinstance(p, URL) for p in raw):
         return list(raw)
-    return list(_str_list(raw))
+    return list(_str_list(name, raw))
 
 
-def _str_list(raw: Any) -> list[str]:
+def _str_list(name: str, raw: Any) -> list[str]:
     if isinstance(raw, str):
         return [p.strip() for p in raw.split(",") if p.strip()]
     if isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
         return [p.strip() for p in raw if p.strip()]
-    raise ValueError("a list of strings (or one comma-separated string)")
+    # Not shown: the list may hold URLs with passwords.
+    raise validate.invalid(
+        name, "a list of strings (or one comma-separated string)", raw, secret=True
+    )
 
 
-def _path(raw: Any) -> str:
+def _path(name: str, raw: Any) -> str:
     if isinstance(raw, (str, os.PathLike)) and str(raw).strip():
         return str(raw).strip()
-    raise ValueError("a file path")
+    raise validate.invalid(name, "a file path", raw)
 
 
-def _mapping(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    raise ValueError("a table / dict")
+def _mapping(name: str, raw: Any) -> dict[str, Any]:
+    return validate.mapping(name, raw)
 
 
 _TRIVIAL_QUERY = re.compile(
@@ -256,33 +248,30 @@ _TRIVIAL_QUERY = re.compile(
 )
 
 
-def _validation_query(raw: Any) -> str:
-    text = _text(raw)
+def _validation_query(name: str, raw: Any) -> str:
+    text = _text(name, raw)
     if not _TRIVIAL_QUERY.fullmatch(text):
-        raise ValueError(
+        raise validate.invalid(
+            name,
             "'SELECT 1': rwsplit checks connections on checkout with the driver's ping "
-            "(SQLAlchemy pool_pre_ping), which is what SELECT 1 tests; other queries are not run"
+            "(SQLAlchemy pool_pre_ping), which is what SELECT 1 tests; other queries are not run",
+            raw,
         )
     return text
 
 
-def _read_your_writes(raw: Any) -> Any:
-    from .consistency import ReadYourWrites
-
-    try:
-        return ReadYourWrites.coerce(_text(raw))
-    except ValueError:
-        raise ValueError("'gtid', 'primary' or 'off'") from None
+def _read_your_writes(name: str, raw: Any) -> Any:
+    return validate.read_your_writes(name, raw)
 
 
-def _algorithm(raw: Any) -> str:
+def _algorithm(name: str, raw: Any) -> str:
     from .secrets import ALGORITHMS
 
-    text = _text(raw)
-    for name in ALGORITHMS:
-        if name.upper() == text.upper():
-            return name
-    raise ValueError(" or ".join(ALGORITHMS))
+    text = _text(name, raw)
+    for algorithm in ALGORITHMS:
+        if algorithm.upper() == text.upper():
+            return algorithm
+    raise validate.invalid(name, " or ".join(ALGORITHMS), raw)
 
 
 # ---------------------------------------------------------------------------------- options
@@ -300,7 +289,8 @@ class Option:
     """
 
     name: str
-    parse: Callable[[Any], Any]
+    parse: Callable[[str, Any], Any]
+    """``parse(key as written, raw value)``: the value, or a ConfigurationError naming the key."""
     target: str
     doc: str
     aliases: tuple[str, ...] = ()
@@ -310,8 +300,12 @@ class Option:
     """Read from ``$RWSPLIT_<NAME>`` by :func:`settings_from_env`."""
 
 
+_DAY = int(validate.MAX_SECONDS)
+_WHOLE_SECONDS = f"whole seconds >= 1 and <= {_DAY}"
+
 # To add a Cluster option (say ``monitor_interval``), add one line here, e.g.
 # ``Option("monitor_interval", _seconds, "cluster", "seconds between health polls"),``
+# Its parser checks the type and range (rwsplit._validate), as Cluster itself does.
 OPTIONS: tuple[Option, ...] = (
     # where the cluster is: full URLs ...
     # (URLs may hold passwords: never echoed either)
@@ -346,9 +340,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("causal_timeout", _seconds, "cluster", "longest wait for a replica to catch up (s)"),
     Option("sticky_window", _seconds, "cluster", "seconds reads stay on the primary after a write"),
     # health and failover (docs/failover.md)
-    Option("monitor_interval", _seconds_or_none, "cluster", "seconds between health probes"),
-    Option("monitor_timeout", _seconds, "cluster", "connect / read timeout of each probe (s)"),
+    Option(
+        "monitor_interval", _positive_seconds_or_none, "cluster", "seconds between health probes"
+    ),
+    Option(
+        "monitor_timeout", _positive_seconds, "cluster", "connect / read timeout of each probe (s)"
+    ),
     Option("failure_threshold", _int(1, "an integer >= 1"), "cluster", "failed probes = dead"),
+    # bounded waits per role (Cluster keyword arguments; connect_timeout below is per node)
+    Option(
+        "primary_read_timeout",
+        _positive_seconds_or_none,
+        "cluster",
+        "seconds the primary may take to answer one statement (none: no limit)",
+    ),
+    Option(
+        "replica_read_timeout",
+        _positive_seconds_or_none,
+        "cluster",
+        "seconds a replica may take to answer a read before it is re-run elsewhere",
+    ),
     Option("auto_failover", _bool, "cluster", "promote a replica when the primary is dead"),
     Option("admin_user", _text, "cluster", "account for probes and failover"),
     Option("admin_password", _password, "cluster", "its password (ENC(...) allowed)", secret=True),
@@ -370,7 +381,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("pool_size", _int(0, "an integer >= 0"), "engine", "connections kept per node"),
     Option("max_overflow", _int(-1, "an integer >= -1"), "engine", "extra connections per node"),
     Option("pool_timeout", _seconds, "engine", "seconds to wait for a free connection"),
-    Option("pool_recycle", _number, "engine", "replace connections older than this (s; -1 never)"),
+    Option(
+        "pool_recycle", _pool_recycle, "engine", "replace connections older than this (s; -1 never)"
+    ),
     Option("pool_pre_ping", _bool, "engine", "check connections on checkout", ("test_on_borrow",)),
     Option("validation_query", _validation_query, "special", "SELECT 1: turns on pool_pre_ping"),
     Option(
@@ -388,9 +401,9 @@ OPTIONS: tuple[Option, ...] = (
         ("max_wait",),
     ),
     # driver
-    Option("connect_timeout", _int(1, "seconds >= 1"), "connect", "seconds to open a connection"),
-    Option("read_timeout", _int(1, "seconds >= 1"), "connect", "seconds to wait for a result"),
-    Option("write_timeout", _int(1, "seconds >= 1"), "connect", "seconds to send a statement"),
+    Option("connect_timeout", _int(1, _WHOLE_SECONDS, _DAY), "connect", "seconds to connect"),
+    Option("read_timeout", _int(1, _WHOLE_SECONDS, _DAY), "connect", "seconds for a result"),
+    Option("write_timeout", _int(1, _WHOLE_SECONDS, _DAY), "connect", "seconds to send"),
     # TLS, every node (per node: the "nodes" table)
     Option("tls_ca", _path, "tls", "CA certificate file (PEM)", ("ssl_ca",)),
     Option("tls_cert", _path, "tls", "client certificate file (PEM)", ("ssl_cert",)),
@@ -533,112 +546,18 @@ class _Entry:
         return self.label or self.key
 
 
-_JDBC = re.compile(
-    r"jdbc:(?P<kind>mysql|mariadb)(?::(?P<mode>[a-z]+))?://(?P<hosts>[^/?]*)"
-    r"(?:/(?P<db>[^?]*))?(?:\?(?P<query>.*))?",
-    re.IGNORECASE | re.DOTALL,
-)
-_TLS_OFF = ("false", "0", "no", "disabled", "disable", "preferred")
-
-
-def _split_host(entry: str, default_port: int | None) -> tuple[str, int | None]:
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; ValueError if the port is bad."""
-    entry = entry.strip()
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""
-    if not host:
-        raise ValueError(entry)
-    return host, _port(port) if port else default_port
-
-
 def _jdbc_urls(text: str, what: str, where: str) -> list[URL]:
     """A Connector/J or MariaDB JDBC URL as SQLAlchemy URLs: the primary, then replicas.
 
-    ``jdbc:mysql:replication://primary,replica1,replica2/db?user=...&password=...``
+    ``jdbc:mysql:replication://primary,replica1,replica2/db?user=...&password=...``; the
+    parsing (user info, ports, TLS parameters) is :func:`rwsplit._validate.jdbc_urls`.
     """
-    m = _JDBC.fullmatch(text.strip())
-    if m is None:
-        raise ConfigurationError(
-            f"{where}: {what}: expected jdbc:mysql://host[:port][,host...]/database[?...]"
-        )
-    hosts = [h for h in m["hosts"].split(",") if h.strip()]
-    mode = (m["mode"] or "").lower()
-    if not hosts:
-        raise ConfigurationError(f"{where}: {what}: the JDBC URL has no host")
-    if len(hosts) > 1 and mode != "replication":
-        raise ConfigurationError(
-            f"{where}: {what}: a JDBC URL with several hosts and no ':replication' is "
-            "Connector/J failover, not read/write splitting; write "
-            "jdbc:mysql:replication://primary,replica,.../db (first host is the primary)"
-        )
-    from urllib.parse import unquote
-
-    # Not parse_qsl: it turns "+" into a blank, and base64 ENC(...) values hold "+".
-    params = {}
-    for pair in (m["query"] or "").split("&"):
-        name, _, val = pair.partition("=")
-        if name:
-            params[unquote(name)] = unquote(val)
-    user, password = params.pop("user", None), params.pop("password", None)
-    tls = [k for k, val in params.items() if re.search("ssl|tls", k, re.IGNORECASE)]
-    asked = [k for k in tls if params[k].strip().lower() not in _TLS_OFF]
-    if asked:
-        raise ConfigurationError(
-            f"{where}: {what}: the JDBC URL asks for TLS ({', '.join(asked)}), and rwsplit "
-            "does not translate JDBC TLS parameters; remove them and set tls_ca (and "
-            "tls_cert / tls_key) instead"
-        )
-    ignored = [k for k in params if k not in tls]
-    if ignored:
-        log.info("%s: JDBC URL parameters ignored: %s", where, ", ".join(sorted(ignored)))
-    urls = []
-    for h in hosts:
-        try:
-            host, port = _split_host(h, 3306)
-        except ValueError:
-            raise ConfigurationError(
-                f"{where}: {what}: {h!r} in the JDBC URL is not host[:port]"
-            ) from None
-        urls.append(
-            URL.create(
-                DEFAULT_DRIVER,
-                username=user,
-                password=password,
-                host=host,
-                port=port,
-                database=unquote(m["db"]) if m["db"] else None,
-            )
-        )
-    return urls
+    return validate.jdbc_urls(f"{where}: {what}", text)
 
 
 def _parse_url(value: Any, what: str, where: str) -> URL:
-    if isinstance(value, str) and value.strip().lower().startswith("jdbc:"):
-        urls = _jdbc_urls(value, what, where)
-        if len(urls) > 1:
-            raise ConfigurationError(f"{where}: {what}: expected a JDBC URL with one host")
-        return urls[0]
-    if isinstance(value, URL):
-        url = value
-    else:
-        try:
-            url = make_url(_text(value))
-        except (ArgumentError, ValueError):
-            # The text may hold a password: never echo it.
-            raise ConfigurationError(
-                f"{where}: {what}: expected a SQLAlchemy URL such as "
-                "'mysql+pymysql://user:password@host:3306/dbname'"
-            ) from None
-    if not url.host:
-        raise ConfigurationError(
-            f"{where}: {what}: the URL ({url.render_as_string(hide_password=True)}) has no host"
-        )
-    return url
+    """One node's URL: SQLAlchemy text or object, or a single-host JDBC URL."""
+    return validate.url(f"{where}: {what}", value, encrypted=True)
 
 
 class _Builder:
@@ -698,10 +617,9 @@ class _Builder:
                 self.secret_errors += 1
                 return
         try:
-            value = option.parse(raw)
-        except ValueError as exc:
-            shown = "" if option.secret else f", got {_show(entry.value)}"
-            self.errors.append(f"{entry.where}: {entry.shown}: expected {exc}{shown}")
+            value = option.parse(f"{entry.where}: {entry.shown}", raw)
+        except ConfigurationError as exc:
+            self.errors.append(str(exc))
             return
         self.values[option.name] = value
         self.where[option.name] = f"{entry.where} ({entry.shown})"
@@ -745,7 +663,8 @@ class _Builder:
         return self._key
 
     def _decrypt(self, raw: Any, where: str) -> Any:
-        if isinstance(raw, str) and is_encrypted(raw):
+        if isinstance(raw, str) and looks_encrypted(raw):
+            # decrypt_value also refuses a malformed ENC(... without its ")".
             return decrypt_value(raw, self._key_for(), where=where)
         if isinstance(raw, (list, tuple)) and not isinstance(raw, URL):  # URL is a tuple
             return [self._decrypt(v, where) for v in raw]
@@ -756,7 +675,7 @@ class _Builder:
         return self._decrypted_password(_parse_url(value, what, where), f"{where}: {what}")
 
     def _decrypted_password(self, url: URL, where: str) -> URL:
-        if url.password is not None and is_encrypted(str(url.password)):
+        if url.password is not None and looks_encrypted(str(url.password)):
             password = self._decrypt(str(url.password), f"{where}: the password in the URL")
             url = url.set(password=password)
         return url
@@ -795,7 +714,15 @@ class _Builder:
         primary, replicas = self._location()
         options: dict[str, Any] = {}
         engine: dict[str, Any] = dict(v.get("engine_options", {}))
-        connect: dict[str, Any] = dict(engine.pop("connect_args", {}) or {})
+        connect: dict[str, Any] = validate.mapping(
+            f"{self.where.get('engine_options', self.source)}: engine_options.connect_args",
+            engine.pop("connect_args", None) or {},
+        )
+        if "admin_password" in v and "admin_user" not in v:
+            raise ConfigurationError(
+                f"{self.where['admin_password']} sets admin_password, but admin_user is not "
+                "set: give the account's user name too"
+            )
         tls: dict[str, Any] = {}
         for name, value in v.items():
             target = _BY_KEY[name].target
@@ -906,7 +833,7 @@ class _Builder:
         replicas = []
         for entry in v.get("replica_hosts", []):
             try:
-                host, port = _split_host(entry, base.port)
+                host, port = validate.split_host(entry, base.port)
                 replicas.append(base.set(host=host, port=port))
             except ValueError:
                 raise ConfigurationError(
@@ -986,19 +913,11 @@ class _Builder:
                         "(tls.ca, tls.cert, tls.key, tls.verify_cert, tls.verify_identity, "
                         "tls.disabled)"
                     )
-                try:
-                    own[option.name.removeprefix("tls_")] = option.parse(value)
-                except ValueError as exc:
-                    raise ConfigurationError(f"{where}: {key}: expected {exc}") from None
+                own[option.name.removeprefix("tls_")] = option.parse(f"{where}: {key}", value)
             tls = self._tls({**cluster, **own}, where)
             if tls is not None:
                 result[str(name)] = tls
         return result
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -89,14 +89,14 @@ class Monitor:
         auto_failover: bool = False,
         failover_options: FailoverOptions | None = None,
     ) -> None:
+        from . import _validate as validate
         from .errors import ConfigurationError
 
-        if interval <= 0:
-            raise ConfigurationError(f"monitor interval must be > 0 seconds, got {interval}")
-        if timeout <= 0:
-            raise ConfigurationError(f"monitor timeout must be > 0 seconds, got {timeout}")
-        if failure_threshold < 1:
-            raise ConfigurationError(f"failure_threshold must be >= 1, got {failure_threshold}")
+        # Checked here too for a Monitor made alone: inf would overflow Event.wait in the thread.
+        interval = validate.duration("Monitor interval", interval, positive=True)
+        timeout = validate.duration("Monitor timeout", timeout, positive=True)
+        failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
+        auto_failover = validate.boolean("auto_failover", auto_failover)
         if auto_failover and failover_options is None:
             raise ConfigurationError(
                 "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "

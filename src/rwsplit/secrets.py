@@ -54,6 +54,7 @@ __all__ = [
     "encrypt",
     "is_encrypted",
     "load_key",
+    "looks_encrypted",
     "read_key_file",
 ]
 
@@ -76,6 +77,7 @@ ALGORITHM_ENV_VARS = ("RWSPLIT_ENCRYPTION_ALGORITHM", "JASYPT_ENCRYPTOR_ALGORITH
 """Environment variables naming the algorithm of ``ENC(...)`` values."""
 
 _ENC = re.compile(r"\AENC\((?P<body>.*)\)\Z", re.DOTALL)
+_ENC_PREFIX = "ENC("
 
 
 # ---------------------------------------------------------------------------------- algorithms
@@ -260,6 +262,18 @@ def is_encrypted(value: object) -> bool:
     return isinstance(value, str) and _ENC.match(value.strip()) is not None
 
 
+def looks_encrypted(value: object) -> bool:
+    """True for a value meant as ``ENC(...)``, well formed or not.
+
+    A value that starts with ``ENC(`` but lost its ``)`` (cut by an editor, a shell, a
+    line continuation) must fail, not be taken for a literal password.
+
+    >>> looks_encrypted("ENC(abc"), is_encrypted("ENC(abc")
+    (True, False)
+    """
+    return isinstance(value, str) and value.strip().startswith(_ENC_PREFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class EncryptionKey:
     """A decryption key and the algorithm of the ``ENC(...)`` values it opens.
@@ -288,13 +302,20 @@ def decrypt_value(value: str, key: EncryptionKey | str | None, *, where: str = "
     """*value* itself, or its plaintext when it is ``ENC(...)``.
 
     :param where: names the value in error messages (``"db.properties: db.cloud.password"``).
-    :raises SecretError: the value is encrypted but there is no key, or the key is wrong.
+    :raises SecretError: the value is encrypted but there is no key, or the key is wrong, or
+        it starts with ``ENC(`` without its closing ``)``.
 
     >>> decrypt_value("plain", None)
     'plain'
     """
     match = _ENC.match(value.strip())
     if match is None:
+        if looks_encrypted(value):
+            # The value itself is not shown: it may be a plaintext password after all.
+            raise SecretError(
+                f"{where} starts with ENC( but does not end with ')': the ENC(...) value is "
+                "malformed (cut short?); copy the whole ENC(...) value again"
+            )
         return value
     if key is None:
         raise SecretError(

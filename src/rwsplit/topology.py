@@ -241,11 +241,10 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
         topology = discover(["mysql+pymysql://root@127.0.0.1:3307/app"])
         topology.primary.name, [n.name for n in topology.replicas]
     """
-    from sqlalchemy.engine import make_url
-
+    from . import _validate as validate
     from .errors import TopologyError
 
-    urls = [make_url(s) if isinstance(s, str) else s for s in seeds]
+    urls = [validate.url(f"seeds[{i}]", s) for i, s in enumerate(seeds)]
     if not urls:
         raise TopologyError("no seed address given; pass at least one node URL")
     template = urls[0]

@@ -659,7 +659,7 @@ def test_read_your_writes_options() -> None:
     with Cluster.from_settings(s) as c:
         assert c.read_your_writes is ReadYourWrites.PRIMARY and c.sticky_window == 1.5
     with pytest.raises(
-        ConfigurationError, match="expected 'gtid', 'primary' or 'off', got 'eventual'"
+        ConfigurationError, match="expected one of 'gtid', 'primary', 'off', got 'eventual'"
     ):
         settings_from_dict({"host": "db1", "readYourWrites": "eventual"})
 
