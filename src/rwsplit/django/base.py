@@ -1,0 +1,699 @@
+"""The ``rwsplit.django`` database backend: Django's MySQL backend on a whole cluster.
+
+``DATABASES = {"default": {"ENGINE": "rwsplit.django", "HOST": <primary>, "REPLICAS": [...],
+"RWSPLIT": {<Cluster options>}}}`` — one alias is the cluster. The wrapper keeps Django's own
+connection (``self.connection``) as the *primary* connection and adds, lazily, one read-only
+autocommit connection per replica. Every statement of every cursor (QuerySets, ``raw()``,
+``connection.cursor()``, migrations) goes through :meth:`DatabaseWrapper._run`, which asks the
+framework-neutral :class:`rwsplit.router.Router` where it goes:
+
+* in autocommit, a plain read goes to a caught-up replica (read-your-writes: it first waits,
+  bounded, for the GTID of this request's last write);
+* writes, DDL, locking reads, session state and anything unknown go to the primary;
+* inside ``atomic()`` (or with autocommit off, or after a raw ``START TRANSACTION``) every
+  statement goes to the primary: the transaction lives on one node.
+
+Replica failures are healed (the read is re-run elsewhere, the replica taken out); primary
+failures become Django ``OperationalError``\\ s that carry rwsplit's verdict as
+``exc.rwsplit_error`` (also ``exc.__cause__``): :class:`~rwsplit.RetryableWriteError`
+(nothing was committed: retry), :class:`~rwsplit.TransactionOutcomeUnknownError` (check
+first), :class:`~rwsplit.ReadFailedError`, :class:`~rwsplit.NoPrimaryError`.
+
+The primary connection is opened only when a statement needs it: a request that only reads
+never connects to the primary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from typing import Any
+
+try:  # mysqlclient when installed, else PyMySQL in its place (Django's MySQL backend needs one)
+    import MySQLdb  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the installed driver
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import utils as db_utils
+from django.db.backends.mysql import base as mysql_base
+from django.db.utils import DEFAULT_DB_ALIAS
+
+from ..classify import Classification, Flag, Target, classify
+from ..consistency import ReadYourWrites
+from ..errors import (
+    ConfigurationError,
+    NoPrimaryError,
+    NoReplicaAvailableError,
+    NotPrimaryError,
+    ReadFailedError,
+    RetryableWriteError,
+    RoutingError,
+    RwSplitError,
+    TransactionOutcomeUnknownError,
+)
+from ..router import Route, Router
+from ..session import is_connection_failure, is_read_only_rejection, is_replica_unusable
+from ..topology import describe_error
+from ._context import current_scope, forced_primary
+from ._settings import cluster_for, driver_timeouts
+from .creation import DatabaseCreation
+
+__all__ = ["DatabaseWrapper", "RoutingCursor", "django_error"]
+
+log = logging.getLogger("rwsplit.django")
+
+Database = mysql_base.Database
+
+_SECRET_RE = re.compile(r"PASSWORD|IDENTIFIED|ENC\(", re.IGNORECASE)
+_STRING_RE = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"")
+
+
+def django_error(
+    err: RwSplitError, cause: BaseException | None = None
+) -> db_utils.DatabaseError:
+    """The Django exception for rwsplit error *err*, with *err* kept on it.
+
+    ``exc.rwsplit_error`` and ``exc.__cause__`` are *err*; ``err.__cause__`` is the driver's
+    error, if any. Failover and health errors are ``OperationalError``; a statement rwsplit
+    refuses to route (a write inside ``START TRANSACTION READ ONLY``) is ``ProgrammingError``.
+    """
+    kind: type[db_utils.DatabaseError] = db_utils.OperationalError
+    if isinstance(err, RoutingError) and not isinstance(
+        err, (NoPrimaryError, NoReplicaAvailableError)
+    ):
+        kind = db_utils.ProgrammingError
+    args: tuple[object, ...] = getattr(cause, "args", ()) if cause is not None else ()
+    code = args[0] if args and isinstance(args[0], int) else None
+    exc = kind(code, str(err)) if code is not None else kind(str(err))
+    exc.rwsplit_error = err  # type: ignore[attr-defined]
+    if cause is not None and err.__cause__ is None:
+        err.__cause__ = cause
+    exc.__cause__ = err
+    return exc
+
+
+def _loggable(sql: str, limit: int = 300) -> str:
+    if _SECRET_RE.search(sql):
+        sql = _STRING_RE.sub("'***'", sql)
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= limit else sql[:limit] + " ..."
+
+
+class RoutingCursor:
+    """The DB-API cursor Django's ``CursorWrapper`` holds: it routes every statement.
+
+    It keeps one cursor per node it used; results (``fetch*``, ``rowcount``, ``lastrowid``,
+    ``description``) come from the cursor of the last statement.
+    """
+
+    def __init__(self, db: DatabaseWrapper) -> None:
+        self.db = db
+        self._cursors: dict[str | None, Any] = {}  # node name (None: the primary) -> cursor
+        self._current: Any = None
+
+    def cursor_for(self, node: str | None) -> Any:
+        cursor = self._cursors.get(node)
+        if cursor is None:
+            if node is None:
+                cursor = mysql_base.CursorWrapper(self.db._primary_connection().cursor())
+            else:
+                cursor = mysql_base.CursorWrapper(self.db._replica_connection(node).cursor())
+            self._cursors[node] = cursor
+        return cursor
+
+    def forget(self, node: str | None) -> None:
+        cursor = self._cursors.pop(node, None)
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def execute(self, query: str, args: Any = None) -> Any:
+        return self.db._run(self, "execute", query, args)
+
+    def executemany(self, query: str, args: Any) -> Any:
+        return self.db._run(self, "executemany", query, args)
+
+    def callproc(self, procname: str, args: Any = ()) -> Any:
+        # A stored procedure may do anything: the primary, as a write.
+        return self.db._run(self, "callproc", f"CALL {procname}", args, raw_name=procname)
+
+    def close(self) -> None:
+        for node in list(self._cursors):
+            self.forget(node)
+        self._current = None
+
+    def _result_cursor(self) -> Any:
+        if self._current is None:
+            self._current = self.cursor_for(None)
+        return self._current
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._result_cursor(), attr)
+
+    def __iter__(self) -> Any:
+        return iter(self._result_cursor())
+
+
+class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
+    """Django's MySQL ``DatabaseWrapper`` that routes each statement over the cluster."""
+
+    creation_class = DatabaseCreation
+
+    def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
+        super().__init__(settings_dict, alias)
+        try:
+            self.cluster = cluster_for(settings_dict, alias)
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
+        self._timeouts = driver_timeouts(settings_dict)
+        self._router = Router(
+            self._choose_replica,
+            self._causal_wait,
+            read_your_writes=self.cluster.read_your_writes,
+            sticky_window=self.cluster.sticky_window,
+        )
+        self._replicas: dict[str, Any] = {}
+        self._replica_close_at: float | None = None
+        self._primary_node: str | None = None
+        self._primary_epoch: int | None = None
+        self._connecting_to: str | None = None
+        self._pending_token = False
+        self._scope_token: str | None = None
+        self._raw_txn = False
+        self._last_node: str | None = None
+        self._mariadb: bool | None = None
+        self.healed = 0
+        """Statements a replica refused as read-only, re-run on the primary (look at the
+        ``rwsplit.django`` warnings naming them)."""
+        self.routed: dict[str, int] = {}
+        """Statements sent per node name (the primary's and each replica's), for inspection."""
+
+    # ------------------------------------------------------------------ public views
+
+    @property
+    def causal_token(self) -> str | None:
+        """The GTID of the last committed write seen by this connection (``None``: none)."""
+        if self._pending_token:
+            self._resolve_token()
+        return self._router.causal_token
+
+    @property
+    def on_primary(self) -> bool:
+        """True when the next statement goes to the primary whatever it is."""
+        return self._in_transaction() or self._router.on_primary or forced_primary(self.alias)
+
+    # ------------------------------------------------------------------ the primary connection
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        primary = self.cluster.topology.primary
+        if primary is None:
+            try:
+                self.cluster.write_engine()  # raises the precise error (none / split brain)
+            except RwSplitError as exc:
+                raise django_error(exc) from None
+            raise django_error(NoPrimaryError("no writable primary is known right now"))
+        self._connecting_to = primary.name
+        self._node_params(params, primary.name, self._timeouts.primary_read)
+        return params
+
+    def _node_params(self, params: dict[str, Any], name: str, read_timeout: int | None) -> None:
+        url = self.cluster.topology.node(name).url
+        params.pop("unix_socket", None)
+        params["host"] = url.host
+        params["port"] = url.port or 3306
+        if url.username:
+            params["user"] = url.username
+        if url.password:
+            params["password"] = url.password
+        timeouts = self._timeouts
+        if timeouts.connect is not None:
+            params.setdefault("connect_timeout", timeouts.connect)
+        if read_timeout is not None:
+            params.setdefault("read_timeout", read_timeout)
+        if timeouts.write is not None:
+            params.setdefault("write_timeout", timeouts.write)
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        name = self._connecting_to
+        try:
+            conn = super().get_new_connection(conn_params)
+        except Database.Error as exc:
+            if not is_connection_failure(exc):
+                raise
+            self.cluster.refresh_soon()
+            raise django_error(
+                RetryableWriteError(
+                    f"cannot connect to the primary {name} ({describe_error(exc)}); nothing was "
+                    "sent: retry shortly (the cluster is re-probed"
+                    + ("" if self.cluster.monitor is None else ", a failover may be under way")
+                    + ")"
+                ),
+                exc,
+            ) from None
+        if _says_read_only(conn):
+            # A node that says read_only is not the primary, whatever the settings say.
+            with contextlib.suppress(Exception):
+                conn.close()
+            assert name is not None
+            log.warning("%s is read-only: it is not the primary; probing the cluster", name)
+            self.cluster.mark_not_primary(name)
+            with contextlib.suppress(Exception):
+                self.cluster.refresh()
+            raise django_error(
+                NotPrimaryError(
+                    f"{name}, taken for the primary, is read-only: it is not the primary (a "
+                    "failover happened?); the cluster was probed again: retry"
+                )
+            )
+        self._primary_node = name
+        self._primary_epoch = self.cluster.primary_epoch
+        return conn
+
+    def init_connection_state(self) -> None:
+        # Django's MySQL backend sends its SETs through self.cursor(), which would pin this
+        # connection to the primary (session state): send them on the raw connection instead.
+        mysql_base.BaseDatabaseWrapper.init_connection_state(self)
+        with contextlib.closing(self.connection.cursor()) as cursor:
+            for statement in self._session_statements():
+                cursor.execute(statement)
+
+    def _session_statements(self) -> list[str]:
+        statements = ["SET SQL_AUTO_IS_NULL = 0"]
+        if self.isolation_level:
+            statements.append(
+                f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level.upper()}"
+            )
+        return statements
+
+    def _primary_connection(self) -> Any:
+        """The raw primary connection, (re)opened on the current primary."""
+        if self.connection is not None and not self.closed_in_transaction:
+            self._check_primary_current()
+        self.ensure_connection()
+        return self.connection
+
+    def _check_primary_current(self) -> None:
+        primary = self.cluster.topology.primary
+        if (
+            primary is not None
+            and primary.name == self._primary_node
+            and self._primary_epoch == self.cluster.primary_epoch
+        ):
+            return
+        in_txn = self._in_transaction()
+        old = self._primary_node
+        self._drop_primary()
+        if in_txn:
+            raise django_error(
+                RetryableWriteError(
+                    f"the primary changed (from {old}) during this transaction; nothing of it "
+                    "was committed: roll back and retry the whole unit of work"
+                )
+            )
+        log.info("primary changed from %s: reconnecting", old)
+
+    def _drop_primary(self) -> None:
+        """Close the primary connection (Django's close(), tolerant of a dead socket)."""
+        conn = self.connection
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+        if self.in_atomic_block:
+            self.closed_in_transaction = True
+            self.needs_rollback = True
+        else:
+            self.connection = None
+        self._raw_txn = False
+        self._pending_token = False
+        self._router.connection_lost()
+        self._router.end_transaction()
+
+    # ------------------------------------------------------------------ replicas
+
+    def _replica_connection(self, name: str) -> Any:
+        conn = self._replicas.get(name)
+        if conn is not None:
+            return conn
+        params: dict[str, Any] = mysql_base.DatabaseWrapper.get_connection_params(self)
+        self._node_params(params, name, self._timeouts.replica_read)
+        conn = mysql_base.DatabaseWrapper.get_new_connection(self, params)
+        try:
+            conn.autocommit(True)
+            with contextlib.closing(conn.cursor()) as cursor:
+                # Read-only sessions: even an account that bypasses read_only cannot write.
+                for statement in [*self._session_statements(), "SET SESSION TRANSACTION READ ONLY"]:
+                    cursor.execute(statement)
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        if self._mariadb is None:
+            self._mariadb = "mariadb" in str(conn.get_server_info()).lower()
+        self._replicas[name] = conn
+        max_age = self.settings_dict.get("CONN_MAX_AGE", 0)
+        if self._replica_close_at is None and max_age is not None:
+            self._replica_close_at = time.monotonic() + max_age
+        return conn
+
+    def _drop_replica(self, name: str) -> None:
+        conn = self._replicas.pop(name, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _close_replicas(self) -> None:
+        for name in list(self._replicas):
+            self._drop_replica(name)
+        self._replica_close_at = None
+
+    def _choose_replica(self) -> str | None:
+        route = self.cluster.read_route()
+        if route is None:
+            if not self.cluster.fallback_to_primary:
+                raise NoReplicaAvailableError(
+                    "no replica can take reads (all down or lagging) and "
+                    "fallback_to_primary=False; bring a replica back, or allow fallback"
+                )
+            return None
+        return route[0].name
+
+    def _causal_wait(self, name: str, token: str) -> bool:
+        """Wait (bounded) until replica *name* applied *token*; False: read elsewhere."""
+        timeout = self.cluster.causal_timeout
+        try:
+            conn = self._replica_connection(name)
+            with contextlib.closing(conn.cursor()) as cursor:
+                if self._mariadb is False:
+                    cursor.execute(
+                        "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", (token, max(1, round(timeout)))
+                    )
+                else:
+                    cursor.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (token, timeout))
+                row = cursor.fetchone()
+        except Database.Error as exc:
+            if is_replica_unusable(exc):
+                self._drop_replica(name)
+                self.cluster.mark_down(name, f"causal wait failed: {describe_error(exc)}")
+            else:
+                log.warning(
+                    "causal wait on %s failed (%s); reading from the primary",
+                    name,
+                    describe_error(exc),
+                )
+            return False
+        ok = bool(row) and row[0] == 0
+        if not ok:
+            log.info(
+                "replica %s has not applied %s within %.2fs; reading from the primary",
+                name,
+                token,
+                timeout,
+            )
+        return ok
+
+    # ------------------------------------------------------------------ cursors and routing
+
+    def create_cursor(self, name: str | None = None) -> RoutingCursor:
+        return RoutingCursor(self)
+
+    def _cursor(self, name: str | None = None) -> Any:
+        # Django's version connects first; the primary connection opens only when needed.
+        self.close_if_health_check_failed()
+        return self._prepare_cursor(self.create_cursor(name))
+
+    def _in_transaction(self) -> bool:
+        return bool(
+            self.in_atomic_block
+            or self._raw_txn
+            or (self.connection is not None and not self.autocommit)
+        )
+
+    def _sync_scope_token(self) -> None:
+        """Adopt the causal token the running request carries (middleware, causal_scope())."""
+        scope = current_scope()
+        if scope is None:
+            return
+        token = scope.tokens.get(self.alias)
+        if token and token != self._scope_token:
+            self._scope_token = token
+            if self.cluster.read_your_writes is ReadYourWrites.GTID:
+                self._router.committed(token)
+
+    def _run(
+        self,
+        rc: RoutingCursor,
+        method: str,
+        query: str,
+        args: Any,
+        *,
+        raw_name: str | None = None,
+    ) -> Any:
+        c = classify(query) if isinstance(query, str) else None
+        requested = (
+            "primary" if self._in_transaction() or forced_primary(self.alias) else None
+        )
+        if c is not None and c.target is Target.REPLICA and requested is None:
+            self._sync_scope_token()
+            if self._pending_token:
+                self._resolve_token()
+        attempts = 0
+        healed = False
+        while True:
+            try:
+                d = self._router.route(c, requested)
+            except RwSplitError as exc:
+                raise django_error(exc) from None
+            node = self._last_node if d.route is Route.LAST else d.node
+            if d.route is Route.PRIMARY or node is None:
+                return self._run_primary(rc, method, query, args, c, raw_name)
+            try:
+                cursor = rc.cursor_for(node)
+                result = getattr(cursor, method)(query, args)
+            except Database.Error as exc:
+                if not healed and d.retryable and is_read_only_rejection(exc):
+                    healed = True
+                    self._heal(node, exc, query)
+                    continue
+                if not is_replica_unusable(exc):
+                    raise
+                rc.forget(node)
+                self._drop_replica(node)
+                self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
+                self._router.read_failed(node)
+                attempts += 1
+                if not d.retryable or attempts > len(self.cluster.topology.nodes):
+                    raise django_error(
+                        ReadFailedError(
+                            f"a read on replica {node} failed ({describe_error(exc)}) and could "
+                            "not be re-run elsewhere; retry it"
+                        ),
+                        exc,
+                    ) from None
+                log.warning(
+                    "read on %s failed (%s); retrying on another node", node, describe_error(exc)
+                )
+                continue
+            rc._current = cursor
+            self._last_node = node
+            self.routed[node] = self.routed.get(node, 0) + 1
+            return result
+
+    def _run_primary(
+        self,
+        rc: RoutingCursor,
+        method: str,
+        query: str,
+        args: Any,
+        c: Classification | None,
+        raw_name: str | None,
+    ) -> Any:
+        cursor = rc.cursor_for(None)
+        try:
+            if raw_name is not None:
+                result = cursor.callproc(raw_name, args)
+            else:
+                result = getattr(cursor, method)(query, args)
+        except Database.Error as exc:
+            if is_connection_failure(exc) or is_read_only_rejection(exc):
+                rc.forget(None)
+                raise self._primary_failed(exc, c) from None
+            raise
+        rc._current = cursor
+        self._last_node = None
+        name = self._primary_node or "primary"
+        self.routed[name] = self.routed.get(name, 0) + 1
+        flags = c.flags if c is not None else Flag(0)
+        if flags & Flag.TXN_BEGIN and not self.in_atomic_block:
+            self._raw_txn = True  # a raw START TRANSACTION / BEGIN in autocommit mode
+        elif flags & Flag.TXN_END and self._raw_txn:
+            self._raw_txn = False
+            self._statement_committed()
+        elif not self._in_transaction():
+            self._statement_committed()  # autocommit: the statement was its own transaction
+        return result
+
+    def _statement_committed(self) -> None:
+        if self._router.wrote:
+            if self._primary_epoch != self.cluster.primary_epoch:
+                self._router.end_transaction()
+                raise django_error(self._stale_commit())
+            self._wrote_committed()
+        self._router.end_transaction()
+
+    def _stale_commit(self) -> TransactionOutcomeUnknownError:
+        return TransactionOutcomeUnknownError(
+            f"the commit answered from {self._primary_node}, which stopped being the primary "
+            "while the transaction ran (a failover): the transaction may exist only on the "
+            "old primary; check on the current primary before retrying it"
+        )
+
+    def _primary_failed(self, exc: BaseException, c: Classification | None) -> Exception:
+        """The primary connection failed under a statement: say whether a retry is safe."""
+        name = self._primary_node or "the primary"
+        reason = describe_error(exc)
+        in_txn = self._in_transaction()
+        is_read = c is not None and c.target is Target.REPLICA
+        commits = c is not None and bool(c.flags & Flag.TXN_END) and not c.reason.upper().startswith(
+            "ROLLBACK"
+        )
+        if is_read_only_rejection(exc) and self._primary_node is not None:
+            self.cluster.mark_not_primary(self._primary_node)
+        self._drop_primary()
+        log.warning("statement on primary %s failed (%s); refreshing the topology", name, reason)
+        self.cluster.refresh_soon()
+        err: RwSplitError
+        if is_read_only_rejection(exc):
+            err = RetryableWriteError(
+                f"{name} refused the statement as read-only ({reason}): it is no longer the "
+                "primary; nothing was written: retry the whole unit of work"
+            )
+        elif commits or (not in_txn and not is_read):
+            err = TransactionOutcomeUnknownError(
+                f"the primary {name} failed while committing ({reason}): the transaction may "
+                "or may not have been committed; check before retrying it"
+            )
+        elif is_read and not in_txn:
+            err = ReadFailedError(f"a read on the primary {name} failed ({reason}): retry it")
+        else:
+            err = RetryableWriteError(
+                f"the primary {name} failed ({reason}) before anything was committed: the "
+                "transaction was rolled back; retry the whole unit of work"
+            )
+        return django_error(err, exc)
+
+    def _heal(self, node: str, exc: BaseException, query: str) -> None:
+        self.healed += 1
+        log.warning(
+            "replica %s refused a statement as read-only (%s); re-running it on the primary: %s",
+            node,
+            describe_error(exc),
+            _loggable(query),
+        )
+        self._router.heal_next()
+
+    # ------------------------------------------------------------------ read your writes
+
+    def _wrote_committed(self) -> None:
+        mode = self.cluster.read_your_writes
+        if mode is ReadYourWrites.PRIMARY:
+            self._router.committed(None)
+        elif mode is ReadYourWrites.GTID:
+            self._pending_token = True
+            if current_scope() is not None:
+                self._resolve_token()  # the request must be able to send it back
+
+    def _resolve_token(self) -> None:
+        """Read the GTID of this connection's last commit (lazily: one round trip)."""
+        self._pending_token = False
+        conn = self.connection
+        if conn is None or self.closed_in_transaction:
+            return
+        try:
+            if self._mariadb is None:
+                self._mariadb = "mariadb" in str(conn.get_server_info()).lower()
+            query = "SELECT @@last_gtid" if self._mariadb else "SELECT @@global.gtid_executed"
+            with contextlib.closing(conn.cursor()) as cursor:
+                cursor.execute(query)
+                row = cursor.fetchone()
+        except Exception as exc:  # the commit succeeded; a lost token only costs freshness
+            log.warning(
+                "could not read the commit's GTID on %s: %s",
+                self._primary_node,
+                describe_error(exc),
+            )
+            return
+        token = str(row[0]) if row and row[0] else None
+        if token is None:
+            return
+        self._router.committed(token)
+        self._scope_token = token
+        scope = current_scope()
+        if scope is not None:
+            scope.update(self.alias, token)
+
+    # ------------------------------------------------------------------ transactions, closing
+
+    def _commit(self) -> None:
+        wrote = self._router.wrote
+        try:
+            super()._commit()
+        except db_utils.Error as exc:
+            cause = exc.__cause__
+            if cause is not None and is_connection_failure(cause):
+                name = self._primary_node
+                self._drop_primary()
+                self.cluster.refresh_soon()
+                raise django_error(
+                    TransactionOutcomeUnknownError(
+                        f"the primary {name} failed while committing ({describe_error(cause)}): "
+                        "the transaction may or may not have been committed; check before "
+                        "retrying it"
+                    ),
+                    cause,
+                ) from None
+            raise
+        if wrote:
+            self._statement_committed()
+        else:
+            self._router.end_transaction()
+
+    def _rollback(self) -> None:
+        try:
+            super()._rollback()
+        finally:
+            self._router.end_transaction()
+            self._raw_txn = False
+
+    def close(self) -> None:
+        if self._pending_token:
+            self._resolve_token()
+        try:
+            super().close()
+        except db_utils.Error:
+            # The socket was already gone (a failed primary): nothing to hand back.
+            if not self.in_atomic_block:
+                self.connection = None
+        finally:
+            if self.connection is None:
+                self._router.release()
+                self._raw_txn = False
+            self._close_replicas()
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        super().close_if_unusable_or_obsolete()
+        at = self._replica_close_at
+        if self._replicas and at is not None and time.monotonic() >= at:
+            self._close_replicas()
+
+
+def _says_read_only(conn: Any) -> bool:
+    with contextlib.closing(conn.cursor()) as cursor:
+        cursor.execute("SELECT @@global.read_only")
+        row = cursor.fetchone()
+    return bool(row and int(row[0]))

@@ -1,0 +1,335 @@
+"""The rwsplit.django backend on real sandbox clusters, Django configured in-process.
+
+Where statements ran is read from the servers themselves: ``Com_select`` for reads, each
+node's own binary log for writes (a replica's own binlog only moves when a write ran on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox
+from tests.djangoapp import add_alias, configure, drop_alias, node_settings
+from tests.integration.counters import delta, snapshot
+from tests.integration.util import sql, wait_until
+
+pytestmark = pytest.mark.integration
+
+configure()
+
+from django.db import connections, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from rwsplit import RetryableWriteError, TransactionOutcomeUnknownError  # noqa: E402
+from rwsplit.django import is_retryable, outcome_unknown, rwsplit_error, use_primary  # noqa: E402
+from tests.djangoapp.models import Item  # noqa: E402
+
+DB = "django_rw"
+
+
+def _create_schema(alias: str, sb: Sandbox) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+    sb.wait_caught_up()
+
+
+def _in_thread(fn: Any, *args: Any) -> Any:
+    """Run *fn* in a new thread: a new DatabaseWrapper, as another worker would have."""
+
+    def run() -> Any:
+        try:
+            return fn(*args)
+        finally:
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def rw(sandbox: Sandbox) -> Iterator[str]:
+    """Alias ``rw``: the shared sandbox, its own database."""
+    sql(sandbox.primary, f"CREATE DATABASE IF NOT EXISTS {DB}")
+    entry = node_settings(sandbox, causal_timeout=0.2)
+    entry["NAME"] = DB
+    add_alias("rw", entry)
+    try:
+        _create_schema("rw", sandbox)
+        yield "rw"
+    finally:
+        drop_alias("rw")
+        sql(sandbox.primary, f"DROP DATABASE IF EXISTS {DB}")
+        sandbox.wait_caught_up()
+
+
+def _own_writes(sb: Sandbox) -> dict[str, int]:
+    return {name: c["own_binlog_writes"] for name, c in snapshot(sb).items()}
+
+
+def test_queryset_reads_go_to_replicas_and_never_open_the_primary(
+    rw: str, sandbox: Sandbox
+) -> None:
+    Item.objects.using(rw).create(name="seed")
+    sandbox.wait_caught_up()
+
+    def reads() -> tuple[bool, int]:
+        conn = connections[rw]
+        total = sum(Item.objects.using(rw).filter(value__gte=0).count() for _ in range(20))
+        return conn.connection is None, total
+
+    before = snapshot(sandbox)
+    primary_untouched, total = _in_thread(reads)
+    d = delta(before, snapshot(sandbox))
+    assert primary_untouched  # a request that only reads never connects to the primary
+    assert total >= 20
+    assert d[sandbox.primary.name]["Com_select"] == 0
+    replica_selects = [d[r.name]["Com_select"] for r in sandbox.replicas]
+    assert sum(replica_selects) >= 20
+    assert all(n > 0 for n in replica_selects)  # balanced over both
+
+
+def test_writes_and_raw_cursor_writes_land_on_the_primary_only(rw: str, sandbox: Sandbox) -> None:
+    before = _own_writes(sandbox)
+
+    def writes() -> int:
+        item = Item.objects.using(rw).create(name="w1")
+        Item.objects.using(rw).filter(pk=item.pk).update(value=5)
+        Item.objects.using(rw).bulk_create([Item(name=f"b{i}") for i in range(3)])
+        Item.objects.using(rw).get_or_create(name="goc", defaults={"value": 7})
+        with connections[rw].cursor() as cursor:
+            cursor.execute("INSERT INTO rwsplit_tests_item (name, value) VALUES (%s, %s)", ["r", 1])
+            cursor.execute("UPDATE rwsplit_tests_item SET value = value + 1 WHERE name = %s", ["r"])
+            cursor.execute("SELECT value FROM rwsplit_tests_item WHERE name = %s", ["r"])
+            row = cursor.fetchone()
+        Item.objects.using(rw).filter(name__startswith="b").delete()
+        return int(row[0])
+
+    # The raw SELECT right after the raw writes reads them (read-your-writes).
+    assert _in_thread(writes) == 2
+    after = _own_writes(sandbox)
+    assert after[sandbox.primary.name] - before[sandbox.primary.name] >= 7
+    for r in sandbox.replicas:
+        assert after[r.name] == before[r.name], f"a write ran on replica {r.name}"
+
+
+def test_atomic_and_select_for_update_run_on_the_primary(rw: str, sandbox: Sandbox) -> None:
+    item = Item.objects.using(rw).create(name="locked")
+    sandbox.wait_caught_up()
+
+    def unit() -> int:
+        with transaction.atomic(using=rw):
+            Item.objects.using(rw).filter(pk=item.pk).count()  # a read inside atomic()
+            locked = Item.objects.using(rw).select_for_update().get(pk=item.pk)
+            locked.value = 42
+            locked.save()
+            return Item.objects.using(rw).get(pk=item.pk).value
+
+    before = snapshot(sandbox)
+    assert _in_thread(unit) == 42
+    d = delta(before, snapshot(sandbox))
+    assert d[sandbox.primary.name]["Com_select"] >= 3
+    for r in sandbox.replicas:
+        assert d[r.name]["Com_select"] == 0, f"a statement of atomic() ran on {r.name}"
+        assert d[r.name]["own_binlog_writes"] == 0
+
+
+def test_use_primary_as_block_and_decorator(rw: str, sandbox: Sandbox) -> None:
+    @use_primary()
+    def decorated() -> int:
+        return Item.objects.using(rw).count()
+
+    def reads() -> None:
+        with use_primary():
+            for _ in range(5):
+                Item.objects.using(rw).count()
+        for _ in range(5):
+            decorated()
+
+    before = snapshot(sandbox)
+    _in_thread(reads)
+    d = delta(before, snapshot(sandbox))
+    assert d[sandbox.primary.name]["Com_select"] >= 10
+    assert all(d[r.name]["Com_select"] == 0 for r in sandbox.replicas)
+
+
+@contextlib.contextmanager
+def _sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
+    for r in sb.replicas:
+        sql(r, "STOP SLAVE SQL_THREAD")
+    try:
+        yield
+    finally:
+        for r in sb.replicas:
+            sql(r, "START SLAVE SQL_THREAD")
+        sb.wait_caught_up()
+
+
+def test_post_redirect_get_reads_its_write_with_replicas_stalled(
+    rw: str, sandbox: Sandbox
+) -> None:
+    rounds = 10
+    stale = 0
+    with _sql_threads_stopped(sandbox):
+        for i in range(rounds):
+            client = Client()
+            response = _in_thread(client.post, f"/{rw}/items", {"name": f"prg{i}"})
+            assert response.status_code == 302
+            assert "rwsplit_causal" in response.cookies
+            # The GET in another thread: another DatabaseWrapper, only the cookie links them.
+            got = _in_thread(client.get, response["Location"])
+            if got.status_code != 200 or got.json()["name"] != f"prg{i}":
+                stale += 1
+            bump = _in_thread(client.post, f"{response['Location']}/bump", {"value": i + 10})
+            got = _in_thread(client.get, bump["Location"])
+            if got.json().get("value") != i + 10:
+                stale += 1
+        # Control: without the cookie the same read is stale (the replicas lack the row),
+        # so the test above can fail.
+        control = _in_thread(Client().get, response["Location"])
+    assert stale == 0
+    assert control.status_code == 404
+
+
+def test_session_store_carries_the_token(
+    rw: str, sandbox: Sandbox, settings_store: None = None
+) -> None:
+    from django.test import override_settings
+
+    with override_settings(RWSPLIT_CAUSAL_STORE="session"), _sql_threads_stopped(sandbox):
+        client = Client()
+        response = _in_thread(client.post, f"/{rw}/items", {"name": "in-session"})
+        assert "rwsplit_causal" not in response.cookies
+        got = _in_thread(client.get, response["Location"])
+        assert got.status_code == 200 and got.json()["name"] == "in-session"
+
+
+def test_errors_carry_rwsplit_verdicts() -> None:
+    from django.db import OperationalError
+
+    from rwsplit.django.base import django_error
+
+    exc = django_error(RetryableWriteError("retry"), OSError(2013, "lost"))
+    assert isinstance(exc, OperationalError)
+    assert exc.args[0] == 2013
+    assert is_retryable(exc) and not outcome_unknown(exc)
+    assert isinstance(exc.__cause__, RetryableWriteError)
+    unknown = django_error(TransactionOutcomeUnknownError("check"))
+    assert outcome_unknown(unknown) and rwsplit_error(unknown) is unknown.__cause__
+
+
+def test_topology_command_lists_every_node(rw: str, sandbox: Sandbox) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("rwsplit_topology", database=rw, stdout=out)
+    text = out.getvalue()
+    assert f"{sandbox.primary.address:<22} primary" in text
+    for r in sandbox.replicas:
+        assert f"{r.address:<22} replica" in text
+
+
+# ---------------------------------------------------------------------- failures (own clusters)
+
+
+@pytest.fixture
+def fresh_alias(fresh_sandbox: Sandbox) -> Iterator[tuple[str, Sandbox]]:
+    yield "fresh", fresh_sandbox
+    drop_alias("fresh")
+
+
+@pytest.mark.failover
+def test_replica_killed_under_read_load_fails_no_request(
+    fresh_alias: tuple[str, Sandbox],
+) -> None:
+    alias, sb = fresh_alias
+    add_alias(alias, node_settings(sb, down_retry_interval=60.0, causal_timeout=0.2))
+    _create_schema(alias, sb)
+    Item.objects.using(alias).bulk_create([Item(name=f"k{i}") for i in range(10)])
+    sb.wait_caught_up()
+    victim = sb.replicas[0]
+    errors: list[BaseException] = []
+    counts: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for _ in range(2000):
+                if stop.is_set():
+                    return
+                counts.append(Item.objects.using(alias).count())
+        except BaseException as exc:  # recorded: the assertion below names it
+            errors.append(exc)
+        finally:
+            connections[alias].close()
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(counts) > 100, what="reads before the kill")
+        sb.kill(victim.name)
+        n = len(counts)
+        wait_until(lambda: len(counts) > n + 300 or errors, what="reads after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert errors == []
+    assert set(counts) == {10}
+    cluster = connections[alias].cluster
+    assert not cluster.topology.node(victim.address).healthy
+
+
+@pytest.mark.failover
+def test_primary_kill_9_with_auto_failover(fresh_alias: tuple[str, Sandbox]) -> None:
+    alias, sb = fresh_alias
+    options = {
+        "monitor_interval": 0.2,
+        "monitor_timeout": 0.5,
+        "failure_threshold": 2,
+        "auto_failover": True,
+        "failover_options": {"replication_user": REPL_USER, "replication_password": REPL_PASSWORD},
+    }
+    add_alias(alias, node_settings(sb, **options))
+    _create_schema(alias, sb)
+    Item.objects.using(alias).create(name="before")
+    sb.wait_caught_up()
+    old = sb.primary
+    sb.kill(old.name)
+    failures: list[BaseException] = []
+    written = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            written = Item.objects.using(alias).create(name="after")
+            break
+        except Exception as exc:  # the documented errors, until the new primary is published
+            failures.append(exc)
+            time.sleep(0.05)
+    assert written is not None, f"no write succeeded after the kill: {failures[-3:]}"
+    assert failures, "the kill went unnoticed"
+    # Every failure is an OperationalError that says whether a retry is safe.
+    from django.db import OperationalError
+
+    # The INSERT in flight on the dead connection (autocommit): it may or may not have run.
+    assert outcome_unknown(failures[0]), repr(failures[0])
+    for exc in failures:
+        assert isinstance(exc, OperationalError), repr(exc)
+        assert is_retryable(exc) or outcome_unknown(exc), repr(exc)
+    cluster = connections[alias].cluster
+    new = cluster.topology.primary
+    assert new is not None and new.name != old.address
+    target = next(n for n in sb.nodes if n.address == new.name)
+    rows = sql(target, f"SELECT COUNT(*) FROM {DATABASE}.rwsplit_tests_item WHERE name = 'after'")
+    assert rows[0][0] == 1
