@@ -173,9 +173,7 @@ def _sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
         sb.wait_caught_up()
 
 
-def test_post_redirect_get_reads_its_write_with_replicas_stalled(
-    rw: str, sandbox: Sandbox
-) -> None:
+def test_post_redirect_get_reads_its_write_with_replicas_stalled(rw: str, sandbox: Sandbox) -> None:
     rounds = 10
     stale = 0
     with _sql_threads_stopped(sandbox):
@@ -333,3 +331,77 @@ def test_primary_kill_9_with_auto_failover(fresh_alias: tuple[str, Sandbox]) -> 
     target = next(n for n in sb.nodes if n.address == new.name)
     rows = sql(target, f"SELECT COUNT(*) FROM {DATABASE}.rwsplit_tests_item WHERE name = 'after'")
     assert rows[0][0] == 1
+
+
+def test_asgi_post_redirect_get_reads_its_write(rw: str, sandbox: Sandbox) -> None:
+    import asyncio
+
+    from django.test import AsyncClient
+
+    def round_trip(client: AsyncClient, i: int) -> Any:
+        async def post() -> Any:
+            return await client.post(f"/{rw}/items", {"name": f"asgi{i}"})
+
+        return asyncio.run(post())
+
+    def read(client: AsyncClient, location: str) -> Any:
+        async def get() -> Any:
+            return await client.get(location)
+
+        return asyncio.run(get())
+
+    with _sql_threads_stopped(sandbox):
+        for i in range(3):
+            client = AsyncClient()
+            response = _in_thread(round_trip, client, i)
+            assert response.status_code == 302
+            # The token crossed from the view's sync thread back to the async middleware.
+            assert "rwsplit_causal" in response.cookies
+            got = _in_thread(read, client, response["Location"])
+            assert got.status_code == 200 and got.json()["name"] == f"asgi{i}"
+        # asgiref runs every sync view in one thread here; a control in another thread (a
+        # fresh DatabaseWrapper, no cookie) shows the replicas really lack the row.
+        control = _in_thread(Client().get, response["Location"])
+    assert control.status_code == 404
+
+
+_PYMYSQL_SCRIPT = """
+import json, sys
+import pymysql
+pymysql.install_as_MySQLdb()
+from tests.djangoapp import add_alias, configure
+configure()
+entry = json.loads(sys.argv[1])
+add_alias("pm", entry)
+from django.db import connections
+from tests.djangoapp.models import Item
+item = Item.objects.using("pm").create(name="pymysql")
+got = Item.objects.using("pm").get(pk=item.pk).name
+conn = connections["pm"]
+print(json.dumps({"driver": conn.Database.__name__, "got": got, "routed": conn.routed}))
+"""
+
+
+def test_pymysql_in_place_of_mysqlclient(rw: str, sandbox: Sandbox) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connections as conns
+
+    entry = {k: v for k, v in conns.settings[rw].items() if k != "TEST"}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _PYMYSQL_SCRIPT, json.dumps(entry)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["driver"] == "pymysql"
+    assert result["got"] == "pymysql"  # read back through the causal wait, or the primary
+    assert sum(result["routed"].values()) >= 2

@@ -76,7 +76,7 @@ def forced_primary(alias: str) -> bool:
     return bool(forced) and (None in forced or alias in forced)
 
 
-class use_primary:  # noqa: N801 - used like a function: ``with use_primary():`` / ``@use_primary()``
+class use_primary:  # lower case: used like a function (`with use_primary():`)
     """Every statement in the block (or decorated view) goes to the primary.
 
     A context manager and a decorator, for sync and ``async def`` views alike; nestable.

@@ -73,28 +73,27 @@ _SECRET_RE = re.compile(r"PASSWORD|IDENTIFIED|ENC\(", re.IGNORECASE)
 _STRING_RE = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"")
 
 
-def django_error(
-    err: RwSplitError, cause: BaseException | None = None
-) -> db_utils.DatabaseError:
+def django_error(err: RwSplitError, cause: BaseException | None = None) -> Exception:
     """The Django exception for rwsplit error *err*, with *err* kept on it.
 
     ``exc.rwsplit_error`` and ``exc.__cause__`` are *err*; ``err.__cause__`` is the driver's
     error, if any. Failover and health errors are ``OperationalError``; a statement rwsplit
     refuses to route (a write inside ``START TRANSACTION READ ONLY``) is ``ProgrammingError``.
     """
-    kind: type[db_utils.DatabaseError] = db_utils.OperationalError
+    kind: Any = db_utils.OperationalError
     if isinstance(err, RoutingError) and not isinstance(
         err, (NoPrimaryError, NoReplicaAvailableError)
     ):
         kind = db_utils.ProgrammingError
     args: tuple[object, ...] = getattr(cause, "args", ()) if cause is not None else ()
     code = args[0] if args and isinstance(args[0], int) else None
-    exc = kind(code, str(err)) if code is not None else kind(str(err))
-    exc.rwsplit_error = err  # type: ignore[attr-defined]
+    exc: Any = kind(code, str(err)) if code is not None else kind(str(err))
+    exc.rwsplit_error = err
     if cause is not None and err.__cause__ is None:
         err.__cause__ = cause
     exc.__cause__ = err
-    return exc
+    result: Exception = exc
+    return result
 
 
 def _loggable(sql: str, limit: int = 300) -> str:
@@ -163,6 +162,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
     """Django's MySQL ``DatabaseWrapper`` that routes each statement over the cluster."""
 
     creation_class = DatabaseCreation
+    connection: Any  # Django's (primary) DB-API connection, None while closed
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
         super().__init__(settings_dict, alias)
@@ -279,7 +279,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         # Django's MySQL backend sends its SETs through self.cursor(), which would pin this
         # connection to the primary (session state): send them on the raw connection instead.
         mysql_base.BaseDatabaseWrapper.init_connection_state(self)
-        with contextlib.closing(self.connection.cursor()) as cursor:
+        conn: Any = self.connection
+        with contextlib.closing(conn.cursor()) as cursor:
             for statement in self._session_statements():
                 cursor.execute(statement)
 
@@ -320,7 +321,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
 
     def _drop_primary(self) -> None:
         """Close the primary connection (Django's close(), tolerant of a dead socket)."""
-        conn = self.connection
+        conn: Any = self.connection
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -455,9 +456,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         raw_name: str | None = None,
     ) -> Any:
         c = classify(query) if isinstance(query, str) else None
-        requested = (
-            "primary" if self._in_transaction() or forced_primary(self.alias) else None
-        )
+        requested = "primary" if self._in_transaction() or forced_primary(self.alias) else None
         if c is not None and c.target is Target.REPLICA and requested is None:
             self._sync_scope_token()
             if self._pending_token:
@@ -559,8 +558,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         reason = describe_error(exc)
         in_txn = self._in_transaction()
         is_read = c is not None and c.target is Target.REPLICA
-        commits = c is not None and bool(c.flags & Flag.TXN_END) and not c.reason.upper().startswith(
-            "ROLLBACK"
+        commits = (
+            c is not None
+            and bool(c.flags & Flag.TXN_END)
+            and not c.reason.upper().startswith("ROLLBACK")
         )
         if is_read_only_rejection(exc) and self._primary_node is not None:
             self.cluster.mark_not_primary(self._primary_node)

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,7 +45,10 @@ class ReadYourWritesMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from django.conf import settings  # not at import: doctest collection has no settings
+
         self.get_response = get_response
+        self.secure = bool(getattr(settings, "SESSION_COOKIE_SECURE", False))
         self.store = getattr(settings, "RWSPLIT_CAUSAL_STORE", "cookie")
         if self.store not in ("cookie", "session"):
             raise ImproperlyConfigured(
@@ -108,6 +110,6 @@ class ReadYourWritesMiddleware:
                 max_age=self.max_age,
                 httponly=True,
                 samesite="Lax",
-                secure=getattr(settings, "SESSION_COOKIE_SECURE", False),
+                secure=self.secure,
             )
         return response
