@@ -59,7 +59,7 @@ from ..errors import (
 from ..router import Route, Router
 from ..session import is_connection_failure, is_read_only_rejection, is_replica_unusable
 from ..topology import describe_error
-from ._context import current_scope, forced_primary
+from ._context import CausalScope, current_scope, forced_primary
 from ._settings import cluster_for, driver_timeouts
 from .creation import DatabaseCreation
 
@@ -171,12 +171,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         except ConfigurationError as exc:
             raise ImproperlyConfigured(str(exc)) from exc
         self._timeouts = driver_timeouts(settings_dict)
-        self._router = Router(
-            self._choose_replica,
-            self._causal_wait,
-            read_your_writes=self.cluster.read_your_writes,
-            sticky_window=self.cluster.sticky_window,
-        )
+        self._router = self._new_router(None)
+        self._seen_scope: CausalScope | None = None
         self._replicas: dict[str, Any] = {}
         self._replica_close_at: float | None = None
         self._primary_node: str | None = None
@@ -192,6 +188,15 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         ``rwsplit.django`` warnings naming them)."""
         self.routed: dict[str, int] = {}
         """Statements sent per node name (the primary's and each replica's), for inspection."""
+
+    def _new_router(self, token: str | None) -> Router:
+        return Router(
+            self._choose_replica,
+            self._causal_wait,
+            read_your_writes=self.cluster.read_your_writes,
+            sticky_window=self.cluster.sticky_window,
+            causal_token=token,
+        )
 
     # ------------------------------------------------------------------ public views
 
@@ -435,9 +440,25 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             or (self.connection is not None and not self.autocommit)
         )
 
+    def _enter_scope(self, scope: CausalScope | None) -> None:
+        """A new request (causal scope) runs on this thread's wrapper: its causal state is the
+        request's, not what an earlier request of another user left on the thread."""
+        self._seen_scope = scope
+        if scope is None:
+            return
+        router = self._router
+        if router.pinned or router.read_only_node is not None or self._in_transaction():
+            return  # the connection carries state the new router would not know of
+        token = scope.tokens.get(self.alias)
+        self._router = self._new_router(token)
+        self._scope_token = token
+        self._pending_token = False
+
     def _sync_scope_token(self) -> None:
         """Adopt the causal token the running request carries (middleware, causal_scope())."""
         scope = current_scope()
+        if scope is not self._seen_scope:
+            self._enter_scope(scope)
         if scope is None:
             return
         token = scope.tokens.get(self.alias)
@@ -456,9 +477,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         raw_name: str | None = None,
     ) -> Any:
         c = classify(query) if isinstance(query, str) else None
+        self._sync_scope_token()
         requested = "primary" if self._in_transaction() or forced_primary(self.alias) else None
         if c is not None and c.target is Target.REPLICA and requested is None:
-            self._sync_scope_token()
             if self._pending_token:
                 self._resolve_token()
         attempts = 0

@@ -69,9 +69,13 @@ class DatabaseCreation(MySQLDatabaseCreation):  # type: ignore[misc]
 
     def destroy_test_db(self, *args: Any, **kwargs: Any) -> None:
         super().destroy_test_db(*args, **kwargs)
-        # Django closed the connection and dropped the database on the primary; the replicas
-        # drop it when they apply that: wait, so that nothing of the run outlives teardown.
+        # Django dropped the database on the primary; the replicas drop it when they apply
+        # that: wait, so that nothing of the run outlives teardown. NAME is the non-test
+        # database again (it may not exist): wait on a connection to no database.
+        from django.db.backends.base.base import NO_DB_ALIAS
+
+        conn = type(self.connection)({**self.connection.settings_dict, "NAME": None}, NO_DB_ALIAS)
         try:
-            wait_for_replicas(self.connection)
+            wait_for_replicas(conn)
         finally:
-            self.connection.close()
+            conn.close()
