@@ -479,9 +479,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         c = classify(query) if isinstance(query, str) else None
         self._sync_scope_token()
         requested = "primary" if self._in_transaction() or forced_primary(self.alias) else None
-        if c is not None and c.target is Target.REPLICA and requested is None:
-            if self._pending_token:
-                self._resolve_token()
+        if (
+            self._pending_token
+            and requested is None
+            and c is not None
+            and c.target is Target.REPLICA
+        ):
+            self._resolve_token()  # the read must wait for this connection's own last write
         attempts = 0
         healed = False
         while True:
