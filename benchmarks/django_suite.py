@@ -75,8 +75,10 @@ def django_source(cache: Path) -> Path:
         return tests
     cache.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps"]
-        + [f"django=={version}", "-d", str(cache)],
+        [
+            *(sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:"),
+            *("--no-deps", f"django=={version}", "-d", str(cache)),
+        ],
         check=True,
     )
     with tarfile.open(cache / f"django-{version}.tar.gz") as tar:
@@ -121,8 +123,10 @@ def run_suite(
     t0 = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.run(
-            [sys.executable, "runtests.py", f"--settings={settings}", "--parallel=1", "-v", "2"]
-            + ["--noinput", *apps],
+            [
+                *(sys.executable, "runtests.py", f"--settings={settings}", "--parallel=1"),
+                *("-v", "2", "--noinput", *apps),
+            ],
             cwd=tests,
             env=env,
             stdout=out,
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {len(results)} tests in {elapsed:.0f}s (runner exit {rc})", flush=True)
     base, ours = runs["django"][0], runs["rwsplit"][0]
     print(f"\nDjango {django.__version__}, MariaDB sandbox; passed / run (skipped)\n")
-    print(f"| app | tests | Django's mysql backend | rwsplit.django | regressions |")
+    print("| app | tests | Django's mysql backend | rwsplit.django | regressions |")
     print("| --- | ---: | ---: | ---: | ---: |")
     regressions = sorted(t for t, s in base.items() if _passed(s) and not _passed(ours.get(t, "")))
     for app in apps:
