@@ -197,9 +197,7 @@ def test_post_redirect_get_reads_its_write_with_replicas_stalled(rw: str, sandbo
     assert control.status_code == 404
 
 
-def test_session_store_carries_the_token(
-    rw: str, sandbox: Sandbox, settings_store: None = None
-) -> None:
+def test_session_store_carries_the_token(rw: str, sandbox: Sandbox) -> None:
     from django.test import override_settings
 
     with override_settings(RWSPLIT_CAUSAL_STORE="session"), _sql_threads_stopped(sandbox):
@@ -304,7 +302,14 @@ def test_primary_kill_9_with_auto_failover(fresh_alias: tuple[str, Sandbox]) -> 
     Item.objects.using(alias).create(name="before")
     sb.wait_caught_up()
     old = sb.primary
-    sb.kill(old.name)
+    # A transaction open across the kill: its next statement fails, nothing was committed.
+    from django.db import OperationalError
+
+    with pytest.raises(OperationalError) as in_txn, transaction.atomic(using=alias):
+        Item.objects.using(alias).create(name="in-txn")
+        sb.kill(old.name)
+        Item.objects.using(alias).create(name="in-txn-2")
+    assert isinstance(rwsplit_error(in_txn.value), RetryableWriteError), repr(in_txn.value)
     failures: list[BaseException] = []
     written = None
     deadline = time.monotonic() + 30
@@ -318,10 +323,6 @@ def test_primary_kill_9_with_auto_failover(fresh_alias: tuple[str, Sandbox]) -> 
     assert written is not None, f"no write succeeded after the kill: {failures[-3:]}"
     assert failures, "the kill went unnoticed"
     # Every failure is an OperationalError that says whether a retry is safe.
-    from django.db import OperationalError
-
-    # The INSERT in flight on the dead connection (autocommit): it may or may not have run.
-    assert outcome_unknown(failures[0]), repr(failures[0])
     for exc in failures:
         assert isinstance(exc, OperationalError), repr(exc)
         assert is_retryable(exc) or outcome_unknown(exc), repr(exc)
@@ -331,6 +332,10 @@ def test_primary_kill_9_with_auto_failover(fresh_alias: tuple[str, Sandbox]) -> 
     target = next(n for n in sb.nodes if n.address == new.name)
     rows = sql(target, f"SELECT COUNT(*) FROM {DATABASE}.rwsplit_tests_item WHERE name = 'after'")
     assert rows[0][0] == 1
+    rows = sql(
+        target, f"SELECT COUNT(*) FROM {DATABASE}.rwsplit_tests_item WHERE name LIKE 'in-txn%'"
+    )
+    assert rows[0][0] == 0  # the transaction cut by the kill left nothing
 
 
 def test_asgi_post_redirect_get_reads_its_write(rw: str, sandbox: Sandbox) -> None:

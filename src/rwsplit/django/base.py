@@ -430,6 +430,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
 
     def _cursor(self, name: str | None = None) -> Any:
         # Django's version connects first; the primary connection opens only when needed.
+        if self.connection is None and not self.in_atomic_block:
+            # What connect() would reset: a transaction cut by a lost connection is over.
+            self.needs_rollback = False
+            self.closed_in_transaction = False
         self.close_if_health_check_failed()
         return self._prepare_cursor(self.create_cursor(name))
 
@@ -662,6 +666,29 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         scope = current_scope()
         if scope is not None:
             scope.update(self.alias, token)
+
+    # ------------------------------------------------------------------ constraint checks
+
+    def disable_constraint_checking(self) -> bool:
+        # foreign_key_checks only matters to writes, which all run on the primary connection:
+        # set it there without pinning reads to the primary (as a SET through cursor() would).
+        with (
+            self.wrap_database_errors,
+            contextlib.closing(self._primary_connection().cursor()) as c,
+        ):
+            c.execute("SET foreign_key_checks=0")
+        return True
+
+    def enable_constraint_checking(self) -> None:
+        self.needs_rollback, needs_rollback = False, self.needs_rollback
+        try:
+            with (
+                self.wrap_database_errors,
+                contextlib.closing(self._primary_connection().cursor()) as c,
+            ):
+                c.execute("SET foreign_key_checks=1")
+        finally:
+            self.needs_rollback = needs_rollback
 
     # ------------------------------------------------------------------ transactions, closing
 
