@@ -136,7 +136,7 @@ def run_suite(
         )
     elapsed = time.monotonic() - t0
     text = log.read_text(errors="replace")
-    results = {f"{m['where']}.{m['name']}": m["status"] for m in _RESULT.finditer(text)}
+    results = {m["where"]: m["status"] for m in _RESULT.finditer(text)}
     return results, elapsed, proc.returncode
 
 
