@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -196,9 +197,17 @@ def _fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def cluster_for(settings_dict: Mapping[str, Any], alias: str) -> Cluster:
+def fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies the cluster of a ``DATABASES`` entry (not ``NAME``)."""
+    return _fingerprint(settings_dict)
+
+
+def cluster_for(
+    settings_dict: Mapping[str, Any], alias: str, fp: tuple[Any, ...] | None = None
+) -> Cluster:
     """The process-wide cluster of a ``DATABASES`` entry (made on first use)."""
-    fp = _fingerprint(settings_dict)
+    if fp is None:
+        fp = _fingerprint(settings_dict)
     cluster = _clusters.get(fp)
     if cluster is not None:
         return cluster
@@ -220,4 +229,14 @@ def close_clusters() -> None:
         cluster.close()
 
 
+def _forget_after_fork() -> None:
+    # A forked child (gunicorn --preload, multiprocessing) has the parent's clusters without
+    # their monitor threads: it makes its own on next use. The parent's stay the parent's.
+    global _lock
+    _lock = threading.Lock()
+    _clusters.clear()
+
+
 atexit.register(close_clusters)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

@@ -44,6 +44,7 @@ from django.db.backends.mysql import base as mysql_base
 from django.db.utils import DEFAULT_DB_ALIAS
 
 from ..classify import Classification, Flag, Target, classify
+from ..cluster import Cluster
 from ..consistency import ReadYourWrites
 from ..errors import (
     ConfigurationError,
@@ -60,7 +61,7 @@ from ..router import Route, Router
 from ..session import is_connection_failure, is_read_only_rejection, is_replica_unusable
 from ..topology import describe_error
 from ._context import CausalScope, current_scope, forced_primary
-from ._settings import cluster_for, driver_timeouts
+from ._settings import cluster_for, driver_timeouts, fingerprint
 from .creation import DatabaseCreation
 
 __all__ = ["DatabaseWrapper", "RoutingCursor", "django_error"]
@@ -166,8 +167,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
         super().__init__(settings_dict, alias)
+        self._cluster_key = fingerprint(settings_dict)
         try:
-            self.cluster = cluster_for(settings_dict, alias)
+            cluster_for(settings_dict, alias, self._cluster_key)
         except ConfigurationError as exc:
             raise ImproperlyConfigured(str(exc)) from exc
         self._timeouts = driver_timeouts(settings_dict)
@@ -188,6 +190,11 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         ``rwsplit.django`` warnings naming them)."""
         self.routed: dict[str, int] = {}
         """Statements sent per node name (the primary's and each replica's), for inspection."""
+
+    @property
+    def cluster(self) -> Cluster:
+        """The :class:`~rwsplit.Cluster` of this alias (one per process, also after a fork)."""
+        return cluster_for(self.settings_dict, self.alias, self._cluster_key)
 
     def _new_router(self, token: str | None) -> Router:
         return Router(
