@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rwsplit.demo import node_counters
 from rwsplit.sandbox import Sandbox
 
 DEFAULT_APPS = (
@@ -166,9 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         ):
             settings = write_settings(folder, engine, sb, label)
             print(f"== {label}: {engine} on {sb!r}", flush=True)
+            before = {n.name: node_counters(n) for n in sb.replicas}
             runs[label] = run_suite(tests, settings, folder, apps, logs / f"{label}.log")
+            after = {n.name: node_counters(n) for n in sb.replicas}
             results, elapsed, rc = runs[label]
+            selects = sum(after[n]["Com_select"] - before[n]["Com_select"] for n in after)
+            writes = sum(
+                after[n]["own_binlog_writes"] - before[n]["own_binlog_writes"] for n in after
+            )
             print(f"   {len(results)} tests in {elapsed:.0f}s (runner exit {rc})", flush=True)
+            print(f"   replicas: {selects} SELECTs, {writes} writes in their own binlogs")
     base, ours = runs["django"][0], runs["rwsplit"][0]
     print(f"\nDjango {django.__version__}, MariaDB sandbox; passed / run (skipped)\n")
     print("| app | tests | Django's mysql backend | rwsplit.django | regressions |")
