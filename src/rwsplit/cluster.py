@@ -41,6 +41,7 @@ from .errors import (
     SplitBrainError,
     TransactionOutcomeUnknownError,
 )
+from .metrics import ClusterStats, Stats, check_routing
 from .router import may_carry_state
 from .topology import Node, Role, Topology, describe_error, node_name
 
@@ -196,6 +197,7 @@ class _Routes:
     """Read-only engine of every readable replica, by node name."""
     recheck_at: float | None
     """Monotonic time at which a node marked down may be tried again (None: nothing to do)."""
+    primary_name: str | None = None
 
 
 class Cluster:
@@ -239,6 +241,10 @@ class Cluster:
     :param replica_read_timeout: the same for replicas; a read that times out is re-run on
         another node and the replica is taken out of routing.
     :param write_timeout: seconds to send one statement to any node.
+    :param routing: ``"normal"``; ``"shadow"`` runs every statement on the primary while the
+        classifier, balancer and consistency policy still decide, and :meth:`stats` reports
+        where each would have gone (safe adoption); ``"primary"`` sends everything to the
+        primary (the kill switch). Settable at run time: ``cluster.routing = "primary"``.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
     (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
@@ -283,6 +289,7 @@ class Cluster:
         primary_read_timeout: float | None = 10.0,
         replica_read_timeout: float | None = 5.0,
         write_timeout: float | None = 10.0,
+        routing: str = "normal",
     ) -> None:
         # Every option is checked here, before any engine or thread exists (rwsplit._validate):
         # a nan or inf would otherwise fail later, in a background thread or never.
@@ -339,6 +346,8 @@ class Cluster:
             replica_read_timeout,
             write_timeout,
         )
+        self._routing = check_routing(routing)
+        self._stats = Stats()
         self.primary_epoch = 0
         """Incremented every time the primary changes (or is lost): a transaction that began
         under another epoch cannot report a successful commit."""
@@ -625,6 +634,8 @@ class Cluster:
             changed = old_routes.primary is not routes.primary
             if changed:
                 self.primary_epoch += 1
+        if old != topology:
+            self._stats.topology_changed(old, topology)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
@@ -679,7 +690,14 @@ class Cluster:
             down = [self._down_at.get(n.name, 0.0) for n in topology.nodes if not n.healthy]
             if down:
                 recheck_at = min(down) + self.down_retry_interval
-        return _Routes(topology, primary, readable, engine_of, recheck_at)
+        return _Routes(
+            topology,
+            primary,
+            readable,
+            engine_of,
+            recheck_at,
+            primary_node.name if primary_node is not None else None,
+        )
 
     # ------------------------------------------------------------------ routing (hot path)
 
@@ -749,6 +767,30 @@ class Cluster:
         return _sessionmaker(class_=RoutingSession, cluster=self, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def routing(self) -> str:
+        """``"normal"``, ``"shadow"`` or ``"primary"`` (see the constructor); settable."""
+        return self._routing
+
+    @routing.setter
+    def routing(self, value: str) -> None:
+        self._routing = check_routing(value)
+        log.warning("routing mode set to %r", value)
+
+    def stats(self) -> ClusterStats:
+        """A snapshot of what this cluster's sessions did (:mod:`rwsplit.metrics`).
+
+        >>> with Cluster("mysql+pymysql://u:p@db1/app") as cluster:
+        ...     cluster.stats().to_dict()["routing"]
+        'normal'
+        """
+        return self._stats.snapshot(self._routing, self._routes.topology)
+
+    @property
+    def primary_name(self) -> str | None:
+        """The current primary's node name (``None``: none known)."""
+        return self._routes.primary_name
 
     def close(self) -> None:
         """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""

@@ -264,6 +264,17 @@ def _read_your_writes(name: str, raw: Any) -> Any:
     return validate.read_your_writes(name, raw)
 
 
+def _routing(name: str, raw: Any) -> str:
+    from .metrics import ROUTING_MODES
+
+    text = _text(name, raw).strip().lower()
+    if text not in ROUTING_MODES:
+        raise ConfigurationError(
+            f"{name}: expected one of {', '.join(ROUTING_MODES)}, got {text!r}"
+        )
+    return text
+
+
 def _algorithm(name: str, raw: Any) -> str:
     from .secrets import ALGORITHMS
 
@@ -338,6 +349,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("down_retry_interval", _seconds, "cluster", "seconds before a failed node is retried"),
     Option("read_your_writes", _read_your_writes, "cluster", "gtid, primary or off"),
     Option("causal_timeout", _seconds, "cluster", "longest wait for a replica to catch up (s)"),
+    Option(
+        "routing", _routing, "cluster", "normal, shadow (decide, run on the primary) or primary"
+    ),
     Option("sticky_window", _seconds, "cluster", "seconds reads stay on the primary after a write"),
     # health and failover (docs/failover.md)
     Option(

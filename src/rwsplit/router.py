@@ -187,6 +187,11 @@ class Router:
         return frozenset(self._pins)
 
     @property
+    def forced(self) -> bool:
+        """Inside a ``use_primary()`` block."""
+        return bool(self._forced)
+
+    @property
     def pinned(self) -> bool:
         return bool(self._pins)
 

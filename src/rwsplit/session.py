@@ -28,6 +28,7 @@ import contextlib
 import logging
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
 from . import _sa_compat
-from .classify import Classification, Flag, classify_clause
+from .classify import Classification, Flag, Target, classify_clause
 from .consistency import ReadYourWrites, read_commit_token, wait_for_token
 from .errors import (
     ConfigurationError,
@@ -83,6 +84,8 @@ _READ_ONLY_CODES = frozenset({1290, 1792, 1836, 1874})
 
 # Key in a replica DBAPI connection's ``info``: an explicit transaction is open on it.
 _OPEN_TXN = "rwsplit_open_transaction"
+
+_PRIMARY_DECISION = Decision(Route.PRIMARY)
 
 _healed_lock = threading.Lock()
 _healed: weakref.WeakKeyDictionary[Cluster, int] = weakref.WeakKeyDictionary()
@@ -285,7 +288,31 @@ class RoutingSession(Session):
         self._rw_read_node = None
         self._rw_replica_node = None
         self._rw_ro_opened = False
-        d = self._router.route(c, requested)
+        router = self._router
+        d = router.route(c, requested)
+        cluster = self.cluster
+        stats = cluster._stats
+        if d.route is Route.REPLICA:
+            stats.routed(d.node, "reads")  # type: ignore[arg-type]
+            if cluster._routing != "normal":  # shadow / primary: counted, run on the primary
+                self._rw_pick = None
+                d = _PRIMARY_DECISION
+        else:
+            name = cluster.primary_name
+            if name is not None:
+                if c is None or c.target is not Target.REPLICA:
+                    stats.routed(name, "writes")
+                elif requested == "primary" or router.forced:
+                    stats.routed(name, "forced")
+                else:
+                    stats.routed(name, "reads")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s -> %s (%s)",
+                _statement_text(clause, 80) if clause is not None else "flush/connection",
+                d.node or d.route.value,
+                c.reason if c is not None else "may write",
+            )
         result = self._bind_for(d)
         self._rw_last_bind = result
         return result
@@ -413,11 +440,16 @@ class RoutingSession(Session):
 
     def _causal_wait(self, name: str, token: str) -> bool:
         """Wait (bounded) until replica *name* has applied *token*; False: read elsewhere."""
-        engine = self._rw_pick or self.cluster.engine_for(name, writable=False)
-        timeout = self.cluster.causal_timeout
+        cluster = self.cluster
+        if cluster._routing != "normal":
+            return True  # shadow / primary: the read runs on the primary, touch no replica
+        engine = self._rw_pick or cluster.engine_for(name, writable=False)
+        timeout = cluster.causal_timeout
+        started = time.monotonic()
         try:
             conn = self.connection(bind_arguments={"bind": engine})
             ok = wait_for_token(conn, token, timeout)
+            cluster._stats.causal_wait(name, time.monotonic() - started, ok)
         except DBAPIError as exc:
             if is_replica_unusable(exc):
                 _sa_compat.drop_connection(self, engine)
@@ -473,6 +505,7 @@ class RoutingSession(Session):
                     raise
                 engine = self.cluster.engine_for(node, writable=False)
                 _sa_compat.drop_connection(self, engine)
+                self.cluster._stats.routed(node, "retried")
                 self.cluster.mark_down(node, f"read failed: {_short(exc)}")
                 router.read_failed(node)
                 attempts += 1
@@ -509,6 +542,7 @@ class RoutingSession(Session):
     def _heal(self, statement: Any, node: str, exc: DBAPIError) -> None:
         """A replica refused *statement* as read-only: count it and re-run it on the primary."""
         self.healed += 1
+        self.cluster._stats.routed(node, "healed")
         with _healed_lock:
             _healed[self.cluster] = _healed.get(self.cluster, 0) + 1
         log.warning(

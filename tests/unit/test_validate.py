@@ -114,6 +114,8 @@ BAD_OPTIONS: list[tuple[str, object, str]] = [
     ),
     *(("failure_threshold", value, "an integer >= 1") for value in (0, -3, True, 2.5, "3", None)),
     ("balancer", object(), "choose"),
+    ("routing", "shadowy", "one of"),
+    ("routing", None, "one of"),
     ("balancer", "round-robin", "choose"),
     ("engine_options", [("pool_size", 1)], "dict"),
     ("engine_options", {1: 2}, "string keys"),
