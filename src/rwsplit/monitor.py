@@ -19,12 +19,13 @@ parallel (short connect/read timeouts, one kept connection per node), and publis
   (``Slave_IO_Running`` is not ``Yes``). A hung primary keeps its replicas' connections open
   for ``slave_net_timeout`` (60 s by default): when replicas still claim a connection, the
   monitor restarts their IO threads (``STOP SLAVE IO_THREAD; START SLAVE IO_THREAD``, which
-  resumes from the same position) and waits ``2 * timeout``: a live primary gets them back
+  resumes from the same position) and waits ``timeout``: a live primary gets them back
   at once, a hung or dead one leaves them connecting. Only then does ``auto_failover`` run
   :func:`rwsplit.failover.failover`.
 
 A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
-primary is suspect it polls twice as often; rounds are never closer than ``interval / 4``, so
+primary is suspect it polls twice as often (rounds start ``interval / 2`` apart, or right
+after one that waited out a probe timeout); rounds are never closer than ``interval / 4``, so
 the ``failure_threshold`` failed probes span at least ``(failure_threshold - 1) * interval / 4``.
 
 Monitors survive ``fork()``: in the child, probe connections are dropped (not closed: the
@@ -138,6 +139,7 @@ class Monitor:
         self._round = threading.Lock()
         self._retry_failover_at = 0.0
         self._verify_again_at = 0.0
+        self._io_restart: tuple[float, list[str]] | None = None
         self._primary_server_id: int | None = None
         self._wanted = False  # start() called and stop() not since: restart after a fork
         self.rounds = 0
@@ -202,8 +204,10 @@ class Monitor:
             except Exception:  # the monitor must outlive any one bad round
                 log.exception("monitoring round failed")
             suspect = self._primary_name is not None and self._failures.get(self._primary_name)
-            wait = self.interval / 2 if suspect else self.interval
-            self._wake.wait(wait)
+            period = self.interval / 2 if suspect else self.interval
+            # Rounds start `period` apart: a round that waited out a hung node's probe
+            # timeout does not push the next one further back.
+            self._wake.wait(max(0.0, period - (time.monotonic() - started)))
             self._wake.clear()
             # Wake-ups (failed writes) come in bursts; rounds stay >= interval/4 apart so that
             # "N failed probes in a row" always spans a real stretch of time.
@@ -219,9 +223,8 @@ class Monitor:
             results = self._probe_all(self.cluster.topology)
             topology = self._publish(results)
             self.rounds += 1
-            dead = self._primary_dead(results)
-            if not dead and self._verification_due(results):
-                dead = self._verify_primary_failure(results)
+            verdict = self._hung_primary_confirmed(results)
+            dead = self._primary_dead(results) if verdict is None else verdict
         if dead:
             self._on_primary_dead(results)
             topology = self.cluster.topology
@@ -398,15 +401,7 @@ class Monitor:
         # it is only unreachable from here (a partition), not dead.
         return all(not s.io_connected for _, s in witnesses)
 
-    def _verification_due(self, results: dict[str, ProbeResult]) -> bool:
-        return (
-            self.auto_failover
-            and self._primary_suspect(results)
-            and time.monotonic() >= self._verify_again_at
-            and any(s.io_connected for _, s in self._witnesses(results))
-        )
-
-    def _verify_primary_failure(self, results: dict[str, ProbeResult]) -> bool:
+    def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
         """Replicas still claim a connection to a primary that fails every probe: ask them.
 
         A hung primary (``SIGSTOP``, a stalled disk, a frozen VM) keeps its TCP connections
@@ -414,34 +409,34 @@ class Monitor:
         default) passes. Restarting a replica's IO thread is harmless (it resumes from its
         position) and settles it: a live primary — one only this process cannot reach — gets
         the replica back within milliseconds; a hung or dead one leaves it ``Connecting``.
-        Called with the round lock held (the probes are ours).
+
+        The restart happens one probe early (at ``failure_threshold - 1`` failures), so its
+        answer is in when the last probe fails; the decision still needs every failed probe.
+        Only with ``auto_failover`` (it decides nothing else). ``None``: no verdict (then the
+        plain rule of :meth:`_primary_dead` decides). Called with the round lock held.
         """
         name = self._primary_name
-        connected = [n for n, s in self._witnesses(results) if s.io_connected]
-        grace = max(2 * self.timeout, 0.5)
+        early = max(1, self.failure_threshold - 1)
+        if name is None or name not in results or results[name].state is not None:
+            self._io_restart = None
+            return None
+        failures = results[name].failures
+        if not self.auto_failover or failures < early:
+            return None
+        if self._io_restart is None and time.monotonic() >= self._verify_again_at:
+            connected = [n for n, s in self._witnesses(results) if s.io_connected]
+            if connected and self._restart_io_threads(name, connected):
+                self._io_restart = (time.monotonic(), connected)
+        if self._io_restart is None or failures < self.failure_threshold:
+            return None
+        restarted_at, names = self._io_restart
+        self._io_restart = None
         # However it ends, do not restart replication threads every round.
         self._verify_again_at = time.monotonic() + max(10.0, 10 * self.interval)
-        log.warning(
-            "primary %s failed %d probes but %s still report a replication connection to it: "
-            "restarting their IO threads to see whether they reconnect within %.3gs",
-            name,
-            self.failure_threshold,
-            ", ".join(connected),
-            grace,
-        )
-        for n in connected:
-            probe = self._probes[n]
-            try:
-                d = probe.dialect
-                assert d is not None
-                probe.query(d.stop_io_thread().sql)
-                probe.query(d.start_io_thread().sql)
-            except Exception as exc:
-                log.error("cannot restart the IO thread of %s: %s", n, describe_error(exc))
-                return False
-        deadline = time.monotonic() + grace
+        grace = max(self.timeout, 0.5)
+        deadline = restarted_at + grace
         while True:
-            answered = self._replicas_reached_source(connected)
+            answered = self._replicas_reached_source(names)
             if answered is None:
                 return False
             if answered:
@@ -458,9 +453,29 @@ class Monitor:
         log.error(
             "primary %s: no replica could reconnect to it within %.3gs: it is hung or dead",
             name,
-            grace,
+            time.monotonic() - restarted_at,
         )
         self._verify_again_at = 0.0
+        return True
+
+    def _restart_io_threads(self, primary: str, names: list[str]) -> bool:
+        log.warning(
+            "primary %s failed %d probes but %s still report a replication connection to it: "
+            "restarting their IO threads to see whether they reconnect",
+            primary,
+            self._failures.get(primary, 0),
+            ", ".join(names),
+        )
+        for n in names:
+            probe = self._probes[n]
+            try:
+                d = probe.dialect
+                assert d is not None
+                probe.query(d.stop_io_thread().sql)
+                probe.query(d.start_io_thread().sql)
+            except Exception as exc:
+                log.error("cannot restart the IO thread of %s: %s", n, describe_error(exc))
+                return False
         return True
 
     def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
