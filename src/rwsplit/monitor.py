@@ -425,7 +425,7 @@ class Monitor:
             return None
         if self._io_restart is None and time.monotonic() >= self._verify_again_at:
             connected = [n for n, s in self._witnesses(results) if s.io_connected]
-            if connected and self._restart_io_threads(name, connected):
+            if connected and self._restart_io_threads(name, failures, connected):
                 self._io_restart = (time.monotonic(), connected)
         if self._io_restart is None or failures < self.failure_threshold:
             return None
@@ -458,12 +458,12 @@ class Monitor:
         self._verify_again_at = 0.0
         return True
 
-    def _restart_io_threads(self, primary: str, names: list[str]) -> bool:
+    def _restart_io_threads(self, primary: str, failures: int, names: list[str]) -> bool:
         log.warning(
             "primary %s failed %d probes but %s still report a replication connection to it: "
             "restarting their IO threads to see whether they reconnect",
             primary,
-            self._failures.get(primary, 0),
+            failures,
             ", ".join(names),
         )
         for n in names:

@@ -72,7 +72,7 @@ def test_forked_child_uses_its_own_connections_and_its_own_monitor(
             child.join(10)
             if child.is_alive():
                 child.kill()
-        assert "error" not in got, got["error"] if "error" in got else ""
+        assert "error" not in got, got.get("error", "")
         assert got["cid"] != parent_cid  # the child opened its own connection
         assert got["rounds"] >= 3  # the monitor runs in the child
         # The parent's pooled connection survived the child (no COM_QUIT sent on it).
@@ -162,10 +162,11 @@ def test_gunicorn_preload_workers_follow_a_failover(fresh_sandbox: Sandbox, tmp_
         "RWSPLIT_TEST_REPL_PASSWORD": REPL_PASSWORD,
     }
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
+    command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2"]
+    command += ["--bind", f"127.0.0.1:{port}", "--chdir", str(tmp_path)]
+    command += ["--config", str(tmp_path / "gunicorn_conf.py"), "app:app"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2"]
-        + ["--bind", f"127.0.0.1:{port}", "--chdir", str(tmp_path)]
-        + ["--config", str(tmp_path / "gunicorn_conf.py"), "app:app"],
+        command,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
