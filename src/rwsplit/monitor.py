@@ -69,7 +69,7 @@ log = logging.getLogger("rwsplit.monitor")
 _PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
 # Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
-_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236, 1593, 1595})
+_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
 
 
 @dataclass(frozen=True, slots=True)
