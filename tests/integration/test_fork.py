@@ -36,6 +36,10 @@ def connection_id(cluster: Cluster) -> int:
 
 
 def _child(cluster: Cluster, queue: Any) -> None:
+    import faulthandler
+
+    # If the child ever hangs, say where (to the test's stderr) instead of just timing out.
+    faulthandler.dump_traceback_later(30, exit=True)
     try:
         cid = connection_id(cluster)
         with cluster.session() as s:
@@ -67,7 +71,7 @@ def test_forked_child_uses_its_own_connections_and_its_own_monitor(
         child = ctx.Process(target=_child, args=(c, queue))
         child.start()
         try:
-            got = queue.get(timeout=30)
+            got = queue.get(timeout=45)
         finally:
             child.join(10)
             if child.is_alive():
