@@ -205,6 +205,8 @@ class ReplicaStatus:
     received: str = ""
     """What the IO thread has received (MariaDB ``Gtid_IO_Pos``, MySQL ``Retrieved_Gtid_Set``)."""
     sql_state: str = ""
+    source_server_id: int = 0
+    """``Master_Server_Id``: the id of the server the IO thread last connected to (0: none)."""
 
     @property
     def source(self) -> str:
@@ -314,10 +316,14 @@ class ReplicationDialect:
             sql_state=str(
                 _get(row, "Slave_SQL_Running_State", "Replica_SQL_Running_State", default="") or ""
             ),
+            source_server_id=_int(_get(row, "Source_Server_Id", "Master_Server_Id")),
         )
 
     # ---- statements
     def stop_io_thread(self) -> Statement:
+        raise NotImplementedError
+
+    def start_io_thread(self) -> Statement:
         raise NotImplementedError
 
     def start_sql_thread(self) -> Statement:
@@ -389,6 +395,9 @@ class MariaDB(ReplicationDialect):
 
     def stop_io_thread(self) -> Statement:
         return Statement("STOP SLAVE IO_THREAD")
+
+    def start_io_thread(self) -> Statement:
+        return Statement("START SLAVE IO_THREAD")
 
     def start_sql_thread(self) -> Statement:
         return Statement("START SLAVE SQL_THREAD")
@@ -493,6 +502,9 @@ class MySQL(ReplicationDialect):
 
     def stop_io_thread(self) -> Statement:
         return Statement("STOP REPLICA IO_THREAD")
+
+    def start_io_thread(self) -> Statement:
+        return Statement("START REPLICA IO_THREAD")
 
     def start_sql_thread(self) -> Statement:
         return Statement("START REPLICA SQL_THREAD")

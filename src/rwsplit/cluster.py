@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -376,6 +377,7 @@ class Cluster:
         self.balancer: Balancer = balancer if balancer is not None else RoundRobinBalancer()
         self._engine_options: dict[str, Any] = dict(engine_options or {})
         self._engines: dict[tuple[str, bool], Engine] = {}
+        _live_clusters.add(self)
         self._listeners: list[TopologyListener] = list(on_topology_change)
         self._lock = threading.RLock()  # serialises topology writers; readers never take it
         self._down_at: dict[str, float] = {}
@@ -802,6 +804,13 @@ class Cluster:
         for engine in engines:
             engine.dispose()
 
+    def _after_fork(self) -> None:
+        """In a forked child: never use a pooled connection of the parent (see the hook)."""
+        self._lock = threading.RLock()  # another thread of the parent may have held it
+        for engine in list(self._engines.values()):
+            # close=False: the parent still uses those sockets; the child just forgets them.
+            engine.dispose(close=False)
+
     def __enter__(self) -> Cluster:
         return self
 
@@ -943,3 +952,19 @@ class Cluster:
             f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
         )
         return f"<Cluster {nodes}>"
+
+
+# Fork safety: a Cluster made before fork() (gunicorn --preload, multiprocessing, Celery
+# prefork) must not share pooled connections with its parent. Monitors restart themselves
+# (rwsplit.monitor registers its own hook).
+_live_clusters: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_live_clusters):
+        with contextlib.suppress(Exception):  # a broken cluster must not break the child
+            cluster._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

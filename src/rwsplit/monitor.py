@@ -12,13 +12,24 @@ parallel (short connect/read timeouts, one kept connection per node), and publis
   primary reached each GTID position, and a replica that has not applied position *p* is at
   least ``now - time(p)`` behind. That keeps measuring when the SQL thread is stopped (where
   ``Seconds_Behind_Master`` is NULL) and needs no heartbeat writes;
+* a replica takes reads only while it follows the current primary with both replication
+  threads running and a known lag (:meth:`rwsplit.Topology.not_readable_because`);
 * the primary is **confirmed dead** when it failed ``failure_threshold`` probes in a row *and*
-  every reachable replica has lost its replication connection too (``Slave_IO_Running`` is not
-  ``Yes``). Only then does ``auto_failover`` run :func:`rwsplit.failover.failover`.
+  every reachable replica that follows it has lost its replication connection too
+  (``Slave_IO_Running`` is not ``Yes``). A hung primary keeps its replicas' connections open
+  for ``slave_net_timeout`` (60 s by default): when replicas still claim a connection, the
+  monitor restarts their IO threads (``STOP SLAVE IO_THREAD; START SLAVE IO_THREAD``, which
+  resumes from the same position) and waits ``timeout``: a live primary gets them back
+  at once, a hung or dead one leaves them connecting. Only then does ``auto_failover`` run
+  :func:`rwsplit.failover.failover`.
 
 A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
-primary is suspect it polls twice as often; rounds are never closer than ``interval / 4``, so
+primary is suspect it polls twice as often (rounds start ``interval / 2`` apart, or right
+after one that waited out a probe timeout); rounds are never closer than ``interval / 4``, so
 the ``failure_threshold`` failed probes span at least ``(failure_threshold - 1) * interval / 4``.
+
+Monitors survive ``fork()``: in the child, probe connections are dropped (not closed: the
+parent still uses them) and the thread of every monitor that was running is started again.
 
 Example (needs reachable servers; the sandbox provides them)::
 
@@ -32,16 +43,19 @@ Example (needs reachable servers; the sandbox provides them)::
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._dialect import NodeState
+from ._dialect import NodeState, ReplicaStatus
 from .topology import Node, NodeProbe, Role, Topology, describe_error, node_from_state
 
 if TYPE_CHECKING:
@@ -54,6 +68,8 @@ log = logging.getLogger("rwsplit.monitor")
 
 _PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
+# Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
+_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +138,13 @@ class Monitor:
         self._wake = threading.Event()
         self._round = threading.Lock()
         self._retry_failover_at = 0.0
+        self._verify_again_at = 0.0
+        self._io_restart: tuple[float, list[str]] | None = None
+        self._primary_server_id: int | None = None
+        self._wanted = False  # start() called and stop() not since: restart after a fork
         self.rounds = 0
         """Completed monitoring rounds (for tests and diagnostics)."""
+        _live_monitors.add(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,6 +152,7 @@ class Monitor:
         """Start the daemon thread (idempotent)."""
         if self._thread is not None and self._thread.is_alive():
             return
+        self._wanted = True
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rwsplit-monitor", daemon=True)
         self._thread.start()
@@ -138,6 +160,7 @@ class Monitor:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread and close every probe connection (idempotent)."""
+        self._wanted = False
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None
@@ -159,6 +182,20 @@ class Monitor:
         """Run the next round now (a write on the primary just failed, for instance)."""
         self._wake.set()
 
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks, no inherited connections, the thread restarted."""
+        # Locks and events may have been held by the parent's threads at the moment of fork.
+        self._round = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = None
+        self._pool = None  # its worker threads did not survive the fork
+        for probe in self._probes.values():
+            probe.forget()  # the parent still talks on these sockets: no goodbye from here
+        self._probes.clear()
+        if self._wanted:
+            self.start()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
@@ -167,8 +204,10 @@ class Monitor:
             except Exception:  # the monitor must outlive any one bad round
                 log.exception("monitoring round failed")
             suspect = self._primary_name is not None and self._failures.get(self._primary_name)
-            wait = self.interval / 2 if suspect else self.interval
-            self._wake.wait(wait)
+            period = self.interval / 2 if suspect else self.interval
+            # Rounds start `period` apart: a round that waited out a hung node's probe
+            # timeout does not push the next one further back.
+            self._wake.wait(max(0.0, period - (time.monotonic() - started)))
             self._wake.clear()
             # Wake-ups (failed writes) come in bursts; rounds stay >= interval/4 apart so that
             # "N failed probes in a row" always spans a real stretch of time.
@@ -184,7 +223,9 @@ class Monitor:
             results = self._probe_all(self.cluster.topology)
             topology = self._publish(results)
             self.rounds += 1
-        if self._primary_dead(results):
+            verdict = self._hung_primary_confirmed(results)
+            dead = self._primary_dead(results) if verdict is None else verdict
+        if dead:
             self._on_primary_dead(results)
             topology = self.cluster.topology
         return topology
@@ -244,7 +285,8 @@ class Monitor:
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
                 new = self._fence(node, r.state, new)
-            elif new.role is Role.REPLICA and primary is not None:
+            elif new.role is Role.REPLICA and self._history_of is not None:
+                # Also while the primary is down: lag keeps growing from its last position.
                 new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
             updated.append(new)
         if tuple(updated) == old.nodes:
@@ -265,6 +307,8 @@ class Monitor:
         ]
         if len(writable) == 1:
             self._primary_name = writable[0]
+            state = results[writable[0]].state
+            self._primary_server_id = state.server_id if state is not None else None
             return writable[0]
         if not writable and old.primary is not None:
             self._primary_name = old.primary.name
@@ -324,19 +368,134 @@ class Monitor:
 
     # ------------------------------------------------------------------ failure detection
 
-    def _primary_dead(self, results: dict[str, ProbeResult]) -> bool:
+    def _witnesses(self, results: dict[str, ProbeResult]) -> list[tuple[str, ReplicaStatus]]:
+        """Reachable replicas of the primary (all reachable replicas if none names it)."""
+        name = self._primary_name
+        replicas = [
+            (n, r.state.replica)
+            for n, r in results.items()
+            if r.state is not None and r.state.replica is not None
+        ]
+        sid = self._primary_server_id
+        mine = [
+            (n, s)
+            for n, s in replicas
+            if s.source == name or (sid is not None and s.source_server_id == sid)
+        ]
+        return mine or replicas
+
+    def _primary_suspect(self, results: dict[str, ProbeResult]) -> bool:
         name = self._primary_name
         if name is None or name not in results:
             return False
         r = results[name]
-        if r.state is not None or r.failures < self.failure_threshold:
+        return r.state is None and r.failures >= self.failure_threshold
+
+    def _primary_dead(self, results: dict[str, ProbeResult]) -> bool:
+        if not self._primary_suspect(results):
             return False
-        replicas = [x.state for x in results.values() if x.state is not None and x.state.replica]
-        if not replicas:
+        witnesses = self._witnesses(results)
+        if not witnesses:
             return False
         # The replicas must have lost it too: one that still streams from the primary means
         # it is only unreachable from here (a partition), not dead.
-        return all(s.replica is not None and not s.replica.io_connected for s in replicas)
+        return all(not s.io_connected for _, s in witnesses)
+
+    def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
+        """Replicas still claim a connection to a primary that fails every probe: ask them.
+
+        A hung primary (``SIGSTOP``, a stalled disk, a frozen VM) keeps its TCP connections
+        open, so replicas report ``Slave_IO_Running=Yes`` until ``slave_net_timeout`` (60 s by
+        default) passes. Restarting a replica's IO thread is harmless (it resumes from its
+        position) and settles it: a live primary — one only this process cannot reach — gets
+        the replica back within milliseconds; a hung or dead one leaves it ``Connecting``.
+
+        The restart happens one probe early (at ``failure_threshold - 1`` failures), so its
+        answer is in when the last probe fails; the decision still needs every failed probe.
+        Only with ``auto_failover`` (it decides nothing else). ``None``: no verdict (then the
+        plain rule of :meth:`_primary_dead` decides). Called with the round lock held.
+        """
+        name = self._primary_name
+        early = max(1, self.failure_threshold - 1)
+        if name is None or name not in results or results[name].state is not None:
+            self._io_restart = None
+            return None
+        failures = results[name].failures
+        if not self.auto_failover or failures < early:
+            return None
+        if self._io_restart is None and time.monotonic() >= self._verify_again_at:
+            connected = [n for n, s in self._witnesses(results) if s.io_connected]
+            if connected and self._restart_io_threads(name, failures, connected):
+                self._io_restart = (time.monotonic(), connected)
+        if self._io_restart is None or failures < self.failure_threshold:
+            return None
+        restarted_at, names = self._io_restart
+        self._io_restart = None
+        # However it ends, do not restart replication threads every round.
+        self._verify_again_at = time.monotonic() + max(10.0, 10 * self.interval)
+        grace = max(self.timeout, 0.5)
+        deadline = restarted_at + grace
+        while True:
+            answered = self._replicas_reached_source(names)
+            if answered is None:
+                return False
+            if answered:
+                log.warning(
+                    "primary %s: %s reconnected to it: it is alive, only unreachable from "
+                    "this process (a partition?); no failover",
+                    name,
+                    ", ".join(answered),
+                )
+                return False
+            if time.monotonic() >= deadline:
+                break
+            self._stop.wait(0.05)
+        log.error(
+            "primary %s: no replica could reconnect to it within %.3gs: it is hung or dead",
+            name,
+            time.monotonic() - restarted_at,
+        )
+        self._verify_again_at = 0.0
+        return True
+
+    def _restart_io_threads(self, primary: str, failures: int, names: list[str]) -> bool:
+        log.warning(
+            "primary %s failed %d probes but %s still report a replication connection to it: "
+            "restarting their IO threads to see whether they reconnect",
+            primary,
+            failures,
+            ", ".join(names),
+        )
+        for n in names:
+            probe = self._probes[n]
+            try:
+                d = probe.dialect
+                assert d is not None
+                probe.query(d.stop_io_thread().sql)
+                probe.query(d.start_io_thread().sql)
+            except Exception as exc:
+                log.error("cannot restart the IO thread of %s: %s", n, describe_error(exc))
+                return False
+        return True
+
+    def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
+        """Replicas among *names* whose IO thread reached its source; ``None``: cannot tell."""
+        reached: list[str] = []
+        for n in names:
+            probe = self._probes[n]
+            try:
+                assert probe.dialect is not None
+                status = probe.dialect.parse_replica_status(
+                    probe.query(probe.dialect.replica_status_sql)
+                )
+            except Exception as exc:
+                log.error("cannot read the replication status of %s: %s", n, describe_error(exc))
+                return None
+            if status is None:
+                return None  # someone reconfigured it meanwhile: do not decide now
+            if status.io_connected or status.last_io_errno in _SOURCE_ANSWERED:
+                reached.append(n)
+        return reached
 
     def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
         name = self._primary_name
@@ -387,3 +546,25 @@ class Monitor:
                 log.info("node %s is back (%s)", n.name, n.role.value)
             if o.role is not n.role:
                 log.warning("node %s changed role: %s -> %s", n.name, o.role.value, n.role.value)
+            if n.healthy and n.role is Role.REPLICA:
+                was, now = old.not_readable_because(o), new.not_readable_because(n)
+                if now is not None and now != was:
+                    log.warning("replica %s takes no reads: %s", n.name, now)
+                elif now is None and was is not None and o.healthy:
+                    log.info("replica %s takes reads again", n.name)
+
+
+# ---------------------------------------------------------------------------------- fork
+
+_live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive ``fork()``: give every monitor fresh state and restart it."""
+    for monitor in list(_live_monitors):
+        with contextlib.suppress(Exception):  # a broken monitor must not break the child
+            monitor._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,7 +20,16 @@ from sqlalchemy.engine import URL
 
 from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
 
-__all__ = ["Node", "NodeProbe", "Role", "Topology", "discover", "node_name", "role_of"]
+__all__ = [
+    "Node",
+    "NodeProbe",
+    "Replication",
+    "Role",
+    "Topology",
+    "discover",
+    "node_name",
+    "role_of",
+]
 
 log = logging.getLogger("rwsplit.topology")
 
@@ -44,6 +53,23 @@ def node_name(url: URL) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Replication:
+    """What a replica's replication threads were doing when it was last probed."""
+
+    source: str
+    """``Master_Host:Master_Port`` as an rwsplit node name."""
+    source_server_id: int | None
+    """``Master_Server_Id``: the server id of the source the IO thread last talked to."""
+    io_running: str
+    """``"Yes"``, ``"Connecting"`` or ``"No"``."""
+    sql_running: bool
+
+    @property
+    def io_connected(self) -> bool:
+        return self.io_running == "Yes"
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     """One server as rwsplit last saw it. Immutable; change it with :meth:`evolve`.
 
@@ -59,6 +85,11 @@ class Node:
     read_only: bool | None = None
     error: str | None = None
     """Why the node is unhealthy (a message without credentials), or ``None``."""
+    server_id: int | None = None
+    """``@@server_id`` at the last probe (``None``: never probed)."""
+    replication: Replication | None = None
+    """The replica's source and threads at the last probe; ``None`` when it is not a replica
+    or was never probed (without a monitor nothing is known, and nothing is assumed)."""
 
     def evolve(self, **changes: object) -> Node:
         """A copy of this node with *changes* applied."""
@@ -103,14 +134,53 @@ class Topology:
         return tuple(n for n in self.nodes if n.role is Role.REPLICA)
 
     def readable_replicas(self, max_lag: float | None = None) -> tuple[Node, ...]:
-        """Healthy replicas whose known lag is within *max_lag* seconds."""
+        """Healthy replicas that may take reads: see :meth:`not_readable_because`."""
+        followed = self._followed_primary()
         return tuple(
             n
             for n in self.nodes
             if n.role is Role.REPLICA
             and n.healthy
-            and (max_lag is None or n.lag_seconds is None or n.lag_seconds <= max_lag)
+            and self._rotation_problem(n, followed, max_lag) is None
         )
+
+    def not_readable_because(self, node: Node, max_lag: float | None = None) -> str | None:
+        """Why *node* takes no reads, or ``None`` when it may.
+
+        A replica takes reads when it is healthy, its known lag is within *max_lag*, and —
+        when a probe saw its replication state (a monitor owns health) — it replicates from
+        the current primary with both threads running and a known lag. While that primary is
+        itself down, a replica still reconnecting to it keeps serving (its data is the newest
+        any replica has, and its lag keeps growing from the primary's last known position);
+        once another node is the primary, a replica still attached to the old one is out.
+        """
+        if node.role is not Role.REPLICA:
+            return f"it is not a replica ({node.role.value})"
+        if not node.healthy:
+            return node.error or "it is down"
+        return self._rotation_problem(node, self._followed_primary(), max_lag)
+
+    def _followed_primary(self) -> Node | None:
+        # The node in the primary role, up or down: replicas must follow that one.
+        primaries = [n for n in self.nodes if n.role is Role.PRIMARY]
+        return primaries[0] if len(primaries) == 1 else None
+
+    @staticmethod
+    def _rotation_problem(node: Node, primary: Node | None, max_lag: float | None) -> str | None:
+        lag = node.lag_seconds
+        rep = node.replication
+        if rep is not None:
+            if primary is not None and not _follows(rep, primary):
+                return f"it replicates from {rep.source}, not from the primary {primary.name}"
+            if not rep.sql_running:
+                return "its SQL thread is not running"
+            if not rep.io_connected and (primary is None or primary.healthy):
+                return f"its IO thread is not connected ({rep.io_running})"
+            if lag is None:
+                return "its lag is unknown"
+        if max_lag is not None and lag is not None and lag > max_lag:
+            return f"it lags {lag:.3g}s (more than max_replica_lag={max_lag:g})"
+        return None
 
     def node(self, name: str) -> Node:
         """The node called *name*; :class:`KeyError` if there is none."""
@@ -124,6 +194,23 @@ class Topology:
         changed = {n.name: n for n in nodes}
         merged = tuple(changed.pop(n.name, n) for n in self.nodes) + tuple(changed.values())
         return Topology(merged, self.version + 1)
+
+
+def _follows(rep: Replication, primary: Node) -> bool:
+    """Does a replica with status *rep* replicate from *primary*?
+
+    By name (``host:port``, as the topology names nodes) or, when its IO thread is connected,
+    by the source's server id: a replica configured with a host name the application spells
+    differently (an IP address, an alias) is still recognised.
+    """
+    if rep.source == primary.name:
+        return True
+    return (
+        rep.io_connected
+        and primary.server_id is not None
+        and rep.source_server_id is not None
+        and rep.source_server_id == primary.server_id
+    )
 
 
 # ---------------------------------------------------------------------------------- discovery
@@ -200,6 +287,14 @@ class NodeProbe:
         variables = self.query(d.variables_sql)[0]
         status = self.query(d.replica_status_sql)
         return d.parse_state(variables, status)
+
+    def forget(self) -> None:
+        """Drop the connection without telling the server (after ``fork()``: the parent still
+        uses it, and a ``COM_QUIT`` from the child would end the parent's session)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn._force_close()  # type: ignore[attr-defined]  # closes this process's descriptor only
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -294,8 +389,14 @@ def _order(n: Node) -> tuple[int, str]:
 def node_from_state(name: str, url: URL, state: NodeState, **changes: object) -> Node:
     """The :class:`Node` a successful probe describes."""
     lag = None
-    if state.replica is not None and state.replica.seconds_behind is not None:
-        lag = float(state.replica.seconds_behind)
+    replication = None
+    rs = state.replica
+    if rs is not None:
+        if rs.seconds_behind is not None:
+            lag = float(rs.seconds_behind)
+        replication = Replication(
+            rs.source, rs.source_server_id or None, rs.io_running, rs.sql_running
+        )
     node = Node(
         name,
         url,
@@ -304,5 +405,7 @@ def node_from_state(name: str, url: URL, state: NodeState, **changes: object) ->
         lag_seconds=lag,
         gtid_position=state.executed.text or None,
         read_only=not state.writable,
+        server_id=state.server_id or None,
+        replication=replication,
     )
     return node.evolve(**changes) if changes else node
