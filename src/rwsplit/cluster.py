@@ -807,6 +807,7 @@ class Cluster:
     def _after_fork(self) -> None:
         """In a forked child: never use a pooled connection of the parent (see the hook)."""
         self._lock = threading.RLock()  # another thread of the parent may have held it
+        self._stats._lock = threading.Lock()
         for engine in list(self._engines.values()):
             # close=False: the parent still uses those sockets; the child just forgets them.
             engine.dispose(close=False)
