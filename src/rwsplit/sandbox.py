@@ -383,7 +383,9 @@ class Sandbox:
             atexit.register(self.stop)
             self._atexit_registered = True
         try:
-            self.progress(f"initialising {len(self.nodes)} data directories in {self.base_dir}")
+            count = len(self.nodes)
+            what = "data directory" if count == 1 else "data directories"
+            self.progress(f"initialising {count} {what} in {self.base_dir}")
             self._parallel(lambda n: self._install(binaries, n))
             self.progress("starting servers")
             for n in self.nodes:
@@ -393,7 +395,8 @@ class Sandbox:
             self.progress("configuring the primary")
             self._setup_primary()
             if self.replicas:
-                self.progress(f"starting replication on {len(self.replicas)} replicas")
+                count = len(self.replicas)
+                self.progress(f"starting replication on {count} replica{'s' * (count != 1)}")
                 self._parallel(self._setup_replica, self.replicas)
                 self._parallel(self.wait_replica_running, self.replicas)
             if self.semi_sync:
@@ -809,7 +812,8 @@ class Sandbox:
                 _wait_gone(node.pid, node.datadir, 10)
 
     def status(self) -> list[dict[str, Any]]:
-        """One row per node: name, address, pid, running, role as seen by the server."""
+        """One row per node: name, address, pid, running, hung, and as the server sees it:
+        read_only, gtid, replicating, lag (not asked of a hung node)."""
         rows = []
         for n in self.nodes:
             row: dict[str, Any] = {
@@ -817,9 +821,10 @@ class Sandbox:
                 "address": n.address,
                 "pid": n.pid,
                 "running": self.is_running(n),
+                "hung": self.is_stopped(n),
                 "url": n.url,
             }
-            if row["running"]:
+            if row["running"] and not row["hung"]:
                 try:
                     with (
                         contextlib.closing(n.connect()) as conn,
