@@ -143,15 +143,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None]:
-    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends."""
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends.
+
+    ``prctl`` is looked up here, in the parent: a child forked from a threaded process should
+    not load libraries (another thread may have held the loader's lock at the fork).
+    ``None`` where there is no ``prctl`` (not Linux).
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
     def preexec() -> None:  # pragma: no cover - runs in the child
-        # Linux only. The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the
-        # spawner thread below, which lives as long as the process.
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        # The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the spawner thread
+        # below, which lives as long as the process.
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the owner died between fork and prctl
             os._exit(1)
 
