@@ -271,7 +271,8 @@ def discovered_cluster(
     (the same discovery as ``rwsplit topology``; ``--replica URL`` alone is enough).
 
     *fallback*: when no node answers, use the configured nodes as they are (the monitor
-    waits for them) instead of raising :class:`~rwsplit.TopologyError`.
+    waits for them; failover and switchover report what they find) instead of raising
+    :class:`~rwsplit.TopologyError`.
     """
     from .cluster import Cluster
 
@@ -280,7 +281,7 @@ def discovered_cluster(
     try:
         topology = _discover(settings, timeout)
     except TopologyError as exc:
-        if not fallback:
+        if not fallback or configured is None:  # only seeds given: no primary to fall back on
             raise
         log.warning("discovery failed (%s); watching the configured nodes", exc)
         return Cluster.from_settings(settings, **options)
@@ -363,7 +364,7 @@ def _cmd_failover(args: argparse.Namespace) -> int:
     from .failover import failover
 
     options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
-    cluster = discovered_cluster(args, timeout=options.timeout)
+    cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
     try:
         result = failover(cluster, options, dry_run=args.dry_run, progress=_progress_for(args))
     finally:
@@ -376,7 +377,7 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
     from .failover import switchover
 
     options = _options(args, settings_from_args(args, seeds_only=True))
-    cluster = discovered_cluster(args, timeout=options.timeout)
+    cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
     try:
         result = switchover(
             cluster, args.to, options, dry_run=args.dry_run, progress=_progress_for(args)

@@ -14,7 +14,7 @@ No orphans:
   starts its servers with a parent-death signal, so they die with the process even after
   ``kill -9``; :meth:`Sandbox.stop` and an ``atexit`` hook stop them on a clean exit. Linux
   sends that signal when the *thread* that forked the server ends, so every server is forked
-  by one long-lived thread of the process (``rwsplit-sandbox-spawner``): a sandbox started
+  by one long-lived thread of the process (``sandbox-spawner``): a sandbox started
   from a short-lived worker thread lives as long as the process, not as long as that thread;
 * a detached sandbox (``rwsplit sandbox up``) records every pid in ``sandbox.json`` in its
   directory; ``rwsplit sandbox down`` stops exactly those processes, checking each pid still
@@ -194,7 +194,7 @@ class _Spawner:
                 self._thread = threading.Thread(
                     target=self._run,
                     args=(self._jobs,),
-                    name="rwsplit-sandbox-spawner",
+                    name="sandbox-spawner",
                     daemon=True,
                 )
                 self._thread.start()
