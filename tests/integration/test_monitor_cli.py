@@ -79,3 +79,22 @@ def test_monitor_logs_fails_over_and_exits_0_on_sigterm(fresh_sandbox: Sandbox) 
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_monitor_exits_0_on_sigint(sandbox: Sandbox) -> None:
+    cmd = [sys.executable, "-m", "rwsplit", "monitor", "--primary", sandbox.primary_url]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _Lines(proc)
+        line = lines.wait_for("topology: primary")
+        assert all(r.address in line for r in sandbox.replicas), line  # discovered
+        lines.wait_for("auto-failover off")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        lines.wait_for("received SIGINT")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -51,6 +51,10 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         assert rows[0][6] == "-"
         assert "True" not in status.stdout and "None" not in status.stdout
         assert f"replication account: {REPL_USER} {REPL_PASSWORD}" in status.stdout
+        # A hung server shows as such; down stops it all the same (resumed, then SIGTERM).
+        Sandbox.load(d).hang("replica1")
+        status = rwsplit("sandbox", "status", "--dir", d)
+        assert status.stdout.splitlines()[2].split()[3] == "hung", status.stdout
     finally:
         down = rwsplit("sandbox", "down", "--dir", d, "--purge")
     assert down.returncode == 0, down.stderr
