@@ -23,6 +23,7 @@ from .errors import RwSplitError
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .config import ClusterSettings
 
 __all__ = ["main"]
 
@@ -32,6 +33,62 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the command: no silent prefix matching of options (``--replica 3``
+    must not be taken as ``--replicas 3``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 replica``, ``2 replicas``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def yes_no(value: object) -> str:
+    """``yes`` / ``no`` for a flag, ``-`` when unknown (how tables show booleans)."""
+    if value is None:
+        return "-"
+    return "yes" if value else "no"
+
+
+def url_argument(value: str) -> str:
+    """An ``argparse`` type: a MySQL/MariaDB SQLAlchemy (or JDBC) URL, else a usage error.
+
+    The message never repeats the value: it may hold a password.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ._drivers import EXAMPLE_URL, unsupported_backend
+
+    if value.startswith("jdbc:"):
+        return value  # checked with the rest of the configuration
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise argparse.ArgumentTypeError(
+            f"not a valid SQLAlchemy URL; expected a URL such as '{EXAMPLE_URL}'"
+        ) from None
+    unsupported = unsupported_backend(url)
+    if unsupported is not None:
+        raise argparse.ArgumentTypeError(unsupported)
+    if not url.host:
+        raise argparse.ArgumentTypeError(
+            f"the URL ({url.render_as_string(hide_password=True)}) has no host; "
+            "rwsplit needs host and port to tell the nodes apart"
+        )
+    return value
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"rwsplit {__version__}"
 
 
 def _default_sandbox_dir() -> Path:
@@ -72,6 +129,16 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     sb.start()
     for n in sb.nodes:
         print(f"{n.name:<10} {n.url}")
+    # After the "name URL" lines (scripts read those first): the account replicas use, which
+    # failover and switchover need.
+    print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
+    replicas = " ".join(f"--replica {u}" for u in sb.replica_urls)
+    print(
+        f"# try a failover: RWSPLIT_REPLICATION_USER={sb.replication_user} "
+        f"RWSPLIT_REPLICATION_PASSWORD={sb.replication_password} rwsplit failover --dry-run "
+        f"--primary {sb.primary_url} {replicas}".rstrip(),
+        file=sys.stderr,
+    )
     print(f"# stop it with: rwsplit sandbox down --dir {base}", file=sys.stderr)
     return EXIT_OK
 
@@ -84,8 +151,13 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
         print(f"no sandbox in {base}: nothing to stop")
         return EXIT_OK
     sb = Sandbox.load(base)
-    sb.stop()
-    print(f"stopped {len(sb.nodes)} servers in {base}")
+    sb.stop(purge=args.purge)
+    if any(sb.is_running(n) for n in sb.nodes):
+        print(f"rwsplit: error: some servers in {base} did not stop", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"stopped {plural(len(sb.nodes), 'server')} in {base}")
+    if args.purge:
+        print(f"removed their data directories in {base}")
     return EXIT_OK
 
 
@@ -103,12 +175,20 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
         f"{'replicating':<11} {'lag':>4}  gtid"
     )
     for r in rows:
-        state = "running" if r["running"] else "stopped"
+        if not r["running"]:
+            state = "stopped"
+        elif r.get("hung"):
+            state = "hung"
+        else:
+            state = "running"
+        lag = r.get("lag")
         print(
             f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
-            f"{r.get('read_only', '-')!s:<9} {r.get('replicating', '-')!s:<11} "
-            f"{r.get('lag', '-')!s:>4}  {r.get('gtid', '-')}"
+            f"{yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
+            f"{'-' if lag is None else lag!s:>4}  {r.get('gtid') or '-'}"
+            + (f"  ({r['error']})" if r.get("error") else "")
         )
+    print(f"replication account: {sb.replication_user} {sb.replication_password}")
     return EXIT_OK if all(r["running"] for r in rows) else EXIT_NOT_RUNNING
 
 
@@ -150,14 +230,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rwsplit`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rwsplit",
         description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
         epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
         "3 sandbox not running (sandbox status)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what rwsplit does")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     # sandbox
@@ -174,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="start a sandbox and print the URL of every node",
         description="Start one primary and N replicas on loopback; "
-        "returns when replication runs. Prints 'name URL' per node.",
+        "returns when replication runs. Prints 'name URL' per node, then "
+        "'replication USER PASSWORD' (the account replicas use, for failover).",
     )
     p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
     p_up.add_argument(
@@ -196,12 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stop the servers recorded in the sandbox directory.",
     )
     p_down.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove the nodes' data directories (about 35 MB each)",
+    )
     p_down.set_defaults(func=_cmd_sandbox_down)
 
     p_status = sb_sub.add_parser(
         "status",
         help="show the sandbox's nodes (exit 3 if not running)",
-        description="Show each node's process, role and replication.",
+        description="Show each node's process, role and replication, and the replication account.",
     )
     p_status.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_status.set_defaults(func=_cmd_sandbox_status)
@@ -260,12 +347,14 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--primary",
         metavar="URL",
+        type=url_argument,
         help="SQLAlchemy URL of the primary (default: $RWSPLIT_PRIMARY_URL)",
     )
     g.add_argument(
         "--replica",
         metavar="URL",
         action="append",
+        type=url_argument,
         default=None,
         help="SQLAlchemy URL of a replica; repeat for each "
         "(default: $RWSPLIT_REPLICA_URLS, comma-separated)",
@@ -285,14 +374,15 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
-    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options.
+def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) -> ClusterSettings:
+    """The settings named by :func:`add_cluster_arguments` options.
 
     Where the nodes are: ``--primary`` / ``--replica``, else ``--config FILE`` (or, without
     it, the ``RWSPLIT_*`` environment variables). The other options come from the file (or
-    the environment); *options*, which the command itself needs, win over them.
+    the environment). *seeds_only*: the nodes are only where discovery starts, so
+    ``--replica URL`` alone is enough (the first replica stands in for the primary; discovery
+    follows its replication source to the real one).
     """
-    from .cluster import Cluster
     from .config import load_settings, settings_from_env
     from .errors import ConfigurationError
 
@@ -304,19 +394,31 @@ def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
     if args.replica:
         overrides["replica_urls"] = args.replica
     if config:
-        settings = load_settings(config, key=key, overrides=overrides)
-    else:
-        if key is not None:
-            raise ConfigurationError("--key needs --config FILE")
-        if not args.primary and not (
-            os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
-        ):
+        return load_settings(config, key=key, overrides=overrides)
+    if key is not None:
+        raise ConfigurationError("--key needs --config FILE")
+    if not args.primary and not (
+        os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
+    ):
+        if not (seeds_only and args.replica):
             raise ConfigurationError(
                 "no cluster given: pass --primary URL (and --replica URL ...), --config FILE, "
                 "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS (or RWSPLIT_HOST ...)"
             )
-        settings = settings_from_env(overrides=overrides)
-    return Cluster.from_settings(settings, **options)
+        overrides["primary_url"], *rest = args.replica
+        overrides["replica_urls"] = rest
+    return settings_from_env(overrides=overrides)
+
+
+def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
+    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options,
+    with the nodes as given (see :func:`settings_from_args`; commands that discover the
+    cluster use :func:`rwsplit._cli_cluster.discovered_cluster`). *options*, which the
+    command itself needs, win over the configured ones.
+    """
+    from .cluster import Cluster
+
+    return Cluster.from_settings(settings_from_args(args), **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

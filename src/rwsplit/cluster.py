@@ -452,10 +452,9 @@ class Cluster:
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
             ) from None
         except ImportError as exc:
-            raise ConfigurationError(
-                f"the driver for {url.drivername!r} is not installed ({exc}); "
-                "install it, e.g. 'pip install pymysql'"
-            ) from None
+            from ._drivers import missing_driver
+
+            raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
         else:

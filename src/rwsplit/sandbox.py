@@ -12,7 +12,10 @@ No orphans:
 
 * a sandbox owned by a Python process (``Sandbox(...).start()``, the test suite, the demo)
   starts its servers with a parent-death signal, so they die with the process even after
-  ``kill -9``; :meth:`Sandbox.stop` and an ``atexit`` hook stop them on a clean exit;
+  ``kill -9``; :meth:`Sandbox.stop` and an ``atexit`` hook stop them on a clean exit. Linux
+  sends that signal when the *thread* that forked the server ends, so every server is forked
+  by one long-lived thread of the process (``sandbox-spawner``): a sandbox started
+  from a short-lived worker thread lives as long as the process, not as long as that thread;
 * a detached sandbox (``rwsplit sandbox up``) records every pid in ``sandbox.json`` in its
   directory; ``rwsplit sandbox down`` stops exactly those processes, checking each pid still
   runs a server on that data directory before signalling it.
@@ -33,6 +36,7 @@ import ctypes
 import json
 import logging
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -42,6 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -138,11 +143,85 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    # Linux only: the server gets SIGKILL when the process that started it dies.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends.
+
+    ``prctl`` is looked up here, in the parent: a child forked from a threaded process should
+    not load libraries (another thread may have held the loader's lock at the fork).
+    ``None`` where there is no ``prctl`` (not Linux).
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:  # pragma: no cover - runs in the child
+        # The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the spawner thread
+        # below, which lives as long as the process.
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the owner died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """Forks child processes from one daemon thread that lives as long as the process.
+
+    Servers owned by this process carry a parent-death signal, which Linux ties to the
+    forking thread; forking them all here keeps them alive while the process lives, whichever
+    thread asked (a test's worker thread, a web app's request thread).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+
+    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """Run *start* (which calls :class:`subprocess.Popen`) on the spawner thread."""
+        if threading.current_thread() is self._thread:
+            return start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                # First use, or a forked child (which has no copy of the thread).
+                self._pid = os.getpid()
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._jobs,),
+                    name="sandbox-spawner",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._jobs.put((start, future))
+        return future.result(timeout=120)
+
+    @staticmethod
+    def _run(
+        jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ],
+    ) -> None:
+        while True:
+            start, future = jobs.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # handed to the caller's thread
+                future.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+# Signals after which kill() waits for the server to be gone; any other (SIGSTOP, SIGCONT,
+# SIGHUP ...) is sent and kill() returns at once.
+_TERMINATING = frozenset(
+    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT}
+)
 
 
 @dataclass
@@ -196,8 +275,16 @@ class Sandbox:
         Off by default (the classic layout, where a replica's own binlog witnesses writes made
         on it). Turn it on to test automated failover the way it should run in production: a
         replica that was behind the promoted one can then catch up from it.
-    :param semi_sync: turn on semi-synchronous replication (the primary waits for one replica
-        to acknowledge each commit).
+    :param semi_sync: turn on lossless semi-synchronous replication: a commit on the primary
+        returns only once a replica has acknowledged it (``wait_point=AFTER_SYNC``), and it
+        never falls back to asynchronous replication (no timeout, also while no replica is
+        connected). So an old primary whose replicas left it (it hung or was partitioned
+        and was failed over) cannot acknowledge a write alone: the commit waits, and the
+        application's read timeout reports it as an error, never as a success. Every node
+        acknowledges as a replica; only the node started as primary waits for
+        acknowledgements (a replica waiting on what it applies would stall). A promoted
+        replica waits only after ``SET GLOBAL rpl_semi_sync_master_enabled = ON``, and a
+        node restarted with :meth:`restart` starts with it ``OFF``.
     :param detached: servers outlive this Python process (used by ``rwsplit sandbox up``).
     :param progress: called with a short line for every step (the CLI prints them).
     :param server_args: extra ``mariadbd`` options for every node.
@@ -219,6 +306,11 @@ class Sandbox:
     ) -> None:
         if replicas < 0:
             raise SandboxError(f"replicas must be >= 0, got {replicas}")
+        if semi_sync and replicas == 0:
+            raise SandboxError(
+                "semi_sync needs at least one replica: the primary waits for one to "
+                "acknowledge every commit"
+            )
         self.replica_count = replicas
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-"))
@@ -255,6 +347,16 @@ class Sandbox:
     def replica_urls(self) -> list[str]:
         return [n.url for n in self.replicas]
 
+    @property
+    def replication_user(self) -> str:
+        """The account the replicas use (created on every node; for failover options)."""
+        return REPL_USER
+
+    @property
+    def replication_password(self) -> str:
+        """Its password (a fixed throwaway: the sandbox listens on loopback only)."""
+        return REPL_PASSWORD
+
     def node(self, name: str) -> SandboxNode:
         """The node called *name* (``primary``, ``replica1`` ...) or with address *name*."""
         for n in self.nodes:
@@ -288,7 +390,9 @@ class Sandbox:
             atexit.register(self.stop)
             self._atexit_registered = True
         try:
-            self.progress(f"initialising {len(self.nodes)} data directories in {self.base_dir}")
+            count = len(self.nodes)
+            what = "data directory" if count == 1 else "data directories"
+            self.progress(f"initialising {count} {what} in {self.base_dir}")
             self._parallel(lambda n: self._install(binaries, n))
             self.progress("starting servers")
             for n in self.nodes:
@@ -298,11 +402,12 @@ class Sandbox:
             self.progress("configuring the primary")
             self._setup_primary()
             if self.replicas:
-                self.progress(f"starting replication on {len(self.replicas)} replicas")
+                count = len(self.replicas)
+                self.progress(f"starting replication on {count} replica{'s' * (count != 1)}")
                 self._parallel(self._setup_replica, self.replicas)
                 self._parallel(self.wait_replica_running, self.replicas)
             if self.semi_sync:
-                self._wait_semi_sync_clients()
+                self._enable_semi_sync()
         except BaseException:
             self.stop()
             raise
@@ -389,13 +494,21 @@ class Sandbox:
                 cmd.append("--log-slave-updates=ON")
             if self.semi_sync:
                 cmd += [
-                    "--rpl-semi-sync-master-enabled=ON",
+                    # Every node acknowledges as a replica (an old primary made a replica too).
                     "--rpl-semi-sync-slave-enabled=ON",
-                    "--rpl-semi-sync-master-timeout=10000",
-                    # Every node may be promoted, so every node is semi-sync master-capable;
-                    # one with no semi-sync replica connected (a replica, the primary during
-                    # set-up) must not wait the timeout on each commit.
-                    "--rpl-semi-sync-master-wait-no-slave=OFF",
+                    # The waiting side is turned on only on the primary, once its replicas are
+                    # connected (_enable_semi_sync): a replica that waited for acknowledgements
+                    # of what it applies (log-slave-updates) would stall on every commit.
+                    "--rpl-semi-sync-master-enabled=OFF",
+                    # Never fall back to asynchronous: no timeout (the maximum, ~49 days), and
+                    # keep waiting when no replica is connected. An old primary whose replicas
+                    # are gone (it hung, or was partitioned, and was failed over) then cannot
+                    # acknowledge a commit on its own.
+                    "--rpl-semi-sync-master-timeout=4294967295",
+                    "--rpl-semi-sync-master-wait-no-slave=ON",
+                    # Wait before the commit is visible in the engine (lossless semi-sync): no
+                    # other session reads a row that a failover could lose.
+                    "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
                 ]
         else:
             cmd += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--skip-replica-start"]
@@ -408,15 +521,20 @@ class Sandbox:
     def _spawn(self, binaries: ServerBinaries, node: SandboxNode) -> None:
         cmd = self.server_command(binaries, node)
         out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(
+        detached = self.detached
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if self.detached else _set_parent_death_signal,
+                preexec_fn=None if detached else _parent_death_signal(os.getpid()),
             )
+
+        try:
+            proc = start() if detached else _SPAWNER.popen(start)
         finally:
             out.close()
         self._procs[node.name] = proc
@@ -457,6 +575,12 @@ class Sandbox:
             )
             cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%'")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+
+    def _enable_semi_sync(self) -> None:
+        """Make the primary wait for a replica's acknowledgement of every commit."""
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        self._wait_semi_sync_clients()
 
     def _wait_semi_sync_clients(self, timeout: float = 30.0) -> None:
         """Return once every replica is connected as a semi-sync replica of the primary."""
@@ -570,16 +694,73 @@ class Sandbox:
         return node.pid is not None and _pid_runs_server(node.pid, node.datadir)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Send *sig* (``kill -9`` by default) to one node's server process, by pid."""
+        """Send *sig* (``kill -9`` by default) to one node's server process, by pid.
+
+        After a signal that ends the server (``SIGKILL``, ``SIGTERM``, ``SIGINT``,
+        ``SIGQUIT``, ``SIGABRT``) this returns once the process is gone (a stopped server is
+        resumed so that it can act on it); any other signal (``SIGSTOP``, ``SIGCONT``,
+        ``SIGHUP`` ...) is sent and this returns at once.
+        """
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return
         os.kill(node.pid, sig)
+        if sig not in _TERMINATING:
+            return
+        if sig != signal.SIGKILL:
+            # A SIGSTOPped process keeps other signals pending until it runs again.
+            os.kill(node.pid, signal.SIGCONT)
+        if not self._wait_exit(node, 60):
+            raise SandboxError(
+                f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
+                f"'kill -9 {node.pid}' stops it"
+            )
+
+    def hang(self, name: str) -> None:
+        """Freeze one node (``SIGSTOP``), as a stalled disk or a long pause does.
+
+        Its sockets stay open but nothing answers: connections and queries time out. Returns
+        once the kernel reports the process stopped. :meth:`resume` undoes it; :meth:`stop`
+        and :meth:`kill` work on a hung node too.
+        """
+        node = self._signal_own(name, signal.SIGSTOP)
+        self._wait_state(node, stopped=True)
+
+    def resume(self, name: str) -> None:
+        """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
+        node = self._signal_own(name, signal.SIGCONT)
+        self._wait_state(node, stopped=False)
+
+    def is_stopped(self, node: SandboxNode) -> bool:
+        """True when *node*'s server is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
+        return node.pid is not None and self.is_running(node) and _proc_state(node.pid) == "T"
+
+    def _signal_own(self, name: str, sig: int) -> SandboxNode:
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            raise SandboxError(f"{node.name} is not running; 'restart' starts it again")
+        os.kill(node.pid, sig)
+        return node
+
+    def _wait_state(self, node: SandboxNode, *, stopped: bool, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_stopped(node) != stopped:
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{node.name} (pid {node.pid}) did not {'stop' if stopped else 'resume'} "
+                    f"within {timeout:.0f}s"
+                )
+            time.sleep(0.005)
+
+    def _wait_exit(self, node: SandboxNode, timeout: float) -> bool:
         proc = self._procs.get(node.name)
-        if proc is not None:
-            proc.wait(timeout=60)
-        else:
-            _wait_gone(node.pid, node.datadir, 60)
+        if proc is None:
+            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def restart(self, name: str) -> SandboxNode:
         """Start a stopped node again on the same port and data directory."""
@@ -592,24 +773,37 @@ class Sandbox:
         self._write_state()
         return node
 
-    def stop(self) -> None:
-        """Stop every server this sandbox started (SIGTERM, then SIGKILL) and clean up."""
+    def stop(self, *, purge: bool = False) -> None:
+        """Stop every server this sandbox started (SIGTERM, then SIGKILL) and clean up.
+
+        A hung (``SIGSTOP``) server is resumed first so that it can shut down. *purge*: also
+        remove the nodes' data directories (always done for a temporary directory this
+        sandbox made, unless ``keep=True``).
+        """
         with self._lock:
             for node in self.nodes:
                 self._stop_node(node)
             self._procs.clear()
             if self._own_dir and not self.keep and self.base_dir.exists():
                 shutil.rmtree(self.base_dir, ignore_errors=True)
-            elif (self.base_dir / STATE_FILE).exists() and all(
-                not self.is_running(n) for n in self.nodes
-            ):
+                return
+            if any(self.is_running(n) for n in self.nodes):
+                return
+            with contextlib.suppress(FileNotFoundError):
                 (self.base_dir / STATE_FILE).unlink()
+            if purge:
+                for node in self.nodes:
+                    shutil.rmtree(node.base, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    self.base_dir.rmdir()  # only when nothing else is left in it
 
     def _stop_node(self, node: SandboxNode) -> None:
         proc = self._procs.get(node.name)
         if proc is not None:
             if proc.poll() is None:
                 proc.terminate()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGCONT)  # a hung server acts on SIGTERM once resumed
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
@@ -618,12 +812,15 @@ class Sandbox:
             return
         if node.pid is not None and _pid_runs_server(node.pid, node.datadir):
             os.kill(node.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGCONT)
             if not _wait_gone(node.pid, node.datadir, 20):
                 os.kill(node.pid, signal.SIGKILL)
                 _wait_gone(node.pid, node.datadir, 10)
 
     def status(self) -> list[dict[str, Any]]:
-        """One row per node: name, address, pid, running, role as seen by the server."""
+        """One row per node: name, address, pid, running, hung, and as the server sees it:
+        read_only, gtid, replicating, lag (not asked of a hung node)."""
         rows = []
         for n in self.nodes:
             row: dict[str, Any] = {
@@ -631,9 +828,10 @@ class Sandbox:
                 "address": n.address,
                 "pid": n.pid,
                 "running": self.is_running(n),
+                "hung": self.is_stopped(n),
                 "url": n.url,
             }
-            if row["running"]:
+            if row["running"] and not row["hung"]:
                 try:
                     with (
                         contextlib.closing(n.connect()) as conn,
@@ -684,6 +882,16 @@ def _pid_runs_server(pid: int, datadir: str) -> bool:
             return False
         return True
     return f"--datadir={datadir}".encode() in cmdline
+
+
+def _proc_state(pid: int) -> str:
+    """The process state letter from ``/proc/PID/stat`` (``T``: stopped), ``""`` if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
 
 
 def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
