@@ -26,12 +26,8 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
-from . import _sa_compat
-from . import _validate as validate
-from .balance import Balancer, RoundRobinBalancer
-from .classify import Flag, Target, classify
 from .config import ClusterSettings, TLSConfig
-from .consistency import ReadYourWrites
+from .config import _validate as validate
 from .errors import (
     ConfigurationError,
     NoPrimaryError,
@@ -42,16 +38,21 @@ from .errors import (
     SplitBrainError,
     TransactionOutcomeUnknownError,
 )
+from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
-from .router import may_carry_state
-from .topology import Node, Role, Topology, describe_error, node_name
+from .routing.balance import Balancer, RoundRobinBalancer
+from .routing.classify import Flag, Target, classify
+from .routing.consistency import ReadYourWrites
+from .routing.router import may_carry_state
+from .topology.model import Node, Role, Topology, node_name
+from .topology.probe import describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, ExceptionContext
 
-    from .failover import FailoverOptions
-    from .monitor import Monitor
-    from .session import RoutingSession
+    from .integrations.sqlalchemy import RoutingSession
+    from .topology.failover import FailoverOptions
+    from .topology.monitor import Monitor
 
 __all__ = ["Cluster"]
 
@@ -392,7 +393,7 @@ class Cluster:
         """The background monitor, when ``monitor_interval`` or ``auto_failover`` is set."""
         self._routes = self._build_routes(Topology(tuple(nodes)))
         if monitor_interval is not None or auto_failover:
-            from .monitor import Monitor
+            from .topology.monitor import Monitor
 
             self.monitor = Monitor(
                 self,
@@ -605,7 +606,7 @@ class Cluster:
         """
         if self.monitor is not None:
             return self.monitor.check()
-        from .monitor import Monitor
+        from .topology.monitor import Monitor
 
         monitor = Monitor(self, timeout=2.0)
         try:
@@ -757,13 +758,13 @@ class Cluster:
         ``causal_token=`` continues read-your-writes from another session; other keyword
         arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
         """
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return RoutingSession(self, **kwargs)
 
     def sessionmaker(self, **kwargs: Any) -> _sessionmaker[RoutingSession]:
         """A :class:`sqlalchemy.orm.sessionmaker` that makes routing sessions on this cluster."""
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return _sessionmaker(class_=RoutingSession, cluster=self, **kwargs)
 

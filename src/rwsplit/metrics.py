@@ -35,7 +35,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .cluster import Cluster
-    from .topology import Topology
+    from .topology.model import Topology
 
 __all__ = [
     "ClusterStats",

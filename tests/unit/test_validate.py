@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rwsplit.secrets import decrypt_value, encrypt
 from sqlalchemy.engine import URL
 
 from rwsplit import Cluster, ConfigurationError, FailoverOptions, Monitor, SecretError, TLSConfig
@@ -25,7 +26,6 @@ from rwsplit.config import (
     settings_from_properties,
     settings_from_toml,
 )
-from rwsplit.secrets import decrypt_value, encrypt
 
 PRIMARY = "mysql+pymysql://app:pw@db1:3306/shop"
 PASSWORD = "Hunter2-e9f1!pw"

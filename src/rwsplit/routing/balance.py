@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from .topology import Node
+from ..topology.model import Node
 
 __all__ = ["Balancer", "RandomBalancer", "RoundRobinBalancer"]
 

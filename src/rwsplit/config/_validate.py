@@ -33,11 +33,11 @@ from urllib.parse import unquote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import ConfigurationError, SecretError
+from ..errors import ConfigurationError, SecretError
 from .secrets import looks_encrypted
 
 if TYPE_CHECKING:
-    from .consistency import ReadYourWrites
+    from ..routing.consistency import ReadYourWrites
 
 __all__ = [
     "MAX_SECONDS",
@@ -299,7 +299,7 @@ def sequence(name: str, value: object, expected: str) -> tuple[Any, ...]:
 
 def read_your_writes(name: str, value: object) -> ReadYourWrites:
     """A :class:`~rwsplit.consistency.ReadYourWrites`, or its name (any case)."""
-    from .consistency import ReadYourWrites
+    from ..routing.consistency import ReadYourWrites
 
     if isinstance(value, ReadYourWrites):
         return value
@@ -330,7 +330,7 @@ def failover_options(name: str, value: object) -> Any:
     """``None`` or a :class:`~rwsplit.failover.FailoverOptions` with sane fields."""
     if value is None:
         return None
-    from .failover import FailoverOptions
+    from ..topology.failover import FailoverOptions
 
     options = instance(name, value, FailoverOptions, "a rwsplit.failover.FailoverOptions")
     text(f"{name}.replication_user", options.replication_user)

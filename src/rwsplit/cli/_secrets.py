@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from . import secrets
-from .errors import SecretError
+from ..config import secrets
+from ..errors import SecretError
 
 __all__ = ["register"]
 
@@ -158,7 +158,7 @@ def _request(args: argparse.Namespace, decrypting: bool) -> _Request:
 
 
 def _print_head(request: _Request) -> None:
-    from . import __version__
+    from .. import __version__
 
     print("\n----ENVIRONMENT-----------------\n")
     runtime = f"{platform.python_implementation()} {platform.python_version()} rwsplit"

@@ -56,10 +56,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._dialect import NodeState, ReplicaStatus
-from .topology import Node, NodeProbe, Role, Topology, describe_error, node_from_state
+from .model import Node, Role, Topology, TopologyHost
+from .probe import NodeProbe, describe_error, node_from_state
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
     from .failover import FailoverOptions, FailoverResult
 
 __all__ = ["Monitor", "ProbeResult"]
@@ -97,7 +97,7 @@ class Monitor:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: TopologyHost,
         *,
         interval: float = 1.0,
         timeout: float = 1.0,
@@ -105,8 +105,8 @@ class Monitor:
         auto_failover: bool = False,
         failover_options: FailoverOptions | None = None,
     ) -> None:
-        from . import _validate as validate
-        from .errors import ConfigurationError
+        from ..config import _validate as validate
+        from ..errors import ConfigurationError
 
         # Checked here too for a Monitor made alone: inf would overflow Event.wait in the thread.
         interval = validate.duration("Monitor interval", interval, positive=True)
@@ -508,7 +508,7 @@ class Monitor:
                     self.failure_threshold,
                 )
             return
-        from .errors import FailoverError
+        from ..errors import FailoverError
         from .failover import failover
 
         if time.monotonic() < self._retry_failover_at:

@@ -39,8 +39,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from ..errors import ConfigurationError, SecretError
 from . import _validate as validate
-from .errors import ConfigurationError, SecretError
 from .secrets import EncryptionKey, decrypt_value, load_key, looks_encrypted
 
 __all__ = [
@@ -265,7 +265,7 @@ def _read_your_writes(name: str, raw: Any) -> Any:
 
 
 def _routing(name: str, raw: Any) -> str:
-    from .metrics import ROUTING_MODES
+    from ..metrics import ROUTING_MODES
 
     text = _text(name, raw).strip().lower()
     if text not in ROUTING_MODES:
@@ -781,7 +781,7 @@ class _Builder:
                 f"{self.where[given]} sets {given}, but failover also needs both "
                 "replication_user and replication_password"
             )
-        from .failover import FailoverOptions
+        from ..topology.failover import FailoverOptions
 
         return FailoverOptions(
             v["replication_user"],

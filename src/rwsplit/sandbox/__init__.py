@@ -54,7 +54,7 @@ from typing import Any
 
 import pymysql
 
-from .errors import SandboxError, ServerBinaryNotFoundError
+from ..errors import SandboxError, ServerBinaryNotFoundError
 
 __all__ = ["Sandbox", "SandboxNode", "find_server_binaries"]
 

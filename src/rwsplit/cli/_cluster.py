@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import (
+from ..errors import ConfigurationError, TopologyError
+from ..topology.model import Node, Role, Topology, node_name
+from . import (
     EXIT_FAILED,
     EXIT_OK,
     _progress,
@@ -27,13 +29,11 @@ from .cli import (
     settings_from_args,
     yes_no,
 )
-from .errors import ConfigurationError, TopologyError
-from .topology import Node, Role, Topology, node_name
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .config import ClusterSettings
-    from .failover import FailoverOptions, FailoverResult
+    from ..cluster import Cluster
+    from ..config import ClusterSettings
+    from ..topology.failover import FailoverOptions, FailoverResult
 
 __all__ = ["discovered_cluster", "register"]
 
@@ -178,7 +178,7 @@ def _options(
 ) -> FailoverOptions:
     """Replication account and candidate rules: the command line and ``$RWSPLIT_*`` win
     over the configuration file's ``replication_user`` / ``replication_password``."""
-    from .failover import FailoverOptions
+    from ..topology.failover import FailoverOptions
 
     configured: FailoverOptions | None = settings.options.get("failover_options")
     user = args.replication_user or (configured.replication_user if configured else None)
@@ -214,7 +214,7 @@ def _discover(settings: ClusterSettings, timeout: float) -> Topology:
     """The cluster as found from every configured node (see :func:`rwsplit.discover`),
     with each server once: a replica that reports another address than the one configured
     (``report_host``) is the same server when its ``server_id`` is the same."""
-    from .topology import NodeProbe, discover
+    from ..topology.probe import NodeProbe, discover
 
     seeds = [settings.primary, *settings.replicas]
     topology = discover(seeds, timeout=timeout)
@@ -274,7 +274,7 @@ def discovered_cluster(
     waits for them; failover and switchover report what they find) instead of raising
     :class:`~rwsplit.TopologyError`.
     """
-    from .cluster import Cluster
+    from ..cluster import Cluster
 
     settings = settings_from_args(args, seeds_only=True)
     configured = node_name(settings.primary) if _names_primary(args) else None
@@ -361,7 +361,7 @@ def _progress_for(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def _cmd_failover(args: argparse.Namespace) -> int:
-    from .failover import failover
+    from ..topology.failover import failover
 
     options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
@@ -374,7 +374,7 @@ def _cmd_failover(args: argparse.Namespace) -> int:
 
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
-    from .failover import switchover
+    from ..topology.failover import switchover
 
     options = _options(args, settings_from_args(args, seeds_only=True))
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)

@@ -40,10 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
-from . import _sa_compat
-from .classify import Classification, Flag, Target, classify_clause
-from .consistency import ReadYourWrites, read_commit_token, wait_for_token
-from .errors import (
+from ..errors import (
     ConfigurationError,
     NoReplicaAvailableError,
     NotPrimaryError,
@@ -51,10 +48,13 @@ from .errors import (
     RetryableWriteError,
     TransactionOutcomeUnknownError,
 )
-from .router import EXECUTION_OPTION, Decision, Route, Router, check_request
+from ..routing.classify import Classification, Flag, Target, classify_clause
+from ..routing.consistency import ReadYourWrites, read_commit_token, wait_for_token
+from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
+from . import _sa_compat
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..cluster import Cluster
 
 __all__ = ["EXECUTION_OPTION", "RoutingSession", "healed_statements"]
 

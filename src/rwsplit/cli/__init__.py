@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RwSplitError
+from ..errors import RwSplitError
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .config import ClusterSettings
+    from ..cluster import Cluster
+    from ..config import ClusterSettings
 
 __all__ = ["main"]
 
@@ -64,7 +64,7 @@ def url_argument(value: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from ._drivers import EXAMPLE_URL, unsupported_backend
+    from .._drivers import EXAMPLE_URL, unsupported_backend
 
     if value.startswith("jdbc:"):
         return value  # checked with the rest of the configuration
@@ -86,7 +86,7 @@ def url_argument(value: str) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return f"rwsplit {__version__}"
 
@@ -106,7 +106,7 @@ def _progress(msg: str) -> None:
 
 
 def _cmd_sandbox_up(args: argparse.Namespace) -> int:
-    from .sandbox import STATE_FILE, Sandbox
+    from ..sandbox import STATE_FILE, Sandbox
 
     base = Path(args.dir)
     if (base / STATE_FILE).exists():
@@ -144,7 +144,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
-    from .sandbox import STATE_FILE, Sandbox
+    from ..sandbox import STATE_FILE, Sandbox
 
     base = Path(args.dir)
     if not (base / STATE_FILE).exists():
@@ -162,7 +162,7 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox_status(args: argparse.Namespace) -> int:
-    from .sandbox import STATE_FILE, Sandbox
+    from ..sandbox import STATE_FILE, Sandbox
 
     base = Path(args.dir)
     if not (base / STATE_FILE).exists():
@@ -198,7 +198,7 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
 def _cmd_classify(args: argparse.Namespace) -> int:
     import sqlparse
 
-    from .classify import classify
+    from ..routing.classify import classify
 
     sql = args.sql if args.sql != "-" else sys.stdin.read()
     # --each: sqlparse splits the text (off the hot path: this is a tool for people).
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = ["rwsplit._cli_secrets", "rwsplit._cli_cluster"]
+_COMMAND_MODULES: list[str] = ["rwsplit.cli._secrets", "rwsplit.cli._cluster"]
 
 
 # ---------------------------------------------------------------------------------- cluster args
@@ -383,8 +383,8 @@ def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) ->
     ``--replica URL`` alone is enough (the first replica stands in for the primary; discovery
     follows its replication source to the real one).
     """
-    from .config import load_settings, settings_from_env
-    from .errors import ConfigurationError
+    from ..config import load_settings, settings_from_env
+    from ..errors import ConfigurationError
 
     config = getattr(args, "config", None)
     key = getattr(args, "key", None)
@@ -416,7 +416,7 @@ def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
     cluster use :func:`rwsplit._cli_cluster.discovered_cluster`). *options*, which the
     command itself needs, win over the configured ones.
     """
-    from .cluster import Cluster
+    from ..cluster import Cluster
 
     return Cluster.from_settings(settings_from_args(args), **options)
 

@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
-from .errors import ClassificationError
+from ..errors import ClassificationError
 
 __all__ = ["Classification", "Flag", "Target", "classify", "classify_clause"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError, RoutingError
 from .classify import Classification, Flag, Target
 from .consistency import ReadYourWrites
-from .errors import ConfigurationError, RoutingError
 
 __all__ = ["EXECUTION_OPTION", "Decision", "Route", "Router", "may_carry_state"]
 

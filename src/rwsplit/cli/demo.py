@@ -20,10 +20,10 @@ from sqlalchemy import String, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .classify import Target, classify
-from .cluster import Cluster
-from .sandbox import Sandbox, SandboxNode
-from .topology import node_name
+from ..cluster import Cluster
+from ..routing.classify import Target, classify
+from ..sandbox import Sandbox, SandboxNode
+from ..topology.model import node_name
 
 __all__ = ["node_counters", "run_demo"]
 

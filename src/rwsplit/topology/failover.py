@@ -36,16 +36,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL
 
+from ..errors import FailoverError
 from ._dialect import NodeState, ReplicationDialect, Statement
-from .errors import FailoverError
-from .topology import Node, NodeProbe, Role, Topology, describe_error, node_from_state
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
+from .model import Node, Role, Topology, TopologyHost
+from .probe import NodeProbe, describe_error, node_from_state
 
 __all__ = ["FailoverOptions", "FailoverResult", "failover", "switchover"]
 
@@ -156,7 +153,7 @@ class _Run:
 
 @contextlib.contextmanager
 def _probes(
-    cluster: Cluster, nodes: Sequence[Node], timeout: float
+    cluster: TopologyHost, nodes: Sequence[Node], timeout: float
 ) -> Iterator[dict[str, NodeProbe]]:
     probes = {
         n.name: NodeProbe(cluster.admin_url(n), timeout, cluster.probe_connect_args(n))
@@ -187,7 +184,7 @@ def _url_address(url: URL) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def _monitor_paused(cluster: Cluster) -> Iterator[None]:
+def _monitor_paused(cluster: TopologyHost) -> Iterator[None]:
     """Hold the monitor's round lock: no monitor publishes while the topology is rewired."""
     monitor = cluster.monitor
     if monitor is None:
@@ -197,7 +194,7 @@ def _monitor_paused(cluster: Cluster) -> Iterator[None]:
         yield
 
 
-def _previous_primary(cluster: Cluster) -> str | None:
+def _previous_primary(cluster: TopologyHost) -> str | None:
     monitor = cluster.monitor
     if monitor is not None and monitor._primary_name is not None:
         return monitor._primary_name
@@ -229,7 +226,10 @@ def _choose(
 
 
 def _publish(
-    cluster: Cluster, primary: str, fenced: Sequence[str], states: Mapping[str, NodeState | None]
+    cluster: TopologyHost,
+    primary: str,
+    fenced: Sequence[str],
+    states: Mapping[str, NodeState | None],
 ) -> None:
     old = cluster.topology
     nodes: list[Node] = []
@@ -250,7 +250,7 @@ def _publish(
 
 
 def failover(
-    cluster: Cluster,
+    cluster: TopologyHost,
     options: FailoverOptions,
     *,
     dry_run: bool = False,
@@ -329,7 +329,7 @@ def failover(
 
 def _fence_stale_primaries(
     run: _Run,
-    cluster: Cluster,
+    cluster: TopologyHost,
     probes: Mapping[str, NodeProbe],
     states: Mapping[str, NodeState | None],
     writable: list[str],
@@ -440,7 +440,7 @@ def _drain_relay_logs(
 
 
 def _finish_after_promotion(
-    cluster: Cluster,
+    cluster: TopologyHost,
     options: FailoverOptions,
     run: _Run,
     probes: Mapping[str, NodeProbe],
@@ -470,7 +470,7 @@ def _finish_after_promotion(
 
 def _repoint_all(
     run: _Run,
-    cluster: Cluster,
+    cluster: TopologyHost,
     options: FailoverOptions,
     probes: Mapping[str, NodeProbe],
     states: Mapping[str, NodeState | None],
@@ -533,7 +533,7 @@ def _repoint_all(
 
 
 def switchover(
-    cluster: Cluster,
+    cluster: TopologyHost,
     to: str,
     options: FailoverOptions,
     *,
@@ -675,7 +675,7 @@ def _wait_applied(
     options: FailoverOptions,
     old_probe: NodeProbe,
     d_old: ReplicationDialect,
-    cluster: Cluster,
+    cluster: TopologyHost,
     old: str,
 ) -> None:
     d = _dialect(probe)
