@@ -66,7 +66,9 @@ def run_one(name: str, seconds: float) -> dict[str, object]:
                     sb.resume(after)
                 n.healed()
             verdict = n.check()
-            gaps = [b - a for a, b in zip(n.outcome.ack_times, n.outcome.ack_times[1:])]
+            gaps = [
+                b - a for a, b in zip(n.outcome.ack_times, n.outcome.ack_times[1:], strict=False)
+            ]
             return {
                 "acked": len(n.outcome.acked),
                 "unknown": len(n.outcome.unknown),
