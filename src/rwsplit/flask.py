@@ -33,6 +33,7 @@ else the primary). ``RWSPLIT_CAUSAL_COOKIE`` names the cookie (``False`` turns i
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import weakref
 from collections.abc import Mapping
@@ -305,7 +306,7 @@ def _cookie_from_config(app: Flask) -> CausalCookie | None:
     return CausalCookie(app.secret_key, name=name, max_age=max_age)
 
 
-# ---------------------------------------------------------------------------------- Flask-SQLAlchemy
+# ------------------------------------------------------------------------ Flask-SQLAlchemy
 
 
 def _init_flask_sqlalchemy(db: Any, app: Flask, cluster: Cluster) -> None:
@@ -371,7 +372,6 @@ class _FollowPrimary:
         cluster = self._cluster()
         if cluster is None:
             return
-        try:
+        # No primary right now: keep the last one until the next change.
+        with contextlib.suppress(RwSplitError):
             self._engines[None] = cluster.write_engine()
-        except RwSplitError:
-            pass  # no primary right now: keep the last one until the next change

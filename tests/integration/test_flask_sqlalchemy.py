@@ -161,7 +161,9 @@ def test_reads_without_a_write_go_to_replicas_and_pagination_works(
     assert all(d[r.name]["own_binlog_writes"] == 0 for r in sandbox.replicas)
 
 
-def test_session_is_a_routing_session_scoped_to_the_request(app: Flask, example: ModuleType) -> None:
+def test_session_is_a_routing_session_scoped_to_the_request(
+    app: Flask, example: ModuleType
+) -> None:
     db = example.db
     with app.test_request_context("/"):
         s = db.session()
