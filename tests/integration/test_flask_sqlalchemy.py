@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,38 +26,11 @@ from rwsplit.flask import RwSplit
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
+from .examples import load_example, sql_threads_stopped
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET = "test-secret-not-for-production"
-
-
-def load_example(name: str) -> ModuleType:
-    """Import examples/<name>/app.py as it is shipped."""
-    module_name = f"rwsplit_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
-    """Replicas receive but do not apply: anything written in the block is missing there."""
-    for r in sb.replicas:
-        with contextlib.closing(r.connect()) as c, c.cursor() as cur:
-            cur.execute("STOP SLAVE SQL_THREAD")
-    try:
-        yield
-    finally:
-        for r in sb.replicas:
-            with contextlib.closing(r.connect()) as c, c.cursor() as cur:
-                cur.execute("START SLAVE SQL_THREAD")
 
 
 def config_for(sb: Sandbox, **extra: Any) -> dict[str, Any]:
