@@ -16,6 +16,7 @@ replica that has applied the write (the causal-token cookie), or the primary.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.get("/whoami")
     def whoami() -> dict[str, Any]:
         """Which server answers a plain read (a replica when nothing was written)."""
-        return {"server_id": db.session.execute(text("SELECT @@server_id")).scalar_one()}
+        server_id = db.session.execute(text("SELECT @@server_id")).scalar_one()
+        return {"server_id": server_id, "worker_pid": os.getpid()}
 
     return app
