@@ -49,7 +49,7 @@ from .session import RoutingSession
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["CausalCookieMiddleware", "RwSplit"]
+__all__ = ["CausalCookieMiddleware", "RwSplit", "aclose_cluster"]
 
 log = logging.getLogger("rwsplit.fastapi")
 
@@ -190,6 +190,18 @@ class RwSplit:
         if self.secure:
             morsel["secure"] = True
         return morsel.OutputString()
+
+
+async def aclose_cluster(cluster: Cluster) -> None:
+    """Close *cluster* from async code (a FastAPI lifespan): its ``aiomysql`` connections are
+    closed on the event loop, where they live, instead of failing with ``MissingGreenlet``."""
+    aclose = getattr(cluster, "aclose", None)
+    if callable(aclose):  # a Cluster with native asyncio support
+        await aclose()
+        return
+    from sqlalchemy.util import greenlet_spawn
+
+    await greenlet_spawn(cluster.close)
 
 
 class CausalCookieMiddleware:

@@ -18,17 +18,17 @@ __all__ = ["EXAMPLES", "load_example", "sql_threads_stopped"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def load_example(name: str) -> ModuleType:
-    """Import examples/<name>/app.py (once per test run)."""
-    module_name = f"rwsplit_example_{name}"
+def load_example(name: str, module: str = "app") -> ModuleType:
+    """Import examples/<name>/<module>.py (once per test run)."""
+    module_name = f"rwsplit_example_{name}_{module}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / name / "app.py")
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / name / f"{module}.py")
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
 @contextlib.contextmanager
