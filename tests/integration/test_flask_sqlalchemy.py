@@ -192,27 +192,3 @@ def test_one_pool_per_node_and_ddl_on_the_primary(sandbox: Sandbox) -> None:
         assert {e for e, _ in ran_on} <= {primary, *replica_engines}
         assert any(e in replica_engines for e, verb in ran_on if verb == "SELECT")
     sandbox.wait_caught_up()
-
-
-def test_plain_flask_without_flask_sqlalchemy(sandbox: Sandbox) -> None:
-    app = Flask(__name__)
-    app.config.update(config_for(sandbox))
-    ext = RwSplit(app)
-    seen: list[RoutingSession] = []
-
-    @app.get("/")
-    def index() -> dict[str, Any]:
-        s = ext.session()
-        seen.append(s)
-        assert ext.session() is s  # one per request
-        return {"server_id": ext.session.execute(text("SELECT @@server_id")).scalar_one()}
-
-    try:
-        client = app.test_client()
-        ids = {client.get("/").json["server_id"] for _ in range(4)}  # type: ignore[index]
-        assert ids == {r.server_id for r in sandbox.replicas}
-        assert len({id(s) for s in seen}) == 4  # a new session per request
-        with app.app_context():
-            assert not ext.session.registry.has()  # removed at teardown
-    finally:
-        app.extensions["rwsplit"].close()

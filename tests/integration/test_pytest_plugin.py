@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from .examples import EXAMPLES
+
 pytestmark = pytest.mark.integration
 pytest_plugins = ["pytester"]
 
@@ -95,9 +97,10 @@ def test_killed_and_hung(rwsplit_sandbox):
 
 def test_fixtures_and_helpers_on_real_servers(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nrwsplit_replicas = 1\nrwsplit_require_server = true\n")
-    pytester.makepyfile(test_user=USER_TESTS)
+    example = (EXAMPLES / "pytest_plugin" / "test_with_rwsplit.py").read_text()
+    pytester.makepyfile(test_user=USER_TESTS, test_with_rwsplit=example)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=9)
 
 
 def test_command_line_overrides_the_ini(pytester: pytest.Pytester) -> None:
