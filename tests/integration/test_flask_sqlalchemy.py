@@ -192,3 +192,16 @@ def test_one_pool_per_node_and_ddl_on_the_primary(sandbox: Sandbox) -> None:
         assert {e for e, _ in ran_on} <= {primary, *replica_engines}
         assert any(e in replica_engines for e, verb in ran_on if verb == "SELECT")
     sandbox.wait_caught_up()
+
+
+def test_the_minimal_set_up(sandbox: Sandbox) -> None:
+    minimal = load_example("flask_app", "minimal")
+    app, db = minimal.make_app(sandbox.primary_url, *sandbox.replica_urls, SECRET)
+    try:
+        with app.app_context():
+            assert db.engine is app.extensions["rwsplit"].cluster.write_engine()
+            ids = {db.session.execute(text("SELECT @@server_id")).scalar_one() for _ in range(2)}
+            db.session.rollback()
+            assert ids <= {r.server_id for r in sandbox.replicas}
+    finally:
+        app.extensions["rwsplit"].close()
