@@ -59,7 +59,7 @@ from .errors import ConfigurationError, RwSplitError
 from .session import RoutingSession
 from .topology import Topology
 
-__all__ = ["RwSplit", "RwSplitState"]
+__all__ = ["FlaskRoutingSession", "RwSplit", "RwSplitState", "cluster_from_config"]
 
 log = logging.getLogger("rwsplit.flask")
 
@@ -296,6 +296,8 @@ def _cookie_from_config(app: Flask) -> CausalCookie | None:
     name = app.config.get(PREFIX + "CAUSAL_COOKIE", DEFAULT_COOKIE_NAME)
     if name is False or name is None:
         return None
+    if name is True:
+        name = DEFAULT_COOKIE_NAME
     max_age = app.config.get(PREFIX + "CAUSAL_COOKIE_MAX_AGE", DEFAULT_MAX_AGE)
     if not app.secret_key:
         raise ConfigurationError(

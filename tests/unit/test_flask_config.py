@@ -10,7 +10,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import TimestampSigner
 
-from rwsplit import ConfigurationError, RandomBalancer, RoutingSession
+from rwsplit import ConfigurationError, RandomBalancer, Role, RoutingSession
 from rwsplit._causal_cookie import CausalCookie
 from rwsplit.flask import RwSplit, cluster_from_config
 
@@ -139,6 +139,26 @@ def test_one_db_many_apps_each_with_its_cluster() -> None:
     finally:
         for app in apps:
             app.extensions["rwsplit"].close()
+
+
+def test_db_engine_follows_the_primary_after_a_topology_change() -> None:
+    db = SQLAlchemy()
+    app = make_app(RWSPLIT_PRIMARY_URL=P, RWSPLIT_REPLICA_URLS=[R1])
+    RwSplit(app, db=db)
+    cluster = app.extensions["rwsplit"].cluster
+    try:
+        old, new = cluster.topology.nodes
+        # What the monitor publishes after a promotion (no server needed: engines are lazy).
+        cluster.publish(
+            cluster.topology.with_nodes(
+                [old.evolve(role=Role.REPLICA), new.evolve(role=Role.PRIMARY)]
+            )
+        )
+        with app.app_context():
+            assert db.engine is cluster.write_engine()
+            assert db.engine.url.host == "db2"
+    finally:
+        app.extensions["rwsplit"].close()
 
 
 def test_causal_cookie_rejects_forged_tampered_and_expired_values(
