@@ -19,7 +19,8 @@ request (application context), removed at teardown.
 Settings come from ``app.config``: ``RWSPLIT_PRIMARY_URL``, ``RWSPLIT_REPLICA_URLS`` (a list
 or a comma-separated string), every :class:`~rwsplit.Cluster` option as ``RWSPLIT_<OPTION>``
 (``RWSPLIT_MAX_REPLICA_LAG``, ``RWSPLIT_MONITOR_INTERVAL`` ...), or ``RWSPLIT_CONFIG_FILE``
-(a TOML or ``db.properties`` file; ``RWSPLIT_CONFIG_KEY`` its table / key prefix; other
+(a TOML or ``db.properties`` file, relative to the app's root path; ``RWSPLIT_CONFIG_KEY``
+its table / key prefix; other
 ``RWSPLIT_*`` keys override it). An unknown ``RWSPLIT_*`` key is an error naming it.
 
 Read-your-writes across requests: a request whose session committed a write sends its
@@ -35,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import Mapping
 from difflib import get_close_matches
@@ -281,6 +283,10 @@ def cluster_from_config(config: Mapping[str, Any]) -> Cluster:
         objects["tls"] = options.pop("tls")  # a TLSConfig
     path = found.get("CONFIG_FILE")
     if path:
+        # Relative to the app's root, as Flask's own config.from_file() reads files.
+        root = getattr(config, "root_path", None)
+        if root is not None:
+            path = os.path.join(root, path)
         settings = load_settings(path, key=found.get("CONFIG_KEY"), overrides=options)
     else:
         if not options.get("primary_url") and not options.get("host"):

@@ -81,6 +81,17 @@ def test_config_file_toml_with_overrides(tmp_path: Path) -> None:
         assert cluster.max_replica_lag == 9.0
 
 
+def test_a_relative_config_file_is_read_from_the_app_root(tmp_path: Path) -> None:
+    (tmp_path / "rwsplit.toml").write_text(f'[rwsplit]\nprimary_url = "{P}"\n')
+    app = Flask(__name__, root_path=str(tmp_path))
+    app.config.update(SECRET_KEY="k", RWSPLIT_CONFIG_FILE="rwsplit.toml")
+    RwSplit(app)
+    try:
+        assert app.extensions["rwsplit"].cluster.topology.nodes[0].name == "db1:3306"
+    finally:
+        app.extensions["rwsplit"].close()
+
+
 def test_config_file_properties_with_key(tmp_path: Path) -> None:
     path = tmp_path / "db.properties"
     path.write_text("db.cloud.host=db1\ndb.cloud.replicaHosts=db2,db3\n")
