@@ -413,7 +413,7 @@ def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) ->
 def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
     """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options,
     with the nodes as given (see :func:`settings_from_args`; commands that discover the
-    cluster use :func:`rwsplit._cli_cluster.discovered_cluster`). *options*, which the
+    cluster use :func:`rwsplit.cli._cluster.discovered_cluster`). *options*, which the
     command itself needs, win over the configured ones.
     """
     from ..cluster import Cluster
