@@ -40,19 +40,26 @@ def _hang_replica(sb: Sandbox) -> None:
     sb.hang("replica1")
 
 
+def _partition(sb: Sandbox) -> None:
+    assert isinstance(sb, NetnsSandbox)
+    sb.partition("primary")
+
+
 FAULTS: dict[str, tuple[Callable[[Sandbox], None], str | None]] = {
     "none (baseline)": (lambda sb: None, None),
     "kill -9 primary": (_kill, None),
     "hang primary (SIGSTOP)": (_hang_primary, "primary"),
     "hang replica (SIGSTOP)": (_hang_replica, "replica1"),
     "kill -9 + restart old primary": (_kill, "restart"),
+    "partition primary (netns)": (_partition, "heal"),
 }
 
 
 def run_one(name: str, seconds: float) -> dict[str, object]:
     action, after = FAULTS[name]
     with tempfile.TemporaryDirectory() as tmp:
-        sb = Sandbox(replicas=2, semi_sync=True, log_slave_updates=True, base_dir=tmp)
+        kind = NetnsSandbox if after == "heal" else Sandbox
+        sb = kind(replicas=2, semi_sync=True, log_slave_updates=True, base_dir=tmp)
         sb.start()
         n = Nemesis(sb)
         try:
@@ -62,6 +69,8 @@ def run_one(name: str, seconds: float) -> dict[str, object]:
                 n.wait_for_acks(20, timeout=seconds + 30)
                 if after == "restart":
                     sb.restart("primary")
+                elif after == "heal":
+                    sb.heal("primary")  # type: ignore[attr-defined]
                 elif after is not None:
                     sb.resume(after)
                 n.healed()
@@ -93,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = []
     for name in FAULTS:
+        if FAULTS[name][1] == "heal" and available() is not None:
+            print(f"{name}: skipped ({available()})", file=sys.stderr)
+            continue
         for r in range(args.runs):
             print(f"{name}: run {r + 1}/{args.runs} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
