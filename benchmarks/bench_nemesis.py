@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.nemesis import Nemesis
+from tests.netns import NetnsSandbox, available
 
 from rwsplit.sandbox import Sandbox
 
