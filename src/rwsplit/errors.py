@@ -13,6 +13,7 @@ and what to do about it. Passwords never appear in a message.
      ├── RoutingError                  a statement cannot be routed
      │    ├── NoReplicaAvailableError  no readable replica and fallback to the primary is off
      │    ├── NoPrimaryError           no writable primary is known right now
+     │    │    └── FencedNodeError     the write node is not the primary on the server
      │    └── SplitBrainError          two nodes claim to be the primary: writes refused
      ├── ClassificationError           the classifier was given something that is not SQL text
      ├── PrimaryFailedError            the primary failed under a write (see subclasses)
@@ -28,6 +29,7 @@ __all__ = [
     "ClassificationError",
     "ConfigurationError",
     "FailoverError",
+    "FencedNodeError",
     "NoPrimaryError",
     "NoReplicaAvailableError",
     "PrimaryFailedError",
@@ -73,6 +75,10 @@ class NoReplicaAvailableError(RoutingError):
 
 class NoPrimaryError(RoutingError):
     """No writable primary is known right now (for example during a failover)."""
+
+
+class FencedNodeError(NoPrimaryError):
+    """The node rwsplit would write to is read-only, replicates, or was replaced as primary."""
 
 
 class SplitBrainError(RoutingError):

@@ -122,6 +122,7 @@ class Monitor:
         self._wake = threading.Event()
         self._round = threading.Lock()
         self._retry_failover_at = 0.0
+        self._rejoin_refused: set[str] = set()
         self.rounds = 0
         """Completed monitoring rounds (for tests and diagnostics)."""
 
@@ -305,7 +306,7 @@ class Monitor:
             )
             self.cluster.fenced.discard(old.name)
             return new
-        if state.writable:
+        if not self._rejoin(old.name) and state.writable:
             probe = self._probes[old.name]
             assert probe.dialect is not None
             try:
@@ -321,6 +322,24 @@ class Monitor:
             error="fenced former primary: read-only, takes no traffic; rebuild it or rejoin "
             "it as a replica of the new primary",
         )
+
+    def _rejoin(self, name: str) -> bool:
+        """Try :func:`rwsplit.failover.rejoin` on a returning former primary (auto_failover)."""
+        options, primary = self.failover_options, self._primary_name
+        if not (self.auto_failover and options is not None and options.rejoin):
+            return False
+        if primary is None or primary == name or name in self._rejoin_refused:
+            return False
+        from .failover import rejoin
+
+        try:
+            result = rejoin(self.cluster, name, options, primary=primary, probes=self._probes)
+        except Exception as exc:
+            log.error("rejoining %s failed: %s", name, describe_error(exc))
+            return False
+        if result.fenced:  # errant transactions: stays fenced; do not retry every round
+            self._rejoin_refused.add(name)
+        return bool(result.repointed)
 
     # ------------------------------------------------------------------ failure detection
 
