@@ -7,7 +7,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 
 from rwsplit import Cluster, FailoverOptions, NoPrimaryError, Role
 from rwsplit._ledger import current_epoch
@@ -123,6 +123,15 @@ def test_old_primary_with_errant_transactions_stays_fenced(fresh_sandbox: Sandbo
         assert set(range(100, 120)) <= ids_on(new)
         with pytest.raises(FencedNodeError, match="read-only"):
             _verify(old)
+        # Wired as the lead does, on an engine's "connect" event: no connection to it at all.
+        engine = create_engine(old.url)
+        event.listen(engine, "connect", lambda c, _r: verify_writable_primary(c, old.address))
+        try:
+            with pytest.raises(FencedNodeError, match=old.address):
+                engine.connect()
+            assert engine.pool.checkedout() == 0
+        finally:
+            engine.dispose()
 
 
 def test_process_from_the_old_configuration_writes_to_the_new_primary(
