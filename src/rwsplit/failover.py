@@ -72,6 +72,7 @@ __all__ = [
     "failover",
     "follow_current_primary",
     "rejoin",
+    "settle_by_failover_log",
     "switchover",
     "verify_writable_primary",
 ]
@@ -1153,6 +1154,39 @@ def _verify(conn: Any, node: str, schema: str) -> None:
 def _value(row: Mapping[str, Any]) -> object:
     """The ``Value`` column of a ``SHOW STATUS`` row."""
     return row.get("Value", row.get("VALUE", 0)) or 0
+
+
+def settle_by_failover_log(
+    cluster: Cluster, probes: Mapping[str, NodeProbe], writable: Sequence[str]
+) -> list[str]:
+    """Several writable nodes replicate from nobody: drop those the failover log replaced.
+
+    The newest log among the reachable nodes decides; the nodes it records as replaced are
+    fenced (the monitor then rejoins them or keeps them read-only). If that does not leave
+    exactly one, nothing changes: a real split brain, writes stay refused.
+    """
+    options = cluster.failover_options
+    schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+    records: list[Record] = []
+    for name, probe in probes.items():
+        try:
+            found = history(probe, schema)
+        except Exception as exc:
+            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
+            continue
+        if found and (not records or found[0].epoch > records[0].epoch):
+            records = found
+    replaced = [w for w in writable if replaced_by(records, w) is not None]
+    if len(writable) - len(replaced) != 1:
+        return list(writable)
+    for name in replaced:
+        log.warning(
+            "%s is writable but the failover log replaced it (epoch %d): fencing it",
+            name,
+            records[0].epoch,
+        )
+    cluster.fenced.update(replaced)
+    return [w for w in writable if w not in replaced]
 
 
 def follow_current_primary(

@@ -264,6 +264,10 @@ class Monitor:
             and r.state.writable
             and name not in self.cluster.fenced
         ]
+        if len(writable) > 1:  # an old primary back writable? the failover log may settle it
+            from .failover import settle_by_failover_log
+
+            writable = settle_by_failover_log(self.cluster, self._probes, writable)
         if len(writable) == 1:
             self._primary_name = writable[0]
             return writable[0]

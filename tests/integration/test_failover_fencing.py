@@ -213,3 +213,30 @@ def test_verify_writable_primary_asks_the_server_whatever_the_account(
         with pytest.raises(FencedNodeError, match=f"replaced by {r1.address}") as err:
             _verify(old, "app", "app-pw")
         assert isinstance(err.value, NoPrimaryError)
+
+
+def test_monitor_settles_an_old_primary_back_writable_by_the_failover_log(
+    fresh_sandbox: Sandbox,
+) -> None:
+    # Nobody fenced the old primary (the process that failed over is gone); a monitored
+    # process from the old configuration sees two writable nodes. The log settles it.
+    sb = fresh_sandbox
+    old = sb.primary
+    with _auto(sb) as first:
+        make_table(first, sb)
+        sb.wait_caught_up()
+        new = _fail_over(sb, first)
+    sb.restart(old.name)
+    assert sql(old, "SELECT @@read_only")[0][0] == 0
+    with Cluster(old.url, sb.replica_urls, monitor_interval=0.2) as late:
+        wait_until(
+            lambda: (p := late.topology.primary) is not None and p.name == new.address,
+            what="the new primary, settled by the failover log",
+        )
+        assert old.address in late.fenced
+        assert late.topology.node(old.address).role is Role.UNKNOWN
+        wait_until(lambda: sql(old, "SELECT @@read_only")[0][0] == 1, what="old primary fenced")
+        before = own_gtid_seq(old)
+        _insert(late, range(500, 520))
+        assert own_gtid_seq(old) == before
+        assert set(range(500, 520)) <= ids_on(new)
