@@ -115,34 +115,32 @@ class FailoverLock:
         return base // 2 + 1
 
     def acquire(self) -> Acquired:
-        """Try once, without waiting; on anything but ``HELD`` nothing stays locked."""
+        """Try once, without waiting; on anything but ``HELD`` nothing stays locked.
+
+        The connections stay open between attempts (a waiting process retries cheaply);
+        :meth:`close` ends them.
+        """
         self.release()
-        conns = self._connect_all()
-        self.running = [t.name for t in self.targets if t.name in conns]
+        self._connect_missing()
+        self.running = [t.name for t in self.targets if t.name in self._conns]
         self.busy_on = None
         outcome = Acquired.HELD
         for target in self.targets:
-            conn = conns.get(target.name)
+            conn = self._conns.get(target.name)
             if conn is None:
                 continue
             try:
                 got = _scalar(conn, "SELECT GET_LOCK(%s, 0)", (self.name,))
             except Exception as exc:
                 log.info("%s: GET_LOCK failed: %s", target.name, describe_error(exc))
-                _close(conn)
+                _close(self._conns.pop(target.name))
                 self.running.remove(target.name)
                 continue
-            if got == 1:
-                self._conns[target.name] = conn
-                self.held.append(target.name)
-                continue
-            _close(conn)
-            self.busy_on = target.name
-            outcome = Acquired.BUSY
-            break
-        for name, conn in conns.items():  # the ones not kept (after BUSY)
-            if name not in self._conns:
-                _close(conn)
+            if got != 1:
+                self.busy_on = target.name
+                outcome = Acquired.BUSY
+                break
+            self.held.append(target.name)
         if outcome is Acquired.HELD and len(self.held) < self.needed():
             outcome = Acquired.NO_QUORUM
         if outcome is not Acquired.HELD:
@@ -180,29 +178,44 @@ class FailoverLock:
         return len(still) >= self.needed()
 
     def release(self) -> None:
-        """Release every lock this process holds (idempotent)."""
-        conns, self._conns = self._conns, {}
-        self.held = []
-        for conn in conns.values():
-            with contextlib.suppress(Exception):
+        """Release every lock this process holds (idempotent); connections stay open."""
+        held, self.held = self.held, []
+        for name in held:
+            conn = self._conns.get(name)
+            if conn is None:
+                continue
+            try:
                 _scalar(conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
+            except Exception:  # the lock went with the broken connection
+                _close(self._conns.pop(name))
+
+    def close(self) -> None:
+        """Release the locks and close every lock connection (idempotent)."""
+        self.release()
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
             _close(conn)
 
     def __enter__(self) -> FailoverLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self.close()
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connect_all(self) -> dict[str, pymysql.Connection[Any]]:
-        """Connect to every target in parallel (a hung server costs one timeout, not N)."""
-        if not self.targets:
-            return {}
-        with ThreadPoolExecutor(max_workers=len(self.targets)) as pool:
-            futures = {t.name: pool.submit(self._connect, t) for t in self.targets}
-        return {name: c for name, f in futures.items() if (c := f.result()) is not None}
+    def _connect_missing(self) -> None:
+        """Connect to every target not connected yet, in parallel (a hung one costs one
+        timeout, not one per server)."""
+        missing = [t for t in self.targets if t.name not in self._conns]
+        if not missing:
+            return
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            futures = {t.name: pool.submit(self._connect, t) for t in missing}
+        for name, f in futures.items():
+            conn = f.result()
+            if conn is not None:
+                self._conns[name] = conn
 
     def _connect(self, target: LockTarget) -> pymysql.Connection[Any] | None:
         url = target.url

@@ -402,6 +402,8 @@ def _take_lock_or_follow(
     deadline = time.monotonic() + options.apply_timeout + 10 * options.timeout
     waited = False
     while True:
+        if waited and _follow_if_recorded(run, cluster, options, probes, old):
+            return True
         outcome = lock.acquire()
         if outcome is Acquired.HELD:
             run.result.locked_on = list(lock.held)
@@ -416,15 +418,13 @@ def _take_lock_or_follow(
                 lock.busy_on,
             )
             waited = True
-        if _follow_if_recorded(run, cluster, options, probes, old):
-            return True
         if time.monotonic() > deadline:
             raise FailoverError(
                 f"another process held the failover lock for more than "
                 f"{deadline - run.t0:.0f}s without recording a new primary; check the "
                 "cluster ('rwsplit topology') and the other processes' logs"
             )
-        time.sleep(min(0.1, options.confirm_interval))
+        time.sleep(min(0.05, options.confirm_interval))
 
 
 def _follow_if_recorded(

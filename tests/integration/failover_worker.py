@@ -10,6 +10,7 @@ acknowledged id, every failover result its monitor produced, its final primary.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -32,6 +33,9 @@ def main(config: dict[str, Any]) -> int:
     )
 
     out = Path(config["out"])
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(created).3f %(name)s %(message)s"
+    )
     options = FailoverOptions(
         config["repl_user"], config["repl_password"], coordinate=config.get("coordinate", True)
     )
@@ -60,6 +64,7 @@ def main(config: dict[str, Any]) -> int:
     assert cluster.monitor is not None
     cluster.monitor.failover_listeners.append(on_failover)
     acked: list[int] = []
+    acked_at: list[float] = []  # wall clock (comparable across processes)
     unknown: list[int] = []
     unexpected: list[str] = []
     stop = threading.Event()
@@ -75,6 +80,7 @@ def main(config: dict[str, Any]) -> int:
                     s.execute(text("INSERT INTO w (id) VALUES (:i)"), {"i": i})
                     s.commit()
                 acked.append(i)
+                acked_at.append(time.time())
             except TransactionOutcomeUnknownError:
                 unknown.append(i)
             except (RetryableWriteError, NoPrimaryError, DBAPIError):
@@ -107,6 +113,7 @@ def main(config: dict[str, Any]) -> int:
                 "unexpected": unexpected,
                 "failovers": results,
                 "primary": primary and primary.name,
+                "acked_at": acked_at,
             }
         )
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,12 @@ def _status(out: Path) -> dict[str, Any]:
         return {}
 
 
+def _outage(acked_at: list[float], t_kill: float) -> float:
+    """The longest pause between two acknowledged writes around the kill."""
+    times = sorted(t for t in acked_at if t > t_kill - 1)
+    return round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 3)
+
+
 def test_three_processes_one_promotion_nothing_lost(
     lossless_sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -81,6 +89,7 @@ def test_three_processes_one_promotion_nothing_lost(
             what="every process writing",
         )
         before = [_status(o)["acked"] for o in outs]
+        t_kill = time.time()
         sb.kill(old.name)
         wait_until(
             lambda: all(
@@ -127,6 +136,7 @@ def test_three_processes_one_promotion_nothing_lost(
     assert [i for i in acked if i not in have] == []
     assert ids_on(other) == have
     print(f"{len(acked)} acknowledged writes in 3 processes, 0 lost, 1 promotion")
+    print(f"write outage per process (s): {[_outage(r['acked_at'], t_kill) for r in reports]}")
 
 
 def test_lock_is_exclusive_and_needs_a_majority(lossless_sandbox: Sandbox) -> None:
@@ -150,5 +160,7 @@ def test_lock_is_exclusive_and_needs_a_majority(lossless_sandbox: Sandbox) -> No
         sb.kill(sb.replicas[1].name)
         assert a.acquire() is Acquired.HELD and len(a.held) == 2
         a.release()
-        strict = FailoverLock("rwsplit_failover_t", targets[:1], quorum="majority_of_all", total=3)
-        assert strict.acquire() is Acquired.NO_QUORUM and strict.held == []
+        with FailoverLock(
+            "rwsplit_failover_t", targets[:1], quorum="majority_of_all", total=3
+        ) as strict:
+            assert strict.acquire() is Acquired.NO_QUORUM and strict.held == []
