@@ -2,8 +2,9 @@
 
 A process's memory (``Cluster.fenced``) dies with the process, and a configuration file names
 the primary of the day it was written. So every failover and switchover appends one row to a
-small table **on the new primary**, right after promoting it; replication copies it to every
-node that follows that primary, and a process started later from an old configuration reads
+small table **on the new primary**, once the other replicas follow it; replication copies it
+to every node that follows that primary, and a process started later from an old
+configuration reads
 it before its first write (:func:`rwsplit.failover.follow_current_primary`), as does the
 check a primary connection runs when it opens (:func:`rwsplit.failover.verify_writable_primary`)::
 

@@ -354,9 +354,11 @@ def _record(
 ) -> None:
     """Append the new primary to the failover log on it; a failure is logged, not fatal.
 
-    Written right after the promotion and before the new primary is published, so that a
-    process which reads the log (other processes following this failover, a process started
-    later from an old configuration) finds it as soon as writes can reach the new primary.
+    Written once the other replicas are repointed, not right at the promotion: with
+    semi-sync and ``rpl_semi_sync_master_wait_no_slave=ON`` (MariaDB's default) a commit on a
+    primary without a connected replica waits ``rpl_semi_sync_master_timeout`` (10 s), and
+    nothing would repoint the replicas meanwhile. Writes resume before it (published at the
+    promotion); processes following this failover follow it once it is written.
     """
     host, port = _url_address(probe.url)
     try:
@@ -525,8 +527,6 @@ def failover(
         for stmt in _dialect(probes[new]).promote(candidates[new]):
             run.exec(probes[new], stmt)
         run.step("promoted")
-        _record(run, probes[new], options, old_primary)
-        run.step("recorded")
         if not dry_run:
             cluster.fenced.add(old_primary)
         result.fenced.append(old_primary)
@@ -546,6 +546,8 @@ def failover(
             run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
         )
         run.step("repointed")
+        _record(run, probes[new], options, old_primary)
+        run.step("recorded")
         if not dry_run:
             _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
     run.say("failover done: %s is the primary", new)
@@ -683,14 +685,14 @@ def _finish_after_promotion(
         if not run.result.dry_run:
             cluster.fenced.add(old)
     before = len(result.statements)
+    skip = {old or "", *result.fenced}
+    _repoint_all(run, cluster, options, probes, states, primary, new_state, skip=skip)
     if old is not None and old != primary:
         rec = _recorded(probes[primary], options)
         if rec is None or rec.primary != primary:
             _record(run, probes[primary], options, old)  # a crash came before the record
         else:
             result.epoch = rec.epoch
-    skip = {old or "", *result.fenced}
-    _repoint_all(run, cluster, options, probes, states, primary, new_state, skip=skip)
     result.nothing_to_do = len(result.statements) == before == 0
     if result.nothing_to_do:
         run.say("nothing to do: %s is the primary", primary)
@@ -855,7 +857,6 @@ def switchover(
         for stmt in _dialect(probes[to]).promote(fresh):
             run.exec(probes[to], stmt)
         run.step("promoted")
-        _record(run, probes[to], options, old)
         new_state = fresh if dry_run else _probe(probes[to])
         assert new_state is not None
         if not dry_run:
@@ -867,6 +868,7 @@ def switchover(
             cluster.fenced.discard(old)
         _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
         run.step("repointed")
+        _record(run, probes[to], options, old)
         if not dry_run:
             _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})
     run.say("switchover done: %s is the primary, %s replicates from it", to, old)
