@@ -302,7 +302,8 @@ class Monitor:
     # ------------------------------------------------------------------ fencing
 
     def _fence(self, old: Node, state: NodeState, new: Node) -> Node:
-        """A former primary came back: make it read-only and keep it out of routing."""
+        """A former primary came back: rejoin it as a replica of the primary (auto_failover,
+        its history allowing), else make it read-only; either way out of routing this round."""
         if state.replica is not None:
             # Someone rejoined it as a replica: it is safe again.
             log.info(
