@@ -409,8 +409,13 @@ def _take_lock_or_follow(
         outcome = lock.acquire()
         if outcome is Acquired.HELD:
             run.result.locked_on = list(lock.held)
-            if waited:
-                run.say("failover lock free again: re-checking the servers")
+            if not waited:
+                return False
+            # The holder finished between our last look and this acquire: follow what it
+            # recorded rather than redo its work (it may have left replicas alone on purpose).
+            if _follow_if_recorded(run, cluster, options, probes, old):
+                return True
+            run.say("failover lock free again: re-checking the servers")
             return False
         if outcome is Acquired.NO_QUORUM:
             raise _no_quorum(lock, run.result.kind)
