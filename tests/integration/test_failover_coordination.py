@@ -164,3 +164,59 @@ def test_lock_is_exclusive_and_needs_a_majority(lossless_sandbox: Sandbox) -> No
             "rwsplit_failover_t", targets[:1], quorum="majority_of_all", total=3
         ) as strict:
             assert strict.acquire() is Acquired.NO_QUORUM and strict.held == []
+
+
+def test_a_waiting_process_promotes_nothing_until_the_holder_is_gone(
+    fresh_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import threading
+
+    from sqlalchemy.engine import make_url
+
+    from rwsplit import Cluster, FailoverOptions, FailoverResult, failover
+    from rwsplit._coordination import Acquired, FailoverLock, LockTarget, lock_name
+
+    from .test_failover import make_table
+
+    caplog.set_level(logging.INFO, logger="rwsplit.failover")
+    sb = fresh_sandbox
+    options = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05)
+    with Cluster(sb.primary_url, sb.replica_urls) as cluster:
+        make_table(cluster, sb)
+        sb.wait_caught_up()
+        sb.kill(sb.primary.name)
+        # Another process holds the lock (and then dies without doing anything).
+        holder = FailoverLock(
+            lock_name("default"), [LockTarget(n.address, make_url(n.url)) for n in sb.replicas]
+        )
+        assert holder.acquire() is Acquired.HELD
+        outcome: list[FailoverResult | BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(failover(cluster, options, confirmed=True))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            wait_until(
+                lambda: any("waiting to follow" in r.getMessage() for r in caplog.records),
+                what="the failover waiting for the lock",
+            )
+            assert outcome == []
+            assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
+        finally:
+            holder.close()  # the holder's connections end: the server releases its locks
+            thread.join(60)
+        (result,) = outcome
+        assert isinstance(result, FailoverResult), result
+        assert result.promoted and not result.followed
+        assert sorted(result.locked_on) == sorted(n.address for n in sb.replicas)
+        new = sb.node(result.new_primary or "")
+        assert sql(new, "SELECT @@read_only")[0][0] == 0
+        assert sql(new, "SELECT epoch, old_primary FROM rwsplit.failover_log") == [
+            (1, sb.primary.address)
+        ]
