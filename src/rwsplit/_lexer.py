@@ -25,9 +25,12 @@ from typing import NamedTuple
 
 # Token kinds. Keywords and identifiers are both WORD (upper-cased in ``up``); the rules decide.
 # WORD and SYSVAR come first: ``kind < _UPPER_BELOW`` means "store the upper-cased text".
+# LITERALS is a run of two or more literals separated by commas (``1, 2, 3``, ``'a', 'b'``):
+# one token for an IN list or a VALUES row, which no rule looks into.
 WORD, SYSVAR, QUOTED_ID, STRING, NUMBER, USERVAR, HINT, OP, SEMI, LPAREN, RPAREN, COMMA, DOT = (
     range(13)
 )
+LITERALS = 13
 _UPPER_BELOW = 2
 
 
@@ -53,6 +56,11 @@ _DASH_COMMENT = r"--(?=[\x00-\x20\x7f]|\Z)"
 _SQ = r"'(?:[^'\\]++|\\.|'')*+'"
 _DQ = r'"(?:[^"\\]++|\\.|"")*+"'
 _BQ = r"`(?:[^`]++|``)*+`"
+_NUM = (
+    rf"(?:0[xX][0-9A-Fa-f]+|0[bB][01]+|[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?"
+    rf"|\.[0-9]+(?:[eE][+-]?[0-9]+)?)(?![{_ID}])"
+)
+_LITERAL = rf"(?:{_NUM}|[nN]?{_SQ}|{_DQ})"
 
 # Whitespace is consumed in front of every token by the same match; ``end`` matches only
 # trailing whitespace; ``bad`` is any character no token can start with. Words come first: they
@@ -60,17 +68,17 @@ _BQ = r"`(?:[^`]++|``)*+`"
 _TOKEN_RE = re.compile(
     rf"""{_WS}*+(?:
       (?P<word>(?![nN]')[{_ID_START}][{_ID}]*+)
+    | (?P<literals>{_LITERAL}(?:{_WS}*+,{_WS}*+{_LITERAL})++)
     | (?P<linecomment>(?:{_DASH_COMMENT}|\#)[^\n\x00]*+)
     | (?P<hint>/\*\+.*?\*/)
-    | (?P<execopen>/\*M?!\d*)
+    | (?P<execopen>/\*[Mm]?![0-9]*)
     | (?P<blockcomment>/\*.*?\*/)
     | (?P<execclose>\*/)
     | (?P<string>[nN]?{_SQ}|{_DQ})
     | (?P<quotedid>{_BQ})
-    | (?P<sysvar>@@(?:(?:global|session|local)\.)?[A-Za-z0-9_$]+)
+    | (?P<sysvar>@@(?:(?i:global|session|local)\.)?[A-Za-z0-9_$]+)
     | (?P<uservar>@(?:[A-Za-z0-9_$.]+|{_SQ}|{_DQ}|{_BQ}))
-    | (?P<number>(?:0x[0-9A-Fa-f]+|0b[01]+|[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?
-                   |\.[0-9]+(?:[eE][+-]?[0-9]+)?)(?![{_ID}]))
+    | (?P<number>{_NUM})
     | (?P<digitword>[0-9]+[{_ID_START}][{_ID}]*+)
     | (?P<semi>;)
     | (?P<lparen>\()
@@ -81,7 +89,7 @@ _TOKEN_RE = re.compile(
     | (?P<end>\Z)
     | (?P<bad>.)
     )""",
-    re.VERBOSE | re.DOTALL | re.IGNORECASE,
+    re.VERBOSE | re.DOTALL,
 )
 
 _SKIP = -1
@@ -89,6 +97,7 @@ _COMMENT = -2
 _BAD = -3
 _KIND_OF_GROUP = {
     "word": WORD,
+    "literals": LITERALS,
     "linecomment": _COMMENT,
     "hint": HINT,
     "execopen": _SKIP,

@@ -70,7 +70,7 @@ class TextCache(Generic[V]):
         entries = self._entries
         found = entries.get(key)
         if found is not None:
-            try:
+            try:  # noqa: SIM105 (the hit path: contextlib.suppress costs more than the lookup)
                 entries.move_to_end(key)
             except KeyError:  # evicted by another thread meanwhile: still a valid answer
                 pass

@@ -35,12 +35,10 @@ from ._lexer import (
     DOT,
     HINT,
     LPAREN,
-    NUMBER,
     OP,
     QUOTED_ID,
     RPAREN,
     SEMI,
-    STRING,
     SYSVAR,
     WORD,
     LexError,
@@ -1138,11 +1136,14 @@ def _classify_statements(sql: str, first: Classification) -> Classification:
     pos = 0
     n = len(sql)
     while True:
-        end = _statement_end(sql, pos).end()
+        m = _statement_end(sql, pos)  # always matches (possibly empty)
+        end = m.end() if m is not None else pos
         if end < n and sql[end] != ";":  # a string or identifier left open
             return _classify_lexed(sql)
         if pos:
             part = _classify_part(sql[pos:end])
+            if part.reason.startswith(_WHOLE_TEXT_FAILURES):
+                return _classify_lexed(sql)  # the whole text fails as this part does
             if part is not _EMPTY:
                 several = True
                 flags |= part.flags
@@ -1155,6 +1156,9 @@ def _classify_statements(sql: str, first: Classification) -> Classification:
     if not several:
         return first
     return _primary("several statements in one text", flags | Flag.MULTI_STATEMENT, resource)
+
+
+_WHOLE_TEXT_FAILURES = ("unparseable", "incomplete")
 
 
 def _classify_part(sql: str) -> Classification:

@@ -1,0 +1,61 @@
+"""The classifier's shortcuts decide exactly as its lexer and rules would, only sooner."""
+
+from __future__ import annotations
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from rwsplit import Flag, Target
+from rwsplit.classify import _classify_lexed, _classify_uncached
+
+
+def agrees(sql: str) -> None:
+    fast, slow = _classify_uncached(sql), _classify_lexed(sql)
+    if slow.reason.startswith(("unparseable", "incomplete")):
+        # A write is decided from its verb, without reading the rest: text the lexer cannot
+        # follow is still a write (the server refuses it anyway). Nothing else may differ.
+        assert fast.target is slow.target is Target.PRIMARY, sql
+        assert fast == slow or fast.flags & Flag.WRITE, (sql, fast)
+        return
+    assert fast == slow, sql
+
+
+# Fragments chosen to sit on every edge the shortcuts take: trigger words inside strings and
+# longer words, calls qualified or quoted, comments, ";" in strings and outside, "--" before
+# characters that do or do not start a comment, non-ASCII characters.
+FRAGMENTS = [
+    "SELECT", "select", "WITH", "x AS (SELECT 1)", "INSERT INTO t VALUES", "UPDATE t SET a =",
+    "DELETE FROM t", "REPLACE", "CALL p()", "FROM", "t", "WHERE", "a", "=", "1", "1.5e3",
+    "0x1F", "'str'", "'it''s'", "'a;b'", "'for update'", '"dq"', "`id`", "`f`(", "db.fn(",
+    "db . fn (", "t.update", "s.nextval", "COUNT(", "COUNT (", "NOW()", "FORMAT(", "my_udf(",
+    "GET_LOCK('x', 1)", "FOUND_ROWS()", "LAST_INSERT_ID()", "(", ")", ",", ".", "*", "+", "-",
+    "--", "-- c\n", "--\u00a0", "#c\n", "/* c */", "/*!50000 UPDATE t SET a = 1 */", "/*+ h */",
+    "/* rwsplit:replica */", "-- maxscale route to slave\n", ";", "; SELECT 1",
+    "; SET @x = 1", "; SELECT GET_LOCK('a', 1)", "FOR", "UPDATE", "FOR UPDATE", "updated_at",
+    "INTO", "@x", "@'q'", "@", "@@warning_count", "@@identity", ":=", ":", "?", "%(p)s",
+    "IN", "('a', 'b')", "NEXT VALUE FOR s", "LOCK IN SHARE MODE", "information_schema",
+    "\u00a0", "é", "\x00", "\x01", "\t", "\n", " ", "'", '"', "`", "\\", "N'x'", "1abc(",
+]  # fmt: skip
+
+texts = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=25).map(" ".join)
+openings = st.sampled_from(
+    ["SELECT ", "WITH ", "(SELECT ", "INSERT INTO t VALUES ", "UPDATE t SET a = 1 ", "DELETE "]
+)
+
+
+@settings(max_examples=800)
+@given(st.tuples(openings, texts).map("".join))
+@example("SELECT 1 --\u00a0 ; DELETE FROM t")
+@example("INSERT INTO t VALUES ('a;b'); SELECT GET_LOCK('a', 1)")
+@example("INSERT INTO t VALUES (1); SELECT '")
+@example("SELECT DATE_FORMAT(d, '%Y') FROM t")
+@example("SELECT a FROM t WHERE updated_at > NOW()")
+def test_shortcuts_agree_with_the_rules(sql: str) -> None:
+    agrees(sql)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=60))
+def test_shortcuts_agree_on_arbitrary_text(tail: str) -> None:
+    for sql in (f"SELECT {tail}", f"INSERT {tail}", f"UPDATE t SET a = 1; {tail}"):
+        agrees(sql)
