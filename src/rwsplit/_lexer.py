@@ -71,7 +71,8 @@ _TOKEN_RE = re.compile(
     | (?P<literals>{_LITERAL}(?:{_WS}*+,{_WS}*+{_LITERAL})++)
     | (?P<linecomment>(?:{_DASH_COMMENT}|\#)[^\n\x00]*+)
     | (?P<hint>/\*\+.*?\*/)
-    | (?P<execopen>/\*[Mm]?![0-9]*)
+    | (?P<execopen>/\*!(?:[0-4][0-9]{{4}}|50[0-6][0-9]{{2}})(?![0-9])|/\*!(?![0-9]{{5}}))
+    | (?P<execmaybe>/\*M?![0-9]{{5}}[0-9]?|/\*M!)
     | (?P<blockcomment>/\*.*?\*/)
     | (?P<execclose>\*/)
     | (?P<string>[nN]?{_SQ}|{_DQ})
@@ -95,12 +96,14 @@ _TOKEN_RE = re.compile(
 _SKIP = -1
 _COMMENT = -2
 _BAD = -3
+_MAYBE = -4
 _KIND_OF_GROUP = {
     "word": WORD,
     "literals": LITERALS,
     "linecomment": _COMMENT,
     "hint": HINT,
     "execopen": _SKIP,
+    "execmaybe": _MAYBE,
     "blockcomment": _COMMENT,
     "execclose": _SKIP,
     "string": STRING,
@@ -143,15 +146,28 @@ _HINT_TARGETS = {
 HINT_MARK_RE = re.compile(r"rwsplit|maxscale", re.IGNORECASE)
 
 
-def lex(sql: str) -> tuple[list[Tok], str | None]:
+class Lexed(NamedTuple):
+    """What :func:`lex` found."""
+
+    toks: list[Tok]
+    hint: str | None
+    """The first routing hint in a comment (``"primary"``, ``"replica"``, ``"last"``)."""
+    maybe: list[int]
+    """Offsets of executable comments the server may run or skip, depending on its version
+    and kind (``/*!80000 ... */``, ``/*M!100100 ... */``); their content is in ``toks``."""
+
+
+def lex(sql: str) -> Lexed:
     """Split *sql* into tokens, dropping whitespace and comments; raise :class:`LexError`.
 
-    Returns the tokens and the first routing hint found in a comment (``"primary"``,
-    ``"replica"``, ``"last"``) or ``None``.
+    The content of an executable comment is lexed as code. A comment with no version, or a
+    version below 50700, runs on every supported server (MySQL 5.7+, MariaDB 10+); one with a
+    higher version, or MariaDB's ``/*M!``, runs on some servers only: see :attr:`Lexed.maybe`.
     """
     toks: list[Tok] = []
     append = toks.append
     hint: str | None = None
+    maybe: list[int] = []
     kinds = _KIND_BY_INDEX_T
     new = _new_tok
     for m in _TOKEN_RE.finditer(sql):
@@ -164,10 +180,38 @@ def lex(sql: str) -> tuple[list[Tok], str | None]:
                     hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
             elif kind == _BAD:
                 raise LexError(f"cannot read the text at offset {m.start(index)}")
+            elif kind == _MAYBE:
+                maybe.append(m.start(index))
             continue
         text = m.group(index)
         append(new(Tok, (kind, text, text.upper() if kind < _UPPER_BELOW else text)))
-    return toks, hint
+    return Lexed(toks, hint, maybe)
+
+
+_MAYBE_MARKER_RE = re.compile(r"/\*M?![0-9]*")
+
+
+def skipped_view(sql: str, maybe: list[int]) -> tuple[str, bool]:
+    """*sql* as a server that skips the executable comments at *maybe* reads it.
+
+    Each such comment becomes a plain comment (same offsets). Also returns whether one of
+    them holds a nested ``/*`` or is left open: then where the server ends it is not modelled
+    here, and the caller must not trust either reading.
+    """
+    parts = []
+    pos = 0
+    unsure = False
+    for start in maybe:
+        marker = _MAYBE_MARKER_RE.match(sql, start)
+        length = marker.end() - start if marker is not None else 3
+        close = sql.find("*/", start + length)
+        if close < 0 or "/*" in sql[start + length : close]:
+            unsure = True
+        parts.append(sql[pos:start])
+        parts.append("/*" + " " * (length - 2))
+        pos = start + length
+    parts.append(sql[pos:])
+    return "".join(parts), unsure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +229,7 @@ HEAD_RE = re.compile(rf"{_WS}*+(\(?)[ \t\n\r\f\v(]*+([A-Za-z_][{_ID}]*+)")
 STATEMENT_END_RE = re.compile(
     rf"""(?:[^'"`;/\#\-]++
       | {_SQ} | {_DQ} | {_BQ}
-      | /\*(?![Mm]?!).*?\*/
+      | /\*(?!M?!).*?\*/
       | {_DASH_COMMENT}[^\n\x00]*+
       | \#[^\n\x00]*+
       | [/\-]

@@ -1044,9 +1044,16 @@ def _apply_hint(hint: str, c: Classification, toks: list[Tok]) -> Classification
 def _classify_lexed(sql: str) -> Classification:
     """The general path: tokens, then the rule of the first verb."""
     try:
-        toks, hint = lex(sql)
+        toks, hint, maybe = lex(sql)
     except LexError as exc:
         return _primary(f"unparseable ({exc}): sent to the primary")
+    c = _decide(toks, hint)
+    if maybe:
+        return _either_reading(sql, maybe, c)
+    return c
+
+
+def _decide(toks: list[Tok], hint: str | None) -> Classification:
     try:
         c = _classify_tokens(toks)
     except IndexError:  # a rule ran off a truncated statement
@@ -1054,6 +1061,31 @@ def _classify_lexed(sql: str) -> Classification:
     if hint is not None:
         return _apply_hint(hint, c, toks)
     return c
+
+
+def _either_reading(sql: str, maybe: list[int], ran: Classification) -> Classification:
+    """An executable comment the server may skip (``/*!80000 ...*/``, ``/*M!...*/``).
+
+    Whether it runs depends on the server's kind and version, which the classifier does not
+    know: *sql* is classified both ways. The same answer both ways stands; otherwise the
+    statement goes to the primary with the side effects of both readings.
+    """
+    text, unsure = _lexer.skipped_view(sql, maybe)
+    try:
+        toks, hint, _ = lex(text)
+        skipped = _decide(toks, hint)
+    except LexError as exc:
+        skipped = _primary(f"unparseable ({exc}): sent to the primary")
+    if skipped == ran and not unsure:
+        return ran
+    flags = ran.flags | skipped.flags
+    if Target.ALL in (ran.target, skipped.target):
+        flags |= Flag.SESSION_STATE
+    return _primary(
+        f"an executable comment the server may run or skip: {ran.reason}",
+        flags,
+        ran.resource or skipped.resource,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1101,6 +1133,8 @@ def _classify_uncached(sql: str) -> Classification:
                 if ("/*" in sql or "#" in sql or "--" in sql) and _hint_mark(sql):
                     return _classify_lexed(sql)
                 return write
+            if "/*!" in sql or "/*M!" in sql:  # a comment that may hide or show a ";"
+                return _classify_lexed(sql)
             return _classify_statements(sql, write)
         if (verb == "SELECT" or verb == "WITH") and _is_plain_read(sql):
             return _PLAIN_READ
@@ -1305,9 +1339,11 @@ _SQLALCHEMY_READ_ONLY_FUNCTIONS = frozenset(
 
 def _text_fragment(sql: str) -> Classification | None:
     try:
-        toks, _hint = lex(sql)
+        toks, _hint, maybe = lex(sql)
     except LexError:
         return Classification(Target.PRIMARY, "Select with unparseable text")
+    if maybe:
+        return Classification(Target.PRIMARY, "Select text with an executable comment")
     found = _scan_read(toks)
     if found is _PLAIN_READ:
         return None

@@ -115,3 +115,48 @@ def test_a_primary_finding_after_a_last_one_wins() -> None:
     assert c.target is P
     assert c.flags & Flag.PIN
     assert classify("SELECT @@warning_count, LAST_INSERT_ID()").target is P
+
+
+# -- executable comments the server may skip ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # Skipped by MariaDB (version too new): the ALTER runs, and a SELECT prefix hid it.
+        "/*!99999 SELECT 1 FROM t WHERE x IN */ ALTER TABLE t ADD c INT",
+        # Skipped: the quote inside does not open a string, so the UPDATE is a statement.
+        "SELECT 1 /*!99999 ' */; UPDATE t SET a = 1; SELECT ' */",
+        # Run by MySQL 8, skipped by MariaDB (MySQL 5.7+ range): a locking read on MySQL.
+        "SELECT a FROM t /*!80000 FOR UPDATE */",
+        # MariaDB runs it, MySQL does not.
+        "/*M!100100 UPDATE t SET a = 0 */",
+        "SELECT 1 /*M! , GET_LOCK('x', 1) */",
+        # A nested comment: where the server ends the outer one is not modelled.
+        "SELECT 1 /*!99999 /* x */ , 2 */",
+    ],
+)
+def test_executable_comments_that_may_be_skipped_are_read_both_ways(sql: str) -> None:
+    assert classify(sql).target is P, classify(sql).reason
+
+
+def test_side_effects_of_both_readings_are_kept() -> None:
+    assert classify("SELECT a FROM t /*!80000 FOR UPDATE */").flags & Flag.LOCKING_READ
+    assert classify("SELECT 1 /*M! , GET_LOCK('x', 1) */").flags & Flag.PIN
+    # Run, the comment holds one string; skipped, the text after it is two more statements.
+    c = classify("SELECT 1 /*!99999 ' */; UPDATE t SET a = 1; SELECT '' -- ' */")
+    assert c.flags & Flag.WRITE
+    assert c.flags & Flag.MULTI_STATEMENT
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT /*!40001 SQL_NO_CACHE */ * FROM t",  # below 50700: every server runs it
+        "SELECT 1 /*!80000 , 2 */",  # a plain read whether it runs or not
+        "SELECT a FROM t /*M!100100 WHERE a > 1 */",
+        "/*m! UPDATE t SET a = 1 */ SELECT 1",  # lower-case m: a plain comment to the server
+    ],
+)
+def test_executable_comments_that_read_either_way_stay_reads(sql: str) -> None:
+    assert classify(sql).target is R, classify(sql).reason
