@@ -222,6 +222,18 @@ def skipped_view(sql: str, maybe: list[int]) -> tuple[str, bool]:
 # that starts with anything else (a comment, a hint) does not match: it takes the lexer.
 HEAD_RE = re.compile(rf"{_WS}*+(\(?)[ \t\n\r\f\v(]*+([A-Za-z_][{_ID}]*+)")
 
+# Comments and whitespace (not executable comments or hints): what may stand before a
+# statement or after it without being code.
+EDGE_COMMENTS_RE = re.compile(
+    rf"(?:{_WS}++|/\*(?![!+]|M!).*?\*/|{_DASH_COMMENT}[^\n\x00]*+|\#[^\n\x00]*+)*+", re.DOTALL
+)
+
+# Code up to the first comment (or a string left open): strings and identifiers skipped whole.
+CODE_RE = re.compile(
+    rf"""(?:[^'"`/\#\-]++ | {_SQ} | {_DQ} | {_BQ} | /(?!\*) | -(?!-(?:[\x00-\x20\x7f]|\Z)))*+""",
+    re.VERBOSE | re.DOTALL,
+)
+
 # Everything up to the first ";" that ends a statement: strings, quoted identifiers and
 # comments are skipped whole, exactly where lex() would see them; executable comments are code
 # (their content is scanned). The match stops at that ";", at the end, or where a string or

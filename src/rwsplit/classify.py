@@ -1110,6 +1110,8 @@ _lexable = _lexer.LEXABLE_RE.match
 _has_trigger = _lexer.TRIGGER_RE.search
 _reversed_calls = _lexer.REVERSED_CALL_RE.findall
 _hint_mark = _lexer.HINT_MARK_RE.search
+_edge_comments = _lexer.EDGE_COMMENTS_RE.match
+_code = _lexer.CODE_RE.match
 
 
 def _classify_uncached(sql: str) -> Classification:
@@ -1121,8 +1123,9 @@ def _classify_uncached(sql: str) -> Classification:
       text is only skipped through, in the regular expression engine, to find a ``;`` that
       starts another statement (strings and comments skipped whole);
     * a ``SELECT`` / ``WITH`` is a plain read without tokens when the whole text (strings
-      included, so nothing can hide) has no comment, ``;``, ``@@``, ``:=`` or trigger word
-      (``FOR``, ``INTO``, ``LOCK`` ...) and calls only known read-only built-ins.
+      included, so nothing can hide) has no ``;``, ``@@``, ``:=`` or trigger word (``FOR``,
+      ``INTO``, ``LOCK`` ...), no comment but before or after the statement, and calls only
+      known read-only built-ins.
     """
     head = _head(sql)
     if head is not None:
@@ -1136,9 +1139,45 @@ def _classify_uncached(sql: str) -> Classification:
             if "/*!" in sql or "/*M!" in sql:  # a comment that may hide or show a ";"
                 return _classify_lexed(sql)
             return _classify_statements(sql, write)
-        if (verb == "SELECT" or verb == "WITH") and _is_plain_read(sql):
-            return _PLAIN_READ
+        if verb == "SELECT" or verb == "WITH":
+            if _is_plain_read(sql):
+                return _PLAIN_READ
+            if "/*" in sql or "#" in sql or "--" in sql:
+                return _classify_commented(sql)
+    elif "/*" in sql or "#" in sql or "--" in sql:
+        return _classify_commented(sql)
     return _classify_lexed(sql)
+
+
+def _classify_commented(sql: str) -> Classification:
+    """The shortcuts for a statement with comments before or after it (tags, sqlcommenter)."""
+    core = _without_edge_comments(sql)
+    if core is not None:
+        head = _head(core)
+        if head is not None and not head.group(1):
+            verb = head.group(2).upper()
+            write = _WRITE_FROM_VERB.get(verb)
+            if write is not None and ";" not in sql:
+                return write
+            if (verb == "SELECT" or verb == "WITH") and _is_plain_read(core):
+                return _PLAIN_READ
+    return _classify_lexed(sql)
+
+
+def _without_edge_comments(sql: str) -> str | None:
+    """*sql* without the comments before and after the statement; ``None`` if there is a
+    comment inside it, an executable comment or hint, or anything like a routing hint."""
+    if _hint_mark(sql):
+        return None
+    lead = _edge_comments(sql)  # these two always match (possibly empty)
+    start = lead.end() if lead is not None else 0
+    code = _code(sql, start)
+    end = code.end() if code is not None else start
+    if end < len(sql):
+        trail = _edge_comments(sql, end)
+        if trail is None or trail.end() != len(sql):
+            return None
+    return sql[start:end]
 
 
 def _is_plain_read(sql: str) -> bool:

@@ -41,15 +41,22 @@ texts = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=25).map(" ".jo
 openings = st.sampled_from(
     ["SELECT ", "WITH ", "(SELECT ", "INSERT INTO t VALUES ", "UPDATE t SET a = 1 ", "DELETE "]
 )
+edge_comments = st.sampled_from(
+    ["", "", "/* tag */ ", "-- c\n", "# c\n", "/*+ h */ ", "/*!50000 */ ", "/* a */ /* b */\n"]
+)
 
 
 @settings(max_examples=800)
-@given(st.tuples(openings, texts).map("".join))
+@given(st.tuples(edge_comments, openings, texts, edge_comments).map("".join))
 @example("SELECT 1 --\u00a0 ; DELETE FROM t")
 @example("INSERT INTO t VALUES ('a;b'); SELECT GET_LOCK('a', 1)")
 @example("INSERT INTO t VALUES (1); SELECT '")
 @example("SELECT DATE_FORMAT(d, '%Y') FROM t")
 @example("SELECT a FROM t WHERE updated_at > NOW()")
+@example("/* app */ SELECT a FROM t WHERE b = 1 -- lookup")
+@example("SELECT 1 --- x")
+@example("SELECT 2 //* c */")
+@example("/* c */ INSERT INTO t VALUES (1) -- x")
 def test_shortcuts_agree_with_the_rules(sql: str) -> None:
     agrees(sql)
 
