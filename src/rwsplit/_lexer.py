@@ -133,7 +133,7 @@ _new_tok = tuple.__new__
 _ROUTING_HINT_RE = re.compile(
     r"rwsplit:\s*(primary|replica|master|slave)\b"
     r"|maxscale\s+route\s+to\s+(master|slave|last)\b",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # ASCII case folding only: see may_hint()
 )
 _HINT_TARGETS = {
     "primary": "primary",
@@ -142,8 +142,15 @@ _HINT_TARGETS = {
     "slave": "replica",
     "last": "last",
 }
-# A text without this anywhere (strings included) has no routing hint.
-HINT_MARK_RE = re.compile(r"rwsplit|maxscale", re.IGNORECASE)
+
+
+def may_hint(sql: str) -> bool:
+    """False when *sql* certainly holds no routing hint (one plain substring search each).
+
+    The hint expression folds ASCII case only, so a hint's words are in ``sql.lower()``.
+    """
+    low = sql.lower()
+    return "rwsplit" in low or "maxscale" in low
 
 
 class Lexed(NamedTuple):
@@ -222,10 +229,9 @@ def skipped_view(sql: str, maybe: list[int]) -> tuple[str, bool]:
 # that starts with anything else (a comment, a hint) does not match: it takes the lexer.
 HEAD_RE = re.compile(rf"{_WS}*+(\(?)[ \t\n\r\f\v(]*+([A-Za-z_][{_ID}]*+)")
 
-# Comments and whitespace (not executable comments or hints): what may stand before a
-# statement or after it without being code.
-EDGE_COMMENTS_RE = re.compile(
-    rf"(?:{_WS}++|/\*(?![!+]|M!).*?\*/|{_DASH_COMMENT}[^\n\x00]*+|\#[^\n\x00]*+)*+", re.DOTALL
+# One comment that is only a comment (not an executable comment or an optimizer hint).
+COMMENT_RE = re.compile(
+    rf"/\*(?![!+]|M!).*?\*/|{_DASH_COMMENT}[^\n\x00]*+|\#[^\n\x00]*+", re.DOTALL
 )
 
 # Code up to the first comment (or a string left open): strings and identifiers skipped whole.

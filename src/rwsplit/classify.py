@@ -1109,8 +1109,8 @@ _statement_end = _lexer.STATEMENT_END_RE.match
 _lexable = _lexer.LEXABLE_RE.match
 _has_trigger = _lexer.TRIGGER_RE.search
 _reversed_calls = _lexer.REVERSED_CALL_RE.findall
-_hint_mark = _lexer.HINT_MARK_RE.search
-_edge_comments = _lexer.EDGE_COMMENTS_RE.match
+_may_hint = _lexer.may_hint
+_comment = _lexer.COMMENT_RE.match
 _code = _lexer.CODE_RE.match
 
 
@@ -1124,8 +1124,8 @@ def _classify_uncached(sql: str) -> Classification:
       starts another statement (strings and comments skipped whole);
     * a ``SELECT`` / ``WITH`` is a plain read without tokens when the whole text (strings
       included, so nothing can hide) has no ``;``, ``@@``, ``:=`` or trigger word (``FOR``,
-      ``INTO``, ``LOCK`` ...), no comment but before or after the statement, and calls only
-      known read-only built-ins.
+      ``INTO``, ``LOCK`` ...) and calls only known read-only built-ins; comments are first
+      replaced by spaces (unless one may be a routing hint or an executable comment).
     """
     head = _head(sql)
     if head is not None:
@@ -1133,7 +1133,7 @@ def _classify_uncached(sql: str) -> Classification:
         write = _WRITE_FROM_VERB.get(verb)
         if write is not None and not head.group(1):
             if ";" not in sql:
-                if ("/*" in sql or "#" in sql or "--" in sql) and _hint_mark(sql):
+                if ("/*" in sql or "#" in sql or "--" in sql) and _may_hint(sql):
                     return _classify_lexed(sql)
                 return write
             if "/*!" in sql or "/*M!" in sql:  # a comment that may hide or show a ";"
@@ -1150,34 +1150,40 @@ def _classify_uncached(sql: str) -> Classification:
 
 
 def _classify_commented(sql: str) -> Classification:
-    """The shortcuts for a statement with comments before or after it (tags, sqlcommenter)."""
-    core = _without_edge_comments(sql)
-    if core is not None:
-        head = _head(core)
+    """The shortcuts for a statement with comments (tags, sqlcommenter, notes)."""
+    bare = _without_comments(sql)
+    if bare is not None:
+        head = _head(bare)
         if head is not None and not head.group(1):
             verb = head.group(2).upper()
             write = _WRITE_FROM_VERB.get(verb)
             if write is not None and ";" not in sql:
                 return write
-            if (verb == "SELECT" or verb == "WITH") and _is_plain_read(core):
+            if (verb == "SELECT" or verb == "WITH") and _is_plain_read(bare):
                 return _PLAIN_READ
     return _classify_lexed(sql)
 
 
-def _without_edge_comments(sql: str) -> str | None:
-    """*sql* without the comments before and after the statement; ``None`` if there is a
-    comment inside it, an executable comment or hint, or anything like a routing hint."""
-    if _hint_mark(sql):
+def _without_comments(sql: str) -> str | None:
+    """*sql* with each comment replaced by a space: the same tokens, found as lex() finds
+    them. ``None`` if there is an executable comment, an optimizer hint, a string left open,
+    or anything like a routing hint."""
+    if _may_hint(sql):
         return None
-    lead = _edge_comments(sql)  # these two always match (possibly empty)
-    start = lead.end() if lead is not None else 0
-    code = _code(sql, start)
-    end = code.end() if code is not None else start
-    if end < len(sql):
-        trail = _edge_comments(sql, end)
-        if trail is None or trail.end() != len(sql):
+    parts = []
+    pos = 0
+    n = len(sql)
+    while True:
+        code = _code(sql, pos)  # always matches (possibly empty)
+        end = code.end() if code is not None else pos
+        parts.append(sql[pos:end])
+        if end >= n:
+            return "".join(parts)
+        comment = _comment(sql, end)
+        if comment is None:
             return None
-    return sql[start:end]
+        parts.append(" ")
+        pos = comment.end()
 
 
 def _is_plain_read(sql: str) -> bool:
@@ -1201,7 +1207,7 @@ def _is_plain_read(sql: str) -> bool:
 
 def _classify_statements(sql: str, first: Classification) -> Classification:
     """A write followed by ``;``: the other statements' side effects join the write's."""
-    if _hint_mark(sql):
+    if _may_hint(sql):
         return _classify_lexed(sql)
     flags = first.flags
     resource = first.resource

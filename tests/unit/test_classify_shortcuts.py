@@ -57,6 +57,12 @@ edge_comments = st.sampled_from(
 @example("SELECT 1 --- x")
 @example("SELECT 2 //* c */")
 @example("/* c */ INSERT INTO t VALUES (1) -- x")
+@example("SELECT my_udf /* c */ (1)")
+@example("SELECT `f` -- c\n(1)")
+@example("SELECT 1 /* ' */, 'x")
+@example("SELECT 1 -- it's\n FROM t")
+@example("SELECT a /* x */ FROM t # y")
+@example("SELECT -/**/-1")
 def test_shortcuts_agree_with_the_rules(sql: str) -> None:
     agrees(sql)
 
