@@ -31,6 +31,7 @@ WORD, SYSVAR, QUOTED_ID, STRING, NUMBER, USERVAR, HINT, OP, SEMI, LPAREN, RPAREN
     range(13)
 )
 LITERALS = 13
+BORING = 14  # coarse_lex() only: a run of tokens no read rule looks at
 _UPPER_BELOW = 2
 
 
@@ -290,3 +291,60 @@ LEXABLE_RE = re.compile(
 # the next): group 1 is the reversed name, group 2 the "." before it if it is qualified. Run
 # over the whole text, so it also finds "calls" inside strings: a superset, which is safe.
 REVERSED_CALL_RE = re.compile(rf"\({_WS}*+([{_ID}]++)({_WS}*+\.)?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Coarse lexing of reads
+# ---------------------------------------------------------------------------------------------
+
+# Words the read rules look at, as a word or as the word after one (classify._READ_TRIGGERS,
+# _SEQUENCE_ATTRS, _READ_STARTS and the words their rules compare the next token with).
+COARSE_KEEP = (
+    *("FOR", "LOCK", "INTO", "SQL_CALC_FOUND_ROWS", "NEXT", "PREVIOUS"),
+    *("UPDATE", "DELETE", "INSERT", "REPLACE", "NEXTVAL", "CURRVAL", "LASTVAL"),
+    *("SELECT", "WITH", "TABLE", "VALUES", "SHARE", "IN", "OUTFILE", "DUMPFILE", "VALUE"),
+)
+
+# The token expression with one more alternative, tried first: a run of tokens that the read
+# rules never look at (words not in COARSE_KEEP, literals, operators other than ":=",
+# commas, whitespace), none of them followed by "(" or "." (so a called or qualified name,
+# and the token before a ".", stay tokens of their own). For comment-free ASCII text only.
+_BORING_ELEMENT = rf"""(?:{_WS}++
+      | (?!(?i:{"|".join(COARSE_KEEP)})(?![{_ID}]))[{_ID}]++
+      | {_SQ} | {_DQ} | {_BQ}
+      | :(?!=)
+      | [-+*/%=<>!~^&|?{{}}\[\]\\,]
+    )(?!{_WS}*+[.(])"""
+_COARSE_TOKEN_RE = re.compile(
+    _TOKEN_RE.pattern.replace(
+        rf"{_WS}*+(?:", rf"{_WS}*+(?:(?P<boring>(?:{_BORING_ELEMENT})++)|", 1
+    ),
+    re.VERBOSE | re.DOTALL,
+)
+_COARSE_KIND_BY_INDEX = [_SKIP] * (_COARSE_TOKEN_RE.groups + 1)
+for _name, _index in _COARSE_TOKEN_RE.groupindex.items():
+    _COARSE_KIND_BY_INDEX[_index] = BORING if _name == "boring" else _KIND_OF_GROUP[_name]
+_COARSE_KIND_BY_INDEX_T = tuple(_COARSE_KIND_BY_INDEX)
+
+
+def coarse_lex(sql: str) -> list[Tok]:
+    """Tokens of a read for its rules: runs they never look at become one BORING token.
+
+    Only for ASCII text without comments, ``*/`` or ``;`` (the caller checks): there the
+    tokens the rules do look at, and their neighbours, are exactly those of :func:`lex`.
+    Raises :class:`LexError` like :func:`lex`.
+    """
+    toks: list[Tok] = []
+    append = toks.append
+    kinds = _COARSE_KIND_BY_INDEX_T
+    new = _new_tok
+    for m in _COARSE_TOKEN_RE.finditer(sql):
+        index = m.lastindex or 0
+        kind = kinds[index]
+        if kind < 0:
+            if kind == _BAD:
+                raise LexError(f"cannot read the text at offset {m.start(index)}")
+            continue
+        text = m.group(index)
+        append(new(Tok, (kind, text, text.upper() if kind < _UPPER_BELOW else text)))
+    return toks

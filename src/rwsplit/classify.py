@@ -455,6 +455,7 @@ def _primary(reason: str, flags: Flag = Flag.NONE, resource: str | None = None) 
 
 _PLAIN_READ = Classification(Target.REPLICA, "plain read")
 _EMPTY = _primary("empty statement: sent to the primary")
+_ONLY_HINTS = _primary("empty statement: sent to the primary")
 
 
 def _matching_paren(toks: list[Tok], i: int) -> int:
@@ -958,7 +959,9 @@ def _classify_tokens(toks: list[Tok]) -> Classification:
     if start or end < len(toks):
         toks = toks[start:end]
     if not toks:
-        return _EMPTY
+        # Only optimizer hints: as empty, but a distinct object, so that the shortcut for
+        # several statements counts it as a statement, as _classify_multi does.
+        return _ONLY_HINTS if start else _EMPTY
     for tok in toks:
         if tok.kind == SEMI:
             return _classify_multi(toks)
@@ -1111,6 +1114,7 @@ _has_trigger = _lexer.TRIGGER_RE.search
 _reversed_calls = _lexer.REVERSED_CALL_RE.findall
 _may_hint = _lexer.may_hint
 _comment = _lexer.COMMENT_RE.match
+_coarse_lex = _lexer.coarse_lex
 _code = _lexer.CODE_RE.match
 
 
@@ -1140,10 +1144,9 @@ def _classify_uncached(sql: str) -> Classification:
                 return _classify_lexed(sql)
             return _classify_statements(sql, write)
         if verb == "SELECT" or verb == "WITH":
-            if _is_plain_read(sql):
-                return _PLAIN_READ
             if "/*" in sql or "#" in sql or "--" in sql:
                 return _classify_commented(sql)
+            return _classify_read(sql, sql)
     elif "/*" in sql or "#" in sql or "--" in sql:
         return _classify_commented(sql)
     return _classify_lexed(sql)
@@ -1154,14 +1157,32 @@ def _classify_commented(sql: str) -> Classification:
     bare = _without_comments(sql)
     if bare is not None:
         head = _head(bare)
-        if head is not None and not head.group(1):
+        if head is not None:
             verb = head.group(2).upper()
             write = _WRITE_FROM_VERB.get(verb)
-            if write is not None and ";" not in sql:
+            if write is not None and not head.group(1) and ";" not in sql:
                 return write
-            if (verb == "SELECT" or verb == "WITH") and _is_plain_read(bare):
-                return _PLAIN_READ
+            if verb == "SELECT" or verb == "WITH":
+                return _classify_read(sql, bare)
     return _classify_lexed(sql)
+
+
+def _classify_read(sql: str, bare: str) -> Classification:
+    """A SELECT / WITH; *bare* is *sql* with its comments replaced by spaces (no hint there).
+
+    A plain read is decided without tokens; otherwise comment-free ASCII text without ``;``
+    is scanned with coarse tokens (runs the read rules never look at are one token each),
+    anything else with the lexer.
+    """
+    if _is_plain_read(bare):
+        return _PLAIN_READ
+    if ";" in bare or "*/" in bare or not bare.isascii():
+        return _classify_lexed(sql)
+    try:
+        toks = _coarse_lex(bare)
+    except LexError:
+        return _classify_lexed(sql)  # for the same message
+    return _decide(toks, None)
 
 
 def _without_comments(sql: str) -> str | None:

@@ -6,7 +6,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rwsplit import Flag, Target
-from rwsplit.classify import _classify_lexed, _classify_uncached
+from rwsplit._lexer import COARSE_KEEP
+from rwsplit.classify import (
+    _READ_STARTS,
+    _READ_TRIGGERS,
+    _SEQUENCE_ATTRS,
+    _classify_lexed,
+    _classify_uncached,
+)
 
 
 def agrees(sql: str) -> None:
@@ -72,3 +79,10 @@ def test_shortcuts_agree_with_the_rules(sql: str) -> None:
 def test_shortcuts_agree_on_arbitrary_text(tail: str) -> None:
     for sql in (f"SELECT {tail}", f"INSERT {tail}", f"UPDATE t SET a = 1; {tail}"):
         agrees(sql)
+
+
+def test_coarse_tokens_keep_every_word_the_read_rules_look_at() -> None:
+    keep = set(COARSE_KEEP)
+    assert _READ_TRIGGERS <= keep
+    assert _SEQUENCE_ATTRS <= keep
+    assert _READ_STARTS <= keep
