@@ -10,7 +10,8 @@ realistic application statements of ``bench_routing.py``, next to
 
 Suite ``big``: classification of 100 KB and 1 MB statements (a SELECT with a long IN list, the
 same with a comment so it takes the lexer, a multi-row INSERT, the same with ";" inside its
-strings, a SELECT of many columns with and without a comment inside), next to the general
+strings, a SELECT of many columns with and without a comment inside or FOR UPDATE at the
+end), next to the general
 path alone (lexer and rules, no shortcut) and to one ``str.upper()`` of the text (the cheapest
 pass over every character). With ``--before COMMIT``, also the classifier of that commit
 (loaded from git), on the corpus and on the big statements.
@@ -136,6 +137,7 @@ def big_statements(size: int) -> dict[str, str]:
         "SELECT, IN list + comment": select + " -- report",
         "SELECT, many columns": wide,
         "SELECT, columns, comment inside": commented,
+        "SELECT, columns, FOR UPDATE": wide + " FOR UPDATE",
         "INSERT, multi-row": insert,
         "INSERT, ';' in strings": insert.replace("note for row", "note; row"),
     }

@@ -1167,6 +1167,10 @@ def _classify_commented(sql: str) -> Classification:
     return _classify_lexed(sql)
 
 
+# Below this, coarse tokens save less than they cost.
+_COARSE_MIN_CHARS = 1024
+
+
 def _classify_read(sql: str, bare: str) -> Classification:
     """A SELECT / WITH; *bare* is *sql* with its comments replaced by spaces (no hint there).
 
@@ -1176,7 +1180,7 @@ def _classify_read(sql: str, bare: str) -> Classification:
     """
     if _is_plain_read(bare):
         return _PLAIN_READ
-    if ";" in bare or "*/" in bare or not bare.isascii():
+    if len(bare) < _COARSE_MIN_CHARS or ";" in bare or "*/" in bare or not bare.isascii():
         return _classify_lexed(sql)
     try:
         toks = _coarse_lex(bare)

@@ -6,13 +6,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rwsplit import Flag, Target
-from rwsplit._lexer import COARSE_KEEP
+from rwsplit._lexer import COARSE_KEEP, LexError, coarse_lex
 from rwsplit.classify import (
     _READ_STARTS,
     _READ_TRIGGERS,
     _SEQUENCE_ATTRS,
     _classify_lexed,
     _classify_uncached,
+    _decide,
 )
 
 
@@ -86,3 +87,31 @@ def test_coarse_tokens_keep_every_word_the_read_rules_look_at() -> None:
     assert keep >= _READ_TRIGGERS
     assert keep >= _SEQUENCE_ATTRS
     assert keep >= _READ_STARTS
+
+
+ascii_fragments = [f for f in FRAGMENTS if f.isascii() and f not in ("*/", ";")]
+comment_free = (
+    st.tuples(
+        st.sampled_from(["SELECT ", "WITH ", "(SELECT ", "((SELECT "]),
+        st.lists(st.sampled_from(ascii_fragments), min_size=1, max_size=30).map(" ".join),
+    )
+    .map("".join)
+    .filter(lambda s: not any(m in s for m in ("/*", "*/", "--", "#", ";")))
+)
+
+
+@settings(max_examples=1000)
+@given(comment_free)
+@example("SELECT a, b FROM t WHERE c = 1 FOR SHARE")
+@example("SELECT db . fn (1), t.update, s.nextval FROM t")
+@example("WITH c (a, b) AS (SELECT 1, 2) SELECT * FROM c LOCK IN SHARE MODE")
+@example("SELECT x INTO OUTFILE 'f' FROM t")
+@example("SELECT `f` (1), @x := 1, @@identity")
+def test_coarse_tokens_decide_as_the_lexer_does(sql: str) -> None:
+    # Used for long reads only (classify._COARSE_MIN_CHARS); checked here on short ones.
+    try:
+        toks = coarse_lex(sql)
+    except LexError:
+        assert _classify_lexed(sql).reason.startswith("unparseable"), sql
+        return
+    assert _decide(toks, None) == _classify_lexed(sql), sql
