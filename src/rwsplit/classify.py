@@ -4,16 +4,20 @@ Pure and cached, no I/O. The rule that keeps it correct: *unknown means primary*
 goes to a replica only when it is positively known to be a plain read; anything the lexer cannot
 follow, any verb it does not know, any function it cannot vouch for, goes to the primary.
 
-Text is handled in two steps, both single passes:
+Text is handled by :func:`_classify_uncached`, which decides from as little of the text as the
+grammar allows (shortcuts in :mod:`rwsplit._lexer`, each checked by a property test to agree
+with the general path):
 
-1. :func:`_lex` turns the text into a list of :class:`Tok` with one compiled regular
-   expression (hand-written token grammar, MySQL/MariaDB lexical rules: quoting, escapes,
-   comments, executable comments ``/*! ... */``, optimizer hints ``/*+ ... */``).
-2. :func:`_classify_tokens` dispatches on the first keyword to a rule function in
-   :data:`_VERB_RULES`; rules inspect the tokens they need.
+* a write verb (``INSERT``, ``UPDATE`` ...) decides from the first word;
+* a plain ``SELECT`` / ``WITH`` is recognised without tokens;
+* long reads that are not plain are scanned with coarse tokens;
+* everything else takes the general path: :func:`rwsplit._lexer.lex` (one compiled regular
+  expression, MySQL/MariaDB lexical rules) and :func:`_classify_tokens`, which dispatches on
+  the first keyword to a rule function in :data:`_VERB_RULES`.
 
-Results are cached by statement text (:func:`functools.lru_cache`), so a statement seen before
-costs one dictionary lookup.
+Results are cached by statement text in a :class:`~rwsplit._textcache.TextCache` bounded in
+bytes (:data:`CACHE_MAX_BYTES`; texts longer than :data:`CACHE_MAX_KEY_CHARS` are keyed by a
+digest), so a statement seen before costs one dictionary lookup.
 """
 
 from __future__ import annotations
