@@ -306,12 +306,15 @@ COARSE_KEEP = (
 )
 
 # The token expression with one more alternative, tried first: a run of tokens that the read
-# rules never look at (words not in COARSE_KEEP, literals, operators other than ":=",
-# commas, whitespace), none of them followed by "(" or "." (so a called or qualified name,
-# and the token before a ".", stay tokens of their own). For comment-free ASCII text only.
+# rules never look at (names not in COARSE_KEEP, qualified ones too, up to four parts;
+# literals, operators other than ":=", commas, whitespace), none of them followed by "(" or
+# "." (so a called name, and a name with a kept word after its ".", are tokens of their own,
+# with the "." and the name before it). For comment-free ASCII text only.
+_NOT_KEPT = rf"""(?!(?i:{"|".join(COARSE_KEEP)})(?![{_ID}]))"""
 _BORING_ELEMENT = rf"""(?:{_WS}++
-      | (?!(?i:{"|".join(COARSE_KEEP)})(?![{_ID}]))[{_ID}]++
-      | {_SQ} | {_DQ} | {_BQ}
+      | {_NOT_KEPT}(?:[{_ID}]++|{_BQ})
+        (?:{_WS}*+\.{_WS}*+{_NOT_KEPT}(?:[{_ID}]++|{_BQ})){{0,3}}+
+      | {_SQ} | {_DQ}
       | :(?!=)
       | [-+*/%=<>!~^&|?{{}}\[\]\\,]
     )(?!{_WS}*+[.(])"""

@@ -43,6 +43,7 @@ FRAGMENTS = [
     "INTO", "@x", "@'q'", "@", "@@warning_count", "@@identity", ":=", ":", "?", "%(p)s",
     "IN", "('a', 'b')", "NEXT VALUE FOR s", "LOCK IN SHARE MODE", "information_schema",
     "\u00a0", "é", "\x00", "\x01", "\t", "\n", " ", "'", '"', "`", "\\", "N'x'", "1abc(",
+    "`t`.`c`", "x.y.z", "a.b.c.d.e", "t . `update`", "1.5", ".5", "t.for", "AS", "SHARE",
 ]  # fmt: skip
 
 texts = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=25).map(" ".join)
