@@ -1222,7 +1222,8 @@ def _is_plain_read(sql: str) -> bool:
     up = sql.upper()
     for word in _TRIGGER_SUBSTRINGS:
         if word in up:
-            if _has_trigger(up):
+            # A long text goes to coarse tokens anyway, which find the whole words sooner.
+            if len(sql) >= _COARSE_MIN_CHARS or _has_trigger(up):
                 return False
             break
     if _lexable(sql) is None:
