@@ -75,6 +75,7 @@ _TOKEN_RE = re.compile(
     | (?P<execopen>/\*!(?:[0-4][0-9]{{4}}|50[0-6][0-9]{{2}})(?![0-9])|/\*!(?![0-9]{{5}}))
     | (?P<execmaybe>/\*M?![0-9]{{5}}[0-9]?|/\*M!)
     | (?P<blockcomment>/\*.*?\*/)
+    | (?P<openblock>/\*)
     | (?P<execclose>\*/)
     | (?P<string>[nN]?{_SQ}|{_DQ})
     | (?P<quotedid>{_BQ})
@@ -106,6 +107,7 @@ _KIND_OF_GROUP = {
     "execopen": _SKIP,
     "execmaybe": _MAYBE,
     "blockcomment": _COMMENT,
+    "openblock": _BAD,
     "execclose": _SKIP,
     "string": STRING,
     "quotedid": QUOTED_ID,
@@ -187,7 +189,8 @@ def lex(sql: str) -> Lexed:
                 if found is not None:
                     hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
             elif kind == _BAD:
-                raise LexError(f"cannot read the text at offset {m.start(index)}")
+                what = "a comment left open" if m.group(index) == "/*" else "the text"
+                raise LexError(f"cannot read {what} at offset {m.start(index)}")
             elif kind == _MAYBE:
                 maybe.append(m.start(index))
             continue
@@ -197,6 +200,7 @@ def lex(sql: str) -> Lexed:
 
 
 _MAYBE_MARKER_RE = re.compile(r"/\*M?![0-9]*")
+_MAYBE_CHECKED = 64
 
 
 def skipped_view(sql: str, maybe: list[int]) -> tuple[str, bool]:
@@ -208,13 +212,15 @@ def skipped_view(sql: str, maybe: list[int]) -> tuple[str, bool]:
     """
     parts = []
     pos = 0
-    unsure = False
-    for start in maybe:
+    unsure = len(maybe) > _MAYBE_CHECKED
+    last_close = sql.rfind("*/")
+    for i, start in enumerate(maybe):
         marker = _MAYBE_MARKER_RE.match(sql, start)
         length = marker.end() - start if marker is not None else 3
-        close = sql.find("*/", start + length)
-        if close < 0 or "/*" in sql[start + length : close]:
-            unsure = True
+        if i < _MAYBE_CHECKED:  # bounded work: past that many, unsure anyway
+            close = sql.find("*/", start + length) if start < last_close else -1
+            if close < 0 or sql.find("/*", start + length, close) >= 0:
+                unsure = True
         parts.append(sql[pos:start])
         parts.append("/*" + " " * (length - 2))
         pos = start + length
@@ -251,7 +257,7 @@ STATEMENT_END_RE = re.compile(
       | /\*(?!M?!).*?\*/
       | {_DASH_COMMENT}[^\n\x00]*+
       | \#[^\n\x00]*+
-      | [/\-]
+      | /(?!\*) | -
     )*+""",
     re.VERBOSE | re.DOTALL,
 )
@@ -312,9 +318,9 @@ COARSE_KEEP = (
 # with the "." and the name before it). For comment-free ASCII text only.
 _NOT_KEPT = rf"""(?!(?i:{"|".join(COARSE_KEEP)})(?![{_ID}]))"""
 _BORING_ELEMENT = rf"""(?:{_WS}++
-      | {_NOT_KEPT}(?:[{_ID}]++|{_BQ})
-        (?:{_WS}*+\.{_WS}*+{_NOT_KEPT}(?:[{_ID}]++|{_BQ})){{0,3}}+
-      | {_SQ} | {_DQ}
+      | (?![nN]'){_NOT_KEPT}(?:[{_ID}]++|{_BQ})
+        (?:{_WS}*+\.{_WS}*+(?![nN]'){_NOT_KEPT}(?:[{_ID}]++|{_BQ})){{0,3}}+
+      | [nN]?{_SQ} | {_DQ}
       | :(?!=)
       | [-+*/%=<>!~^&|?{{}}\[\]\\,]
     )(?!{_WS}*+[.(])"""
@@ -346,7 +352,8 @@ def coarse_lex(sql: str) -> list[Tok]:
         kind = kinds[index]
         if kind < 0:
             if kind == _BAD:
-                raise LexError(f"cannot read the text at offset {m.start(index)}")
+                what = "a comment left open" if m.group(index) == "/*" else "the text"
+                raise LexError(f"cannot read {what} at offset {m.start(index)}")
             continue
         text = m.group(index)
         append(new(Tok, (kind, text, text.upper() if kind < _UPPER_BELOW else text)))

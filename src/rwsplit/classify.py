@@ -1249,7 +1249,7 @@ def _classify_statements(sql: str, first: Classification) -> Classification:
         end = m.end() if m is not None else pos
         if end < n and sql[end] != ";":  # a string or identifier left open
             return _classify_lexed(sql)
-        if pos:
+        if pos and sql[pos:end].strip(" \t\n\r\f\v"):  # empty parts count for nothing
             part = _classify_part(sql[pos:end])
             if part.reason.startswith(_WHOLE_TEXT_FAILURES):
                 return _classify_lexed(sql)  # the whole text fails as this part does
