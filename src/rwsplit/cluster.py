@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,12 +26,8 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
-from . import _sa_compat
-from . import _validate as validate
-from .balance import Balancer, RoundRobinBalancer
-from .classify import Flag, Target, classify
 from .config import ClusterSettings, TLSConfig
-from .consistency import ReadYourWrites
+from .config import _validate as validate
 from .errors import (
     ConfigurationError,
     NoPrimaryError,
@@ -41,15 +38,21 @@ from .errors import (
     SplitBrainError,
     TransactionOutcomeUnknownError,
 )
-from .router import may_carry_state
-from .topology import Node, Role, Topology, describe_error, node_name
+from .integrations import _sa_compat
+from .metrics import ClusterStats, Stats, check_routing
+from .routing.balance import Balancer, RoundRobinBalancer
+from .routing.classify import Flag, Target, classify
+from .routing.consistency import ReadYourWrites
+from .routing.router import may_carry_state
+from .topology.model import Node, Role, Topology, node_name
+from .topology.probe import describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, ExceptionContext
 
-    from .failover import FailoverOptions
-    from .monitor import Monitor
-    from .session import RoutingSession
+    from .integrations.sqlalchemy import RoutingSession
+    from .topology.failover import FailoverOptions
+    from .topology.monitor import Monitor
 
 __all__ = ["Cluster"]
 
@@ -132,16 +135,6 @@ def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
 
 
-def _says_read_only(dbapi_connection: Any) -> bool:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SELECT @@global.read_only")
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return bool(row and int(row[0]))
-
-
 _DIRTY = "rwsplit.dirty"
 
 
@@ -196,6 +189,7 @@ class _Routes:
     """Read-only engine of every readable replica, by node name."""
     recheck_at: float | None
     """Monotonic time at which a node marked down may be tried again (None: nothing to do)."""
+    primary_name: str | None = None
 
 
 class Cluster:
@@ -239,6 +233,10 @@ class Cluster:
     :param replica_read_timeout: the same for replicas; a read that times out is re-run on
         another node and the replica is taken out of routing.
     :param write_timeout: seconds to send one statement to any node.
+    :param routing: ``"normal"``; ``"shadow"`` runs every statement on the primary while the
+        classifier, balancer and consistency policy still decide, and :meth:`stats` reports
+        where each would have gone (safe adoption); ``"primary"`` sends everything to the
+        primary (the kill switch). Settable at run time: ``cluster.routing = "primary"``.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
     (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
@@ -283,6 +281,7 @@ class Cluster:
         primary_read_timeout: float | None = 10.0,
         replica_read_timeout: float | None = 5.0,
         write_timeout: float | None = 10.0,
+        routing: str = "normal",
     ) -> None:
         # Every option is checked here, before any engine or thread exists (rwsplit._validate):
         # a nan or inf would otherwise fail later, in a background thread or never.
@@ -339,6 +338,9 @@ class Cluster:
             replica_read_timeout,
             write_timeout,
         )
+        self._routing = check_routing(routing)
+        self._followed = False  # the failover log was read (see _check_is_primary)
+        self._stats = Stats()
         self.primary_epoch = 0
         """Incremented every time the primary changes (or is lost): a transaction that began
         under another epoch cannot report a successful commit."""
@@ -367,6 +369,7 @@ class Cluster:
         self.balancer: Balancer = balancer if balancer is not None else RoundRobinBalancer()
         self._engine_options: dict[str, Any] = dict(engine_options or {})
         self._engines: dict[tuple[str, bool], Engine] = {}
+        _live_clusters.add(self)
         self._listeners: list[TopologyListener] = list(on_topology_change)
         self._lock = threading.RLock()  # serialises topology writers; readers never take it
         self._down_at: dict[str, float] = {}
@@ -381,7 +384,7 @@ class Cluster:
         """The background monitor, when ``monitor_interval`` or ``auto_failover`` is set."""
         self._routes = self._build_routes(Topology(tuple(nodes)))
         if monitor_interval is not None or auto_failover:
-            from .monitor import Monitor
+            from .topology.monitor import Monitor
 
             self.monitor = Monitor(
                 self,
@@ -441,10 +444,9 @@ class Cluster:
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
             ) from None
         except ImportError as exc:
-            raise ConfigurationError(
-                f"the driver for {url.drivername!r} is not installed ({exc}); "
-                "install it, e.g. 'pip install pymysql'"
-            ) from None
+            from ._drivers import missing_driver
+
+            raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
         else:
@@ -523,20 +525,43 @@ class Cluster:
         return committing, is_read
 
     def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
-        # Runs once per new DBAPI connection to the primary, before its first statement: a
-        # node that says it is read-only is not the primary, whatever the configuration or
-        # this process's memory say (an account with SUPER writes through read_only=ON).
-        if not _says_read_only(dbapi_connection):
+        # Runs once per new DBAPI connection to the primary, before its first statement: the
+        # server's own state decides (read_only, replicating, replaced in the failover log),
+        # not the configuration or this process's memory — an account with SUPER writes
+        # through read_only=ON. See rwsplit.topology.failover.verify_writable_primary.
+        from .topology._ledger import DEFAULT_SCHEMA
+        from .topology.failover import follow_current_primary, verify_writable_primary
+
+        options = self.failover_options
+        schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+        try:
+            verify_writable_primary(dbapi_connection, name, ledger_schema=schema)
+        except NotPrimaryError:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            log.warning("%s is not the primary on the server; probing the cluster", name)
+            self.mark_not_primary(name)
+            with contextlib.suppress(Exception):  # the caller gets the error either way
+                self.refresh()
+            raise
+        if self._followed:
             return
-        dbapi_connection.close()
-        log.warning("%s is read-only: it is not the primary; probing the cluster", name)
-        self.mark_not_primary(name)
-        with contextlib.suppress(Exception):  # the caller gets the error below either way
-            self.refresh()
-        raise NotPrimaryError(
-            f"{name}, taken for the primary, is read-only: it is not the primary (a failover "
-            "happened?); the cluster was probed again: retry, or check 'rwsplit topology'"
-        )
+        # Once per process, before its first write: a failover may have happened while this
+        # node was down (it came back writable, its own failover log is old). The newest
+        # failover log among the nodes names the primary.
+        self._followed = True
+        try:
+            record = follow_current_primary(self, timeout=2.0)
+        except Exception as exc:  # no log anywhere is the normal case; never block writes
+            log.info("reading the failover log failed: %s", describe_error(exc))
+            return
+        if record is not None and record.primary != name:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            raise NotPrimaryError(
+                f"{name} was replaced as the primary by {record.primary} (failover log epoch "
+                f"{record.epoch}); rwsplit now writes there: retry the unit of work"
+            )
 
     def mark_not_primary(self, name: str) -> None:
         """Node *name* said it is not the primary: stop sending writes there."""
@@ -595,7 +620,7 @@ class Cluster:
         """
         if self.monitor is not None:
             return self.monitor.check()
-        from .monitor import Monitor
+        from .topology.monitor import Monitor
 
         monitor = Monitor(self, timeout=2.0)
         try:
@@ -625,6 +650,8 @@ class Cluster:
             changed = old_routes.primary is not routes.primary
             if changed:
                 self.primary_epoch += 1
+        if old != topology:
+            self._stats.topology_changed(old, topology)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
@@ -679,7 +706,14 @@ class Cluster:
             down = [self._down_at.get(n.name, 0.0) for n in topology.nodes if not n.healthy]
             if down:
                 recheck_at = min(down) + self.down_retry_interval
-        return _Routes(topology, primary, readable, engine_of, recheck_at)
+        return _Routes(
+            topology,
+            primary,
+            readable,
+            engine_of,
+            recheck_at,
+            primary_node.name if primary_node is not None else None,
+        )
 
     # ------------------------------------------------------------------ routing (hot path)
 
@@ -738,17 +772,41 @@ class Cluster:
         ``causal_token=`` continues read-your-writes from another session; other keyword
         arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
         """
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return RoutingSession(self, **kwargs)
 
     def sessionmaker(self, **kwargs: Any) -> _sessionmaker[RoutingSession]:
         """A :class:`sqlalchemy.orm.sessionmaker` that makes routing sessions on this cluster."""
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return _sessionmaker(class_=RoutingSession, cluster=self, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def routing(self) -> str:
+        """``"normal"``, ``"shadow"`` or ``"primary"`` (see the constructor); settable."""
+        return self._routing
+
+    @routing.setter
+    def routing(self, value: str) -> None:
+        self._routing = check_routing(value)
+        log.warning("routing mode set to %r", value)
+
+    def stats(self) -> ClusterStats:
+        """A snapshot of what this cluster's sessions did (:mod:`rwsplit.metrics`).
+
+        >>> with Cluster("mysql+pymysql://u:p@db1/app") as cluster:
+        ...     cluster.stats().to_dict()["routing"]
+        'normal'
+        """
+        return self._stats.snapshot(self._routing, self._routes.topology)
+
+    @property
+    def primary_name(self) -> str | None:
+        """The current primary's node name (``None``: none known)."""
+        return self._routes.primary_name
 
     def close(self) -> None:
         """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""
@@ -759,6 +817,14 @@ class Cluster:
             self._engines.clear()
         for engine in engines:
             engine.dispose()
+
+    def _after_fork(self) -> None:
+        """In a forked child: never use a pooled connection of the parent (see the hook)."""
+        self._lock = threading.RLock()  # another thread of the parent may have held it
+        self._stats._lock = threading.Lock()
+        for engine in list(self._engines.values()):
+            # close=False: the parent still uses those sockets; the child just forgets them.
+            engine.dispose(close=False)
 
     def __enter__(self) -> Cluster:
         return self
@@ -901,3 +967,19 @@ class Cluster:
             f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
         )
         return f"<Cluster {nodes}>"
+
+
+# Fork safety: a Cluster made before fork() (gunicorn --preload, multiprocessing, Celery
+# prefork) must not share pooled connections with its parent. Monitors restart themselves
+# (rwsplit.monitor registers its own hook).
+_live_clusters: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_live_clusters):
+        with contextlib.suppress(Exception):  # a broken cluster must not break the child
+            cluster._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

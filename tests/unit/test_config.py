@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rwsplit.secrets import encrypt
 
 from rwsplit import Cluster, ConfigurationError, SecretError, TLSConfig
 from rwsplit.config import (
@@ -18,7 +19,6 @@ from rwsplit.config import (
     settings_from_properties,
     settings_from_toml,
 )
-from rwsplit.secrets import encrypt
 
 KEY = "k3y"
 # Made by Jasypt 1.9.3's CLI: input="hello wörld" password=k3y (PBEWithMD5AndDES)

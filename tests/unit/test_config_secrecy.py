@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 
 import pytest
+from rwsplit.secrets import encrypt
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from rwsplit import Cluster, RwSplitError
-from rwsplit.secrets import encrypt
 
 PASSWORD = "Pw-7c1e!secret"
 KEY = "key-for-the-secrecy-test"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from rwsplit import ConfigurationError, RoutingError
 from rwsplit.classify import classify
 from rwsplit.consistency import ReadYourWrites
 from rwsplit.router import Route, Router, check_request, may_carry_state
+
+from rwsplit import ConfigurationError, RoutingError
 
 
 def router(**kw: object) -> tuple[Router, list[tuple[str, str]]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rwsplit.secrets import decrypt_value, encrypt
 from sqlalchemy.engine import URL
 
 from rwsplit import Cluster, ConfigurationError, FailoverOptions, Monitor, SecretError, TLSConfig
@@ -25,7 +26,6 @@ from rwsplit.config import (
     settings_from_properties,
     settings_from_toml,
 )
-from rwsplit.secrets import decrypt_value, encrypt
 
 PRIMARY = "mysql+pymysql://app:pw@db1:3306/shop"
 PASSWORD = "Hunter2-e9f1!pw"
@@ -114,6 +114,8 @@ BAD_OPTIONS: list[tuple[str, object, str]] = [
     ),
     *(("failure_threshold", value, "an integer >= 1") for value in (0, -3, True, 2.5, "3", None)),
     ("balancer", object(), "choose"),
+    ("routing", "shadowy", "one of"),
+    ("routing", None, "one of"),
     ("balancer", "round-robin", "choose"),
     ("engine_options", [("pool_size", 1)], "dict"),
     ("engine_options", {1: 2}, "string keys"),
