@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rwsplit.demo import node_counters
+from rwsplit.cli.demo import node_counters
 from rwsplit.sandbox import Sandbox
 
 DEFAULT_APPS = (

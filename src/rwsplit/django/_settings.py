@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 
 from ..cluster import Cluster
+from ..config.secrets import EncryptionKey, decrypt_value, load_key
 from ..errors import ConfigurationError
-from ..secrets import EncryptionKey, decrypt_value, load_key
 
 __all__ = ["DriverTimeouts", "cluster_for", "close_clusters", "driver_timeouts"]
 
@@ -155,7 +155,7 @@ def _cluster_options(options: Mapping[str, Any], key: EncryptionKey | None) -> d
             kwargs[name] = _secret(kwargs[name], key, f"RWSPLIT[{name!r}]")
     failover = kwargs.get("failover_options")
     if isinstance(failover, Mapping):
-        from ..failover import FailoverOptions
+        from ..topology.failover import FailoverOptions
 
         failover = dict(failover)
         if failover.get("replication_password") is not None:

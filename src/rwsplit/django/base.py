@@ -43,9 +43,7 @@ from django.db import utils as db_utils
 from django.db.backends.mysql import base as mysql_base
 from django.db.utils import DEFAULT_DB_ALIAS
 
-from ..classify import Classification, Flag, Target, classify
 from ..cluster import Cluster
-from ..consistency import ReadYourWrites
 from ..errors import (
     ConfigurationError,
     NoPrimaryError,
@@ -57,9 +55,16 @@ from ..errors import (
     RwSplitError,
     TransactionOutcomeUnknownError,
 )
-from ..router import Route, Router
-from ..session import is_connection_failure, is_read_only_rejection, is_replica_unusable
+from ..integrations.sqlalchemy import (
+    is_connection_failure,
+    is_read_only_rejection,
+    is_replica_unusable,
+)
+from ..routing.classify import Classification, Flag, Target, classify
+from ..routing.consistency import ReadYourWrites
+from ..routing.router import Route, Router
 from ..topology import describe_error
+from ..topology.failover import verify_writable_primary
 from ._context import CausalScope, current_scope, forced_primary
 from ._settings import cluster_for, driver_timeouts, fingerprint
 from .creation import DatabaseCreation
@@ -268,21 +273,23 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 ),
                 exc,
             ) from None
-        if _says_read_only(conn):
-            # A node that says read_only is not the primary, whatever the settings say.
+        assert name is not None
+        options = self.cluster.failover_options
+        try:
+            # The server decides: read_only off, replicating from nobody, not recorded as
+            # replaced in the failover log (whatever the account's privileges).
+            if options is not None:
+                verify_writable_primary(conn, name, ledger_schema=options.ledger_schema)
+            else:
+                verify_writable_primary(conn, name)
+        except NotPrimaryError as exc:
             with contextlib.suppress(Exception):
                 conn.close()
-            assert name is not None
-            log.warning("%s is read-only: it is not the primary; probing the cluster", name)
+            log.warning("%s is not the primary on the server; probing the cluster", name)
             self.cluster.mark_not_primary(name)
             with contextlib.suppress(Exception):
                 self.cluster.refresh()
-            raise django_error(
-                NotPrimaryError(
-                    f"{name}, taken for the primary, is read-only: it is not the primary (a "
-                    "failover happened?); the cluster was probed again: retry"
-                )
-            )
+            raise django_error(exc) from None
         self._primary_node = name
         self._primary_epoch = self.cluster.primary_epoch
         return conn
@@ -750,10 +757,3 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         at = self._replica_close_at
         if self._replicas and at is not None and time.monotonic() >= at:
             self._close_replicas()
-
-
-def _says_read_only(conn: Any) -> bool:
-    with contextlib.closing(conn.cursor()) as cursor:
-        cursor.execute("SELECT @@global.read_only")
-        row = cursor.fetchone()
-    return bool(row and int(row[0]))
