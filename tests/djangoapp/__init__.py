@@ -42,6 +42,9 @@ def configure() -> None:
             USE_TZ=True,
             DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
             SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+            # django.test imports staticfiles, whose lazy storage any gc.get_objects() /
+            # isinstance() sweep of another test evaluates: give it what it needs.
+            STATIC_URL="/static/",
         )
     django.setup()
     _configured = True
