@@ -37,4 +37,6 @@ def test_every_example_is_run_by_a_test() -> None:
             f'load_example("{folder}", "{module}")' in tests
             or (module == "app" and f'load_example("{folder}")' in tests)
             or f'"{folder}" / "{path.name}"' in tests
+            # A Django project (manage.py) runs as a whole: a test that names its folder.
+            or ((ROOT / "examples" / folder / "manage.py").exists() and f'"{folder}"' in tests)
         ), f"examples/{name} is not run by any test"
