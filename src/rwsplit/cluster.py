@@ -39,7 +39,9 @@ from .topology import Node, Role, Topology, describe_error, node_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
+    from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
+    from .asyncio import AsyncRoutingSession
     from .failover import FailoverOptions
     from .monitor import Monitor
     from .session import RoutingSession
@@ -318,6 +320,9 @@ class Cluster:
             return engine
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
+        from .asyncio import check_same_driver_kind, create_async_node_engine, is_async_url
+
+        check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
         tls = self._node_tls.get(node_name(url), self._tls)
         if tls is not None:
@@ -330,7 +335,12 @@ class Cluster:
                 # Nothing to roll back on an autocommit connection: save the round trip.
                 options.setdefault("skip_autocommit_rollback", True)
         try:
-            engine = create_engine(url, **options)
+            if is_async_url(url):
+                # The cluster keeps the sync face of the async engine: under AsyncSession,
+                # RoutingSession.get_bind must return a sync Engine.
+                engine = create_async_node_engine(url, options)
+            else:
+                engine = create_engine(url, **options)
         except (ArgumentError, TypeError) as exc:
             raise ConfigurationError(
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
@@ -563,7 +573,11 @@ class Cluster:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""
+        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent.
+
+        :raises ConfigurationError: asyncio connections are open: use :meth:`aclose`.
+        """
+        self._require_sync_close()
         if self.monitor is not None:
             self.monitor.stop()
         with self._lock:
@@ -713,3 +727,65 @@ class Cluster:
             f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
         )
         return f"<Cluster {nodes}>"
+
+    # ------------------------------------------------------------------ asyncio
+    # The async face of the cluster (rwsplit.asyncio): AsyncSession over RoutingSession.
+
+    def async_session(self, **kwargs: Any) -> AsyncRoutingSession:
+        """A new :class:`~rwsplit.asyncio.AsyncRoutingSession` (an ``AsyncSession``) on this
+        cluster, which needs ``mysql+aiomysql://`` or ``mysql+asyncmy://`` URLs.
+
+        It routes exactly like :meth:`session`; keyword arguments as there.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from .asyncio import AsyncRoutingSession
+
+        return AsyncRoutingSession(self, **kwargs)
+
+    def async_sessionmaker(self, **kwargs: Any) -> _async_sessionmaker[AsyncRoutingSession]:
+        """A :class:`sqlalchemy.ext.asyncio.async_sessionmaker` of routing ``AsyncSession``\\ s.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from .asyncio import AsyncRoutingSession, require_async_cluster
+
+        require_async_cluster(self, "cluster.async_sessionmaker()")
+        return async_sessionmaker(class_=AsyncRoutingSession, cluster=self, **kwargs)
+
+    async def aclose(self) -> None:
+        """Stop the monitor and await the disposal of every engine. Idempotent.
+
+        Call it (or use ``async with Cluster(...)``) on the event loop that used the cluster,
+        before that loop ends: asyncio connections can only be closed there.
+        """
+        import asyncio
+
+        from .asyncio import dispose_engines
+
+        if self.monitor is not None:
+            # Joining the monitor thread may wait for a probe in flight: not on the loop.
+            await asyncio.to_thread(self.monitor.stop)
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        await dispose_engines(engines)
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _require_sync_close(self) -> None:
+        if any(e.dialect.is_async for e in self._engines.values()):
+            from .asyncio import require_sync_close
+
+            require_sync_close(self._engines.values())

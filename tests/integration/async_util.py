@@ -1,0 +1,58 @@
+"""Helpers for the asyncio integration tests: async clusters on a sandbox, both drivers."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from rwsplit import Cluster
+from rwsplit.sandbox import Sandbox
+
+from .util import sql
+
+__all__ = ["DRIVERS", "async_cluster", "async_url", "sql_threads_stopped", "table"]
+
+DRIVERS = ("aiomysql", "asyncmy")
+
+
+def async_url(url: str, driver: str) -> str:
+    """*url* with its driver replaced by the asyncio driver *driver*."""
+    return make_url(url).set(drivername=f"mysql+{driver}").render_as_string(hide_password=False)
+
+
+def async_cluster(sb: Sandbox, driver: str, **kwargs: Any) -> Cluster:
+    """A cluster on *sb* whose every node URL uses *driver*."""
+    return Cluster(
+        async_url(sb.primary_url, driver),
+        [async_url(u, driver) for u in sb.replica_urls],
+        **kwargs,
+    )
+
+
+@contextlib.contextmanager
+def table(sb: Sandbox, columns: str = "id INT PRIMARY KEY, v INT") -> Iterator[str]:
+    """A new table in the sandbox's database, on every node before the block starts."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    sql(sb.primary, f"CREATE TABLE rwsplit.{name} ({columns})")
+    sb.wait_caught_up()
+    try:
+        yield name
+    finally:
+        sb.wait_caught_up()
+        sql(sb.primary, f"DROP TABLE IF EXISTS rwsplit.{name}")
+
+
+@contextlib.contextmanager
+def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
+    """Freeze replication apply on every replica: they lag until the block ends."""
+    for r in sb.replicas:
+        sql(r, "STOP SLAVE SQL_THREAD")
+    try:
+        yield
+    finally:
+        for r in sb.replicas:
+            sql(r, "START SLAVE SQL_THREAD")
