@@ -11,9 +11,15 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import text
 
-from rwsplit import Cluster
+from rwsplit import (
+    Cluster,
+    FailoverOptions,
+    NoPrimaryError,
+    RetryableWriteError,
+    TransactionOutcomeUnknownError,
+)
 from rwsplit.asyncio import AsyncRoutingSession
-from rwsplit.sandbox import Sandbox
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
 from .async_util import DRIVERS, async_cluster, sql_threads_stopped, table
 from .counters import delta, snapshot
@@ -230,3 +236,78 @@ def test_causal_waits_and_probes_never_block_the_event_loop(sandbox: Sandbox, dr
     assert probes >= 10  # the monitor probed all along
     assert blocked_lag >= CAUSAL_TIMEOUT * 0.9  # a blocking wait would be seen
     assert async_lag < LAG_BOUND
+
+
+@pytest.mark.failover
+def test_writes_resume_after_the_primary_is_killed(fresh_sandbox: Sandbox, driver: str) -> None:
+    """Automatic failover under async writers: the monitor (its own thread, PyMySQL) promotes a
+    replica, and the async sessions write there without a restart."""
+    sb = fresh_sandbox
+    old = sb.primary
+    sql(old, "CREATE TABLE rwsplit.w (id INT PRIMARY KEY)")
+    sb.wait_caught_up()
+    options = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05)
+
+    async def work() -> tuple[list[tuple[int, float]], list[BaseException], float, str | None]:
+        c = async_cluster(
+            sb,
+            driver,
+            monitor_interval=0.2,
+            monitor_timeout=0.5,
+            auto_failover=True,
+            failover_options=options,
+        )
+        async with c:
+            acked: list[tuple[int, float]] = []
+            unexpected: list[BaseException] = []
+            ids = iter(range(1, 1_000_000))
+            stop = asyncio.Event()
+
+            async def writer() -> None:
+                while not stop.is_set():
+                    i = next(ids)
+                    try:
+                        async with c.async_session() as s:
+                            await s.execute(text(f"INSERT INTO w (id) VALUES ({i})"))
+                            await s.commit()
+                        acked.append((i, time.monotonic()))
+                    except (RetryableWriteError, TransactionOutcomeUnknownError, NoPrimaryError):
+                        await asyncio.sleep(0.01)  # the documented errors: retry the unit
+                    except BaseException as exc:
+                        unexpected.append(exc)
+                        return
+
+            def acked_after(t: float) -> int:
+                return sum(at > t for _, at in acked)
+
+            tasks = [asyncio.create_task(writer()) for _ in range(5)]
+            for _ in range(3000):  # bounded: 30 s
+                if len(acked) >= 100 or unexpected:
+                    break
+                await asyncio.sleep(0.01)
+            t_kill = time.monotonic()
+            await asyncio.to_thread(sb.kill, old.name)
+            for _ in range(3000):
+                if acked_after(t_kill + 0.1) >= 100 or unexpected:
+                    break
+                await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.gather(*tasks)
+            monitor = c.monitor
+            assert monitor is not None
+            for _ in range(1000):  # the failover's result is recorded after writes resume
+                if monitor.last_failover is not None:
+                    break
+                await asyncio.sleep(0.01)
+            new = monitor.last_failover.new_primary if monitor.last_failover else None
+            return acked, unexpected, t_kill, new
+
+    acked, unexpected, t_kill, new_name = asyncio.run(asyncio.wait_for(work(), timeout=120))
+    assert unexpected == []
+    promoted = [r for r in sb.replicas if r.address == new_name]
+    assert len(promoted) == 1, new_name
+    new = promoted[0]
+    after = [i for i, at in acked if at > t_kill + 0.1]
+    assert len(after) >= 100
+    have = {int(str(r[0])) for r in sql(new, "SELECT id FROM rwsplit.w")}
+    assert set(after) <= have  # acknowledged after the failover: on the new primary
