@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Integer, String, select, text
@@ -18,7 +19,7 @@ from rwsplit import ConfigurationError, RetryableWriteError, RoutingError, heale
 from rwsplit.asyncio import AsyncRoutingSession
 from rwsplit.sandbox import Sandbox
 
-from .async_util import DRIVERS, async_cluster, sql_threads_stopped, table
+from .async_util import DRIVERS, async_cluster, async_url, sql_threads_stopped, table
 from .counters import delta, snapshot
 from .util import sql
 
@@ -285,3 +286,30 @@ def test_close_from_async_code_says_use_aclose_and_aclose_closes_cleanly(
     with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"):
         asyncio.run(work())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _docs_example() -> str:
+    doc = (Path(__file__).parents[2] / "docs" / "asyncio.md").read_text()
+    start = doc.index("## A complete example")
+    block = doc[doc.index("```python\n", start) + len("```python\n") :]
+    return block[: block.index("```")]
+
+
+def test_the_docs_example_runs(
+    sandbox: Sandbox, driver: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/asyncio.md's complete example, run on the shared sandbox."""
+    namespace: dict[str, object] = {"__name__": "docs_example"}
+    exec(compile(_docs_example(), "docs/asyncio.md", "exec"), namespace)
+    main = namespace["main"]
+    assert callable(main)
+    try:
+        asyncio.run(
+            main(
+                async_url(sandbox.primary_url, driver),
+                [async_url(u, driver) for u in sandbox.replica_urls],
+            )
+        )
+    finally:
+        sql(sandbox.primary, "DROP TABLE IF EXISTS rwsplit.docs_notes")
+    assert "read back: hello" in capsys.readouterr().out
