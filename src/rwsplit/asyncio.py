@@ -42,11 +42,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, MissingGreenlet
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from ._drivers import INSTALL_HINT, require_async_cluster
 from .config import TLSConfig
 from .errors import ConfigurationError
 from .session import RoutingSession
+
+try:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+except ImportError as exc:  # SQLAlchemy 2.1's asyncio extension needs greenlet
+    raise ConfigurationError(
+        f"rwsplit's asyncio support needs SQLAlchemy's asyncio extension ({exc}); "
+        f"install it with {INSTALL_HINT}"
+    ) from None
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
@@ -54,17 +62,7 @@ if TYPE_CHECKING:
     from .classify import Classification
     from .cluster import Cluster
 
-__all__ = [
-    "AsyncRoutingSession",
-    "check_same_driver_kind",
-    "create_async_node_engine",
-    "dispose_engines",
-    "is_async_url",
-    "require_async_cluster",
-    "require_sync_close",
-]
-
-_INSTALL = "pip install 'rwsplit[asyncio]'"
+__all__ = ["AsyncRoutingSession", "create_async_node_engine", "dispose_engines"]
 
 
 class AsyncRoutingSession(AsyncSession):
@@ -130,57 +128,6 @@ class AsyncRoutingSession(AsyncSession):
 # ---------------------------------------------------------------------------------- drivers
 
 
-def is_async_url(url: URL) -> bool:
-    """True when *url* names an asyncio driver (``mysql+aiomysql``, ``mysql+asyncmy``).
-
-    >>> from sqlalchemy.engine import make_url
-    >>> is_async_url(make_url("mysql+asyncmy://u@db1/x")), is_async_url(make_url("mysql://u@db1"))
-    (True, False)
-    """
-    try:
-        return bool(url.get_dialect().is_async)
-    except ArgumentError:  # an unknown dialect: create_engine reports it
-        return False
-
-
-def _drivers(urls: Iterable[URL]) -> str:
-    return ", ".join(sorted({u.drivername for u in urls}))
-
-
-def require_async_cluster(cluster: Cluster, what: str) -> None:
-    """Raise :class:`~rwsplit.ConfigurationError` unless every node URL is an asyncio driver.
-
-    A blocking driver under ``AsyncSession`` fails deep inside SQLAlchemy (``'Cursor' object
-    has no attribute '_async_soft_close'``); say what to change instead.
-    """
-    urls = [n.url for n in cluster.topology.nodes]
-    if not all(is_async_url(u) for u in urls):
-        raise ConfigurationError(
-            f"{what} needs an asyncio driver, but the cluster's URLs use {_drivers(urls)}; "
-            "write them as mysql+aiomysql://... or mysql+asyncmy://... "
-            f"({_INSTALL}), or use cluster.session() from sync code"
-        )
-
-
-def check_same_driver_kind(url: URL, engines: Iterable[Engine]) -> None:
-    """Refuse a cluster whose nodes mix asyncio and blocking drivers.
-
-    Sync and async sessions cannot share such a cluster: whichever kind of session is used,
-    some node could not be reached from it.
-    """
-    mine = is_async_url(url)
-    for engine in engines:
-        if engine.dialect.is_async != mine:
-            a, b = (url, engine.url) if mine else (engine.url, url)
-            raise ConfigurationError(
-                "the cluster's URLs mix an asyncio driver "
-                f"({a.drivername} for {a.host}:{a.port or 3306}) with a blocking one "
-                f"({b.drivername} for {b.host}:{b.port or 3306}); use the same kind of driver "
-                "for every node: mysql+aiomysql / mysql+asyncmy for asyncio, "
-                "mysql+pymysql for sync code"
-            )
-
-
 def create_async_node_engine(url: URL, options: Mapping[str, Any]) -> Engine:
     """An async engine for one node; returns its ``sync_engine`` (what ``get_bind`` gives).
 
@@ -202,7 +149,7 @@ def create_async_node_engine(url: URL, options: Mapping[str, Any]) -> Engine:
     except ImportError as exc:
         raise ConfigurationError(
             f"the asyncio driver for {url.drivername!r} is not installed ({exc}); "
-            f"install it, e.g. {_INSTALL}"
+            f"install it, e.g. {INSTALL_HINT}"
         ) from None
     # Sync code (cluster.session(), engine.connect()) on an async engine fails with
     # MissingGreenlet at the first I/O: refuse before connecting, saying what to use instead.
@@ -264,27 +211,6 @@ def _explain_missing_greenlet(ctx: ExceptionContext) -> None:
 
 
 # ---------------------------------------------------------------------------------- closing
-
-
-def _holds_connections(engine: Engine) -> bool:
-    pool: Any = engine.pool
-    counts = [getattr(pool, name, None) for name in ("checkedin", "checkedout")]
-    return any(callable(c) and c() for c in counts)
-
-
-def require_sync_close(engines: Iterable[Engine]) -> None:
-    """Refuse a blocking ``close()`` of async engines that hold connections.
-
-    Closing an asyncio connection is I/O that must be awaited on the loop that opened it:
-    from sync code it can only log ``MissingGreenlet`` tracebacks and leak the sockets.
-    Engines that never connected can be disposed of anywhere.
-    """
-    if any(e.dialect.is_async and _holds_connections(e) for e in engines):
-        raise ConfigurationError(
-            "this cluster has asyncio connections open, which only the event loop that opened "
-            "them can close: use 'await cluster.aclose()' (or 'async with Cluster(...)') in "
-            "that loop, before it ends, instead of cluster.close()"
-        )
 
 
 async def dispose_engines(engines: Iterable[Engine]) -> None:

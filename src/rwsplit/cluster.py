@@ -320,7 +320,7 @@ class Cluster:
             return engine
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
-        from .asyncio import check_same_driver_kind, create_async_node_engine, is_async_url
+        from ._drivers import check_same_driver_kind, is_async_url
 
         check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
@@ -336,6 +336,8 @@ class Cluster:
                 options.setdefault("skip_autocommit_rollback", True)
         try:
             if is_async_url(url):
+                from .asyncio import create_async_node_engine
+
                 # The cluster keeps the sync face of the async engine: under AsyncSession,
                 # RoutingSession.get_bind must return a sync Engine.
                 engine = create_async_node_engine(url, options)
@@ -739,6 +741,9 @@ class Cluster:
 
         :raises ConfigurationError: the cluster's URLs use a blocking driver.
         """
+        from ._drivers import require_async_cluster
+
+        require_async_cluster(self, "cluster.async_session()")
         from .asyncio import AsyncRoutingSession
 
         return AsyncRoutingSession(self, **kwargs)
@@ -748,11 +753,13 @@ class Cluster:
 
         :raises ConfigurationError: the cluster's URLs use a blocking driver.
         """
-        from sqlalchemy.ext.asyncio import async_sessionmaker
-
-        from .asyncio import AsyncRoutingSession, require_async_cluster
+        from ._drivers import require_async_cluster
 
         require_async_cluster(self, "cluster.async_sessionmaker()")
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from .asyncio import AsyncRoutingSession
+
         return async_sessionmaker(class_=AsyncRoutingSession, cluster=self, **kwargs)
 
     async def aclose(self) -> None:
@@ -786,6 +793,6 @@ class Cluster:
 
     def _require_sync_close(self) -> None:
         if any(e.dialect.is_async for e in self._engines.values()):
-            from .asyncio import require_sync_close
+            from ._drivers import require_sync_close
 
             require_sync_close(self._engines.values())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Integer, String, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rwsplit import ConfigurationError, RetryableWriteError, RoutingError, healed_statements
@@ -181,6 +182,16 @@ def test_routing_rules_are_the_sync_sessions(sandbox: Sandbox, driver: str) -> N
                         await s.execute(text(f"INSERT INTO {t} VALUES (2, 2)"))
                     await s.execute(text("COMMIT"))
                     assert not s.in_read_only_transaction
+                # Left open on purpose: the session closes without COMMIT, and the pool ends it.
+                async with c.async_session() as s:
+                    await s.execute(text("START TRANSACTION READ ONLY"))
+                    sid = await _server_id(s)
+                    assert (await s.execute(text("SELECT @@in_transaction"))).scalar_one() == 1
+                replica = next(r for r in sandbox.replicas if r.server_id == sid)
+                engine = c.engine_for(replica.address, writable=False)
+                assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+                async with AsyncEngine(engine).connect() as conn:  # that pooled connection
+                    assert (await conn.execute(text("SELECT @@in_transaction"))).scalar() == 0
 
         asyncio.run(work())
 

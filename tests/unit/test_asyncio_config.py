@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from sqlalchemy import text
@@ -11,7 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.util import greenlet_spawn
 
 from rwsplit import Cluster, ConfigurationError
-from rwsplit.asyncio import AsyncRoutingSession, _in_greenlet, _tls_to_ssl_context, is_async_url
+from rwsplit._drivers import is_async_url
+from rwsplit.asyncio import AsyncRoutingSession, _in_greenlet, _tls_to_ssl_context
 
 # Port 1 on loopback: nothing listens there, and these tests must fail before connecting.
 AIO = "mysql+aiomysql://app:s3cret@127.0.0.1:1/shop"
@@ -91,3 +95,31 @@ def test_tls_settings_become_an_ssl_context() -> None:
     loose = _tls_to_ssl_context({"ssl_verify_cert": False, "ssl_verify_identity": False})["ssl"]
     assert not loose.check_hostname and loose.verify_mode is ssl.CERT_NONE
     assert _tls_to_ssl_context({"ssl_disabled": True}) == {}
+
+
+def test_a_missing_asyncio_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiomysql", None)  # import aiomysql -> ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'rwsplit\[asyncio\]'") as info:
+        Cluster(AIO)
+    assert "s3cret" not in str(info.value)
+
+
+def test_sync_clusters_need_no_greenlet() -> None:
+    """Sync applications never import SQLAlchemy's asyncio extension (it needs greenlet)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["greenlet"] = None  # as if greenlet were not installed
+        from rwsplit import Cluster, ConfigurationError
+        Cluster({SYNC!r}, [{SYNC.replace(".3:", ".4:")!r}]).close()
+        assert "sqlalchemy.ext.asyncio" not in sys.modules
+        try:
+            Cluster({AIO!r})
+        except ConfigurationError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "greenlet" in out and "pip install 'rwsplit[asyncio]'" in out
