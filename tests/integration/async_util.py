@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
@@ -14,7 +16,9 @@ from rwsplit.sandbox import Sandbox
 
 from .util import sql
 
-__all__ = ["DRIVERS", "async_cluster", "async_url", "sql_threads_stopped", "table"]
+__all__ = ["DRIVERS", "async_cluster", "async_url", "run", "sql_threads_stopped", "table"]
+
+T = TypeVar("T")
 
 DRIVERS = ("aiomysql", "asyncmy")
 
@@ -56,3 +60,12 @@ def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
     finally:
         for r in sb.replicas:
             sql(r, "START SLAVE SQL_THREAD")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, then a garbage collection: a connection the test leaked (an
+    unclosed socket) is reported by the test that leaked it, not by a later one."""
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.collect()

@@ -20,7 +20,7 @@ from rwsplit import ConfigurationError, RetryableWriteError, RoutingError, heale
 from rwsplit.asyncio import AsyncRoutingSession
 from rwsplit.sandbox import Sandbox
 
-from .async_util import DRIVERS, async_cluster, async_url, sql_threads_stopped, table
+from .async_util import DRIVERS, async_cluster, async_url, run, sql_threads_stopped, table
 from .counters import delta, snapshot
 from .util import sql
 
@@ -58,7 +58,7 @@ def test_reads_go_to_replicas_and_writes_to_the_primary(sandbox: Sandbox, driver
                         seen.append(await _server_id(s, f"SELECT @@server_id FROM {t} LIMIT 1"))
                 return seen
 
-        seen = asyncio.run(work())
+        seen = run(work())
         sandbox.wait_caught_up()
         d = delta(before, snapshot(sandbox))
     assert set(seen) == replica_ids  # every read on a replica, both of them used
@@ -87,7 +87,7 @@ def test_read_after_commit_is_not_stale_on_lagging_replicas(sandbox: Sandbox, dr
                     later = (await s.execute(text(f"SELECT v FROM {t} WHERE id = 1"))).scalar()
                 return first, second, later
 
-        assert asyncio.run(work()) == (1, 2, 2)
+        assert run(work()) == (1, 2, 2)
 
 
 def test_without_read_your_writes_the_lagging_replica_is_stale(
@@ -103,7 +103,7 @@ def test_without_read_your_writes_the_lagging_replica_is_stale(
                 await s.commit()
                 return (await s.execute(text(f"SELECT v FROM {t} WHERE id = 1"))).scalar()
 
-        assert asyncio.run(work()) is None
+        assert run(work()) is None
 
 
 class Base(DeclarativeBase):
@@ -137,7 +137,7 @@ def test_orm_reload_after_commit_reads_its_own_write(sandbox: Sandbox, driver: s
                     await s.refresh(note)
                     return note.body
 
-    assert asyncio.run(work()) == "v2"
+    assert run(work()) == "v2"
 
 
 def test_routing_rules_are_the_sync_sessions(sandbox: Sandbox, driver: str) -> None:
@@ -193,7 +193,7 @@ def test_routing_rules_are_the_sync_sessions(sandbox: Sandbox, driver: str) -> N
                 async with AsyncEngine(engine).connect() as conn:  # that pooled connection
                     assert (await conn.execute(text("SELECT @@in_transaction"))).scalar() == 0
 
-        asyncio.run(work())
+        run(work())
 
 
 def test_self_healing_reruns_a_rejected_write_on_the_primary(
@@ -218,7 +218,7 @@ def test_self_healing_reruns_a_rejected_write_on_the_primary(
 
         try:
             with caplog.at_level(logging.WARNING, logger="rwsplit.session"):
-                new_id, healed, total = asyncio.run(work())
+                new_id, healed, total = run(work())
             sandbox.wait_caught_up()
             d = delta(before, snapshot(sandbox))
         finally:
@@ -247,7 +247,7 @@ def test_a_killed_primary_connection_is_a_retryable_write_error(
                     await s.execute(text(f"INSERT INTO {t} VALUES (2, 2)"))
                     await s.commit()
 
-        asyncio.run(work())
+        run(work())
         rows = sql(sandbox.primary, f"SELECT id FROM rwsplit.{t} ORDER BY id")
     assert rows == [(2,)]
 
@@ -271,7 +271,7 @@ def test_monitor_probes_async_urls(sandbox: Sandbox, driver: str) -> None:
                 r.address for r in sandbox.replicas
             }
 
-    asyncio.run(asyncio.wait_for(work(), timeout=30))
+    run(asyncio.wait_for(work(), timeout=30))
 
 
 def test_close_from_async_code_says_use_aclose_and_aclose_closes_cleanly(
@@ -295,7 +295,7 @@ def test_close_from_async_code_says_use_aclose_and_aclose_closes_cleanly(
         c.close()  # nothing left open: a no-op
 
     with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"):
-        asyncio.run(work())
+        run(work())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -315,7 +315,7 @@ def test_the_docs_example_runs(
     main = namespace["main"]
     assert callable(main)
     try:
-        asyncio.run(
+        run(
             main(
                 async_url(sandbox.primary_url, driver),
                 [async_url(u, driver) for u in sandbox.replica_urls],

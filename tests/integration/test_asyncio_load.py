@@ -21,7 +21,7 @@ from rwsplit import (
 from rwsplit.asyncio import AsyncRoutingSession
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
-from .async_util import DRIVERS, async_cluster, sql_threads_stopped, table
+from .async_util import DRIVERS, async_cluster, run, sql_threads_stopped, table
 from .counters import delta, snapshot
 from .util import sql
 
@@ -83,7 +83,7 @@ def test_hundreds_of_concurrent_write_then_read_units(
                     units = [_write_then_read(c, t, i) for i in range(UNITS)]
                     return await asyncio.gather(*units, return_exceptions=True)
 
-            results = asyncio.run(work())
+            results = run(work())
         sandbox.wait_caught_up()
         d = delta(before, snapshot(sandbox))
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -136,7 +136,7 @@ def test_a_replica_killed_under_load_fails_no_read(fresh_sandbox: Sandbox, drive
             assert not c.topology.node(victim.address).healthy
             return results, done
 
-    results, done = asyncio.run(asyncio.wait_for(work(), timeout=120))
+    results, done = run(asyncio.wait_for(work(), timeout=120))
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert len(done) == 1000
     before_kill = {sid for after, sid in done if not after}
@@ -227,7 +227,7 @@ def test_causal_waits_and_probes_never_block_the_event_loop(sandbox: Sandbox, dr
                 await lag.measure(blocked)
                 return async_lag, waits, probes, lag.max_lag
 
-        async_lag, waits, probes, blocked_lag = asyncio.run(asyncio.wait_for(work(), 60))
+        async_lag, waits, probes, blocked_lag = run(asyncio.wait_for(work(), 60))
     print(  # the figures, for -s runs
         f"{driver}: max loop lag {async_lag * 1000:.1f} ms (blocking control "
         f"{blocked_lag * 1000:.0f} ms), shortest wait {min(waits):.2f} s, {probes} probe rounds"
@@ -302,7 +302,7 @@ def test_writes_resume_after_the_primary_is_killed(fresh_sandbox: Sandbox, drive
             new = monitor.last_failover.new_primary if monitor.last_failover else None
             return acked, unexpected, t_kill, new
 
-    acked, unexpected, t_kill, new_name = asyncio.run(asyncio.wait_for(work(), timeout=120))
+    acked, unexpected, t_kill, new_name = run(asyncio.wait_for(work(), timeout=120))
     assert unexpected == []
     promoted = [r for r in sb.replicas if r.address == new_name]
     assert len(promoted) == 1, new_name

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from rwsplit import ConfigurationError, TLSConfig
 from rwsplit.sandbox import Sandbox
 
-from .async_util import DRIVERS, async_cluster, async_url
+from .async_util import DRIVERS, async_cluster, async_url, run
 from .test_tls import Certs, certs, tls_sandbox
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def test_verified_tls_to_every_node(tls_sandbox: Sandbox, certs: Certs, driver: 
             healthy = sum(n.healthy for n in c.topology.nodes)
             return str(on_replica), str(on_primary), healthy
 
-    on_replica, on_primary, healthy = asyncio.run(asyncio.wait_for(work(), 30))
+    on_replica, on_primary, healthy = run(asyncio.wait_for(work(), 30))
     assert on_replica and on_primary  # require_secure_transport: only TLS gets in anyway
     assert healthy == 2  # the monitor's PyMySQL probes use the same TLS settings
 
@@ -51,7 +51,7 @@ def test_an_untrusted_certificate_is_a_configuration_error(
             with pytest.raises(ConfigurationError, match="TLS handshake"):
                 await s.execute(text("/* rwsplit:primary */ SELECT 1"))
 
-    asyncio.run(work())
+    run(work())
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -65,4 +65,4 @@ def test_client_certificate(tls_sandbox: Sandbox, certs: Certs, driver: str) -> 
         async with Cluster(url, tls=tls) as c, c.async_session() as s:
             return str((await s.execute(text("SELECT CURRENT_USER()"))).scalar_one())
 
-    assert asyncio.run(work()).startswith("certuser@")
+    assert run(work()).startswith("certuser@")
