@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Awaitable, Callable
 
@@ -166,6 +167,10 @@ class LoopLag:
 
     async def measure(self, during: Callable[[], Awaitable[object]]) -> object:
         self.max_lag, self.ticks, self._stop = 0.0, 0, False
+        # A full collection of the test process's heap (every module the suite imported) can
+        # take tens of ms: that is not I/O blocking the loop, so leave that heap out of it.
+        gc.collect()
+        gc.freeze()
         task = asyncio.create_task(self.run())
         await asyncio.sleep(0.01)
         try:
@@ -173,12 +178,14 @@ class LoopLag:
         finally:
             self._stop = True
             await task
+            gc.unfreeze()
 
 
-LAG_BOUND = 0.1
-"""Largest loop lag accepted (seconds). A causal wait of CAUSAL_TIMEOUT that blocked the loop
-would show as at least that: the control below shows the measurement sees it."""
-CAUSAL_TIMEOUT = 0.6
+LAG_BOUND = 0.15
+"""Largest loop lag accepted (seconds): generous, for a loaded 2-core CI machine (measured
+here: 5-30 ms). A causal wait of CAUSAL_TIMEOUT that blocked the loop would show as at least
+that, 6x the bound: the control below shows the measurement sees it."""
+CAUSAL_TIMEOUT = 1.0
 
 
 def test_causal_waits_and_probes_never_block_the_event_loop(sandbox: Sandbox, driver: str) -> None:
