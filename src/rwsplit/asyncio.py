@@ -33,6 +33,7 @@ Blocking calls an async application may still make, and should run in a thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
@@ -217,9 +218,33 @@ async def dispose_engines(engines: Iterable[Engine]) -> None:
     """Dispose of *engines*: async ones awaited on this loop, sync ones in a worker thread."""
     for engine in _unique(engines):
         if engine.dialect.is_async:
-            await AsyncEngine(engine).dispose()
+            await _dispose_async(engine)
         else:
             await asyncio.to_thread(engine.dispose)
+
+
+async def _dispose_async(engine: Engine) -> None:
+    closing: list[Any] = []
+
+    def remember_stream(dbapi_connection: Any, connection_record: Any) -> None:
+        closing.append(getattr(dbapi_connection.driver_connection, "_writer", None))
+
+    event.listen(engine, "close", remember_stream)
+    try:
+        await AsyncEngine(engine).dispose()
+    finally:
+        event.remove(engine, "close", remember_stream)
+    await _wait_closed([w for w in closing if w is not None])
+
+
+async def _wait_closed(streams: list[Any], timeout: float = 2.0) -> None:
+    # aiomysql's close() does not wait for the transport to finish closing; over TLS that
+    # is a shutdown exchange with the server. An event loop that ends first (asyncio.run
+    # returning right after aclose()) leaves those sockets open: wait, bounded, for them.
+    waits = [w.wait_closed() for w in streams if hasattr(w, "wait_closed")]
+    if waits:
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout)
 
 
 def _unique(engines: Iterable[Engine]) -> Iterator[Engine]:
