@@ -770,15 +770,19 @@ class Cluster:
         """
         import asyncio
 
-        from .asyncio import dispose_engines
-
         if self.monitor is not None:
             # Joining the monitor thread may wait for a probe in flight: not on the loop.
             await asyncio.to_thread(self.monitor.stop)
         with self._lock:
             engines = list(self._engines.values())
             self._engines.clear()
-        await dispose_engines(engines)
+        if any(e.dialect.is_async for e in engines):
+            from .asyncio import dispose_engines
+
+            await dispose_engines(engines)
+        else:  # a sync cluster closed from async code: needs no greenlet
+            for engine in engines:
+                await asyncio.to_thread(engine.dispose)
 
     async def __aenter__(self) -> Cluster:
         return self

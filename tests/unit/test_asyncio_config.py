@@ -123,3 +123,13 @@ def test_sync_clusters_need_no_greenlet() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "greenlet" in out and "pip install 'rwsplit[asyncio]'" in out
+
+
+def test_async_with_a_sync_cluster_closes_it() -> None:
+    async def main() -> Cluster:
+        async with Cluster(SYNC) as c:
+            engine = c.write_engine()
+        assert engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+        return c
+
+    asyncio.run(main())
