@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 
 import sqlparse
+from rwsplit.classify import _classify_text
 from sqlalchemy import Integer, String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from rwsplit import Cluster, classify, classify_clause
-from rwsplit.classify import _classify_text
 
 # Realistic application statements: what SQLAlchemy's ORM and Core emit for a web shop (with
 # its placeholders), plus hand-written SQL an application sends through text().

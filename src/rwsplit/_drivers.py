@@ -1,103 +1,71 @@
-"""Which driver kind a cluster's URLs use: asyncio (aiomysql, asyncmy) or blocking (PyMySQL).
+"""Which package a SQLAlchemy MySQL/MariaDB URL needs, for messages that say what to install.
 
-Kept apart from :mod:`rwsplit.asyncio` so that sync applications never import SQLAlchemy's
-asyncio extension (which needs ``greenlet``).
+>>> from sqlalchemy.engine import make_url
+>>> unsupported_backend(make_url("postgresql://app@db1/shop"))
+"postgresql URLs are not supported: rwsplit is for MySQL/MariaDB clusters; use a URL such as 'mysql+pymysql://user:password@host:3306/dbname'"
+>>> driver_package(make_url("mysql+mysqldb://app@db1/shop"))
+'mysqlclient'
+>>> driver_package(make_url("mariadb+mariadbconnector://app@db1/shop"))
+'mariadb'
+>>> driver_hint(make_url("mysql+aiomysql://app@db1/shop"))
+"install it: 'pip install aiomysql' (or use rwsplit's default driver: 'mysql+pymysql://...')"
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from sqlalchemy.engine import URL
 
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import ArgumentError
+__all__ = ["driver_hint", "driver_package", "missing_driver", "unsupported_backend"]
 
-from .errors import ConfigurationError
+EXAMPLE_URL = "mysql+pymysql://user:password@host:3306/dbname"
 
-if TYPE_CHECKING:
-    from .cluster import Cluster
-
-__all__ = [
-    "INSTALL_HINT",
-    "check_same_driver_kind",
-    "is_async_url",
-    "require_async_cluster",
-    "require_sync_close",
-]
-
-INSTALL_HINT = "pip install 'rwsplit[asyncio]'"
-
-
-def is_async_url(url: URL) -> bool:
-    """True when *url* names an asyncio driver (``mysql+aiomysql``, ``mysql+asyncmy``).
-
-    >>> from sqlalchemy.engine import make_url
-    >>> is_async_url(make_url("mysql+asyncmy://u@db1/x")), is_async_url(make_url("mysql://u@db1"))
-    (True, False)
-    """
-    try:
-        return bool(url.get_dialect().is_async)
-    except ArgumentError:  # an unknown dialect: create_engine reports it
-        return False
+# SQLAlchemy's MySQL/MariaDB drivers and the PyPI package that provides each. A URL without
+# a driver (``mysql://``) means SQLAlchemy's default, mysqldb.
+_PACKAGES = {
+    "pymysql": "PyMySQL",
+    "mysqldb": "mysqlclient",
+    "aiomysql": "aiomysql",
+    "asyncmy": "asyncmy",
+    "mariadbconnector": "mariadb",
+    "mysqlconnector": "mysql-connector-python",
+    "cymysql": "cymysql",
+    "pyodbc": "pyodbc",
+}
+_BACKENDS = ("mysql", "mariadb")
 
 
-def _drivers(urls: Iterable[URL]) -> str:
-    return ", ".join(sorted({u.drivername for u in urls}))
+def unsupported_backend(url: URL) -> str | None:
+    """Why *url* cannot be a node of an rwsplit cluster, or ``None`` when it can."""
+    if url.get_backend_name() in _BACKENDS:
+        return None
+    return (
+        f"{url.get_backend_name()} URLs are not supported: rwsplit is for MySQL/MariaDB "
+        f"clusters; use a URL such as '{EXAMPLE_URL}'"
+    )
 
 
-def require_async_cluster(cluster: Cluster, what: str) -> None:
-    """Raise :class:`~rwsplit.ConfigurationError` unless every node URL is an asyncio driver.
-
-    A blocking driver under ``AsyncSession`` fails deep inside SQLAlchemy (``'Cursor' object
-    has no attribute '_async_soft_close'``); say what to change instead.
-    """
-    urls = [n.url for n in cluster.topology.nodes]
-    if not all(is_async_url(u) for u in urls):
-        raise ConfigurationError(
-            f"{what} needs an asyncio driver, but the cluster's URLs use {_drivers(urls)}; "
-            "write them as mysql+aiomysql://... or mysql+asyncmy://... "
-            f"({INSTALL_HINT}), or use cluster.session() from sync code"
-        )
+def driver_package(url: URL) -> str | None:
+    """The PyPI package of *url*'s driver (``None``: not a driver rwsplit knows)."""
+    return _PACKAGES.get(url.get_driver_name() or "mysqldb")
 
 
-def check_same_driver_kind(url: URL, engines: Iterable[Engine]) -> None:
-    """Refuse a cluster whose nodes mix asyncio and blocking drivers.
-
-    Sync and async sessions cannot share such a cluster: whichever kind of session is used,
-    some node could not be reached from it.
-    """
-    mine = is_async_url(url)
-    for engine in engines:
-        if engine.dialect.is_async != mine:
-            a, b = (url, engine.url) if mine else (engine.url, url)
-            raise ConfigurationError(
-                "the cluster's URLs mix an asyncio driver "
-                f"({a.drivername} for {a.host}:{a.port or 3306}) with a blocking one "
-                f"({b.drivername} for {b.host}:{b.port or 3306}); use the same kind of driver "
-                "for every node: mysql+aiomysql / mysql+asyncmy for asyncio, "
-                "mysql+pymysql for sync code"
-            )
+def driver_hint(url: URL) -> str:
+    """What to do when *url*'s driver cannot be imported (no password in it)."""
+    unsupported = unsupported_backend(url)
+    if unsupported is not None:
+        return unsupported
+    package = driver_package(url)
+    if package is None:
+        return f"install the package that provides the {url.drivername!r} driver"
+    hint = f"install it: 'pip install {package}'"
+    if package != "PyMySQL":
+        hint += " (or use rwsplit's default driver: 'mysql+pymysql://...')"
+    return hint
 
 
-# ---------------------------------------------------------------------------------- closing
-
-
-def _holds_connections(engine: Engine) -> bool:
-    pool: Any = engine.pool
-    counts = [getattr(pool, name, None) for name in ("checkedin", "checkedout")]
-    return any(callable(c) and c() for c in counts)
-
-
-def require_sync_close(engines: Iterable[Engine]) -> None:
-    """Refuse a blocking ``close()`` of async engines that hold connections.
-
-    Closing an asyncio connection is I/O that must be awaited on the loop that opened it:
-    from sync code it can only log ``MissingGreenlet`` tracebacks and leak the sockets.
-    Engines that never connected can be disposed of anywhere.
-    """
-    if any(e.dialect.is_async and _holds_connections(e) for e in engines):
-        raise ConfigurationError(
-            "this cluster has asyncio connections open, which only the event loop that opened "
-            "them can close: use 'await cluster.aclose()' (or 'async with Cluster(...)') in "
-            "that loop, before it ends, instead of cluster.close()"
-        )
+def missing_driver(url: URL, exc: ImportError) -> str:
+    """The message for a driver that cannot be imported: what to install, or that the URL
+    is not a MySQL/MariaDB one at all."""
+    return unsupported_backend(url) or (
+        f"the driver for {url.drivername!r} is not installed ({exc}); {driver_hint(url)}"
+    )

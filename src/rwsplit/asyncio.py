@@ -44,10 +44,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, MissingGreenlet
 
-from ._drivers import INSTALL_HINT, require_async_cluster
+from ._async_drivers import INSTALL_HINT, require_async_cluster
 from .config import TLSConfig
 from .errors import ConfigurationError
-from .session import RoutingSession
+from .integrations.sqlalchemy import RoutingSession
 
 try:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -60,8 +60,8 @@ except ImportError as exc:  # SQLAlchemy 2.1's asyncio extension needs greenlet
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
 
-    from .classify import Classification
     from .cluster import Cluster
+    from .routing.classify import Classification
 
 __all__ = ["AsyncRoutingSession", "create_async_node_engine", "dispose_engines"]
 

@@ -10,41 +10,51 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
-from .balance import Balancer, RoundRobinBalancer
 from .config import ClusterSettings, TLSConfig
-from .consistency import ReadYourWrites
+from .config import _validate as validate
 from .errors import (
     ConfigurationError,
     NoPrimaryError,
     NoReplicaAvailableError,
+    NotPrimaryError,
+    ReadFailedError,
     RetryableWriteError,
     SplitBrainError,
     TransactionOutcomeUnknownError,
 )
-from .topology import Node, Role, Topology, describe_error, node_name
+from .integrations import _sa_compat
+from .metrics import ClusterStats, Stats, check_routing
+from .routing.balance import Balancer, RoundRobinBalancer
+from .routing.classify import Flag, Target, classify
+from .routing.consistency import ReadYourWrites
+from .routing.router import may_carry_state
+from .topology.model import Node, Role, Topology, node_name
+from .topology.probe import describe_error
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import ExceptionContext
+    from sqlalchemy.engine import Connection, ExceptionContext
     from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
     from .asyncio import AsyncRoutingSession
-    from .failover import FailoverOptions
-    from .monitor import Monitor
-    from .session import RoutingSession
+    from .integrations.sqlalchemy import RoutingSession
+    from .topology.failover import FailoverOptions
+    from .topology.monitor import Monitor
 
 __all__ = ["Cluster"]
 
@@ -55,27 +65,8 @@ TopologyListener = Callable[[Topology, Topology], None]
 
 
 def _coerce_url(value: str | URL, what: str) -> URL:
-    if isinstance(value, URL):
-        url = value
-    elif isinstance(value, str):
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            # The text may hold a password: never echo it.
-            raise ConfigurationError(
-                f"{what} is not a valid SQLAlchemy URL; expected a URL such as "
-                "'mysql+pymysql://user:password@host:3306/dbname'"
-            ) from None
-    else:
-        raise ConfigurationError(
-            f"{what} must be a URL string or sqlalchemy.engine.URL, got {type(value).__name__}"
-        )
-    if not url.host:
-        raise ConfigurationError(
-            f"{what} ({url.render_as_string(hide_password=True)}) has no host; "
-            "rwsplit needs host and port to tell the nodes apart"
-        )
-    return url
+    # Host, port 1-65535, JDBC user info; never echoes the password.
+    return validate.url(what, value)
 
 
 def _supports_skip_autocommit_rollback() -> bool:
@@ -117,8 +108,13 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 _COMMITTING = "rwsplit.committing"
+# Statements that commit by themselves (MariaDB "Statements that cause an implicit commit"):
+# DDL, account management, BEGIN / START TRANSACTION (they commit the open transaction),
+# LOCK / UNLOCK TABLES, SET autocommit, XA, LOAD ..., ANALYZE/OPTIMIZE/REPAIR ... and COMMIT.
 _IMPLICIT_COMMIT = re.compile(
-    r"\s*(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE)\b",
+    r"\s*(?:/\*.*?\*/\s*)*\(?\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE|BEGIN|START"
+    r"|LOCK|UNLOCK|XA|LOAD|ANALYZE|OPTIMIZE|REPAIR|CACHE|FLUSH|RESET|INSTALL|UNINSTALL"
+    r"|SET\s+(?:(?:SESSION|LOCAL|@@SESSION\.|@@)\s*)?AUTOCOMMIT)\b",
     re.IGNORECASE | re.DOTALL,
 )
 # Client / server error codes meaning "the connection or the server is gone".
@@ -141,6 +137,49 @@ def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
 
 
+_DIRTY = "rwsplit.dirty"
+
+
+def _note_state(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    # before_cursor_execute of primary engines: a statement that may leave session state
+    # (SET, USE, user variables, locks, temporary tables, procedures ...) marks its connection.
+    if may_carry_state(classify(statement)):
+        conn.info[_DIRTY] = True
+
+
+def _discard_dirty(dbapi_connection: Any, record: Any) -> None:
+    # Pool checkin: a connection that carried session state never reaches another session;
+    # it is closed here and the pool opens a fresh one (running every connect event) on the
+    # next checkout. benchmarks/bench_hygiene.py compares this with COM_RESET_CONNECTION.
+    if record is not None and record.info.pop(_DIRTY, False) and dbapi_connection is not None:
+        record.invalidate()
+
+
+def _timeout_args(
+    drivername: str, connect: float | None, read: float | None, write: float | None
+) -> dict[str, Any]:
+    """Driver keyword arguments for the connect / read / write timeouts (None: no limit)."""
+    driver = drivername.partition("+")[2] or "mysqldb"
+    if driver == "pymysql":
+        args = {"connect_timeout": connect, "read_timeout": read, "write_timeout": write}
+    elif driver == "mysqldb":  # mysqlclient wants whole seconds
+        args = {
+            k: max(1, math.ceil(v)) if v is not None else None
+            for k, v in (
+                ("connect_timeout", connect),
+                ("read_timeout", read),
+                ("write_timeout", write),
+            )
+        }
+    elif driver in ("aiomysql", "asyncmy", "mariadbconnector"):
+        args = {"connect_timeout": connect}
+    else:
+        args = {}
+    return {k: v for k, v in args.items() if v is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class _Routes:
     """What the hot path needs, derived from one topology. Replaced whole, never mutated."""
@@ -152,6 +191,7 @@ class _Routes:
     """Read-only engine of every readable replica, by node name."""
     recheck_at: float | None
     """Monotonic time at which a node marked down may be tried again (None: nothing to do)."""
+    primary_name: str | None = None
 
 
 class Cluster:
@@ -187,6 +227,18 @@ class Cluster:
     :param admin_user: account the monitor and failover use instead of each node URL's
         (needs ``SLAVE MONITOR``; failover also ``SUPER`` or the equivalent admin privileges).
     :param admin_password: its password (never logged or shown).
+    :param connect_timeout: seconds to wait for a new connection to any node (``None``: the
+        driver's default).
+    :param primary_read_timeout: seconds the primary may take to answer one statement before
+        the connection is given up (``None``: no limit). Bounds how long a hung primary holds
+        the application; raise it for long reports or migrations on the primary.
+    :param replica_read_timeout: the same for replicas; a read that times out is re-run on
+        another node and the replica is taken out of routing.
+    :param write_timeout: seconds to send one statement to any node.
+    :param routing: ``"normal"``; ``"shadow"`` runs every statement on the primary while the
+        classifier, balancer and consistency policy still decide, and :meth:`stats` reports
+        where each would have gone (safe adoption); ``"primary"`` sends everything to the
+        primary (the kill switch). Settable at run time: ``cluster.routing = "primary"``.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
     (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
@@ -227,26 +279,73 @@ class Cluster:
         failover_options: FailoverOptions | None = None,
         admin_user: str | None = None,
         admin_password: str | None = None,
+        connect_timeout: float | None = 3.0,
+        primary_read_timeout: float | None = 10.0,
+        replica_read_timeout: float | None = 5.0,
+        write_timeout: float | None = 10.0,
+        routing: str = "normal",
     ) -> None:
+        # Every option is checked here, before any engine or thread exists (rwsplit._validate):
+        # a nan or inf would otherwise fail later, in a background thread or never.
         if isinstance(replicas, (str, URL)):
             raise ConfigurationError("replicas must be a list of URLs, not a single URL")
-        if max_replica_lag is not None and max_replica_lag < 0:
-            raise ConfigurationError(f"max_replica_lag must be >= 0 seconds, got {max_replica_lag}")
-        if down_retry_interval < 0:
-            raise ConfigurationError(
-                f"down_retry_interval must be >= 0 seconds, got {down_retry_interval}"
+        replicas = validate.sequence("replicas", replicas, "a list of URLs")
+        fallback_to_primary = validate.boolean("fallback_to_primary", fallback_to_primary)
+        max_replica_lag = validate.optional_duration("max_replica_lag", max_replica_lag)
+        down_retry_interval = validate.duration("down_retry_interval", down_retry_interval)
+        if balancer is not None:
+            balancer = validate.with_method(
+                "balancer", balancer, "choose", "an object with choose(nodes) -> Node"
             )
-        try:
-            self.read_your_writes = ReadYourWrites.coerce(read_your_writes)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        if causal_timeout < 0 or sticky_window < 0:
+        engine_options = validate.mapping("engine_options", engine_options or {})
+        if "connect_args" in engine_options:
+            validate.mapping("engine_options['connect_args']", engine_options["connect_args"])
+        on_topology_change = validate.callables("on_topology_change", on_topology_change)
+        self.read_your_writes = validate.read_your_writes("read_your_writes", read_your_writes)
+        causal_timeout = validate.duration("causal_timeout", causal_timeout)
+        sticky_window = validate.duration("sticky_window", sticky_window)
+        if tls is not None:
+            tls = validate.instance("tls", tls, TLSConfig, "a rwsplit.TLSConfig")
+        for key, node_config in validate.mapping("node_tls", node_tls or {}).items():
+            validate.instance(f"node_tls[{key!r}]", node_config, TLSConfig, "a rwsplit.TLSConfig")
+        monitor_interval = validate.optional_duration(
+            "monitor_interval", monitor_interval, positive=True
+        )
+        monitor_timeout = validate.duration("monitor_timeout", monitor_timeout, positive=True)
+        failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
+        auto_failover = validate.boolean("auto_failover", auto_failover)
+        failover_options = validate.failover_options("failover_options", failover_options)
+        if auto_failover and failover_options is None:
             raise ConfigurationError(
-                f"causal_timeout and sticky_window must be >= 0 seconds, got "
-                f"{causal_timeout} and {sticky_window}"
+                "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "
+                "replication_password=...) so that replicas can be repointed"
             )
+        validate.admin_account(admin_user, admin_password)
         self.causal_timeout = causal_timeout
         self.sticky_window = sticky_window
+        # Driver timeouts, per role (None: the driver's default, no limit).
+        connect_timeout = validate.optional_duration(
+            "connect_timeout", connect_timeout, positive=True
+        )
+        primary_read_timeout = validate.optional_duration(
+            "primary_read_timeout", primary_read_timeout, positive=True
+        )
+        replica_read_timeout = validate.optional_duration(
+            "replica_read_timeout", replica_read_timeout, positive=True
+        )
+        write_timeout = validate.optional_duration("write_timeout", write_timeout, positive=True)
+        self._timeouts = (
+            connect_timeout,
+            primary_read_timeout,
+            replica_read_timeout,
+            write_timeout,
+        )
+        self._routing = check_routing(routing)
+        self._followed = False  # the failover log was read (see _check_is_primary)
+        self._stats = Stats()
+        self.primary_epoch = 0
+        """Incremented every time the primary changes (or is lost): a transaction that began
+        under another epoch cannot report a successful commit."""
         primary_url = _coerce_url(primary, "primary")
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
@@ -272,6 +371,7 @@ class Cluster:
         self.balancer: Balancer = balancer if balancer is not None else RoundRobinBalancer()
         self._engine_options: dict[str, Any] = dict(engine_options or {})
         self._engines: dict[tuple[str, bool], Engine] = {}
+        _live_clusters.add(self)
         self._listeners: list[TopologyListener] = list(on_topology_change)
         self._lock = threading.RLock()  # serialises topology writers; readers never take it
         self._down_at: dict[str, float] = {}
@@ -286,7 +386,7 @@ class Cluster:
         """The background monitor, when ``monitor_interval`` or ``auto_failover`` is set."""
         self._routes = self._build_routes(Topology(tuple(nodes)))
         if monitor_interval is not None or auto_failover:
-            from .monitor import Monitor
+            from .topology.monitor import Monitor
 
             self.monitor = Monitor(
                 self,
@@ -320,13 +420,21 @@ class Cluster:
             return engine
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
-        from ._drivers import check_same_driver_kind, is_async_url
+        from ._async_drivers import check_same_driver_kind, is_async_url
 
         check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
+        connect, primary_read, replica_read, write = self._timeouts
+        timeouts = _timeout_args(
+            url.drivername, connect, primary_read if writable else replica_read, write
+        )
         tls = self._node_tls.get(node_name(url), self._tls)
+        # The user's own connect_args win over the timeouts rwsplit sets.
+        connect_args = {**timeouts, **options.get("connect_args", {})}
         if tls is not None:
-            options["connect_args"] = {**options.get("connect_args", {}), **tls.connect_args()}
+            connect_args.update(tls.connect_args())
+        if connect_args:
+            options["connect_args"] = connect_args
         if not writable:
             # Reads on replicas run as single autocommit statements: no snapshot held open,
             # no COMMIT round trip, and a read that fails can be retried elsewhere.
@@ -348,14 +456,16 @@ class Cluster:
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
             ) from None
         except ImportError as exc:
-            raise ConfigurationError(
-                f"the driver for {url.drivername!r} is not installed ({exc}); "
-                "install it, e.g. 'pip install pymysql'"
-            ) from None
+            from ._drivers import missing_driver
+
+            raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
         else:
             name = node_name(url)
+            event.listen(engine, "connect", lambda dbapi, rec: self._check_is_primary(name, dbapi))
+            event.listen(engine, "before_cursor_execute", _note_state)
+            event.listen(engine, "checkin", _discard_dirty)
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
@@ -369,18 +479,7 @@ class Cluster:
         code = _error_code(orig)
         if not (ctx.is_disconnect or code in _CONNECTION_LOST or code in _READ_ONLY):
             return
-        committing = False
-        conn = ctx.connection
-        if conn is not None and ctx.statement is None:
-            with contextlib.suppress(Exception):
-                committing = bool(conn.info.pop(_COMMITTING, False))
-        elif ctx.statement is not None:
-            # A statement that commits by itself (DDL, or an autocommit connection) may have
-            # been committed before the connection died.
-            autocommit = False
-            with contextlib.suppress(Exception):
-                autocommit = conn is not None and conn._is_autocommit_isolation()
-            committing = autocommit or bool(_IMPLICIT_COMMIT.match(ctx.statement))
+        committing, is_read = self._failed_statement(ctx)
         reason = describe_error(orig)
         if _is_tls_failure(orig):
             # Not a dead primary: a certificate / host-name mismatch fails the same way on retry.
@@ -396,11 +495,117 @@ class Cluster:
                 f"the primary {name} failed while committing ({reason}): the transaction may "
                 "or may not have been committed; check before retrying it"
             )
+        then = (
+            "the monitor is re-probing the cluster"
+            if self.monitor is not None
+            else "without a monitor rwsplit learns the new primary from Cluster.refresh() or "
+            "the next failed write"
+        )
+        if is_read:
+            # The session turns this into RetryableWriteError if its transaction had written.
+            raise ReadFailedError(
+                f"a read on the primary {name} failed ({reason}): retry it ({then})"
+            )
         raise RetryableWriteError(
             f"the primary {name} failed ({reason}) before anything was committed: the "
             "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
-            "the primary it finds next)"
+            f"the primary it finds next; {then})"
         )
+
+    @staticmethod
+    def _failed_statement(ctx: ExceptionContext) -> tuple[bool, bool]:
+        """(it may have committed, it is a plain read)."""
+        conn = ctx.connection
+        info: dict[Any, Any] = {}
+        with contextlib.suppress(Exception):
+            if conn is not None:
+                info = conn.info
+        statement = ctx.statement
+        if statement is None:
+            # No statement: the DBAPI commit (flagged by the "commit" event), or a connect.
+            return bool(info.pop(_COMMITTING, False)), False
+        c = classify(statement)
+        autocommit = False
+        with contextlib.suppress(Exception):
+            autocommit = conn is not None and _sa_compat.is_autocommit(conn)
+        commits = bool(
+            (c.flags & Flag.TXN_END and not c.reason.upper().startswith("ROLLBACK"))
+            or _IMPLICIT_COMMIT.match(statement)
+        )
+        is_read = c.target is Target.REPLICA
+        committing = commits or (autocommit and not is_read)
+        return committing, is_read
+
+    def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
+        # Runs once per new DBAPI connection to the primary, before its first statement: the
+        # server's own state decides (read_only, replicating, replaced in the failover log),
+        # not the configuration or this process's memory — an account with SUPER writes
+        # through read_only=ON. See rwsplit.topology.failover.verify_writable_primary.
+        from .topology._ledger import DEFAULT_SCHEMA
+        from .topology.failover import follow_current_primary, verify_writable_primary
+
+        options = self.failover_options
+        schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+        try:
+            verify_writable_primary(dbapi_connection, name, ledger_schema=schema)
+        except NotPrimaryError:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            log.warning("%s is not the primary on the server; probing the cluster", name)
+            self.mark_not_primary(name)
+            with contextlib.suppress(Exception):  # the caller gets the error either way
+                self.refresh()
+            raise
+        if self._followed:
+            return
+        # Once per process, before its first write: a failover may have happened while this
+        # node was down (it came back writable, its own failover log is old). The newest
+        # failover log among the nodes names the primary.
+        self._followed = True
+        try:
+            record = follow_current_primary(self, timeout=2.0)
+        except Exception as exc:  # no log anywhere is the normal case; never block writes
+            log.info("reading the failover log failed: %s", describe_error(exc))
+            return
+        if record is not None and record.primary != name:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            raise NotPrimaryError(
+                f"{name} was replaced as the primary by {record.primary} (failover log epoch "
+                f"{record.epoch}); rwsplit now writes there: retry the unit of work"
+            )
+
+    def mark_not_primary(self, name: str) -> None:
+        """Node *name* said it is not the primary: stop sending writes there."""
+        with self._lock:
+            topology = self._routes.topology
+            try:
+                node = topology.node(name)
+            except KeyError:
+                return
+            if node.role is not Role.PRIMARY:
+                return
+            new = topology.with_nodes([node.evolve(role=Role.UNKNOWN, read_only=True)])
+        self.publish(new)
+
+    def is_write_engine(self, engine: Engine) -> bool:
+        """True when *engine* is one of this cluster's read-write (primary) engines."""
+        return any(e is engine for (_, writable), e in self._engines.items() if writable)
+
+    def connect_primary(self, engine: Engine) -> Connection:
+        """A new connection to the primary *engine*, checked on the server.
+
+        When the node answers that it is not the primary (read-only: a failover happened and
+        this process did not see it), the cluster is probed at once and, if another node is
+        the primary now, the connection is made there instead.
+        """
+        try:
+            return engine.connect()
+        except NotPrimaryError:
+            new = self.write_engine()  # the check above re-probed the cluster
+            if new is engine:
+                raise
+            return new.connect()
 
     def admin_url(self, node: Node) -> URL:
         """The URL the monitor and failover use for *node* (admin credentials if given)."""
@@ -427,7 +632,7 @@ class Cluster:
         """
         if self.monitor is not None:
             return self.monitor.check()
-        from .monitor import Monitor
+        from .topology.monitor import Monitor
 
         monitor = Monitor(self, timeout=2.0)
         try:
@@ -450,9 +655,19 @@ class Cluster:
     def publish(self, topology: Topology) -> None:
         """Make *topology* current (used by the monitor and failover; thread-safe)."""
         with self._lock:
-            old = self._routes.topology
-            self._routes = self._build_routes(topology)
+            old_routes = self._routes
+            old = old_routes.topology
+            self._routes = routes = self._build_routes(topology)
             listeners = list(self._listeners)
+            changed = old_routes.primary is not routes.primary
+            if changed:
+                self.primary_epoch += 1
+        if old != topology:
+            self._stats.topology_changed(old, topology)
+        if changed and old_routes.primary is not None:
+            # Every pooled connection to the old primary goes: sessions holding one see the
+            # epoch change and refuse to report a commit from it.
+            old_routes.primary.dispose()
         if old != topology:
             for listener in listeners:
                 try:
@@ -503,7 +718,14 @@ class Cluster:
             down = [self._down_at.get(n.name, 0.0) for n in topology.nodes if not n.healthy]
             if down:
                 recheck_at = min(down) + self.down_retry_interval
-        return _Routes(topology, primary, readable, engine_of, recheck_at)
+        return _Routes(
+            topology,
+            primary,
+            readable,
+            engine_of,
+            recheck_at,
+            primary_node.name if primary_node is not None else None,
+        )
 
     # ------------------------------------------------------------------ routing (hot path)
 
@@ -562,17 +784,41 @@ class Cluster:
         ``causal_token=`` continues read-your-writes from another session; other keyword
         arguments go to :class:`sqlalchemy.orm.Session` (``expire_on_commit`` ...).
         """
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return RoutingSession(self, **kwargs)
 
     def sessionmaker(self, **kwargs: Any) -> _sessionmaker[RoutingSession]:
         """A :class:`sqlalchemy.orm.sessionmaker` that makes routing sessions on this cluster."""
-        from .session import RoutingSession
+        from .integrations.sqlalchemy import RoutingSession
 
         return _sessionmaker(class_=RoutingSession, cluster=self, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def routing(self) -> str:
+        """``"normal"``, ``"shadow"`` or ``"primary"`` (see the constructor); settable."""
+        return self._routing
+
+    @routing.setter
+    def routing(self, value: str) -> None:
+        self._routing = check_routing(value)
+        log.warning("routing mode set to %r", value)
+
+    def stats(self) -> ClusterStats:
+        """A snapshot of what this cluster's sessions did (:mod:`rwsplit.metrics`).
+
+        >>> with Cluster("mysql+pymysql://u:p@db1/app") as cluster:
+        ...     cluster.stats().to_dict()["routing"]
+        'normal'
+        """
+        return self._stats.snapshot(self._routing, self._routes.topology)
+
+    @property
+    def primary_name(self) -> str | None:
+        """The current primary's node name (``None``: none known)."""
+        return self._routes.primary_name
 
     def close(self) -> None:
         """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent.
@@ -587,6 +833,14 @@ class Cluster:
             self._engines.clear()
         for engine in engines:
             engine.dispose()
+
+    def _after_fork(self) -> None:
+        """In a forked child: never use a pooled connection of the parent (see the hook)."""
+        self._lock = threading.RLock()  # another thread of the parent may have held it
+        self._stats._lock = threading.Lock()
+        for engine in list(self._engines.values()):
+            # close=False: the parent still uses those sockets; the child just forgets them.
+            engine.dispose(close=False)
 
     def __enter__(self) -> Cluster:
         return self
@@ -741,7 +995,7 @@ class Cluster:
 
         :raises ConfigurationError: the cluster's URLs use a blocking driver.
         """
-        from ._drivers import require_async_cluster
+        from ._async_drivers import require_async_cluster
 
         require_async_cluster(self, "cluster.async_session()")
         from .asyncio import AsyncRoutingSession
@@ -753,7 +1007,7 @@ class Cluster:
 
         :raises ConfigurationError: the cluster's URLs use a blocking driver.
         """
-        from ._drivers import require_async_cluster
+        from ._async_drivers import require_async_cluster
 
         require_async_cluster(self, "cluster.async_sessionmaker()")
         from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -797,6 +1051,22 @@ class Cluster:
 
     def _require_sync_close(self) -> None:
         if any(e.dialect.is_async for e in self._engines.values()):
-            from ._drivers import require_sync_close
+            from ._async_drivers import require_sync_close
 
             require_sync_close(self._engines.values())
+
+
+# Fork safety: a Cluster made before fork() (gunicorn --preload, multiprocessing, Celery
+# prefork) must not share pooled connections with its parent. Monitors restart themselves
+# (rwsplit.monitor registers its own hook).
+_live_clusters: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_live_clusters):
+        with contextlib.suppress(Exception):  # a broken cluster must not break the child
+            cluster._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,10 +13,13 @@ and what to do about it. Passwords never appear in a message.
      ├── RoutingError                  a statement cannot be routed
      │    ├── NoReplicaAvailableError  no readable replica and fallback to the primary is off
      │    ├── NoPrimaryError           no writable primary is known right now
+     │    │    └── NotPrimaryError     the node taken for the primary says it is not one
+     │    │         └── FencedNodeError  read-only, replicating, or replaced (failover log)
      │    └── SplitBrainError          two nodes claim to be the primary: writes refused
      ├── ClassificationError           the classifier was given something that is not SQL text
+     ├── ReadFailedError               a read failed with its node and could not be re-run
      ├── PrimaryFailedError            the primary failed under a write (see subclasses)
-     │    ├── RetryableWriteError      no transaction was open: safe to retry the statement
+     │    ├── RetryableWriteError      nothing can have been committed: retry the unit of work
      │    └── TransactionOutcomeUnknownError  the commit may or may not have happened
      ├── TopologyError                 the cluster's topology cannot be discovered
      └── FailoverError                 an automated failover / switchover step failed
@@ -28,9 +31,12 @@ __all__ = [
     "ClassificationError",
     "ConfigurationError",
     "FailoverError",
+    "FencedNodeError",
     "NoPrimaryError",
     "NoReplicaAvailableError",
+    "NotPrimaryError",
     "PrimaryFailedError",
+    "ReadFailedError",
     "RetryableWriteError",
     "RoutingError",
     "RwSplitError",
@@ -75,6 +81,14 @@ class NoPrimaryError(RoutingError):
     """No writable primary is known right now (for example during a failover)."""
 
 
+class NotPrimaryError(NoPrimaryError):
+    """The node rwsplit took for the primary says, on the server, that it is not one."""
+
+
+class FencedNodeError(NotPrimaryError):
+    """The node rwsplit would write to is read-only, replicates, or was replaced as primary."""
+
+
 class SplitBrainError(RoutingError):
     """More than one node claims to be the primary; writes are refused."""
 
@@ -83,12 +97,16 @@ class ClassificationError(RwSplitError, TypeError):
     """The classifier was given something that is not SQL text."""
 
 
+class ReadFailedError(RwSplitError):
+    """A read failed because its node went away, and could not be re-run elsewhere."""
+
+
 class PrimaryFailedError(RwSplitError):
     """The primary failed while a write was in flight."""
 
 
 class RetryableWriteError(PrimaryFailedError):
-    """The primary failed and no transaction was open: the statement can be retried."""
+    """The primary failed before anything could be committed: retry the unit of work."""
 
 
 class TransactionOutcomeUnknownError(PrimaryFailedError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rwsplit.demo import node_counters
+from rwsplit.cli.demo import node_counters
 from rwsplit.sandbox import Sandbox
 
 __all__ = ["delta", "node_counters", "snapshot"]

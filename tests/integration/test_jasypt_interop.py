@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from rwsplit.secrets import decrypt, encrypt
 
 from rwsplit import Cluster
-from rwsplit.secrets import decrypt, encrypt
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rwsplit.sandbox import Sandbox, _pid_runs_server
+from rwsplit.cli import main
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, _pid_runs_server
 
 from ..fix_sandbox import require_server
+from .util import sql
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +35,74 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         lines = up.stdout.strip().splitlines()
-        assert [line.split()[0] for line in lines] == ["primary", "replica1"]
-        assert all(line.split()[1].startswith("mysql+pymysql://") for line in lines)
+        # "name URL" per node first (scripts read those), then the replication account.
+        assert [line.split()[0] for line in lines] == ["primary", "replica1", "replication"]
+        assert all(line.split()[1].startswith("mysql+pymysql://") for line in lines[:2])
+        assert lines[2].split() == ["replication", REPL_USER, REPL_PASSWORD]
         assert "sandbox up in" in up.stderr  # progress is shown
+        assert "starting replication on 1 replica\n" in up.stderr  # singular
         nodes = [(n.pid, n.datadir) for n in Sandbox.load(d).nodes]
         assert all(_pid_runs_server(pid, datadir) for pid, datadir in nodes if pid)
         status = rwsplit("sandbox", "status", "--dir", d)
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count("running") == 2
+        rows = [line.split() for line in status.stdout.splitlines()[1:3]]
+        # name address pid state read_only replicating lag gtid
+        assert [r[3:6] for r in rows] == [["running", "no", "no"], ["running", "yes", "yes"]]
+        assert rows[0][6] == "-"
+        assert "True" not in status.stdout and "None" not in status.stdout
+        assert f"replication account: {REPL_USER} {REPL_PASSWORD}" in status.stdout
+        # A hung server shows as such; down stops it all the same (resumed, then SIGTERM).
+        Sandbox.load(d).hang("replica1")
+        status = rwsplit("sandbox", "status", "--dir", d)
+        assert status.stdout.splitlines()[2].split()[3] == "hung", status.stdout
     finally:
-        down = rwsplit("sandbox", "down", "--dir", d)
+        down = rwsplit("sandbox", "down", "--dir", d, "--purge")
     assert down.returncode == 0, down.stderr
+    assert "stopped 2 servers" in down.stdout
     assert len(nodes) == 2
     assert not any(_pid_runs_server(pid, datadir) for pid, datadir in nodes if pid)
+    assert not any(Path(datadir).exists() for _, datadir in nodes)  # --purge
     assert rwsplit("sandbox", "status", "--dir", d).returncode == 3
+
+
+def test_down_without_purge_keeps_the_data(tmp_path: Path) -> None:
+    require_server()
+    d = str(tmp_path / "sb")
+    up = rwsplit("sandbox", "up", "--replicas", "0", "--dir", d)
+    assert up.returncode == 0, up.stderr
+    (node,) = Sandbox.load(d).nodes
+    down = rwsplit("sandbox", "down", "--dir", d)
+    assert down.returncode == 0, down.stderr
+    assert "stopped 1 server in" in down.stdout
+    assert not _pid_runs_server(node.pid or 0, node.datadir)
+    assert (Path(node.datadir) / "mysql").is_dir()
+
+
+def test_cluster_commands_discover_from_one_replica(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """topology, failover and switchover find the whole cluster from one replica's URL."""
+    monkeypatch.delenv("RWSPLIT_PRIMARY_URL", raising=False)
+    monkeypatch.delenv("RWSPLIT_HOST", raising=False)
+    monkeypatch.setenv("RWSPLIT_REPLICATION_USER", sandbox.replication_user)
+    monkeypatch.setenv("RWSPLIT_REPLICATION_PASSWORD", sandbox.replication_password)
+    seed = ["--replica", sandbox.replica_urls[0]]
+    assert main(["topology", *seed]) == 0
+    out = capsys.readouterr().out
+    assert all(n.address in out for n in sandbox.nodes), out
+
+    before = [sql(n, "SELECT @@read_only, @@gtid_binlog_pos") for n in sandbox.nodes]
+    target = sandbox.replicas[1].address
+    assert main(["switchover", "--dry-run", "--to", target, *seed]) == 0
+    out, err = capsys.readouterr()
+    assert f"switchover: would promote {target} (old primary {sandbox.primary.address})" in out
+    assert "SET GLOBAL read_only = ON" in out  # planned on the primary it discovered
+    assert "switchover done" not in err
+    assert "dry run: switchover planned, nothing was changed" in err
+    assert [sql(n, "SELECT @@read_only, @@gtid_binlog_pos") for n in sandbox.nodes] == before
+
+    assert main(["failover", "--dry-run", *seed]) == 0  # the primary is alive
+    assert f"nothing to do: {sandbox.primary.address} is the primary" in capsys.readouterr().out
 
 
 def test_owned_sandbox_dies_with_its_process(tmp_path: Path) -> None:

@@ -113,9 +113,10 @@ def test_read_only_transaction_runs_on_one_replica_and_is_ended(
         # Left open on purpose: the session closes without COMMIT.
         with c.session() as s:
             s.execute(text("START TRANSACTION READ ONLY"))
-            ro_engine = s._rw_ro_engine
+            node = s.read_only_node
             s.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-        assert ro_engine is not None
+        assert node is not None
+        ro_engine = c.engine_for(node, writable=False)
         assert ro_engine.pool.checkedin() == 1
         with ro_engine.connect() as conn:  # the one pooled connection
             assert conn.execute(text("SELECT @@in_transaction")).scalar_one() == 0

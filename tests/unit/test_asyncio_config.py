@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.util import greenlet_spawn
 
 from rwsplit import Cluster, ConfigurationError
-from rwsplit._drivers import is_async_url
+from rwsplit._async_drivers import is_async_url
 from rwsplit.asyncio import AsyncRoutingSession, _in_greenlet, _tls_to_ssl_context
 
 # Port 1 on loopback: nothing listens there, and these tests must fail before connecting.

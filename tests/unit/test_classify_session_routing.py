@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from rwsplit.session import _statement_text, is_read_only_rejection
 from sqlalchemy import text
 
 from rwsplit import Cluster, RoutingError, Target
-from rwsplit.session import _statement_text, is_read_only_rejection
 
 P = "mysql+pymysql://app:s3cret@db1:3306/shop"
 R1 = "mysql+pymysql://app:s3cret@db2:3306/shop"

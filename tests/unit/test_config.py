@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rwsplit.secrets import encrypt
 
 from rwsplit import Cluster, ConfigurationError, SecretError, TLSConfig
 from rwsplit.config import (
@@ -18,7 +19,6 @@ from rwsplit.config import (
     settings_from_properties,
     settings_from_toml,
 )
-from rwsplit.secrets import encrypt
 
 KEY = "k3y"
 # Made by Jasypt 1.9.3's CLI: input="hello wörld" password=k3y (PBEWithMD5AndDES)
@@ -492,7 +492,11 @@ def test_cluster_from_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert all("hello" not in repr(n) for n in cluster.topology.nodes)
         assert "hello" not in repr(cluster.topology)
     assert seen["db1.example.com:3307"]["pool_pre_ping"] is True
-    assert seen["db1.example.com:3307"]["connect_args"] == {"connect_timeout": 3}
+    assert seen["db1.example.com:3307"]["connect_args"] == {
+        "connect_timeout": 3,
+        "read_timeout": 10.0,
+        "write_timeout": 10.0,
+    }
 
 
 def test_cluster_tls_reaches_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -510,6 +514,8 @@ def test_cluster_tls_reaches_the_driver(tmp_path: Path, monkeypatch: pytest.Monk
         pass
     assert seen["db1:3306"]["connect_args"] == {
         "connect_timeout": 2,
+        "read_timeout": 10.0,
+        "write_timeout": 10.0,
         "ssl_ca": ca,
         "ssl_verify_cert": True,
         "ssl_verify_identity": True,
@@ -653,7 +659,7 @@ def test_read_your_writes_options() -> None:
     with Cluster.from_settings(s) as c:
         assert c.read_your_writes is ReadYourWrites.PRIMARY and c.sticky_window == 1.5
     with pytest.raises(
-        ConfigurationError, match="expected 'gtid', 'primary' or 'off', got 'eventual'"
+        ConfigurationError, match="expected one of 'gtid', 'primary', 'off', got 'eventual'"
     ):
         settings_from_dict({"host": "db1", "readYourWrites": "eventual"})
 

@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 
 import pytest
+from rwsplit.secrets import encrypt
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from rwsplit import Cluster, RwSplitError
-from rwsplit.secrets import encrypt
 
 PASSWORD = "Pw-7c1e!secret"
 KEY = "key-for-the-secrecy-test"
@@ -87,3 +87,44 @@ def test_a_bad_url_list_is_not_echoed() -> None:
         )
     assert "replica_urls: expected a list of strings" in str(info.value)
     assert PASSWORD not in str(info.value)
+
+
+def test_failing_cluster_from_a_jdbc_url_never_shows_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: "user:password@host" was taken for the host, so the password was in every node
+    # name: the Cluster repr, "marked down" warnings, errors.
+    props = tmp_path / "app.properties"
+    props.write_text(
+        f"db.url=jdbc:mysql:replication://app:{PASSWORD}@127.0.0.1:{closed_port()},"
+        f"app:{PASSWORD}@127.0.0.1:{closed_port()}/shop?connectTimeout=2000\n"
+        "db.connectTimeout=2\n"
+    )
+    caplog.set_level(logging.DEBUG)
+    failures: list[BaseException] = []
+    with Cluster.from_properties(props, key="db") as cluster:
+        assert cluster.write_engine().url.password == PASSWORD
+        assert all(n.url.username == "app" for n in cluster.topology.nodes)
+        with cluster.session() as session:
+            try:
+                session.execute(text("SELECT 1"))
+            except (OperationalError, RwSplitError) as exc:
+                failures.append(exc)
+        shown = [
+            repr(cluster),
+            repr(cluster.topology),
+            *(repr(n) for n in cluster.topology.nodes),
+            *(str(n.error) for n in cluster.topology.nodes),
+            *(n.safe_url for n in cluster.topology.nodes),
+        ]
+    assert failures, "the read should have failed: no node is up"
+    assert any("marked down" in r.getMessage() for r in caplog.records)
+    text_seen = "\n".join(
+        [
+            caplog.text,
+            *(r.getMessage() for r in caplog.records),
+            *shown,
+            *("".join(traceback.format_exception(e)) for e in failures),
+        ]
+    )
+    assert PASSWORD not in text_seen

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from rwsplit._dialect import MariaDB, MySQL, MySQLGtid, dialect_for_version
+
 from rwsplit.topology import Role, role_of
 
 UUID_A = "3e11fa47-71ca-11e1-9e33-c80aa9429562"

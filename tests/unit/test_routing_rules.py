@@ -60,7 +60,6 @@ def test_sticky_ends_with_the_transaction(cluster: Cluster) -> None:
     s = cluster.session()
     s.get_bind(clause=update(User).values(name="y"))
     assert s.on_primary
-    s._rw_sticky = True
     s.begin()
     s.rollback()
     assert not s.on_primary
@@ -206,7 +205,7 @@ def test_read_your_writes_option_is_validated() -> None:
 def test_primary_window_reads_primary_after_a_write() -> None:
     with Cluster(P, [R1], read_your_writes="primary", sticky_window=60) as c:
         s = c.session()
-        s._rw_primary_until = 1e18  # as after a commit that wrote
+        s._router.committed(None)  # as after a commit that wrote
         assert host(s.get_bind(clause=select(User))) == "db1"
 
 

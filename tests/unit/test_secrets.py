@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from rwsplit import SecretError
 from rwsplit.secrets import (
     EncryptionKey,
     decrypt,
@@ -16,6 +14,8 @@ from rwsplit.secrets import (
     load_key,
     read_key_file,
 )
+
+from rwsplit import SecretError
 
 AES = "PBEWITHHMACSHA512ANDAES_256"
 DES = "PBEWithMD5AndDES"

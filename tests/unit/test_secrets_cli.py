@@ -7,10 +7,10 @@ import io
 from pathlib import Path
 
 import pytest
+from rwsplit.secrets import decrypt, encrypt
 
 from rwsplit import ConfigurationError
 from rwsplit.cli import add_cluster_arguments, cluster_from_args, main
-from rwsplit.secrets import decrypt, encrypt
 
 AES = "PBEWITHHMACSHA512ANDAES_256"
 JASYPT_DES = "S3DQHsQy05+sQD6y+sYmwssTJI2Ebhot"  # "hello wörld", key k3y, by Jasypt 1.9.3

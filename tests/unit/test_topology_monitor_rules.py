@@ -6,14 +6,14 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from rwsplit._dialect import MariaDB, NodeState
+from rwsplit.failover import _choose
+from rwsplit.monitor import ProbeResult
 from sqlalchemy.engine import make_url
 
 from rwsplit import Cluster, ConfigurationError, FailoverError, FailoverOptions, Monitor
-from rwsplit._dialect import MariaDB, NodeState
 from rwsplit.cli import main
-from rwsplit.failover import _choose
-from rwsplit.monitor import ProbeResult
-from rwsplit.topology import Role, node_from_state, role_of
+from rwsplit.topology import Node, Replication, Role, Topology, node_from_state, role_of
 
 D = MariaDB()
 BASE = {"server_id": 2, "version": "10.11.19-MariaDB", "read_only": 1, "own_binlog": ""}
@@ -171,3 +171,119 @@ def test_primary_failures_say_whether_to_retry(cluster: Cluster) -> None:
         cluster._on_primary_error("db1:3306", _Ctx(None))  # type: ignore[arg-type]
     # An ordinary SQL error is left alone.
     cluster._on_primary_error("db1:3306", _Ctx("INSERT", code=1062))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- read rotation
+
+URL1, URL2 = make_url("mysql+pymysql://u@db1"), make_url("mysql+pymysql://u@db2")
+
+
+def replica_node(
+    *, source: str = "db1:3306", io: str = "Yes", sql: bool = True, lag: float | None = 0.0
+) -> Node:
+    rep = Replication(source, 1 if io == "Yes" else None, io, sql)
+    return Node("db2:3306", URL2, Role.REPLICA, lag_seconds=lag, replication=rep)
+
+
+@pytest.mark.parametrize(
+    ("replica", "primary_healthy", "reason"),
+    [
+        (replica_node(), True, None),
+        (replica_node(sql=False), True, "SQL thread is not running"),
+        (replica_node(io="No"), True, "IO thread is not connected (No)"),
+        (replica_node(io="Connecting", lag=None), True, "IO thread is not connected"),
+        (replica_node(lag=None), True, "lag is unknown"),
+        (replica_node(source="db9:3306", io="No"), True, "replicates from db9:3306"),
+        # While the primary it follows is down, a reconnecting replica keeps serving.
+        (replica_node(io="Connecting", lag=0.4), False, None),
+        (replica_node(io="Connecting", sql=False), False, "SQL thread"),
+        # Without a monitor nothing is known: nothing is assumed either.
+        (Node("db2:3306", URL2, Role.REPLICA), True, None),
+    ],
+)
+def test_read_rotation_rules(replica: Node, primary_healthy: bool, reason: str | None) -> None:
+    primary = Node("db1:3306", URL1, Role.PRIMARY, healthy=primary_healthy, server_id=1)
+    topology = Topology((primary, replica))
+    got = topology.not_readable_because(replica)
+    assert (got is None) if reason is None else (got is not None and reason in got), got
+    assert (replica in topology.readable_replicas()) is (reason is None)
+
+
+def test_a_replica_naming_the_primary_differently_is_recognised_by_server_id() -> None:
+    primary = Node("db1:3306", URL1, Role.PRIMARY, server_id=1)
+    by_ip = replica_node(source="10.0.0.1:3306")  # connected, Master_Server_Id 1
+    assert Topology((primary, by_ip)).readable_replicas() == (by_ip,)
+    other = Node("db1:3306", URL1, Role.PRIMARY, server_id=7)
+    assert Topology((other, by_ip)).readable_replicas() == ()
+
+
+def test_node_from_state_records_the_replication_threads() -> None:
+    node = node_from_state("db2:3306", URL2, state("0-1-5", replica="Connecting"))
+    assert node.replication == Replication("db1:3306", None, "Connecting", True)
+    assert node.server_id == 2
+
+
+# ---------------------------------------------------------------------- hung primary check
+
+
+class _FakeProbe:
+    """Answers SHOW SLAVE STATUS with a scripted IO state; records statements."""
+
+    def __init__(self, io_after_restart: str, errno: int = 0) -> None:
+        self.dialect = MariaDB()
+        self.io = "Yes"
+        self.io_after_restart = io_after_restart
+        self.errno = errno
+        self.ran: list[str] = []
+
+    def query(self, sql: str, params: object = ()) -> list[dict[str, object]]:
+        self.ran.append(sql)
+        if sql == "START SLAVE IO_THREAD":
+            self.io = self.io_after_restart
+        if sql == "SHOW SLAVE STATUS":
+            row = {"Master_Host": "db1", "Master_Port": 3306, "Slave_IO_Running": self.io}
+            return [dict(row, Slave_SQL_Running="Yes", Last_IO_Errno=self.errno)]
+        return []
+
+
+def _hung_monitor(cluster: Cluster, probe: _FakeProbe) -> Monitor:
+    m = Monitor(
+        cluster,
+        timeout=0.05,
+        failure_threshold=2,
+        auto_failover=True,
+        failover_options=FailoverOptions("repl", "pw"),
+    )
+    m._primary_name = "db1:3306"
+    m._probes["db2:3306"] = probe  # type: ignore[assignment]
+    return m
+
+
+@pytest.mark.parametrize(
+    ("io_after", "errno", "dead"),
+    [
+        ("Connecting", 0, True),  # hung or dead: it cannot get back
+        ("Yes", 0, False),  # only we cannot reach it: the replica can
+        ("Connecting", 1045, False),  # the primary answered (refused the account): alive
+    ],
+)
+def test_replicas_claiming_a_connection_are_asked_by_restarting_their_io_thread(
+    cluster: Cluster, io_after: str, errno: int, dead: bool
+) -> None:
+    probe = _FakeProbe(io_after, errno)
+    m = _hung_monitor(cluster, probe)
+    # One probe early (failure_threshold - 1): the IO thread is restarted, no verdict yet.
+    assert m._hung_primary_confirmed(_results(1, "Yes")) is None
+    assert probe.ran == ["STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"]
+    assert m._hung_primary_confirmed(_results(2, "Yes")) is dead
+    if not dead:  # vouched for: no restarting replication threads every round
+        assert m._hung_primary_confirmed(_results(3, "Yes")) is None
+        assert probe.ran.count("START SLAVE IO_THREAD") == 1
+
+
+def test_without_auto_failover_replication_threads_are_never_touched(cluster: Cluster) -> None:
+    probe = _FakeProbe("Connecting")
+    m = _hung_monitor(cluster, probe)
+    m.auto_failover = False
+    assert m._hung_primary_confirmed(_results(5, "Yes")) is None
+    assert probe.ran == []

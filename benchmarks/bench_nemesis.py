@@ -1,0 +1,136 @@
+"""The nemesis, long form: outage and loss per fault, under a live load.
+
+Run:  python benchmarks/bench_nemesis.py [--seconds 20] [--runs 2]
+
+For each fault, on a fresh semi-sync sandbox (1 primary + 2 replicas, log-slave-updates) with
+an auto-failover Cluster, writer and read-your-writes threads run while the fault is
+injected; then the checker (tests/nemesis.py) looks on the servers. Printed per fault:
+writes acknowledged, outcome-unknown errors, acknowledged writes lost (must be 0), stale
+causal reads (must be 0), and the write outage — seconds from the fault to the first write
+acknowledged after it. Baseline for the outage: the same load's median gap between two
+acknowledged writes with no fault, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.nemesis import Nemesis
+from tests.netns import NetnsSandbox, available
+
+from rwsplit.sandbox import Sandbox
+
+
+def _kill(sb: Sandbox) -> None:
+    sb.kill("primary")
+
+
+def _hang_primary(sb: Sandbox) -> None:
+    sb.hang("primary")
+
+
+def _hang_replica(sb: Sandbox) -> None:
+    sb.hang("replica1")
+
+
+def _partition(sb: Sandbox) -> None:
+    assert isinstance(sb, NetnsSandbox)
+    sb.partition("primary")
+
+
+FAULTS: dict[str, tuple[Callable[[Sandbox], None], str | None]] = {
+    "none (baseline)": (lambda sb: None, None),
+    "kill -9 primary": (_kill, None),
+    "hang primary (SIGSTOP)": (_hang_primary, "primary"),
+    "hang replica (SIGSTOP)": (_hang_replica, "replica1"),
+    "kill -9 + restart old primary": (_kill, "restart"),
+    "partition primary (netns)": (_partition, "heal"),
+}
+
+
+def run_one(name: str, seconds: float) -> dict[str, object]:
+    action, after = FAULTS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        kind = NetnsSandbox if after == "heal" else Sandbox
+        sb = kind(replicas=2, semi_sync=True, log_slave_updates=True, base_dir=tmp)
+        sb.start()
+        n = Nemesis(sb)
+        try:
+            with n.traffic(seconds=seconds):
+                n.wait_for_acks(20, timeout=10)
+                n.fault(lambda: action(sb))
+                n.wait_for_acks(20, timeout=seconds + 30)
+                if after == "restart":
+                    sb.restart("primary")
+                elif after == "heal":
+                    sb.heal("primary")  # type: ignore[attr-defined]
+                elif after is not None:
+                    sb.resume(after)
+                n.healed()
+            verdict = n.check()
+            gaps = [
+                b - a for a, b in zip(n.outcome.ack_times, n.outcome.ack_times[1:], strict=False)
+            ]
+            return {
+                "acked": len(n.outcome.acked),
+                "unknown": len(n.outcome.unknown),
+                "lost": len(verdict.lost),
+                "stale": n.outcome.stale_reads,
+                "outage": n.outcome.outage() if name != "none (baseline)" else None,
+                "gap": statistics.median(gaps) if gaps else None,
+                "problems": verdict.problems,
+            }
+        finally:
+            n.close()
+            for node in sb.nodes:
+                if sb.is_running(node) and sb.is_stopped(node):
+                    sb.resume(node.name)
+            sb.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--runs", type=int, default=1)
+    args = p.parse_args(argv)
+    rows = []
+    for name in FAULTS:
+        if FAULTS[name][1] == "heal" and available() is not None:
+            print(f"{name}: skipped ({available()})", file=sys.stderr)
+            continue
+        for r in range(args.runs):
+            print(f"{name}: run {r + 1}/{args.runs} ...", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            rows.append((name, run_one(name, args.seconds)))
+            print(f"  done in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+    base = [res["gap"] for name, res in rows if name == "none (baseline)" and res["gap"]]
+    gap = statistics.median(base) if base else None  # type: ignore[type-var]
+    print(
+        f"\n{'fault':<32}{'acked':>7}{'unknown':>9}{'lost':>6}{'stale':>7}{'outage':>10}"
+        f"{'x gap':>9}"
+    )
+    for name, res in rows:
+        outage = res["outage"]
+        ratio = f"{outage / gap:>8.0f}x" if outage and gap else f"{'-':>9}"  # type: ignore[operator]
+        shown = f"{outage:>9.2f}s" if outage is not None else f"{'-':>10}"
+        print(
+            f"{name:<32}{res['acked']:>7}{res['unknown']:>9}{res['lost']:>6}{res['stale']:>7}"
+            f"{shown}{ratio}"
+        )
+        for problem in res["problems"]:  # type: ignore[attr-defined]
+            print(f"    PROBLEM: {problem}")
+    if gap:
+        print(f"\nbaseline: median gap between acknowledged writes {gap * 1000:.1f} ms")
+    return 1 if any(res["problems"] for _, res in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,447 @@
+"""The ``rwsplit`` command.
+
+Exit codes (stable, for scripts):
+
+* ``0`` success;
+* ``1`` the operation failed (an rwsplit error: no server binary, cluster unreachable ...);
+* ``2`` the command line is wrong (unknown command or option, bad value);
+* ``3`` ``sandbox status``: the sandbox is not (fully) running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RwSplitError
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+    from ..config import ClusterSettings
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser of the command: no silent prefix matching of options (``--replica 3``
+    must not be taken as ``--replicas 3``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 replica``, ``2 replicas``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def yes_no(value: object) -> str:
+    """``yes`` / ``no`` for a flag, ``-`` when unknown (how tables show booleans)."""
+    if value is None:
+        return "-"
+    return "yes" if value else "no"
+
+
+def url_argument(value: str) -> str:
+    """An ``argparse`` type: a MySQL/MariaDB SQLAlchemy (or JDBC) URL, else a usage error.
+
+    The message never repeats the value: it may hold a password.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from .._drivers import EXAMPLE_URL, unsupported_backend
+
+    if value.startswith("jdbc:"):
+        return value  # checked with the rest of the configuration
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise argparse.ArgumentTypeError(
+            f"not a valid SQLAlchemy URL; expected a URL such as '{EXAMPLE_URL}'"
+        ) from None
+    unsupported = unsupported_backend(url)
+    if unsupported is not None:
+        raise argparse.ArgumentTypeError(unsupported)
+    if not url.host:
+        raise argparse.ArgumentTypeError(
+            f"the URL ({url.render_as_string(hide_password=True)}) has no host; "
+            "rwsplit needs host and port to tell the nodes apart"
+        )
+    return value
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"rwsplit {__version__}"
+
+
+def _default_sandbox_dir() -> Path:
+    import getpass
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"rwsplit-sandbox-{getpass.getuser()}"
+
+
+def _progress(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------- sandbox
+
+
+def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+    from ..sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if (base / STATE_FILE).exists():
+        existing = Sandbox.load(base)
+        if any(existing.is_running(n) for n in existing.nodes):
+            print(
+                f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
+                "stops it",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    sb = Sandbox(
+        args.replicas,
+        base_dir=base,
+        semi_sync=args.semi_sync,
+        log_slave_updates=args.log_slave_updates,
+        detached=True,
+        progress=_progress,
+    )
+    sb.start()
+    for n in sb.nodes:
+        print(f"{n.name:<10} {n.url}")
+    # After the "name URL" lines (scripts read those first): the account replicas use, which
+    # failover and switchover need.
+    print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
+    replicas = " ".join(f"--replica {u}" for u in sb.replica_urls)
+    print(
+        f"# try a failover: RWSPLIT_REPLICATION_USER={sb.replication_user} "
+        f"RWSPLIT_REPLICATION_PASSWORD={sb.replication_password} rwsplit failover --dry-run "
+        f"--primary {sb.primary_url} {replicas}".rstrip(),
+        file=sys.stderr,
+    )
+    print(f"# stop it with: rwsplit sandbox down --dir {base}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_sandbox_down(args: argparse.Namespace) -> int:
+    from ..sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if not (base / STATE_FILE).exists():
+        print(f"no sandbox in {base}: nothing to stop")
+        return EXIT_OK
+    sb = Sandbox.load(base)
+    sb.stop(purge=args.purge)
+    if any(sb.is_running(n) for n in sb.nodes):
+        print(f"rwsplit: error: some servers in {base} did not stop", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"stopped {plural(len(sb.nodes), 'server')} in {base}")
+    if args.purge:
+        print(f"removed their data directories in {base}")
+    return EXIT_OK
+
+
+def _cmd_sandbox_status(args: argparse.Namespace) -> int:
+    from ..sandbox import STATE_FILE, Sandbox
+
+    base = Path(args.dir)
+    if not (base / STATE_FILE).exists():
+        print(f"no sandbox in {base}")
+        return EXIT_NOT_RUNNING
+    sb = Sandbox.load(base)
+    rows = sb.status()
+    print(
+        f"{'node':<10} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
+        f"{'replicating':<11} {'lag':>4}  gtid"
+    )
+    for r in rows:
+        if not r["running"]:
+            state = "stopped"
+        elif r.get("hung"):
+            state = "hung"
+        else:
+            state = "running"
+        lag = r.get("lag")
+        print(
+            f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
+            f"{yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
+            f"{'-' if lag is None else lag!s:>4}  {r.get('gtid') or '-'}"
+            + (f"  ({r['error']})" if r.get("error") else "")
+        )
+    print(f"replication account: {sb.replication_user} {sb.replication_password}")
+    return EXIT_OK if all(r["running"] for r in rows) else EXIT_NOT_RUNNING
+
+
+# ---------------------------------------------------------------------------------- classify
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import sqlparse
+
+    from ..routing.classify import classify
+
+    sql = args.sql if args.sql != "-" else sys.stdin.read()
+    # --each: sqlparse splits the text (off the hot path: this is a tool for people).
+    texts = [t for t in sqlparse.split(sql) if t.strip()] if args.each else [sql]
+    for text in texts or [sql]:
+        c = classify(text)
+        print(f"{c.target.value}\t{c.reason}")
+        if args.details:
+            flags = [f.name for f in type(c.flags) if f and f in c.flags and f.name]
+            print(f"  flags:     {', '.join(flags) or '-'}")
+            if c.resource:
+                print(f"  resource:  {c.resource}")
+            pretty = sqlparse.format(text, reindent=True, keyword_case="upper").strip()
+            print("  statement: " + pretty.replace("\n", "\n             "))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(replicas=args.replicas, statements=args.statements, progress=_progress)
+
+
+# ---------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rwsplit`` command."""
+    parser = _Parser(
+        prog="rwsplit",
+        description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
+        epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
+        "3 sandbox not running (sandbox status)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what rwsplit does")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    # sandbox
+    p_sb = sub.add_parser(
+        "sandbox",
+        help="start / stop a local primary + replicas cluster",
+        description="Manage a local cluster of real mariadbd processes.",
+    )
+    sb_sub = p_sb.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sb_sub.required = True
+    dir_help = f"sandbox directory (default: {_default_sandbox_dir()})"
+
+    p_up = sb_sub.add_parser(
+        "up",
+        help="start a sandbox and print the URL of every node",
+        description="Start one primary and N replicas on loopback; "
+        "returns when replication runs. Prints 'name URL' per node, then "
+        "'replication USER PASSWORD' (the account replicas use, for failover).",
+    )
+    p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
+    p_up.add_argument(
+        "--semi-sync",
+        action="store_true",
+        help="semi-synchronous replication (no acknowledged write lost on failover)",
+    )
+    p_up.add_argument(
+        "--log-slave-updates",
+        action="store_true",
+        help="replicas log what they apply (lets every replica follow a promoted one)",
+    )
+    p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_up.set_defaults(func=_cmd_sandbox_up)
+
+    p_down = sb_sub.add_parser(
+        "down",
+        help="stop every server the sandbox started",
+        description="Stop the servers recorded in the sandbox directory.",
+    )
+    p_down.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove the nodes' data directories (about 35 MB each)",
+    )
+    p_down.set_defaults(func=_cmd_sandbox_down)
+
+    p_status = sb_sub.add_parser(
+        "status",
+        help="show the sandbox's nodes (exit 3 if not running)",
+        description="Show each node's process, role and replication, and the replication account.",
+    )
+    p_status.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
+    p_status.set_defaults(func=_cmd_sandbox_status)
+
+    # classify
+    p_cls = sub.add_parser(
+        "classify",
+        help="print where a statement would be routed, and why",
+        description="Classify SQL text: prints TARGET<TAB>REASON (target: primary, replica, "
+        "all = session state, last = the previous statement's connection).",
+    )
+    p_cls.add_argument("sql", help="the SQL text ('-' reads it from standard input)")
+    p_cls.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the flags, the pinned resource and the formatted statement",
+    )
+    p_cls.add_argument(
+        "--each",
+        action="store_true",
+        help="split the text into statements and classify each (one line per statement)",
+    )
+    p_cls.set_defaults(func=_cmd_classify)
+
+    # demo
+    p_demo = sub.add_parser(
+        "demo",
+        help="start a sandbox, run a mixed workload, show the split",
+        description="Start a sandbox cluster, run a short mixed workload "
+        "through a RoutingSession, print statements per node, stop it.",
+    )
+    p_demo.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
+    p_demo.add_argument(
+        "--statements",
+        type=int,
+        default=300,
+        help="approximate number of statements in the workload (default 300)",
+    )
+    p_demo.set_defaults(func=_cmd_demo)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+# Modules that add their own commands: each has ``register(subparsers) -> None``.
+_COMMAND_MODULES: list[str] = ["rwsplit.cli._secrets", "rwsplit.cli._cluster", "rwsplit.cli._stats"]
+
+
+# ---------------------------------------------------------------------------------- cluster args
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that say which cluster a command talks to (shared by every such command)."""
+    g = parser.add_argument_group("cluster")
+    g.add_argument(
+        "--primary",
+        metavar="URL",
+        type=url_argument,
+        help="SQLAlchemy URL of the primary (default: $RWSPLIT_PRIMARY_URL)",
+    )
+    g.add_argument(
+        "--replica",
+        metavar="URL",
+        action="append",
+        type=url_argument,
+        default=None,
+        help="SQLAlchemy URL of a replica; repeat for each "
+        "(default: $RWSPLIT_REPLICA_URLS, comma-separated)",
+    )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the cluster's settings from a TOML file (*.toml) or a Java .properties "
+        "file; the $RWSPLIT_* cluster options are then not read (the encryption key "
+        "variables still are), --primary/--replica still override the file's nodes",
+    )
+    g.add_argument(
+        "--key",
+        metavar="PREFIX",
+        help="with --config: the key prefix in a .properties file (e.g. db.cloud; found "
+        "automatically when the file has one) or the table in a TOML file (default rwsplit)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) -> ClusterSettings:
+    """The settings named by :func:`add_cluster_arguments` options.
+
+    Where the nodes are: ``--primary`` / ``--replica``, else ``--config FILE`` (or, without
+    it, the ``RWSPLIT_*`` environment variables). The other options come from the file (or
+    the environment). *seeds_only*: the nodes are only where discovery starts, so
+    ``--replica URL`` alone is enough (the first replica stands in for the primary; discovery
+    follows its replication source to the real one).
+    """
+    from ..config import load_settings, settings_from_env
+    from ..errors import ConfigurationError
+
+    config = getattr(args, "config", None)
+    key = getattr(args, "key", None)
+    overrides: dict[str, Any] = {}
+    if args.primary:
+        overrides["primary_url"] = args.primary
+    if args.replica:
+        overrides["replica_urls"] = args.replica
+    if config:
+        return load_settings(config, key=key, overrides=overrides)
+    if key is not None:
+        raise ConfigurationError("--key needs --config FILE")
+    if not args.primary and not (
+        os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
+    ):
+        if not (seeds_only and args.replica):
+            raise ConfigurationError(
+                "no cluster given: pass --primary URL (and --replica URL ...), --config FILE, "
+                "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS (or RWSPLIT_HOST ...)"
+            )
+        overrides["primary_url"], *rest = args.replica
+        overrides["replica_urls"] = rest
+    return settings_from_env(overrides=overrides)
+
+
+def cluster_from_args(args: argparse.Namespace, **options: Any) -> Cluster:
+    """Build the :class:`~rwsplit.Cluster` named by :func:`add_cluster_arguments` options,
+    with the nodes as given (see :func:`settings_from_args`; commands that discover the
+    cluster use :func:`rwsplit.cli._cluster.discovered_cluster`). *options*, which the
+    command itself needs, win over the configured ones.
+    """
+    from ..cluster import Cluster
+
+    return Cluster.from_settings(settings_from_args(args), **options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rwsplit`` command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except RwSplitError as exc:
+        print(f"rwsplit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("rwsplit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""``rwsplit topology``, ``rwsplit failover`` and ``rwsplit switchover``.
+
+The replication password for failover and switchover comes from
+``$RWSPLIT_REPLICATION_PASSWORD`` or ``--replication-password-file`` (never from the command
+line, where ``ps`` would show it); it is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError, TopologyError
+from ..topology.model import Node, Role, Topology, node_name
+from . import (
+    EXIT_FAILED,
+    EXIT_OK,
+    _progress,
+    add_cluster_arguments,
+    plural,
+    settings_from_args,
+    yes_no,
+)
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+    from ..config import ClusterSettings
+    from ..topology.failover import FailoverOptions, FailoverResult
+
+__all__ = ["discovered_cluster", "register"]
+
+log = logging.getLogger("rwsplit.cli")
+
+
+def register(sub: Any) -> None:
+    """Add the cluster commands to the ``rwsplit`` sub-parsers."""
+    p_topo = sub.add_parser(
+        "topology",
+        help="discover the cluster and print every node's role, health, lag and GTID",
+        description="Discover the cluster from the given nodes (followed through replication "
+        "sources and SHOW SLAVE HOSTS) and print it. Exit 0 with exactly one writable "
+        "primary, 1 otherwise (unreachable, no primary, or several).",
+    )
+    add_cluster_arguments(p_topo)
+    p_topo.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p_topo.add_argument(
+        "--timeout", type=float, default=2.0, help="connect / read timeout per node (seconds)"
+    )
+    p_topo.set_defaults(func=_cmd_topology)
+
+    p_fo = sub.add_parser(
+        "failover",
+        help="replace a dead primary by the most advanced replica",
+        description="Confirm the primary is dead (it fails several probes and the replicas "
+        "lost it too), stop every replica's IO thread, wait for relay logs, promote the most "
+        "advanced replica, repoint the others, fence the old primary. Safe to re-run; "
+        "--dry-run prints the plan and every statement.",
+    )
+    _failover_arguments(p_fo)
+    p_fo.add_argument(
+        "--preferred",
+        metavar="NODE",
+        action="append",
+        default=[],
+        help="host:port to promote first among the most advanced (repeatable)",
+    )
+    p_fo.set_defaults(func=_cmd_failover)
+
+    p_sw = sub.add_parser(
+        "switchover",
+        help="planned change of primary, zero lost writes",
+        description="Make the primary read-only, end its client sessions, wait until NODE "
+        "has applied everything, promote NODE, repoint the other replicas and turn the old "
+        "primary into a replica. Safe to re-run; --dry-run prints every statement.",
+    )
+    p_sw.add_argument("--to", required=True, metavar="NODE", help="host:port of the new primary")
+    _failover_arguments(p_sw)
+    p_sw.set_defaults(func=_cmd_switchover)
+
+    p_mon = sub.add_parser(
+        "monitor",
+        help="watch a cluster in the foreground, fail it over (a service for systemd)",
+        description="Discover the cluster (as 'topology' does), then probe every node every "
+        "--interval seconds and log on stderr its topology and every change: nodes down and "
+        "back, roles, failovers. With --auto-failover, a primary confirmed dead is replaced "
+        "by the most advanced replica, so that application processes can run with failover "
+        "off and only follow. Runs until SIGTERM or SIGINT (exit 0); exit 1 if it cannot "
+        "keep monitoring. For systemd: Type=simple, Restart=on-failure (docs/failover.md).",
+    )
+    _failover_arguments(p_mon, dry_run=False)
+    g = p_mon.add_argument_group("monitor")
+    g.add_argument(
+        "--auto-failover",
+        action="store_true",
+        help="promote a replica when the primary is confirmed dead (needs the replication "
+        "account; default: the configuration's auto_failover)",
+    )
+    g.add_argument(
+        "--interval",
+        type=_positive,
+        default=None,
+        help="seconds between monitoring rounds (default: the configuration's "
+        "monitor_interval, else 1)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=_positive,
+        default=None,
+        help="connect / read timeout of each probe, seconds (default: monitor_timeout, else 1)",
+    )
+    g.add_argument(
+        "--failure-threshold",
+        type=int,
+        default=None,
+        help="failed probes in a row before the primary counts as dead (default 3)",
+    )
+    g.add_argument(
+        "--preferred",
+        metavar="NODE",
+        action="append",
+        default=[],
+        help="host:port to promote first among the most advanced (repeatable)",
+    )
+    p_mon.set_defaults(func=_cmd_monitor)
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _failover_arguments(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+    add_cluster_arguments(p)
+    g = p.add_argument_group("failover")
+    g.add_argument(
+        "--replication-user",
+        default=os.environ.get("RWSPLIT_REPLICATION_USER"),
+        help="account replicas use to connect to the new primary "
+        "(default: $RWSPLIT_REPLICATION_USER)",
+    )
+    g.add_argument(
+        "--replication-password-file",
+        metavar="PATH",
+        help="file holding its password (default: $RWSPLIT_REPLICATION_PASSWORD)",
+    )
+    g.add_argument(
+        "--never-promote",
+        metavar="NODE",
+        action="append",
+        default=[],
+        help="host:port that must never become primary (repeatable)",
+    )
+    g.add_argument(
+        "--apply-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a replica may take to apply its relay log / catch up (default 30)",
+    )
+    if dry_run:
+        g.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+def _options(
+    args: argparse.Namespace, settings: ClusterSettings, preferred: Sequence[str] = ()
+) -> FailoverOptions:
+    """Replication account and candidate rules: the command line and ``$RWSPLIT_*`` win
+    over the configuration file's ``replication_user`` / ``replication_password``."""
+    from ..topology.failover import FailoverOptions
+
+    configured: FailoverOptions | None = settings.options.get("failover_options")
+    user = args.replication_user or (configured.replication_user if configured else None)
+    if not user:
+        raise ConfigurationError(
+            "no replication account: pass --replication-user or set RWSPLIT_REPLICATION_USER "
+            "(a sandbox prints its account: 'rwsplit sandbox status')"
+        )
+    if args.replication_password_file:
+        try:
+            password = Path(args.replication_password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read --replication-password-file: {exc.strerror}"
+            ) from None
+    elif "RWSPLIT_REPLICATION_PASSWORD" in os.environ or configured is None:
+        password = os.environ.get("RWSPLIT_REPLICATION_PASSWORD", "")
+    else:
+        password = configured.replication_password
+    return FailoverOptions(
+        replication_user=user,
+        replication_password=password,
+        preferred=tuple(preferred) or (configured.preferred if configured else ()),
+        never_promote=tuple(args.never_promote) or (configured.never_promote if configured else ()),
+        apply_timeout=args.apply_timeout,
+    )
+
+
+# ---------------------------------------------------------------------------------- discovery
+
+
+def _discover(settings: ClusterSettings, timeout: float) -> Topology:
+    """The cluster as found from every configured node (see :func:`rwsplit.discover`),
+    with each server once: a replica that reports another address than the one configured
+    (``report_host``) is the same server when its ``server_id`` is the same."""
+    from ..topology.probe import NodeProbe, discover
+
+    seeds = [settings.primary, *settings.replicas]
+    topology = discover(seeds, timeout=timeout)
+    seed_names = {node_name(u) for u in seeds}
+    by_server: dict[int, Node] = {}
+    kept: list[Node] = []
+    # Seeds first: when two names reach one server, the configured name wins.
+    for node in sorted(topology.nodes, key=lambda n: n.name not in seed_names):
+        if node.healthy:
+            try:
+                with NodeProbe(node.url, timeout) as probe:
+                    server_id = probe.probe().server_id
+            except Exception:  # went away meanwhile: keep it, the command probes again
+                server_id = None
+            if server_id is not None:
+                if server_id in by_server:
+                    log.info(
+                        "%s is %s (server_id %s)", node.name, by_server[server_id].name, server_id
+                    )
+                    continue
+                by_server[server_id] = node
+        kept.append(node)
+    order = {n.name: i for i, n in enumerate(topology.nodes)}
+    return Topology(tuple(sorted(kept, key=lambda n: order[n.name])))
+
+
+def _primary_of(topology: Topology, configured: str | None) -> Node:
+    """The node that is, or was, the primary: the one writable primary; among several, the
+    configured one; with none alive, the dead node (a replica's unreachable source)."""
+    alive = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
+    if len(alive) == 1:
+        return alive[0]
+    candidates = alive or [n for n in topology.nodes if not n.healthy]
+    for n in candidates:
+        if n.name == configured:
+            return n
+    if alive or len(candidates) == 1:
+        return candidates[0]
+    unreachable = ", ".join(n.name for n in candidates) or "none"
+    raise TopologyError(
+        f"cannot tell which node is the primary: none is writable, unreachable: {unreachable}; "
+        "pass the primary with --primary URL"
+    )
+
+
+def discovered_cluster(
+    args: argparse.Namespace,
+    *,
+    timeout: float = 2.0,
+    fallback: bool = False,
+    **options: Any,
+) -> Cluster:
+    """The :class:`~rwsplit.Cluster` of every node discovered from the configured ones
+    (the same discovery as ``rwsplit topology``; ``--replica URL`` alone is enough).
+
+    *fallback*: when no node answers, use the configured nodes as they are (the monitor
+    waits for them; failover and switchover report what they find) instead of raising
+    :class:`~rwsplit.TopologyError`.
+    """
+    from ..cluster import Cluster
+
+    settings = settings_from_args(args, seeds_only=True)
+    configured = node_name(settings.primary) if _names_primary(args) else None
+    try:
+        topology = _discover(settings, timeout)
+    except TopologyError as exc:
+        if not fallback or configured is None:  # only seeds given: no primary to fall back on
+            raise
+        log.warning("discovery failed (%s); watching the configured nodes", exc)
+        return Cluster.from_settings(settings, **options)
+    primary = _primary_of(topology, configured)
+    replicas = [n.url for n in topology.nodes if n.name != primary.name]
+    return Cluster.from_settings(settings, primary=primary.url, replicas=replicas, **options)
+
+
+def _names_primary(args: argparse.Namespace) -> bool:
+    """Whether the configuration says which node is the primary (not only seeds)."""
+    return bool(
+        args.primary
+        or getattr(args, "config", None)
+        or os.environ.get("RWSPLIT_PRIMARY_URL")
+        or os.environ.get("RWSPLIT_HOST")
+    )
+
+
+# ---------------------------------------------------------------------------------- commands
+
+
+def _cmd_topology(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, seeds_only=True)
+    topology = _discover(settings, args.timeout)
+    rows = [
+        {
+            "node": n.name,
+            "role": n.role.value,
+            "healthy": n.healthy,
+            "read_only": n.read_only,
+            "lag_seconds": n.lag_seconds,
+            "gtid": n.gtid_position,
+            "error": n.error,
+        }
+        for n in topology.nodes
+    ]
+    if args.json:
+        print(json.dumps({"nodes": rows}, indent=2))
+    else:
+        print(f"{'node':<22} {'role':<8} {'health':<7} {'read_only':<9} {'lag':>6}  gtid")
+        for r in rows:
+            lag = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.1f}"
+            health = "up" if r["healthy"] else "DOWN"
+            print(
+                f"{r['node']:<22} {r['role']:<8} {health:<7} {yes_no(r['read_only']):<9} "
+                f"{lag:>6}  {r['gtid'] or '-'}" + (f"  ({r['error']})" if r["error"] else "")
+            )
+    primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
+    if len(primaries) != 1:
+        what = "no writable primary" if not primaries else "several writable primaries"
+        print(f"rwsplit: {what} found", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print_result(result: FailoverResult) -> None:
+    if result.dry_run:
+        print("# dry run: nothing was changed; the statements it would run:")
+        for node, stmt in result.statements:
+            print(f"{node}: {stmt};")
+    print(result.describe())
+    if result.dry_run:
+        print(f"rwsplit: dry run: {result.kind} planned, nothing was changed", file=sys.stderr)
+
+
+def _progress_for(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines on stderr; a dry run does not claim that it did anything."""
+    if not args.dry_run:
+        return _progress
+
+    def progress(msg: str) -> None:
+        if msg.startswith(("failover done", "switchover done")):
+            return  # replaced by the "dry run: ... nothing was changed" line
+        _progress(f"(dry run) {msg}")
+
+    return progress
+
+
+def _cmd_failover(args: argparse.Namespace) -> int:
+    from ..topology.failover import failover
+
+    options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
+    cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
+    try:
+        result = failover(cluster, options, dry_run=args.dry_run, progress=_progress_for(args))
+    finally:
+        cluster.close()
+    _print_result(result)
+    return EXIT_OK
+
+
+def _cmd_switchover(args: argparse.Namespace) -> int:
+    from ..topology.failover import switchover
+
+    options = _options(args, settings_from_args(args, seeds_only=True))
+    cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
+    try:
+        result = switchover(
+            cluster, args.to, options, dry_run=args.dry_run, progress=_progress_for(args)
+        )
+    finally:
+        cluster.close()
+    _print_result(result)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------- monitor
+
+
+def _describe(topology: Topology) -> str:
+    parts = []
+    for n in topology.nodes:
+        part = f"{n.role.value} {n.name}"
+        if not n.healthy:
+            part += " DOWN" + (f" ({n.error})" if n.error else "")
+        elif n.role is Role.REPLICA and n.lag_seconds is not None:
+            part += f" lag {n.lag_seconds:.1f}s"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, seeds_only=True)
+    configured = settings.options
+    auto = bool(args.auto_failover or configured.get("auto_failover"))
+    options = _options(args, settings, args.preferred) if auto else None
+    interval = args.interval or configured.get("monitor_interval") or 1.0
+    timeout = args.timeout or configured.get("monitor_timeout") or 1.0
+    threshold = args.failure_threshold or configured.get("failure_threshold") or 3
+    logging.getLogger("rwsplit").setLevel(min(logging.INFO, logging.getLogger().level))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        cluster = discovered_cluster(
+            args,
+            timeout=max(timeout, 2.0),
+            fallback=True,
+            monitor_interval=interval,
+            monitor_timeout=timeout,
+            failure_threshold=threshold,
+            auto_failover=auto,
+            failover_options=options,
+        )
+        try:
+            return _watch(cluster, stop, auto=auto)
+        finally:
+            cluster.close()
+            log.info("monitor stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
+    monitor = cluster.monitor
+    assert monitor is not None  # monitor_interval is set
+    log.info(
+        "monitoring %s every %.3gs, auto-failover %s",
+        plural(len(cluster.topology.nodes), "node"),
+        monitor.interval,
+        "on" if auto else "off",
+    )
+    logged: list[Topology] = []
+
+    def log_topology(old: Topology | None, new: Topology) -> None:
+        logged.append(new)
+        log.info("topology: %s", _describe(new))
+
+    cluster.subscribe(log_topology)
+    monitor.failover_listeners.append(
+        lambda result: log.warning("%s", result.describe().replace("\n", "; "))
+    )
+    # The first round's view (bounded: a round takes at most about the probe timeout).
+    while monitor.rounds == 0 and monitor.running and not stop.wait(0.05):
+        pass
+    if not logged:
+        log_topology(None, cluster.topology)
+    while not stop.wait(1.0):
+        if not monitor.running:
+            log.error("the monitor thread stopped; exiting so that the service restarts")
+            return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,78 @@
+"""The one place rwsplit touches SQLAlchemy internals (no public hook exists for it).
+
+``tests/unit/test_sa_compat.py`` pins the behaviour on every SQLAlchemy release CI runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, SessionTransaction
+
+__all__ = ["drop_connection", "is_autocommit", "keep_connection", "transaction_connection"]
+
+log = logging.getLogger("rwsplit.session")
+
+
+def drop_connection(session: Session, engine: Engine) -> None:
+    """Remove *session*'s dead connection to *engine* from its transaction, and close it.
+
+    SQLAlchemy keeps one connection per engine for the life of a session transaction, and an
+    invalidated one refuses to reconnect inside it. A replica connection is autocommit and
+    holds no transaction state, so dropping it is safe: the next read on that engine (after the
+    replica is re-admitted) connects afresh. Uses ``SessionTransaction._connections``.
+    """
+    trans: SessionTransaction | None = session.get_transaction()
+    while trans is not None:
+        connections: dict[Any, Any] | None = getattr(trans, "_connections", None)
+        if connections is not None:
+            entry = connections.pop(engine, None)
+            if entry is not None:
+                conn = entry[0]
+                connections.pop(conn, None)
+                try:
+                    conn.invalidate()
+                    conn.close()
+                except Exception:  # the connection is dead already
+                    log.debug("closing a dead connection failed", exc_info=True)
+        trans = trans.parent
+
+
+def is_autocommit(conn: Any) -> bool:
+    """True when SQLAlchemy runs *conn* (a ``Connection``) in autocommit isolation."""
+    return bool(conn._is_autocommit_isolation())
+
+
+def _root(session: Session) -> SessionTransaction | None:
+    trans = session.get_transaction()
+    while trans is not None and trans.parent is not None:
+        trans = trans.parent
+    return trans
+
+
+def transaction_connection(session: Session, engine: Engine) -> Connection | None:
+    """The connection *session*'s transaction holds for *engine*, without opening one."""
+    trans = _root(session)
+    connections: dict[Any, Any] | None = getattr(trans, "_connections", None)
+    entry = connections.get(engine) if connections else None
+    return entry[0] if entry is not None else None
+
+
+def keep_connection(session: Session, engine: Engine) -> Connection | None:
+    """Make the transaction's connection to *engine* outlive the transaction.
+
+    SQLAlchemy closes (returns to the pool) the connections a session transaction opened
+    itself, when it ends; the fourth field of a ``_connections`` entry says so ("autoclose").
+    Clearing it hands the connection to the caller, who binds the session to it (SQLAlchemy
+    then joins it like any connection given as a bind) and closes it when done.
+    """
+    trans = _root(session)
+    connections: dict[Any, Any] | None = getattr(trans, "_connections", None)
+    entry = connections.get(engine) if connections else None
+    if entry is None or connections is None:
+        return None
+    conn, transaction, should_commit, _autoclose = entry
+    connections[conn] = connections[engine] = (conn, transaction, should_commit, False)
+    return conn  # type: ignore[no-any-return]

@@ -1,0 +1,98 @@
+"""Read-your-writes across transactions.
+
+Inside one transaction a session that wrote stays on the primary (sticky after write). After
+it commits, its next reads would go to a replica that may not have applied the write yet: the
+classic hole of hand-written read/write splitting (an ORM object expired on commit and
+reloaded from a lagging replica shows the old value). rwsplit closes it in one of two ways:
+
+``"gtid"`` (default)
+    Causal reads. After a commit that wrote, the session records the primary's GTID of that
+    commit (MariaDB ``@@last_gtid``; MySQL ``@@global.gtid_executed``). Before its next read
+    on a replica the session waits, on that replica, until the GTID is applied
+    (``MASTER_GTID_WAIT`` / ``WAIT_FOR_EXECUTED_GTID_SET``) for at most ``causal_timeout``
+    seconds, then reads there; if the replica does not get there in time, the read goes to
+    the primary. A replica known to have caught up is not asked again. The token travels
+    between sessions (``session.causal_token`` → ``cluster.session(causal_token=...)``), e.g.
+    in a cookie from a POST to the GET it redirects to.
+``"primary"``
+    After a commit that wrote, the session reads from the primary for ``sticky_window``
+    seconds. No extra round trips; more load on the primary.
+``"off"``
+    Nothing: reads after a commit may be stale.
+
+Cost of ``"gtid"``: one round trip after each commit that wrote, and one per replica before the
+first read that follows it. Sessions that only read pay nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["ReadYourWrites", "read_commit_token", "wait_for_token"]
+
+log = logging.getLogger("rwsplit.consistency")
+
+
+class ReadYourWrites(enum.Enum):
+    """How a session sees its own committed writes on later reads."""
+
+    GTID = "gtid"
+    PRIMARY = "primary"
+    OFF = "off"
+
+    @classmethod
+    def coerce(cls, value: ReadYourWrites | str) -> ReadYourWrites:
+        """``"gtid"`` / ``"primary"`` / ``"off"`` (or the enum) → the enum; else ValueError.
+
+        >>> ReadYourWrites.coerce("gtid")
+        <ReadYourWrites.GTID: 'gtid'>
+        """
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(
+                f"read_your_writes must be one of 'gtid', 'primary', 'off'; got {value!r}"
+            ) from None
+
+
+def _is_mariadb(engine: Engine) -> bool:
+    return bool(getattr(engine.dialect, "is_mariadb", True))
+
+
+def read_commit_token(conn: Connection) -> str | None:
+    """The GTID of the commit just made on *conn* (a primary connection), or ``None``.
+
+    The query runs on the raw DBAPI connection, which holds no transaction at this point, so
+    SQLAlchemy does not begin one on *conn*.
+    """
+    engine = conn.engine
+    query = "SELECT @@last_gtid" if _is_mariadb(engine) else "SELECT @@global.gtid_executed"
+    try:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(query)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    except Exception as exc:  # the commit succeeded; a lost token only costs freshness
+        log.warning("could not read the commit's GTID on %s: %s", engine.url.host, exc)
+        return None
+    token = row[0] if row else None
+    return str(token) if token else None
+
+
+def wait_for_token(conn: Connection, token: str, timeout: float) -> bool:
+    """Wait on a replica connection until *token* is applied; True if it was in time."""
+    if _is_mariadb(conn.engine):
+        sql = "SELECT MASTER_GTID_WAIT(%s, %s)"
+        done = 0
+    else:
+        sql = "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)"
+        done = 0
+    result = conn.exec_driver_sql(sql, (token, timeout)).scalar()
+    return result == done

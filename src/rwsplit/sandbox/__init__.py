@@ -1,0 +1,905 @@
+"""A real local replication cluster for demos, tests and benchmarks.
+
+:class:`Sandbox` starts one primary and *N* replicas as real ``mariadbd`` (or ``mysqld``)
+processes on loopback ports, each with its own data directory, server id and binary log,
+replicating with GTIDs (MariaDB ``MASTER_USE_GTID=slave_pos``). Replicas run ``read_only=ON``
+and without ``log-slave-updates`` (the classic layout), so a replica's own binary log moves
+only when something writes *on* it.
+
+Every server is started with ``--no-defaults`` first, so no system ``my.cnf`` leaks in.
+
+No orphans:
+
+* a sandbox owned by a Python process (``Sandbox(...).start()``, the test suite, the demo)
+  starts its servers with a parent-death signal, so they die with the process even after
+  ``kill -9``; :meth:`Sandbox.stop` and an ``atexit`` hook stop them on a clean exit. Linux
+  sends that signal when the *thread* that forked the server ends, so every server is forked
+  by one long-lived thread of the process (``sandbox-spawner``): a sandbox started
+  from a short-lived worker thread lives as long as the process, not as long as that thread;
+* a detached sandbox (``rwsplit sandbox up``) records every pid in ``sandbox.json`` in its
+  directory; ``rwsplit sandbox down`` stops exactly those processes, checking each pid still
+  runs a server on that data directory before signalling it.
+
+Example (prints e.g. ``mysql+pymysql://root@127.0.0.1:41873/rwsplit``)::
+
+    from rwsplit.sandbox import Sandbox
+
+    with Sandbox(replicas=2) as sb:
+        print(sb.primary_url)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pymysql
+
+from ..errors import SandboxError, ServerBinaryNotFoundError
+
+__all__ = ["Sandbox", "SandboxNode", "find_server_binaries"]
+
+log = logging.getLogger("rwsplit.sandbox")
+
+Progress = Callable[[str], None]
+
+DATABASE = "rwsplit"
+"""The database the sandbox creates on the primary (replicated to every replica)."""
+REPL_USER = "repl"
+REPL_PASSWORD = "repl-sandbox"
+STATE_FILE = "sandbox.json"
+
+_SEARCH_DIRS = (
+    "/usr/sbin",
+    "/usr/bin",
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/local/mysql/bin",
+    "/opt/homebrew/bin",
+    "/opt/homebrew/sbin",
+)
+
+
+@dataclass(frozen=True)
+class ServerBinaries:
+    """The server and initialisation commands found on this machine."""
+
+    server: str
+    install_db: list[str]
+    """Command (without datadir) that creates a fresh data directory."""
+    flavor: str
+    """``"mariadb"`` or ``"mysql"``."""
+
+
+def _which(names: Sequence[str]) -> str | None:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+        for d in _SEARCH_DIRS:
+            candidate = Path(d) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def find_server_binaries(server: str | None = None) -> ServerBinaries:
+    """Find ``mariadbd`` / ``mysqld`` and the matching data-directory initialiser.
+
+    :param server: an explicit server binary path (else ``$RWSPLIT_MARIADBD`` or ``PATH``).
+    :raises ServerBinaryNotFoundError: with what to install.
+    """
+    server = server or os.environ.get("RWSPLIT_MARIADBD") or _which(["mariadbd", "mysqld"])
+    if not server:
+        raise ServerBinaryNotFoundError(
+            "no MariaDB or MySQL server binary (mariadbd / mysqld) was found on PATH or in "
+            "/usr/sbin; install one, e.g. 'apt-get install mariadb-server' (Debian/Ubuntu), "
+            "'brew install mariadb' (macOS), or set RWSPLIT_MARIADBD=/path/to/mariadbd"
+        )
+    try:
+        out = subprocess.run(
+            [server, "--no-defaults", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except OSError as exc:
+        raise ServerBinaryNotFoundError(f"cannot run {server}: {exc}") from None
+    if "mariadb" in out.lower():
+        install = _which(["mariadb-install-db", "mysql_install_db"])
+        if not install:
+            raise ServerBinaryNotFoundError(
+                f"found {server} but not mariadb-install-db; install the full server package "
+                "('apt-get install mariadb-server')"
+            )
+        return ServerBinaries(server, [install, "--no-defaults"], "mariadb")
+    return ServerBinaries(server, [server, "--no-defaults", "--initialize-insecure"], "mysql")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on *host* that the OS says is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends.
+
+    ``prctl`` is looked up here, in the parent: a child forked from a threaded process should
+    not load libraries (another thread may have held the loader's lock at the fork).
+    ``None`` where there is no ``prctl`` (not Linux).
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:  # pragma: no cover - runs in the child
+        # The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the spawner thread
+        # below, which lives as long as the process.
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the owner died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """Forks child processes from one daemon thread that lives as long as the process.
+
+    Servers owned by this process carry a parent-death signal, which Linux ties to the
+    forking thread; forking them all here keeps them alive while the process lives, whichever
+    thread asked (a test's worker thread, a web app's request thread).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+
+    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """Run *start* (which calls :class:`subprocess.Popen`) on the spawner thread."""
+        if threading.current_thread() is self._thread:
+            return start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                # First use, or a forked child (which has no copy of the thread).
+                self._pid = os.getpid()
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._jobs,),
+                    name="sandbox-spawner",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._jobs.put((start, future))
+        return future.result(timeout=120)
+
+    @staticmethod
+    def _run(
+        jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
+        ],
+    ) -> None:
+        while True:
+            start, future = jobs.get()
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # handed to the caller's thread
+                future.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+# Signals after which kill() waits for the server to be gone; any other (SIGSTOP, SIGCONT,
+# SIGHUP ...) is sent and kill() returns at once.
+_TERMINATING = frozenset(
+    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT}
+)
+
+
+@dataclass
+class SandboxNode:
+    """One server of the sandbox."""
+
+    name: str
+    port: int
+    server_id: int
+    datadir: str
+    role: str  # "primary" | "replica" (as started; failover may change it)
+    host: str = "127.0.0.1"
+    pid: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of this node (user ``root``, no password: a local throwaway)."""
+        return f"mysql+pymysql://root@{self.host}:{self.port}/{DATABASE}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (the rwsplit node name)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base(self) -> Path:
+        return Path(self.datadir).parent
+
+    def connect(self, database: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
+        """A plain PyMySQL admin connection to this node (autocommit)."""
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            connect_timeout=5,
+            **kwargs,
+        )
+
+
+class Sandbox:
+    """A local primary + replicas cluster of real server processes.
+
+    :param replicas: number of replicas (default 2).
+    :param base_dir: where data directories live; a fresh temporary directory by default
+        (removed by :meth:`stop` unless ``keep=True``).
+    :param log_slave_updates: replicas also write what they apply to their own binary log.
+        Off by default (the classic layout, where a replica's own binlog witnesses writes made
+        on it). Turn it on to test automated failover the way it should run in production: a
+        replica that was behind the promoted one can then catch up from it.
+    :param semi_sync: turn on lossless semi-synchronous replication: a commit on the primary
+        returns only once a replica has acknowledged it (``wait_point=AFTER_SYNC``), and it
+        never falls back to asynchronous replication (no timeout, also while no replica is
+        connected). So an old primary whose replicas left it (it hung or was partitioned
+        and was failed over) cannot acknowledge a write alone: the commit waits, and the
+        application's read timeout reports it as an error, never as a success. Every node
+        acknowledges as a replica; only the node started as primary waits for
+        acknowledgements (a replica waiting on what it applies would stall). A promoted
+        replica waits only after ``SET GLOBAL rpl_semi_sync_master_enabled = ON``, and a
+        node restarted with :meth:`restart` starts with it ``OFF``.
+    :param detached: servers outlive this Python process (used by ``rwsplit sandbox up``).
+    :param progress: called with a short line for every step (the CLI prints them).
+    :param server_args: extra ``mariadbd`` options for every node.
+    """
+
+    def __init__(
+        self,
+        replicas: int = 2,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        semi_sync: bool = False,
+        log_slave_updates: bool = False,
+        detached: bool = False,
+        keep: bool = False,
+        progress: Progress | None = None,
+        server_args: Sequence[str] = (),
+        server_binary: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if replicas < 0:
+            raise SandboxError(f"replicas must be >= 0, got {replicas}")
+        if semi_sync and replicas == 0:
+            raise SandboxError(
+                "semi_sync needs at least one replica: the primary waits for one to "
+                "acknowledge every commit"
+            )
+        self.replica_count = replicas
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-"))
+        self.semi_sync = semi_sync
+        self.log_slave_updates = log_slave_updates
+        self.detached = detached
+        self.keep = keep or detached
+        self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
+        self.server_args = list(server_args)
+        self.server_binary = server_binary
+        self.host = host
+        self.nodes: list[SandboxNode] = []
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._atexit_registered = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def primary(self) -> SandboxNode:
+        """The node started as primary."""
+        return self.nodes[0]
+
+    @property
+    def replicas(self) -> list[SandboxNode]:
+        """The nodes started as replicas."""
+        return self.nodes[1:]
+
+    @property
+    def primary_url(self) -> str:
+        return self.primary.url
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [n.url for n in self.replicas]
+
+    @property
+    def replication_user(self) -> str:
+        """The account the replicas use (created on every node; for failover options)."""
+        return REPL_USER
+
+    @property
+    def replication_password(self) -> str:
+        """Its password (a fixed throwaway: the sandbox listens on loopback only)."""
+        return REPL_PASSWORD
+
+    def node(self, name: str) -> SandboxNode:
+        """The node called *name* (``primary``, ``replica1`` ...) or with address *name*."""
+        for n in self.nodes:
+            if name in (n.name, n.address):
+                return n
+        raise SandboxError(
+            f"no sandbox node called {name!r}; nodes: " + ", ".join(n.name for n in self.nodes)
+        )
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> Sandbox:
+        """Create, start and wire up every node; return when replication is running."""
+        t0 = time.monotonic()
+        binaries = find_server_binaries(self.server_binary)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.nodes = []
+        for i in range(self.replica_count + 1):
+            name = "primary" if i == 0 else f"replica{i}"
+            self.nodes.append(
+                SandboxNode(
+                    name=name,
+                    port=free_port(self.host),
+                    server_id=i + 1,
+                    datadir=str(self.base_dir / name / "data"),
+                    role="primary" if i == 0 else "replica",
+                    host=self.host,
+                )
+            )
+        if not self.detached and not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
+        try:
+            count = len(self.nodes)
+            what = "data directory" if count == 1 else "data directories"
+            self.progress(f"initialising {count} {what} in {self.base_dir}")
+            self._parallel(lambda n: self._install(binaries, n))
+            self.progress("starting servers")
+            for n in self.nodes:
+                self._spawn(binaries, n)
+            self._parallel(self._wait_ready)
+            self._write_state()
+            self.progress("configuring the primary")
+            self._setup_primary()
+            if self.replicas:
+                count = len(self.replicas)
+                self.progress(f"starting replication on {count} replica{'s' * (count != 1)}")
+                self._parallel(self._setup_replica, self.replicas)
+                self._parallel(self.wait_replica_running, self.replicas)
+            if self.semi_sync:
+                self._enable_semi_sync()
+        except BaseException:
+            self.stop()
+            raise
+        self.progress(f"sandbox up in {time.monotonic() - t0:.1f}s")
+        return self
+
+    def _parallel(
+        self, fn: Callable[[SandboxNode], None], nodes: Sequence[SandboxNode] | None = None
+    ) -> None:
+        errors: list[BaseException] = []
+
+        def run(n: SandboxNode) -> None:
+            try:
+                fn(n)
+            except BaseException as exc:  # collected and re-raised below
+                errors.append(exc)
+
+        targets = self.nodes if nodes is None else nodes
+        threads = [threading.Thread(target=run, args=(n,)) for n in targets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _install(self, binaries: ServerBinaries, node: SandboxNode) -> None:
+        datadir = Path(node.datadir)
+        if datadir.exists():
+            shutil.rmtree(datadir)
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = datadir.parent / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        # A private tmpdir: parallel initialisations must not share temporary table names.
+        cmd = [*binaries.install_db, f"--datadir={datadir}", f"--tmpdir={tmpdir}"]
+        if binaries.flavor == "mariadb":
+            cmd += [
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
+            if os.geteuid() == 0:
+                cmd.append("--user=root")
+        log_path = datadir.parent / "install.log"
+        with open(log_path, "wb") as out:
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
+            ).returncode
+        if rc != 0:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise SandboxError(f"initialising {node.name} failed ({' '.join(cmd)}):\n{tail}")
+
+    def server_command(self, binaries: ServerBinaries, node: SandboxNode) -> list[str]:
+        """The full command line that starts *node* (``--no-defaults`` first)."""
+        d = Path(node.datadir).parent
+        cmd = [
+            binaries.server,
+            "--no-defaults",
+            f"--datadir={node.datadir}",
+            f"--port={node.port}",
+            f"--bind-address={node.host}",
+            f"--socket={d / 'mysqld.sock'}",
+            f"--pid-file={d / 'mysqld.pid'}",
+            f"--log-error={d / 'error.log'}",
+            f"--tmpdir={d / 'tmp'}",
+            f"--server-id={node.server_id}",
+            "--log-bin=binlog",
+            "--relay-log=relay",
+            "--binlog-format=MIXED",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--max-connections=300",
+            "--performance-schema=OFF",
+            # Replicas announce their real address, so discovery can find them from the primary.
+            f"--report-host={node.host}",
+            f"--report-port={node.port}",
+        ]
+        if binaries.flavor == "mariadb":
+            cmd += ["--gtid-strict-mode=ON", "--slave-net-timeout=5", "--skip-slave-start"]
+            if self.log_slave_updates:
+                cmd.append("--log-slave-updates=ON")
+            if self.semi_sync:
+                cmd += [
+                    # Every node acknowledges as a replica (an old primary made a replica too).
+                    "--rpl-semi-sync-slave-enabled=ON",
+                    # The waiting side is turned on only on the primary, once its replicas are
+                    # connected (_enable_semi_sync): a replica that waited for acknowledgements
+                    # of what it applies (log-slave-updates) would stall on every commit.
+                    "--rpl-semi-sync-master-enabled=OFF",
+                    # Never fall back to asynchronous: no timeout (the maximum, ~49 days), and
+                    # keep waiting when no replica is connected. An old primary whose replicas
+                    # are gone (it hung, or was partitioned, and was failed over) then cannot
+                    # acknowledge a commit on its own.
+                    "--rpl-semi-sync-master-timeout=4294967295",
+                    "--rpl-semi-sync-master-wait-no-slave=ON",
+                    # Wait before the commit is visible in the engine (lossless semi-sync): no
+                    # other session reads a row that a failover could lose.
+                    "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
+                ]
+        else:
+            cmd += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--skip-replica-start"]
+        if node.role == "replica":
+            cmd.append("--read-only=ON")
+        if os.geteuid() == 0:
+            cmd.append("--user=root")
+        return cmd + self.server_args + node.extra_args
+
+    def _spawn(self, binaries: ServerBinaries, node: SandboxNode) -> None:
+        cmd = self.server_command(binaries, node)
+        out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
+        detached = self.detached
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=None if detached else _parent_death_signal(os.getpid()),
+            )
+
+        try:
+            proc = start() if detached else _SPAWNER.popen(start)
+        finally:
+            out.close()
+        self._procs[node.name] = proc
+        node.pid = proc.pid
+
+    def _wait_ready(self, node: SandboxNode, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self._procs.get(node.name)
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise SandboxError(
+                    f"{node.name} exited with code {proc.returncode} during "
+                    f"start-up:\n{self._error_tail(node)}"
+                )
+            try:
+                node.connect().close()
+                return
+            except pymysql.err.OperationalError:
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"{node.name} did not accept connections on port "
+                        f"{node.port} within {timeout:.0f}s:\n"
+                        f"{self._error_tail(node)}"
+                    ) from None
+                time.sleep(0.05)
+
+    def _error_tail(self, node: SandboxNode) -> str:
+        path = Path(node.datadir).parent / "error.log"
+        try:
+            return path.read_text(errors="replace")[-1500:]
+        except OSError:
+            return "(no error log)"
+
+    def _setup_primary(self) -> None:
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            cur.execute(
+                f"CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"
+            )
+            cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'%'")
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+
+    def _enable_semi_sync(self) -> None:
+        """Make the primary wait for a replica's acknowledgement of every commit."""
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        self._wait_semi_sync_clients()
+
+    def _wait_semi_sync_clients(self, timeout: float = 30.0) -> None:
+        """Return once every replica is connected as a semi-sync replica of the primary."""
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            deadline = time.monotonic() + timeout
+            while True:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'")
+                row = cur.fetchone()
+                if row and int(row[1]) >= len(self.replicas):
+                    return
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"semi-sync replicas did not connect within {timeout:.0f}s "
+                        f"({row[1] if row else 0} of {len(self.replicas)})"
+                    )
+                time.sleep(0.05)
+
+    def _setup_replica(self, node: SandboxNode) -> None:
+        self.point_replica(node, self.primary)
+
+    def point_replica(self, node: SandboxNode, source: SandboxNode) -> None:
+        """(Re)point *node* at *source* with GTID positioning and start replicating."""
+        with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+            cur.execute("STOP SLAVE")
+            cur.execute(
+                f"CHANGE MASTER TO MASTER_HOST='{source.host}', MASTER_PORT={source.port}, "
+                f"MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', "
+                "MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos"
+            )
+            cur.execute("START SLAVE")
+
+    def wait_replica_running(self, node: SandboxNode, timeout: float = 30.0) -> None:
+        """Wait until both replication threads of *node* run."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            with (
+                contextlib.closing(node.connect()) as conn,
+                conn.cursor(pymysql.cursors.DictCursor) as cur,
+            ):
+                cur.execute("SHOW SLAVE STATUS")
+                status = cur.fetchone() or {}
+            if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
+                return
+            time.sleep(0.05)
+        raise SandboxError(
+            f"replication on {node.name} did not start within {timeout:.0f}s: "
+            f"IO={status.get('Slave_IO_Running')} SQL={status.get('Slave_SQL_Running')} "
+            f"error={status.get('Last_IO_Error') or status.get('Last_SQL_Error')}"
+        )
+
+    def wait_caught_up(self, timeout: float = 30.0) -> None:
+        """Wait until every running replica has applied everything the primary has logged."""
+        with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_pos")
+            row = cur.fetchone()
+            pos = row[0] if row else ""
+        if not pos:
+            return
+        for node in self.replicas:
+            if not self.is_running(node):
+                continue
+            with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+                cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (pos, timeout))
+                row = cur.fetchone()
+                if not row or row[0] != 0:
+                    raise SandboxError(f"{node.name} did not reach GTID {pos} in {timeout}s")
+
+    # ------------------------------------------------------------------ state file
+
+    def _write_state(self) -> None:
+        state = {
+            "owner_pid": os.getpid(),
+            "detached": self.detached,
+            "semi_sync": self.semi_sync,
+            "log_slave_updates": self.log_slave_updates,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+        (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, base_dir: str | os.PathLike[str]) -> Sandbox:
+        """Re-open a sandbox started earlier (``rwsplit sandbox up``) from its directory."""
+        path = Path(base_dir) / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SandboxError(
+                f"no sandbox in {base_dir} ({path} does not exist); "
+                "start one with 'rwsplit sandbox up'"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot read {path}: {exc}") from None
+        sb = cls(
+            replicas=len(state["nodes"]) - 1,
+            base_dir=base_dir,
+            semi_sync=state.get("semi_sync", False),
+            log_slave_updates=state.get("log_slave_updates", False),
+            detached=True,
+        )
+        sb.nodes = [SandboxNode(**n) for n in state["nodes"]]
+        return sb
+
+    # ------------------------------------------------------------------ process control
+
+    def is_running(self, node: SandboxNode) -> bool:
+        """True when *node*'s server process (the one this sandbox started) is alive."""
+        proc = self._procs.get(node.name)
+        if proc is not None:
+            return proc.poll() is None
+        return node.pid is not None and _pid_runs_server(node.pid, node.datadir)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send *sig* (``kill -9`` by default) to one node's server process, by pid.
+
+        After a signal that ends the server (``SIGKILL``, ``SIGTERM``, ``SIGINT``,
+        ``SIGQUIT``, ``SIGABRT``) this returns once the process is gone (a stopped server is
+        resumed so that it can act on it); any other signal (``SIGSTOP``, ``SIGCONT``,
+        ``SIGHUP`` ...) is sent and this returns at once.
+        """
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return
+        os.kill(node.pid, sig)
+        if sig not in _TERMINATING:
+            return
+        if sig != signal.SIGKILL:
+            # A SIGSTOPped process keeps other signals pending until it runs again.
+            os.kill(node.pid, signal.SIGCONT)
+        if not self._wait_exit(node, 60):
+            raise SandboxError(
+                f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
+                f"'kill -9 {node.pid}' stops it"
+            )
+
+    def hang(self, name: str) -> None:
+        """Freeze one node (``SIGSTOP``), as a stalled disk or a long pause does.
+
+        Its sockets stay open but nothing answers: connections and queries time out. Returns
+        once the kernel reports the process stopped. :meth:`resume` undoes it; :meth:`stop`
+        and :meth:`kill` work on a hung node too.
+        """
+        node = self._signal_own(name, signal.SIGSTOP)
+        self._wait_state(node, stopped=True)
+
+    def resume(self, name: str) -> None:
+        """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
+        node = self._signal_own(name, signal.SIGCONT)
+        self._wait_state(node, stopped=False)
+
+    def is_stopped(self, node: SandboxNode) -> bool:
+        """True when *node*'s server is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
+        return node.pid is not None and self.is_running(node) and _proc_state(node.pid) == "T"
+
+    def _signal_own(self, name: str, sig: int) -> SandboxNode:
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            raise SandboxError(f"{node.name} is not running; 'restart' starts it again")
+        os.kill(node.pid, sig)
+        return node
+
+    def _wait_state(self, node: SandboxNode, *, stopped: bool, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.is_stopped(node) != stopped:
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"{node.name} (pid {node.pid}) did not {'stop' if stopped else 'resume'} "
+                    f"within {timeout:.0f}s"
+                )
+            time.sleep(0.005)
+
+    def _wait_exit(self, node: SandboxNode, timeout: float) -> bool:
+        proc = self._procs.get(node.name)
+        if proc is None:
+            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def restart(self, name: str) -> SandboxNode:
+        """Start a stopped node again on the same port and data directory."""
+        node = self.node(name)
+        if self.is_running(node):
+            return node
+        binaries = find_server_binaries(self.server_binary)
+        self._spawn(binaries, node)
+        self._wait_ready(node)
+        self._write_state()
+        return node
+
+    def stop(self, *, purge: bool = False) -> None:
+        """Stop every server this sandbox started (SIGTERM, then SIGKILL) and clean up.
+
+        A hung (``SIGSTOP``) server is resumed first so that it can shut down. *purge*: also
+        remove the nodes' data directories (always done for a temporary directory this
+        sandbox made, unless ``keep=True``).
+        """
+        with self._lock:
+            for node in self.nodes:
+                self._stop_node(node)
+            self._procs.clear()
+            if self._own_dir and not self.keep and self.base_dir.exists():
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+                return
+            if any(self.is_running(n) for n in self.nodes):
+                return
+            with contextlib.suppress(FileNotFoundError):
+                (self.base_dir / STATE_FILE).unlink()
+            if purge:
+                for node in self.nodes:
+                    shutil.rmtree(node.base, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    self.base_dir.rmdir()  # only when nothing else is left in it
+
+    def _stop_node(self, node: SandboxNode) -> None:
+        proc = self._procs.get(node.name)
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGCONT)  # a hung server acts on SIGTERM once resumed
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            return
+        if node.pid is not None and _pid_runs_server(node.pid, node.datadir):
+            os.kill(node.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGCONT)
+            if not _wait_gone(node.pid, node.datadir, 20):
+                os.kill(node.pid, signal.SIGKILL)
+                _wait_gone(node.pid, node.datadir, 10)
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per node: name, address, pid, running, hung, and as the server sees it:
+        read_only, gtid, replicating, lag (not asked of a hung node)."""
+        rows = []
+        for n in self.nodes:
+            row: dict[str, Any] = {
+                "name": n.name,
+                "address": n.address,
+                "pid": n.pid,
+                "running": self.is_running(n),
+                "hung": self.is_stopped(n),
+                "url": n.url,
+            }
+            if row["running"] and not row["hung"]:
+                try:
+                    with (
+                        contextlib.closing(n.connect()) as conn,
+                        conn.cursor(pymysql.cursors.DictCursor) as cur,
+                    ):
+                        cur.execute("SELECT @@read_only AS ro, @@gtid_current_pos AS gtid")
+                        r = cur.fetchone() or {}
+                        cur.execute("SHOW SLAVE STATUS")
+                        s = cur.fetchone() or {}
+                    row["read_only"] = bool(r.get("ro"))
+                    row["gtid"] = r.get("gtid")
+                    row["replicating"] = bool(s) and s.get("Slave_SQL_Running") == "Yes"
+                    row["lag"] = s.get("Seconds_Behind_Master") if s else None
+                except pymysql.err.Error as exc:
+                    row["error"] = str(exc)
+            rows.append(row)
+        return rows
+
+    def __enter__(self) -> Sandbox:
+        if not self.nodes:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Sandbox {self.base_dir} " + ", ".join(f"{n.name}@{n.port}" for n in self.nodes) + ">"
+        )
+
+
+def _pid_runs_server(pid: int, datadir: str) -> bool:
+    """True when *pid* is alive and is a server on *datadir* (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        if sys.platform.startswith("linux"):
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return f"--datadir={datadir}".encode() in cmdline
+
+
+def _proc_state(pid: int) -> str:
+    """The process state letter from ``/proc/PID/stat`` (``T``: stopped), ``""`` if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
+
+
+def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_runs_server(pid, datadir):
+            return True
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,594 @@
+"""Background health, lag and role polling: the :class:`Monitor`.
+
+Every ``interval`` seconds the monitor probes every node of its :class:`~rwsplit.Cluster` in
+parallel (short connect/read timeouts, one kept connection per node), and publishes a new
+:class:`~rwsplit.Topology` when anything changed:
+
+* a node that does not answer is marked down; it is re-admitted as soon as it answers again;
+* roles come from the servers themselves (:func:`rwsplit.topology.role_of`), so a replica that
+  an operator promoted by hand takes the writes one round later, and a primary that turned
+  read-only stops taking them;
+* replica lag is ``max(Seconds_Behind_Master, GTID lag)``: the monitor remembers when the
+  primary reached each GTID position, and a replica that has not applied position *p* is at
+  least ``now - time(p)`` behind. That keeps measuring when the SQL thread is stopped (where
+  ``Seconds_Behind_Master`` is NULL) and needs no heartbeat writes;
+* a replica takes reads only while it follows the current primary with both replication
+  threads running and a known lag (:meth:`rwsplit.Topology.not_readable_because`);
+* the primary is **confirmed dead** when it failed ``failure_threshold`` probes in a row *and*
+  every reachable replica that follows it has lost its replication connection too
+  (``Slave_IO_Running`` is not ``Yes``). A hung primary keeps its replicas' connections open
+  for ``slave_net_timeout`` (60 s by default): when replicas still claim a connection, the
+  monitor restarts their IO threads (``STOP SLAVE IO_THREAD; START SLAVE IO_THREAD``, which
+  resumes from the same position) and waits ``timeout``: a live primary gets them back
+  at once, a hung or dead one leaves them connecting. Only then does ``auto_failover`` run
+  :func:`rwsplit.failover.failover`.
+
+A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
+primary is suspect it polls twice as often (rounds start ``interval / 2`` apart, or right
+after one that waited out a probe timeout); rounds are never closer than ``interval / 4``, so
+the ``failure_threshold`` failed probes span at least ``(failure_threshold - 1) * interval / 4``.
+
+Monitors survive ``fork()``: in the child, probe connections are dropped (not closed: the
+parent still uses them) and the thread of every monitor that was running is started again.
+
+Example (needs reachable servers; the sandbox provides them)::
+
+    from rwsplit import Cluster
+
+    cluster = Cluster("mysql+pymysql://app:pw@db1/shop", ["mysql+pymysql://app:pw@db2/shop"],
+                      monitor_interval=0.5)
+    cluster.monitor.check().primary.name        # 'db1:3306'
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._dialect import NodeState, ReplicaStatus
+from .model import Node, Role, Topology, TopologyHost
+from .probe import NodeProbe, describe_error, node_from_state
+
+if TYPE_CHECKING:
+    from .failover import FailoverOptions, FailoverResult
+
+__all__ = ["Monitor", "ProbeResult"]
+
+log = logging.getLogger("rwsplit.monitor")
+
+_PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
+_HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
+# Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
+_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One node's answer in one monitoring round."""
+
+    name: str
+    state: NodeState | None
+    error: str | None
+    failures: int
+    """Consecutive failed probes of this node (0 after a success)."""
+
+
+class Monitor:
+    """Polls every node of *cluster* and publishes topology changes.
+
+    Normally created by :class:`~rwsplit.Cluster` (``monitor_interval=``); usable alone.
+
+    :param interval: seconds between rounds (sub-second is fine).
+    :param timeout: connect / read timeout of each probe, seconds.
+    :param failure_threshold: consecutive failed probes before the primary counts as dead.
+    :param auto_failover: run an automated failover once the primary is confirmed dead.
+    :param failover_options: replication credentials and candidate rules for failover.
+    """
+
+    def __init__(
+        self,
+        cluster: TopologyHost,
+        *,
+        interval: float = 1.0,
+        timeout: float = 1.0,
+        failure_threshold: int = 3,
+        auto_failover: bool = False,
+        failover_options: FailoverOptions | None = None,
+    ) -> None:
+        from ..config import _validate as validate
+        from ..errors import ConfigurationError
+
+        # Checked here too for a Monitor made alone: inf would overflow Event.wait in the thread.
+        interval = validate.duration("Monitor interval", interval, positive=True)
+        timeout = validate.duration("Monitor timeout", timeout, positive=True)
+        failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
+        auto_failover = validate.boolean("auto_failover", auto_failover)
+        if auto_failover and failover_options is None:
+            raise ConfigurationError(
+                "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "
+                "replication_password=...) so that replicas can be repointed"
+            )
+        self.cluster = cluster
+        self.interval = interval
+        self.timeout = timeout
+        self.failure_threshold = failure_threshold
+        self.auto_failover = auto_failover
+        self.failover_options = failover_options
+        self.last_failover: FailoverResult | None = None
+        """The result of the last automated failover, if any."""
+        self.failover_listeners: list[Callable[[FailoverResult], None]] = []
+        self._probes: dict[str, NodeProbe] = {}
+        self._failures: dict[str, int] = {}
+        self._primary_name: str | None = None
+        self._history: deque[tuple[int, float]] = deque(maxlen=_HISTORY)
+        self._history_of: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._round = threading.Lock()
+        self._retry_failover_at = 0.0
+        self._verify_again_at = 0.0
+        self._io_restart: tuple[float, list[str]] | None = None
+        self._primary_server_id: int | None = None
+        self._wanted = False  # start() called and stop() not since: restart after a fork
+        self._rejoin_refused: set[str] = set()
+        self.rounds = 0
+        """Completed monitoring rounds (for tests and diagnostics)."""
+        _live_monitors.add(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the daemon thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._wanted = True
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="rwsplit-monitor", daemon=True)
+        self._thread.start()
+        log.info("monitor started: every %.3gs, timeout %.3gs", self.interval, self.timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and close every probe connection (idempotent)."""
+        self._wanted = False
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._round:
+            for probe in self._probes.values():
+                probe.close()
+            self._probes.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Run the next round now (a write on the primary just failed, for instance)."""
+        self._wake.set()
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks, no inherited connections, the thread restarted."""
+        # Locks and events may have been held by the parent's threads at the moment of fork.
+        self._round = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = None
+        self._pool = None  # its worker threads did not survive the fork
+        for probe in self._probes.values():
+            probe.forget()  # the parent still talks on these sockets: no goodbye from here
+        self._probes.clear()
+        if self._wanted:
+            self.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.check()
+            except Exception:  # the monitor must outlive any one bad round
+                log.exception("monitoring round failed")
+            suspect = self._primary_name is not None and self._failures.get(self._primary_name)
+            period = self.interval / 2 if suspect else self.interval
+            # Rounds start `period` apart: a round that waited out a hung node's probe
+            # timeout does not push the next one further back.
+            self._wake.wait(max(0.0, period - (time.monotonic() - started)))
+            self._wake.clear()
+            # Wake-ups (failed writes) come in bursts; rounds stay >= interval/4 apart so that
+            # "N failed probes in a row" always spans a real stretch of time.
+            gap = self.interval / 4 - (time.monotonic() - started)
+            if gap > 0:
+                self._stop.wait(gap)
+
+    # ------------------------------------------------------------------ one round
+
+    def check(self) -> Topology:
+        """Probe every node once, publish what changed, fail over if due; the new topology."""
+        with self._round:
+            results = self._probe_all(self.cluster.topology)
+            topology = self._publish(results)
+            self.rounds += 1
+            verdict = self._hung_primary_confirmed(results)
+            dead = self._primary_dead(results) if verdict is None else verdict
+        if dead:
+            self._on_primary_dead(results)
+            topology = self.cluster.topology
+        return topology
+
+    def _probe_all(self, topology: Topology) -> dict[str, ProbeResult]:
+        nodes = topology.nodes
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(2, len(nodes)), thread_name_prefix="rwsplit-probe"
+            )
+        futures = {n.name: self._pool.submit(self._probe_one, n) for n in nodes}
+        return {name: f.result() for name, f in futures.items()}
+
+    def _probe_one(self, node: Node) -> ProbeResult:
+        probe = self._probes.get(node.name)
+        if probe is None or probe.node_url is not node.url:
+            probe = NodeProbe(
+                self.cluster.admin_url(node), self.timeout, self.cluster.probe_connect_args(node)
+            )
+            probe.node_url = node.url
+            self._probes[node.name] = probe
+        try:
+            state = probe.probe()
+        except Exception as exc:
+            failures = self._failures.get(node.name, 0) + 1
+            self._failures[node.name] = failures
+            error = describe_error(exc)
+            code = getattr(exc, "args", ())[:1]
+            if code and code[0] in _PRIVILEGE_ERRORS:
+                error += (
+                    " (the monitor's account needs SLAVE MONITOR on MariaDB / REPLICATION "
+                    "CLIENT on MySQL: grant it, or pass Cluster(admin_user=...))"
+                )
+                if failures == 1:
+                    log.error("cannot monitor %s: %s", node.name, error)
+            return ProbeResult(node.name, None, error, failures)
+        self._failures[node.name] = 0
+        return ProbeResult(node.name, state, None, 0)
+
+    def _publish(self, results: dict[str, ProbeResult]) -> Topology:
+        cluster = self.cluster
+        old = cluster.topology
+        primary = self._current_primary(old, results)
+        now = time.monotonic()
+        if primary is not None:
+            self._remember_primary_position(primary, results[primary].state, now)
+        updated: list[Node] = []
+        for node in old.nodes:
+            r = results.get(node.name)
+            if r is None:
+                continue
+            if r.state is None:
+                updated.append(
+                    node.evolve(healthy=False, error=f"unreachable ({r.failures}x): {r.error}")
+                )
+                continue
+            new = node_from_state(node.name, node.url, r.state)
+            if node.name in cluster.fenced:
+                new = self._fence(node, r.state, new)
+            elif new.role is Role.REPLICA and self._history_of is not None:
+                # Also while the primary is down: lag keeps growing from its last position.
+                new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
+            updated.append(new)
+        if tuple(updated) == old.nodes:
+            return old
+        topology = Topology(tuple(updated), old.version + 1)
+        self._log_changes(old, topology)
+        cluster.publish(topology)
+        return topology
+
+    def _current_primary(self, old: Topology, results: dict[str, ProbeResult]) -> str | None:
+        writable = [
+            name
+            for name, r in results.items()
+            if r.state is not None
+            and r.state.replica is None
+            and r.state.writable
+            and name not in self.cluster.fenced
+        ]
+        if len(writable) > 1:  # an old primary back writable? the failover log may settle it
+            from .failover import settle_by_failover_log
+
+            writable = settle_by_failover_log(self.cluster, self._probes, writable)
+        if len(writable) == 1:
+            self._primary_name = writable[0]
+            state = results[writable[0]].state
+            self._primary_server_id = state.server_id if state is not None else None
+            return writable[0]
+        if not writable and old.primary is not None:
+            self._primary_name = old.primary.name
+        return None
+
+    # ------------------------------------------------------------------ lag
+
+    def _remember_primary_position(self, name: str, state: NodeState | None, now: float) -> None:
+        if state is None:
+            return
+        if self._history_of != name:
+            self._history.clear()
+            self._history_of = name
+        progress = state.executed.progress
+        if not self._history or progress > self._history[-1][0]:
+            self._history.append((progress, now))
+
+    def _lag(self, state: NodeState, reported: float | None, now: float) -> float | None:
+        """``max(Seconds_Behind_Master, time since the first primary GTID not applied)``."""
+        gtid_lag = 0.0
+        history = self._history
+        if history:
+            applied = state.executed.progress
+            if applied < history[-1][0]:
+                i = bisect.bisect_right([p for p, _ in history], applied)
+                gtid_lag = now - history[min(i, len(history) - 1)][1]
+        lag = max(reported or 0.0, gtid_lag)
+        return round(lag, 3)
+
+    # ------------------------------------------------------------------ fencing
+
+    def _fence(self, old: Node, state: NodeState, new: Node) -> Node:
+        """A former primary came back: rejoin it as a replica of the primary (auto_failover,
+        its history allowing), else make it read-only; either way out of routing this round."""
+        if state.replica is not None:
+            # Someone rejoined it as a replica: it is safe again.
+            log.info(
+                "node %s replicates from %s again: no longer fenced", old.name, state.replica.source
+            )
+            self.cluster.fenced.discard(old.name)
+            return new
+        if not self._rejoin(old.name) and state.writable:
+            probe = self._probes[old.name]
+            assert probe.dialect is not None
+            try:
+                for stmt in probe.dialect.set_read_only(True):
+                    log.warning("fencing former primary %s: %s", old.name, stmt.display())
+                    probe.query(stmt.sql, stmt.params)
+            except Exception as exc:
+                log.error("fencing %s failed: %s", old.name, describe_error(exc))
+        return new.evolve(
+            role=Role.UNKNOWN,
+            healthy=False,
+            read_only=True,
+            error="fenced former primary: read-only, takes no traffic; rebuild it or rejoin "
+            "it as a replica of the new primary",
+        )
+
+    def _rejoin(self, name: str) -> bool:
+        """Try :func:`rwsplit.failover.rejoin` on a returning former primary (auto_failover)."""
+        options, primary = self.failover_options, self._primary_name
+        if not (self.auto_failover and options is not None and options.rejoin):
+            return False
+        if primary is None or primary == name or name in self._rejoin_refused:
+            return False
+        from .failover import rejoin
+
+        try:
+            result = rejoin(self.cluster, name, options, primary=primary, probes=self._probes)
+        except Exception as exc:
+            log.error("rejoining %s failed: %s", name, describe_error(exc))
+            return False
+        if result.fenced:  # errant transactions: stays fenced; do not retry every round
+            self._rejoin_refused.add(name)
+        return bool(result.repointed)
+
+    # ------------------------------------------------------------------ failure detection
+
+    def _witnesses(self, results: dict[str, ProbeResult]) -> list[tuple[str, ReplicaStatus]]:
+        """Reachable replicas of the primary (all reachable replicas if none names it)."""
+        name = self._primary_name
+        replicas = [
+            (n, r.state.replica)
+            for n, r in results.items()
+            if r.state is not None and r.state.replica is not None
+        ]
+        sid = self._primary_server_id
+        mine = [
+            (n, s)
+            for n, s in replicas
+            if s.source == name or (sid is not None and s.source_server_id == sid)
+        ]
+        return mine or replicas
+
+    def _primary_suspect(self, results: dict[str, ProbeResult]) -> bool:
+        name = self._primary_name
+        if name is None or name not in results:
+            return False
+        r = results[name]
+        return r.state is None and r.failures >= self.failure_threshold
+
+    def _primary_dead(self, results: dict[str, ProbeResult]) -> bool:
+        if not self._primary_suspect(results):
+            return False
+        witnesses = self._witnesses(results)
+        if not witnesses:
+            return False
+        # The replicas must have lost it too: one that still streams from the primary means
+        # it is only unreachable from here (a partition), not dead.
+        return all(not s.io_connected for _, s in witnesses)
+
+    def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
+        """Replicas still claim a connection to a primary that fails every probe: ask them.
+
+        A hung primary (``SIGSTOP``, a stalled disk, a frozen VM) keeps its TCP connections
+        open, so replicas report ``Slave_IO_Running=Yes`` until ``slave_net_timeout`` (60 s by
+        default) passes. Restarting a replica's IO thread is harmless (it resumes from its
+        position) and settles it: a live primary — one only this process cannot reach — gets
+        the replica back within milliseconds; a hung or dead one leaves it ``Connecting``.
+
+        The restart happens one probe early (at ``failure_threshold - 1`` failures), so its
+        answer is in when the last probe fails; the decision still needs every failed probe.
+        Only with ``auto_failover`` (it decides nothing else). ``None``: no verdict (then the
+        plain rule of :meth:`_primary_dead` decides). Called with the round lock held.
+        """
+        name = self._primary_name
+        early = max(1, self.failure_threshold - 1)
+        if name is None or name not in results or results[name].state is not None:
+            self._io_restart = None
+            return None
+        failures = results[name].failures
+        if not self.auto_failover or failures < early:
+            return None
+        if self._io_restart is None and time.monotonic() >= self._verify_again_at:
+            connected = [n for n, s in self._witnesses(results) if s.io_connected]
+            if connected and self._restart_io_threads(name, failures, connected):
+                self._io_restart = (time.monotonic(), connected)
+        if self._io_restart is None or failures < self.failure_threshold:
+            return None
+        restarted_at, names = self._io_restart
+        self._io_restart = None
+        # However it ends, do not restart replication threads every round.
+        self._verify_again_at = time.monotonic() + max(10.0, 10 * self.interval)
+        grace = max(self.timeout, 0.5)
+        deadline = restarted_at + grace
+        while True:
+            answered = self._replicas_reached_source(names)
+            if answered is None:
+                return False
+            if answered:
+                log.warning(
+                    "primary %s: %s reconnected to it: it is alive, only unreachable from "
+                    "this process (a partition?); no failover",
+                    name,
+                    ", ".join(answered),
+                )
+                return False
+            if time.monotonic() >= deadline:
+                break
+            self._stop.wait(0.05)
+        log.error(
+            "primary %s: no replica could reconnect to it within %.3gs: it is hung or dead",
+            name,
+            time.monotonic() - restarted_at,
+        )
+        self._verify_again_at = 0.0
+        return True
+
+    def _restart_io_threads(self, primary: str, failures: int, names: list[str]) -> bool:
+        log.warning(
+            "primary %s failed %d probes but %s still report a replication connection to it: "
+            "restarting their IO threads to see whether they reconnect",
+            primary,
+            failures,
+            ", ".join(names),
+        )
+        for n in names:
+            probe = self._probes[n]
+            try:
+                d = probe.dialect
+                assert d is not None
+                probe.query(d.stop_io_thread().sql)
+                probe.query(d.start_io_thread().sql)
+            except Exception as exc:
+                log.error("cannot restart the IO thread of %s: %s", n, describe_error(exc))
+                return False
+        return True
+
+    def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
+        """Replicas among *names* whose IO thread reached its source; ``None``: cannot tell."""
+        reached: list[str] = []
+        for n in names:
+            probe = self._probes[n]
+            try:
+                assert probe.dialect is not None
+                status = probe.dialect.parse_replica_status(
+                    probe.query(probe.dialect.replica_status_sql)
+                )
+            except Exception as exc:
+                log.error("cannot read the replication status of %s: %s", n, describe_error(exc))
+                return None
+            if status is None:
+                return None  # someone reconfigured it meanwhile: do not decide now
+            if status.io_connected or status.last_io_errno in _SOURCE_ANSWERED:
+                reached.append(n)
+        return reached
+
+    def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
+        name = self._primary_name
+        if not self.auto_failover or self.failover_options is None:
+            if self._failures.get(name or "", 0) == self.failure_threshold:
+                log.error(
+                    "primary %s is dead (%d failed probes; replicas lost it too); "
+                    "auto_failover is off: run 'rwsplit failover'",
+                    name,
+                    self.failure_threshold,
+                )
+            return
+        from ..errors import FailoverError
+        from .failover import failover
+
+        if time.monotonic() < self._retry_failover_at:
+            return
+        log.error("primary %s confirmed dead: starting automated failover", name)
+        try:
+            result = failover(self.cluster, self.failover_options, confirmed=True)
+        except FailoverError as exc:
+            # Try again later (the cause may be a replica still restarting), not every round.
+            self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
+            log.error("automated failover from %s failed: %s", name, exc)
+            return
+        self.last_failover = result
+        self._primary_name = result.new_primary
+        for listener in list(self.failover_listeners):
+            try:
+                listener(result)
+            except Exception:
+                log.exception("failover listener %r failed", listener)
+        with self._round:
+            self._publish(self._probe_all(self.cluster.topology))
+
+    # ------------------------------------------------------------------ logging
+
+    @staticmethod
+    def _log_changes(old: Topology, new: Topology) -> None:
+        before = {n.name: n for n in old.nodes}
+        for n in new.nodes:
+            o = before.get(n.name)
+            if o is None:
+                continue
+            if o.healthy and not n.healthy:
+                log.warning("node %s is down: %s", n.name, n.error)
+            elif not o.healthy and n.healthy:
+                log.info("node %s is back (%s)", n.name, n.role.value)
+            if o.role is not n.role:
+                log.warning("node %s changed role: %s -> %s", n.name, o.role.value, n.role.value)
+            if n.healthy and n.role is Role.REPLICA:
+                was, now = old.not_readable_because(o), new.not_readable_because(n)
+                if now is not None and now != was:
+                    log.warning("replica %s takes no reads: %s", n.name, now)
+                elif now is None and was is not None and o.healthy:
+                    log.info("replica %s takes reads again", n.name)
+
+
+# ---------------------------------------------------------------------------------- fork
+
+_live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive ``fork()``: give every monitor fresh state and restart it."""
+    for monitor in list(_live_monitors):
+        with contextlib.suppress(Exception):  # a broken monitor must not break the child
+            monitor._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

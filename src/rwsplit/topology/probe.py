@@ -1,0 +1,218 @@
+"""Talking to the servers: what one node says it is, and discovering a cluster from seeds.
+
+:class:`NodeProbe` is a small admin connection (PyMySQL, short timeouts) that reads a node's
+replication state; :func:`discover` follows replication from seed URLs to the whole cluster.
+The monitor, failover and the CLI use them; the routing hot path never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pymysql
+from sqlalchemy.engine import URL
+
+from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
+from .model import Node, Replication, Role, Topology, node_name
+
+__all__ = ["NodeProbe", "describe_error", "discover", "node_from_state", "role_of"]
+
+log = logging.getLogger("rwsplit.topology")
+
+
+def role_of(state: NodeState) -> Role:
+    """The role a probed server plays.
+
+    * replication configured (``SHOW SLAVE STATUS`` has a source) → replica;
+    * writable (``read_only=OFF``, ``super_read_only=OFF``) and not replicating → primary;
+    * read-only and not replicating (a fenced former primary, a primary being switched
+      over) → unknown: it takes neither writes nor reads.
+    """
+    if state.replica is not None:
+        return Role.REPLICA
+    if state.writable:
+        return Role.PRIMARY
+    return Role.UNKNOWN
+
+
+class NodeProbe:
+    """A small admin connection to one node that reads its replication state.
+
+    The connection is kept between probes (one round trip per query) and re-opened after a
+    failure; every call has *timeout* seconds to connect, read and write.
+    """
+
+    def __init__(
+        self, url: URL, timeout: float = 1.0, connect_args: Mapping[str, Any] | None = None
+    ) -> None:
+        self.url = url
+        self.connect_args: dict[str, Any] = dict(connect_args or {})
+        """Extra PyMySQL ``connect()`` arguments (the cluster's TLS settings for this node)."""
+        self.node_url: URL = url
+        """The URL of the node as the cluster knows it (``url`` may use admin credentials)."""
+        self.name = node_name(url)
+        self.timeout = timeout
+        self._conn: pymysql.Connection[Any] | None = None
+        self.dialect: ReplicationDialect | None = None
+
+    def _connect(self) -> pymysql.Connection[Any]:
+        if self._conn is None:
+            self._conn = pymysql.connect(
+                host=self.url.host or "localhost",
+                port=self.url.port or 3306,
+                user=self.url.username or "",
+                password=self.url.password or "",
+                autocommit=True,
+                connect_timeout=max(self.timeout, 0.001),
+                read_timeout=self.timeout,
+                write_timeout=self.timeout,
+                cursorclass=pymysql.cursors.DictCursor,
+                **self.connect_args,
+            )
+        return self._conn
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """Run *sql* on the node (reconnecting if needed); the connection is dropped on error."""
+        try:
+            conn = self._connect()
+            with conn.cursor() as cur:
+                cur.execute(sql, tuple(params) or None)
+                return list(cur.fetchall())
+        except BaseException:
+            self.close()
+            raise
+
+    def probe(self) -> NodeState:
+        """Read the node's role, read_only, GTID positions and replication status."""
+        if self.dialect is None:
+            version = str(self.query("SELECT @@version AS v")[0]["v"])
+            self.dialect = dialect_for_version(version)
+        d = self.dialect
+        variables = self.query(d.variables_sql)[0]
+        status = self.query(d.replica_status_sql)
+        return d.parse_state(variables, status)
+
+    def forget(self) -> None:
+        """Drop the connection without telling the server (after ``fork()``: the parent still
+        uses it, and a ``COM_QUIT`` from the child would end the parent's session)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn._force_close()  # type: ignore[attr-defined]  # closes this process's descriptor only
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def __enter__(self) -> NodeProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short message for *exc* that never includes credentials."""
+    args: tuple[object, ...] = getattr(exc, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{args[0]}: {args[1]}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _with_address(url: URL, address: str) -> URL:
+    host, _, port = address.rpartition(":")
+    return url.set(host=host, port=int(port))
+
+
+def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
+    """Find every node of the cluster reachable from the *seeds* and what each one is.
+
+    From a replica, its source (``Master_Host:Master_Port``) is followed; from a primary, the
+    replicas it lists in ``SHOW SLAVE HOSTS`` / ``SHOW REPLICAS`` (those started with
+    ``report_host`` / ``report_port``). Discovered nodes reuse the first seed's credentials.
+
+    :raises TopologyError: when no seed can be reached.
+
+    Example (needs a reachable node)::
+
+        topology = discover(["mysql+pymysql://root@127.0.0.1:3307/app"])
+        topology.primary.name, [n.name for n in topology.replicas]
+    """
+    from ..config import _validate as validate
+    from ..errors import TopologyError
+
+    urls = [validate.url(f"seeds[{i}]", s) for i, s in enumerate(seeds)]
+    if not urls:
+        raise TopologyError("no seed address given; pass at least one node URL")
+    template = urls[0]
+    pending = {node_name(u): u for u in urls}
+    seen: dict[str, Node] = {}
+    errors: list[str] = []
+    while pending:
+        name, url = pending.popitem()
+        if name in seen:
+            continue
+        with NodeProbe(url, timeout) as p:
+            try:
+                state = p.probe()
+            except Exception as exc:
+                errors.append(f"{name}: {describe_error(exc)}")
+                seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
+                continue
+            extra: list[dict[str, Any]] = []
+            if state.replica is None:
+                mariadb = isinstance(p.dialect, MariaDB)
+                try:
+                    extra = p.query("SHOW SLAVE HOSTS" if mariadb else "SHOW REPLICAS")
+                except Exception as exc:  # needs REPLICATION MASTER ADMIN: optional
+                    log.info("%s: cannot list its replicas: %s", name, describe_error(exc))
+        seen[name] = node_from_state(name, url, state)
+        found = [state.replica.source] if state.replica else []
+        for row in extra:
+            host = row.get("Host") or ""
+            port = int(row.get("Port") or 0)
+            if host and port:
+                found.append(f"{host}:{port}")
+        for address in found:
+            if address not in seen and address not in pending:
+                pending[address] = _with_address(template, address)
+    if all(not n.healthy for n in seen.values()):
+        raise TopologyError(
+            "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
+            "that the servers run, and the credentials"
+        )
+    return Topology(tuple(sorted(seen.values(), key=_order)))
+
+
+def _order(n: Node) -> tuple[int, str]:
+    return ({Role.PRIMARY: 0, Role.REPLICA: 1}.get(n.role, 2), n.name)
+
+
+def node_from_state(name: str, url: URL, state: NodeState, **changes: object) -> Node:
+    """The :class:`Node` a successful probe describes."""
+    lag = None
+    replication = None
+    rs = state.replica
+    if rs is not None:
+        if rs.seconds_behind is not None:
+            lag = float(rs.seconds_behind)
+        replication = Replication(
+            rs.source, rs.source_server_id or None, rs.io_running, rs.sql_running
+        )
+    node = Node(
+        name,
+        url,
+        role_of(state),
+        healthy=True,
+        lag_seconds=lag,
+        gtid_position=state.executed.text or None,
+        read_only=not state.writable,
+        server_id=state.server_id or None,
+        replication=replication,
+    )
+    return node.evolve(**changes) if changes else node
