@@ -16,7 +16,15 @@ from rwsplit.sandbox import Sandbox
 
 from .util import sql
 
-__all__ = ["DRIVERS", "async_cluster", "async_url", "run", "sql_threads_stopped", "table"]
+__all__ = [
+    "DRIVERS",
+    "apply_blocked",
+    "async_cluster",
+    "async_url",
+    "run",
+    "sql_threads_stopped",
+    "table",
+]
 
 T = TypeVar("T")
 
@@ -69,3 +77,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     finally:
         gc.collect()
+
+
+@contextlib.contextmanager
+def apply_blocked(sb: Sandbox, table_name: str) -> Iterator[None]:
+    """Make every replica lag on *table_name* while its replication threads keep running: a
+    ``LOCK TABLES ... READ`` on each replica holds its SQL thread back (a monitor would take
+    a replica with a stopped SQL thread out of the read rotation; this one stays in)."""
+    with contextlib.ExitStack() as stack:
+        for r in sb.replicas:
+            conn = stack.enter_context(contextlib.closing(r.connect()))
+            with conn.cursor() as cur:
+                cur.execute(f"LOCK TABLES rwsplit.{table_name} READ")
+        yield

@@ -22,7 +22,7 @@ from rwsplit import (
 from rwsplit.asyncio import AsyncRoutingSession
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
-from .async_util import DRIVERS, async_cluster, run, sql_threads_stopped, table
+from .async_util import DRIVERS, apply_blocked, async_cluster, run, sql_threads_stopped, table
 from .counters import delta, snapshot
 from .util import sql
 
@@ -189,7 +189,7 @@ CAUSAL_TIMEOUT = 1.0
 
 
 def test_causal_waits_and_probes_never_block_the_event_loop(sandbox: Sandbox, driver: str) -> None:
-    with table(sandbox) as t, sql_threads_stopped(sandbox):
+    with table(sandbox) as t, apply_blocked(sandbox, t):
 
         async def work() -> tuple[float, list[float], int, float]:
             c = async_cluster(sandbox, driver, causal_timeout=CAUSAL_TIMEOUT, monitor_interval=0.02)
