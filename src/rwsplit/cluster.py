@@ -49,7 +49,9 @@ from .topology.probe import describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, ExceptionContext
+    from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
+    from .asyncio import AsyncRoutingSession
     from .integrations.sqlalchemy import RoutingSession
     from .topology.failover import FailoverOptions
     from .topology.monitor import Monitor
@@ -418,6 +420,9 @@ class Cluster:
             return engine
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
+        from ._async_drivers import check_same_driver_kind, is_async_url
+
+        check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
         connect, primary_read, replica_read, write = self._timeouts
         timeouts = _timeout_args(
@@ -438,7 +443,14 @@ class Cluster:
                 # Nothing to roll back on an autocommit connection: save the round trip.
                 options.setdefault("skip_autocommit_rollback", True)
         try:
-            engine = create_engine(url, **options)
+            if is_async_url(url):
+                from .asyncio import create_async_node_engine
+
+                # The cluster keeps the sync face of the async engine: under AsyncSession,
+                # RoutingSession.get_bind must return a sync Engine.
+                engine = create_async_node_engine(url, options)
+            else:
+                engine = create_engine(url, **options)
         except (ArgumentError, TypeError) as exc:
             raise ConfigurationError(
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
@@ -811,7 +823,11 @@ class Cluster:
         return self._routes.primary_name
 
     def close(self) -> None:
-        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""
+        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent.
+
+        :raises ConfigurationError: asyncio connections are open: use :meth:`aclose`.
+        """
+        self._require_sync_close()
         if self.monitor is not None:
             self.monitor.stop()
         with self._lock:
@@ -969,6 +985,77 @@ class Cluster:
             f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
         )
         return f"<Cluster {nodes}>"
+
+    # ------------------------------------------------------------------ asyncio
+    # The async face of the cluster (rwsplit.asyncio): AsyncSession over RoutingSession.
+
+    def async_session(self, **kwargs: Any) -> AsyncRoutingSession:
+        """A new :class:`~rwsplit.asyncio.AsyncRoutingSession` (an ``AsyncSession``) on this
+        cluster, which needs ``mysql+aiomysql://`` or ``mysql+asyncmy://`` URLs.
+
+        It routes exactly like :meth:`session`; keyword arguments as there.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from ._async_drivers import require_async_cluster
+
+        require_async_cluster(self, "cluster.async_session()")
+        from .asyncio import AsyncRoutingSession
+
+        return AsyncRoutingSession(self, **kwargs)
+
+    def async_sessionmaker(self, **kwargs: Any) -> _async_sessionmaker[AsyncRoutingSession]:
+        """A :class:`sqlalchemy.ext.asyncio.async_sessionmaker` of routing ``AsyncSession``\\ s.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from ._async_drivers import require_async_cluster
+
+        require_async_cluster(self, "cluster.async_sessionmaker()")
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from .asyncio import AsyncRoutingSession
+
+        return async_sessionmaker(class_=AsyncRoutingSession, cluster=self, **kwargs)
+
+    async def aclose(self) -> None:
+        """Stop the monitor and await the disposal of every engine. Idempotent.
+
+        Call it (or use ``async with Cluster(...)``) on the event loop that used the cluster,
+        before that loop ends: asyncio connections can only be closed there.
+        """
+        import asyncio
+
+        if self.monitor is not None:
+            # Joining the monitor thread may wait for a probe in flight: not on the loop.
+            await asyncio.to_thread(self.monitor.stop)
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        if any(e.dialect.is_async for e in engines):
+            from .asyncio import dispose_engines
+
+            await dispose_engines(engines)
+        else:  # a sync cluster closed from async code: needs no greenlet
+            for engine in engines:
+                await asyncio.to_thread(engine.dispose)
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _require_sync_close(self) -> None:
+        if any(e.dialect.is_async for e in self._engines.values()):
+            from ._async_drivers import require_sync_close
+
+            require_sync_close(self._engines.values())
 
 
 # Fork safety: a Cluster made before fork() (gunicorn --preload, multiprocessing, Celery
