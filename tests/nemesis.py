@@ -261,9 +261,15 @@ class Nemesis:
         return next(n for n in self.sb.nodes if n.address == address)
 
     def _followers(self, primary: str) -> list[SandboxNode]:
+        """The replicas (never the old primary) that follow *primary* with SQL running.
+
+        A returning old primary is judged by the errant-transaction rule in :meth:`check`:
+        clients it still held when it stalled may keep it behind after a rejoin.
+        """
         out = []
+        old = self.original_primary.address
         for n in self.sb.nodes:
-            if n.address == primary or not self.sb.is_running(n) or self.sb.is_stopped(n):
+            if n.address in (primary, old) or not self.sb.is_running(n) or self.sb.is_stopped(n):
                 continue
             rows = _sql(n, "SHOW SLAVE STATUS")
             if rows:
