@@ -10,6 +10,7 @@ rest before the docstrings are rendered:
   resolved the way Sphinx does (``~`` shortens, a leading ``.`` is relative to the module, a bare
   name is looked up in the object's scope), and old module paths kept as aliases
   (``rwsplit.session`` ...) are mapped to the module they alias;
+* ``.. code-block:: LANG`` and its indented block become a fenced block;
 * a paragraph ending in ``::`` ends in ``:`` (its indented block is code in Markdown too);
 * a run of ``>>>`` lines with their output becomes a fenced ``pycon`` block (one in an
   indented literal block is code already).
@@ -52,6 +53,7 @@ def _walk(obj: griffe.Object) -> list[griffe.Object]:
 def convert(text: str, scope: griffe.Object) -> str:
     """Return *text* with roles, ``::`` and doctest blocks turned into Markdown."""
     text = _ROLE.sub(lambda m: _role(m.group("role"), m.group("body"), scope), text)
+    text = _fence_code_blocks(text)
     text = re.sub(r"(\S)::$", r"\1:", text, flags=re.MULTILINE)
     text = re.sub(r"^\s*::$", "", text, flags=re.MULTILINE)
     return _fence_doctests(text)
@@ -96,7 +98,9 @@ def _resolve(target: str, scope: griffe.Object) -> str | None:
         return None
     try:
         obj = package[path[len(package.name) + 1 :]] if path != package.name else package
-        return str(obj.final_target.path if obj.is_alias else obj.path)
+        if isinstance(obj, griffe.Alias):
+            return str(obj.final_target.path)
+        return str(obj.path)
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
         return None
 
@@ -111,6 +115,42 @@ def _unalias_module(path: str) -> str:
             continue
         return ".".join([module.__name__, *parts[end:]])
     return path
+
+
+_CODE_BLOCK = re.compile(
+    r"^(?P<indent> *)\.\. (?:code-block|code|sourcecode)::\s*(?P<lang>\S*)\s*$"
+)
+
+
+def _fence_code_blocks(text: str) -> str:
+    """``.. code-block:: LANG`` and its indented block become a fenced block."""
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        m = _CODE_BLOCK.match(lines[i])
+        if not m:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = len(m.group("indent"))
+        i += 1
+        block: list[str] = []
+        while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
+            block.append(lines[i])
+            i += 1
+        while block and not block[-1].strip():
+            block.pop()
+        body = [b for b in block if b.strip()]
+        strip = min((_indent(b) for b in body), default=0)
+        pad = " " * indent
+        fence = [f"{pad}```{m.group('lang')}", *(pad + b[strip:] for b in block if b), f"{pad}```"]
+        out.extend([*fence, ""])
+    return "\n".join(out)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 def _fence_doctests(text: str) -> str:

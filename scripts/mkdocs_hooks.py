@@ -3,13 +3,15 @@
 The same ``docs/*.md`` files are read on a repository browser and built into the site, so:
 
 * **nav entries for pages that are not there are dropped** (a guide page that another branch
-  has not merged yet) instead of failing ``mkdocs build --strict``;
+  has not merged yet) instead of failing ``mkdocs build --strict``, and a ``docs/*.md`` page
+  that the nav does not list is added to its Guide section (titled by its first heading);
 * ``<!-- include PATH -->`` ... ``<!-- end include -->`` is replaced by the file at *PATH*
   (relative to the page): ``docs/benchmarks.md`` shows ``benchmarks/README.md`` on the site
   and a link to it in the repository;
 * a relative link that leaves ``docs/`` to a file that exists (``../examples``,
   ``../README.md#options``) points to the site page that includes that file when there is one,
-  and otherwise becomes its text plus the repository path, since the site holds no such page.
+  and otherwise becomes the repository path as code (after the link text, unless that text
+  names the path), since the site holds no such page.
   A link to a file that does not exist is left alone, so ``--strict`` still fails on it.
 """
 
@@ -23,19 +25,45 @@ from typing import Any
 
 _log = logging.getLogger("mkdocs.hooks.rwsplit")
 
-_INCLUDE = re.compile(
-    r"<!--\s*include\s+(?P<path>\S+)\s*-->.*?<!--\s*end include\s*-->", re.DOTALL
-)
+_INCLUDE = re.compile(r"<!--\s*include\s+(?P<path>\S+)\s*-->.*?<!--\s*end include\s*-->", re.DOTALL)
 _LINK = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<target>[^)\s]+)\)")
 _FENCE = re.compile(r"^(```|~~~)")
 
 
+GUIDE_SECTION = "Guide"
+
+
 def on_config(config: Any, **kwargs: Any) -> Any:
-    """Drop nav entries whose Markdown file is not in docs_dir (sections left empty too)."""
+    """Drop nav entries whose file is missing; add top-level pages the nav does not list."""
     docs = Path(config["docs_dir"])
     if config["nav"]:
         config["nav"] = _present(config["nav"], docs)
+        _add_unlisted(config["nav"], docs)
     return config
+
+
+def _add_unlisted(nav: list[Any], docs: Path) -> None:
+    """Append each ``docs/*.md`` page the nav does not name to its Guide section."""
+    listed = set(_files(nav))
+    guide = next((i for i in nav if isinstance(i, dict) and GUIDE_SECTION in i), None)
+    for page in sorted(docs.glob("*.md")):
+        if page.name in listed:
+            continue
+        heading = re.search(r"^# (.+)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+        title = heading.group(1).strip() if heading else page.stem
+        _log.info("nav: %s is not listed in mkdocs.yml; added to %s", page.name, GUIDE_SECTION)
+        if guide is None:
+            guide = {GUIDE_SECTION: []}
+            nav.insert(1, guide)
+        guide[GUIDE_SECTION].append({title: page.name})
+
+
+def _files(items: list[Any]) -> list[str]:
+    found: list[str] = []
+    for item in items:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        found.extend(_files(value) if isinstance(value, list) else [value])
+    return found
 
 
 def _present(items: list[Any], docs: Path) -> list[Any]:
@@ -85,7 +113,9 @@ def _rewrite_links(text: str, base: Path, page_dir: Path, docs: Path, files: Any
     return "\n".join(out)
 
 
-def _link(m: re.Match[str], base: Path, page_dir: Path, docs: Path, included: dict[Path, str]) -> str:
+def _link(
+    m: re.Match[str], base: Path, page_dir: Path, docs: Path, included: dict[Path, str]
+) -> str:
     text, target = m.group("text"), m.group("target")
     if not _is_local(target):
         return m.group(0)
@@ -104,9 +134,11 @@ def _link(m: re.Match[str], base: Path, page_dir: Path, docs: Path, included: di
     repo_path = resolved.relative_to(docs.parent).as_posix()
     if resolved.is_dir():
         repo_path += "/"
-    if repo_path.strip("/") in text.strip("`").strip("/"):
-        return text
-    return f"{text} (`{repo_path}`{', section ' + anchor if anchor else ''})"
+    where = f"`{repo_path}{'#' + anchor if anchor else ''}`"
+    named = text.strip("`").strip("/").lower()
+    if named and named in repo_path.lower():  # [README](../README.md#x), [`examples/`](...)
+        return where
+    return f"{text} ({where})"
 
 
 _INCLUDED: dict[int, dict[Path, str]] = {}
