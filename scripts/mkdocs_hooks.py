@@ -86,23 +86,38 @@ def _is_local(target: str) -> bool:
     return not re.match(r"^[a-z][a-z0-9+.-]*:|^/|^#", target)
 
 
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
+_included: dict[Path, str] = {}  # file outside docs_dir -> the page that includes it
+
+
+def on_files(files: Any, config: Any, **kwargs: Any) -> Any:
+    """Note which files outside docs_dir each page includes (links to them go to the page)."""
+    docs = Path(config["docs_dir"]).resolve()
+    _included.clear()
+    for file in files.documentation_pages():
+        source = docs / file.src_uri
+        for m in _INCLUDE.finditer(source.read_text(encoding="utf-8")):
+            _included[(source.parent / m.group("path")).resolve()] = file.src_uri
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, **kwargs: Any) -> str:
     """Expand includes, then rewrite links that leave docs_dir."""
     docs = Path(config["docs_dir"]).resolve()
     page_dir = (docs / page.file.src_uri).parent
-    markdown = _INCLUDE.sub(lambda m: _include(m.group("path"), page_dir, docs, files), markdown)
-    return _rewrite_links(markdown, page_dir, page_dir, docs, files)
+    markdown = _INCLUDE.sub(lambda m: _include(m.group("path"), page_dir, docs), markdown)
+    return _rewrite_links(markdown, page_dir, page_dir, docs, _included)
 
 
-def _include(path: str, page_dir: Path, docs: Path, files: Any) -> str:
+def _include(path: str, page_dir: Path, docs: Path) -> str:
     source = (page_dir / path).resolve()
     text = source.read_text(encoding="utf-8")  # missing: the build fails, as it should
-    return _rewrite_links(text, source.parent, page_dir, docs, files)
+    return _rewrite_links(text, source.parent, page_dir, docs, _included)
 
 
-def _rewrite_links(text: str, base: Path, page_dir: Path, docs: Path, files: Any) -> str:
+def _rewrite_links(
+    text: str, base: Path, page_dir: Path, docs: Path, included: dict[Path, str]
+) -> str:
     """Rewrite the links of *text* (written relative to *base*) for a page in *page_dir*."""
-    included = _included_files(docs, files)
     out, fenced = [], False
     for line in text.split("\n"):
         if _FENCE.match(line.lstrip()):
@@ -139,20 +154,3 @@ def _link(
     if named and named in repo_path.lower():  # [README](../README.md#x), [`examples/`](...)
         return where
     return f"{text} ({where})"
-
-
-_INCLUDED: dict[int, dict[Path, str]] = {}
-
-
-def _included_files(docs: Path, files: Any) -> dict[Path, str]:
-    """Map each file outside docs_dir that a page includes to that page's src_uri."""
-    key = id(files)
-    if key not in _INCLUDED:
-        found: dict[Path, str] = {}
-        for file in files.documentation_pages():
-            source = docs / file.src_uri
-            for m in _INCLUDE.finditer(source.read_text(encoding="utf-8")):
-                found[(source.parent / m.group("path")).resolve()] = file.src_uri
-        _INCLUDED.clear()
-        _INCLUDED[key] = found
-    return _INCLUDED[key]

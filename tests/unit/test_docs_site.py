@@ -69,13 +69,17 @@ def test_reference_pages_use_the_new_module_paths() -> None:
         assert f"rwsplit.{wanted}" in documented
 
 
-def test_sphinx_roles_become_optional_references_to_canonical_paths() -> None:
-    griffe = pytest.importorskip("griffe")
+def _script(name: str) -> ModuleType:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        roles = importlib.import_module("griffe_sphinx_roles")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_sphinx_roles_become_optional_references_to_canonical_paths() -> None:
+    griffe = pytest.importorskip("griffe")
+    roles = _script("griffe_sphinx_roles")
     pkg = griffe.load(
         "rwsplit",
         search_paths=[str(ROOT / "src")],
@@ -99,3 +103,46 @@ def test_sphinx_roles_become_optional_references_to_canonical_paths() -> None:
         if obj.docstring is not None and re.search(r":[a-z]+:`", obj.docstring.value)
     ]
     assert leftovers == []
+
+
+def test_hooks_nav_drops_missing_pages_and_adds_unlisted_ones(tmp_path: Path) -> None:
+    hooks = _script("mkdocs_hooks")
+    for name, text in {"index.md": "# Home\n", "a.md": "# A\n", "new.md": "# New page\n"}.items():
+        (tmp_path / name).write_text(text)
+    nav = [
+        {"Home": "index.md"},
+        {"Guide": [{"A": "a.md"}, {"Later": "later.md"}]},
+        {"Gone": [{"X": "x.md"}]},
+        {"Site": "https://example.org/"},
+    ]
+    config = hooks.on_config({"docs_dir": str(tmp_path), "nav": nav})
+    assert config["nav"] == [
+        {"Home": "index.md"},
+        {"Guide": [{"A": "a.md"}, {"New page": "new.md"}]},
+        {"Site": "https://example.org/"},
+    ]
+
+
+def test_hooks_links_out_of_docs_become_repository_paths_unless_broken(tmp_path: Path) -> None:
+    hooks = _script("mkdocs_hooks")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "README.md").write_text("# r\n")
+    (docs / "other.md").write_text("# o\n")
+    text = (
+        "[`examples/`](../examples) [the README](../README.md#options) [README](../README.md)\n"
+        "[o](other.md) [gone](../nope.md) [web](https://example.org/x.md)\n"
+        "```\n[in code](../README.md)\n```"
+    )
+    out = hooks._rewrite_links(text, docs, docs, docs, {})
+    assert out == (
+        "`examples/` the README (`README.md#options`) `README.md`\n"
+        "[o](other.md) [gone](../nope.md) [web](https://example.org/x.md)\n"
+        "```\n[in code](../README.md)\n```"
+    )
+    # a file a site page includes: the link goes to that page
+    included = {(tmp_path / "README.md").resolve(): "readme.md"}
+    assert hooks._rewrite_links("[r](../README.md#x)", docs, docs, docs, included) == (
+        "[r](readme.md#x)"
+    )
