@@ -135,16 +135,6 @@ def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
 
 
-def _says_read_only(dbapi_connection: Any) -> bool:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SELECT @@global.read_only")
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
-    return bool(row and int(row[0]))
-
-
 _DIRTY = "rwsplit.dirty"
 
 
@@ -349,6 +339,7 @@ class Cluster:
             write_timeout,
         )
         self._routing = check_routing(routing)
+        self._followed = False  # the failover log was read (see _check_is_primary)
         self._stats = Stats()
         self.primary_epoch = 0
         """Incremented every time the primary changes (or is lost): a transaction that began
@@ -534,20 +525,43 @@ class Cluster:
         return committing, is_read
 
     def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
-        # Runs once per new DBAPI connection to the primary, before its first statement: a
-        # node that says it is read-only is not the primary, whatever the configuration or
-        # this process's memory say (an account with SUPER writes through read_only=ON).
-        if not _says_read_only(dbapi_connection):
+        # Runs once per new DBAPI connection to the primary, before its first statement: the
+        # server's own state decides (read_only, replicating, replaced in the failover log),
+        # not the configuration or this process's memory — an account with SUPER writes
+        # through read_only=ON. See rwsplit.topology.failover.verify_writable_primary.
+        from .topology._ledger import DEFAULT_SCHEMA
+        from .topology.failover import follow_current_primary, verify_writable_primary
+
+        options = self.failover_options
+        schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+        try:
+            verify_writable_primary(dbapi_connection, name, ledger_schema=schema)
+        except NotPrimaryError:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            log.warning("%s is not the primary on the server; probing the cluster", name)
+            self.mark_not_primary(name)
+            with contextlib.suppress(Exception):  # the caller gets the error either way
+                self.refresh()
+            raise
+        if self._followed:
             return
-        dbapi_connection.close()
-        log.warning("%s is read-only: it is not the primary; probing the cluster", name)
-        self.mark_not_primary(name)
-        with contextlib.suppress(Exception):  # the caller gets the error below either way
-            self.refresh()
-        raise NotPrimaryError(
-            f"{name}, taken for the primary, is read-only: it is not the primary (a failover "
-            "happened?); the cluster was probed again: retry, or check 'rwsplit topology'"
-        )
+        # Once per process, before its first write: a failover may have happened while this
+        # node was down (it came back writable, its own failover log is old). The newest
+        # failover log among the nodes names the primary.
+        self._followed = True
+        try:
+            record = follow_current_primary(self, timeout=2.0)
+        except Exception as exc:  # no log anywhere is the normal case; never block writes
+            log.info("reading the failover log failed: %s", describe_error(exc))
+            return
+        if record is not None and record.primary != name:
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            raise NotPrimaryError(
+                f"{name} was replaced as the primary by {record.primary} (failover log epoch "
+                f"{record.epoch}); rwsplit now writes there: retry the unit of work"
+            )
 
     def mark_not_primary(self, name: str) -> None:
         """Node *name* said it is not the primary: stop sending writes there."""

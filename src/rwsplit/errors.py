@@ -14,6 +14,7 @@ and what to do about it. Passwords never appear in a message.
      │    ├── NoReplicaAvailableError  no readable replica and fallback to the primary is off
      │    ├── NoPrimaryError           no writable primary is known right now
      │    │    └── NotPrimaryError     the node taken for the primary says it is not one
+     │    │         └── FencedNodeError  read-only, replicating, or replaced (failover log)
      │    └── SplitBrainError          two nodes claim to be the primary: writes refused
      ├── ClassificationError           the classifier was given something that is not SQL text
      ├── ReadFailedError               a read failed with its node and could not be re-run
@@ -30,6 +31,7 @@ __all__ = [
     "ClassificationError",
     "ConfigurationError",
     "FailoverError",
+    "FencedNodeError",
     "NoPrimaryError",
     "NoReplicaAvailableError",
     "NotPrimaryError",
@@ -81,6 +83,10 @@ class NoPrimaryError(RoutingError):
 
 class NotPrimaryError(NoPrimaryError):
     """The node rwsplit took for the primary says, on the server, that it is not one."""
+
+
+class FencedNodeError(NotPrimaryError):
+    """The node rwsplit would write to is read-only, replicates, or was replaced as primary."""
 
 
 class SplitBrainError(RoutingError):

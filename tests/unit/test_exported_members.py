@@ -12,6 +12,7 @@ def test_all_is_pinned() -> None:
             "ClusterSettings",
             "ConfigurationError",
             "FailoverError",
+            "FencedNodeError",
             "FailoverOptions",
             "FailoverResult",
             "Flag",

@@ -4,26 +4,29 @@ Pure and cached, no I/O. The rule that keeps it correct: *unknown means primary*
 goes to a replica only when it is positively known to be a plain read; anything the lexer cannot
 follow, any verb it does not know, any function it cannot vouch for, goes to the primary.
 
-Text is handled in two steps, both single passes:
+Text is handled by :func:`_classify_uncached`, which decides from as little of the text as the
+grammar allows (shortcuts in :mod:`rwsplit._lexer`, each checked by a property test to agree
+with the general path):
 
-1. :func:`_lex` turns the text into a list of :class:`_Tok` with one compiled regular
-   expression (hand-written token grammar, MySQL/MariaDB lexical rules: quoting, escapes,
-   comments, executable comments ``/*! ... */``, optimizer hints ``/*+ ... */``).
-2. :func:`_classify_tokens` dispatches on the first keyword to a rule function in
-   :data:`_VERB_RULES`; rules inspect the tokens they need.
+* a write verb (``INSERT``, ``UPDATE`` ...) decides from the first word;
+* a plain ``SELECT`` / ``WITH`` is recognised without tokens;
+* long reads that are not plain are scanned with coarse tokens;
+* everything else takes the general path: :func:`rwsplit._lexer.lex` (one compiled regular
+  expression, MySQL/MariaDB lexical rules) and :func:`_classify_tokens`, which dispatches on
+  the first keyword to a rule function in :data:`_VERB_RULES`.
 
-Results are cached by statement text (:func:`functools.lru_cache`), so a statement seen before
-costs one dictionary lookup.
+Results are cached by statement text in a :class:`~rwsplit._textcache.TextCache` bounded in
+bytes (:data:`CACHE_MAX_BYTES`; texts longer than :data:`CACHE_MAX_KEY_CHARS` are keyed by a
+digest), so a statement seen before costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
@@ -32,6 +35,22 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
 from ..errors import ClassificationError
+from . import _lexer
+from ._lexer import (
+    DOT,
+    HINT,
+    LPAREN,
+    OP,
+    QUOTED_ID,
+    RPAREN,
+    SEMI,
+    SYSVAR,
+    WORD,
+    LexError,
+    Tok,
+    lex,
+)
+from ._textcache import TextCache
 
 __all__ = ["Classification", "Flag", "Target", "classify", "classify_clause"]
 
@@ -99,135 +118,10 @@ class Classification:
 
 
 # ---------------------------------------------------------------------------------------------
-# Lexer
-# ---------------------------------------------------------------------------------------------
-
-# Token kinds. Keywords and identifiers are both WORD (upper-cased in ``up``); the rules decide.
-WORD, QUOTED_ID, STRING, NUMBER, SYSVAR, USERVAR, HINT, OP, SEMI, LPAREN, RPAREN, COMMA, DOT = (
-    range(13)
-)
-
-
-class _Tok(NamedTuple):
-    kind: int
-    text: str
-    up: str  # upper-cased text for WORD / SYSVAR, else the text itself
-
-
-# Whitespace is consumed in front of every token by the same match (half as many matches);
-# ``end`` matches only trailing whitespace. Words come first: they are the most common token.
-_TOKEN_RE = re.compile(
-    r"""\s*(?:
-      (?P<word>(?![nN]')[^\W\d][\w$]*|\$[\w$]*)
-    | (?P<linecomment>(?:--(?=[\s]|$)|\#)[^\n]*)
-    | (?P<hint>/\*\+.*?\*/)
-    | (?P<execopen>/\*M?!\d*)
-    | (?P<blockcomment>/\*.*?\*/)
-    | (?P<execclose>\*/)
-    | (?P<string>[nN]?'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
-    | (?P<quotedid>`(?:[^`]|``)*`)
-    | (?P<sysvar>@@(?:(?:global|session|local)\.)?[A-Za-z0-9_$]+)
-    | (?P<uservar>@(?:[A-Za-z0-9_$.]+|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`))
-    | (?P<number>(?:0x[0-9A-Fa-f]+|0b[01]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
-                 (?![A-Za-z_$]))
-    | (?P<digitword>\d+[A-Za-z_$][\w$]*)
-    | (?P<semi>;)
-    | (?P<lparen>\()
-    | (?P<rparen>\))
-    | (?P<comma>,)
-    | (?P<dot>\.)
-    | (?P<op>:=|<=>|<<|>>|<=|>=|<>|!=|&&|\|\||->>|->|[-+*/%=<>!~^&|?:{}\[\]\\])
-    | (?P<end>\Z)
-    )""",
-    re.VERBOSE | re.DOTALL | re.IGNORECASE,
-)
-
-_SKIP = -1
-_COMMENT = -2
-_KIND_OF_GROUP = {
-    "word": WORD,
-    "linecomment": _COMMENT,
-    "hint": HINT,
-    "execopen": _SKIP,
-    "blockcomment": _COMMENT,
-    "execclose": _SKIP,
-    "string": STRING,
-    "quotedid": QUOTED_ID,
-    "sysvar": SYSVAR,
-    "uservar": USERVAR,
-    "number": NUMBER,
-    "digitword": WORD,
-    "semi": SEMI,
-    "lparen": LPAREN,
-    "rparen": RPAREN,
-    "comma": COMMA,
-    "dot": DOT,
-    "op": OP,
-    "end": _SKIP,
-}
-# Kind by group number (every group above is top-level, so ``Match.lastindex`` names it).
-_KIND_BY_INDEX = [_SKIP] * (_TOKEN_RE.groups + 1)
-for _name, _index in _TOKEN_RE.groupindex.items():
-    _KIND_BY_INDEX[_index] = _KIND_OF_GROUP[_name]
-_KIND_BY_INDEX_T = tuple(_KIND_BY_INDEX)
-_new_tok = tuple.__new__
-
-# Routing hints in comments: rwsplit's own and MaxScale's (so apps moving from MaxScale keep
-# working). Only comments are searched, never string literals.
-_ROUTING_HINT_RE = re.compile(
-    r"rwsplit:\s*(primary|replica|master|slave)\b"
-    r"|maxscale\s+route\s+to\s+(master|slave|last)\b",
-    re.IGNORECASE,
-)
-_HINT_TARGETS = {
-    "primary": "primary",
-    "master": "primary",
-    "replica": "replica",
-    "slave": "replica",
-    "last": "last",
-}
-
-
-class _LexError(Exception):
-    """The text is not lexically valid SQL (unterminated string or comment, stray byte)."""
-
-
-def _lex(sql: str) -> tuple[list[_Tok], str | None]:
-    """Split *sql* into tokens, dropping whitespace and comments; raise :class:`_LexError`.
-
-    Returns the tokens and the first routing hint found in a comment (``"primary"``,
-    ``"replica"``, ``"last"``) or ``None``.
-    """
-    toks: list[_Tok] = []
-    append = toks.append
-    hint: str | None = None
-    pos = 0
-    end = len(sql)
-    match = _TOKEN_RE.match
-    kinds = _KIND_BY_INDEX_T
-    new = _new_tok
-    while pos < end:
-        m = match(sql, pos)
-        if m is None:
-            raise _LexError(f"cannot read the text at offset {pos}")
-        pos = m.end()
-        kind = kinds[m.lastindex or 0]
-        if kind < 0:
-            if kind == _COMMENT and hint is None:
-                found = _ROUTING_HINT_RE.search(sql, m.start(m.lastindex or 0), pos)
-                if found is not None:
-                    hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
-            continue
-        text = m.group(m.lastindex or 0)
-        append(new(_Tok, (kind, text, text.upper() if kind in (WORD, SYSVAR) else text)))
-    return toks, hint
-
-
-# ---------------------------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------------------------
 
-_Rule = Callable[[list[_Tok]], Classification]
+_Rule = Callable[[list[Tok]], Classification]
 
 
 def _words(text: str) -> list[str]:
@@ -542,6 +436,13 @@ _PRIMARY_SYSVARS = frozenset(
     }
 )
 
+# Diagnostics of the previous statement: read where it ran.
+_LAST_SYSVARS = frozenset(
+    f"@@{scope}{name}"
+    for scope in ("", "SESSION.", "LOCAL.")
+    for name in ("WARNING_COUNT", "ERROR_COUNT")
+)
+
 _WRITE_VERBS = frozenset({"UPDATE", "DELETE", "INSERT", "REPLACE"})
 _READ_VERBS = frozenset({"SELECT", "WITH", "TABLE", "VALUES", "SHOW", "DESCRIBE", "DESC", "HELP"})
 _READ_STARTS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
@@ -558,9 +459,10 @@ def _primary(reason: str, flags: Flag = Flag.NONE, resource: str | None = None) 
 
 _PLAIN_READ = Classification(Target.REPLICA, "plain read")
 _EMPTY = _primary("empty statement: sent to the primary")
+_ONLY_HINTS = _primary("empty statement: sent to the primary")
 
 
-def _matching_paren(toks: list[_Tok], i: int) -> int:
+def _matching_paren(toks: list[Tok], i: int) -> int:
     """Index of the ``)`` closing the ``(`` at *i*, or ``len(toks)``."""
     depth = 0
     for j in range(i, len(toks)):
@@ -574,7 +476,7 @@ def _matching_paren(toks: list[_Tok], i: int) -> int:
     return len(toks)
 
 
-def _function_call(toks: list[_Tok], i: int, up: str) -> Classification | None:
+def _function_call(toks: list[Tok], i: int, up: str) -> Classification | None:
     """Classify a call of *up* at *i* (the token after it is ``(``); ``None``: a plain read."""
     if up in _READ_ONLY_FUNCTIONS or up in _PAREN_KEYWORDS:
         return None
@@ -605,8 +507,14 @@ def _function_call(toks: list[_Tok], i: int, up: str) -> Classification | None:
     return _primary(f"calls {up}(), which is not a known read-only built-in")
 
 
-def _scan_read(toks: list[_Tok]) -> Classification:
-    """Check a SELECT-like statement for anything that makes it more than a plain read."""
+def _scan_read(toks: list[Tok]) -> Classification:
+    """Check a SELECT-like statement for anything that makes it more than a plain read.
+
+    The first finding that needs the primary decides. A finding that needs the previous
+    statement's connection (``FOUND_ROWS()``, ``@@warning_count``) does not stop the scan: the
+    rest may still need the primary (a lock must not be taken on a replica).
+    """
+    last: Classification | None = None
     n = len(toks)
     for i, tok in enumerate(toks):
         kind = tok.kind
@@ -620,6 +528,9 @@ def _scan_read(toks: list[_Tok]) -> Classification:
                     continue
                 found = _function_call(toks, i, up)
                 if found is not None:
+                    if found.target is Target.LAST:
+                        last = last or found
+                        continue
                     return found
                 continue
             if up not in _READ_TRIGGERS:
@@ -632,19 +543,21 @@ def _scan_read(toks: list[_Tok]) -> Classification:
         elif kind == SYSVAR:
             if tok.up in _PRIMARY_SYSVARS:
                 return _primary(f"{tok.text} belongs to the primary connection")
+            if tok.up in _LAST_SYSVARS and last is None:
+                last = Classification(Target.LAST, f"{tok.text} reads the previous statement")
         elif kind == OP:
             if tok.text == ":=":
                 return _primary("assigns a user variable inside a read", Flag.SESSION_STATE)
         elif kind == QUOTED_ID and i + 1 < n and toks[i + 1].kind == LPAREN:
             return _primary(f"calls stored function {tok.text}()")
-    return _PLAIN_READ
+    return last or _PLAIN_READ
 
 
 # seq.NEXTVAL / seq.CURRVAL (Oracle mode), also read as columns of a sequence.
 _SEQUENCE_ATTRS = frozenset({"NEXTVAL", "CURRVAL", "LASTVAL"})
 
 
-def _read_trigger(toks: list[_Tok], i: int, up: str, nxt: _Tok | None) -> Classification | None:
+def _read_trigger(toks: list[Tok], i: int, up: str, nxt: Tok | None) -> Classification | None:
     """The slow path of :func:`_scan_read`: a word that may make a read more than a read."""
     prev = toks[i - 1] if i > 0 else None
     if prev is not None and prev.kind == DOT:
@@ -679,7 +592,7 @@ def _read_trigger(toks: list[_Tok], i: int, up: str, nxt: _Tok | None) -> Classi
     return _primary(f"{up} inside a read statement writes", Flag.WRITE)
 
 
-def _rule_select(toks: list[_Tok]) -> Classification:
+def _rule_select(toks: list[Tok]) -> Classification:
     return _scan_read(toks)
 
 
@@ -695,7 +608,7 @@ _SHOW_PRIMARY = {
 }
 
 
-def _rule_show(toks: list[_Tok]) -> Classification:
+def _rule_show(toks: list[Tok]) -> Classification:
     words = [t.up for t in toks[1:7] if t.kind == WORD]
     if not words:
         return _primary(PRIMARY_UNKNOWN)
@@ -705,10 +618,23 @@ def _rule_show(toks: list[_Tok]) -> Classification:
         words[0] in ("SLAVE", "REPLICA", "ALL") and "STATUS" in words
     ):
         return _primary("replication status belongs to the primary")
-    return Classification(Target.REPLICA, "SHOW reads metadata")
+    # SHOW ... WHERE <expr> / LIKE <expr>: the expression is evaluated like a SELECT's, with
+    # the same side effects (GET_LOCK, @v := ...), so it is scanned like one.
+    for i, tok in enumerate(toks):
+        if tok.kind == WORD and tok.up in ("WHERE", "LIKE"):
+            found = _scan_read(toks[i + 1 :])
+            if found is not _PLAIN_READ:
+                return Classification(
+                    found.target, f"SHOW {tok.up}: {found.reason}", found.flags, found.resource
+                )
+            break
+    return _SHOW_METADATA
 
 
-def _rule_describe(toks: list[_Tok]) -> Classification:
+_SHOW_METADATA = Classification(Target.REPLICA, "SHOW reads metadata")
+
+
+def _rule_describe(toks: list[Tok]) -> Classification:
     if len(toks) > 1 and toks[1].kind == WORD and toks[1].up in _EXPLAINABLE:
         return _rule_explain(toks)  # DESCRIBE SELECT ... is EXPLAIN
     return Classification(Target.REPLICA, "DESCRIBE reads metadata")
@@ -717,7 +643,7 @@ def _rule_describe(toks: list[_Tok]) -> Classification:
 _EXPLAINABLE = _READ_STARTS | _WRITE_VERBS | {"ANALYZE", "FORMAT", "EXTENDED", "PARTITIONS"}
 
 
-def _rule_explain(toks: list[_Tok]) -> Classification:
+def _rule_explain(toks: list[Tok]) -> Classification:
     rest = toks[1:]
     while (
         rest
@@ -749,7 +675,7 @@ def _rule_explain(toks: list[_Tok]) -> Classification:
 _ANALYZABLE = frozenset({"SELECT", "WITH", "VALUES"}) | _WRITE_VERBS
 
 
-def _rule_analyze(toks: list[_Tok]) -> Classification:
+def _rule_analyze(toks: list[Tok]) -> Classification:
     if len(toks) > 1 and (toks[1].kind == LPAREN or toks[1].up in _ANALYZABLE):
         return _primary("ANALYZE <statement> executes the statement")
     return _primary("ANALYZE TABLE updates statistics (and is binlogged)", Flag.WRITE)
@@ -760,7 +686,7 @@ _SESSION_STATE = Classification(
 )
 
 
-def _rule_set(toks: list[_Tok]) -> Classification:
+def _rule_set(toks: list[Tok]) -> Classification:
     second = toks[1].up if len(toks) > 1 else ""
     if second in ("GLOBAL", "PERSIST", "PERSIST_ONLY") or (
         len(toks) > 1 and toks[1].kind == SYSVAR and toks[1].up.startswith("@@GLOBAL.")
@@ -796,7 +722,7 @@ def _rule_set(toks: list[_Tok]) -> Classification:
     return _SESSION_STATE
 
 
-def _autocommit_value(toks: list[_Tok]) -> bool | None:
+def _autocommit_value(toks: list[Tok]) -> bool | None:
     """``SET [SESSION] autocommit = 0|1|ON|OFF`` → the value; ``None`` for other SETs."""
     for i, tok in enumerate(toks):
         name = tok.up
@@ -812,7 +738,7 @@ def _autocommit_value(toks: list[_Tok]) -> bool | None:
     return None
 
 
-def _rule_set_statement(toks: list[_Tok]) -> Classification:
+def _rule_set_statement(toks: list[Tok]) -> Classification:
     # SET STATEMENT var=value[, ...] FOR <statement>: routed like <statement>.
     depth = 0
     for i, tok in enumerate(toks):
@@ -830,11 +756,11 @@ def _rule_set_statement(toks: list[_Tok]) -> Classification:
     return _primary("SET STATEMENT ... FOR runs a statement that is not a plain read")
 
 
-def _rule_use(toks: list[_Tok]) -> Classification:
+def _rule_use(toks: list[Tok]) -> Classification:
     return Classification(Target.ALL, "USE changes the default database", Flag.SESSION_STATE)
 
 
-def _rule_help(toks: list[_Tok]) -> Classification:
+def _rule_help(toks: list[Tok]) -> Classification:
     return Classification(Target.REPLICA, "HELP reads the help tables")
 
 
@@ -845,7 +771,7 @@ _READ_ONLY_TXN = Classification(
 )
 
 
-def _rule_begin(toks: list[_Tok]) -> Classification:
+def _rule_begin(toks: list[Tok]) -> Classification:
     if toks[0].up == "START" and (len(toks) < 2 or toks[1].up != "TRANSACTION"):
         return _primary(f"START {toks[1].up if len(toks) > 1 else ''} is not a plain read")
     if toks[0].up == "BEGIN" and len(toks) > 1 and toks[1].up not in ("WORK",):
@@ -856,7 +782,7 @@ def _rule_begin(toks: list[_Tok]) -> Classification:
     return _primary("opens a transaction", Flag.TXN_BEGIN)
 
 
-def _rule_end_txn(toks: list[_Tok]) -> Classification:
+def _rule_end_txn(toks: list[Tok]) -> Classification:
     words = [t.up for t in toks[1:] if t.kind == WORD]
     if "TO" in words:
         return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
@@ -865,7 +791,7 @@ def _rule_end_txn(toks: list[_Tok]) -> Classification:
     return _primary("ends a transaction", Flag.TXN_END)
 
 
-def _name_after(toks: list[_Tok], i: int) -> str:
+def _name_after(toks: list[Tok], i: int) -> str:
     """The (last part of the) object name starting at *i*, unquoted and lower-cased."""
     name = ""
     while i < len(toks):
@@ -881,7 +807,7 @@ def _name_after(toks: list[_Tok], i: int) -> str:
     return name
 
 
-def _rule_create(toks: list[_Tok]) -> Classification:
+def _rule_create(toks: list[Tok]) -> Classification:
     words = [t.up for t in toks[1:4]]
     if "TEMPORARY" in words:
         i = 1
@@ -899,7 +825,7 @@ def _rule_create(toks: list[_Tok]) -> Classification:
     return _primary("CREATE changes the schema", Flag.WRITE)
 
 
-def _rule_drop(toks: list[_Tok]) -> Classification:
+def _rule_drop(toks: list[Tok]) -> Classification:
     second = toks[1].up if len(toks) > 1 else ""
     if second == "PREPARE":
         return _rule_deallocate(toks)
@@ -914,24 +840,24 @@ def _rule_drop(toks: list[_Tok]) -> Classification:
     return _primary("DROP changes the schema", Flag.WRITE)
 
 
-def _rule_lock(toks: list[_Tok]) -> Classification:
+def _rule_lock(toks: list[Tok]) -> Classification:
     if len(toks) > 1 and toks[1].up in ("TABLE", "TABLES"):
         return _primary("LOCK TABLES holds table locks on the connection", Flag.PIN, "LOCK TABLES")
     return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
 
 
-def _rule_unlock(toks: list[_Tok]) -> Classification:
+def _rule_unlock(toks: list[Tok]) -> Classification:
     return _primary("UNLOCK TABLES releases table locks", Flag.UNPIN, "LOCK TABLES")
 
 
-def _rule_flush(toks: list[_Tok]) -> Classification:
+def _rule_flush(toks: list[Tok]) -> Classification:
     words = {t.up for t in toks if t.kind == WORD}
     if "LOCK" in words or "EXPORT" in words:
         return _primary("FLUSH ... WITH READ LOCK holds a lock", Flag.PIN, "LOCK TABLES")
     return _primary("FLUSH changes server state (and may be binlogged)", Flag.WRITE)
 
 
-def _rule_handler(toks: list[_Tok]) -> Classification:
+def _rule_handler(toks: list[Tok]) -> Classification:
     name = _name_after(toks, 1)
     action = ""
     for i in range(2, len(toks)):
@@ -949,27 +875,27 @@ def _rule_handler(toks: list[_Tok]) -> Classification:
     return _primary("HANDLER reads through a handler opened on the primary")
 
 
-def _rule_prepare(toks: list[_Tok]) -> Classification:
+def _rule_prepare(toks: list[Tok]) -> Classification:
     name = _name_after(toks, 1)
     return _primary(
         "PREPARE makes a statement on the connection", Flag.PIN, f"prepared statement {name}"
     )
 
 
-def _rule_execute(toks: list[_Tok]) -> Classification:
+def _rule_execute(toks: list[Tok]) -> Classification:
     if len(toks) > 1 and toks[1].up == "IMMEDIATE":
         return _primary("EXECUTE IMMEDIATE runs a statement not known here", Flag.WRITE)
     return _primary("EXECUTE runs a prepared statement (not known here)", Flag.WRITE)
 
 
-def _rule_deallocate(toks: list[_Tok]) -> Classification:
+def _rule_deallocate(toks: list[Tok]) -> Classification:
     name = _name_after(toks, 2)
     return _primary(
         "DEALLOCATE PREPARE releases a statement", Flag.UNPIN, f"prepared statement {name}"
     )
 
 
-def _rule_xa(toks: list[_Tok]) -> Classification:
+def _rule_xa(toks: list[Tok]) -> Classification:
     second = toks[1].up if len(toks) > 1 else ""
     if second in ("START", "BEGIN"):
         return _primary("XA START opens a transaction", Flag.TXN_BEGIN)
@@ -978,14 +904,14 @@ def _rule_xa(toks: list[_Tok]) -> Classification:
     return _primary(f"XA {second} belongs to the primary")
 
 
-def _rule_do(toks: list[_Tok]) -> Classification:
+def _rule_do(toks: list[Tok]) -> Classification:
     found = _scan_read(toks)
     if found.flags & (Flag.PIN | Flag.UNPIN):
         return _primary(f"DO: {found.reason}", found.flags, found.resource)
     return _primary("DO evaluates expressions on the primary", found.flags)
 
 
-def _rule_write(toks: list[_Tok]) -> Classification:
+def _rule_write(toks: list[Tok]) -> Classification:
     return _primary(f"{toks[0].up} changes data or schema", Flag.WRITE)
 
 
@@ -1025,15 +951,21 @@ _VERB_RULES: dict[str, _Rule] = {
 }
 
 
-def _classify_tokens(toks: list[_Tok]) -> Classification:
+def _classify_tokens(toks: list[Tok]) -> Classification:
     # A trailing ';' is harmless; a second statement after it is not.
-    while toks and toks[-1].kind == SEMI:
-        toks = toks[:-1]
+    end = len(toks)
+    while end and toks[end - 1].kind == SEMI:
+        end -= 1
     # A leading optimizer hint (/*+ ... */) carries no verb.
-    while toks and toks[0].kind == HINT:
-        toks = toks[1:]
+    start = 0
+    while start < end and toks[start].kind == HINT:
+        start += 1
+    if start or end < len(toks):
+        toks = toks[start:end]
     if not toks:
-        return _EMPTY
+        # Only optimizer hints: as empty, but a distinct object, so that the shortcut for
+        # several statements counts it as a statement, as _classify_multi does.
+        return _ONLY_HINTS if start else _EMPTY
     for tok in toks:
         if tok.kind == SEMI:
             return _classify_multi(toks)
@@ -1054,7 +986,7 @@ def _classify_tokens(toks: list[_Tok]) -> Classification:
     return rule(toks)
 
 
-def _classify_multi(toks: list[_Tok]) -> Classification:
+def _classify_multi(toks: list[Tok]) -> Classification:
     """Several statements in one text: primary, with the side effects of every part."""
     flags = Flag.MULTI_STATEMENT
     resource = None
@@ -1084,7 +1016,7 @@ _NOT_HINTABLE = (
 )
 
 
-def _apply_hint(hint: str, c: Classification, toks: list[_Tok]) -> Classification:
+def _apply_hint(hint: str, c: Classification, toks: list[Tok]) -> Classification:
     """Let a routing hint override *c*, except that a replica hint never sends a write away."""
     if hint == "primary":
         if c.target is Target.PRIMARY and c.flags & Flag.HINT:
@@ -1116,12 +1048,19 @@ def _apply_hint(hint: str, c: Classification, toks: list[_Tok]) -> Classificatio
     )
 
 
-@functools.lru_cache(maxsize=8192)
-def _classify_text(sql: str) -> Classification:
+def _classify_lexed(sql: str) -> Classification:
+    """The general path: tokens, then the rule of the first verb."""
     try:
-        toks, hint = _lex(sql)
-    except _LexError as exc:
+        toks, hint, maybe = lex(sql)
+    except LexError as exc:
         return _primary(f"unparseable ({exc}): sent to the primary")
+    c = _decide(toks, hint)
+    if maybe:
+        return _either_reading(sql, maybe, c)
+    return c
+
+
+def _decide(toks: list[Tok], hint: str | None) -> Classification:
     try:
         c = _classify_tokens(toks)
     except IndexError:  # a rule ran off a truncated statement
@@ -1129,6 +1068,234 @@ def _classify_text(sql: str) -> Classification:
     if hint is not None:
         return _apply_hint(hint, c, toks)
     return c
+
+
+def _either_reading(sql: str, maybe: list[int], ran: Classification) -> Classification:
+    """An executable comment the server may skip (``/*!80000 ...*/``, ``/*M!...*/``).
+
+    Whether it runs depends on the server's kind and version, which the classifier does not
+    know: *sql* is classified both ways. The same answer both ways stands; otherwise the
+    statement goes to the primary with the side effects of both readings.
+    """
+    text, unsure = _lexer.skipped_view(sql, maybe)
+    try:
+        toks, hint, _ = lex(text)
+        skipped = _decide(toks, hint)
+    except LexError as exc:
+        skipped = _primary(f"unparseable ({exc}): sent to the primary")
+    if skipped == ran and not unsure:
+        return ran
+    flags = ran.flags | skipped.flags
+    if Target.ALL in (ran.target, skipped.target):
+        flags |= Flag.SESSION_STATE
+    return _primary(
+        f"an executable comment the server may run or skip: {ran.reason}",
+        flags,
+        ran.resource or skipped.resource,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Shortcuts: decide from as little of the text as the grammar allows
+# ---------------------------------------------------------------------------------------------
+
+# Verbs whose statement is a write whatever follows (their rule is _rule_write): only a ";"
+# that starts another statement, or a routing hint, can add to what the verb says.
+_WRITE_FROM_VERB = {
+    verb: Classification(Target.PRIMARY, f"{verb} changes data or schema", Flag.WRITE)
+    for verb, rule in _VERB_RULES.items()
+    if rule is _rule_write
+}
+# Names that may stand before "(" in a plain read, reversed (matched in the reversed text).
+_PLAIN_READ_CALLS_REVERSED = frozenset(
+    name[::-1] for name in _READ_ONLY_FUNCTIONS | _PAREN_KEYWORDS
+)
+_TRIGGER_SUBSTRINGS = _lexer.TRIGGER_SUBSTRINGS
+_head = _lexer.HEAD_RE.match
+_statement_end = _lexer.STATEMENT_END_RE.match
+_lexable = _lexer.LEXABLE_RE.match
+_has_trigger = _lexer.TRIGGER_RE.search
+_reversed_calls = _lexer.REVERSED_CALL_RE.findall
+_may_hint = _lexer.may_hint
+_comment = _lexer.COMMENT_RE.match
+_coarse_lex = _lexer.coarse_lex
+_code = _lexer.CODE_RE.match
+
+
+def _classify_uncached(sql: str) -> Classification:
+    """Classify *sql* (no cache): the shortcuts where they decide, else the lexer and rules.
+
+    Each shortcut gives exactly what the general path would (a property test checks it):
+
+    * a write verb (``INSERT``, ``UPDATE`` ...) decides from the first word; the rest of the
+      text is only skipped through, in the regular expression engine, to find a ``;`` that
+      starts another statement (strings and comments skipped whole);
+    * a ``SELECT`` / ``WITH`` is a plain read without tokens when the whole text (strings
+      included, so nothing can hide) has no ``;``, ``@@``, ``:=`` or trigger word (``FOR``,
+      ``INTO``, ``LOCK`` ...) and calls only known read-only built-ins; comments are first
+      replaced by spaces (unless one may be a routing hint or an executable comment).
+    """
+    head = _head(sql)
+    if head is not None:
+        verb = head.group(2).upper()
+        write = _WRITE_FROM_VERB.get(verb)
+        if write is not None and not head.group(1):
+            if ";" not in sql:
+                if ("/*" in sql or "#" in sql or "--" in sql) and _may_hint(sql):
+                    return _classify_lexed(sql)
+                return write
+            if "/*!" in sql or "/*M!" in sql:  # a comment that may hide or show a ";"
+                return _classify_lexed(sql)
+            return _classify_statements(sql, write)
+        if verb == "SELECT" or verb == "WITH":
+            if "/*" in sql or "#" in sql or "--" in sql:
+                return _classify_commented(sql)
+            return _classify_read(sql, sql)
+    elif "/*" in sql or "#" in sql or "--" in sql:
+        return _classify_commented(sql)
+    return _classify_lexed(sql)
+
+
+def _classify_commented(sql: str) -> Classification:
+    """The shortcuts for a statement with comments (tags, sqlcommenter, notes)."""
+    bare = _without_comments(sql)
+    if bare is not None:
+        head = _head(bare)
+        if head is not None:
+            verb = head.group(2).upper()
+            write = _WRITE_FROM_VERB.get(verb)
+            if write is not None and not head.group(1) and ";" not in sql:
+                return write
+            if verb == "SELECT" or verb == "WITH":
+                return _classify_read(sql, bare)
+    return _classify_lexed(sql)
+
+
+# Below this, coarse tokens save less than they cost.
+_COARSE_MIN_CHARS = 1024
+
+
+def _classify_read(sql: str, bare: str) -> Classification:
+    """A SELECT / WITH; *bare* is *sql* with its comments replaced by spaces (no hint there).
+
+    A plain read is decided without tokens; otherwise comment-free ASCII text without ``;``
+    is scanned with coarse tokens (runs the read rules never look at are one token each),
+    anything else with the lexer.
+    """
+    if _is_plain_read(bare):
+        return _PLAIN_READ
+    if len(bare) < _COARSE_MIN_CHARS or ";" in bare or "*/" in bare or not bare.isascii():
+        return _classify_lexed(sql)
+    try:
+        toks = _coarse_lex(bare)
+    except LexError:
+        return _classify_lexed(sql)  # for the same message
+    return _decide(toks, None)
+
+
+def _without_comments(sql: str) -> str | None:
+    """*sql* with each comment replaced by a space: the same tokens, found as lex() finds
+    them. ``None`` if there is an executable comment, an optimizer hint, a string left open,
+    or anything like a routing hint."""
+    if _may_hint(sql):
+        return None
+    parts = []
+    pos = 0
+    n = len(sql)
+    while True:
+        code = _code(sql, pos)  # always matches (possibly empty)
+        end = code.end() if code is not None else pos
+        parts.append(sql[pos:end])
+        if end >= n:
+            return "".join(parts)
+        comment = _comment(sql, end)
+        if comment is None:
+            return None
+        parts.append(" ")
+        pos = comment.end()
+
+
+def _is_plain_read(sql: str) -> bool:
+    """True when a SELECT / WITH is certainly a plain read; False: let the rules decide."""
+    if ";" in sql or "@@" in sql or ":=" in sql or "/*" in sql or "#" in sql or "--" in sql:
+        return False
+    up = sql.upper()
+    for word in _TRIGGER_SUBSTRINGS:
+        if word in up:
+            # A long text goes to coarse tokens anyway, which find the whole words sooner.
+            if len(sql) >= _COARSE_MIN_CHARS or _has_trigger(up):
+                return False
+            break
+    if _lexable(sql) is None:
+        return False
+    if "(" in sql:
+        for name, dot in _reversed_calls(up[::-1]):
+            if dot or name not in _PLAIN_READ_CALLS_REVERSED:
+                return False
+    return True
+
+
+def _classify_statements(sql: str, first: Classification) -> Classification:
+    """A write followed by ``;``: the other statements' side effects join the write's."""
+    if _may_hint(sql):
+        return _classify_lexed(sql)
+    flags = first.flags
+    resource = first.resource
+    several = False
+    pos = 0
+    n = len(sql)
+    while True:
+        m = _statement_end(sql, pos)  # always matches (possibly empty)
+        end = m.end() if m is not None else pos
+        if end < n and sql[end] != ";":  # a string or identifier left open
+            return _classify_lexed(sql)
+        if pos and sql[pos:end].strip(" \t\n\r\f\v"):  # empty parts count for nothing
+            part = _classify_part(sql[pos:end])
+            if part.reason.startswith(_WHOLE_TEXT_FAILURES):
+                return _classify_lexed(sql)  # the whole text fails as this part does
+            if part is not _EMPTY:
+                several = True
+                flags |= part.flags
+                if part.target is Target.ALL:
+                    flags |= Flag.SESSION_STATE
+                resource = resource or part.resource
+        if end >= n:
+            break
+        pos = end + 1
+    if not several:
+        return first
+    return _primary("several statements in one text", flags | Flag.MULTI_STATEMENT, resource)
+
+
+_WHOLE_TEXT_FAILURES = ("unparseable", "incomplete")
+
+
+def _classify_part(sql: str) -> Classification:
+    """One statement of several (no routing hint in the text: checked by the caller)."""
+    head = _head(sql)
+    if head is not None and not head.group(1):
+        write = _WRITE_FROM_VERB.get(head.group(2).upper())
+        if write is not None:
+            return write
+    return _classify_uncached(sql)
+
+
+def _weigh(c: Classification) -> int:
+    # Reasons and resources may quote the statement (a function's name): count them.
+    return sys.getsizeof(c.reason) + (sys.getsizeof(c.resource) if c.resource else 0)
+
+
+CACHE_MAX_BYTES = 8 * 1024 * 1024
+"""The most the text cache holds: keys, classifications and per-entry overhead (8 MiB)."""
+CACHE_MAX_KEY_CHARS = 4096
+"""Texts longer than this are cached under a 16-byte digest, not the text itself."""
+
+_classify_text = TextCache(
+    _classify_uncached,
+    weigh=_weigh,
+    max_bytes=CACHE_MAX_BYTES,
+    max_key_chars=CACHE_MAX_KEY_CHARS,
+)
 
 
 def classify(sql: str) -> Classification:
@@ -1232,7 +1399,7 @@ def _function_element(fn: FunctionElement[Any]) -> Classification | None:
     up = name.upper()
     if up in _SQLALCHEMY_READ_ONLY_FUNCTIONS:
         return None
-    fake = [_Tok(WORD, name, up), _Tok(LPAREN, "(", "("), _Tok(RPAREN, ")", ")")]
+    fake = [Tok(WORD, name, up), Tok(LPAREN, "(", "("), Tok(RPAREN, ")", ")")]
     found = _function_call(fake, 0, up)
     if found is not None:
         return Classification(found.target, f"Select {found.reason}", found.flags, found.resource)
@@ -1247,9 +1414,11 @@ _SQLALCHEMY_READ_ONLY_FUNCTIONS = frozenset(
 
 def _text_fragment(sql: str) -> Classification | None:
     try:
-        toks, _hint = _lex(sql)
-    except _LexError:
+        toks, _hint, maybe = lex(sql)
+    except LexError:
         return Classification(Target.PRIMARY, "Select with unparseable text")
+    if maybe:
+        return Classification(Target.PRIMARY, "Select text with an executable comment")
     found = _scan_read(toks)
     if found is _PLAIN_READ:
         return None

@@ -33,18 +33,42 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
 
-from ..errors import FailoverError
-from ._dialect import NodeState, ReplicationDialect, Statement
+from ..errors import ConfigurationError, FailoverError, FencedNodeError
+from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
+from ._dialect import MariaDBGtid, NodeState, ReplicationDialect, Statement
+from ._ledger import (
+    DEFAULT_SCHEMA,
+    Record,
+    current_epoch,
+    history,
+    query_rows,
+    record_statements,
+    replaced_by,
+)
 from .model import Node, Role, Topology, TopologyHost
-from .probe import NodeProbe, describe_error, node_from_state
+from .probe import NodeProbe, _with_address, describe_error, node_from_state
 
-__all__ = ["FailoverOptions", "FailoverResult", "failover", "switchover"]
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "FailoverOptions",
+    "FailoverResult",
+    "failover",
+    "follow_current_primary",
+    "rejoin",
+    "settle_by_failover_log",
+    "switchover",
+    "verify_writable_primary",
+]
 
 log = logging.getLogger("rwsplit.failover")
 
@@ -65,6 +89,18 @@ class FailoverOptions:
     :param confirm_interval: seconds between those probes.
     :param apply_timeout: seconds a replica may take to apply its relay log / catch up.
     :param timeout: connect / read timeout of the admin connections, seconds.
+    :param cluster_id: names the cross-process failover lock
+        (``GET_LOCK('rwsplit_failover_<cluster_id>')``): every process that may fail over
+        the same servers must use the same id (the default is fine for one cluster per
+        set of servers).
+    :param quorum: ``"majority_of_running"`` (default: the lock must be held on most of the
+        servers that answer) or ``"majority_of_all"`` (most of all servers, also those down:
+        safe under partitions, but a failover then needs most servers up).
+    :param coordinate: take that lock (default). Off: this process trusts it is alone.
+    :param ledger_schema: the schema of the failover log table (``failover_log``) that
+        records every change of primary (:mod:`rwsplit._ledger`).
+    :param rejoin: the monitor makes a returning former primary a replica of the new one
+        when its GTID history allows it (default); otherwise it only keeps it read-only.
     """
 
     replication_user: str
@@ -75,6 +111,25 @@ class FailoverOptions:
     confirm_interval: float = field(default=0.5, repr=False)
     apply_timeout: float = field(default=30.0, repr=False)
     timeout: float = field(default=5.0, repr=False)
+    cluster_id: str = field(default="default", repr=False)
+    quorum: str = field(default="majority_of_running", repr=False)
+    coordinate: bool = field(default=True, repr=False)
+    ledger_schema: str = field(default=DEFAULT_SCHEMA, repr=False)
+    rejoin: bool = field(default=True, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.quorum not in QUORUMS:
+            raise ConfigurationError(
+                f"quorum must be one of {', '.join(QUORUMS)}, got {self.quorum!r}"
+            )
+        try:
+            lock_name(self.cluster_id).encode("ascii")
+            record_statements("h", 1, None, "failover", self.ledger_schema)
+        except (UnicodeEncodeError, ValueError):
+            raise ConfigurationError(
+                "cluster_id must be ASCII and ledger_schema a plain schema name "
+                f"(letters, digits, _), got {self.cluster_id!r} and {self.ledger_schema!r}"
+            ) from None
 
 
 @dataclass
@@ -97,9 +152,25 @@ class FailoverResult:
     """Seconds from the start of the operation to the end of each step."""
     started_at: float = 0.0
     """:func:`time.monotonic` when the operation started."""
+    followed: bool = False
+    """Another process held the failover lock and did the work; this one followed it."""
+    locked_on: list[str] = field(default_factory=list)
+    """The servers this process held the cross-process failover lock on."""
+    epoch: int | None = None
+    """The failover log's epoch for the new primary (``None``: nothing recorded)."""
+
+    @property
+    def promoted(self) -> bool:
+        """True when this call promoted a node (not a dry run, not a follow, not a no-op)."""
+        return not self.dry_run and "promoted" in self.timeline
 
     def describe(self) -> str:
         """A short human summary (no passwords)."""
+        if self.followed:
+            return (
+                f"{self.kind} done by another process: {self.new_primary} is the primary "
+                f"(epoch {self.epoch}); followed it"
+            )
         if self.nothing_to_do:
             return f"nothing to do: {self.new_primary} is the primary"
         verb = "would promote" if self.dry_run else "promoted"
@@ -246,6 +317,147 @@ def _publish(
     cluster.publish(Topology(tuple(nodes), old.version + 1))
 
 
+def _lock_for(
+    cluster: TopologyHost, options: FailoverOptions, skip: Sequence[str] = ()
+) -> FailoverLock:
+    """The cross-process failover lock on every node but *skip* (known dead: not tried)."""
+    nodes = cluster.topology.nodes
+    targets = [
+        LockTarget(n.name, cluster.admin_url(n), cluster.probe_connect_args(n))
+        for n in nodes
+        if n.name not in skip
+    ]
+    return FailoverLock(
+        lock_name(options.cluster_id),
+        targets,
+        quorum=options.quorum,
+        total=len(nodes),
+        timeout=min(options.timeout, 2.0),
+    )
+
+
+def _no_quorum(lock: FailoverLock, what: str) -> FailoverError:
+    return FailoverError(
+        f"{what} not started: the failover lock needs {lock.needed()} servers "
+        f"({lock.quorum}) but only {', '.join(lock.running) or 'none'} answered; bring "
+        "servers back (or choose quorum='majority_of_running') and retry"
+    )
+
+
+def _record(
+    run: _Run,
+    probe: NodeProbe,
+    options: FailoverOptions,
+    old: str | None,
+) -> None:
+    """Append the new primary to the failover log on it; a failure is logged, not fatal.
+
+    Written once the other replicas are repointed, not right at the promotion: with
+    semi-sync and ``rpl_semi_sync_master_wait_no_slave=ON`` (MariaDB's default) a commit on a
+    primary without a connected replica waits ``rpl_semi_sync_master_timeout`` (10 s), and
+    nothing would repoint the replicas meanwhile. Writes resume before it (published at the
+    promotion); processes following this failover follow it once it is written.
+    """
+    host, port = _url_address(probe.url)
+    try:
+        for stmt in record_statements(host, port, old, run.result.kind, options.ledger_schema):
+            run.exec(probe, stmt)
+        if not run.result.dry_run:
+            rec = current_epoch(probe, options.ledger_schema)
+            run.result.epoch = rec.epoch if rec is not None else None
+    except Exception as exc:  # the failover itself succeeded: never undo it for the log
+        log.error(
+            "%s: could not record the change in the failover log (%s); processes started "
+            "from an old configuration will not find it: grant CREATE, INSERT, SELECT on "
+            "%s.* to the failover account",
+            probe.name,
+            describe_error(exc),
+            options.ledger_schema,
+        )
+
+
+def _recorded(probe: NodeProbe, options: FailoverOptions) -> Record | None:
+    try:
+        return current_epoch(probe, options.ledger_schema)
+    except Exception as exc:
+        log.info("%s: cannot read the failover log: %s", probe.name, describe_error(exc))
+        return None
+
+
+def _take_lock_or_follow(
+    run: _Run,
+    cluster: TopologyHost,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    lock: FailoverLock,
+    old: str | None,
+) -> bool:
+    """Hold the failover lock (``False``), or follow the process that holds it (``True``).
+
+    While another process holds the lock this one waits, bounded, polling: it follows as soon
+    as a node other than *old* is writable, replicates from nobody and records itself in the
+    failover log as the primary that replaced *old*; if the holder dies (its locks go with
+    its connections) this process takes the lock and finishes the job itself.
+    """
+    deadline = time.monotonic() + options.apply_timeout + 10 * options.timeout
+    waited = False
+    while True:
+        if waited and _follow_if_recorded(run, cluster, options, probes, old):
+            return True
+        outcome = lock.acquire()
+        if outcome is Acquired.HELD:
+            run.result.locked_on = list(lock.held)
+            if not waited:
+                return False
+            # The holder finished between our last look and this acquire: follow what it
+            # recorded rather than redo its work (it may have left replicas alone on purpose).
+            if _follow_if_recorded(run, cluster, options, probes, old):
+                return True
+            run.say("failover lock free again: re-checking the servers")
+            return False
+        if outcome is Acquired.NO_QUORUM:
+            raise _no_quorum(lock, run.result.kind)
+        if not waited:
+            run.say(
+                "another process holds the failover lock (on %s): waiting to follow it",
+                lock.busy_on,
+            )
+            waited = True
+        if time.monotonic() > deadline:
+            raise FailoverError(
+                f"another process held the failover lock for more than "
+                f"{deadline - run.t0:.0f}s without recording a new primary; check the "
+                "cluster ('rwsplit topology') and the other processes' logs"
+            )
+        time.sleep(min(0.05, options.confirm_interval))
+
+
+def _follow_if_recorded(
+    run: _Run,
+    cluster: TopologyHost,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    old: str | None,
+) -> bool:
+    states = {n: _probe(p) for n, p in probes.items() if n != old and n not in cluster.fenced}
+    writable = [n for n, s in states.items() if s is not None and s.writable and not s.replica]
+    if len(writable) != 1:
+        return False
+    new = writable[0]
+    rec = _recorded(probes[new], options)
+    if rec is None or rec.primary != new or (old is not None and rec.old_primary != old):
+        return False
+    result = run.result
+    result.new_primary, result.epoch = new, rec.epoch
+    result.followed = result.nothing_to_do = True
+    if old is not None:
+        result.fenced.append(old)
+        cluster.fenced.add(old)
+    _publish(cluster, new, result.fenced, states)
+    run.say("%s is the primary (epoch %d, by %s): following it", new, rec.epoch, rec.writer)
+    return True
+
+
 # ---------------------------------------------------------------------------------- failover
 
 
@@ -268,7 +480,18 @@ def failover(
     run = _Run(result, progress)
     nodes = cluster.topology.nodes
     order = [n.name for n in nodes]
-    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
+    known_dead = [old_primary] if confirmed and old_primary is not None else []
+    with (
+        _monitor_paused(cluster),
+        _probes(cluster, nodes, options.timeout) as probes,
+        _lock_for(cluster, options, known_dead) as lock,
+    ):
+        # Exactly one process changes the topology; every check below runs after taking
+        # the lock, so a process that waited sees what the holder did.
+        if options.coordinate and not dry_run:
+            if _take_lock_or_follow(run, cluster, options, probes, lock, old_primary):
+                return result
+            run.step("locked")
         states = {name: _probe(p) for name, p in probes.items()}
         run.step("probed")
         writable = [
@@ -298,6 +521,11 @@ def failover(
         run.step("relay logs applied")
         new = _choose(candidates, options, order)
         result.new_primary = new
+        if lock.held and not lock.confirm():
+            raise FailoverError(
+                "lost the failover lock before promoting (a lock connection broke): nothing "
+                "promoted; the monitor / the command retries"
+            )
         run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
         for stmt in _dialect(probes[new]).promote(candidates[new]):
             run.exec(probes[new], stmt)
@@ -321,6 +549,8 @@ def failover(
             run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
         )
         run.step("repointed")
+        _record(run, probes[new], options, old_primary)
+        run.step("recorded")
         if not dry_run:
             _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
     run.say("failover done: %s is the primary", new)
@@ -460,6 +690,12 @@ def _finish_after_promotion(
     before = len(result.statements)
     skip = {old or "", *result.fenced}
     _repoint_all(run, cluster, options, probes, states, primary, new_state, skip=skip)
+    if old is not None and old != primary:
+        rec = _recorded(probes[primary], options)
+        if rec is None or rec.primary != primary:
+            _record(run, probes[primary], options, old)  # a crash came before the record
+        else:
+            result.epoch = rec.epoch
     result.nothing_to_do = len(result.statements) == before == 0
     if result.nothing_to_do:
         run.say("nothing to do: %s is the primary", primary)
@@ -553,7 +789,21 @@ def switchover(
         raise FailoverError(f"{to} is in never_promote; choose another node")
     result = FailoverResult("switchover", None, to, dry_run=dry_run)
     run = _Run(result, progress)
-    with _monitor_paused(cluster), _probes(cluster, nodes, options.timeout) as probes:
+    with (
+        _monitor_paused(cluster),
+        _probes(cluster, nodes, options.timeout) as probes,
+        _lock_for(cluster, options) as lock,
+    ):
+        if options.coordinate and not dry_run:
+            outcome = lock.acquire()
+            if outcome is Acquired.NO_QUORUM:
+                raise _no_quorum(lock, "switchover")
+            if outcome is Acquired.BUSY:
+                raise FailoverError(
+                    f"switchover not started: another process holds the failover lock (on "
+                    f"{lock.busy_on}) and is changing the topology; retry when it is done"
+                )
+            result.locked_on = list(lock.held)
         states = {name: _probe(p) for name, p in probes.items()}
         run.step("probed")
         writable = [
@@ -621,6 +871,7 @@ def switchover(
             cluster.fenced.discard(old)
         _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
         run.step("repointed")
+        _record(run, probes[to], options, old)
         if not dry_run:
             _publish(cluster, to, (), {n: _probe(p) for n, p in probes.items()})
     run.say("switchover done: %s is the primary, %s replicates from it", to, old)
@@ -693,3 +944,334 @@ def _wait_applied(
         f"{probe.name} did not reach {gtid} within {options.apply_timeout:.0f}s; switchover "
         f"abandoned and {old} made writable again; check that replica's replication"
     )
+
+
+# ---------------------------------------------------------------------------------- rejoin
+
+
+def rejoin(
+    cluster: TopologyHost,
+    node: str,
+    options: FailoverOptions,
+    *,
+    primary: str | None = None,
+    probes: Mapping[str, NodeProbe] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> FailoverResult:
+    """Make *node* (a former primary that came back) a replica of the current primary.
+
+    It is made read-only first, whatever happens next. Then, when its GTID history is part of
+    the primary's (no transaction the primary lacks), it replicates from the primary with
+    GTID positioning and catches up (``result.repointed == [node]``). Otherwise (errant
+    transactions: writes acknowledged by it alone, lost in the failover) it is left
+    read-only and out of routing (``result.fenced == [node]``, the reason in
+    ``result.skipped``); the failover log keeps every rwsplit process from writing to it
+    even with an account that ignores ``read_only``. Rebuild it from the primary.
+
+    Takes the cross-process failover lock; when another process holds it, nothing is done
+    and ``result.skipped`` says so (the monitor tries again next round).
+
+    :param primary: the primary to follow (default: the cluster's current one).
+    :param probes: admin connections to reuse (the monitor's), by node name.
+    :raises FailoverError: no primary is known, or a statement failed.
+    """
+    primary = primary or (cluster.topology.primary.name if cluster.topology.primary else None)
+    if primary is None or primary == node:
+        raise FailoverError(f"cannot rejoin {node}: no other primary is known right now")
+    result = FailoverResult("rejoin", node, primary, dry_run=dry_run)
+    run = _Run(result, progress)
+    topology = cluster.topology
+    own: contextlib.AbstractContextManager[Mapping[str, NodeProbe]] = (
+        _probes(cluster, [topology.node(node), topology.node(primary)], options.timeout)
+        if probes is None
+        else contextlib.nullcontext(probes)
+    )
+    with own as ps, _lock_for(cluster, options) as lock:
+        if options.coordinate and not dry_run:
+            outcome = lock.acquire()
+            if outcome is not Acquired.HELD:
+                why = "another process holds the failover lock" if lock.busy_on else "no quorum"
+                result.skipped.append((node, f"not rejoined now: {why}; retry"))
+                return result
+        state, primary_state = _probe(ps[node]), _probe(ps[primary])
+        if state is None or primary_state is None:
+            down = node if state is None else primary
+            raise FailoverError(f"cannot rejoin {node}: {down} does not answer; retry")
+        if primary_state.replica is not None or not primary_state.writable:
+            raise FailoverError(
+                f"cannot rejoin {node} to {primary}: {primary} is not a writable primary"
+            )
+        rs = state.replica
+        if rs is not None and rs.source == primary and rs.io_running != "No" and rs.sql_running:
+            result.nothing_to_do = True
+            return result
+        d = _dialect(ps[node])
+        if state.writable:
+            for stmt in d.set_read_only(True):
+                run.exec(ps[node], stmt)
+        gap = _history_gap(state, primary_state, primary)
+        if gap is not None:
+            result.skipped.append(
+                (
+                    node,
+                    f"{gap}: it stays fenced (read-only, out of routing, recorded as replaced "
+                    "in the failover log); rebuild it from the primary",
+                )
+            )
+            result.fenced.append(node)
+            log.error("%s: not rejoined: %s", node, gap)
+            return result
+        host, port = _url_address(ps[primary].url)
+        stmts = d.point_at(
+            state, host, port, options.replication_user, options.replication_password
+        )
+        for stmt in [*stmts, d.start_replication()]:
+            run.exec(ps[node], stmt)
+        result.repointed.append(node)
+        if not dry_run:
+            cluster.fenced.discard(node)
+    run.say("%s rejoined as a replica of %s", node, primary)
+    return result
+
+
+def _binlog_state(text: str) -> dict[tuple[int, int], int]:
+    """MariaDB ``@@gtid_binlog_state``: the last sequence number per (domain, server id)."""
+    out: dict[tuple[int, int], int] = {}
+    for m in re.finditer(r"(\d+)-(\d+)-(\d+)", text):
+        d, srv, seq = (int(g) for g in m.groups())
+        out[(d, srv)] = max(seq, out.get((d, srv), 0))
+    return out
+
+
+def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str | None:
+    """Why *state* cannot replicate from *primary* (transactions the primary lacks), or None.
+
+    MariaDB positions carry one GTID per domain, and a sequence number says nothing about
+    whose transaction it was: ``0-1-101`` (written on the old primary alone) and ``0-2-101``
+    (written on the new one) compare equal by number. The primary's binlog *state* keeps the
+    last sequence number of every (domain, server id): the node's last GTID of each domain is
+    in the primary's history only if the primary has that server's transactions up to it.
+    MySQL GTID sets are real sets: containment says it all.
+    """
+    if isinstance(state.executed, MariaDBGtid):
+        history_of = _binlog_state(primary.binlog_state)
+        for domain, (server, seq) in state.executed.domains.items():
+            if history_of.get((domain, server), -1) < seq:
+                return (
+                    f"it has {domain}-{server}-{seq}, which {primary_name}'s binary log "
+                    "history does not hold (errant transactions, written on it alone)"
+                )
+        return None
+    if not primary.executed.contains(state.executed):
+        return f"it has transactions {primary_name} lacks ({state.executed} vs {primary.executed})"
+    return None
+
+
+# ---------------------------------------------------------------------------------- fencing
+
+
+_NO_PRIVILEGE = frozenset({1142, 1227, 1045})
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args: tuple[object, ...] = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def verify_writable_primary(
+    dbapi_connection: Any, node_name: str, *, ledger_schema: str = DEFAULT_SCHEMA
+) -> None:
+    """Check on the server, over a new primary connection, that *node_name* is the primary.
+
+    Meant for the ``"connect"`` event of the primary engine (before the first write on each
+    new connection, so also after every topology change): the server's own state decides,
+    not the configuration, and whatever the account's privileges:
+
+    * ``@@read_only`` (and MySQL ``@@super_read_only``) must be off;
+    * it must replicate from nobody (``SHOW SLAVE STATUS``; an account without the privilege
+      for it, error 1227: MariaDB's ``Slaves_running`` status, readable by anyone);
+    * the failover log on it, if readable, must not record it as replaced by another primary.
+
+    Three short queries on a new connection, none on the hot path. Leaves no transaction open.
+
+    :raises FencedNodeError: naming the node, what it is, and what to do.
+    """
+    try:
+        _verify(dbapi_connection, node_name, ledger_schema)
+    finally:
+        with contextlib.suppress(Exception):
+            dbapi_connection.rollback()  # the ledger SELECT may have opened a snapshot
+
+
+def _fenced(node: str, what: str) -> FencedNodeError:
+    return FencedNodeError(
+        f"refusing to write to {node}: {what}, so it is not the primary; rwsplit follows "
+        "the new primary as soon as it knows it: retry the unit of work shortly, and if this "
+        "persists check the cluster with 'rwsplit topology'"
+    )
+
+
+def _verify(conn: Any, node: str, schema: str) -> None:
+    row = query_rows(conn, "SELECT @@global.read_only AS ro, @@version AS v")[0]
+    mariadb = "mariadb" in str(row["v"]).lower()
+    read_only = bool(int(row["ro"] or 0))
+    if not read_only and not mariadb:
+        read_only = bool(int(query_rows(conn, "SELECT @@global.super_read_only AS s")[0]["s"]))
+    if read_only:
+        raise _fenced(node, "the server is read-only")
+    try:
+        status = query_rows(conn, "SHOW SLAVE STATUS" if mariadb else "SHOW REPLICA STATUS")
+        source = next(
+            (
+                f"{r.get('Master_Host') or r.get('Source_Host')}:"
+                f"{r.get('Master_Port') or r.get('Source_Port')}"
+                for r in status
+                if r.get("Master_Host") or r.get("Source_Host")
+            ),
+            None,
+        )
+        if source is not None:
+            raise _fenced(node, f"it replicates from {source}")
+    except FencedNodeError:
+        raise
+    except Exception as exc:
+        if _error_code(exc) not in _NO_PRIVILEGE:
+            raise
+        if mariadb:  # no SLAVE MONITOR: this status counter needs no privilege
+            rows = query_rows(conn, "SHOW GLOBAL STATUS LIKE 'Slaves_running'")
+            if rows and int(str(_value(rows[0]))):
+                raise _fenced(node, "it runs a replication connection") from None
+    try:
+        records = history(conn, schema, limit=50)
+    except Exception as exc:
+        log.info("%s: cannot read the failover log: %s", node, describe_error(exc))
+        return
+    rec = replaced_by(records, node)
+    if rec is not None:
+        raise _fenced(
+            node,
+            f"the failover log (epoch {rec.epoch}, {rec.kind} at {rec.at}) records it as "
+            f"replaced by {rec.primary}",
+        )
+
+
+def _value(row: Mapping[str, Any]) -> object:
+    """The ``Value`` column of a ``SHOW STATUS`` row."""
+    return row.get("Value", row.get("VALUE", 0)) or 0
+
+
+def settle_by_failover_log(
+    cluster: TopologyHost, probes: Mapping[str, NodeProbe], writable: Sequence[str]
+) -> list[str]:
+    """Several writable nodes replicate from nobody: drop those the failover log replaced.
+
+    The newest log among the reachable nodes decides; the nodes it records as replaced are
+    fenced (the monitor then rejoins them or keeps them read-only). If that does not leave
+    exactly one, nothing changes: a real split brain, writes stay refused.
+    """
+    options = cluster.failover_options
+    schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+    records: list[Record] = []
+    for name, probe in probes.items():
+        try:
+            found = history(probe, schema)
+        except Exception as exc:
+            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
+            continue
+        if found and (not records or found[0].epoch > records[0].epoch):
+            records = found
+    replaced = [w for w in writable if replaced_by(records, w) is not None]
+    if len(writable) - len(replaced) != 1:
+        return list(writable)
+    for name in replaced:
+        log.warning(
+            "%s is writable but the failover log replaced it (epoch %d): fencing it",
+            name,
+            records[0].epoch,
+        )
+    cluster.fenced.update(replaced)
+    return [w for w in writable if w not in replaced]
+
+
+def follow_current_primary(
+    cluster: TopologyHost, options: FailoverOptions | None = None, *, timeout: float = 2.0
+) -> Record | None:
+    """Before a new process's first write: find the primary the failover log records.
+
+    Reads the failover log on every reachable node (the highest epoch wins: a node that was
+    down during a failover holds an older log), checks on the server that the recorded
+    primary is writable and replicates from nobody, and publishes it as the primary; every
+    node the log records as replaced (and that does not replicate now) is fenced: out of
+    routing, never written to. A recorded primary that is not in the configuration is added
+    (with the configured primary's credentials). Returns the newest record, or ``None`` when
+    no node holds one (nothing changes then).
+
+    A process started from an old configuration (restart, new deploy, cron job) thus writes
+    to the new primary, never to the old one, even if the old one came back writable and
+    the account has ``SUPER``.
+    """
+    options = options or cluster.failover_options
+    schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
+    topology = cluster.topology
+    template = topology.nodes[0].url
+    with _probes(cluster, topology.nodes, timeout) as probes:
+        states = {name: _probe(p) for name, p in probes.items()}
+        records: list[Record] = []
+        for name, probe in probes.items():
+            if states[name] is None:
+                continue
+            try:
+                found = history(probe, schema)
+            except Exception as exc:
+                log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
+                continue
+            if found and (not records or found[0].epoch > records[0].epoch):
+                records = found
+        if not records:
+            return None
+        latest = records[0]
+        target = latest.primary
+        nodes = list(topology.nodes)
+        if target not in states:
+            url = _with_address(template, target)
+            nodes.append(Node(target, url, Role.UNKNOWN, healthy=False))
+            with NodeProbe(cluster.admin_url(nodes[-1]), timeout) as p:
+                states[target] = _probe(p)
+    fenced = [
+        n.name
+        for n in nodes
+        if n.name != target
+        and replaced_by(records, n.name) is not None
+        and not ((s := states.get(n.name)) is not None and s.replica is not None)
+    ]
+    cluster.fenced.update(fenced)
+    t_state = states.get(target)
+    ok = t_state is not None and t_state.writable and t_state.replica is None
+    updated: list[Node] = []
+    for n in nodes:
+        s = states.get(n.name)
+        if n.name in fenced:
+            updated.append(
+                n.evolve(
+                    role=Role.UNKNOWN,
+                    healthy=False,
+                    error=f"fenced: the failover log (epoch {latest.epoch}) records it as "
+                    f"replaced by {target}",
+                )
+            )
+        elif s is not None:
+            updated.append(node_from_state(n.name, n.url, s))
+        else:
+            updated.append(n.evolve(healthy=False, error="unreachable"))
+    if not ok:
+        log.warning(
+            "the failover log names %s as the primary (epoch %d) but it is not a writable "
+            "primary now; writes wait for the monitor to find one",
+            target,
+            latest.epoch,
+        )
+    else:
+        log.info("following the failover log: %s is the primary (epoch %d)", target, latest.epoch)
+    cluster.publish(Topology(tuple(updated), topology.version + 1))
+    return latest

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from sqlalchemy.engine import URL
 
 if TYPE_CHECKING:
+    from .failover import FailoverOptions
     from .monitor import Monitor
 
 __all__ = ["Node", "Replication", "Role", "Topology", "TopologyHost", "node_name"]
@@ -210,6 +211,7 @@ class TopologyHost(Protocol):
 
     fenced: set[str]
     monitor: Monitor | None
+    failover_options: FailoverOptions | None
 
     @property
     def topology(self) -> Topology: ...

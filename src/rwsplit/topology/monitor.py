@@ -142,6 +142,7 @@ class Monitor:
         self._io_restart: tuple[float, list[str]] | None = None
         self._primary_server_id: int | None = None
         self._wanted = False  # start() called and stop() not since: restart after a fork
+        self._rejoin_refused: set[str] = set()
         self.rounds = 0
         """Completed monitoring rounds (for tests and diagnostics)."""
         _live_monitors.add(self)
@@ -305,6 +306,10 @@ class Monitor:
             and r.state.writable
             and name not in self.cluster.fenced
         ]
+        if len(writable) > 1:  # an old primary back writable? the failover log may settle it
+            from .failover import settle_by_failover_log
+
+            writable = settle_by_failover_log(self.cluster, self._probes, writable)
         if len(writable) == 1:
             self._primary_name = writable[0]
             state = results[writable[0]].state
@@ -341,7 +346,8 @@ class Monitor:
     # ------------------------------------------------------------------ fencing
 
     def _fence(self, old: Node, state: NodeState, new: Node) -> Node:
-        """A former primary came back: make it read-only and keep it out of routing."""
+        """A former primary came back: rejoin it as a replica of the primary (auto_failover,
+        its history allowing), else make it read-only; either way out of routing this round."""
         if state.replica is not None:
             # Someone rejoined it as a replica: it is safe again.
             log.info(
@@ -349,7 +355,7 @@ class Monitor:
             )
             self.cluster.fenced.discard(old.name)
             return new
-        if state.writable:
+        if not self._rejoin(old.name) and state.writable:
             probe = self._probes[old.name]
             assert probe.dialect is not None
             try:
@@ -365,6 +371,24 @@ class Monitor:
             error="fenced former primary: read-only, takes no traffic; rebuild it or rejoin "
             "it as a replica of the new primary",
         )
+
+    def _rejoin(self, name: str) -> bool:
+        """Try :func:`rwsplit.failover.rejoin` on a returning former primary (auto_failover)."""
+        options, primary = self.failover_options, self._primary_name
+        if not (self.auto_failover and options is not None and options.rejoin):
+            return False
+        if primary is None or primary == name or name in self._rejoin_refused:
+            return False
+        from .failover import rejoin
+
+        try:
+            result = rejoin(self.cluster, name, options, primary=primary, probes=self._probes)
+        except Exception as exc:
+            log.error("rejoining %s failed: %s", name, describe_error(exc))
+            return False
+        if result.fenced:  # errant transactions: stays fenced; do not retry every round
+            self._rejoin_refused.add(name)
+        return bool(result.repointed)
 
     # ------------------------------------------------------------------ failure detection
 
