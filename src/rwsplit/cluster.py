@@ -449,6 +449,8 @@ class Cluster:
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+            if not _SKIP_AUTOCOMMIT_ROLLBACK:
+                _sa_compat.skip_rollback(engine)
         else:
             name = node_name(url)
             event.listen(engine, "connect", lambda dbapi, rec: self._check_is_primary(name, dbapi))
