@@ -149,12 +149,87 @@ def _note_state(
         conn.info[_DIRTY] = True
 
 
-def _discard_dirty(dbapi_connection: Any, record: Any) -> None:
-    # Pool checkin: a connection that carried session state never reaches another session;
-    # it is closed here and the pool opens a fresh one (running every connect event) on the
-    # next checkout. benchmarks/bench_hygiene.py compares this with COM_RESET_CONNECTION.
-    if record is not None and record.info.pop(_DIRTY, False) and dbapi_connection is not None:
+_COM_RESET_CONNECTION = 0x1F
+_RESET = "rwsplit.reset"
+
+
+def _reset_pymysql(dbapi_connection: Any) -> bool:
+    """Reset a PyMySQL connection's session to the server's defaults, then redo what PyMySQL
+    itself set up at connect time (character set, autocommit, sql_mode, init_command).
+
+    ``COM_RESET_CONNECTION`` drops user variables, temporary tables, locks, prepared
+    statements, ``HANDLER``s and every session variable. False: not a PyMySQL connection.
+    Uses PyMySQL's ``_execute_command`` / ``_read_ok_packet`` (no public call sends it).
+    """
+    try:
+        import pymysql
+    except ImportError:  # pragma: no cover - PyMySQL is a dependency
+        return False
+    if not isinstance(dbapi_connection, pymysql.connections.Connection):
+        return False
+    conn: Any = dbapi_connection
+    conn._execute_command(_COM_RESET_CONNECTION, b"")
+    conn._read_ok_packet()
+    # The reset keeps the current database (a session's USE): go back to the URL's one, and
+    # discard the connection when the URL names none (USE cannot be undone).
+    database = conn.db.decode() if isinstance(conn.db, bytes) else conn.db
+    if database:
+        conn.select_db(database)
+    else:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT DATABASE()")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row and row[0] is not None:
+            return False
+    dbapi_connection.set_character_set(
+        dbapi_connection.charset, getattr(dbapi_connection, "collation", None)
+    )
+    cursor = dbapi_connection.cursor()
+    try:
+        if dbapi_connection.sql_mode:
+            cursor.execute("SET sql_mode = %s", (dbapi_connection.sql_mode,))
+        if dbapi_connection.init_command:
+            cursor.execute(dbapi_connection.init_command)
+    finally:
+        cursor.close()
+    dbapi_connection.autocommit(bool(dbapi_connection.autocommit_mode))
+    return True
+
+
+def _clean_dirty(engine: Engine) -> Callable[[Any, Any], None]:
+    """The pool ``checkin`` listener of a primary engine: connection hygiene.
+
+    A connection that carried session state never reaches another session with it. PyMySQL
+    connections are reset in place (``COM_RESET_CONNECTION``), then every ``connect``
+    listener of the engine runs again — SQLAlchemy's own set-up (isolation level ...),
+    rwsplit's primary check, yours — as on a new connection. Other drivers' connections,
+    and any whose reset fails, are discarded: the pool opens a fresh one on the next
+    checkout. ``benchmarks/bench_hygiene.py`` measures both (a reconnect costs much more:
+    PyMySQL builds a TLS context for every new connection).
+    """
+
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is None or dbapi_connection is None or not record.info.pop(_DIRTY, False):
+            return
+        try:
+            if _reset_pymysql(dbapi_connection):
+                # The node was checked when this connection was made, and a topology change
+                # drops the pool: rwsplit's own primary check is skipped on a reset.
+                record.info[_RESET] = True
+                try:
+                    engine.pool.dispatch.connect(dbapi_connection, record)
+                finally:
+                    record.info.pop(_RESET, None)
+                return
+            log.debug("connection cannot be reset in place; discarding it")
+        except Exception as exc:  # a reset that fails: discard instead
+            log.info("connection reset failed (%s); discarding the connection", exc)
         record.invalidate()
+
+    return checkin
 
 
 def _timeout_args(
@@ -465,9 +540,17 @@ class Cluster:
                 _sa_compat.skip_rollback(engine)
         else:
             name = node_name(url)
-            event.listen(engine, "connect", lambda dbapi, rec: self._check_is_primary(name, dbapi))
+            event.listen(
+                engine,
+                "connect",
+                lambda dbapi, rec: (
+                    None
+                    if rec is not None and rec.info.get(_RESET)
+                    else self._check_is_primary(name, dbapi)
+                ),
+            )
             event.listen(engine, "before_cursor_execute", _note_state)
-            event.listen(engine, "checkin", _discard_dirty)
+            event.listen(engine, "checkin", _clean_dirty(engine))
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
