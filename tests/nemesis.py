@@ -53,9 +53,15 @@ class Outcome:
     healed_at: float = 0.0
 
     def outage(self) -> float | None:
-        """Seconds from the fault to the first write acknowledged after it (None: none)."""
-        after = [t for t in self.ack_times if t > self.fault_at]
-        return min(after) - self.fault_at if after else None
+        """The longest stretch without an acknowledged write, from the fault on (seconds).
+
+        ``None`` when no write was acknowledged after the fault (writes never resumed).
+        """
+        after = sorted(t for t in self.ack_times if t > self.fault_at)
+        if not after:
+            return None
+        points = [self.fault_at, *after]
+        return max(b - a for a, b in itertools.pairwise(points))
 
 
 @dataclass
