@@ -6,11 +6,13 @@ A session that runs ``SET @x`` (or any statement that may leave session state) m
 its primary connection to the next session as is. Two ways to clean it, both measured here on
 a sandbox primary over loopback, per session (``SET @x = 1``; ``SELECT @x``; close):
 
-* **discard** (what rwsplit does): the connection is closed at check-in and the pool opens a
-  new one for the next session, running every connect event;
-* **reset**: ``COM_RESET_CONNECTION`` at check-in, then the set-up PyMySQL and SQLAlchemy did
-  at connect time replayed by hand (``SET autocommit=0``, ``SET NAMES``) — what rwsplit would
-  have to maintain for every driver and every user connect event.
+* **rwsplit** (what a ``RoutingSession`` does): ``COM_RESET_CONNECTION`` at check-in, then
+  PyMySQL's connect-time set-up and every ``connect`` listener of the engine again
+  (rwsplit.cluster._clean_dirty); other drivers' connections are discarded;
+* **reset by hand**: ``COM_RESET_CONNECTION`` plus ``SET autocommit=0`` / ``SET NAMES`` on a
+  plain engine — the floor for an in-place reset;
+* **discard**: the connection is closed at check-in and the pool opens a new one for the next
+  session (what rwsplit does for drivers it cannot reset).
 
 Baseline: the same session on a connection that set no state (nothing to clean).
 """
@@ -43,6 +45,11 @@ def _reset_at_checkin(dbapi_connection: Any, record: Any) -> None:
     cur.close()
 
 
+def _discard_at_checkin(dbapi_connection: Any, record: Any) -> None:
+    if dbapi_connection is not None:
+        record.invalidate()
+
+
 def run(fn: Any, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -60,10 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         options = {"pool_size": 1, "max_overflow": 0}
         reset_engine = create_engine(sb.primary_url, **options)
         event.listen(reset_engine, "checkin", _reset_at_checkin)
+        discard_engine = create_engine(sb.primary_url, **options)
+        event.listen(discard_engine, "checkin", _discard_at_checkin)
         rw = Cluster(sb.primary_url, [], engine_options=options)
 
-        def discard() -> None:
+        def rwsplit() -> None:
             with rw.session() as s:
+                s.execute(text("SET @x = 1"))
+                s.execute(text("SELECT @x")).scalar()
+
+        def discard() -> None:
+            with Session(discard_engine) as s:
                 s.execute(text("SET @x = 1"))
                 s.execute(text("SELECT @x")).scalar()
 
@@ -77,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                 s.execute(text("SELECT 1")).scalar()
                 s.execute(text("SELECT 1")).scalar()
 
-        cases = {"no state (baseline)": clean, "state, discard": discard, "state, reset": reset}
+        cases = {
+            "no state (baseline)": clean,
+            "state, rwsplit": rwsplit,
+            "state, reset by hand": reset,
+            "state, discard": discard,
+        }
         for fn in cases.values():
             run(fn, 20)  # warm up
         best: dict[str, list[float]] = {name: [] for name in cases}
@@ -93,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<24}{t * 1e6:>8.0f}us{t / base:>13.2f}x")
         rw.close()
         reset_engine.dispose()
+        discard_engine.dispose()
         del cluster
     return 0
 

@@ -87,6 +87,7 @@ def run_one(name: str, seconds: float) -> dict[str, object]:
                 "outage": n.outcome.outage() if name != "none (baseline)" else None,
                 "gap": statistics.median(gaps) if gaps else None,
                 "problems": verdict.problems,
+                "errors": dict(n.outcome.errors),
             }
         finally:
             n.close()
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<32}{res['acked']:>7}{res['unknown']:>9}{res['lost']:>6}{res['stale']:>7}"
             f"{shown}{ratio}"
         )
+        if res["errors"]:
+            print(f"    errors seen: {res['errors']}")
         for problem in res["problems"]:  # type: ignore[attr-defined]
             print(f"    PROBLEM: {problem}")
     if gap:

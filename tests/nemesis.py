@@ -53,9 +53,15 @@ class Outcome:
     healed_at: float = 0.0
 
     def outage(self) -> float | None:
-        """Seconds from the fault to the first write acknowledged after it (None: none)."""
-        after = [t for t in self.ack_times if t > self.fault_at]
-        return min(after) - self.fault_at if after else None
+        """The longest stretch without an acknowledged write, from the fault on (seconds).
+
+        ``None`` when no write was acknowledged after the fault (writes never resumed).
+        """
+        after = sorted(t for t in self.ack_times if t > self.fault_at)
+        if not after:
+            return None
+        points = [self.fault_at, *after]
+        return max(b - a for a, b in itertools.pairwise(points))
 
 
 @dataclass
@@ -261,9 +267,15 @@ class Nemesis:
         return next(n for n in self.sb.nodes if n.address == address)
 
     def _followers(self, primary: str) -> list[SandboxNode]:
+        """The replicas (never the old primary) that follow *primary* with SQL running.
+
+        A returning old primary is judged by the errant-transaction rule in :meth:`check`:
+        clients it still held when it stalled may keep it behind after a rejoin.
+        """
         out = []
+        old = self.original_primary.address
         for n in self.sb.nodes:
-            if n.address == primary or not self.sb.is_running(n) or self.sb.is_stopped(n):
+            if n.address in (primary, old) or not self.sb.is_running(n) or self.sb.is_stopped(n):
                 continue
             rows = _sql(n, "SHOW SLAVE STATUS")
             if rows:

@@ -49,7 +49,9 @@ from .topology.probe import describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, ExceptionContext
+    from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
+    from .asyncio import AsyncRoutingSession
     from .integrations.sqlalchemy import RoutingSession
     from .topology.failover import FailoverOptions
     from .topology.monitor import Monitor
@@ -147,12 +149,87 @@ def _note_state(
         conn.info[_DIRTY] = True
 
 
-def _discard_dirty(dbapi_connection: Any, record: Any) -> None:
-    # Pool checkin: a connection that carried session state never reaches another session;
-    # it is closed here and the pool opens a fresh one (running every connect event) on the
-    # next checkout. benchmarks/bench_hygiene.py compares this with COM_RESET_CONNECTION.
-    if record is not None and record.info.pop(_DIRTY, False) and dbapi_connection is not None:
+_COM_RESET_CONNECTION = 0x1F
+_RESET = "rwsplit.reset"
+
+
+def _reset_pymysql(dbapi_connection: Any) -> bool:
+    """Reset a PyMySQL connection's session to the server's defaults, then redo what PyMySQL
+    itself set up at connect time (character set, autocommit, sql_mode, init_command).
+
+    ``COM_RESET_CONNECTION`` drops user variables, temporary tables, locks, prepared
+    statements, ``HANDLER``s and every session variable. False: not a PyMySQL connection.
+    Uses PyMySQL's ``_execute_command`` / ``_read_ok_packet`` (no public call sends it).
+    """
+    try:
+        import pymysql
+    except ImportError:  # pragma: no cover - PyMySQL is a dependency
+        return False
+    if not isinstance(dbapi_connection, pymysql.connections.Connection):
+        return False
+    conn: Any = dbapi_connection
+    conn._execute_command(_COM_RESET_CONNECTION, b"")
+    conn._read_ok_packet()
+    # The reset keeps the current database (a session's USE): go back to the URL's one, and
+    # discard the connection when the URL names none (USE cannot be undone).
+    database = conn.db.decode() if isinstance(conn.db, bytes) else conn.db
+    if database:
+        conn.select_db(database)
+    else:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT DATABASE()")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row and row[0] is not None:
+            return False
+    dbapi_connection.set_character_set(
+        dbapi_connection.charset, getattr(dbapi_connection, "collation", None)
+    )
+    cursor = dbapi_connection.cursor()
+    try:
+        if dbapi_connection.sql_mode:
+            cursor.execute("SET sql_mode = %s", (dbapi_connection.sql_mode,))
+        if dbapi_connection.init_command:
+            cursor.execute(dbapi_connection.init_command)
+    finally:
+        cursor.close()
+    dbapi_connection.autocommit(bool(dbapi_connection.autocommit_mode))
+    return True
+
+
+def _clean_dirty(engine: Engine) -> Callable[[Any, Any], None]:
+    """The pool ``checkin`` listener of a primary engine: connection hygiene.
+
+    A connection that carried session state never reaches another session with it. PyMySQL
+    connections are reset in place (``COM_RESET_CONNECTION``), then every ``connect``
+    listener of the engine runs again — SQLAlchemy's own set-up (isolation level ...),
+    rwsplit's primary check, yours — as on a new connection. Other drivers' connections,
+    and any whose reset fails, are discarded: the pool opens a fresh one on the next
+    checkout. ``benchmarks/bench_hygiene.py`` measures both (a reconnect costs much more:
+    PyMySQL builds a TLS context for every new connection).
+    """
+
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is None or dbapi_connection is None or not record.info.pop(_DIRTY, False):
+            return
+        try:
+            if _reset_pymysql(dbapi_connection):
+                # The node was checked when this connection was made, and a topology change
+                # drops the pool: rwsplit's own primary check is skipped on a reset.
+                record.info[_RESET] = True
+                try:
+                    engine.pool.dispatch.connect(dbapi_connection, record)
+                finally:
+                    record.info.pop(_RESET, None)
+                return
+            log.debug("connection cannot be reset in place; discarding it")
+        except Exception as exc:  # a reset that fails: discard instead
+            log.info("connection reset failed (%s); discarding the connection", exc)
         record.invalidate()
+
+    return checkin
 
 
 def _timeout_args(
@@ -418,6 +495,9 @@ class Cluster:
             return engine
 
     def _create_engine(self, url: URL, *, writable: bool) -> Engine:
+        from ._async_drivers import check_same_driver_kind, is_async_url
+
+        check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
         connect, primary_read, replica_read, write = self._timeouts
         timeouts = _timeout_args(
@@ -438,7 +518,14 @@ class Cluster:
                 # Nothing to roll back on an autocommit connection: save the round trip.
                 options.setdefault("skip_autocommit_rollback", True)
         try:
-            engine = create_engine(url, **options)
+            if is_async_url(url):
+                from .asyncio import create_async_node_engine
+
+                # The cluster keeps the sync face of the async engine: under AsyncSession,
+                # RoutingSession.get_bind must return a sync Engine.
+                engine = create_async_node_engine(url, options)
+            else:
+                engine = create_engine(url, **options)
         except (ArgumentError, TypeError) as exc:
             raise ConfigurationError(
                 f"cannot create an engine for {url.render_as_string(hide_password=True)}: {exc}"
@@ -449,11 +536,21 @@ class Cluster:
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+            if not _SKIP_AUTOCOMMIT_ROLLBACK:
+                _sa_compat.skip_rollback(engine)
         else:
             name = node_name(url)
-            event.listen(engine, "connect", lambda dbapi, rec: self._check_is_primary(name, dbapi))
+            event.listen(
+                engine,
+                "connect",
+                lambda dbapi, rec: (
+                    None
+                    if rec is not None and rec.info.get(_RESET)
+                    else self._check_is_primary(name, dbapi)
+                ),
+            )
             event.listen(engine, "before_cursor_execute", _note_state)
-            event.listen(engine, "checkin", _discard_dirty)
+            event.listen(engine, "checkin", _clean_dirty(engine))
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
@@ -809,7 +906,11 @@ class Cluster:
         return self._routes.primary_name
 
     def close(self) -> None:
-        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent."""
+        """Stop the monitor, dispose of every engine (closes pooled connections). Idempotent.
+
+        :raises ConfigurationError: asyncio connections are open: use :meth:`aclose`.
+        """
+        self._require_sync_close()
         if self.monitor is not None:
             self.monitor.stop()
         with self._lock:
@@ -967,6 +1068,77 @@ class Cluster:
             f"{n.name}({n.role.value}{'' if n.healthy else ', down'})" for n in topology.nodes
         )
         return f"<Cluster {nodes}>"
+
+    # ------------------------------------------------------------------ asyncio
+    # The async face of the cluster (rwsplit.asyncio): AsyncSession over RoutingSession.
+
+    def async_session(self, **kwargs: Any) -> AsyncRoutingSession:
+        """A new :class:`~rwsplit.asyncio.AsyncRoutingSession` (an ``AsyncSession``) on this
+        cluster, which needs ``mysql+aiomysql://`` or ``mysql+asyncmy://`` URLs.
+
+        It routes exactly like :meth:`session`; keyword arguments as there.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from ._async_drivers import require_async_cluster
+
+        require_async_cluster(self, "cluster.async_session()")
+        from .asyncio import AsyncRoutingSession
+
+        return AsyncRoutingSession(self, **kwargs)
+
+    def async_sessionmaker(self, **kwargs: Any) -> _async_sessionmaker[AsyncRoutingSession]:
+        """A :class:`sqlalchemy.ext.asyncio.async_sessionmaker` of routing ``AsyncSession``\\ s.
+
+        :raises ConfigurationError: the cluster's URLs use a blocking driver.
+        """
+        from ._async_drivers import require_async_cluster
+
+        require_async_cluster(self, "cluster.async_sessionmaker()")
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from .asyncio import AsyncRoutingSession
+
+        return async_sessionmaker(class_=AsyncRoutingSession, cluster=self, **kwargs)
+
+    async def aclose(self) -> None:
+        """Stop the monitor and await the disposal of every engine. Idempotent.
+
+        Call it (or use ``async with Cluster(...)``) on the event loop that used the cluster,
+        before that loop ends: asyncio connections can only be closed there.
+        """
+        import asyncio
+
+        if self.monitor is not None:
+            # Joining the monitor thread may wait for a probe in flight: not on the loop.
+            await asyncio.to_thread(self.monitor.stop)
+        with self._lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        if any(e.dialect.is_async for e in engines):
+            from .asyncio import dispose_engines
+
+            await dispose_engines(engines)
+        else:  # a sync cluster closed from async code: needs no greenlet
+            for engine in engines:
+                await asyncio.to_thread(engine.dispose)
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _require_sync_close(self) -> None:
+        if any(e.dialect.is_async for e in self._engines.values()):
+            from ._async_drivers import require_sync_close
+
+            require_sync_close(self._engines.values())
 
 
 # Fork safety: a Cluster made before fork() (gunicorn --preload, multiprocessing, Celery

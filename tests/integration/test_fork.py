@@ -145,7 +145,7 @@ def _get(url: str) -> dict[str, Any]:
         return {"error": repr(exc)}
 
 
-def _batch(url: str, pool: ThreadPoolExecutor, n: int = 6) -> list[dict[str, Any]]:
+def _batch(url: str, pool: ThreadPoolExecutor, n: int = 12) -> list[dict[str, Any]]:
     return list(pool.map(_get, [url] * n))
 
 
@@ -176,14 +176,14 @@ def test_gunicorn_preload_workers_follow_a_failover(fresh_sandbox: Sandbox, tmp_
         stderr=subprocess.STDOUT,
     )
     try:
-        with ThreadPoolExecutor(6) as pool:
+        with ThreadPoolExecutor(12) as pool:
             workers: set[int] = set()
 
             def both_workers_wrote() -> bool:
                 workers.update(r["pid"] for r in _batch(url, pool) if "port" in r)
                 return len(workers) == 2
 
-            wait_until(both_workers_wrote, timeout=30, what="both gunicorn workers writing")
+            wait_until(both_workers_wrote, timeout=90, what="both gunicorn workers writing")
             t0 = time.monotonic()
             sb.kill(sb.primary.name)
             replica_ports = {r.port for r in sb.replicas}
@@ -195,7 +195,7 @@ def test_gunicorn_preload_workers_follow_a_failover(fresh_sandbox: Sandbox, tmp_
                         resumed[r["pid"]] = (r["port"], time.monotonic() - t0)
                 return workers <= set(resumed)
 
-            wait_until(every_worker_on_the_new_primary, timeout=30, what="workers resumed")
+            wait_until(every_worker_on_the_new_primary, timeout=60, what="workers resumed")
     finally:
         server.terminate()
         try:

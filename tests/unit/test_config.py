@@ -92,8 +92,9 @@ def test_db_properties_file(tmp_path: Path) -> None:
     path = write(tmp_path, "db.properties", DB_PROPERTIES)
     key_file(tmp_path)  # found relative to the properties file, whatever the cwd
     s = settings_from_properties(path, key="db.cloud", environ=NO_ENV)
-    assert s.primary.render_as_string(hide_password=False) == (
-        "mysql+pymysql://app:hello w%C3%B6rld@db1.example.com:3307/shop"
+    # (how a password is escaped when rendered differs between SQLAlchemy 2.0 releases)
+    assert s.primary.set(password="x").render_as_string(hide_password=False) == (
+        "mysql+pymysql://app:x@db1.example.com:3307/shop"
     )
     assert s.primary.password == "hello wörld"
     assert [(u.host, u.port, u.username, u.database) for u in s.replicas] == [

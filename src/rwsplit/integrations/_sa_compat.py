@@ -11,7 +11,13 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
-__all__ = ["drop_connection", "is_autocommit", "keep_connection", "transaction_connection"]
+__all__ = [
+    "drop_connection",
+    "is_autocommit",
+    "keep_connection",
+    "skip_rollback",
+    "transaction_connection",
+]
 
 log = logging.getLogger("rwsplit.session")
 
@@ -76,3 +82,19 @@ def keep_connection(session: Session, engine: Engine) -> Connection | None:
     conn, transaction, should_commit, _autoclose = entry
     connections[conn] = connections[engine] = (conn, transaction, should_commit, False)
     return conn  # type: ignore[no-any-return]
+
+
+def _no_rollback(dbapi_connection: Any) -> None:
+    """Replica connections are autocommit: there is nothing to roll back."""
+
+
+def skip_rollback(engine: Engine) -> None:
+    """``create_engine(skip_autocommit_rollback=True)`` for SQLAlchemy before 2.0.43.
+
+    On an autocommit replica connection SQLAlchemy still sends ``ROLLBACK`` when a session
+    lets go of it; when the replica died after the read, that ROLLBACK raised from
+    ``session.close()``. The dialect of a replica engine is that engine's own, so replacing
+    its ``do_rollback`` touches nothing else; a read-only transaction left open is still
+    ended by the pool ``reset`` listener, which calls the DBAPI ``rollback()`` itself.
+    """
+    engine.dialect.do_rollback = _no_rollback  # type: ignore[method-assign]

@@ -8,12 +8,11 @@ them onto SQLAlchemy through its documented hooks:
   statement a replica refused as read-only (on the primary, *self-healing*);
 * ``after_commit`` / ``after_transaction_end`` tell the router a unit of work ended.
 
-**The session's primary connection.** Work on the primary runs on one
-:class:`~sqlalchemy.engine.Connection` the session owns (SQLAlchemy joins it like any bound
-connection). It goes back to the pool when the transaction ends — unless the session is
-*pinned* (session state, a named lock, a temporary table ...), in which case it stays with the
-session across commits and rollbacks until the pin is released or the session closes. A
-connection that may carry session state is discarded, not returned as is: the pool reconnects,
+**The session's primary connection.** Like any SQLAlchemy session it takes a pooled primary
+connection for a transaction and hands it back when the transaction ends — unless the session
+is *pinned* (session state, a named lock, a temporary table ...): then it keeps that
+connection across commits and rollbacks until the pin is released or the session closes. A
+connection that may carry session state is reset (or discarded), not returned as is,
 and the next session gets the server's defaults (docs/classification.md, "Connection
 hygiene"). Sessions that set no state pay nothing for this.
 
@@ -224,7 +223,7 @@ class RoutingSession(Session):
     def close(self) -> None:
         """Close the session (see :meth:`sqlalchemy.orm.Session.close`) and drop its pins.
 
-        Its primary connection goes back to the pool, or is discarded if it carried state.
+        Its primary connection goes back to the pool, reset first if it carried state.
         """
         super().close()
         self._rw_release()
@@ -577,7 +576,7 @@ class RoutingSession(Session):
 
 
 def _release(conn: Connection) -> None:
-    """Give *conn* back to its pool (which discards it if it carried session state)."""
+    """Give *conn* back to its pool (which resets it if it carried session state)."""
     try:
         conn.close()
     except Exception:  # a dead connection: nothing to hand back
