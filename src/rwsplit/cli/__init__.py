@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = ["rwsplit.cli._secrets", "rwsplit.cli._cluster"]
+_COMMAND_MODULES: list[str] = ["rwsplit.cli._secrets", "rwsplit.cli._cluster", "rwsplit.cli.bench"]
 
 
 # ---------------------------------------------------------------------------------- cluster args
