@@ -100,6 +100,8 @@ MIXES: dict[str, dict[str, int]] = {
 """Weights of the units in each mix (sysbench's OLTP statements, one request per unit)."""
 
 RANGE_SIZE = 100  # sysbench's --range_size
+COUNTED = ("reads", "writes", "causal_waits", "causal_wait_seconds", "causal_timeouts")
+"""The per-node counters of :meth:`rwsplit.Cluster.stats` a run keeps."""
 _PAD = "x" * 60
 
 metadata = MetaData()
@@ -169,6 +171,8 @@ class RunResult:
     kinds: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per node: role, Com_select delta, its share, and (rwsplit) statements routed there."""
+    causal: dict[str, float] | None = None
+    """rwsplit only: read-your-writes waits on replicas (count, mean ms, timeouts)."""
     unit: str = "units/s"
 
 
@@ -215,8 +219,8 @@ class Target(Protocol):
     def token(self, session: Session) -> str | None:
         """What the POST hands to the GET (rwsplit's causal token; nothing elsewhere)."""
 
-    def routed(self) -> dict[str, int]:
-        """Statements the library itself sent to each node (empty if it does not count)."""
+    def routed(self) -> dict[str, dict[str, float]]:
+        """The library's own counters per node (:data:`COUNTED`; empty if it keeps none)."""
 
     def close(self) -> None: ...
 
@@ -261,7 +265,7 @@ class _Plain:
     def token(self, session: Session) -> str | None:
         return None
 
-    def routed(self) -> dict[str, int]:
+    def routed(self) -> dict[str, dict[str, float]]:
         return {}
 
     def close(self) -> None:
@@ -290,9 +294,9 @@ class _RwSplit:
     def token(self, session: Session) -> str | None:
         return getattr(session, "causal_token", None)
 
-    def routed(self) -> dict[str, int]:
+    def routed(self) -> dict[str, dict[str, float]]:
         nodes = self.cluster.stats().to_dict()["nodes"]
-        return {name: int(n["reads"]) + int(n["writes"]) for name, n in nodes.items()}
+        return {name: {k: float(n[k]) for k in COUNTED} for name, n in nodes.items()}
 
     def close(self) -> None:
         self.cluster.close()
@@ -323,7 +327,7 @@ class _AdvancedAlchemy:
     def token(self, session: Session) -> str | None:
         return None
 
-    def routed(self) -> dict[str, int]:
+    def routed(self) -> dict[str, dict[str, float]]:
         return {}
 
     def close(self) -> None:
@@ -375,7 +379,7 @@ class ClientResult:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     stale_reads: int = 0
-    routed: dict[str, int] = field(default_factory=dict)
+    routed: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _unit(target: Target, kind: str, client: int, rng: random.Random, rows: int) -> bool:
@@ -964,10 +968,12 @@ class _Bench:
                     barrier.wait()  # broken: a client failed first, its future raises
                 started()
                 results = [f.result() for f in futures]
-            routed: dict[str, int] = {}
+            routed: dict[str, dict[str, float]] = {}
             for r in results:
-                for k, v in r.routed.items():
-                    routed[k] = routed.get(k, 0) + v
+                for node, counters in r.routed.items():
+                    mine = routed.setdefault(node, dict.fromkeys(COUNTED, 0.0))
+                    for k, v in counters.items():
+                        mine[k] += v
         else:
             counts = [0] * clients
             barrier = threading.Barrier(clients + 1, timeout=120)
@@ -1005,6 +1011,7 @@ class _Bench:
         after = com_select(env.admin)
         result = _summarise(spec.setup, mix, replicas, clients, o.workers, results)
         result.nodes = _node_shares(env.roles, before, after, routed)
+        result.causal = _causal(routed)
         self.progress.note(
             f"{label}: {result.throughput:.0f} units/s, p50 {result.p50_ms} ms, "
             f"{result.stale_reads} stale, {result.errors} errors"
@@ -1116,7 +1123,7 @@ def _node_shares(
     roles: Mapping[str, str],
     before: Mapping[str, int],
     after: Mapping[str, int],
-    routed: Mapping[str, int],
+    routed: Mapping[str, Mapping[str, float]],
 ) -> dict[str, dict[str, Any]]:
     deltas = {n: after[n] - before[n] for n in after}
     total = sum(deltas.values()) or 1
@@ -1125,9 +1132,22 @@ def _node_shares(
             "role": roles.get(n, "?"),
             "com_select": d,
             "share": round(d / total, 3),
-            "routed": routed.get(n),
+            "routed": int(routed[n]["reads"] + routed[n]["writes"]) if n in routed else None,
         }
         for n, d in deltas.items()
+    }
+
+
+def _causal(routed: Mapping[str, Mapping[str, float]]) -> dict[str, float] | None:
+    """rwsplit's read-your-writes waits of a run: count, mean wait, timeouts."""
+    if not routed:
+        return None
+    waits = sum(n["causal_waits"] for n in routed.values())
+    seconds = sum(n["causal_wait_seconds"] for n in routed.values())
+    return {
+        "waits": int(waits),
+        "mean_wait_ms": round(seconds / waits * 1000, 3) if waits else 0.0,
+        "timeouts": int(sum(n["causal_timeouts"] for n in routed.values())),
     }
 
 
@@ -1245,6 +1265,11 @@ def format_table(report: BenchReport) -> str:
         )
         for sample in r.error_samples:
             lines.append(f"{'':<14} error: {sample}")
+        if r.causal and r.causal["waits"]:
+            lines.append(
+                f"{'':<14} read-your-writes waits on replicas: {r.causal['waits']}, "
+                f"mean {r.causal['mean_wait_ms']:.2f} ms, {r.causal['timeouts']} timed out"
+            )
     if report.skipped:
         lines.append("")
         lines.extend(f"skipped {s}: {why}" for s, why in report.skipped.items())
