@@ -5,11 +5,14 @@ the figures themselves are recorded in benchmarks/README.md."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from rwsplit.cli import main
-from rwsplit.cli.bench import BENCH_DATABASE
+from rwsplit.cli.bench import BENCH_DATABASE, CpuCaps
 from rwsplit.sandbox import Sandbox
 
 from ..fix_sandbox import require_server
@@ -73,3 +76,30 @@ def test_given_cluster_asks_before_creating_its_database(
     assert sql(sandbox.primary, f"SHOW DATABASES LIKE '{BENCH_DATABASE}'")
     assert sql(sandbox.primary, "SHOW TABLES FROM rwsplit") == tables_before
     sql(sandbox.primary, f"DROP DATABASE {BENCH_DATABASE}")
+
+
+def test_cpu_caps_move_a_process_into_its_own_cgroup_and_back() -> None:
+    root = CpuCaps.root
+    if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+        pytest.skip(f"needs a writable cgroup v1 cpu controller at {root}")
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        origin = _cpu_cgroup(proc.pid)
+        with CpuCaps(0.1, {"sleeper": proc.pid}):
+            group = _cpu_cgroup(proc.pid)
+            assert group != origin and group.name.endswith("-sleeper")
+            assert (group / "cpu.cfs_quota_us").read_text().strip() == "10000"
+            assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
+        assert _cpu_cgroup(proc.pid) == origin
+        assert not group.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _cpu_cgroup(pid: int) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return CpuCaps.root / path.lstrip("/")
+    raise AssertionError(f"process {pid} is in no cpu cgroup")
