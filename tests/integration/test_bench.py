@@ -88,8 +88,9 @@ def test_cpu_caps_move_a_process_into_its_own_cgroup_and_back() -> None:
         with CpuCaps(0.1, {"sleeper": proc.pid}):
             group = _cpu_cgroup(proc.pid)
             assert group != origin and group.name.endswith("-sleeper")
-            assert (group / "cpu.cfs_quota_us").read_text().strip() == "10000"
-            assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
+            # 0.1 of a core: 1 ms of every 10 ms.
+            assert (group / "cpu.cfs_quota_us").read_text().strip() == "1000"
+            assert (group / "cpu.cfs_period_us").read_text().strip() == "10000"
         assert _cpu_cgroup(proc.pid) == origin
         assert not group.exists()
     finally:

@@ -136,6 +136,16 @@ def test_cpu_cap_must_be_positive() -> None:
         CpuCaps(0, {"primary": 1})
 
 
+@pytest.mark.parametrize(
+    ("cap", "period", "quota"), [(0.5, 10_000, 5000), (0.1, 10_000, 1000), (0.05, 20_000, 1000)]
+)
+def test_cpu_cap_period_is_short_but_the_quota_at_least_1ms(
+    cap: float, period: int, quota: int
+) -> None:
+    caps = CpuCaps(cap, {})
+    assert (caps.period_us, caps.quota_us) == (period, quota)
+
+
 def test_command_line_rejects_an_unknown_setup(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--setups", "plain,proxysql"]) == 2
     assert "unknown setup 'proxysql'" in capsys.readouterr().err

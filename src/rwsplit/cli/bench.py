@@ -638,17 +638,22 @@ def load_tables(engine: Engine, rows: int, clients: int) -> None:
 class CpuCaps:
     """Cap processes' CPU with the cgroup v1 ``cpu`` controller (one child cgroup each).
 
-    ``cap`` is a fraction of one core (``0.2``: 20 ms of CPU per 100 ms period). On exit each
-    process goes back to the cgroup it came from and the child cgroups are removed.
+    ``cap`` is a fraction of one core (``0.2``: 2 ms of CPU per 10 ms period). The period is
+    short on purpose: a server that used its quota sleeps until the period ends, and with the
+    kernel's default 100 ms a capped replica would apply replication (and answer
+    ``MASTER_GTID_WAIT``) up to 95 ms late. It is lengthened only where the quota would fall
+    under the kernel's 1 ms minimum. On exit each process goes back to the cgroup it came from
+    and the child cgroups are removed.
     """
 
     root = Path("/sys/fs/cgroup/cpu")
-    period_us = 100_000
 
     def __init__(self, cap: float, pids: Mapping[str, int]) -> None:
         if not 0 < cap <= 64:
             raise ConfigurationError(f"--cpu-cap: expected a fraction of a core > 0, got {cap}")
         self.cap = cap
+        self.period_us = max(10_000, math.ceil(1000 / cap))
+        self.quota_us = max(1000, int(cap * self.period_us))
         self.pids = dict(pids)
         self._made: list[tuple[Path, int, Path]] = []  # cgroup, pid, where it came from
 
@@ -672,7 +677,7 @@ class CpuCaps:
                 group.mkdir(exist_ok=True)
                 self._made.append((group, pid, origin))
                 (group / "cpu.cfs_period_us").write_text(str(self.period_us))
-                (group / "cpu.cfs_quota_us").write_text(str(int(self.cap * self.period_us)))
+                (group / "cpu.cfs_quota_us").write_text(str(self.quota_us))
                 (group / "cgroup.procs").write_text(str(pid))
         except OSError as exc:
             self.__exit__(None, None, None)
