@@ -20,16 +20,22 @@ from pathlib import Path
 from rwsplit.cli import main
 
 RECORDED = {
-    # Servers capped so that they, not the 2-core client, are the bottleneck: read throughput
-    # against the replica count, every setup, read-heavy and read-your-writes mixes.
+    # Servers capped so that they, not the 2-core client, are the bottleneck: throughput
+    # against the replica count, every setup, a read-heavy mix.
     "scaling": [
-        "--cpu-cap", "0.05", "--replicas", "1,2,3", "--clients", "16",
-        "--mix", "read-heavy", "--mix", "ryw", "--duration", "8", "--workers", "processes",
+        "--cpu-cap", "0.1", "--replicas", "1,2,3", "--clients", "16", "--mix", "read-heavy",
+        "--duration", "6", "--workers", "processes",
     ],
-    # Throughput against clients at 2 replicas (the plot).
+    # The POST -> redirect -> GET unit, servers uncapped: what read-your-writes costs per
+    # request (two more round trips and the replica's apply delay) against the primary alone.
+    "ryw": [
+        "--replicas", "2", "--clients", "1,4", "--mix", "ryw", "--duration", "5",
+        "--setups", "plain,rwsplit,advanced-alchemy,haproxy",
+    ],
+    # Throughput against clients at 2 replicas, capped (the plot).
     "clients": [
-        "--cpu-cap", "0.05", "--replicas", "2", "--clients", "1,4,16",
-        "--mix", "read-heavy", "--duration", "5", "--workers", "processes",
+        "--cpu-cap", "0.1", "--replicas", "2", "--clients", "1,4,16", "--mix", "read-heavy",
+        "--duration", "5", "--workers", "processes",
     ],
 }  # fmt: skip
 
