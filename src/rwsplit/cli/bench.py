@@ -1379,7 +1379,7 @@ def register(sub: Any) -> None:
         default=None,
         help="workload mix (repeatable; default read-heavy and ryw). "
         + "; ".join(
-            f"{m}: " + ",".join(f"{k} {w}%" for k, w in ws.items()) for m, ws in MIXES.items()
+            f"{m}: " + ", ".join(f"{k} {w}%%" for k, w in ws.items()) for m, ws in MIXES.items()
         ),
     )
     p.add_argument(
