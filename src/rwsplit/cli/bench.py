@@ -100,7 +100,7 @@ MIXES: dict[str, dict[str, int]] = {
 """Weights of the units in each mix (sysbench's OLTP statements, one request per unit)."""
 
 RANGE_SIZE = 100  # sysbench's --range_size
-COUNTED = ("reads", "writes", "causal_waits", "causal_wait_seconds", "causal_timeouts")
+COUNTED = ("reads", "writes", "causal_waits", "causal_wait_seconds", "causal_timeouts", "ejections")
 """The per-node counters of :meth:`rwsplit.Cluster.stats` a run keeps."""
 _PAD = "x" * 60
 
@@ -1153,6 +1153,7 @@ def _causal(routed: Mapping[str, Mapping[str, float]]) -> dict[str, float] | Non
         "waits": int(waits),
         "mean_wait_ms": round(seconds / waits * 1000, 3) if waits else 0.0,
         "timeouts": int(sum(n["causal_timeouts"] for n in routed.values())),
+        "ejections": int(sum(n.get("ejections", 0) for n in routed.values())),
     }
 
 
@@ -1270,6 +1271,11 @@ def format_table(report: BenchReport) -> str:
         )
         for sample in r.error_samples:
             lines.append(f"{'':<14} error: {sample}")
+        if r.causal and r.causal.get("ejections"):
+            lines.append(
+                f"{'':<14} rwsplit took a node out of the rotation {r.causal['ejections']} "
+                "times (it failed or timed out)"
+            )
         if r.causal and r.causal["waits"]:
             lines.append(
                 f"{'':<14} read-your-writes waits on replicas: {r.causal['waits']}, "
