@@ -68,6 +68,7 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigurationError, SandboxError
 from ..topology.model import node_name
+from . import plural
 
 __all__ = [
     "BENCH_DATABASE",
@@ -1205,7 +1206,7 @@ def targets(report: BenchReport) -> list[dict[str, Any]]:
                 if rw is not None:
                     out.append(
                         {
-                            "what": f"{mix}: rwsplit, {replicas} replicas / plain primary",
+                            "what": f"{mix}: rwsplit, {plural(replicas, 'replica')} / plain",
                             "clients": clients,
                             "ratio": round(rw.throughput / plain.throughput, 2),
                             "aim": aim,
