@@ -335,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
-_COMMAND_MODULES: list[str] = ["rwsplit.cli._secrets", "rwsplit.cli._cluster", "rwsplit.cli._stats"]
+_COMMAND_MODULES: list[str] = [
+    "rwsplit.cli._secrets",
+    "rwsplit.cli._cluster",
+    "rwsplit.cli._stats",
+    "rwsplit.cli.bench",
+]
 
 
 # ---------------------------------------------------------------------------------- cluster args
