@@ -50,8 +50,11 @@ from .errors import ConfigurationError
 from .integrations.sqlalchemy import RoutingSession
 
 try:
+    # SQLAlchemy's asyncio extension needs greenlet: 2.1 refuses the import without it,
+    # 2.0 fails later, deep inside create_async_engine. Ask for it here, on both.
+    import greenlet  # type: ignore[import-untyped]  # noqa: F401
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-except ImportError as exc:  # SQLAlchemy 2.1's asyncio extension needs greenlet
+except ImportError as exc:
     raise ConfigurationError(
         f"rwsplit's asyncio support needs SQLAlchemy's asyncio extension ({exc}); "
         f"install it with {INSTALL_HINT}"
