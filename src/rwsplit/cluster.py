@@ -48,7 +48,7 @@ from .topology.model import Node, Role, Topology, node_name
 from .topology.probe import describe_error
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, ExceptionContext
+    from sqlalchemy.engine import ExceptionContext
     from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
     from .asyncio import AsyncRoutingSession
@@ -676,21 +676,6 @@ class Cluster:
     def is_write_engine(self, engine: Engine) -> bool:
         """True when *engine* is one of this cluster's read-write (primary) engines."""
         return any(e is engine for (_, writable), e in self._engines.items() if writable)
-
-    def connect_primary(self, engine: Engine) -> Connection:
-        """A new connection to the primary *engine*, checked on the server.
-
-        When the node answers that it is not the primary (read-only: a failover happened and
-        this process did not see it), the cluster is probed at once and, if another node is
-        the primary now, the connection is made there instead.
-        """
-        try:
-            return engine.connect()
-        except NotPrimaryError:
-            new = self.write_engine()  # the check above re-probed the cluster
-            if new is engine:
-                raise
-            return new.connect()
 
     def admin_url(self, node: Node) -> URL:
         """The URL the monitor and failover use for *node* (admin credentials if given)."""

@@ -480,7 +480,7 @@ class RoutingSession(Session):
                 result = state.invoke_statement()
             except NotPrimaryError:
                 # The node taken for the primary said it is not one; the cluster was probed
-                # at once (Cluster.connect_primary): go to the primary it found, once.
+                # at once (Cluster._check_is_primary): go to the primary it found, once.
                 if redirected:
                     raise
                 redirected = True

@@ -144,7 +144,6 @@ class Router:
         "_sticky_window",
         "_token",
         "_token_seen",
-        "dirty",
         "last_classification",
         "sticky",
         "wrote",
@@ -167,8 +166,6 @@ class Router:
         """This transaction wrote, locked or began read-write: it stays on the primary."""
         self.wrote = False
         """This transaction ran something that may have changed data (arms read-your-writes)."""
-        self.dirty = False
-        """The primary connection may carry session state: reset it before anyone reuses it."""
         self._forced = 0
         self._pins: dict[str, int] = {}
         self._ro_node: str | None = None
@@ -282,8 +279,6 @@ class Router:
             self._pins[c.resource] = self._pins.get(c.resource, 0) + 1
         elif flags & Flag.UNPIN and c.resource:
             self._unpin(c.resource)
-        if may_carry_state(c):
-            self.dirty = True
         if flags & (Flag.WRITE | Flag.LOCKING_READ | Flag.TXN_BEGIN) or (
             c.target is Target.PRIMARY and not flags & Flag.HINT
         ):
@@ -382,10 +377,8 @@ class Router:
         self.end_transaction()
         self._pins.clear()
         self._last = None
-        self.dirty = False
 
     def connection_lost(self) -> None:
         """The primary connection died: the state it held is gone."""
         self._pins.clear()
-        self.dirty = False
         self._last = None
