@@ -9,6 +9,7 @@ current routing snapshot (:class:`_Routes`) without a lock.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import os
@@ -1138,5 +1139,27 @@ def _after_fork_in_child() -> None:
             cluster._after_fork()
 
 
+# Modules that rwsplit imports lazily (to break import cycles), some of them from the
+# monitor's threads. A module another thread is still importing when fork() comes stays
+# locked forever in the child (its import lock's owner did not survive the fork), and the
+# child's first write would hang on it; finishing those imports first, in the forking
+# thread, waits for any import in flight.
+_LAZY_MODULES = (
+    "rwsplit.topology.failover",
+    "rwsplit.topology._ledger",
+    "rwsplit.topology._coordination",
+    "rwsplit.topology.monitor",
+    "rwsplit.config._validate",
+)
+
+
+def _before_fork() -> None:
+    if not _live_clusters:
+        return
+    for name in _LAZY_MODULES:
+        with contextlib.suppress(Exception):  # a failing import must not break the fork
+            importlib.import_module(name)
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -137,6 +137,7 @@ class Monitor:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._round = threading.Lock()
+        self._held_for_fork = False
         self._retry_failover_at = 0.0
         self._verify_again_at = 0.0
         self._io_restart: tuple[float, list[str]] | None = None
@@ -183,8 +184,25 @@ class Monitor:
         """Run the next round now (a write on the primary just failed, for instance)."""
         self._wake.set()
 
+    def _before_fork(self) -> None:
+        """Let the round in flight finish, and start no other until the fork is done.
+
+        A probe thread caught inside a read at the moment of ``fork()`` leaves that
+        connection's buffered reader locked forever in the child, which then hangs the first
+        time it closes the connection (seen with gunicorn ``--preload``). Rounds are bounded
+        by the probe timeout, so the wait is too.
+        """
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._held_for_fork = self._round.acquire(timeout=2 * self.timeout + 1.0)
+
+    def _after_fork_in_parent(self) -> None:
+        held, self._held_for_fork = self._held_for_fork, False
+        if held:
+            self._round.release()
+
     def _after_fork(self) -> None:
         """In a forked child: fresh locks, no inherited connections, the thread restarted."""
+        quiet, self._held_for_fork = self._held_for_fork, False
         # Locks and events may have been held by the parent's threads at the moment of fork.
         self._round = threading.Lock()
         self._stop = threading.Event()
@@ -192,7 +210,19 @@ class Monitor:
         self._thread = None
         self._pool = None  # its worker threads did not survive the fork
         for probe in self._probes.values():
-            probe.forget()  # the parent still talks on these sockets: no goodbye from here
+            if quiet:
+                probe.forget()  # the parent still talks on these sockets: no goodbye from here
+            else:
+                # The parent's round did not finish in time: a probe may have been mid-read,
+                # its reader's lock owned by a thread this process does not have. Closing it
+                # would hang; keep it, unused, for the life of the process.
+                _inherited_in_use.append(probe)
+        if not quiet and self._probes:
+            log.warning(
+                "fork() came while a monitoring round was still running: %d probe "
+                "connections inherited from the parent are left open in this process",
+                len(self._probes),
+            )
         self._probes.clear()
         if self._wanted:
             self.start()
@@ -202,6 +232,9 @@ class Monitor:
             started = time.monotonic()
             try:
                 self.check()
+            except _NoMoreRounds:
+                log.debug("monitor stopped: the interpreter is exiting")
+                return
             except Exception:  # the monitor must outlive any one bad round
                 log.exception("monitoring round failed")
             suspect = self._primary_name is not None and self._failures.get(self._primary_name)
@@ -237,7 +270,10 @@ class Monitor:
             self._pool = ThreadPoolExecutor(
                 max_workers=max(2, len(nodes)), thread_name_prefix="rwsplit-probe"
             )
-        futures = {n.name: self._pool.submit(self._probe_one, n) for n in nodes}
+        try:
+            futures = {n.name: self._pool.submit(self._probe_one, n) for n in nodes}
+        except RuntimeError as exc:  # "cannot schedule new futures": the interpreter exits
+            raise _NoMoreRounds from exc
         return {name: f.result() for name, f in futures.items()}
 
     def _probe_one(self, node: Node) -> ProbeResult:
@@ -578,9 +614,26 @@ class Monitor:
                     log.info("replica %s takes reads again", n.name)
 
 
+class _NoMoreRounds(Exception):
+    """The probe threads can no longer be used (the interpreter is shutting down)."""
+
+
 # ---------------------------------------------------------------------------------- fork
 
 _live_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+_inherited_in_use: list[NodeProbe] = []
+
+
+def _before_fork() -> None:
+    for monitor in list(_live_monitors):
+        with contextlib.suppress(Exception):  # a broken monitor must not block the fork
+            monitor._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for monitor in list(_live_monitors):
+        with contextlib.suppress(Exception):
+            monitor._after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:
@@ -591,4 +644,8 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
