@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from rwsplit import Cluster
 from rwsplit.sandbox import Sandbox
 
-from .util import sql
+from .util import sql, sql_threads_stopped
 
 __all__ = [
     "DRIVERS",
@@ -56,18 +56,6 @@ def table(sb: Sandbox, columns: str = "id INT PRIMARY KEY, v INT") -> Iterator[s
     finally:
         sb.wait_caught_up()
         sql(sb.primary, f"DROP TABLE IF EXISTS rwsplit.{name}")
-
-
-@contextlib.contextmanager
-def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
-    """Freeze replication apply on every replica: they lag until the block ends."""
-    for r in sb.replicas:
-        sql(r, "STOP SLAVE SQL_THREAD")
-    try:
-        yield
-    finally:
-        for r in sb.replicas:
-            sql(r, "START SLAVE SQL_THREAD")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,19 +1,27 @@
-"""Load the shipped examples (examples/<name>/app.py) as they are; freeze replicas' apply."""
+"""Load the shipped examples (examples/<name>/app.py) as they are; serve one under a real
+HTTP server; freeze replicas' apply."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
-from rwsplit.sandbox import Sandbox
+import httpx
+import pytest
 
-from .util import sql
+from rwsplit.sandbox import free_port
 
-__all__ = ["EXAMPLES", "load_example", "sql_threads_stopped"]
+from .util import sql_threads_stopped
+
+__all__ = ["EXAMPLES", "http_server", "load_example", "sql_threads_stopped"]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -32,12 +40,47 @@ def load_example(name: str, module: str = "app") -> ModuleType:
 
 
 @contextlib.contextmanager
-def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
-    """Replicas receive but do not apply: anything written in the block is missing there."""
-    for r in sb.replicas:
-        sql(r, "STOP SLAVE SQL_THREAD")
+def http_server(
+    command: Callable[[int], list[str]],
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    ready: str = "/whoami",
+    stop: signal.Signals = signal.SIGTERM,
+    name: str = "server",
+) -> Iterator[str]:
+    """Run ``command(port)`` (gunicorn, uvicorn ...) on a free loopback port; yield its base URL
+    once ``GET ready`` answers 200; stop it with *stop* (its graceful stop), then SIGKILL its
+    process group (which this helper created) if it lingers."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command(port),
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
     try:
-        yield
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited: {log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(f"{base}{ready}", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} not up in 60s: {log_path.read_text(errors='replace')}")
+            time.sleep(0.1)
+        yield base
     finally:
-        for r in sb.replicas:
-            sql(r, "START SLAVE SQL_THREAD")
+        if proc.poll() is None:
+            proc.send_signal(stop)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +13,9 @@ import httpx
 import pytest
 
 from rwsplit import Cluster
-from rwsplit.sandbox import Sandbox, free_port
+from rwsplit.sandbox import Sandbox
 
-from .examples import EXAMPLES, load_example, sql_threads_stopped
+from .examples import EXAMPLES, http_server, load_example, sql_threads_stopped
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +27,6 @@ def uvicorn(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
         example.Base.metadata.drop_all(ddl.write_engine())
         example.init_db(ddl)
     sandbox.wait_caught_up()
-    port = free_port()
     env = {
         **os.environ,
         "RWSPLIT_PRIMARY_URL": sandbox.primary_url,
@@ -37,42 +34,21 @@ def uvicorn(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
         "RWSPLIT_CAUSAL_TIMEOUT": "0.2",
         "APP_SECRET_KEY": "test-secret-not-for-production",
     }
-    log_path = tmp_path / "uvicorn.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "--factory", "app:create_app",
-                "--app-dir", str(EXAMPLES / "fastapi_app"),
-                "--host", "127.0.0.1", "--port", str(port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", "app:create_app",
+            "--app-dir", str(EXAMPLES / "fastapi_app"),
+            "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"uvicorn exited: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/whoami", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn not up in 30s: {log_path.read_text()}")
-            time.sleep(0.1)
-        yield base
+        # SIGINT: uvicorn's graceful stop, the lifespan closes the cluster
+        with http_server(
+            command, env, tmp_path / "uvicorn.log", stop=signal.SIGINT, name="uvicorn"
+        ) as base:
+            yield base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # uvicorn's graceful stop: the lifespan closes
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # the process group this test created
-                proc.wait(timeout=10)
         sandbox.wait_caught_up()
 
 

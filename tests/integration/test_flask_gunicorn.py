@@ -9,35 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from rwsplit.sandbox import Sandbox, free_port
+from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
-from .examples import EXAMPLES, load_example, sql_threads_stopped
+from .examples import EXAMPLES, http_server, load_example, sql_threads_stopped
 
 pytestmark = pytest.mark.integration
 
 SECRET = "test-secret-not-for-production"
 ROUNDS = 6
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # gunicorn's graceful stop: the master stops its workers
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process group this test created
-            proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -56,7 +43,6 @@ def gunicorn(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
     app.extensions["rwsplit"].close()
     sandbox.wait_caught_up()
 
-    port = free_port()
     env = {
         **os.environ,
         "FLASK_RWSPLIT_PRIMARY_URL": sandbox.primary_url,
@@ -64,39 +50,22 @@ def gunicorn(sandbox: Sandbox, tmp_path: Path) -> Iterator[str]:
         "FLASK_RWSPLIT_CAUSAL_TIMEOUT": "0.2",
         "FLASK_SECRET_KEY": SECRET,
     }
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
+
+    def command(port: int) -> list[str]:
+        return [
             sys.executable, "-m", "gunicorn",
             "--workers", "2",
             "--bind", f"127.0.0.1:{port}",
             "--chdir", str(EXAMPLES / "flask_app"),
             "--graceful-timeout", "5",
             "app:create_app()",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+        ]  # fmt: skip
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited: {(tmp_path / 'gunicorn.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/whoami", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn not up in 30s: {(tmp_path / 'gunicorn.log').read_text()}")
-            time.sleep(0.1)
-        yield base
+        # SIGTERM: gunicorn's graceful stop, the master stops its workers
+        with http_server(command, env, tmp_path / "gunicorn.log", name="gunicorn") as base:
+            yield base
     finally:
-        _stop(proc)
-        log.close()
         sandbox.wait_caught_up()
 
 

@@ -24,7 +24,7 @@ from rwsplit import (
 from rwsplit.sandbox import DATABASE, Sandbox
 
 from .counters import delta, snapshot
-from .util import sql, wait_until
+from .util import sql, sql_threads_stopped, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,17 +68,6 @@ def two(sandbox: Sandbox) -> Iterator[Cluster]:
 def primary_value(cluster: Cluster, expr: str) -> object:
     with cluster.session() as s, s.use_primary():
         return s.execute(text(f"SELECT {expr}")).scalar()
-
-
-@contextlib.contextmanager
-def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
-    for r in sb.replicas:
-        sql(r, "STOP SLAVE SQL_THREAD")
-    try:
-        yield
-    finally:
-        for r in sb.replicas:
-            sql(r, "START SLAVE SQL_THREAD")
 
 
 # ---------------------------------------------------------------------------- 1. no leaks
