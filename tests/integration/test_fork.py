@@ -89,6 +89,55 @@ def test_forked_child_uses_its_own_connections_and_its_own_monitor(
         assert c.monitor is not None and c.monitor.running
 
 
+def _probe_reading() -> bool:
+    """Some thread of this process is inside a read of a PyMySQL connection right now."""
+    for frame in sys._current_frames().values():
+        f: Any = frame
+        while f is not None:
+            if f.f_code.co_name == "_read_bytes" and "pymysql" in f.f_code.co_filename:
+                return True
+            f = f.f_back
+    return False
+
+
+def _forked_write(cluster: Cluster, queue: Any) -> None:
+    try:
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO h (who) VALUES ('child')"))
+            s.commit()
+        queue.put("ok")
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put(repr(exc))
+
+
+def test_fork_while_a_probe_waits_on_a_hung_replica(fresh_sandbox: Sandbox) -> None:
+    """A probe thread blocked in a read when ``fork()`` comes: the child must not inherit that
+    connection's reader locked (it would hang for ever dropping the connection)."""
+    sb = fresh_sandbox
+    sql(sb.primary, "CREATE TABLE rwsplit.h (id INT PRIMARY KEY AUTO_INCREMENT, who TEXT)")
+    with Cluster(sb.primary_url, sb.replica_urls, monitor_interval=0.1, monitor_timeout=1.0) as c:
+        monitor = c.monitor
+        assert monitor is not None
+        wait_until(lambda: monitor.rounds >= 2, what="probe connections open")
+        sb.hang(sb.replicas[0].name)
+        try:
+            ctx = multiprocessing.get_context("fork")
+            for attempt in range(3):  # each fork lands while the hung probe reads
+                wait_until(_probe_reading, timeout=10, what="a probe blocked reading")
+                queue = ctx.Queue()
+                child = ctx.Process(target=_forked_write, args=(c, queue))
+                child.start()
+                child.join(30)
+                if child.is_alive():
+                    child.kill()
+                    child.join(5)
+                    pytest.fail(f"fork {attempt}: the child hung (inherited a locked reader)")
+                assert queue.get(timeout=5) == "ok"
+        finally:
+            sb.resume(sb.replicas[0].name)
+    assert sql(sb.primary, "SELECT COUNT(*) FROM rwsplit.h") == [(3,)]
+
+
 APP = """
 import faulthandler
 import os
