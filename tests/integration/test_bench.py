@@ -55,6 +55,30 @@ def test_quick_bench_on_its_own_sandbox(capsys: pytest.CaptureFixture[str]) -> N
     assert primary["share"] == 1.0  # the baseline runs everything on the primary
 
 
+def test_asyncio_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--workers asyncio``: the clients are tasks on one event loop, through aiomysql; a
+    setup without an asyncio client is skipped with a message, not run as threads."""
+    require_server()
+    pytest.importorskip("aiomysql")
+    args = ["bench", "--quick", "--yes", "--json", "--no-progress", "--workers", "asyncio"]
+    code = main([*args, "--setups", "plain,rwsplit,advanced-alchemy"])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(out)
+    assert {(r["setup"], r["workers"]) for r in report["results"]} == {
+        ("plain", "asyncio"),
+        ("rwsplit", "asyncio"),
+    }
+    assert "no asyncio client" in report["skipped"]["advanced-alchemy"]
+    for r in report["results"]:
+        assert r["units"] > 0 and r["errors"] == 0, r["error_samples"]
+        assert r["stale_reads"] == 0
+    ryw = next(r for r in report["results"] if (r["setup"], r["mix"]) == ("rwsplit", "ryw"))
+    replicas = [n for n in ryw["nodes"].values() if n["role"] == "replica"]
+    assert sum(n["com_select"] for n in replicas) > 0  # the GETs read replicas
+    assert ryw["causal"]["waits"] > 0
+
+
 def test_given_cluster_asks_before_creating_its_database(
     sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:

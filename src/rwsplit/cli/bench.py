@@ -89,6 +89,7 @@ BENCH_DATABASE = "rwsplit_bench"
 """The only database ``rwsplit bench`` touches on a given cluster."""
 
 SETUPS = ("plain", "rwsplit", "advanced-alchemy", "haproxy", "sysbench")
+WORKERS = ("threads", "processes", "asyncio")
 REPLICA_FREE = ("plain", "sysbench")
 """Setups that use the primary only: measured once per clients count, reported as 0 replicas."""
 
@@ -954,7 +955,25 @@ class _Bench:
         count = None if o.count is None else max(1, math.ceil(o.count / clients))
         label = f"{spec.setup} {mix} replicas={replicas} clients={clients}"
         before = com_select(env.admin)
-        if o.workers == "processes":
+        routed: dict[str, dict[str, float]]
+        results: Sequence[ClientResult]
+        if o.workers == "asyncio":
+            from ._bench_async import run_async_clients
+
+            counts = [0] * clients
+            with self.progress.run(label, counts, o.duration, o.count) as started:
+                results, routed = run_async_clients(
+                    spec,
+                    MIXES[mix],
+                    clients,
+                    seed=o.seed,
+                    rows=o.rows,
+                    duration=o.duration,
+                    count=count,
+                    counts=counts,
+                    started=started,
+                )
+        elif o.workers == "processes":
             ctx = multiprocessing.get_context("spawn")
             counts = ctx.Array("q", clients, lock=False)
             barrier: Any = ctx.Barrier(clients + 1, timeout=120)
@@ -974,7 +993,7 @@ class _Bench:
                     barrier.wait()  # broken: a client failed first, its future raises
                 started()
                 results = [f.result() for f in futures]
-            routed: dict[str, dict[str, float]] = {}
+            routed = {}
             for r in results:
                 for node, counters in r.routed.items():
                     mine = routed.setdefault(node, dict.fromkeys(COUNTED, 0.0))
@@ -1063,7 +1082,12 @@ class _Bench:
         o = self.o
         setups = []
         for setup in o.setups:
-            why = setup_available(setup)
+            why = None
+            if o.workers == "asyncio" and setup != "sysbench":
+                from ._bench_async import asyncio_unavailable
+
+                why = asyncio_unavailable(setup)
+            why = why or setup_available(setup)
             if why is None:
                 setups.append(setup)
             else:
@@ -1172,8 +1196,8 @@ def run_bench(options: BenchOptions, stream: IO[str] | None = None) -> BenchRepo
         raise ConfigurationError("--clients: expected counts >= 1")
     if not options.replicas or min(options.replicas) < 0:
         raise ConfigurationError("--replicas: expected counts >= 0")
-    if options.workers not in ("threads", "processes"):
-        raise ConfigurationError("--workers: expected threads or processes")
+    if options.workers not in WORKERS:
+        raise ConfigurationError(f"--workers: expected one of {', '.join(WORKERS)}")
     return _Bench(options, stream or sys.stderr).run()
 
 
@@ -1408,9 +1432,10 @@ def register(sub: Any) -> None:
     p.add_argument("--count", type=int, default=None, help="units per run instead of a duration")
     p.add_argument(
         "--workers",
-        choices=["threads", "processes"],
+        choices=list(WORKERS),
         default="threads",
-        help="clients as threads of this process (default) or as processes",
+        help="clients as threads of this process (default), as processes, or as asyncio "
+        "tasks on one event loop (plain, rwsplit and haproxy, through aiomysql)",
     )
     p.add_argument(
         "--rows", type=int, default=None, help="rows in the table (default 10000; --quick 1000)"
