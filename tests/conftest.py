@@ -1,1 +1,9 @@
+from hypothesis import settings
+
 pytest_plugins = ["tests.fix_sandbox"]
+
+# Property tests check behaviour, never speed: Hypothesis's default 200 ms deadline per example
+# turns a loaded CI machine into a failure (seen: 284 ms on a 2-core box running other jobs).
+# Explicit @settings(...) on a test still inherit this profile's deadline.
+settings.register_profile("rwsplit", deadline=None)
+settings.load_profile("rwsplit")
