@@ -410,3 +410,58 @@ def test_pymysql_in_place_of_mysqlclient(rw: str, sandbox: Sandbox) -> None:
     assert result["driver"] == "pymysql"
     assert result["got"] == "pymysql"  # read back through the causal wait, or the primary
     assert sum(result["routed"].values()) >= 2
+
+
+_LATE_SCRIPT = """
+import json, sys
+from tests.djangoapp import add_alias, configure
+configure()
+add_alias("late", json.loads(sys.argv[1]))
+from django.db import connections
+from tests.djangoapp.models import Item
+Item.objects.using("late").create(name="late")
+conn = connections["late"]
+print(json.dumps({"primary": conn._primary_node, "fenced": sorted(conn.cluster.fenced)}))
+"""
+
+
+@pytest.mark.failover
+def test_process_from_the_old_configuration_writes_to_the_new_primary(
+    fresh_alias: tuple[str, Sandbox],
+) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.integration.test_failover import own_gtid_seq
+    from tests.integration.test_failover_fencing import _auto, _fail_over
+
+    alias, sb = fresh_alias
+    old_config = node_settings(sb)
+    add_alias(alias, old_config)
+    _create_schema(alias, sb)
+    drop_alias(alias)
+    old = sb.primary
+    with _auto(sb) as first:  # the process that fails over, then goes away
+        new = _fail_over(sb, first)
+    # The old primary restarts writable, as after a crash; nobody fenced it, and its own
+    # failover log (it was down) does not know of the failover: only the others' logs do.
+    sb.restart(old.name)
+    assert sql(old, "SELECT @@read_only")[0][0] == 0
+    before = own_gtid_seq(old)
+    out = subprocess.run(
+        [sys.executable, "-c", _LATE_SCRIPT, json.dumps(old_config)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"primary": new.address, "fenced": [old.address]}
+    table = f"{DATABASE}.rwsplit_tests_item"
+    assert sql(new, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 1
+    assert sql(old, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 0
+    assert own_gtid_seq(old) == before  # not one write executed on the old primary

@@ -64,7 +64,6 @@ from ..routing.classify import Classification, Flag, Target, classify
 from ..routing.consistency import ReadYourWrites
 from ..routing.router import Route, Router
 from ..topology import describe_error
-from ..topology.failover import verify_writable_primary
 from ._context import CausalScope, current_scope, forced_primary
 from ._settings import cluster_for, driver_timeouts, fingerprint
 from .creation import DatabaseCreation
@@ -257,6 +256,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             params.setdefault("write_timeout", timeouts.write)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        return self._connect_primary(conn_params, redirected=False)
+
+    def _connect_primary(self, conn_params: dict[str, Any], *, redirected: bool) -> Any:
         name = self._connecting_to
         try:
             conn = super().get_new_connection(conn_params)
@@ -274,22 +276,21 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 exc,
             ) from None
         assert name is not None
-        options = self.cluster.failover_options
         try:
-            # The server decides: read_only off, replicating from nobody, not recorded as
-            # replaced in the failover log (whatever the account's privileges).
-            if options is not None:
-                verify_writable_primary(conn, name, ledger_schema=options.ledger_schema)
-            else:
-                verify_writable_primary(conn, name)
+            # What the Cluster's own primary engines run on each new connection: the server
+            # decides (read_only off, replicating from nobody, not recorded as replaced in the
+            # failover log, whatever the account's privileges), and once per process the
+            # newest failover log among the nodes names the primary (a process started from
+            # the configuration of before a failover writes to the new primary).
+            self.cluster._check_is_primary(name, conn)
         except NotPrimaryError as exc:
-            with contextlib.suppress(Exception):
-                conn.close()
-            log.warning("%s is not the primary on the server; probing the cluster", name)
-            self.cluster.mark_not_primary(name)
-            with contextlib.suppress(Exception):
-                self.cluster.refresh()
-            raise django_error(exc) from None
+            primary = self.cluster.topology.primary
+            if redirected or primary is None or primary.name == name:
+                raise django_error(exc) from None
+            # The cluster now knows the real primary (probed, or read from the failover log):
+            # nothing was sent, so connect there instead, once.
+            log.info("%s is not the primary; connecting to %s", name, primary.name)
+            return self._connect_primary(self.get_connection_params(), redirected=True)
         self._primary_node = name
         self._primary_epoch = self.cluster.primary_epoch
         return conn
