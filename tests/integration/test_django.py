@@ -28,7 +28,14 @@ from django.db import connections, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from rwsplit import RetryableWriteError, TransactionOutcomeUnknownError  # noqa: E402
-from rwsplit.django import is_retryable, outcome_unknown, rwsplit_error, use_primary  # noqa: E402
+from rwsplit.django import (  # noqa: E402
+    causal_scope,
+    is_retryable,
+    outcome_unknown,
+    read_only,
+    rwsplit_error,
+    use_primary,
+)
 from tests.djangoapp.models import Item  # noqa: E402
 
 DB = "django_rw"
@@ -233,6 +240,153 @@ def test_topology_command_lists_every_node(rw: str, sandbox: Sandbox) -> None:
     assert f"{sandbox.primary.address:<22} primary" in text
     for r in sandbox.replicas:
         assert f"{r.address:<22} replica" in text
+
+
+# ---------------------------------------------------------------------- read_only() atomic()
+
+
+def _binlog_positions(sb: Sandbox) -> dict[str, tuple[str, int]]:
+    """Each replica's own binary log position: it moves only with a write executed on it
+    (replicas run without log-slave-updates)."""
+    out = {}
+    for r in sb.replicas:
+        row = sql(r, "SHOW MASTER STATUS")[0]
+        out[r.name] = (str(row[0]), int(str(row[1])))
+    return out
+
+
+def test_read_only_atomic_runs_in_one_replica_transaction(rw: str, sandbox: Sandbox) -> None:
+    Item.objects.using(rw).create(name="ro-seed")
+    sandbox.wait_caught_up()
+    by_port = {r.port: r for r in sandbox.replicas}
+
+    def block() -> dict[str, Any]:
+        conn = connections[rw]
+        ports = set()
+        with read_only(), transaction.atomic(using=rw):
+            replica = conn.read_only_replica
+            assert replica is not None and not conn.on_primary
+            first = Item.objects.using(rw).count()
+            with conn.cursor() as cursor:
+                for _ in range(5):
+                    cursor.execute("SELECT @@port")
+                    ports.add(int(cursor.fetchone()[0]))
+            # A row committed meanwhile, applied by this very replica: the block's snapshot
+            # does not see it (one transaction), a read after the block does.
+            sql(
+                sandbox.primary,
+                f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('x', 0)",
+            )
+            # (SHOW, not SELECT: the primary's Com_select must stay the block's own, zero.)
+            pos = str(sql(sandbox.primary, "SHOW GLOBAL VARIABLES LIKE 'gtid_binlog_pos'")[0][1])
+            node = by_port[next(iter(ports))]
+            assert sql(node, f"SELECT MASTER_GTID_WAIT('{pos}', 20)")[0][0] == 0
+            with transaction.atomic(using=rw):  # nested: a savepoint
+                inner = Item.objects.using(rw).count()
+                ports.add(int(Item.objects.using(rw).raw("SELECT 1 AS id, @@port AS p")[0].p))
+            second = Item.objects.using(rw).count()
+        after = Item.objects.using(rw).count()
+        return {
+            "ports": ports,
+            "counts": (first, inner, second, after),
+            "primary_opened": conn.connection is not None,
+            "replica": replica,
+            "routed": dict(conn.routed),
+        }
+
+    before = snapshot(sandbox)
+    result = _in_thread(block)
+    d = delta(before, snapshot(sandbox))
+    assert len(result["ports"]) == 1, result  # every statement on one node ...
+    port = next(iter(result["ports"]))
+    assert port in by_port  # ... a replica
+    assert result["replica"] == by_port[port].address
+    first, inner, second, after = result["counts"]
+    assert first == inner == second  # one snapshot
+    assert after == first + 1
+    assert not result["primary_opened"]  # the block never connected to the primary
+    assert d[sandbox.primary.name]["Com_select"] == 0
+
+
+def test_writes_inside_read_only_raise_and_reach_no_server(rw: str, sandbox: Sandbox) -> None:
+    from django.db import ProgrammingError
+
+    from rwsplit import RoutingError
+
+    item = Item.objects.using(rw).create(name="ro-target")
+    sandbox.wait_caught_up()
+    binlogs = _binlog_positions(sandbox)
+    writes = _own_writes(sandbox)
+
+    def attempts() -> list[BaseException]:
+        caught: list[BaseException] = []
+        table = "rwsplit_tests_item"
+        steps: list[Any] = [
+            lambda: Item.objects.using(rw).create(name="ro-write"),
+            lambda: Item.objects.using(rw).filter(pk=item.pk).update(value=99),
+            lambda: list(Item.objects.using(rw).select_for_update().filter(pk=item.pk)),
+            lambda: (
+                connections[rw].cursor().execute(f"DELETE FROM {table} WHERE id = %s", [item.pk])
+            ),
+            lambda: connections[rw].cursor().execute("SET @x = 1"),
+            lambda: connections[rw].cursor().execute("COMMIT"),
+        ]
+        for step in steps:
+            with read_only():
+                try:
+                    with transaction.atomic(using=rw):
+                        Item.objects.using(rw).count()  # the transaction is open on a replica
+                        step()
+                except ProgrammingError as exc:
+                    caught.append(exc)
+        # Outside atomic(), the same screen: a write in read_only() raises, reads work.
+        with read_only():
+            try:
+                Item.objects.using(rw).filter(pk=item.pk).update(value=98)
+            except ProgrammingError as exc:
+                caught.append(exc)
+            assert Item.objects.using(rw).get(pk=item.pk).value == 0
+        return caught
+
+    caught = _in_thread(attempts)
+    assert len(caught) == 7, caught
+    for exc in caught:
+        assert isinstance(rwsplit_error(exc), RoutingError), repr(exc)
+        assert "read_only()" in str(exc) and "nothing was sent" in str(exc)
+    assert "locking read" in str(caught[2])
+    assert _binlog_positions(sandbox) == binlogs  # nothing was written on any replica
+    assert _own_writes(sandbox)[sandbox.primary.name] == writes[sandbox.primary.name]
+    assert Item.objects.using(rw).get(pk=item.pk).value == 0
+    assert not Item.objects.using(rw).filter(name="ro-write").exists()
+
+
+def test_read_only_atomic_waits_for_the_causal_token(rw: str, sandbox: Sandbox) -> None:
+    primary_port = sandbox.primary.port
+    replica_ports = {r.port for r in sandbox.replicas}
+
+    def write() -> dict[str, str]:
+        with causal_scope() as scope:
+            Item.objects.using(rw).create(name="causal-ro")
+        return dict(scope.tokens)
+
+    def block(tokens: dict[str, str] | None) -> tuple[bool, int]:
+        with causal_scope(tokens), read_only(), transaction.atomic(using=rw):
+            found = Item.objects.using(rw).filter(name="causal-ro").exists()
+            with connections[rw].cursor() as cursor:
+                cursor.execute("SELECT @@port")
+                return found, int(cursor.fetchone()[0])
+
+    with _sql_threads_stopped(sandbox):
+        tokens = _in_thread(write)
+        assert tokens.get(rw)
+        # No replica applies the token within causal_timeout: the block reads the primary.
+        assert _in_thread(block, tokens) == (True, primary_port)
+        # Control: without the token the block runs on a replica, which lacks the row.
+        found, port = _in_thread(block, None)
+        assert (found, port in replica_ports) == (False, True)
+    # Replicas caught up (the context manager waited): the block runs on one, row and all.
+    found, port = _in_thread(block, tokens)
+    assert found and port in replica_ports
 
 
 # ---------------------------------------------------------------------- failures (own clusters)
