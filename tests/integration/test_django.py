@@ -389,6 +389,48 @@ def test_read_only_atomic_waits_for_the_causal_token(rw: str, sandbox: Sandbox) 
     assert found and port in replica_ports
 
 
+def test_read_only_atomic_on_the_primary_is_read_only_too(rw: str, sandbox: Sandbox) -> None:
+    from django.db import ProgrammingError
+
+    item = Item.objects.using(rw).create(name="ro-primary")
+
+    def block() -> tuple[int, int, int, str | None, bool]:
+        conn = connections[rw]
+        with use_primary(), read_only(), transaction.atomic(using=rw):
+            first = Item.objects.using(rw).count()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT @@port")
+                port = int(cursor.fetchone()[0])
+            # The primary enforces it as well (a write the classifier cannot see, in a stored
+            # function's body say): the server refuses a write on the block's own connection.
+            raw = conn.connection.cursor()
+            try:
+                raw.execute(f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('z', 0)")
+                server_refused = False
+            except Exception as exc:
+                server_refused = exc.args[0] == 1792  # in a READ ONLY transaction
+            finally:
+                raw.close()
+            sql(
+                sandbox.primary,
+                f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('y', 0)",
+            )
+            second = Item.objects.using(rw).count()
+            try:
+                with transaction.atomic(using=rw):
+                    Item.objects.using(rw).filter(pk=item.pk).update(value=7)
+                raised = False
+            except ProgrammingError:
+                raised = True
+        return first, second, port, conn.read_only_replica, raised and server_refused
+
+    first, second, port, replica, refused = _in_thread(block)
+    assert port == sandbox.primary.port and replica is None
+    assert first == second  # one snapshot on the primary as well
+    assert refused
+    assert Item.objects.using(rw).get(pk=item.pk).value == 0
+
+
 # ---------------------------------------------------------------------- failures (own clusters)
 
 
@@ -619,3 +661,34 @@ def test_process_from_the_old_configuration_writes_to_the_new_primary(
     assert sql(new, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 1
     assert sql(old, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 0
     assert own_gtid_seq(old) == before  # not one write executed on the old primary
+
+
+@pytest.mark.failover
+def test_replica_killed_inside_a_read_only_block(fresh_alias: tuple[str, Sandbox]) -> None:
+    from django.db import OperationalError
+    from django.db.transaction import TransactionManagementError
+
+    from rwsplit import ReadFailedError
+
+    alias, sb = fresh_alias
+    add_alias(alias, node_settings(sb, down_retry_interval=60.0))
+    _create_schema(alias, sb)
+    Item.objects.using(alias).create(name="k")
+    sb.wait_caught_up()
+    conn = connections[alias]
+    with pytest.raises(OperationalError) as failed, read_only(), transaction.atomic(using=alias):
+        assert Item.objects.using(alias).count() == 1
+        victim = next(r for r in sb.replicas if r.address == conn.read_only_replica)
+        sb.kill(victim.name)
+        try:
+            Item.objects.using(alias).count()  # its snapshot died with the replica
+        finally:
+            # Not moved to another node mid-transaction: Django refuses the block's rest.
+            with pytest.raises(TransactionManagementError):
+                Item.objects.using(alias).count()
+    assert isinstance(rwsplit_error(failed.value), ReadFailedError)
+    assert "retry the whole block" in str(failed.value)
+    # Retried, the block runs on the replica that is left.
+    with read_only(), transaction.atomic(using=alias):
+        assert Item.objects.using(alias).count() == 1
+        assert conn.read_only_replica not in (None, victim.address)
