@@ -46,6 +46,7 @@ from django.db import utils as db_utils
 from django.db.backends.mysql import base as mysql_base
 from django.db.utils import DEFAULT_DB_ALIAS
 
+from .._server_errors import is_connection_failure, is_read_only_rejection, is_replica_unusable
 from ..cluster import Cluster
 from ..errors import (
     ConfigurationError,
@@ -57,11 +58,6 @@ from ..errors import (
     RoutingError,
     RwSplitError,
     TransactionOutcomeUnknownError,
-)
-from ..integrations.sqlalchemy import (
-    is_connection_failure,
-    is_read_only_rejection,
-    is_replica_unusable,
 )
 from ..routing.classify import Classification, Flag, Target, classify
 from ..routing.consistency import ReadYourWrites
