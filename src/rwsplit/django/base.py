@@ -829,13 +829,19 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             if d.route is not Route.REPLICA or node is None:
                 self._router.end_transaction()  # Django's own transaction follows
                 super().set_autocommit(False, force_begin)
+                try:
+                    with (
+                        self.wrap_database_errors,
+                        contextlib.closing(self._primary_connection().cursor()) as cursor,
+                    ):
+                        # The primary enforces it too (a write the classifier missed: 1792).
+                        cursor.execute(f"{_SNAPSHOT_LEVEL}, READ ONLY")
+                except BaseException:
+                    # atomic() did not open: leave the connection as it was.
+                    with contextlib.suppress(Exception):
+                        super().set_autocommit(True)
+                    raise
                 self._ro_block = True
-                with (
-                    self.wrap_database_errors,
-                    contextlib.closing(self._primary_connection().cursor()) as cursor,
-                ):
-                    # The primary enforces it too (a write the classifier missed: error 1792).
-                    cursor.execute(f"{_SNAPSHOT_LEVEL}, READ ONLY")
                 return
             try:
                 conn = self._replica_connection(node)
