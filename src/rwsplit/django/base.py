@@ -12,9 +12,10 @@ framework-neutral :class:`rwsplit.router.Router` where it goes:
 * writes, DDL, locking reads, session state and anything unknown go to the primary;
 * inside ``atomic()`` (or with autocommit off, or after a raw ``START TRANSACTION``) every
   statement goes to the primary: the transaction lives on one node;
-* an outermost ``atomic()`` inside :func:`rwsplit.django.read_only` runs as one
-  ``START TRANSACTION READ ONLY`` on one caught-up replica (the router's read-only
-  transaction), and anything but a plain read in a ``read_only()`` block raises.
+* an outermost ``atomic()`` inside :class:`rwsplit.django.read_only` runs as one
+  ``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`` on one caught-up replica (the
+  router's read-only transaction), and anything but a plain read in a ``read_only()`` block
+  raises.
 
 Replica failures are healed (the read is re-run elsewhere, the replica taken out); primary
 failures become Django ``OperationalError``\\ s that carry rwsplit's verdict as
