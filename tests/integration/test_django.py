@@ -28,7 +28,14 @@ from django.db import connections, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from rwsplit import RetryableWriteError, TransactionOutcomeUnknownError  # noqa: E402
-from rwsplit.django import is_retryable, outcome_unknown, rwsplit_error, use_primary  # noqa: E402
+from rwsplit.django import (  # noqa: E402
+    causal_scope,
+    is_retryable,
+    outcome_unknown,
+    read_only,
+    rwsplit_error,
+    use_primary,
+)
 from tests.djangoapp.models import Item  # noqa: E402
 
 DB = "django_rw"
@@ -235,6 +242,195 @@ def test_topology_command_lists_every_node(rw: str, sandbox: Sandbox) -> None:
         assert f"{r.address:<22} replica" in text
 
 
+# ---------------------------------------------------------------------- read_only() atomic()
+
+
+def _binlog_positions(sb: Sandbox) -> dict[str, tuple[str, int]]:
+    """Each replica's own binary log position: it moves only with a write executed on it
+    (replicas run without log-slave-updates)."""
+    out = {}
+    for r in sb.replicas:
+        row = sql(r, "SHOW MASTER STATUS")[0]
+        out[r.name] = (str(row[0]), int(str(row[1])))
+    return out
+
+
+def test_read_only_atomic_runs_in_one_replica_transaction(rw: str, sandbox: Sandbox) -> None:
+    Item.objects.using(rw).create(name="ro-seed")
+    sandbox.wait_caught_up()
+    by_port = {r.port: r for r in sandbox.replicas}
+
+    def block() -> dict[str, Any]:
+        conn = connections[rw]
+        ports = set()
+        with read_only(), transaction.atomic(using=rw):
+            replica = conn.read_only_replica
+            assert replica is not None and not conn.on_primary
+            first = Item.objects.using(rw).count()
+            with conn.cursor() as cursor:
+                for _ in range(5):
+                    cursor.execute("SELECT @@port")
+                    ports.add(int(cursor.fetchone()[0]))
+            # A row committed meanwhile, applied by this very replica: the block's snapshot
+            # does not see it (one transaction), a read after the block does.
+            sql(
+                sandbox.primary,
+                f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('x', 0)",
+            )
+            # (SHOW, not SELECT: the primary's Com_select must stay the block's own, zero.)
+            pos = str(sql(sandbox.primary, "SHOW GLOBAL VARIABLES LIKE 'gtid_binlog_pos'")[0][1])
+            node = by_port[next(iter(ports))]
+            assert sql(node, f"SELECT MASTER_GTID_WAIT('{pos}', 20)")[0][0] == 0
+            with transaction.atomic(using=rw):  # nested: a savepoint
+                inner = Item.objects.using(rw).count()
+                ports.add(int(Item.objects.using(rw).raw("SELECT 1 AS id, @@port AS p")[0].p))
+            second = Item.objects.using(rw).count()
+        after = Item.objects.using(rw).count()
+        return {
+            "ports": ports,
+            "counts": (first, inner, second, after),
+            "primary_opened": conn.connection is not None,
+            "replica": replica,
+            "routed": dict(conn.routed),
+        }
+
+    before = snapshot(sandbox)
+    result = _in_thread(block)
+    d = delta(before, snapshot(sandbox))
+    assert len(result["ports"]) == 1, result  # every statement on one node ...
+    port = next(iter(result["ports"]))
+    assert port in by_port  # ... a replica
+    assert result["replica"] == by_port[port].address
+    first, inner, second, after = result["counts"]
+    assert first == inner == second  # one snapshot
+    assert after == first + 1
+    assert not result["primary_opened"]  # the block never connected to the primary
+    assert d[sandbox.primary.name]["Com_select"] == 0
+
+
+def test_writes_inside_read_only_raise_and_reach_no_server(rw: str, sandbox: Sandbox) -> None:
+    from django.db import ProgrammingError
+
+    from rwsplit import RoutingError
+
+    item = Item.objects.using(rw).create(name="ro-target")
+    sandbox.wait_caught_up()
+    binlogs = _binlog_positions(sandbox)
+    writes = _own_writes(sandbox)
+
+    def attempts() -> list[BaseException]:
+        caught: list[BaseException] = []
+        table = "rwsplit_tests_item"
+        steps: list[Any] = [
+            lambda: Item.objects.using(rw).create(name="ro-write"),
+            lambda: Item.objects.using(rw).filter(pk=item.pk).update(value=99),
+            lambda: list(Item.objects.using(rw).select_for_update().filter(pk=item.pk)),
+            lambda: (
+                connections[rw].cursor().execute(f"DELETE FROM {table} WHERE id = %s", [item.pk])
+            ),
+            lambda: connections[rw].cursor().execute("SET @x = 1"),
+            lambda: connections[rw].cursor().execute("COMMIT"),
+        ]
+        for step in steps:
+            with read_only():
+                try:
+                    with transaction.atomic(using=rw):
+                        Item.objects.using(rw).count()  # the transaction is open on a replica
+                        step()
+                except ProgrammingError as exc:
+                    caught.append(exc)
+        # Outside atomic(), the same screen: a write in read_only() raises, reads work.
+        with read_only():
+            try:
+                Item.objects.using(rw).filter(pk=item.pk).update(value=98)
+            except ProgrammingError as exc:
+                caught.append(exc)
+            assert Item.objects.using(rw).get(pk=item.pk).value == 0
+        return caught
+
+    caught = _in_thread(attempts)
+    assert len(caught) == 7, caught
+    for exc in caught:
+        assert isinstance(rwsplit_error(exc), RoutingError), repr(exc)
+        assert "read_only()" in str(exc) and "nothing was sent" in str(exc)
+    assert "locking read" in str(caught[2])
+    assert _binlog_positions(sandbox) == binlogs  # nothing was written on any replica
+    assert _own_writes(sandbox)[sandbox.primary.name] == writes[sandbox.primary.name]
+    assert Item.objects.using(rw).get(pk=item.pk).value == 0
+    assert not Item.objects.using(rw).filter(name="ro-write").exists()
+
+
+def test_read_only_atomic_waits_for_the_causal_token(rw: str, sandbox: Sandbox) -> None:
+    primary_port = sandbox.primary.port
+    replica_ports = {r.port for r in sandbox.replicas}
+
+    def write() -> dict[str, str]:
+        with causal_scope() as scope:
+            Item.objects.using(rw).create(name="causal-ro")
+        return dict(scope.tokens)
+
+    def block(tokens: dict[str, str] | None) -> tuple[bool, int]:
+        with causal_scope(tokens), read_only(), transaction.atomic(using=rw):
+            found = Item.objects.using(rw).filter(name="causal-ro").exists()
+            with connections[rw].cursor() as cursor:
+                cursor.execute("SELECT @@port")
+                return found, int(cursor.fetchone()[0])
+
+    with _sql_threads_stopped(sandbox):
+        tokens = _in_thread(write)
+        assert tokens.get(rw)
+        # No replica applies the token within causal_timeout: the block reads the primary.
+        assert _in_thread(block, tokens) == (True, primary_port)
+        # Control: without the token the block runs on a replica, which lacks the row.
+        found, port = _in_thread(block, None)
+        assert (found, port in replica_ports) == (False, True)
+    # Replicas caught up (the context manager waited): the block runs on one, row and all.
+    found, port = _in_thread(block, tokens)
+    assert found and port in replica_ports
+
+
+def test_read_only_atomic_on_the_primary_is_read_only_too(rw: str, sandbox: Sandbox) -> None:
+    from django.db import ProgrammingError
+
+    item = Item.objects.using(rw).create(name="ro-primary")
+
+    def block() -> tuple[int, int, int, str | None, bool]:
+        conn = connections[rw]
+        with use_primary(), read_only(), transaction.atomic(using=rw):
+            first = Item.objects.using(rw).count()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT @@port")
+                port = int(cursor.fetchone()[0])
+            # The primary enforces it as well (a write the classifier cannot see, in a stored
+            # function's body say): the server refuses a write on the block's own connection.
+            raw = conn.connection.cursor()
+            try:
+                raw.execute(f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('z', 0)")
+                server_refused = False
+            except Exception as exc:
+                server_refused = exc.args[0] == 1792  # in a READ ONLY transaction
+            finally:
+                raw.close()
+            sql(
+                sandbox.primary,
+                f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('y', 0)",
+            )
+            second = Item.objects.using(rw).count()
+            try:
+                with transaction.atomic(using=rw):
+                    Item.objects.using(rw).filter(pk=item.pk).update(value=7)
+                raised = False
+            except ProgrammingError:
+                raised = True
+        return first, second, port, conn.read_only_replica, raised and server_refused
+
+    first, second, port, replica, refused = _in_thread(block)
+    assert port == sandbox.primary.port and replica is None
+    assert first == second  # one snapshot on the primary as well
+    assert refused
+    assert Item.objects.using(rw).get(pk=item.pk).value == 0
+
+
 # ---------------------------------------------------------------------- failures (own clusters)
 
 
@@ -410,3 +606,89 @@ def test_pymysql_in_place_of_mysqlclient(rw: str, sandbox: Sandbox) -> None:
     assert result["driver"] == "pymysql"
     assert result["got"] == "pymysql"  # read back through the causal wait, or the primary
     assert sum(result["routed"].values()) >= 2
+
+
+_LATE_SCRIPT = """
+import json, sys
+from tests.djangoapp import add_alias, configure
+configure()
+add_alias("late", json.loads(sys.argv[1]))
+from django.db import connections
+from tests.djangoapp.models import Item
+Item.objects.using("late").create(name="late")
+conn = connections["late"]
+print(json.dumps({"primary": conn._primary_node, "fenced": sorted(conn.cluster.fenced)}))
+"""
+
+
+@pytest.mark.failover
+def test_process_from_the_old_configuration_writes_to_the_new_primary(
+    fresh_alias: tuple[str, Sandbox],
+) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.integration.test_failover import own_gtid_seq
+    from tests.integration.test_failover_fencing import _auto, _fail_over
+
+    alias, sb = fresh_alias
+    old_config = node_settings(sb)
+    add_alias(alias, old_config)
+    _create_schema(alias, sb)
+    drop_alias(alias)
+    old = sb.primary
+    with _auto(sb) as first:  # the process that fails over, then goes away
+        new = _fail_over(sb, first)
+    # The old primary restarts writable, as after a crash; nobody fenced it, and its own
+    # failover log (it was down) does not know of the failover: only the others' logs do.
+    sb.restart(old.name)
+    assert sql(old, "SELECT @@read_only")[0][0] == 0
+    before = own_gtid_seq(old)
+    out = subprocess.run(
+        [sys.executable, "-c", _LATE_SCRIPT, json.dumps(old_config)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"primary": new.address, "fenced": [old.address]}
+    table = f"{DATABASE}.rwsplit_tests_item"
+    assert sql(new, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 1
+    assert sql(old, f"SELECT COUNT(*) FROM {table} WHERE name = 'late'")[0][0] == 0
+    assert own_gtid_seq(old) == before  # not one write executed on the old primary
+
+
+@pytest.mark.failover
+def test_replica_killed_inside_a_read_only_block(fresh_alias: tuple[str, Sandbox]) -> None:
+    from django.db import OperationalError
+    from django.db.transaction import TransactionManagementError
+
+    from rwsplit import ReadFailedError
+
+    alias, sb = fresh_alias
+    add_alias(alias, node_settings(sb, down_retry_interval=60.0))
+    _create_schema(alias, sb)
+    Item.objects.using(alias).create(name="k")
+    sb.wait_caught_up()
+    conn = connections[alias]
+    with pytest.raises(OperationalError) as failed, read_only(), transaction.atomic(using=alias):
+        assert Item.objects.using(alias).count() == 1
+        victim = next(r for r in sb.replicas if r.address == conn.read_only_replica)
+        sb.kill(victim.name)
+        try:
+            Item.objects.using(alias).count()  # its snapshot died with the replica
+        finally:
+            # Not moved to another node mid-transaction: Django refuses the block's rest.
+            with pytest.raises(TransactionManagementError):
+                Item.objects.using(alias).count()
+    assert isinstance(rwsplit_error(failed.value), ReadFailedError)
+    assert "retry the whole block" in str(failed.value)
+    # Retried, the block runs on the replica that is left.
+    with read_only(), transaction.atomic(using=alias):
+        assert Item.objects.using(alias).count() == 1
+        assert conn.read_only_replica not in (None, victim.address)

@@ -60,3 +60,20 @@ def test_every_error_derives_from_the_root() -> None:
         obj = getattr(rwsplit, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, rwsplit.RwSplitError), name
+
+
+def test_django_package_exports() -> None:
+    import rwsplit.django
+
+    assert sorted(rwsplit.django.__all__) == [
+        "CausalScope",
+        "causal_scope",
+        "current_scope",
+        "is_retryable",
+        "outcome_unknown",
+        "read_only",
+        "rwsplit_error",
+        "use_primary",
+    ]
+    for name in rwsplit.django.__all__:
+        assert getattr(rwsplit.django, name).__doc__, name

@@ -3,9 +3,11 @@
 See docs/django.md. The backend itself is :mod:`rwsplit.django.base` (Django imports it from
 the ``ENGINE`` name); this package holds what views use, and imports no Django database code.
 
->>> from rwsplit.django import use_primary
+>>> from rwsplit.django import read_only, use_primary
 >>> with use_primary():
 ...     pass  # every statement here runs on the primary
+>>> with read_only():
+...     pass  # writes raise; an atomic() block here runs on one replica
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..errors import (
     RwSplitError,
     TransactionOutcomeUnknownError,
 )
-from ._context import CausalScope, causal_scope, current_scope, use_primary
+from ._context import CausalScope, causal_scope, current_scope, read_only, use_primary
 
 __all__ = [
     "CausalScope",
@@ -25,6 +27,7 @@ __all__ = [
     "current_scope",
     "is_retryable",
     "outcome_unknown",
+    "read_only",
     "rwsplit_error",
     "use_primary",
 ]

@@ -16,14 +16,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["CausalScope", "causal_scope", "current_scope", "forced_primary", "use_primary"]
+__all__ = [
+    "CausalScope",
+    "causal_scope",
+    "current_scope",
+    "forced_primary",
+    "read_only",
+    "read_only_requested",
+    "use_primary",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _forced: contextvars.ContextVar[tuple[str | None, ...]] = contextvars.ContextVar(
     "rwsplit_django_use_primary", default=()
+)
+_read_only: contextvars.ContextVar[tuple[str | None, ...]] = contextvars.ContextVar(
+    "rwsplit_django_read_only", default=()
 )
 
 
@@ -76,7 +87,82 @@ def forced_primary(alias: str) -> bool:
     return bool(forced) and (None in forced or alias in forced)
 
 
-class use_primary:  # lower case: used like a function (`with use_primary():`)
+def read_only_requested(alias: str) -> bool:
+    """True inside a ``read_only()`` block that covers *alias*."""
+    marks = _read_only.get()
+    return bool(marks) and (None in marks or alias in marks)
+
+
+class _Scoped:
+    """A context manager and decorator (sync and ``async def``) that marks a context variable
+    with an alias (``None``: every alias) for the duration of a block; nestable."""
+
+    _var: ClassVar[contextvars.ContextVar[tuple[str | None, ...]]]
+
+    def __init__(self, using: str | None = None) -> None:
+        self.using = using
+        self._resets: list[contextvars.Token[tuple[str | None, ...]]] = []
+
+    def __enter__(self) -> None:
+        self._resets.append(self._var.set((*self._var.get(), self.using)))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._var.reset(self._resets.pop())
+
+    def __call__(self, func: F) -> F:
+        using = self.using
+        kind = type(self)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with kind(using):  # a fresh instance per call: calls may overlap
+                    return await func(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with kind(using):
+                return func(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+
+class read_only(_Scoped):  # lower case: used like a function (`with read_only():`)
+    """The block (or decorated view) only reads: its ``atomic()`` may run on one replica.
+
+    * an outermost ``transaction.atomic()`` opened inside it runs as one
+      ``START TRANSACTION READ ONLY`` on one caught-up replica — every statement of the block
+      on that replica's connection, one consistent snapshot — after the replica applied the
+      request's causal token (read-your-writes); when no replica can take it (all lagging or
+      down, ``use_primary()``, a connection pinned by session state) it runs on the primary;
+    * anything but a plain read in the block — a write, DDL, ``select_for_update()``,
+      session state, a statement the classifier does not know — raises ``ProgrammingError``
+      (carrying :class:`~rwsplit.RoutingError`) before it reaches any server, inside
+      ``atomic()`` or not;
+    * plain reads outside ``atomic()`` go to replicas as always.
+
+    A context manager and a decorator, for sync and ``async def`` views alike; nestable.
+    *using* limits it to one database alias (default: every rwsplit alias). An ``atomic()``
+    already open when the block starts stays where it is (the primary).
+
+    >>> with read_only():
+    ...     read_only_requested("default")
+    True
+    >>> read_only_requested("default")
+    False
+    """
+
+    _var = _read_only
+
+
+class use_primary(_Scoped):  # lower case: used like a function (`with use_primary():`)
     """Every statement in the block (or decorated view) goes to the primary.
 
     A context manager and a decorator, for sync and ``async def`` views alike; nestable.
@@ -94,35 +180,4 @@ class use_primary:  # lower case: used like a function (`with use_primary():`)
     (True, False)
     """
 
-    def __init__(self, using: str | None = None) -> None:
-        self.using = using
-        self._resets: list[contextvars.Token[tuple[str | None, ...]]] = []
-
-    def __enter__(self) -> None:
-        self._resets.append(_forced.set((*_forced.get(), self.using)))
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        _forced.reset(self._resets.pop())
-
-    def __call__(self, func: F) -> F:
-        using = self.using
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with use_primary(using):  # a fresh instance per call: calls may overlap
-                    return await func(*args, **kwargs)
-
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with use_primary(using):
-                return func(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
+    _var = _forced

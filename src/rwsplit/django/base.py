@@ -11,7 +11,11 @@ framework-neutral :class:`rwsplit.router.Router` where it goes:
   bounded, for the GTID of this request's last write);
 * writes, DDL, locking reads, session state and anything unknown go to the primary;
 * inside ``atomic()`` (or with autocommit off, or after a raw ``START TRANSACTION``) every
-  statement goes to the primary: the transaction lives on one node.
+  statement goes to the primary: the transaction lives on one node;
+* an outermost ``atomic()`` inside :class:`rwsplit.django.read_only` runs as one
+  ``START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`` on one caught-up replica (the
+  router's read-only transaction), and anything but a plain read in a ``read_only()`` block
+  raises.
 
 Replica failures are healed (the read is re-run elsewhere, the replica taken out); primary
 failures become Django ``OperationalError``\\ s that carry rwsplit's verdict as
@@ -43,6 +47,7 @@ from django.db import utils as db_utils
 from django.db.backends.mysql import base as mysql_base
 from django.db.utils import DEFAULT_DB_ALIAS
 
+from .._server_errors import is_connection_failure, is_read_only_rejection, is_replica_unusable
 from ..cluster import Cluster
 from ..errors import (
     ConfigurationError,
@@ -55,17 +60,11 @@ from ..errors import (
     RwSplitError,
     TransactionOutcomeUnknownError,
 )
-from ..integrations.sqlalchemy import (
-    is_connection_failure,
-    is_read_only_rejection,
-    is_replica_unusable,
-)
 from ..routing.classify import Classification, Flag, Target, classify
 from ..routing.consistency import ReadYourWrites
 from ..routing.router import Route, Router
 from ..topology import describe_error
-from ..topology.failover import verify_writable_primary
-from ._context import CausalScope, current_scope, forced_primary
+from ._context import CausalScope, current_scope, forced_primary, read_only_requested
 from ._settings import cluster_for, driver_timeouts, fingerprint
 from .creation import DatabaseCreation
 
@@ -74,6 +73,14 @@ __all__ = ["DatabaseWrapper", "RoutingCursor", "django_error"]
 log = logging.getLogger("rwsplit.django")
 
 Database = mysql_base.Database
+
+# A read_only() block is one snapshot, taken when it opens, whatever the connection's isolation
+# level (Django's default, READ COMMITTED, would give each statement its own): REPEATABLE READ
+# for this one transaction (SERIALIZABLE would lock plain reads: on a replica, against its SQL
+# thread).
+_SNAPSHOT_LEVEL = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+_START_READ_ONLY = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+_START_READ_ONLY_C = classify(_START_READ_ONLY)
 
 _SECRET_RE = re.compile(r"PASSWORD|IDENTIFIED|ENC\(", re.IGNORECASE)
 _STRING_RE = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"")
@@ -100,6 +107,22 @@ def django_error(err: RwSplitError, cause: BaseException | None = None) -> Excep
     exc.__cause__ = err
     result: Exception = exc
     return result
+
+
+def _read_only_violation(c: Classification | None) -> str | None:
+    """Why statement *c* may not run in a ``read_only()`` block (``None``: it may)."""
+    if c is None:
+        return "a statement rwsplit cannot classify"
+    flags = c.flags
+    if c.target is Target.LAST or (
+        c.target is Target.REPLICA and not (flags and flags & (Flag.TXN_BEGIN | Flag.TXN_END))
+    ):
+        return None
+    if flags & Flag.LOCKING_READ:
+        return f"a locking read ({c.reason}; select_for_update() locks on the primary)"
+    if flags & (Flag.TXN_BEGIN | Flag.TXN_END):
+        return f"{c.reason} (atomic() opens and ends the transaction)"
+    return f"a statement that is not a plain read ({c.reason})"
 
 
 def _loggable(sql: str, limit: int = 300) -> str:
@@ -189,6 +212,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         self._scope_token: str | None = None
         self._raw_txn = False
         self._last_node: str | None = None
+        self._ro_block = False  # an outermost atomic() opened inside read_only()
+        self._ro_replica: str | None = None  # ... running on this replica (None: the primary)
         self._mariadb: bool | None = None
         self.healed = 0
         """Statements a replica refused as read-only, re-run on the primary (look at the
@@ -222,7 +247,14 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
     @property
     def on_primary(self) -> bool:
         """True when the next statement goes to the primary whatever it is."""
+        if self._ro_replica is not None:
+            return False  # a read_only() atomic() block on a replica
         return self._in_transaction() or self._router.on_primary or forced_primary(self.alias)
+
+    @property
+    def read_only_replica(self) -> str | None:
+        """The replica running the open ``read_only()`` ``atomic()`` block, if any."""
+        return self._ro_replica
 
     # ------------------------------------------------------------------ the primary connection
 
@@ -257,6 +289,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             params.setdefault("write_timeout", timeouts.write)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        return self._connect_primary(conn_params, redirected=False)
+
+    def _connect_primary(self, conn_params: dict[str, Any], *, redirected: bool) -> Any:
         name = self._connecting_to
         try:
             conn = super().get_new_connection(conn_params)
@@ -274,22 +309,21 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 exc,
             ) from None
         assert name is not None
-        options = self.cluster.failover_options
         try:
-            # The server decides: read_only off, replicating from nobody, not recorded as
-            # replaced in the failover log (whatever the account's privileges).
-            if options is not None:
-                verify_writable_primary(conn, name, ledger_schema=options.ledger_schema)
-            else:
-                verify_writable_primary(conn, name)
+            # What the Cluster's own primary engines run on each new connection: the server
+            # decides (read_only off, replicating from nobody, not recorded as replaced in the
+            # failover log, whatever the account's privileges), and once per process the
+            # newest failover log among the nodes names the primary (a process started from
+            # the configuration of before a failover writes to the new primary).
+            self.cluster._check_is_primary(name, conn)
         except NotPrimaryError as exc:
-            with contextlib.suppress(Exception):
-                conn.close()
-            log.warning("%s is not the primary on the server; probing the cluster", name)
-            self.cluster.mark_not_primary(name)
-            with contextlib.suppress(Exception):
-                self.cluster.refresh()
-            raise django_error(exc) from None
+            primary = self.cluster.topology.primary
+            if redirected or primary is None or primary.name == name:
+                raise django_error(exc) from None
+            # The cluster now knows the real primary (probed, or read from the failover log):
+            # nothing was sent, so connect there instead, once.
+            log.info("%s is not the primary; connecting to %s", name, primary.name)
+            return self._connect_primary(self.get_connection_params(), redirected=True)
         self._primary_node = name
         self._primary_epoch = self.cluster.primary_epoch
         return conn
@@ -351,6 +385,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             self.connection = None
         self._raw_txn = False
         self._pending_token = False
+        if self._ro_block and self._ro_replica is None:
+            self._ro_block = False  # Django's atomic() exit skips set_autocommit() now
         self._router.connection_lost()
         self._router.end_transaction()
 
@@ -495,6 +531,16 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         raw_name: str | None = None,
     ) -> Any:
         c = classify(query) if isinstance(query, str) else None
+        if self._ro_block or read_only_requested(self.alias):
+            why = _read_only_violation(c)
+            if why is not None:
+                raise django_error(
+                    RoutingError(
+                        f"{why} inside rwsplit.django.read_only(): the block may only read "
+                        "(its atomic() may run on a replica); nothing was sent; run this "
+                        "statement outside the read_only() block"
+                    )
+                ) from None
         self._sync_scope_token()
         requested = "primary" if self._in_transaction() or forced_primary(self.alias) else None
         if (
@@ -528,6 +574,19 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 self._drop_replica(node)
                 self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
                 self._router.read_failed(node)
+                if self._ro_replica == node:
+                    # The read-only transaction (its snapshot) died with the connection: the
+                    # block cannot go on elsewhere; Django refuses its further statements.
+                    self._router.end_transaction()
+                    self.needs_rollback = True
+                    raise django_error(
+                        ReadFailedError(
+                            f"replica {node} failed inside a read_only() atomic() block "
+                            f"({describe_error(exc)}); its read-only transaction is gone: "
+                            "retry the whole block"
+                        ),
+                        exc,
+                    ) from None
                 attempts += 1
                 if not d.retryable or attempts > len(self.cluster.topology.nodes):
                     raise django_error(
@@ -562,7 +621,11 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             else:
                 result = getattr(cursor, method)(query, args)
         except Database.Error as exc:
-            if is_connection_failure(exc) or is_read_only_rejection(exc):
+            if is_connection_failure(exc) or (
+                # In a read_only() block the primary refuses a write as read-only because the
+                # transaction is (1792): not a demoted primary.
+                is_read_only_rejection(exc) and not self._ro_block
+            ):
                 rc.forget(None)
                 raise self._primary_failed(exc, c) from None
             raise
@@ -704,9 +767,161 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         finally:
             self.needs_rollback = needs_rollback
 
+    # ------------------------------------------------------------------ read-only atomic()
+
+    def get_autocommit(self) -> bool:
+        if self._ro_block:
+            return False
+        if (
+            self.connection is None
+            and not self.in_atomic_block
+            and self.settings_dict["AUTOCOMMIT"]
+            and read_only_requested(self.alias)
+        ):
+            return True  # what connect() would set: a read-only block need not open the primary
+        result: bool = super().get_autocommit()
+        return result
+
+    def set_autocommit(
+        self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False
+    ) -> None:
+        if self._ro_block and autocommit:
+            self.validate_no_atomic_block()
+            on_replica = self._ro_replica is not None
+            self._ro_block = False
+            self._ro_replica = None
+            self._router.end_transaction()
+            if not on_replica:
+                super().set_autocommit(True)
+            elif getattr(self, "run_commit_hooks_on_set_autocommit_on", False):
+                # What Django's set_autocommit(True) does after a commit: on_commit() hooks.
+                self.run_and_clear_commit_hooks()
+                self.run_commit_hooks_on_set_autocommit_on = False
+            return
+        if (
+            not autocommit
+            and not self._ro_block
+            and not self.in_atomic_block
+            and self.settings_dict["AUTOCOMMIT"]
+            and read_only_requested(self.alias)
+            and not self._in_transaction()
+            and self._router.read_only_node is None
+        ):
+            self.validate_no_atomic_block()
+            self._begin_read_only_block(force_begin_transaction_with_broken_autocommit)
+            return
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+
+    def _begin_read_only_block(self, force_begin: bool) -> None:
+        """Open the outermost ``atomic()`` of a ``read_only()`` block: ``START TRANSACTION
+        READ ONLY`` on the replica the router picks (after its causal wait), else Django's own
+        transaction on the primary (no replica can take it, ``use_primary()``, pinned)."""
+        self._sync_scope_token()
+        if self._pending_token:
+            self._resolve_token()  # the snapshot must include this connection's last write
+        requested = "primary" if forced_primary(self.alias) else None
+        attempts = 0
+        while True:
+            try:
+                d = self._router.route(_START_READ_ONLY_C, requested)
+            except RwSplitError as exc:
+                raise django_error(exc) from None
+            node = d.node
+            if d.route is not Route.REPLICA or node is None:
+                self._router.end_transaction()  # Django's own transaction follows
+                super().set_autocommit(False, force_begin)
+                try:
+                    with (
+                        self.wrap_database_errors,
+                        contextlib.closing(self._primary_connection().cursor()) as cursor,
+                    ):
+                        # The primary enforces it too (a write the classifier missed: 1792).
+                        cursor.execute(f"{_SNAPSHOT_LEVEL}, READ ONLY")
+                except BaseException:
+                    # atomic() did not open: leave the connection as it was.
+                    with contextlib.suppress(Exception):
+                        super().set_autocommit(True)
+                    raise
+                self._ro_block = True
+                return
+            try:
+                conn = self._replica_connection(node)
+                with contextlib.closing(conn.cursor()) as cursor:
+                    cursor.execute(_SNAPSHOT_LEVEL)
+                    cursor.execute(_START_READ_ONLY)
+            except Database.Error as exc:
+                self._router.end_transaction()
+                if not is_replica_unusable(exc):
+                    with self.wrap_database_errors:
+                        raise
+                self._drop_replica(node)
+                self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
+                self._router.read_failed(node)
+                attempts += 1
+                if attempts > len(self.cluster.topology.nodes):
+                    raise django_error(
+                        ReadFailedError(
+                            f"no replica could open the read-only transaction (last: {node}, "
+                            f"{describe_error(exc)}); retry it"
+                        ),
+                        exc,
+                    ) from None
+                log.warning(
+                    "read-only transaction on %s failed to start (%s); trying another node",
+                    node,
+                    describe_error(exc),
+                )
+                continue
+            self._ro_block = True
+            self._ro_replica = node
+            self.routed[node] = self.routed.get(node, 0) + 1
+            return
+
+    def _end_replica_transaction(self, statement: str) -> None:
+        node = self._ro_replica
+        self._router.end_transaction()
+        conn = self._replicas.get(node) if node is not None else None
+        if conn is None:
+            return  # lost with its connection: the server ended it
+        try:
+            with contextlib.closing(conn.cursor()) as cursor:
+                cursor.execute(statement)
+        except Database.Error as exc:
+            # A read-only transaction changed nothing: ending it cannot lose data, and the
+            # reads it served stand. The connection is not reused.
+            log.warning(
+                "%s of the read-only transaction on %s failed: %s",
+                statement,
+                node,
+                describe_error(exc),
+            )
+            assert node is not None
+            self._drop_replica(node)
+            if is_replica_unusable(exc):
+                self.cluster.mark_down(node, f"{statement} failed: {describe_error(exc)}")
+
+    # Savepoints inside a read_only() block: nothing in it can change data (only plain reads
+    # pass) and plain reads take no locks, so rolling back to a savepoint has nothing to undo:
+    # they are no-ops (no round trip, and no SAVEPOINT sent through the write screen).
+
+    def _savepoint(self, sid: str) -> None:
+        if not self._ro_block:
+            super()._savepoint(sid)
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        if not self._ro_block:
+            super()._savepoint_rollback(sid)
+
+    def _savepoint_commit(self, sid: str) -> None:
+        if not self._ro_block:
+            super()._savepoint_commit(sid)
+
     # ------------------------------------------------------------------ transactions, closing
 
     def _commit(self) -> None:
+        if self._ro_replica is not None:
+            self._end_replica_transaction("COMMIT")
+            return
         wrote = self._router.wrote
         try:
             super()._commit()
@@ -731,6 +946,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             self._router.end_transaction()
 
     def _rollback(self) -> None:
+        if self._ro_replica is not None:
+            self._end_replica_transaction("ROLLBACK")
+            return
         try:
             super()._rollback()
         finally:
@@ -738,8 +956,20 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             self._raw_txn = False
 
     def close(self) -> None:
+        if self._ro_replica is not None and self.in_atomic_block and self.connection is None:
+            # Django's close() does nothing without a (primary) connection, and calls it
+            # inside blocks (temporary_connection() for the server's version): the read-only
+            # block's transaction lives on a replica connection, which stays.
+            return
         if self._pending_token:
             self._resolve_token()
+        # Closed inside a read_only() atomic() block: its transaction ends with the connections
+        # (Django's atomic() exit then skips set_autocommit(), which would end the block).
+        ro_on_replica = self._ro_replica is not None
+        if self._ro_block:
+            self._ro_block = False
+            self._ro_replica = None
+            self._router.end_transaction()
         try:
             super().close()
         except db_utils.Error:
@@ -751,6 +981,11 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 self._router.release()
                 self._raw_txn = False
             self._close_replicas()
+            if ro_on_replica and self.in_atomic_block:
+                # Django marks a transaction closed only when the primary was connected:
+                # this one lived on a replica; Django now refuses the block's statements.
+                self.closed_in_transaction = True
+                self.needs_rollback = True
 
     def close_if_unusable_or_obsolete(self) -> None:
         super().close_if_unusable_or_obsolete()

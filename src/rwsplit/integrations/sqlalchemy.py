@@ -39,6 +39,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
+# What a driver's error code means: shared with the Django backend.
+from .._server_errors import CONNECTION_LOST_CODES as _CONNECTION_LOST_CODES
+from .._server_errors import READ_ONLY_CODES as _READ_ONLY_CODES
+from .._server_errors import REPLICA_UNUSABLE_CODES as _REPLICA_UNUSABLE_CODES
 from ..errors import (
     ConfigurationError,
     NoReplicaAvailableError,
@@ -58,28 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["EXECUTION_OPTION", "RoutingSession", "healed_statements"]
 
 log = logging.getLogger("rwsplit.session")
-
-# MySQL client / server error codes that mean "this connection or server is gone".
-_CONNECTION_LOST_CODES = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
-# A replica that refuses the application's connection is as unusable as a dead one: access
-# denied (1044, 1045), unknown database (1049), host blocked / not allowed (1129, 1130), too
-# many connections (1040, 1203, 1226), TLS set-up failed (2026).
-_REPLICA_UNUSABLE_CODES = _CONNECTION_LOST_CODES | {
-    1040,
-    1044,
-    1045,
-    1049,
-    1129,
-    1130,
-    1203,
-    1226,
-    2026,
-}
-
-# Server errors that mean "this server / session is read-only": 1290 (--read-only and other
-# options), 1792 (statement in a READ ONLY transaction), 1836 (read-only mode), 1874 (InnoDB
-# read-only).
-_READ_ONLY_CODES = frozenset({1290, 1792, 1836, 1874})
 
 # Key in a replica DBAPI connection's ``info``: an explicit transaction is open on it.
 _OPEN_TXN = "rwsplit_open_transaction"
