@@ -237,9 +237,10 @@ def test_topology_command_lists_every_node(rw: str, sandbox: Sandbox) -> None:
     out = io.StringIO()
     call_command("rwsplit_topology", database=rw, stdout=out)
     text = out.getvalue()
-    assert f"{sandbox.primary.address:<22} primary" in text
+    assert f"{sandbox.primary.address:<22} primary  up      no " in text
     for r in sandbox.replicas:
-        assert f"{r.address:<22} replica" in text
+        assert f"{r.address:<22} replica  up      yes " in text  # as `rwsplit topology`
+    assert "True" not in text and "False" not in text
 
 
 # ---------------------------------------------------------------------- read_only() atomic()

@@ -27,8 +27,8 @@ from . import (
     add_cluster_arguments,
     plural,
     settings_from_args,
-    yes_no,
 )
+from ._topology_table import topology_lines, topology_rows
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -306,29 +306,11 @@ def _names_primary(args: argparse.Namespace) -> bool:
 def _cmd_topology(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, seeds_only=True)
     topology = _discover(settings, args.timeout)
-    rows = [
-        {
-            "node": n.name,
-            "role": n.role.value,
-            "healthy": n.healthy,
-            "read_only": n.read_only,
-            "lag_seconds": n.lag_seconds,
-            "gtid": n.gtid_position,
-            "error": n.error,
-        }
-        for n in topology.nodes
-    ]
+    rows = topology_rows(topology)
     if args.json:
         print(json.dumps({"nodes": rows}, indent=2))
     else:
-        print(f"{'node':<22} {'role':<8} {'health':<7} {'read_only':<9} {'lag':>6}  gtid")
-        for r in rows:
-            lag = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.1f}"
-            health = "up" if r["healthy"] else "DOWN"
-            print(
-                f"{r['node']:<22} {r['role']:<8} {health:<7} {yes_no(r['read_only']):<9} "
-                f"{lag:>6}  {r['gtid'] or '-'}" + (f"  ({r['error']})" if r["error"] else "")
-            )
+        print("\n".join(topology_lines(rows)))
     primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
     if len(primaries) != 1:
         what = "no writable primary" if not primaries else "several writable primaries"

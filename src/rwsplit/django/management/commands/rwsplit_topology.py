@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ....topology import Role
+from ....cli._topology_table import has_one_primary, topology_lines, topology_rows
 
 
 class Command(BaseCommand):  # type: ignore[misc]
@@ -40,21 +40,9 @@ class Command(BaseCommand):  # type: ignore[misc]
                 continue
             cluster = conn.cluster
             topology = cluster.topology if options["no_probe"] else cluster.refresh()
-            rows = [
-                {
-                    "node": n.name,
-                    "role": n.role.value,
-                    "healthy": n.healthy,
-                    "read_only": n.read_only,
-                    "lag_seconds": n.lag_seconds,
-                    "gtid": n.gtid_position,
-                    "error": n.error,
-                }
-                for n in topology.nodes
-            ]
+            rows = topology_rows(topology)
             report[alias] = rows
-            primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
-            healthy = healthy and len(primaries) == 1
+            healthy = healthy and has_one_primary(topology)
         if not report:
             raise CommandError("no database uses ENGINE 'rwsplit.django'")
         if options["json"]:
@@ -62,16 +50,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         else:
             for alias, rows in report.items():
                 self.stdout.write(f"database {alias!r}:")
-                self.stdout.write(
-                    f"  {'node':<22} {'role':<8} {'health':<7} {'read_only':<9} {'lag':>6}  gtid"
-                )
-                for r in rows:
-                    lag = "-" if r["lag_seconds"] is None else f"{r['lag_seconds']:.1f}"
-                    health = "up" if r["healthy"] else "DOWN"
-                    self.stdout.write(
-                        f"  {r['node']:<22} {r['role']:<8} {health:<7} {r['read_only']!s:<9} "
-                        f"{lag:>6}  {r['gtid'] or '-'}"
-                        + (f"  ({r['error']})" if r["error"] else "")
-                    )
+                for line in topology_lines(rows, indent="  "):
+                    self.stdout.write(line)
         if not healthy:
             raise CommandError("a cluster has no single writable primary", returncode=1)
