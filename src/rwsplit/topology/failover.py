@@ -36,6 +36,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -243,6 +244,38 @@ def _probe(probe: NodeProbe) -> NodeState | None:
     except Exception as exc:
         log.info("%s: unreachable: %s", probe.name, describe_error(exc))
         return None
+
+
+def _dead_probe_timeout(cluster: TopologyHost, options: FailoverOptions) -> float:
+    """How long a node the monitor just confirmed dead may take to answer the failover.
+
+    The monitor's own probe timeout (it failed ``failure_threshold`` of those in a row, and
+    its replicas lost it too): a hung node is not waited on for ``options.timeout`` again.
+    """
+    monitor = cluster.monitor
+    limit = monitor.timeout if monitor is not None else options.timeout
+    return min(options.timeout, limit)
+
+
+def _probe_all(
+    probes: Mapping[str, NodeProbe], known_dead: Sequence[str], dead_timeout: float
+) -> dict[str, NodeState | None]:
+    """Every node's state, probed in parallel; a node in *known_dead* within *dead_timeout*.
+
+    A node confirmed dead is still probed (it may have come back writable, which the failover
+    must see), but a hung one then costs the monitor's timeout, not ``options.timeout``,
+    and it does not delay the others.
+    """
+    for name in known_dead:
+        probe = probes.get(name)
+        if probe is not None and probe.timeout > dead_timeout:
+            probe.close()
+            probe.timeout = dead_timeout
+    if len(probes) < 2:
+        return {name: _probe(p) for name, p in probes.items()}
+    with ThreadPoolExecutor(len(probes), thread_name_prefix="rwsplit-failover") as pool:
+        futures = {name: pool.submit(_probe, p) for name, p in probes.items()}
+        return {name: f.result() for name, f in futures.items()}
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -492,7 +525,8 @@ def failover(
             if _take_lock_or_follow(run, cluster, options, probes, lock, old_primary):
                 return result
             run.step("locked")
-        states = {name: _probe(p) for name, p in probes.items()}
+        dead_timeout = _dead_probe_timeout(cluster, options)
+        states = _probe_all(probes, known_dead, dead_timeout)
         run.step("probed")
         writable = [
             name
@@ -552,7 +586,7 @@ def failover(
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
         if not dry_run:
-            _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
+            _publish(cluster, new, [old_primary], _probe_all(probes, known_dead, dead_timeout))
     run.say("failover done: %s is the primary", new)
     return result
 
