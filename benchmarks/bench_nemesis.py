@@ -14,6 +14,7 @@ acknowledged writes with no fault, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -66,12 +67,32 @@ DEFAULTS: dict[str, object] = {
 }
 
 
+def server_default_replication(sb: Sandbox) -> None:
+    """Replication as someone else set it up: ``slave_net_timeout`` 60 s (the sandbox uses
+    5 s) and the heartbeat of its default (every 30 s): replicas of a hung primary report a
+    live connection for a minute."""
+    from rwsplit.sandbox import DATABASE
+
+    for r in sb.replicas:
+        with contextlib.closing(r.connect(DATABASE, read_timeout=30)) as c, c.cursor() as cur:
+            for stmt in (
+                "STOP SLAVE",
+                "SET GLOBAL slave_net_timeout = 60",
+                "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30",
+                "START SLAVE",
+            ):
+                cur.execute(stmt)
+        sb.wait_replica_running(r)
+
+
 def run_one(name: str, seconds: float, defaults: bool = False) -> dict[str, object]:
     action, after = FAULTS[name]
     with tempfile.TemporaryDirectory() as tmp:
         kind = NetnsSandbox if after == "heal" else Sandbox
         sb = kind(replicas=2, semi_sync=True, log_slave_updates=True, base_dir=tmp)
         sb.start()
+        if defaults:
+            server_default_replication(sb)
         n = Nemesis(sb, **(DEFAULTS if defaults else {}))
         try:
             with n.traffic(seconds=seconds):
@@ -128,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "--defaults",
         action="store_true",
         help="the Cluster's default monitor and timeout options (monitor_interval 1 s, "
-        "monitor_timeout 1 s, primary_read_timeout 10 s) instead of the nemesis's faster ones",
+        "monitor_timeout 1 s, primary_read_timeout 10 s) instead of the nemesis's faster ones, "
+        "and replication with the server's defaults (slave_net_timeout 60 s, heartbeat 30 s)",
     )
     p.add_argument(
         "--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)"

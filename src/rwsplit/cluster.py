@@ -139,6 +139,21 @@ def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
 
 
+def _track(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
+    # Pool checkout of a primary engine: PyMySQL connections (a socket to cut) only; async
+    # adapters and C drivers have none, and may not take weak references.
+    if hasattr(dbapi_connection, "_sock"):
+        with contextlib.suppress(TypeError):
+            in_use.add(dbapi_connection)
+
+
+def _untrack(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
+    # None: an invalidated connection (it leaves the WeakSet when it is freed).
+    if dbapi_connection is not None:
+        with contextlib.suppress(TypeError):
+            in_use.discard(dbapi_connection)
+
+
 _DIRTY = "rwsplit.dirty"
 
 
@@ -564,13 +579,8 @@ class Cluster:
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
             in_use: weakref.WeakSet[Any] = weakref.WeakSet()
             self._checked_out[engine] = in_use
-            event.listen(engine, "checkout", lambda dbapi, rec, proxy: in_use.add(dbapi))
-            event.listen(
-                engine,
-                "checkin",
-                # None: an invalidated connection (it leaves the WeakSet when it is freed).
-                lambda dbapi, rec: in_use.discard(dbapi) if dbapi is not None else None,
-            )
+            event.listen(engine, "checkout", lambda dbapi, rec, proxy: _track(in_use, dbapi))
+            event.listen(engine, "checkin", lambda dbapi, rec: _untrack(in_use, dbapi))
         return engine
 
     def _on_primary_error(self, name: str, ctx: ExceptionContext) -> None:

@@ -278,6 +278,42 @@ def _probe_all(
         return {name: f.result() for name, f in futures.items()}
 
 
+def fence_statements(probe: NodeProbe) -> list[Statement]:
+    """The statements that make a former primary read-only (probed once: ``probe.dialect``).
+
+    ``SET GLOBAL read_only = ON`` waits for every commit in progress. On a MariaDB semi-sync
+    primary that hung and came back after a failover, commits may be waiting for a replica's
+    ACK that never comes (its replicas follow the new primary; the sandbox, like a lossless
+    production setup, never falls back to asynchronous): read-only would wait forever. Those
+    commits are released first (semi-sync master off, then on again once the node is
+    read-only). They were never acknowledged to their application (its driver timed out or
+    rwsplit cut the connection: outcome unknown), and they stay on this node only, as errant
+    transactions: :func:`rejoin` then keeps it fenced for a rebuild.
+    """
+    d = _dialect(probe)
+    stmts = d.set_read_only(True)
+    if d.name != "mariadb":
+        return stmts
+    try:
+        rows = probe.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'")
+        waiting = int(str(_value(rows[0]))) if rows else 0
+    except Exception:  # no semi-sync plugin: nothing can wait for an ACK
+        return stmts
+    if not waiting:
+        return stmts
+    log.warning(
+        "%s: %d commits wait for a semi-sync ACK that will not come (this former primary was "
+        "replaced): releasing them to make it read-only; they stay on this node only",
+        probe.name,
+        waiting,
+    )
+    return [
+        Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF"),
+        *stmts,
+        Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
+    ]
+
+
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
     assert probe.dialect is not None, "probe the node first"
     return probe.dialect
@@ -622,7 +658,7 @@ def _fence_stale_primaries(
         if stale == led[0]:
             continue
         run.say("%s: writable but no replica follows it: fencing it (read-only)", stale)
-        for stmt in _dialect(probes[stale]).set_read_only(True):
+        for stmt in fence_statements(probes[stale]):
             run.exec(probes[stale], stmt)
         if not run.result.dry_run:
             cluster.fenced.add(stale)
@@ -1042,7 +1078,7 @@ def rejoin(
             return result
         d = _dialect(ps[node])
         if state.writable:
-            for stmt in d.set_read_only(True):
+            for stmt in fence_statements(ps[node]):
                 run.exec(ps[node], stmt)
         gap = _history_gap(state, primary_state, primary)
         if gap is not None:

@@ -394,10 +394,12 @@ class Monitor:
             self.cluster.fenced.discard(old.name)
             return new
         if not self._rejoin(old.name) and state.writable:
+            from .failover import fence_statements
+
             probe = self._probes[old.name]
             assert probe.dialect is not None
             try:
-                for stmt in probe.dialect.set_read_only(True):
+                for stmt in fence_statements(probe):
                     log.warning("fencing former primary %s: %s", old.name, stmt.display())
                     probe.query(stmt.sql, stmt.params)
             except Exception as exc:
