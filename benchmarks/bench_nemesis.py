@@ -14,6 +14,7 @@ acknowledged writes with no fault, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -56,13 +57,43 @@ FAULTS: dict[str, tuple[Callable[[Sandbox], None], str | None]] = {
 }
 
 
-def run_one(name: str, seconds: float) -> dict[str, object]:
+# Cluster's own defaults (monitor_interval 1 s, monitor_timeout 1 s, failure_threshold 3,
+# primary_read_timeout 10 s), instead of the nemesis's faster monitor settings.
+DEFAULTS: dict[str, object] = {
+    "monitor_interval": 1.0,
+    "monitor_timeout": 1.0,
+    "primary_read_timeout": 10.0,
+    "down_retry_interval": 5.0,
+}
+
+
+def server_default_replication(sb: Sandbox) -> None:
+    """Replication as someone else set it up: ``slave_net_timeout`` 60 s (the sandbox uses
+    5 s) and the heartbeat of its default (every 30 s): replicas of a hung primary report a
+    live connection for a minute."""
+    from rwsplit.sandbox import DATABASE
+
+    for r in sb.replicas:
+        with contextlib.closing(r.connect(DATABASE, read_timeout=30)) as c, c.cursor() as cur:
+            for stmt in (
+                "STOP SLAVE",
+                "SET GLOBAL slave_net_timeout = 60",
+                "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30",
+                "START SLAVE",
+            ):
+                cur.execute(stmt)
+        sb.wait_replica_running(r)
+
+
+def run_one(name: str, seconds: float, defaults: bool = False) -> dict[str, object]:
     action, after = FAULTS[name]
     with tempfile.TemporaryDirectory() as tmp:
         kind = NetnsSandbox if after == "heal" else Sandbox
         sb = kind(replicas=2, semi_sync=True, log_slave_updates=True, base_dir=tmp)
         sb.start()
-        n = Nemesis(sb)
+        if defaults:
+            server_default_replication(sb)
+        n = Nemesis(sb, **(DEFAULTS if defaults else {}))
         try:
             with n.traffic(seconds=seconds):
                 n.wait_for_acks(20, timeout=10)
@@ -88,6 +119,7 @@ def run_one(name: str, seconds: float) -> dict[str, object]:
                 "gap": statistics.median(gaps) if gaps else None,
                 "problems": verdict.problems,
                 "errors": dict(n.outcome.errors),
+                "timeline": _timeline(n),
             }
         finally:
             n.close()
@@ -97,20 +129,44 @@ def run_one(name: str, seconds: float) -> dict[str, object]:
             sb.stop()
 
 
+def _timeline(n: Nemesis) -> dict[str, float] | None:
+    """The automated failover's steps, in seconds from the fault (None: no failover)."""
+    monitor = n.cluster.monitor
+    result = monitor.last_failover if monitor is not None else None
+    if result is None:
+        return None
+    start = result.started_at - n.outcome.fault_at
+    return {"started": round(start, 2)} | {
+        k: round(start + v, 2) for k, v in result.timeline.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the Cluster's default monitor and timeout options (monitor_interval 1 s, "
+        "monitor_timeout 1 s, primary_read_timeout 10 s) instead of the nemesis's faster ones, "
+        "and replication with the server's defaults (slave_net_timeout 60 s, heartbeat 30 s)",
+    )
+    p.add_argument(
+        "--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)"
+    )
     args = p.parse_args(argv)
     rows = []
     for name in FAULTS:
+        if args.fault and name not in args.fault and name != "none (baseline)":
+            continue
         if FAULTS[name][1] == "heal" and available() is not None:
             print(f"{name}: skipped ({available()})", file=sys.stderr)
             continue
         for r in range(args.runs):
             print(f"{name}: run {r + 1}/{args.runs} ...", file=sys.stderr, flush=True)
             t0 = time.monotonic()
-            rows.append((name, run_one(name, args.seconds)))
+            rows.append((name, run_one(name, args.seconds, args.defaults)))
             print(f"  done in {time.monotonic() - t0:.0f}s", file=sys.stderr)
     base = [res["gap"] for name, res in rows if name == "none (baseline)" and res["gap"]]
     gap = statistics.median(base) if base else None  # type: ignore[type-var]
@@ -128,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if res["errors"]:
             print(f"    errors seen: {res['errors']}")
+        if res["timeline"]:
+            print(f"    failover steps (s from the fault): {res['timeline']}")
         for problem in res["problems"]:  # type: ignore[attr-defined]
             print(f"    PROBLEM: {problem}")
     if gap:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import socket
 import threading
 import time
 import weakref
@@ -136,6 +137,21 @@ def _mark_committing(conn: Any) -> None:
 
 def _clear_committing(conn: Any) -> None:
     conn.info.pop(_COMMITTING, None)
+
+
+def _track(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
+    # Pool checkout of a primary engine: PyMySQL connections (a socket to cut) only; async
+    # adapters and C drivers have none, and may not take weak references.
+    if hasattr(dbapi_connection, "_sock"):
+        with contextlib.suppress(TypeError):
+            in_use.add(dbapi_connection)
+
+
+def _untrack(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
+    # None: an invalidated connection (it leaves the WeakSet when it is freed).
+    if dbapi_connection is not None:
+        with contextlib.suppress(TypeError):
+            in_use.discard(dbapi_connection)
 
 
 _DIRTY = "rwsplit.dirty"
@@ -447,6 +463,11 @@ class Cluster:
         self.balancer: Balancer = balancer if balancer is not None else RoundRobinBalancer()
         self._engine_options: dict[str, Any] = dict(engine_options or {})
         self._engines: dict[tuple[str, bool], Engine] = {}
+        # DBAPI connections checked out of each primary engine: cut when the primary changes.
+        self._checked_out: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_primary: str | None = None
         _live_clusters.add(self)
         self._listeners: list[TopologyListener] = list(on_topology_change)
         self._lock = threading.RLock()  # serialises topology writers; readers never take it
@@ -461,6 +482,7 @@ class Cluster:
         self.monitor: Monitor | None = None
         """The background monitor, when ``monitor_interval`` or ``auto_failover`` is set."""
         self._routes = self._build_routes(Topology(tuple(nodes)))
+        self._last_primary = self._routes.primary_name
         if monitor_interval is not None or auto_failover:
             from .topology.monitor import Monitor
 
@@ -555,6 +577,10 @@ class Cluster:
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
+            in_use: weakref.WeakSet[Any] = weakref.WeakSet()
+            self._checked_out[engine] = in_use
+            event.listen(engine, "checkout", lambda dbapi, rec, proxy: _track(in_use, dbapi))
+            event.listen(engine, "checkin", lambda dbapi, rec: _untrack(in_use, dbapi))
         return engine
 
     def _on_primary_error(self, name: str, ctx: ExceptionContext) -> None:
@@ -739,12 +765,42 @@ class Cluster:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
             old_routes.primary.dispose()
+        if routes.primary_name is not None:
+            replaced, self._last_primary = self._last_primary, routes.primary_name
+            if replaced is not None and replaced != routes.primary_name:
+                self._abort_in_flight(replaced)
         if old != topology:
             for listener in listeners:
                 try:
                     listener(old, topology)
                 except Exception:  # a subscriber must not break routing
                     log.exception("topology listener %r failed", listener)
+
+    def _abort_in_flight(self, name: str) -> None:
+        """Another node became the primary: cut the connections still in use on *name*.
+
+        A statement waiting on a hung old primary would otherwise hold its application
+        thread for the whole ``primary_read_timeout``. Shutting the socket down makes it fail
+        at once, like a lost connection: before ``COMMIT`` the unit of work is retryable,
+        during it the outcome is unknown (:class:`~rwsplit.TransactionOutcomeUnknownError`),
+        never a success. PyMySQL connections only (others keep their read timeout).
+        """
+        engine = self._engines.get((name, True))
+        in_use = self._checked_out.get(engine) if engine is not None else None
+        if not in_use:
+            return
+        cut = 0
+        for dbapi_connection in list(in_use):
+            sock = getattr(dbapi_connection, "_sock", None)
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                cut += 1
+        if cut:
+            log.warning(
+                "%s is no longer the primary: cut %d connections still in use on it", name, cut
+            )
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""

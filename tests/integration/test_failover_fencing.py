@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -22,6 +26,7 @@ from .util import sql, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
+LATE_WRITER = Path(__file__).with_name("late_writer.py")
 
 
 def _auto(sb: Sandbox, primary_url: str | None = None) -> Cluster:
@@ -149,7 +154,40 @@ def test_process_from_the_old_configuration_writes_to_the_new_primary(
     sb.restart(old.name)
     assert sql(old, "SELECT @@read_only")[0][0] == 0
     # A new process from the old configuration, with root (ALL PRIVILEGES, SUPER: it writes
-    # through read_only).
+    # through read_only): a real separate process, started after the failover.
+    assert "root" in old.url
+    before = own_gtid_seq(old)
+    before_pos = sql(old, "SELECT @@gtid_binlog_pos")[0][0]
+    config = {"primary": old.url, "replicas": sb.replica_urls, "first": 1000, "last": 1049}
+    done = subprocess.run(
+        [sys.executable, str(LATE_WRITER), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["acked"] == list(range(1000, 1050)), report
+    assert report["primary"] == new.address
+    assert old.address in report["fenced"]
+    assert set(range(1000, 1050)) <= ids_on(new)
+    # Not one write executed on the old primary: its own GTIDs and binlog position stand.
+    assert own_gtid_seq(old) == before
+    assert sql(old, "SELECT @@gtid_binlog_pos")[0][0] == before_pos
+    assert not set(range(1000, 1050)) & ids_on(old)
+
+
+def test_follow_current_primary_in_process(fresh_sandbox: Sandbox) -> None:
+    """The same, in one process: what follow_current_primary finds and publishes."""
+    sb = fresh_sandbox
+    old = sb.primary
+    with _auto(sb) as first:
+        make_table(first, sb)
+        _insert(first, range(1, 11))
+        sb.wait_caught_up()
+        new = _fail_over(sb, first)
+    sb.restart(old.name)
     with Cluster(old.url, sb.replica_urls) as late:
         topology = late.topology
         assert topology.primary is not None and topology.primary.name == old.address
@@ -169,7 +207,6 @@ def test_process_from_the_old_configuration_writes_to_the_new_primary(
         _insert(late, range(1000, 1050))
         assert set(range(1000, 1050)) <= ids_on(new)
         assert own_gtid_seq(old) == before  # not one write executed on the old primary
-        assert not set(range(1000, 1050)) & ids_on(old)
 
 
 def test_verify_writable_primary_asks_the_server_whatever_the_account(

@@ -232,3 +232,66 @@ def test_primary_cut_off_from_this_process_only_is_not_failed_over(
             assert all(sql(r, "SELECT @@read_only")[0][0] == 1 for r in sb.replicas)
     finally:
         proxy.close()
+
+
+def test_a_statement_in_use_on_a_replaced_primary_is_cut_not_waited_out(
+    fresh_sandbox: Sandbox,
+) -> None:
+    """Once another node is published as the primary, a statement still waiting on the old
+    one fails at once (retryable: nothing was committed) instead of after its read timeout."""
+    from rwsplit import RetryableWriteError, Role, Topology
+
+    sb = fresh_sandbox
+    old, new = sb.primary, sb.replicas[0]
+    # No read timeout: only the cut can end the statement before the lock wait (100 s) does.
+    with Cluster(sb.primary_url, sb.replica_urls, primary_read_timeout=None) as c:
+        make_table(c, sb)
+        with contextlib.closing(old.connect()) as holder, holder.cursor() as cur:
+            cur.execute("SELECT GET_LOCK('rwsplit_t', 0)")
+            outcome: list[object] = []
+
+            def blocked() -> None:
+                try:
+                    with c.session() as s:
+                        s.execute(text("INSERT INTO w (id) VALUES (1)"))
+                        s.execute(text("SELECT GET_LOCK('rwsplit_t', 100)"))  # waits on holder
+                        s.commit()
+                    outcome.append("committed")
+                except Exception as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=blocked)
+            thread.start()
+            wait_until(
+                lambda: (
+                    sql(
+                        old,
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                        "WHERE COMMAND = 'Query' AND STATE = 'User lock'",
+                    )[0][0]
+                    == 1
+                ),
+                what="the session waiting on the old primary",
+            )
+            # What a failover publishes: another node is the primary, the old one fenced.
+            nodes = tuple(
+                n.evolve(role=Role.PRIMARY, healthy=True, read_only=False)
+                if n.name == new.address
+                else n.evolve(role=Role.UNKNOWN, healthy=False)
+                if n.name == old.address
+                else n
+                for n in c.topology.nodes
+            )
+            c.publish(Topology(nodes, c.topology.version + 1))
+            thread.join(30)
+            assert not thread.is_alive(), "the statement on the old primary was not cut"
+            # The lock is still held: the cut ended the statement, not the lock or a timeout.
+            cur.execute("SELECT IS_USED_LOCK('rwsplit_t') = CONNECTION_ID()")
+            assert cur.fetchone() == (1,)
+        (result,) = outcome
+        assert isinstance(result, RetryableWriteError), result
+        # The server rolled the uncommitted insert back when the connection went.
+        wait_until(
+            lambda: sql(old, "SELECT COUNT(*) FROM rwsplit.w WHERE id = 1")[0][0] == 0,
+            what="the insert rolled back on the old primary",
+        )

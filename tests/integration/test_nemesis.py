@@ -12,7 +12,8 @@ import pytest
 
 from rwsplit.sandbox import Sandbox
 from tests.fix_sandbox import require_server
-from tests.nemesis import Nemesis
+from tests.integration.util import wait_until
+from tests.nemesis import Nemesis, _sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -70,6 +71,13 @@ def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -
         nemesis.healed()
         nemesis.wait_for_acks(10, timeout=20)
     _assert_ok(nemesis)
+    # Back from the hang, it is fenced on the server too (commits it held waiting for a
+    # semi-sync ACK are released first), not a second primary.
+    wait_until(
+        lambda: _sql(sb.primary, "SELECT @@read_only")[0][0] == 1,
+        timeout=30,
+        what="the resumed old primary made read-only",
+    )
 
 
 def test_hang_of_a_replica(sb: Sandbox, nemesis: Nemesis) -> None:

@@ -229,15 +229,25 @@ def test_node_from_state_records_the_replication_threads() -> None:
 class _FakeProbe:
     """Answers SHOW SLAVE STATUS with a scripted IO state; records statements."""
 
-    def __init__(self, io_after_restart: str, errno: int = 0) -> None:
+    def __init__(
+        self, io_after_restart: str, errno: int = 0, semi_sync_kill: int | None = None
+    ) -> None:
         self.dialect = MariaDB()
         self.io = "Yes"
         self.io_after_restart = io_after_restart
         self.errno = errno
+        self.semi_sync_kill = semi_sync_kill  # None: semi-sync off on this replica
         self.ran: list[str] = []
+        self.timeouts: dict[str, float | None] = {}
 
-    def query(self, sql: str, params: object = ()) -> list[dict[str, object]]:
-        self.ran.append(sql)
+    def query(
+        self, sql: str, params: tuple[object, ...] = (), *, timeout: float | None = None
+    ) -> list[dict[str, object]]:
+        if sql.startswith("SELECT @@global.rpl_semi_sync"):
+            on = self.semi_sync_kill is not None
+            return [{"enabled": int(on), "kill_timeout": self.semi_sync_kill or 5}]
+        self.ran.append(sql % params if params else sql)
+        self.timeouts[sql] = timeout
         if sql == "START SLAVE IO_THREAD":
             self.io = self.io_after_restart
         if sql == "SHOW SLAVE STATUS":
@@ -279,6 +289,24 @@ def test_replicas_claiming_a_connection_are_asked_by_restarting_their_io_thread(
     if not dead:  # vouched for: no restarting replication threads every round
         assert m._hung_primary_confirmed(_results(3, "Yes")) is None
         assert probe.ran.count("START SLAVE IO_THREAD") == 1
+
+
+def test_semi_sync_kill_timeout_is_lowered_for_the_stop_and_put_back(cluster: Cluster) -> None:
+    # A semi-sync STOP SLAVE kills its dump thread on the (hung) primary first, waiting up to
+    # rpl_semi_sync_slave_kill_conn_timeout: lowered to the monitor's timeout (>= 1 s) for it.
+    probe = _FakeProbe("Connecting", semi_sync_kill=5)
+    m = _hung_monitor(cluster, probe)
+    assert m._hung_primary_confirmed(_results(1, "Yes")) is None
+    assert probe.ran == [
+        "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 1",
+        "STOP SLAVE IO_THREAD",
+        "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 5",
+        "START SLAVE IO_THREAD",
+    ]
+    # The STOP may take the lowered kill timeout: its read timeout is longer than that.
+    stop_timeout = probe.timeouts["STOP SLAVE IO_THREAD"]
+    assert stop_timeout is not None and stop_timeout > 1
+    assert m._hung_primary_confirmed(_results(2, "Yes")) is True
 
 
 def test_without_auto_failover_replication_threads_are_never_touched(cluster: Cluster) -> None:

@@ -36,6 +36,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -243,6 +244,74 @@ def _probe(probe: NodeProbe) -> NodeState | None:
     except Exception as exc:
         log.info("%s: unreachable: %s", probe.name, describe_error(exc))
         return None
+
+
+def _dead_probe_timeout(cluster: TopologyHost, options: FailoverOptions) -> float:
+    """How long a node the monitor just confirmed dead may take to answer the failover.
+
+    The monitor's own probe timeout (it failed ``failure_threshold`` of those in a row, and
+    its replicas lost it too): a hung node is not waited on for ``options.timeout`` again.
+    """
+    monitor = cluster.monitor
+    limit = monitor.timeout if monitor is not None else options.timeout
+    return min(options.timeout, limit)
+
+
+def _probe_all(
+    probes: Mapping[str, NodeProbe], known_dead: Sequence[str], dead_timeout: float
+) -> dict[str, NodeState | None]:
+    """Every node's state, probed in parallel; a node in *known_dead* within *dead_timeout*.
+
+    A node confirmed dead is still probed (it may have come back writable, which the failover
+    must see), but a hung one then costs the monitor's timeout, not ``options.timeout``,
+    and it does not delay the others.
+    """
+    for name in known_dead:
+        probe = probes.get(name)
+        if probe is not None and probe.timeout > dead_timeout:
+            probe.close()
+            probe.timeout = dead_timeout
+    if len(probes) < 2:
+        return {name: _probe(p) for name, p in probes.items()}
+    with ThreadPoolExecutor(len(probes), thread_name_prefix="rwsplit-failover") as pool:
+        futures = {name: pool.submit(_probe, p) for name, p in probes.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def fence_statements(probe: NodeProbe) -> list[Statement]:
+    """The statements that make a former primary read-only (probed once: ``probe.dialect``).
+
+    ``SET GLOBAL read_only = ON`` waits for every commit in progress. On a MariaDB semi-sync
+    primary that hung and came back after a failover, commits may be waiting for a replica's
+    ACK that never comes (its replicas follow the new primary; the sandbox, like a lossless
+    production setup, never falls back to asynchronous): read-only would wait forever. Those
+    commits are released first (semi-sync master off, then on again once the node is
+    read-only). They were never acknowledged to their application (its driver timed out or
+    rwsplit cut the connection: outcome unknown), and they stay on this node only, as errant
+    transactions: :func:`rejoin` then keeps it fenced for a rebuild.
+    """
+    d = _dialect(probe)
+    stmts = d.set_read_only(True)
+    if d.name != "mariadb":
+        return stmts
+    try:
+        rows = probe.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'")
+        waiting = int(str(_value(rows[0]))) if rows else 0
+    except Exception:  # no semi-sync plugin: nothing can wait for an ACK
+        return stmts
+    if not waiting:
+        return stmts
+    log.warning(
+        "%s: %d commits wait for a semi-sync ACK that will not come (this former primary was "
+        "replaced): releasing them to make it read-only; they stay on this node only",
+        probe.name,
+        waiting,
+    )
+    return [
+        Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF"),
+        *stmts,
+        Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
+    ]
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -492,7 +561,8 @@ def failover(
             if _take_lock_or_follow(run, cluster, options, probes, lock, old_primary):
                 return result
             run.step("locked")
-        states = {name: _probe(p) for name, p in probes.items()}
+        dead_timeout = _dead_probe_timeout(cluster, options)
+        states = _probe_all(probes, known_dead, dead_timeout)
         run.step("probed")
         writable = [
             name
@@ -552,7 +622,7 @@ def failover(
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
         if not dry_run:
-            _publish(cluster, new, [old_primary], {n: _probe(p) for n, p in probes.items()})
+            _publish(cluster, new, [old_primary], _probe_all(probes, known_dead, dead_timeout))
     run.say("failover done: %s is the primary", new)
     return result
 
@@ -588,7 +658,7 @@ def _fence_stale_primaries(
         if stale == led[0]:
             continue
         run.say("%s: writable but no replica follows it: fencing it (read-only)", stale)
-        for stmt in _dialect(probes[stale]).set_read_only(True):
+        for stmt in fence_statements(probes[stale]):
             run.exec(probes[stale], stmt)
         if not run.result.dry_run:
             cluster.fenced.add(stale)
@@ -1008,7 +1078,7 @@ def rejoin(
             return result
         d = _dialect(ps[node])
         if state.writable:
-            for stmt in d.set_read_only(True):
+            for stmt in fence_statements(ps[node]):
                 run.exec(ps[node], stmt)
         gap = _history_gap(state, primary_state, primary)
         if gap is not None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -70,6 +71,7 @@ _PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing pri
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
 # Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
 _SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
+_SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,10 +394,12 @@ class Monitor:
             self.cluster.fenced.discard(old.name)
             return new
         if not self._rejoin(old.name) and state.writable:
+            from .failover import fence_statements
+
             probe = self._probes[old.name]
             assert probe.dialect is not None
             try:
-                for stmt in probe.dialect.set_read_only(True):
+                for stmt in fence_statements(probe):
                     log.warning("fencing former primary %s: %s", old.name, stmt.display())
                     probe.query(stmt.sql, stmt.params)
             except Exception as exc:
@@ -526,17 +530,67 @@ class Monitor:
             failures,
             ", ".join(names),
         )
-        for n in names:
-            probe = self._probes[n]
+        pool = self._pool
+        if pool is None or len(names) < 2:
+            return all(self._restart_io_thread(n) for n in names)
+        # In parallel: each restart may wait out a semi-sync kill timeout (below).
+        return all([f.result() for f in [pool.submit(self._restart_io_thread, n) for n in names]])
+
+    def _restart_io_thread(self, name: str) -> bool:
+        """``STOP`` + ``START SLAVE IO_THREAD`` on replica *name*; False if it failed.
+
+        On a MariaDB semi-sync replica, ``STOP SLAVE`` first opens a connection to the source
+        to kill its dump thread there, with ``rpl_semi_sync_slave_kill_conn_timeout`` (5 s by
+        default) to connect and read: against a hung source the ``STOP`` takes that long. It
+        is lowered to the monitor's timeout (whole seconds, at least 1) for this ``STOP`` and
+        put back right after (an account that may not change it: the ``STOP`` waits it out).
+        """
+        probe = self._probes[name]
+        try:
+            d = probe.dialect
+            assert d is not None
+            kill_timeout, restore = self._shorten_semi_sync_kill(probe)
             try:
-                d = probe.dialect
-                assert d is not None
-                probe.query(d.stop_io_thread().sql)
-                probe.query(d.start_io_thread().sql)
-            except Exception as exc:
-                log.error("cannot restart the IO thread of %s: %s", n, describe_error(exc))
-                return False
+                probe.query(d.stop_io_thread().sql, timeout=kill_timeout + self.timeout)
+            finally:
+                if restore is not None:
+                    with contextlib.suppress(Exception):
+                        probe.query(_SET_KILL_TIMEOUT, (restore,))
+            probe.query(d.start_io_thread().sql)
+        except Exception as exc:
+            log.error("cannot restart the IO thread of %s: %s", name, describe_error(exc))
+            return False
         return True
+
+    def _shorten_semi_sync_kill(self, probe: NodeProbe) -> tuple[float, int | None]:
+        """(seconds a ``STOP SLAVE`` may take, the kill timeout to put back or ``None``)."""
+        if probe.dialect is None or probe.dialect.name != "mariadb":
+            return 0.0, None
+        try:
+            row = probe.query(
+                "SELECT @@global.rpl_semi_sync_slave_enabled AS enabled, "
+                "@@global.rpl_semi_sync_slave_kill_conn_timeout AS kill_timeout"
+            )[0]
+        except Exception:  # no such variables (semi-sync plugin absent): no kill connection
+            return 0.0, None
+        if not int(row["enabled"] or 0):
+            return 0.0, None
+        current = int(row["kill_timeout"] or 0)
+        wanted = max(1, math.ceil(self.timeout))
+        if current <= wanted:
+            return float(current), None
+        try:
+            probe.query(_SET_KILL_TIMEOUT, (wanted,))
+        except Exception as exc:
+            log.info(
+                "%s: cannot lower rpl_semi_sync_slave_kill_conn_timeout (%s): STOP SLAVE may "
+                "take %ds against a hung primary",
+                probe.name,
+                describe_error(exc),
+                current,
+            )
+            return float(current), None
+        return float(wanted), current
 
     def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
         """Replicas among *names* whose IO thread reached its source; ``None``: cannot tell."""

@@ -74,13 +74,25 @@ class NodeProbe:
             )
         return self._conn
 
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
-        """Run *sql* on the node (reconnecting if needed); the connection is dropped on error."""
+    def query(
+        self, sql: str, params: Sequence[object] = (), *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Run *sql* on the node (reconnecting if needed); the connection is dropped on error.
+
+        :param timeout: read timeout for this statement only (default: the probe's), for a
+            statement known to take longer than a probe (``STOP SLAVE`` on a semi-sync replica).
+        """
         try:
             conn = self._connect()
-            with conn.cursor() as cur:
-                cur.execute(sql, tuple(params) or None)
-                return list(cur.fetchall())
+            if timeout is not None:
+                conn._read_timeout = timeout  # type: ignore[attr-defined]  # PyMySQL reads it per read
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql, tuple(params) or None)
+                    return list(cur.fetchall())
+            finally:
+                if timeout is not None:
+                    conn._read_timeout = self.timeout  # type: ignore[attr-defined]
         except BaseException:
             self.close()
             raise
