@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
+from ._gtid_track import enable_tracking, tracking_connect
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
 from .errors import (
@@ -550,6 +551,15 @@ class Cluster:
                     else self._check_is_primary(name, dbapi)
                 ),
             )
+            if (
+                url.get_driver_name() == "pymysql"
+                and self.read_your_writes is ReadYourWrites.GTID
+                and not is_async_url(url)
+            ):
+                # The commit's GTID from its own OK packet (no SELECT @@last_gtid). The
+                # connect listener runs again after the check-in reset, which clears it.
+                event.listen(engine, "do_connect", tracking_connect)
+                event.listen(engine, "connect", lambda dbapi, rec: enable_tracking(dbapi))
             event.listen(engine, "before_cursor_execute", _note_state)
             event.listen(engine, "checkin", _clean_dirty(engine))
             event.listen(engine, "commit", _mark_committing)

@@ -20,8 +20,10 @@ reloaded from a lagging replica shows the old value). rwsplit closes it in one o
 ``"off"``
     Nothing: reads after a commit may be stale.
 
-Cost of ``"gtid"``: one round trip after each commit that wrote, and one per replica before the
-first read that follows it. Sessions that only read pay nothing.
+Cost of ``"gtid"``: on MariaDB through PyMySQL the commit's GTID arrives in the ``COMMIT``'s own
+OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then one
+round trip per replica before the first read that follows it. Sessions that only read pay
+nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import enum
 import logging
 
 from sqlalchemy.engine import Connection, Engine
+
+from .._gtid_track import take_commit_gtid
 
 __all__ = ["ReadYourWrites", "read_commit_token", "wait_for_token"]
 
@@ -67,13 +71,22 @@ def _is_mariadb(engine: Engine) -> bool:
 def read_commit_token(conn: Connection) -> str | None:
     """The GTID of the commit just made on *conn* (a primary connection), or ``None``.
 
-    The query runs on the raw DBAPI connection, which holds no transaction at this point, so
-    SQLAlchemy does not begin one on *conn*.
+    On MariaDB through PyMySQL the GTID comes from the ``COMMIT``'s own OK packet (session
+    tracking, :mod:`rwsplit._gtid_track`): no round trip. Otherwise, or when that packet
+    carried none, ``SELECT @@last_gtid`` runs on the raw DBAPI connection, which holds no
+    transaction at this point, so SQLAlchemy does not begin one on *conn*.
     """
     engine = conn.engine
+    try:
+        dbapi_connection = conn.connection.dbapi_connection
+    except Exception:  # a closed or invalidated connection: no token
+        return None
+    token = take_commit_gtid(dbapi_connection)  # MariaDB + PyMySQL: the COMMIT's OK packet
+    if token is not None:
+        return token
     query = "SELECT @@last_gtid" if _is_mariadb(engine) else "SELECT @@global.gtid_executed"
     try:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(query)
             row = cursor.fetchone()
