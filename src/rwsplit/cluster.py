@@ -44,7 +44,7 @@ from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
 from .routing.balance import Balancer, RoundRobinBalancer
 from .routing.classify import Flag, Target, classify
-from .routing.consistency import ReadYourWrites
+from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
 from .topology.probe import describe_error
@@ -420,6 +420,7 @@ class Cluster:
         self._routing = check_routing(routing)
         self._followed = False  # the failover log was read (see _check_is_primary)
         self._stats = Stats()
+        self._applied = AppliedTokens()  # what each replica is known to have applied
         self.primary_epoch = 0
         """Incremented every time the primary changes (or is lost): a transaction that began
         under another epoch cannot report a successful commit."""
@@ -745,6 +746,7 @@ class Cluster:
                 self.primary_epoch += 1
         if old != topology:
             self._stats.topology_changed(old, topology)
+            self._forget_applied(old, topology, primary_changed=changed)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
@@ -755,6 +757,17 @@ class Cluster:
                     listener(old, topology)
                 except Exception:  # a subscriber must not break routing
                     log.exception("topology listener %r failed", listener)
+
+    def _forget_applied(self, old: Topology, new: Topology, *, primary_changed: bool) -> None:
+        """A replica that left routing (down, another role) may come back behind: forget
+        what it was known to have applied; a new primary starts everything afresh."""
+        if primary_changed:
+            self._applied.forget()
+            return
+        before = {n.name: (n.role, n.healthy) for n in old.nodes}
+        for n in new.nodes:
+            if before.get(n.name) != (n.role, n.healthy) or not n.healthy:
+                self._applied.forget(n.name)
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""

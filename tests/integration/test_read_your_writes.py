@@ -237,3 +237,38 @@ def test_tracking_survives_the_check_in_reset(notes: Sandbox) -> None:
                     assert s.causal_token == _binlog_gtid(notes)
     assert _last_gtid_queries(log) == 0
     assert sum("session_track_system_variables" in q for q in log) == 1  # once, after the reset
+
+
+def _waits(c: Cluster) -> int:
+    return sum(n["causal_waits"] for n in c.stats().to_dict()["nodes"].values())
+
+
+def test_a_wait_already_seen_applied_is_skipped(notes: Sandbox) -> None:
+    """Once a replica was seen to apply a token, sessions with it (or older) do not wait."""
+    with Cluster(notes.primary_url, notes.replica_urls, causal_timeout=5) as c:
+        with c.session() as s:
+            s.add(Note(body="first"))
+            s.commit()
+            older = s.causal_token
+            s.add(Note(body="skip"))
+            s.commit()
+            token = s.causal_token
+        assert older is not None and token is not None
+        for _ in range(2 * len(notes.replicas)):  # round robin: each replica at least twice
+            with c.session(causal_token=token) as s2:
+                assert s2.scalars(select(Note.body).where(Note.body == "skip")).all() == ["skip"]
+        assert _waits(c) == len(notes.replicas)  # one per replica, the others skipped
+        with c.session(causal_token=older) as s3:
+            s3.scalars(select(Note.body)).all()
+        assert _waits(c) == len(notes.replicas)  # older: covered too
+        with sql_threads_stopped(notes):
+            with c.session() as s:
+                s.add(Note(body="newer"))
+                s.commit()
+                newer = s.causal_token
+            c.causal_timeout = 0.2
+            with c.session(causal_token=newer) as s4:
+                # Not known applied: it waits, times out, and reads its write on the primary.
+                got = s4.scalars(select(Note.body).where(Note.body == "newer")).all()
+            assert got == ["newer"]
+        assert _waits(c) == len(notes.replicas) + 1

@@ -442,6 +442,9 @@ class RoutingSession(Session):
         cluster = self.cluster
         if cluster._routing != "normal":
             return True  # shadow / primary: the read runs on the primary, touch no replica
+        applied = cluster._applied
+        if applied.covers(name, token):
+            return True  # a wait of this process already saw it applied there: no round trip
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
         timeout = cluster.causal_timeout
         started = time.monotonic()
@@ -458,7 +461,9 @@ class RoutingSession(Session):
                     "causal wait on %s failed (%s); reading from the primary", name, _short(exc)
                 )
             return False
-        if not ok:
+        if ok:
+            applied.record(name, token)
+        else:
             log.info(
                 "replica %s has not applied %s within %.2fs; reading from the primary",
                 name,

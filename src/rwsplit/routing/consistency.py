@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 
 from sqlalchemy.engine import Connection, Engine
 
 from .._gtid_track import take_commit_gtid
 
-__all__ = ["ReadYourWrites", "read_commit_token", "wait_for_token"]
+__all__ = ["AppliedTokens", "ReadYourWrites", "read_commit_token", "wait_for_token"]
 
 log = logging.getLogger("rwsplit.consistency")
 
@@ -109,3 +110,68 @@ def wait_for_token(conn: Connection, token: str, timeout: float) -> bool:
         done = 0
     result = conn.exec_driver_sql(sql, (token, timeout)).scalar()
     return result == done
+
+
+def _mariadb_gtids(token: str) -> list[tuple[int, int, int]] | None:
+    """``"0-1-5,1-2-9"`` → ``[(0, 1, 5), (1, 2, 9)]``; ``None`` for anything else (MySQL)."""
+    out = []
+    for part in token.split(","):
+        fields = part.strip().split("-")
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            return None
+        out.append((int(fields[0]), int(fields[1]), int(fields[2])))
+    return out or None
+
+
+class AppliedTokens:
+    """What this process knows each replica has applied: skip a wait it would not need.
+
+    A ``MASTER_GTID_WAIT`` that returned in time proves the replica applied that GTID, and
+    with it every earlier GTID of the same replication domain (a domain is applied in
+    order; the wait itself relies on that). A later token of the same domain and server
+    with an equal or lower sequence number is then applied there too: no round trip. Only
+    MariaDB GTIDs; a replica's knowledge is dropped when it leaves routing (down, role
+    change) and all of it when the primary changes (:meth:`forget`).
+
+    >>> applied = AppliedTokens()
+    >>> applied.record("db2:3306", "0-1-10"); applied.covers("db2:3306", "0-1-9")
+    True
+    >>> applied.covers("db2:3306", "0-1-11"), applied.covers("db3:3306", "0-1-9")
+    (False, False)
+    """
+
+    __slots__ = ("_lock", "_nodes")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodes: dict[str, dict[tuple[int, int], int]] = {}
+
+    def covers(self, node: str, token: str) -> bool:
+        """True when *node* is known to have applied *token*."""
+        seen = self._nodes.get(node)
+        if not seen:
+            return False
+        gtids = _mariadb_gtids(token)
+        if gtids is None:
+            return False
+        return all(seen.get((domain, server), -1) >= seq for domain, server, seq in gtids)
+
+    def record(self, node: str, token: str) -> None:
+        """*node* applied *token* (a wait for it returned in time)."""
+        gtids = _mariadb_gtids(token)
+        if gtids is None:
+            return
+        with self._lock:
+            seen = dict(self._nodes.get(node, {}))  # copy: readers take no lock
+            for domain, server, seq in gtids:
+                if seen.get((domain, server), -1) < seq:
+                    seen[(domain, server)] = seq
+            self._nodes[node] = seen
+
+    def forget(self, node: str | None = None) -> None:
+        """Drop what is known of *node* (``None``: of every node)."""
+        with self._lock:
+            if node is None:
+                self._nodes.clear()
+            else:
+                self._nodes.pop(node, None)
