@@ -272,3 +272,18 @@ def test_a_wait_already_seen_applied_is_skipped(notes: Sandbox) -> None:
                 got = s4.scalars(select(Note.body).where(Note.body == "newer")).all()
             assert got == ["newer"]
         assert _waits(c) == len(notes.replicas) + 1
+
+
+def test_a_wait_the_replica_refuses_reads_from_the_primary(notes: Sandbox) -> None:
+    """A token the replica cannot parse: the driver's error is caught, the read goes on."""
+    with Cluster(notes.primary_url, notes.replica_urls) as c:
+        with c.session() as s:
+            s.add(Note(body="refused"))
+            s.commit()
+        before = snapshot(notes)
+        with c.session(causal_token="not-a-gtid") as s2:
+            got = s2.scalars(select(Note.body).where(Note.body == "refused")).all()
+        assert got == ["refused"]
+        d = delta(before, snapshot(notes))
+        assert d["primary"]["Com_select"] == 1  # the read fell back to the primary
+        assert c.topology.readable_replicas(c.max_replica_lag)  # no replica was taken out

@@ -452,7 +452,10 @@ class RoutingSession(Session):
             conn = self.connection(bind_arguments={"bind": engine})
             ok = wait_for_token(conn, token, timeout)
             cluster._stats.causal_wait(name, time.monotonic() - started, ok)
-        except DBAPIError as exc:
+        except Exception as exc:
+            # The wait runs on the driver's cursor: its errors arrive unwrapped.
+            if not isinstance(exc, DBAPIError | _driver_errors(engine)):
+                raise
             if is_replica_unusable(exc):
                 _sa_compat.drop_connection(self, engine)
                 self.cluster.mark_down(name, f"causal wait failed: {_short(exc)}")
@@ -588,8 +591,14 @@ def _release(conn: Connection) -> None:
         log.debug("releasing the primary connection failed", exc_info=True)
 
 
-def _short(exc: DBAPIError) -> str:
-    orig = exc.orig
+def _driver_errors(engine: Engine) -> type[BaseException] | tuple[()]:
+    """The DBAPI module's base exception of *engine* (``()``: none known)."""
+    error = getattr(getattr(engine.dialect, "loaded_dbapi", None), "Error", None)
+    return error if isinstance(error, type) and issubclass(error, BaseException) else ()
+
+
+def _short(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
     args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) >= 2:
         return f"{args[0]}: {args[1]}"
