@@ -154,13 +154,18 @@ def _collect(
         )
 
 
+def _span(runs: list[dict[str, float]], key: str) -> str:
+    values = [r[key] for r in runs]
+    return f"({min(values):.2f}-{max(values):.2f})"
+
+
 def _print(rows: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
     print()
     print("POST -> GET unit, rwsplit against plain SQLAlchemy on the primary (median of rounds)")
     head = (
         f"{'version':<20} {'workers':<10} {'clients':>7} {'plain p50':>10} {'rwsplit p50':>12}"
-        f" {'p50 ratio':>10} {'tput ratio':>11} {'waits/unit':>11} {'wait ms':>8} {'stale':>6}"
-        f" {'errors':>6}"
+        f" {'p50 ratio':>10} {'(min-max)':>13} {'tput ratio':>11} {'waits/unit':>11}"
+        f" {'wait ms':>8} {'stale':>6} {'errors':>6}"
     )
     print(head)
     for (name, workers, clients), runs in sorted(
@@ -172,7 +177,8 @@ def _print(rows: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
 
         print(
             f"{name:<20} {workers:<10} {clients:>7} {med('plain_p50'):>8.2f}ms"
-            f" {med('p50'):>10.2f}ms {med('p50_ratio'):>9.2f}x {med('tput_ratio'):>10.2f}x"
+            f" {med('p50'):>10.2f}ms {med('p50_ratio'):>9.2f}x {_span(runs, 'p50_ratio'):>13}"
+            f" {med('tput_ratio'):>10.2f}x"
             f" {med('waits_per_unit'):>11.2f} {med('mean_wait_ms'):>8.2f}"
             f" {sum(r['stale'] for r in runs):>6} {sum(r['errors'] for r in runs):>6}"
         )
