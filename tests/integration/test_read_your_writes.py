@@ -243,8 +243,13 @@ def _waits(c: Cluster) -> int:
     return sum(n["causal_waits"] for n in c.stats().to_dict()["nodes"].values())
 
 
-def test_a_wait_already_seen_applied_is_skipped(notes: Sandbox) -> None:
+def test_a_wait_already_seen_applied_is_skipped(
+    notes: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Once a replica was seen to apply a token, sessions with it (or older) do not wait."""
+    from rwsplit.routing.consistency import AppliedTokens
+
+    monkeypatch.setattr(AppliedTokens, "MAX_AGE", 300.0)  # a slow machine must not expire it
     with Cluster(notes.primary_url, notes.replica_urls, causal_timeout=5) as c:
         with c.session() as s:
             s.add(Note(body="first"))

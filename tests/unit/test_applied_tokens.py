@@ -77,3 +77,17 @@ def test_a_new_primary_forgets_everything() -> None:
         c.publish(t.with_nodes(promoted))
         assert c.topology.primary is not None and c.topology.primary.name == "db2:3306"
         assert not c._applied.covers("db3:3306", "0-1-5")
+
+
+def test_knowledge_expires() -> None:
+    now = [100.0]
+    a = AppliedTokens(clock=lambda: now[0])
+    a.record("r1", "0-1-10")
+    now[0] += AppliedTokens.MAX_AGE - 0.1
+    assert a.covers("r1", "0-1-10")
+    now[0] += 0.2
+    assert not a.covers("r1", "0-1-10")  # too old: wait again
+    a.record("r1", "0-1-8")  # an older wait does not refresh the newer position's age
+    assert not a.covers("r1", "0-1-10")
+    a.record("r1", "0-1-10")
+    assert a.covers("r1", "0-1-10")

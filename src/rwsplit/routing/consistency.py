@@ -31,6 +31,8 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -140,8 +142,10 @@ class AppliedTokens:
     with it every earlier GTID of the same replication domain (a domain is applied in
     order; the wait itself relies on that). A later token of the same domain and server
     with an equal or lower sequence number is then applied there too: no round trip. Only
-    MariaDB GTIDs; a replica's knowledge is dropped when it leaves routing (down, role
-    change) and all of it when the primary changes (:meth:`forget`).
+    MariaDB GTIDs. Knowledge is kept for :attr:`MAX_AGE` seconds (a replica rebuilt from an
+    older backup under the same address must not be trusted for long), dropped for a
+    replica that leaves routing (down, role change) and for all when the primary changes
+    (:meth:`forget`).
 
     >>> applied = AppliedTokens()
     >>> applied.record("db2:3306", "0-1-10"); applied.covers("db2:3306", "0-1-9")
@@ -150,32 +154,44 @@ class AppliedTokens:
     (False, False)
     """
 
-    __slots__ = ("_lock", "_nodes")
+    MAX_AGE = 2.0
+    """Seconds a seen position stays trusted."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_clock", "_lock", "_nodes")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
-        self._nodes: dict[str, dict[tuple[int, int], int]] = {}
+        self._nodes: dict[str, dict[tuple[int, int], tuple[int, float]]] = {}
 
     def covers(self, node: str, token: str) -> bool:
-        """True when *node* is known to have applied *token*."""
+        """True when *node* is known (recently) to have applied *token*."""
         seen = self._nodes.get(node)
         if not seen:
             return False
         gtids = _mariadb_gtids(token)
         if gtids is None:
             return False
-        return all(seen.get((domain, server), -1) >= seq for domain, server, seq in gtids)
+        oldest = self._clock() - self.MAX_AGE
+        for domain, server, seq in gtids:
+            known = seen.get((domain, server))
+            if known is None or known[0] < seq or known[1] < oldest:
+                return False
+        return True
 
     def record(self, node: str, token: str) -> None:
         """*node* applied *token* (a wait for it returned in time)."""
         gtids = _mariadb_gtids(token)
         if gtids is None:
             return
+        now = self._clock()
         with self._lock:
             seen = dict(self._nodes.get(node, {}))  # copy: readers take no lock
             for domain, server, seq in gtids:
-                if seen.get((domain, server), -1) < seq:
-                    seen[(domain, server)] = seq
+                known = seen.get((domain, server))
+                # A newer position, or the same one seen again (it stays trusted longer).
+                if known is None or known[0] <= seq:
+                    seen[(domain, server)] = (seq, now)
             self._nodes[node] = seen
 
     def forget(self, node: str | None = None) -> None:
