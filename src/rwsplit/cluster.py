@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
+from ._gtid_track import enable_tracking, tracking_connect
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
 from .errors import (
@@ -44,7 +45,7 @@ from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
 from .routing.balance import Balancer, RoundRobinBalancer
 from .routing.classify import Flag, Target, classify
-from .routing.consistency import ReadYourWrites
+from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
 from .topology.probe import describe_error
@@ -435,6 +436,7 @@ class Cluster:
         self._routing = check_routing(routing)
         self._followed = False  # the failover log was read (see _check_is_primary)
         self._stats = Stats()
+        self._applied = AppliedTokens()  # what each replica is known to have applied
         self.primary_epoch = 0
         """Incremented every time the primary changes (or is lost): a transaction that began
         under another epoch cannot report a successful commit."""
@@ -572,6 +574,15 @@ class Cluster:
                     else self._check_is_primary(name, dbapi)
                 ),
             )
+            if (
+                url.get_driver_name() == "pymysql"
+                and self.read_your_writes is ReadYourWrites.GTID
+                and not is_async_url(url)
+            ):
+                # The commit's GTID from its own OK packet (no SELECT @@last_gtid). The
+                # connect listener runs again after the check-in reset, which clears it.
+                event.listen(engine, "do_connect", tracking_connect)
+                event.listen(engine, "connect", lambda dbapi, rec: enable_tracking(dbapi))
             event.listen(engine, "before_cursor_execute", _note_state)
             event.listen(engine, "checkin", _clean_dirty(engine))
             event.listen(engine, "commit", _mark_committing)
@@ -761,6 +772,7 @@ class Cluster:
                 self.primary_epoch += 1
         if old != topology:
             self._stats.topology_changed(old, topology)
+            self._forget_applied(old, topology, primary_changed=changed)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
@@ -801,6 +813,17 @@ class Cluster:
             log.warning(
                 "%s is no longer the primary: cut %d connections still in use on it", name, cut
             )
+
+    def _forget_applied(self, old: Topology, new: Topology, *, primary_changed: bool) -> None:
+        """A replica that left routing (down, another role) may come back behind: forget
+        what it was known to have applied; a new primary starts everything afresh."""
+        if primary_changed:
+            self._applied.forget()
+            return
+        before = {n.name: (n.role, n.healthy) for n in old.nodes}
+        for n in new.nodes:
+            if before.get(n.name) != (n.role, n.healthy) or not n.healthy:
+                self._applied.forget(n.name)
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""
@@ -965,6 +988,7 @@ class Cluster:
         """In a forked child: never use a pooled connection of the parent (see the hook)."""
         self._lock = threading.RLock()  # another thread of the parent may have held it
         self._stats._lock = threading.Lock()
+        self._applied = AppliedTokens()  # its lock too; and the parent's waits prove nothing new
         for engine in list(self._engines.values()):
             # close=False: the parent still uses those sockets; the child just forgets them.
             engine.dispose(close=False)

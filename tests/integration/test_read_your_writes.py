@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import String, select
+from sqlalchemy import String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.orm.exc import ObjectDeletedError
 
@@ -14,6 +14,7 @@ from rwsplit import Cluster
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
+from .util import sql
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,8 @@ def test_caught_up_replica_serves_the_read(notes: Sandbox) -> None:
             assert token and token.startswith("0-1-")
             assert s.execute(select(Note.body).where(Note.body == "x")).scalar_one() == "x"
         d = delta(before, snapshot(notes))
-        assert d["primary"]["Com_select"] == 1  # SELECT @@last_gtid after the commit
+        # The token came in the COMMIT's OK packet: no SELECT @@last_gtid on the primary.
+        assert d["primary"]["Com_select"] == 0
         assert sum(d[r.name]["Com_select"] for r in notes.replicas) == 2  # wait + read
 
 
@@ -128,3 +130,165 @@ def test_primary_window_mode(notes: Sandbox) -> None:
         sql_threads_stopped(notes),
     ):
         assert _write_then_reload(c) == "v2"
+
+
+# ---------------------------------------------------------------------- the token's source
+
+
+@contextlib.contextmanager
+def general_log(sb: Sandbox) -> Iterator[list[str]]:
+    """The primary's general log (table) while the block runs: the statements it received."""
+    seen: list[str] = []
+    sql(sb.primary, "SET GLOBAL log_output = 'TABLE'")
+    sql(sb.primary, "TRUNCATE mysql.general_log")
+    sql(sb.primary, "SET GLOBAL general_log = 1")
+    try:
+        yield seen
+    finally:
+        sql(sb.primary, "SET GLOBAL general_log = 0")
+        rows = sql(
+            sb.primary,
+            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
+            "WHERE command_type = 'Query'",
+        )
+        seen.extend(str(r[0]) for r in rows)
+        sql(sb.primary, "TRUNCATE mysql.general_log")
+
+
+def _last_gtid_queries(log: list[str]) -> int:
+    return sum(1 for q in log if "@@last_gtid" in q.lower() and "session_track" not in q.lower())
+
+
+def _binlog_gtid(sb: Sandbox) -> str:
+    """The primary's newest GTID (domain 0), as @@last_gtid of its writer says."""
+    return str(sql(sb.primary, "SELECT @@global.gtid_binlog_pos")[0][0])
+
+
+def test_token_from_the_commit_packet_equals_last_gtid(notes: Sandbox) -> None:
+    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes) as log:
+        tokens = []
+        for i in range(5):
+            with c.session() as s:
+                s.add(Note(body=f"packet-{i}"))
+                s.commit()
+                assert s.causal_token == _binlog_gtid(notes)
+                # The session's own connection agrees (the same pooled connection is reused).
+                with s.connection() as conn:
+                    last = conn.exec_driver_sql("SELECT @@last_gtid").scalar()
+                assert s.causal_token == last
+                tokens.append(s.causal_token)
+    assert len(set(tokens)) == 5
+    queries = [q for q in log if q.startswith("SELECT @@last_gtid")]
+    assert len(queries) == 5  # only the test's own checks above, none from rwsplit
+    assert any("session_track_system_variables" in q for q in log)
+
+
+def test_token_falls_back_to_the_query_without_tracking(
+    notes: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: with the packet's GTID unavailable, the query runs once per commit."""
+    import rwsplit.routing.consistency as consistency
+
+    monkeypatch.setattr(consistency, "take_commit_gtid", lambda dbapi_connection: None)
+    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes) as log:
+        for i in range(3):
+            with c.session() as s:
+                s.add(Note(body=f"query-{i}"))
+                s.commit()
+                assert s.causal_token == _binlog_gtid(notes)
+    assert _last_gtid_queries(log) == 3
+
+
+def test_commit_without_a_gtid_asks_the_server(notes: Sandbox) -> None:
+    """A commit that wrote nothing to the binary log reports no GTID: the query says which."""
+    with Cluster(notes.primary_url, notes.replica_urls) as c:
+        with c.session() as s:
+            s.add(Note(body="locked"))
+            s.commit()
+            written = s.causal_token
+        with general_log(notes) as log, c.session() as s:
+            # A locking read counts as a write for read-your-writes; nothing is binlogged.
+            s.execute(select(Note).where(Note.body == "locked").with_for_update()).all()
+            s.commit()
+            assert s.causal_token == written
+    assert _last_gtid_queries(log) == 1
+
+
+def test_tracking_survives_the_check_in_reset(notes: Sandbox) -> None:
+    """COM_RESET_CONNECTION drops session variables: tracking is set again after it."""
+    with Cluster(
+        notes.primary_url,
+        notes.replica_urls,
+        engine_options={"pool_size": 1, "max_overflow": 0},
+    ) as c:
+        with c.session() as s:  # the pool's one connection, made and tracked
+            s.add(Note(body="before-reset"))
+            s.commit()
+        with general_log(notes) as log:
+            with c.session() as s:
+                s.execute(text("SET @dirty = 1"))  # pins; the connection is reset at check-in
+                s.add(Note(body="dirty"))
+                s.commit()
+                assert s.causal_token == _binlog_gtid(notes)
+            for i in range(3):
+                with c.session() as s:
+                    s.add(Note(body=f"after-reset-{i}"))
+                    s.commit()
+                    assert s.causal_token == _binlog_gtid(notes)
+    assert _last_gtid_queries(log) == 0
+    assert sum("session_track_system_variables" in q for q in log) == 1  # once, after the reset
+
+
+def _waits(c: Cluster) -> int:
+    return sum(n["causal_waits"] for n in c.stats().to_dict()["nodes"].values())
+
+
+def test_a_wait_already_seen_applied_is_skipped(
+    notes: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a replica was seen to apply a token, sessions with it (or older) do not wait."""
+    from rwsplit.routing.consistency import AppliedTokens
+
+    monkeypatch.setattr(AppliedTokens, "MAX_AGE", 300.0)  # a slow machine must not expire it
+    with Cluster(notes.primary_url, notes.replica_urls, causal_timeout=5) as c:
+        with c.session() as s:
+            s.add(Note(body="first"))
+            s.commit()
+            older = s.causal_token
+            s.add(Note(body="skip"))
+            s.commit()
+            token = s.causal_token
+        assert older is not None and token is not None
+        for _ in range(2 * len(notes.replicas)):  # round robin: each replica at least twice
+            with c.session(causal_token=token) as s2:
+                assert s2.scalars(select(Note.body).where(Note.body == "skip")).all() == ["skip"]
+        assert _waits(c) == len(notes.replicas)  # one per replica, the others skipped
+        with c.session(causal_token=older) as s3:
+            s3.scalars(select(Note.body)).all()
+        assert _waits(c) == len(notes.replicas)  # older: covered too
+        with sql_threads_stopped(notes):
+            with c.session() as s:
+                s.add(Note(body="newer"))
+                s.commit()
+                newer = s.causal_token
+            c.causal_timeout = 0.2
+            with c.session(causal_token=newer) as s4:
+                # Not known applied: it waits, times out, and reads its write on the primary.
+                got = s4.scalars(select(Note.body).where(Note.body == "newer")).all()
+            assert got == ["newer"]
+        assert _waits(c) == len(notes.replicas) + 1
+
+
+def test_a_wait_the_replica_refuses_reads_from_the_primary(notes: Sandbox) -> None:
+    """A token the replica cannot parse: the driver's error is caught, the read goes on."""
+    with Cluster(notes.primary_url, notes.replica_urls) as c:
+        with c.session() as s:
+            s.add(Note(body="refused"))
+            s.commit()
+        before = snapshot(notes)
+        with c.session(causal_token="not-a-gtid") as s2:
+            got = s2.scalars(select(Note.body).where(Note.body == "refused")).all()
+        assert got == ["refused"]
+        d = delta(before, snapshot(notes))
+        assert d["primary"]["Com_select"] == 1  # the read fell back to the primary
+        assert c.topology.readable_replicas(c.max_replica_lag)  # no replica was taken out

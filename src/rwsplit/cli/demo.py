@@ -156,8 +156,8 @@ def run_demo(
         )
         print(
             "Com_select: the server's own count; it includes SQLAlchemy's first-connect\n"
-            "  queries, the waits, and on the primary one 'SELECT @@last_gtid' per commit\n"
-            "  that wrote (the GTID the waits wait for)."
+            "  queries and the waits. The GTID the waits wait for comes in the commit's own\n"
+            "  reply (MariaDB session tracking); other drivers ask 'SELECT @@last_gtid'."
         )
         print(
             "own writes: transactions in the node's own binary log. Replicated changes are\n"

@@ -424,6 +424,9 @@ class RoutingSession(Session):
         cluster = self.cluster
         if cluster._routing != "normal":
             return True  # shadow / primary: the read runs on the primary, touch no replica
+        applied = cluster._applied
+        if applied.covers(name, token):
+            return True  # a wait of this process already saw it applied there: no round trip
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
         timeout = cluster.causal_timeout
         started = time.monotonic()
@@ -431,7 +434,10 @@ class RoutingSession(Session):
             conn = self.connection(bind_arguments={"bind": engine})
             ok = wait_for_token(conn, token, timeout)
             cluster._stats.causal_wait(name, time.monotonic() - started, ok)
-        except DBAPIError as exc:
+        except Exception as exc:
+            # The wait runs on the driver's cursor: its errors arrive unwrapped.
+            if not isinstance(exc, DBAPIError | _driver_errors(engine)):
+                raise
             if is_replica_unusable(exc):
                 _sa_compat.drop_connection(self, engine)
                 self.cluster.mark_down(name, f"causal wait failed: {_short(exc)}")
@@ -440,7 +446,9 @@ class RoutingSession(Session):
                     "causal wait on %s failed (%s); reading from the primary", name, _short(exc)
                 )
             return False
-        if not ok:
+        if ok:
+            applied.record(name, token)
+        else:
             log.info(
                 "replica %s has not applied %s within %.2fs; reading from the primary",
                 name,
@@ -565,8 +573,14 @@ def _release(conn: Connection) -> None:
         log.debug("releasing the primary connection failed", exc_info=True)
 
 
-def _short(exc: DBAPIError) -> str:
-    orig = exc.orig
+def _driver_errors(engine: Engine) -> type[BaseException] | tuple[()]:
+    """The DBAPI module's base exception of *engine* (``()``: none known)."""
+    error = getattr(getattr(engine.dialect, "loaded_dbapi", None), "Error", None)
+    return error if isinstance(error, type) and issubclass(error, BaseException) else ()
+
+
+def _short(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
     args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) >= 2:
         return f"{args[0]}: {args[1]}"
