@@ -46,6 +46,8 @@ class Outcome:
     acked: set[int] = field(default_factory=set)
     unknown: set[int] = field(default_factory=set)
     errors: dict[str, int] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    """Row id -> the exception its write raised (other than outcome-unknown), for diagnosis."""
     stale_reads: int = 0
     causal_reads: int = 0
     ack_times: list[float] = field(default_factory=list)
@@ -134,10 +136,12 @@ class Nemesis:
 
     # ------------------------------------------------------------------ workload
 
-    def _error(self, exc: BaseException) -> None:
+    def _error(self, exc: BaseException, row: int | None = None) -> None:
         with self._lock:
             name = type(exc).__name__
             self.outcome.errors[name] = self.outcome.errors.get(name, 0) + 1
+            if row is not None:
+                self.outcome.failed[row] = f"{name}: {str(exc)[:160]}"
 
     def _write(self, w: int) -> int | None:
         row = next(self._ids)
@@ -152,7 +156,7 @@ class Nemesis:
             self._error(exc)
             return None
         except (RwSplitError, Exception) as exc:  # any failure is recorded
-            self._error(exc)
+            self._error(exc, row)
             return None
         with self._lock:
             self.outcome.acked.add(row)
@@ -196,7 +200,7 @@ class Nemesis:
                 self._error(exc)
                 self._stop.wait(0.05)
             except Exception as exc:
-                self._error(exc)
+                self._error(exc, None if row in self.outcome.acked else row)
                 self._stop.wait(0.05)
 
     @contextlib.contextmanager
@@ -316,9 +320,17 @@ class Nemesis:
         if old.address != primary and self.sb.is_running(old) and not self.sb.is_stopped(old):
             errant = max(0, _own_seq(old, old.server_id) - _own_seq(node, old.server_id))
             if errant > len(self.outcome.unknown):
+                # Which rows, and what their writers were told (to explain a failure).
+                only_old = {int(r[0]) for r in _sql(old, f"SELECT id FROM {TABLE}")} - rows
+                told = {
+                    i: "unknown" if i in self.outcome.unknown else self.outcome.failed.get(i, "?")
+                    for i in sorted(only_old)
+                }
                 problems.append(
                     f"the old primary holds {errant} transactions the new one lacks, more than "
-                    f"the {len(self.outcome.unknown)} the application was told are unknown"
+                    f"the {len(self.outcome.unknown)} the application was told are unknown; "
+                    f"rows only there and what their writers were told: {told}; "
+                    f"errors seen: {self.outcome.errors}"
                 )
         if self.outcome.stale_reads:
             problems.append(f"{self.outcome.stale_reads} stale causal reads")
