@@ -1080,6 +1080,11 @@ def rejoin(
         if state.writable:
             for stmt in fence_statements(ps[node]):
                 run.exec(ps[node], stmt)
+            # Fencing may release commits that waited for a semi-sync ACK: they are in its
+            # binary log now, so the history is judged on a fresh probe, not the one above.
+            fresh = None if dry_run else _probe(ps[node])
+            if fresh is not None:
+                state = fresh
         gap = _history_gap(state, primary_state, primary)
         if gap is not None:
             result.skipped.append(
