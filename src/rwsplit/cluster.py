@@ -141,11 +141,8 @@ def _clear_committing(conn: Any) -> None:
 
 
 def _track(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
-    # Pool checkout of a primary engine: PyMySQL connections (a socket to cut) only; async
-    # adapters and C drivers have none, and may not take weak references.
-    if hasattr(dbapi_connection, "_sock"):
-        with contextlib.suppress(TypeError):
-            in_use.add(dbapi_connection)
+    # Pool checkout of a PyMySQL primary engine (a socket rwsplit can cut).
+    in_use.add(dbapi_connection)
 
 
 def _untrack(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
@@ -588,10 +585,13 @@ class Cluster:
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
-            in_use: weakref.WeakSet[Any] = weakref.WeakSet()
-            self._checked_out[engine] = in_use
-            event.listen(engine, "checkout", lambda dbapi, rec, proxy: _track(in_use, dbapi))
-            event.listen(engine, "checkin", lambda dbapi, rec: _untrack(in_use, dbapi))
+            if url.get_driver_name() == "pymysql" and not is_async_url(url):
+                # Connections in use, to cut when this node stops being the primary
+                # (_abort_in_flight): PyMySQL only, the driver whose socket rwsplit can reach.
+                in_use: weakref.WeakSet[Any] = weakref.WeakSet()
+                self._checked_out[engine] = in_use
+                event.listen(engine, "checkout", lambda dbapi, rec, proxy: _track(in_use, dbapi))
+                event.listen(engine, "checkin", lambda dbapi, rec: _untrack(in_use, dbapi))
         return engine
 
     def _on_primary_error(self, name: str, ctx: ExceptionContext) -> None:
