@@ -5,7 +5,9 @@ Exit codes (stable, for scripts):
 * ``0`` success;
 * ``1`` the operation failed (an rwsplit error: no server binary, cluster unreachable ...);
 * ``2`` the command line is wrong (unknown command or option, bad value);
-* ``3`` ``sandbox status``: the sandbox is not (fully) running.
+* ``3`` ``sandbox status``: the sandbox is not (fully) running;
+* ``4`` ``failover`` / ``switchover``: the new primary is in place but some replicas do not
+  follow it yet (named in the output; re-run once they are back).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+EXIT_INCOMPLETE = 4
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -127,6 +130,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         progress=_progress,
     )
     sb.start()
+    _remember_sandbox(sb.primary_url, sb.replica_urls)
     for n in sb.nodes:
         print(f"{n.name:<10} {n.url}")
     # After the "name URL" lines (scripts read those first): the account replicas use, which
@@ -141,6 +145,19 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     )
     print(f"# stop it with: rwsplit sandbox down --dir {base}", file=sys.stderr)
     return EXIT_OK
+
+
+def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
+    """Record the new cluster's members on its primary (``rwsplit.cluster_nodes``), so that
+    a failover started from one replica finds the others, as on a cluster of one's own."""
+    from ..errors import TopologyError
+    from ..topology.probe import discover
+    from ._cluster import remember_members
+
+    try:
+        remember_members(discover([primary, *replicas]))
+    except TopologyError as exc:  # best effort, as for any cluster
+        logging.getLogger("rwsplit.cli").info("sandbox: members not recorded: %s", exc)
 
 
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
@@ -234,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rwsplit",
         description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
         epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
-        "3 sandbox not running (sandbox status)",
+        "3 sandbox not (fully) running (sandbox status), 4 failover/switchover done but "
+        "some replicas not repointed",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what rwsplit does")
     parser.add_argument("--version", action="version", version=_version())

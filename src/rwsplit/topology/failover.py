@@ -174,8 +174,13 @@ class FailoverResult:
             )
         if self.nothing_to_do:
             return f"nothing to do: {self.new_primary} is the primary"
-        verb = "would promote" if self.dry_run else "promoted"
-        lines = [f"{self.kind}: {verb} {self.new_primary} (old primary {self.old_primary})"]
+        if "promoted" not in self.timeline:  # promoted earlier: this run finished the job
+            verb = "would finish" if self.dry_run else "finished"
+            head = f"{self.kind}: {self.new_primary} was already the primary; {verb} the job"
+        else:
+            verb = "would promote" if self.dry_run else "promoted"
+            head = f"{self.kind}: {verb} {self.new_primary} (old primary {self.old_primary})"
+        lines = [head]
         if self.repointed:
             lines.append("replicas repointed: " + ", ".join(self.repointed))
         for name, why in self.skipped:
@@ -752,6 +757,10 @@ def _finish_after_promotion(
     result.new_primary = primary
     new_state = states[primary]
     assert new_state is not None
+    if result.old_primary in (None, primary):  # a re-run: the failover log names the old one
+        rec = _recorded(probes[primary], options)
+        if rec is not None and rec.primary == primary and rec.old_primary in probes:
+            result.old_primary = rec.old_primary
     old = result.old_primary
     if old is not None and old != primary and old not in result.fenced:
         result.fenced.append(old)
@@ -828,7 +837,7 @@ def _repoint_all(
         d = _dialect(probes[name])
         user, password = options.replication_user, options.replication_password
         stmts = d.point_at(state, host, port, user, password)
-        if state.writable:
+        if state.writable and name != demote:  # a demoted primary was made read-only first
             stmts = d.set_read_only(True) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(probes[name], stmt)
