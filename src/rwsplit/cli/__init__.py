@@ -131,8 +131,12 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     )
     sb.start()
     _remember_sandbox(sb.primary_url, sb.replica_urls)
-    for n in sb.nodes:
-        print(f"{n.name:<10} {n.url}")
+    urls = {n.name: n.url for n in sb.nodes}
+    if args.database:
+        _create_database(sb, args.database)
+        urls = {name: f"{url.rsplit('/', 1)[0]}/{args.database}" for name, url in urls.items()}
+    for name, url in urls.items():
+        print(f"{name:<10} {url}")
     # After the "name URL" lines (scripts read those first): the account replicas use, which
     # failover and switchover need.
     print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
@@ -145,6 +149,27 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     )
     print(f"# stop it with: rwsplit sandbox down --dir {base}", file=sys.stderr)
     return EXIT_OK
+
+
+def _database_name(value: str) -> str:
+    """An ``argparse`` type: a plain database name (it goes into ``CREATE DATABASE``)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
+        raise argparse.ArgumentTypeError(
+            f"expected a plain database name (letters, digits, _), got {value!r}"
+        )
+    return value
+
+
+def _create_database(sb: Any, name: str) -> None:
+    """``CREATE DATABASE`` on the sandbox's primary, then wait until every replica has it."""
+    import contextlib
+
+    with contextlib.closing(sb.primary.connect()) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+    sb.wait_caught_up()
+    _progress(f"created database {name} (replicated)")
 
 
 def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
@@ -272,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_up = sb_sub.add_parser(
         "up",
         help="start a sandbox and print the URL of every node",
-        description="Start one primary and N replicas on loopback; "
-        "returns when replication runs. Prints 'name URL' per node, then "
+        description="Start one primary and N replicas on loopback, with a database 'rwsplit' (and "
+        "--database NAME); returns when replication runs. Prints 'name URL' per node, then "
         "'replication USER PASSWORD' (the account replicas use, for failover).",
     )
     p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
@@ -286,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-slave-updates",
         action="store_true",
         help="replicas log what they apply (lets every replica follow a promoted one)",
+    )
+    p_up.add_argument(
+        "--database",
+        metavar="NAME",
+        type=_database_name,
+        help="also create database NAME (replicated) and print URLs naming it "
+        "(default: only the 'rwsplit' database)",
     )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)
