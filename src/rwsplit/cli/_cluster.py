@@ -396,6 +396,11 @@ def _print_result(result: FailoverResult) -> None:
         for node, stmt in result.statements:
             print(f"{node}: {stmt};")
     print(result.describe())
+    if not result.dry_run and not result.nothing_to_do and result.epoch is not None:
+        print(
+            f"recorded: epoch {result.epoch} in rwsplit.failover_log on {result.new_primary} "
+            "(the 'rwsplit' schema on the primary, created if missing; docs/failover.md)"
+        )
     if result.dry_run:
         planned = "nothing to do" if result.nothing_to_do else f"{result.kind} planned"
         print(f"rwsplit: dry run: {planned}, nothing was changed", file=sys.stderr)
@@ -484,6 +489,25 @@ def _describe(topology: Topology) -> str:
     return "; ".join(parts)
 
 
+def _change_logger(logged: list[Topology]) -> Callable[[Topology | None, Topology], None]:
+    """A topology listener that logs each change of state (appended to *logged*)."""
+
+    def log_topology(old: Topology | None, new: Topology) -> None:
+        # Changes of state only: a dead node's failure count, a replica's lag or an error
+        # text that changes from round to round publish a new topology, not a new state.
+        if logged and _state(logged[-1]) == _state(new):
+            return
+        logged.append(new)
+        log.info("topology: %s", _describe(new))
+
+    return log_topology
+
+
+def _state(topology: Topology) -> tuple[tuple[str, Role, bool, bool | None], ...]:
+    """What the monitor's log reports a change of: each node's role, health, read_only."""
+    return tuple((n.name, n.role, n.healthy, n.read_only) for n in topology.nodes)
+
+
 def _cmd_monitor(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, seeds_only=True)
     configured = settings.options
@@ -531,10 +555,7 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
         "on" if auto else "off",
     )
     logged: list[Topology] = []
-
-    def log_topology(old: Topology | None, new: Topology) -> None:
-        logged.append(new)
-        log.info("topology: %s", _describe(new))
+    log_topology = _change_logger(logged)
 
     cluster.subscribe(log_topology)
     monitor.failover_listeners.append(

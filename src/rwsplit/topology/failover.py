@@ -922,7 +922,7 @@ def switchover(
         # 2. Make it read-only, end every client session, so no commit is in flight.
         for stmt in d_old.set_read_only(True):
             run.exec(old_probe, stmt)
-        _kill_clients(run, old_probe)
+        _kill_clients(run, old_probe, lock_name(options.cluster_id))
         run.step("old primary read-only")
         # Read after every client session is gone: no commit can land after this position.
         final = old_probe.probe().executed.text
@@ -972,13 +972,17 @@ def _resume_point(states: Mapping[str, NodeState | None], to: str) -> str:
     )
 
 
-def _kill_clients(run: _Run, probe: NodeProbe) -> None:
+def _kill_clients(run: _Run, probe: NodeProbe, lock: str) -> None:
+    # Not this process's own failover-lock session (it holds *lock*): the switchover's lock.
     rows = probe.query(
         "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+        "AND ID <> COALESCE(IS_USED_LOCK(%s), 0) "
         "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
-        "AND USER NOT IN ('system user', 'event_scheduler')"
+        "AND USER NOT IN ('system user', 'event_scheduler')",
+        (lock,),
     )
     ids = [int(str(r["id"])) for r in rows]
+    run.say("%s: %d client session(s) to end", probe.name, len(ids))
     for i in ids:
         with contextlib.suppress(FailoverError):  # the session may end on its own meanwhile
             run.exec(probe, Statement("KILL CONNECTION %s", (i,)))

@@ -128,11 +128,22 @@ class NodeProbe:
         self.close()
 
 
+# The server answered and refused a statement for want of a privilege (SHOW SLAVE STATUS
+# without SLAVE MONITOR / REPLICATION CLIENT ...): not a node that is down.
+_PRIVILEGE_ERRORS = frozenset({1227})
+_PRIVILEGE_HINT = (
+    "the node answered, but this account lacks the privilege named: grant it, e.g. "
+    "GRANT SLAVE MONITOR ON *.* TO ... (MariaDB 10.5+) or GRANT REPLICATION CLIENT ON *.* "
+    "TO ... (MySQL), which probing replication needs"
+)
+
+
 def describe_error(exc: BaseException) -> str:
     """A short message for *exc* that never includes credentials."""
     args: tuple[object, ...] = getattr(exc, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
-        return f"{args[0]}: {args[1]}"
+        hint = f" ({_PRIVILEGE_HINT})" if args[0] in _PRIVILEGE_ERRORS else ""
+        return f"{args[0]}: {args[1]}{hint}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -165,6 +176,7 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
     pending = {node_name(u): u for u in urls}
     seen: dict[str, Node] = {}
     errors: list[str] = []
+    refused = 0  # nodes that answered but refused the probe (a missing privilege)
     while pending:
         name, url = pending.popitem()
         if name in seen:
@@ -175,6 +187,8 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
+                code = getattr(exc, "args", (None,))[:1]
+                refused += bool(code) and code[0] in _PRIVILEGE_ERRORS
                 continue
             extra: list[dict[str, Any]] = []
             if state.replica is None:
@@ -194,6 +208,12 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
             if address not in seen and address not in pending:
                 pending[address] = _with_address(template, address)
     if all(not n.healthy for n in seen.values()):
+        if refused == len(seen):
+            raise TopologyError(
+                "every node answered but refused to describe its replication ("
+                + "; ".join(errors)
+                + ")"
+            )
         raise TopologyError(
             "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
             "that the servers run, and the credentials"
