@@ -566,13 +566,13 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
         pass
     if not logged:
         log_topology(None, cluster.topology)
-    remembered = -1
+    remembered: object = None
     while not stop.wait(1.0):
         if not monitor.running:
             log.error("the monitor thread stopped; exiting so that the service restarts")
             return EXIT_FAILED
         topology = cluster.topology
-        if topology.version != remembered:  # off the monitor's thread: a write may be slow
-            remembered = topology.version
+        if _state(topology) != remembered:  # off the monitor's thread: a write may be slow
+            remembered = _state(topology)
             remember_members(topology, monitor.timeout)
     return EXIT_OK
