@@ -558,9 +558,14 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
     log_topology = _change_logger(logged)
 
     cluster.subscribe(log_topology)
-    monitor.failover_listeners.append(
-        lambda result: log.warning("%s", result.describe().replace("\n", "; "))
-    )
+    replaced: list[str] = []  # primaries an automatic failover replaced: off the member list
+
+    def on_failover(result: FailoverResult) -> None:
+        log.warning("%s", result.describe().replace("\n", "; "))
+        if result.promoted and result.old_primary not in (None, result.new_primary):
+            replaced.append(str(result.old_primary))
+
+    monitor.failover_listeners.append(on_failover)
     # The first round's view (bounded: a round takes at most about the probe timeout).
     while monitor.rounds == 0 and monitor.running and not stop.wait(0.05):
         pass
@@ -574,5 +579,6 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
         topology = cluster.topology
         if _state(topology) != remembered:  # off the monitor's thread: a write may be slow
             remembered = _state(topology)
-            remember_members(topology, monitor.timeout)
+            up = {n.name for n in topology.nodes if n.healthy}  # a rejoined one stays
+            remember_members(topology, monitor.timeout, remove=[r for r in replaced if r not in up])
     return EXIT_OK
