@@ -52,6 +52,7 @@ def _roles(status: str) -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in status.splitlines()[1:4]}
 
 
+@pytest.mark.failover
 def test_switchover_dry_run_plans_what_the_real_run_does_then_status_and_down(
     cli_sandbox: tuple[Sandbox, str],
 ) -> None:

@@ -12,6 +12,7 @@ checked against what the other lines need.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import subprocess
@@ -103,7 +104,7 @@ def test_documented_commands_run_as_written(doc: str, tmp_path: Path) -> None:
         for name, url in urls.items()
         if name != "replication"
     }
-    sandbox_dir = tmp_path / f"rwsplit-sandbox-{os.environ.get('USER') or _user()}"
+    sandbox_dir = tmp_path / f"rwsplit-sandbox-{getpass.getuser()}"  # `sandbox up`'s default
     nodes = Sandbox.load(sandbox_dir).nodes
 
     def fill(line: str, http_port: int = 8000) -> str:
@@ -165,9 +166,3 @@ def test_documented_commands_run_as_written(doc: str, tmp_path: Path) -> None:
         )
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(n.pid and _pid_runs_server(n.pid, n.datadir) for n in nodes)
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()

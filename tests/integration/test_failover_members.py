@@ -19,7 +19,7 @@ from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 from ..fix_sandbox import require_server
 from .util import sql, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
