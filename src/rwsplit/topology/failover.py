@@ -759,8 +759,10 @@ def _finish_after_promotion(
     assert new_state is not None
     if result.old_primary in (None, primary):  # a re-run: the failover log names the old one
         rec = _recorded(probes[primary], options)
-        if rec is not None and rec.primary == primary and rec.old_primary in probes:
-            result.old_primary = rec.old_primary
+        replaced = rec.old_primary if rec is not None and rec.primary == primary else None
+        if replaced is not None and replaced in probes and states.get(replaced) is None:
+            # Still dead (not a rejoined replica): the node this failover replaced.
+            result.old_primary = replaced
     old = result.old_primary
     if old is not None and old != primary and old not in result.fenced:
         result.fenced.append(old)
