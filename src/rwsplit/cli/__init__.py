@@ -183,6 +183,8 @@ def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
     from ..topology.probe import discover
     from ._cluster import remember_members
 
+    if not replicas:  # nothing to find (and a lone semi-sync primary would wait on the write)
+        return
     try:
         remember_members(discover([primary, *replicas]))
     except TopologyError as exc:  # best effort, as for any cluster
