@@ -281,11 +281,16 @@ def _recorded_members(topology: Topology, timeout: float) -> list[str]:
 
 
 def remember_members(
-    topology: Topology, timeout: float = 2.0, *, remove: Sequence[str] = ()
+    topology: Topology,
+    timeout: float = 2.0,
+    *,
+    remove: Sequence[str] = (),
+    cluster: Cluster | None = None,
 ) -> bool:
     """Add the healthy nodes of *topology* to the member list on its one writable primary
     (and drop *remove*), when that changes the list; ``True`` when written. Best effort: a
-    missing privilege or an unreachable primary is logged, never raised."""
+    missing privilege or an unreachable primary is logged, never raised. With *cluster*, as
+    its failover does: its admin account and TLS settings."""
     from ..topology._ledger import record_members
     from ..topology.probe import NodeProbe, describe_error
 
@@ -294,8 +299,10 @@ def remember_members(
         return False
     (primary,) = primaries
     names = [n.name for n in topology.nodes if n.healthy and n.name not in remove]
+    url = cluster.admin_url(primary) if cluster is not None else primary.url
+    connect_args = cluster.probe_connect_args(primary) if cluster is not None else None
     try:
-        with NodeProbe(primary.url, timeout) as probe:
+        with NodeProbe(url, timeout, connect_args) as probe:
             return record_members(probe, names, remove)
     except Exception as exc:
         log.info(
@@ -406,14 +413,17 @@ def _print_result(result: FailoverResult) -> None:
         print(f"rwsplit: dry run: {planned}, nothing was changed", file=sys.stderr)
 
 
-def _conclude(result: FailoverResult, topology: Topology, timeout: float) -> int:
+def _conclude(
+    result: FailoverResult, topology: Topology, timeout: float, cluster: Cluster | None = None
+) -> int:
     """Print *result*, record the members it leaves, and the exit code: 4 while a replica
     does not follow the new primary (the job is not done)."""
     _print_result(result)
     if not result.dry_run and result.new_primary:
         old = result.old_primary
         replaced = result.kind == "failover" and old is not None and old != result.new_primary
-        remember_members(topology, timeout, remove=[old] if replaced and old else [])
+        remove = [old] if replaced and old else []
+        remember_members(topology, timeout, remove=remove, cluster=cluster)
     left = [name for name, _ in result.skipped]
     if not left:
         return EXIT_OK
@@ -457,7 +467,7 @@ def _cmd_failover(args: argparse.Namespace) -> int:
         result = failover(cluster, options, dry_run=args.dry_run, progress=_progress_for(args))
     finally:
         cluster.close()
-    return _conclude(result, cluster.topology, options.timeout)
+    return _conclude(result, cluster.topology, options.timeout, cluster)
 
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
@@ -471,7 +481,7 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         )
     finally:
         cluster.close()
-    return _conclude(result, cluster.topology, options.timeout)
+    return _conclude(result, cluster.topology, options.timeout, cluster)
 
 
 # ---------------------------------------------------------------------------------- monitor
@@ -580,5 +590,6 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
         if _state(topology) != remembered:  # off the monitor's thread: a write may be slow
             remembered = _state(topology)
             up = {n.name for n in topology.nodes if n.healthy}  # a rejoined one stays
-            remember_members(topology, monitor.timeout, remove=[r for r in replaced if r not in up])
+            gone = [r for r in replaced if r not in up]
+            remember_members(topology, monitor.timeout, remove=gone, cluster=cluster)
     return EXIT_OK
