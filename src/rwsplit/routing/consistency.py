@@ -33,10 +33,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 
 from .._gtid_track import take_commit_gtid
+
+if TYPE_CHECKING:
+    from ..topology.model import Topology
 
 __all__ = ["AppliedTokens", "ReadYourWrites", "read_commit_token", "wait_for_token"]
 
@@ -193,6 +197,19 @@ class AppliedTokens:
                 if known is None or known[0] <= seq:
                     seen[(domain, server)] = (seq, now)
             self._nodes[node] = seen
+
+    def record_probed(self, topology: Topology) -> None:
+        """Record each healthy replica's GTID position as the monitor's last probe read it.
+
+        A replica's applied position only moves forward while it keeps its data; one that is
+        rebuilt or reset leaves routing first (unhealthy, another role: :meth:`forget`), and
+        :attr:`MAX_AGE` bounds the rest, as for positions a wait proved. So a causal token
+        that a probe already showed applied (typically one carried from an earlier request)
+        takes the read with no wait at all.
+        """
+        for node in topology.replicas:
+            if node.healthy and node.gtid_position:
+                self.record(node.name, node.gtid_position)
 
     def forget(self, node: str | None = None) -> None:
         """Drop what is known of *node* (``None``: of every node)."""
