@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._server_errors import REPLICA_UNUSABLE_CODES
 from .errors import RoutingError
 from .routing import _lexer
 from .topology._dialect import MariaDB
@@ -76,10 +77,11 @@ def checked_text(text: str) -> str:
 class WaitMissed(Exception):
     """The wait sent ahead of a read did not succeed in time: the read did not run there."""
 
-    def __init__(self, node: str, token: str) -> None:
-        super().__init__(f"replica {node} has not applied {token} in time")
+    def __init__(self, node: str, token: str, code: int) -> None:
+        super().__init__(f"replica {node} has not applied {token} in time (error {code})")
         self.node = node
         self.token = token
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -125,9 +127,13 @@ def run_with_wait(cursor: Any, text: str, pending: PendingWait) -> None:
     try:
         cursor.execute(pending.sql + ";\n" + text)
     except Exception as exc:
-        if error_code(exc) == WAIT_MISSED_CODE:
-            raise WaitMissed(pending.node, pending.token) from None
-        raise
+        # An error of the first statement is the wait's: timed out (1242), or a token this
+        # server cannot parse. Unless the replica itself is unusable (then the caller takes
+        # it out and retries), the read goes to the primary, as after a standalone wait.
+        code = error_code(exc)
+        if code is None or code in REPLICA_UNUSABLE_CODES:
+            raise
+        raise WaitMissed(pending.node, pending.token, code) from None
     row = cursor.fetchone()
     cursor.nextset()
     if row is None or row[0] != 1 or cursor.description is None:  # pragma: no cover - guard

@@ -494,8 +494,13 @@ class RoutingSession(Session):
         self._router.wait_passed(pending.node, pending.token)
 
     def _wait_missed(self, exc: _pipelined_wait.WaitMissed) -> None:
-        self.cluster._stats.causal_wait(exc.node, self.cluster.causal_timeout, False)
         self._router.wait_missed()
+        if exc.code != _pipelined_wait.WAIT_MISSED_CODE:
+            log.warning(
+                "causal wait on %s failed (error %s); reading from the primary", exc.node, exc.code
+            )
+            return
+        self.cluster._stats.causal_wait(exc.node, self.cluster.causal_timeout, False)
         log.info(
             "replica %s has not applied %s within %.2fs; reading from the primary",
             exc.node,
