@@ -156,9 +156,8 @@ def test_replica_the_monitor_saw_past_the_token_takes_the_read_without_wait(
             assert time.monotonic() < deadline, pos
             time.sleep(0.05)
         waits = _waits(c)
-        with general_log(replica) as log:
-            with c.session(causal_token=token) as s:
-                assert s.scalars(select(Item.body).where(Item.body == "probed")).all() == ["probed"]
+        with general_log(replica) as log, c.session(causal_token=token) as s:
+            assert s.scalars(select(Item.body).where(Item.body == "probed")).all() == ["probed"]
         assert not any("GTID_WAIT" in q for q in log), log
         assert len(_ours(log)) == 1
         assert _waits(c) == waits
