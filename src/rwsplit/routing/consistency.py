@@ -21,9 +21,11 @@ reloaded from a lagging replica shows the old value). rwsplit closes it in one o
     Nothing: reads after a commit may be stale.
 
 Cost of ``"gtid"``: on MariaDB through PyMySQL the commit's GTID arrives in the ``COMMIT``'s own
-OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then one
-round trip per replica before the first read that follows it. Sessions that only read pay
-nothing.
+OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then the
+first plain read on each replica carries the wait in its own round trip (one multi-statement,
+:mod:`rwsplit._pipelined_wait`; other drivers and read-only transactions: one round trip
+before it), and none where the replica is known to have applied the token. Sessions that only
+read pay nothing.
 """
 
 from __future__ import annotations
