@@ -28,19 +28,18 @@ def _general(sql: str) -> list[Tok]:
 
 
 def _same(sql: str) -> None:
-    if "/*" in sql or "*/" in sql or "#" in sql or "--" in sql:
-        return  # not the fast path's text
     try:
         expected = _general(sql)
     except LexError:
         with pytest.raises(LexError):
             lex(sql)
-        assert _lexer._lex_plain(sql) is None
         return
+    assert lex(sql).toks == expected
+    if "/*" in sql or "*/" in sql or "#" in sql or "--" in sql:
+        return  # lex() strips plain comments first; the rest is below
     got = _lexer._lex_plain(sql)
     assert got == expected
     assert [type(t) for t in got] == [Tok] * len(got)
-    assert lex(sql).toks == expected
 
 
 CASES = [
@@ -53,6 +52,12 @@ CASES = [
     "SELECT 'open",
     "SELECT `open",
     "SELECT \x01",
+    "/* app:checkout */ SELECT id FROM carts WHERE user_id = 3 FOR UPDATE",
+    "SELECT a /* x */.b, 1/**/2, 1--1, 2 -- note\n + 3 # tail",
+    "SELECT '/* not a comment */', `#`, \"-- no\" FROM t -- yes",
+    "SELECT 1 */",
+    "SELECT 1 /* open",
+    "SELECT /*+ hint */ 1 /*!50000 , 2 */",
     "",
     "   ",
 ]
@@ -73,3 +78,43 @@ def test_fast_lexer_on_sql_fragments(sql: str) -> None:
 @given(st.text(max_size=60))
 def test_fast_lexer_on_arbitrary_text(sql: str) -> None:
     _same(sql)
+
+
+read_texts = st.tuples(
+    st.sampled_from(["SELECT ", "WITH ", "(SELECT "]),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=30).map(" ".join),
+).map("".join)
+
+
+@settings(max_examples=500)
+@given(read_texts)
+def test_read_scan_shortcut_decides_as_the_token_loop(sql: str) -> None:
+    from rwsplit.routing.classify import _scan_read, _scan_read_tokens
+
+    try:
+        toks = lex(sql).toks
+    except LexError:
+        return
+    assert _scan_read(toks) == _scan_read_tokens(toks)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*), AVG(x), COALESCE(a, 0) FROM t WHERE id IN (%(a)s, %(b)s)",
+        "SELECT db.f(1)",
+        "SELECT `f`(1)",
+        "SELECT my_udf(1)",
+        "SELECT s.nextval",
+        "SELECT @@server_id",
+        "SELECT @x := 1",
+        "SELECT FOUND_ROWS()",
+        "SELECT a FROM t FOR UPDATE",
+        "SELECT GET_LOCK('x', 0)",
+    ],
+)
+def test_read_scan_shortcut_cases(sql: str) -> None:
+    from rwsplit.routing.classify import _scan_read, _scan_read_tokens
+
+    toks = lex(sql).toks
+    assert _scan_read(toks) == _scan_read_tokens(toks)

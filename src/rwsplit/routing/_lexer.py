@@ -215,6 +215,8 @@ _OPERATOR_TOKS = {
 }
 _WORD_TOKS: dict[str, Tok] = {}
 _NO_MAYBE: list[int] = []  # shared: never appended to
+# findall() holds every token's groups at once: longer texts stream through finditer().
+_PLAIN_MAX_CHARS = 8192
 _WORDS_KEPT = 4096
 
 
@@ -253,10 +255,23 @@ def lex(sql: str) -> Lexed:
     version below 50700, runs on every supported server (MySQL 5.7+, MariaDB 10+); one with a
     higher version, or MariaDB's ``/*M!``, runs on some servers only: see :attr:`Lexed.maybe`.
     """
-    if "/*" not in sql and "#" not in sql and "--" not in sql and "*/" not in sql:
+    if (
+        len(sql) <= _PLAIN_MAX_CHARS
+        and "/*" not in sql
+        and "#" not in sql
+        and "--" not in sql
+        and "*/" not in sql
+    ):
         plain = _lex_plain(sql)  # no comment: no hint, no executable comment
         if plain is not None:
             return Lexed(plain, None, _NO_MAYBE)
+    elif len(sql) <= _PLAIN_MAX_CHARS and not may_hint(sql):
+        # Plain comments only (a tag, a note): the same tokens from the text without them.
+        bare = strip_comments(sql)
+        if bare is not None and "*/" not in bare:
+            plain = _lex_plain(bare)
+            if plain is not None:
+                return Lexed(plain, None, _NO_MAYBE)
     toks: list[Tok] = []
     append = toks.append
     hint: str | None = None
@@ -329,6 +344,29 @@ CODE_RE = re.compile(
     rf"""(?:[^'"`/\#\-]++ | {_SQ} | {_DQ} | {_BQ} | /(?!\*) | -(?!-(?:[\x00-\x20\x7f]|\Z)))*+""",
     re.VERBOSE | re.DOTALL,
 )
+_code = CODE_RE.match
+_comment = COMMENT_RE.match
+
+
+def strip_comments(sql: str) -> str | None:
+    """*sql* with each comment replaced by a space: the same tokens, found as :func:`lex`
+    finds them. ``None`` if there is an executable comment, an optimizer hint or a string
+    left open. (Routing hints are the caller's: they are in comments.)"""
+    parts = []
+    pos = 0
+    n = len(sql)
+    while True:
+        code = _code(sql, pos)  # always matches (possibly empty)
+        end = code.end() if code is not None else pos
+        parts.append(sql[pos:end])
+        if end >= n:
+            return "".join(parts)
+        comment = _comment(sql, end)
+        if comment is None:
+            return None
+        parts.append(" ")
+        pos = comment.end()
+
 
 # Everything up to the first ";" that ends a statement: strings, quoted identifiers and
 # comments are skipped whole, exactly where lex() would see them; executable comments are code
