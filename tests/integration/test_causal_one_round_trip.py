@@ -178,3 +178,48 @@ def test_replica_connections_refuse_several_statements(items: Sandbox) -> None:
                 ).all()
         assert all("DELETE" not in q for q in log), log
         assert got in ([], [("a; DROP TABLE x",)])
+
+
+def test_asyncio_wait_and_read_in_one_round_trip_and_fallback(items: Sandbox) -> None:
+    from .async_util import async_url, run
+
+    replica = items.replicas[0]
+    c = Cluster(
+        async_url(items.primary_url, "aiomysql"),
+        [async_url(items.replica_urls[0], "aiomysql")],
+        engine_options={"pool_size": 1, "max_overflow": 0},
+        causal_timeout=0.2,
+    )
+
+    async def write(body: str) -> str:
+        async with c.async_session() as s:
+            s.add(Item(body=body))
+            await s.commit()
+            token = s.causal_token
+        assert token is not None
+        return token
+
+    async def read(token: str, body: str) -> list[str]:
+        async with c.async_session(causal_token=token) as s:
+            return list((await s.scalars(select(Item.body).where(Item.body == body))).all())
+
+    async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
+        await read(await write("async-warm"), "async-warm")  # connections, first-connect queries
+        items.wait_caught_up()
+        with general_log(replica) as log:
+            got = await read(await write("async-one"), "async-one")
+        with sql_thread_stopped(replica), general_log(replica) as lagging:
+            fresh = await read(await write("async-fresh"), "async-fresh")
+        await c.aclose()
+        return got, log, fresh, lagging
+
+    try:
+        got, log, fresh, lagging = run(scenario())
+    finally:
+        c.close()
+    assert got == ["async-one"]
+    ours = _ours(log)
+    assert len(ours) == 1 and "MASTER_GTID_WAIT" in ours[0], ours
+    assert fresh == ["async-fresh"]  # from the primary
+    tried = [q for q in _ours(lagging) if "one_trip_items" in q]
+    assert len(tried) == 1 and "MASTER_GTID_WAIT" in tried[0], tried
