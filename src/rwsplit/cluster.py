@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
+from . import _pipelined_wait
 from ._gtid_track import enable_tracking, tracking_connect
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
@@ -558,6 +559,8 @@ class Cluster:
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+            if self.read_your_writes is ReadYourWrites.GTID and _pipelined_wait.supported(url):
+                _pipelined_wait.watch_replica_engine(engine)  # the wait travels with the read
             if not _SKIP_AUTOCOMMIT_ROLLBACK:
                 _sa_compat.skip_rollback(engine)
         else:
@@ -773,6 +776,8 @@ class Cluster:
         if old != topology:
             self._stats.topology_changed(old, topology)
             self._forget_applied(old, topology, primary_changed=changed)
+        if not changed:
+            self._applied.record_probed(topology)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
