@@ -55,7 +55,14 @@ from ._ledger import (
     replaced_by,
 )
 from .model import Node, Role, Topology, TopologyHost
-from .probe import NodeProbe, _with_address, describe_error, node_from_state
+from .probe import (
+    SERVER_ANSWERED,
+    NodeProbe,
+    _with_address,
+    describe_error,
+    node_from_state,
+    server_answered,
+)
 
 if TYPE_CHECKING:
     pass
@@ -578,6 +585,7 @@ def failover(
                 "no primary is known and none is writable; say which node to promote with "
                 "'rwsplit switchover --to NODE' after checking the servers"
             )
+        _refuse_if_answered(probes.get(old_primary), old_primary, states.get(old_primary))
         if not confirmed:
             _confirm_dead(run, probes, old_primary, options)
         if states.get(old_primary) is not None:
@@ -585,7 +593,7 @@ def failover(
                 f"the primary {old_primary} answers (read-only, not replicating): it is not "
                 "dead; use 'rwsplit switchover --to NODE' for a planned change"
             )
-        _check_replicas_lost_it(states, old_primary)
+        _check_replicas_lost_it(states, old_primary, _server_id_of(cluster, old_primary))
         skip = {old_primary, *cluster.fenced}
         candidates = _drain_relay_logs(run, probes, states, skip, options)
         run.step("relay logs applied")
@@ -673,28 +681,68 @@ def _confirm_dead(
     if probe is None:
         return
     for attempt in range(1, options.confirm_attempts + 1):
-        if _probe(probe) is not None:
+        state = _probe(probe)
+        if state is not None:
             raise FailoverError(
                 f"the primary {name} answered probe {attempt}: it is not dead; nothing done"
             )
+        _refuse_if_answered(probe, name, state)
         run.say("%s: probe %d/%d failed", name, attempt, options.confirm_attempts)
         if attempt < options.confirm_attempts:
             time.sleep(options.confirm_interval)
 
 
-def _check_replicas_lost_it(states: Mapping[str, NodeState | None], old: str) -> None:
-    streaming = [
-        n
-        for n, s in states.items()
-        if s is not None
-        and s.replica is not None
-        and s.replica.source == old
-        and s.replica.io_connected
+def _server_id_of(cluster: TopologyHost, name: str) -> int | None:
+    """The server id last seen on node *name* (replicas name their source by it too)."""
+    monitor = cluster.monitor
+    if monitor is not None and monitor._primary_name == name and monitor._primary_server_id:
+        return monitor._primary_server_id
+    with contextlib.suppress(KeyError):
+        return cluster.topology.node(name).server_id
+    return None
+
+
+def _refuse_if_answered(probe: NodeProbe | None, name: str, state: NodeState | None) -> None:
+    """The primary's probe failed with an error only a live server sends: refuse."""
+    if state is not None or probe is None or not server_answered(probe.last_error):
+        return
+    assert probe.last_error is not None
+    raise FailoverError(
+        f"the primary {name} answers ({describe_error(probe.last_error)}): it is alive but "
+        "busy or refusing this account, not dead; nothing done (free connections, check "
+        "max_connections and the grants; use 'rwsplit switchover --to NODE' for a planned "
+        "change)"
+    )
+
+
+def _check_replicas_lost_it(
+    states: Mapping[str, NodeState | None], old: str, old_server_id: int | None = None
+) -> None:
+    def of_old(s: NodeState) -> bool:
+        rs = s.replica
+        assert rs is not None
+        by_id = old_server_id is not None and rs.source_server_id == old_server_id
+        return rs.source == old or by_id
+
+    followers = [
+        (n, s) for n, s in states.items() if s is not None and s.replica is not None and of_old(s)
     ]
+    streaming = [n for n, s in followers if s.replica is not None and s.replica.io_connected]
     if streaming:
         raise FailoverError(
             f"the primary {old} does not answer here but {', '.join(streaming)} still "
             "replicate from it: probably a network partition, not a dead primary; nothing done"
+        )
+    refused = [
+        f"{n} ({s.replica.last_io_errno}: {s.replica.last_io_error})"
+        for n, s in followers
+        if s.replica is not None and s.replica.last_io_errno in _SOURCE_ANSWERED
+    ]
+    if refused:
+        raise FailoverError(
+            f"the primary {old} does not answer here but it answered the replication "
+            f"connection of {', '.join(refused)}: it is alive (busy or refusing), not dead; "
+            "nothing done"
         )
     if not any(s is not None for n, s in states.items() if n != old):
         raise FailoverError("no replica answers either: nothing can be promoted")
@@ -1147,6 +1195,8 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
 
 
 _NO_PRIVILEGE = frozenset({1142, 1227, 1045})
+# A replica's IO error that only a live source sends (it refused the replica, it is alive).
+_SOURCE_ANSWERED = frozenset(c for c in SERVER_ANSWERED if c != 1236)
 
 
 def _error_code(exc: BaseException) -> int | None:

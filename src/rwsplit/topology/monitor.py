@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 
 from ._dialect import NodeState, ReplicaStatus
 from .model import Node, Role, Topology, TopologyHost
-from .probe import NodeProbe, describe_error, node_from_state
+from .probe import SERVER_ANSWERED, NodeProbe, describe_error, node_from_state, server_answered
 
 if TYPE_CHECKING:
     from .failover import FailoverOptions, FailoverResult
@@ -69,8 +69,9 @@ log = logging.getLogger("rwsplit.monitor")
 
 _PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
-# Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
-_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
+# Replica IO errors that mean "the source answered" (it refused us): the primary is alive
+# (too many connections, host blocked, access denied, binlog error...).
+_SOURCE_ANSWERED = SERVER_ANSWERED
 _SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
 
 
@@ -83,6 +84,10 @@ class ProbeResult:
     error: str | None
     failures: int
     """Consecutive failed probes of this node (0 after a success)."""
+    answered: bool = False
+    """The probe failed with an error only a live server sends (``1040 Too many
+    connections``, access denied...): the node is alive but busy or refusing us, not dead.
+    Such a probe does not count as failed (``failures`` stays 0)."""
 
 
 class Monitor:
@@ -131,6 +136,7 @@ class Monitor:
         self.failover_listeners: list[Callable[[FailoverResult], None]] = []
         self._probes: dict[str, NodeProbe] = {}
         self._failures: dict[str, int] = {}
+        self._busy: set[str] = set()  # nodes whose last probe was refused by a live server
         self._primary_name: str | None = None
         self._history: deque[tuple[int, float]] = deque(maxlen=_HISTORY)
         self._history_of: str | None = None
@@ -289,9 +295,22 @@ class Monitor:
         try:
             state = probe.probe()
         except Exception as exc:
+            error = describe_error(exc)
+            if server_answered(exc):
+                # A live server refused this connection (a connection storm, a KILL, a grant
+                # change): not a failed probe, or a busy primary would be failed over.
+                self._failures[node.name] = 0
+                if node.name not in self._busy:
+                    log.warning(
+                        "%s answers but refuses the monitor (%s): alive, not dead; no failover",
+                        node.name,
+                        error,
+                    )
+                self._busy.add(node.name)
+                return ProbeResult(node.name, None, error, 0, answered=True)
+            self._busy.discard(node.name)
             failures = self._failures.get(node.name, 0) + 1
             self._failures[node.name] = failures
-            error = describe_error(exc)
             code = getattr(exc, "args", ())[:1]
             if code and code[0] in _PRIVILEGE_ERRORS:
                 error += (
@@ -302,6 +321,7 @@ class Monitor:
                     log.error("cannot monitor %s: %s", node.name, error)
             return ProbeResult(node.name, None, error, failures)
         self._failures[node.name] = 0
+        self._busy.discard(node.name)
         return ProbeResult(node.name, state, None, 0)
 
     def _publish(self, results: dict[str, ProbeResult]) -> Topology:
@@ -316,10 +336,14 @@ class Monitor:
             r = results.get(node.name)
             if r is None:
                 continue
+            if r.state is None and r.answered and node.role is Role.PRIMARY:
+                # Alive but refusing new connections: the connections the application holds
+                # still work, and writes go on once slots free up; keep it as it was.
+                updated.append(node)
+                continue
             if r.state is None:
-                updated.append(
-                    node.evolve(healthy=False, error=f"unreachable ({r.failures}x): {r.error}")
-                )
+                why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
+                updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
                 continue
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
@@ -462,8 +486,11 @@ class Monitor:
         if not witnesses:
             return False
         # The replicas must have lost it too: one that still streams from the primary means
-        # it is only unreachable from here (a partition), not dead.
-        return all(not s.io_connected for _, s in witnesses)
+        # it is only unreachable from here (a partition), not dead; one whose reconnection
+        # was refused by it (too many connections...) saw it alive.
+        return all(
+            not s.io_connected and s.last_io_errno not in _SOURCE_ANSWERED for _, s in witnesses
+        )
 
     def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
         """Replicas still claim a connection to a primary that fails every probe: ask them.
@@ -481,7 +508,10 @@ class Monitor:
         """
         name = self._primary_name
         early = max(1, self.failure_threshold - 1)
-        if name is None or name not in results or results[name].state is not None:
+        if name is None or name not in results:
+            self._io_restart = None
+            return None
+        if results[name].state is not None or results[name].answered:
             self._io_restart = None
             return None
         failures = results[name].failures

@@ -1,0 +1,169 @@
+"""Faults that leave the primary alive but hard to reach must not get it failed over, and a
+failover must not be blocked by one bad replica (issue 17, defects 1-4 and 9).
+
+Real servers from the sandbox; failovers kill real processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from rwsplit import Cluster, FailoverOptions
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
+
+from .test_failover import Writer, ids_on, make_table, replica_status
+from .util import sql, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
+
+OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
+
+
+def _cluster(sb: Sandbox, **kwargs: Any) -> Cluster:
+    options = dict(
+        monitor_interval=0.2,
+        monitor_timeout=0.5,
+        auto_failover=True,
+        failover_options=OPTIONS,
+    )
+    options.update(kwargs)
+    return Cluster(sb.primary_url, sb.replica_urls, **options)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- 1. storm
+
+
+class ConnectionStorm:
+    """Holds every connection slot of *node* (``max_connections`` + the one kept for SUPER)
+    and grabs each one that frees up, until stopped; counts the 1040 refusals it got."""
+
+    def __init__(self, node: SandboxNode) -> None:
+        self.node = node
+        self.held: list[pymysql.Connection[Any]] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._grab, daemon=True) for _ in range(3)]
+
+    def _try(self) -> bool:
+        try:
+            conn = self.node.connect()
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != 1040:
+                raise
+            with self._lock:
+                self.refused += 1
+            return False
+        with self._lock:
+            self.held.append(conn)
+        return True
+
+    def fill(self, limit: int = 500) -> None:
+        for _ in range(limit):
+            if not self._try():
+                for t in self._threads:
+                    t.start()
+                return
+        raise AssertionError(f"{self.node.name} accepted {limit} connections")
+
+    def _grab(self) -> None:
+        while not self._stop.is_set():
+            if not self._try():
+                self._stop.wait(0.001)
+
+    def run(self, statement: str) -> None:
+        with self.held[0].cursor() as cur:
+            cur.execute(statement)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(10)
+        for conn in self.held:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.held.clear()
+
+
+@pytest.fixture
+def storm_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("storm"))
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def test_a_live_primary_at_max_connections_is_not_failed_over(storm_sandbox: Sandbox) -> None:
+    """Connection storm: the primary refuses every new connection (1040), the monitor's kept
+    connection is killed and the replicas' IO threads cannot reconnect either: the primary is
+    busy, not dead. No promotion; writes go on through the connections the app holds and
+    once slots free up; no acknowledged write is lost."""
+    sb = storm_sandbox
+    primary = sb.primary
+    cluster = _cluster(sb)
+    storm = ConnectionStorm(primary)
+    try:
+        make_table(cluster, sb)
+        monitor = cluster.monitor
+        assert monitor is not None
+        with Writer(cluster, threads=2) as writer:
+            wait_until(lambda: len(writer.acked) > 50, what="writes before the storm")
+            sql(primary, "SET GLOBAL max_connections = 20")
+            storm.fill()
+            for r in sb.replicas:  # a blip: the replicas must reconnect, into a full server
+                sql(r, "STOP SLAVE IO_THREAD")
+                sql(r, "START SLAVE IO_THREAD")
+            wait_until(
+                lambda: all(replica_status(r).get("Last_IO_Errno") == 1040 for r in sb.replicas),
+                what="both replicas refused by the full primary",
+            )
+            probe = monitor._probes[primary.address]
+            with monitor._round:  # between two rounds: the kept connection is idle
+                conn = probe._conn
+                assert conn is not None
+                storm.run(f"KILL CONNECTION {conn.thread_id()}")
+            t_storm = time.monotonic()
+            monitor_refused = 0
+            deadline = t_storm + 6.0
+            while time.monotonic() < deadline:  # observing an absence: bounded, polled
+                assert monitor.last_failover is None, monitor.last_failover.describe()
+                error = getattr(probe, "last_error", None)
+                monitor_refused += error is not None and error.args[:1] == (1040,)
+                time.sleep(0.05)
+            # The fault really happened: the monitor was refused too.
+            assert storm.refused > 0
+            assert monitor_refused > 0
+            storm.stop()
+            t_free = time.monotonic()
+            print(f"storm stopped after {t_free - t_storm:.2f}s")
+            sql(primary, "SET GLOBAL max_connections = 300")
+            wait_until(lambda: writer.acked_since(t_free) > 50, what="writes after the storm")
+        print(f"writes resumed {time.monotonic() - t_free:.2f}s after the storm")
+        assert writer.unexpected == []
+        assert monitor.last_failover is None
+        assert cluster.topology.primary is not None
+        assert cluster.topology.primary.name == primary.address
+        assert sql(primary, "SELECT @@read_only")[0][0] == 0
+        assert all(sql(r, "SELECT @@read_only")[0][0] == 1 for r in sb.replicas)
+        have = ids_on(primary)
+        lost = [i for i, _ in writer.acked if i not in have]
+        assert lost == []
+        for r in sb.replicas:
+            sb.wait_replica_running(r)
+        print(f"storm: {len(writer.acked)} writes acknowledged, none lost, no failover")
+    finally:
+        storm.stop()
+        cluster.close()
