@@ -167,3 +167,106 @@ def test_a_live_primary_at_max_connections_is_not_failed_over(storm_sandbox: San
     finally:
         storm.stop()
         cluster.close()
+
+
+# ------------------------------------------------------------- 3 and 9: one bad replica
+
+
+@pytest.fixture
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("rel"))
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def _kill_and_wait_for_a_new_primary(
+    sb: Sandbox, cluster: Cluster, writer: Writer, bound: float
+) -> tuple[float, float]:
+    """kill -9 the primary; (seconds until the failover decided, until the first write)."""
+    monitor = cluster.monitor
+    assert monitor is not None
+    wait_until(lambda: len(writer.acked) > 100, what="writes before the kill")
+    t_kill = time.monotonic()
+    sb.kill(sb.primary.name)
+    wait_until(lambda: writer.acked_since(t_kill + 0.05) > 0, timeout=bound, what="a new write")
+    first = min(at for _, at in writer.acked if at > t_kill + 0.05) - t_kill
+    wait_until(lambda: monitor.last_failover is not None, what="the failover's result")
+    assert monitor.last_failover is not None
+    decided = monitor.last_failover.started_at - t_kill
+    return decided, first
+
+
+def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh: Sandbox) -> None:
+    """One replica runs MASTER_DELAY=3600 (and may never be promoted): kill -9 of the primary
+    promotes the healthy one within a bound, the delayed one is left out (reported), and
+    ``apply_timeout`` is what bounds the wait on it."""
+    sb = fresh
+    healthy, delayed = sb.replicas
+    # Admin connections time out after 1 s: the wait (3 s) must not be cut by that.
+    options = FailoverOptions(
+        REPL_USER,
+        REPL_PASSWORD,
+        apply_timeout=3.0,
+        timeout=1.0,
+        never_promote=(delayed.address,),
+    )
+    cluster = _cluster(sb, failover_options=options)
+    try:
+        make_table(cluster, sb)
+        sql(delayed, "STOP SLAVE")
+        sql(delayed, "CHANGE MASTER TO MASTER_DELAY = 3600")
+        sql(delayed, "START SLAVE")
+        with Writer(cluster, threads=2) as writer:
+            decided, first = _kill_and_wait_for_a_new_primary(sb, cluster, writer, bound=25)
+        monitor = cluster.monitor
+        assert monitor is not None and monitor.last_failover is not None
+        result = monitor.last_failover
+        assert result.new_primary == healthy.address
+        skipped = dict(result.skipped)
+        assert "did not apply its relay log" in skipped[delayed.address]
+        assert "3s" in skipped[delayed.address]
+        # Left out of the rotation: it still names the dead primary as its source.
+        assert delayed.address not in [n.name for n in cluster.topology.readable_replicas()]
+        assert replica_status(delayed)["Master_Port"] == sb.primary.port
+        have = ids_on(healthy)
+        lost = [i for i, _ in writer.acked if i not in have]
+        assert writer.unexpected == []
+        # The failover waited apply_timeout (3 s) on the delayed replica: not forever, and
+        # not cut short by the admin connections' 1 s read timeout.
+        assert 3.0 <= result.timeline["relay logs applied"] < 3.0 + 5.0
+        print(
+            f"delayed replica: failover decided {decided:.2f}s after kill -9, first write "
+            f"{first:.2f}s, relay logs {result.timeline['relay logs applied']:.2f}s, "
+            f"{len(lost)} of {len(writer.acked)} acknowledged writes lost (async)"
+        )
+    finally:
+        cluster.close()
+
+
+def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh: Sandbox) -> None:
+    sb = fresh
+    promoted, paused = sb.replicas
+    cluster = _cluster(sb)
+    try:
+        make_table(cluster, sb)
+        sql(paused, "STOP SLAVE SQL_THREAD")
+        with Writer(cluster, threads=2) as writer:
+            decided, first = _kill_and_wait_for_a_new_primary(sb, cluster, writer, bound=25)
+        monitor = cluster.monitor
+        assert monitor is not None and monitor.last_failover is not None
+        result = monitor.last_failover
+        assert result.new_primary == promoted.address
+        assert "SQL thread was stopped before the failover" in dict(result.skipped)[paused.address]
+        status = replica_status(paused)
+        assert status["Slave_SQL_Running"] == "No"
+        assert status["Master_Port"] == sb.primary.port  # not repointed either
+        assert not any(paused.address == n and "SQL_THREAD" in s for n, s in result.statements)
+        print(f"stopped SQL thread left alone: decided {decided:.2f}s, first write {first:.2f}s")
+    finally:
+        cluster.close()

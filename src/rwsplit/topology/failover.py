@@ -211,7 +211,9 @@ class _Run:
         if self.progress is not None:
             self.progress(msg % args if args else msg)
 
-    def exec(self, probe: NodeProbe, stmt: Statement) -> list[dict[str, object]]:
+    def exec(
+        self, probe: NodeProbe, stmt: Statement, *, timeout: float | None = None
+    ) -> list[dict[str, object]]:
         shown = stmt.display()
         self.result.statements.append((probe.name, shown))
         if self.result.dry_run:
@@ -221,7 +223,7 @@ class _Run:
         if self.progress is not None:
             self.progress(f"{probe.name}: {shown}")
         try:
-            return probe.query(stmt.sql, stmt.params)
+            return probe.query(stmt.sql, stmt.params, timeout=timeout)
         except Exception as exc:
             raise FailoverError(
                 f"{self.result.kind} stopped: on {probe.name}, '{shown}' failed: "
@@ -623,9 +625,7 @@ def failover(
             and chosen.own_binlog.contains(chosen.replica_applied)
         )
         floor = None if has_history else chosen
-        _repoint_all(
-            run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
-        )
+        _repoint_all(run, cluster, options, probes, states, new, new_state, skip=skip, floor=floor)
         run.step("repointed")
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
@@ -755,36 +755,103 @@ def _drain_relay_logs(
     skip: set[str],
     options: FailoverOptions,
 ) -> dict[str, NodeState]:
-    """Stop every replica's IO thread, wait until its relay log is applied; fresh states."""
+    """Stop every replica's IO thread, wait until its relay log is applied; fresh states.
+
+    The waits run in parallel, each on a connection of its own whose read timeout covers
+    ``apply_timeout``. A replica that cannot apply its relay log in time (``MASTER_DELAY``,
+    a stalled SQL thread) and one whose SQL thread was stopped before the failover (by an
+    operator, or by an error) are left out: not promoted, not repointed, listed in
+    ``result.skipped`` for an operator; the others go on. Their names are added to *skip*.
+    """
+    pending: dict[str, str] = {}  # name -> the received position to wait for
+    for name, state in list(states.items()):
+        if state is None or name in skip or state.replica is None:
+            continue
+        probe = probes[name]
+        d = _dialect(probe)
+        if not state.replica.sql_running:
+            why = (
+                f"its SQL thread was stopped before the failover ({state.replica.last_sql_errno}: "
+                f"{state.replica.last_sql_error})"
+                if state.replica.last_sql_errno
+                else "its SQL thread was stopped before the failover (by an operator?)"
+            )
+            _leave_out(run, name, skip, f"{why}: left as it is, not promoted, not repointed")
+            continue
+        run.exec(probe, d.stop_io_thread())
+        fresh = state if run.result.dry_run else _probe(probe)
+        received = fresh.replica.received if fresh and fresh.replica else ""
+        if received:
+            run.say("%s: waiting for its relay log (%s) to be applied", name, received)
+            pending[name] = received
+    late = _wait_relay_logs_applied(run, probes, pending, options)
+    for name in late:
+        _leave_out(
+            run,
+            name,
+            skip,
+            f"it did not apply its relay log (up to {pending[name]}) within "
+            f"{options.apply_timeout:g}s (MASTER_DELAY? a stalled SQL thread?): not promoted, "
+            "not repointed; check it (SHOW SLAVE STATUS) and repoint it with "
+            "'rwsplit failover' once it has caught up",
+        )
     out: dict[str, NodeState] = {}
     for name, state in list(states.items()):
         if state is None or name in skip:
             continue
-        probe = probes[name]
-        d = _dialect(probe)
-        if state.replica is not None:
-            run.exec(probe, d.stop_io_thread())
-            if not state.replica.sql_running:
-                run.exec(probe, d.start_sql_thread())
-            fresh = state if run.result.dry_run else _probe(probe)
-            received = fresh.replica.received if fresh and fresh.replica else ""
-            if received:
-                run.say("%s: waiting for its relay log (%s) to be applied", name, received)
-                rows = run.exec(probe, d.wait_for_gtid(received, options.apply_timeout))
-                if not run.result.dry_run:
-                    value = next(iter(rows[0].values())) if rows else None
-                    if not d.wait_succeeded(value):
-                        raise FailoverError(
-                            f"{name} did not apply its relay log up to {received} within "
-                            f"{options.apply_timeout:.0f}s; check its SQL thread "
-                            "(SHOW SLAVE STATUS) and re-run"
-                        )
-        fresh = state if run.result.dry_run else _probe(probe)
+        fresh = state if run.result.dry_run else _probe(probes[name])
         if fresh is not None:
             states[name] = out[name] = fresh
     if not out:
-        raise FailoverError("no replica answers: nothing can be promoted")
+        raise FailoverError(
+            "no replica can be promoted (none answers, or every one was left out: "
+            + ("; ".join(f"{n}: {why}" for n, why in run.result.skipped) or "none answers")
+            + ")"
+        )
     return out
+
+
+def _leave_out(run: _Run, name: str, skip: set[str], why: str) -> None:
+    skip.add(name)
+    run.result.skipped.append((name, why))
+    log.error("%s: %s", name, why)
+    if run.progress is not None:
+        run.progress(f"{name}: {why}")
+
+
+def _wait_relay_logs_applied(
+    run: _Run, probes: Mapping[str, NodeProbe], pending: Mapping[str, str], options: FailoverOptions
+) -> list[str]:
+    """``MASTER_GTID_WAIT`` on every replica of *pending* at once; those that timed out."""
+    if not pending:
+        return []
+
+    def wait(name: str) -> bool:
+        probe = probes[name]
+        d = _dialect(probe)
+        stmt = d.wait_for_gtid(pending[name], options.apply_timeout)
+        if run.result.dry_run:
+            run.exec(probe, stmt)
+            return True
+        # A connection of its own: the probe's read timeout (seconds) must not cut a wait of
+        # apply_timeout, and the other probes stay usable meanwhile.
+        with NodeProbe(probe.url, options.apply_timeout + probe.timeout, probe.connect_args) as w:
+            w.dialect = d
+            rows = run.exec(w, stmt)
+        value = next(iter(rows[0].values())) if rows else None
+        return d.wait_succeeded(value)
+
+    with ThreadPoolExecutor(len(pending), thread_name_prefix="rwsplit-apply") as pool:
+        futures = {name: pool.submit(wait, name) for name in pending}
+        late: list[str] = []
+        for name, future in futures.items():
+            try:
+                if not future.result():
+                    late.append(name)
+            except FailoverError as exc:
+                log.error("%s: waiting for its relay log failed: %s", name, exc)
+                late.append(name)
+        return late
 
 
 def _finish_after_promotion(
@@ -1048,7 +1115,9 @@ def _wait_applied(
     old: str,
 ) -> None:
     d = _dialect(probe)
-    rows = run.exec(probe, d.wait_for_gtid(gtid, options.apply_timeout))
+    # The probe's read timeout must not cut a wait of apply_timeout.
+    wait = d.wait_for_gtid(gtid, options.apply_timeout)
+    rows = run.exec(probe, wait, timeout=options.apply_timeout + probe.timeout)
     if run.result.dry_run:
         return
     value = next(iter(rows[0].values())) if rows else None
