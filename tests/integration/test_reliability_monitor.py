@@ -270,3 +270,123 @@ def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh: Sandbox) -> No
         print(f"stopped SQL thread left alone: decided {decided:.2f}s, first write {first:.2f}s")
     finally:
         cluster.close()
+
+
+# ------------------------------------------------------- 4. semi-sync after a switchover
+
+
+@pytest.fixture
+def semi_sync_lsu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    from tests.fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(
+        replicas=2,
+        semi_sync=True,
+        log_slave_updates=True,
+        base_dir=tmp_path_factory.mktemp("semisync"),
+    )
+    sb.start()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def _semi_sync_master(node: SandboxNode) -> int:
+    return int(str(sql(node, "SELECT @@global.rpl_semi_sync_master_enabled")[0][0]))
+
+
+def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) -> None:
+    """Semi-sync with log_slave_updates: after a switchover the demoted node applies what the
+    new primary writes (its SQL thread does not wait for an ACK), the new primary waits for
+    ACKs, and a kill -9 of the new primary is failed over with no acknowledged write lost."""
+    from sqlalchemy import text
+
+    from rwsplit import switchover
+
+    sb = semi_sync_lsu
+    old = sb.primary
+    target, third = sb.replicas
+    cluster = _cluster(sb)
+    try:
+        make_table(cluster, sb)
+        monitor = cluster.monitor
+        assert monitor is not None
+        wait_until(lambda: monitor.rounds >= 2, what="the monitor's first rounds")
+        result = switchover(cluster, target.address, OPTIONS)
+        assert result.new_primary == target.address
+        assert _semi_sync_master(target) == 1  # the cluster ran semi-sync: so does the new one
+        assert _semi_sync_master(old) == 0  # a replica that waits for ACKs would stall
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO w (id) VALUES (1000000)"))
+            s.commit()
+        # Fresh on the demoted node, promptly (it stalled for good before).
+        wait_until(
+            lambda: sql(old, "SELECT COUNT(*) FROM rwsplit.w WHERE id = 1000000")[0][0] == 1,
+            timeout=5,
+            what="the demoted node applying a write of the new primary",
+        )
+        status = dict(sql(target, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'"))
+        assert status["Rpl_semi_sync_master_status"] == "ON"
+        wait_until(lambda: monitor.last_failover is None and monitor.rounds > 5, what="rounds")
+        with Writer(cluster, threads=2) as writer:
+            wait_until(lambda: len(writer.acked) > 100, what="writes on the new primary")
+            yes_tx = int(str(sql(target, "SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")[0][1]))
+            assert yes_tx >= 100
+            t_kill = time.monotonic()
+            sb.kill(target.name)
+            wait_until(
+                lambda: writer.acked_since(t_kill + 0.05) > 20,
+                timeout=30,
+                what="writes after the failover",
+            )
+        assert monitor.last_failover is not None
+        final = sb.node(monitor.last_failover.new_primary or "")
+        assert final in (old, third)
+        decided = monitor.last_failover.started_at - t_kill
+        first = min(at for _, at in writer.acked if at > t_kill + 0.05) - t_kill
+        have = ids_on(final)
+        lost = [i for i, _ in writer.acked if i not in have]
+        assert lost == []
+        assert 1000000 in have
+        assert _semi_sync_master(final) == 1
+        print(
+            f"semi-sync switchover + kill -9: failover decided {decided:.2f}s after the kill, "
+            f"first write {first:.2f}s, 0 of {len(writer.acked)} acknowledged writes lost"
+        )
+    finally:
+        cluster.close()
+
+
+def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_lsu: Sandbox) -> None:
+    """A replica with log_slave_updates and the semi-sync waiting side on (a demoted primary
+    before the fix): its SQL thread waits for an ACK forever, its data gets older and older.
+    The monitor takes it out of the rotation, and back once it moves again."""
+    from sqlalchemy import text
+
+    sb = semi_sync_lsu
+    stuck, other = sb.replicas
+    cluster = _cluster(sb, auto_failover=False, failover_options=None)
+    try:
+        make_table(cluster, sb)
+        wait_until(lambda: len(cluster.topology.readable_replicas()) == 2, what="both read")
+        sql(stuck, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO w (id) VALUES (1)"))
+            s.commit()
+        t_write = time.monotonic()
+        wait_until(
+            lambda: [n.name for n in cluster.topology.readable_replicas()] == [other.address],
+            timeout=10,
+            what="the stuck replica out of the rotation",
+        )
+        ejected = time.monotonic() - t_write
+        error = cluster.topology.node(stuck.address).error or ""
+        assert "SQL thread is stuck" in error
+        assert sql(stuck, "SELECT COUNT(*) FROM rwsplit.w")[0][0] == 0  # it really is stale
+        sql(stuck, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+        wait_until(lambda: len(cluster.topology.readable_replicas()) == 2, what="back")
+        print(f"stuck SQL thread: out of the rotation {ejected:.2f}s after the write")
+    finally:
+        cluster.close()

@@ -109,6 +109,12 @@ class FailoverOptions:
         records every change of primary (:mod:`rwsplit._ledger`).
     :param rejoin: the monitor makes a returning former primary a replica of the new one
         when its GTID history allows it (default); otherwise it only keeps it read-only.
+    :param semi_sync: MariaDB semi-synchronous replication: ``True`` turns the waiting side
+        (``rpl_semi_sync_master_enabled``) on on every promoted node, ``False`` never does,
+        ``None`` (default) does it when the old primary had it on (a switchover reads it
+        there; a failover uses what the monitor last saw on the primary). Every node that
+        stops being the primary, or is repointed, has it turned off either way: a replica
+        that waits for acknowledgements of what it applies (``log_slave_updates``) stalls.
     """
 
     replication_user: str
@@ -124,6 +130,7 @@ class FailoverOptions:
     coordinate: bool = field(default=True, repr=False)
     ledger_schema: str = field(default=DEFAULT_SCHEMA, repr=False)
     rejoin: bool = field(default=True, repr=False)
+    semi_sync: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.quorum not in QUORUMS:
@@ -321,6 +328,50 @@ def fence_statements(probe: NodeProbe) -> list[Statement]:
         *stmts,
         Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
     ]
+
+
+_SEMI_SYNC_ON = Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+_SEMI_SYNC_OFF = Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+
+
+def semi_sync_master(probe: NodeProbe) -> bool | None:
+    """Does the node wait for semi-sync acknowledgements as a primary? (MariaDB's
+    ``rpl_semi_sync_master_enabled``; ``None``: not MariaDB, or it cannot be read.)"""
+    if probe.dialect is None or probe.dialect.name != "mariadb":
+        return None
+    try:
+        rows = probe.query("SELECT @@global.rpl_semi_sync_master_enabled AS enabled")
+    except Exception:  # no semi-sync in this server
+        return None
+    return bool(int(str(rows[0]["enabled"] or 0))) if rows else None
+
+
+def _semi_sync_off(probe: NodeProbe) -> list[Statement]:
+    """Turn the semi-sync waiting side off on a node that is (made) a replica.
+
+    With ``log_slave_updates`` a replica writes what it applies to its own binary log; if it
+    still had ``rpl_semi_sync_master_enabled`` on (a demoted or fenced former primary), every
+    transaction its SQL thread applies waits for an acknowledgement no replica sends: it
+    stalls for good (``rpl_semi_sync_master_wait_no_slave``, no timeout).
+    """
+    return [_SEMI_SYNC_OFF] if semi_sync_master(probe) else []
+
+
+def _with_semi_sync(stmts: list[Statement], d: ReplicationDialect, on: bool) -> list[Statement]:
+    """*stmts* (a promotion, ending with the statements that make the node writable) with
+    semi-sync turned on before the node becomes writable, when the cluster runs it."""
+    if not on or d.name != "mariadb":
+        return stmts
+    tail = len(d.set_read_only(False))
+    return [*stmts[:-tail], _SEMI_SYNC_ON, *stmts[-tail:]]
+
+
+def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions) -> bool:
+    """Did the cluster run semi-sync (a failover: the old primary cannot be asked)?"""
+    if options.semi_sync is not None:
+        return options.semi_sync
+    monitor = cluster.monitor
+    return bool(monitor is not None and monitor._primary_semi_sync)
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -607,7 +658,9 @@ def failover(
                 "promoted; the monitor / the command retries"
             )
         run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
-        for stmt in _dialect(probes[new]).promote(candidates[new]):
+        d_new = _dialect(probes[new])
+        semi = _cluster_semi_sync(cluster, options)
+        for stmt in _with_semi_sync(d_new.promote(candidates[new]), d_new, semi):
             run.exec(probes[new], stmt)
         run.step("promoted")
         if not dry_run:
@@ -945,6 +998,7 @@ def _repoint_all(
         stmts = d.point_at(state, host, port, user, password)
         if state.writable:
             stmts = d.set_read_only(True) + stmts
+        stmts = _semi_sync_off(probes[name]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(probes[name], stmt)
         run.result.repointed.append(name)
@@ -1021,6 +1075,9 @@ def switchover(
             )
         old_probe = probes[old]
         d_old = _dialect(old_probe)
+        semi = options.semi_sync
+        if semi is None:
+            semi = bool(semi_sync_master(old_probe))
         # 1. Stop routing writes to the old primary, in this process at once.
         if not dry_run:
             cluster.fenced.add(old)
@@ -1042,7 +1099,8 @@ def switchover(
         # 4. Promote the target.
         fresh = target_state if dry_run else _probe(probes[to])
         assert fresh is not None
-        for stmt in _dialect(probes[to]).promote(fresh):
+        d_to = _dialect(probes[to])
+        for stmt in _with_semi_sync(d_to.promote(fresh), d_to, semi):
             run.exec(probes[to], stmt)
         run.step("promoted")
         new_state = fresh if dry_run else _probe(probes[to])
@@ -1218,6 +1276,7 @@ def rejoin(
         stmts = d.point_at(
             state, host, port, options.replication_user, options.replication_password
         )
+        stmts = _semi_sync_off(ps[node]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(ps[node], stmt)
         result.repointed.append(node)

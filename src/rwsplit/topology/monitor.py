@@ -73,6 +73,7 @@ _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5
 # (too many connections, host blocked, access denied, binlog error...).
 _SOURCE_ANSWERED = SERVER_ANSWERED
 _SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
+_SEMI_SYNC_EVERY = 30  # rounds between two reads of the primary's semi-sync switch
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,11 @@ class Monitor:
         self._verify_again_at = 0.0
         self._io_restart: tuple[float, list[str]] | None = None
         self._primary_server_id: int | None = None
+        self._primary_semi_sync: bool | None = None
+        """Whether the primary waits for semi-sync ACKs (read when it changes, then every
+        ``_SEMI_SYNC_EVERY`` rounds): a failover turns it on on the promoted node."""
+        self._semi_sync_read: tuple[str, int] | None = None  # (primary, round) last read
+        self._applied: dict[str, tuple[int, float]] = {}  # replica -> (applied, since when)
         self._wanted = False  # start() called and stop() not since: restart after a fork
         self._rejoin_refused: set[str] = set()
         self.rounds = 0
@@ -348,9 +354,13 @@ class Monitor:
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
                 new = self._fence(node, r.state, new)
-            elif new.role is Role.REPLICA and self._history_of is not None:
-                # Also while the primary is down: lag keeps growing from its last position.
-                new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
+            elif new.role is Role.REPLICA:
+                if self._history_of is not None:
+                    # Also while the primary is down: lag keeps growing from its last position.
+                    new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
+                stuck = self._sql_thread_stuck(node.name, r.state, now)
+                if stuck is not None:
+                    new = new.evolve(healthy=False, error=stuck)
             updated.append(new)
         if tuple(updated) == old.nodes:
             return old
@@ -376,10 +386,22 @@ class Monitor:
             self._primary_name = writable[0]
             state = results[writable[0]].state
             self._primary_server_id = state.server_id if state is not None else None
+            self._read_semi_sync(writable[0])
             return writable[0]
         if not writable and old.primary is not None:
             self._primary_name = old.primary.name
         return None
+
+    def _read_semi_sync(self, primary: str) -> None:
+        last = self._semi_sync_read
+        if last is not None and last[0] == primary and self.rounds - last[1] < _SEMI_SYNC_EVERY:
+            return
+        from .failover import semi_sync_master
+
+        self._semi_sync_read = (primary, self.rounds)
+        probe = self._probes.get(primary)
+        if probe is not None:
+            self._primary_semi_sync = semi_sync_master(probe)
 
     # ------------------------------------------------------------------ lag
 
@@ -392,6 +414,34 @@ class Monitor:
         progress = state.executed.progress
         if not self._history or progress > self._history[-1][0]:
             self._history.append((progress, now))
+
+    def _sql_thread_stuck(self, name: str, state: NodeState, now: float) -> str | None:
+        """Why replica *name* is stuck, or ``None``: its SQL thread "runs" but its applied
+        position has not moved for ``max(1 s, 3 intervals)`` while its relay log holds more
+        (it waits for a semi-sync ACK, a lock, a disk...). Its data only gets older: out of
+        the rotation until it moves again."""
+        rs = state.replica
+        applied = state.replica_applied or state.executed
+        if rs is None or not rs.sql_running or not rs.received:
+            self._applied.pop(name, None)
+            return None
+        try:
+            received = type(applied)(rs.received)  # type: ignore[call-arg]
+        except (TypeError, ValueError):
+            return None
+        progress = applied.progress
+        seen = self._applied.get(name)
+        if seen is None or seen[0] != progress or applied.contains(received):
+            self._applied[name] = (progress, now)
+            return None
+        still = now - seen[1]
+        if still < max(1.0, 3 * self.interval):
+            return None
+        return (
+            f"its SQL thread is stuck: applied {applied} has not moved for {still:.1f}s while "
+            f"its relay log holds up to {received} ({rs.sql_state or 'no state'}); check "
+            "SHOW SLAVE STATUS / SHOW PROCESSLIST on it"
+        )
 
     def _lag(self, state: NodeState, reported: float | None, now: float) -> float | None:
         """``max(Seconds_Behind_Master, time since the first primary GTID not applied)``."""
