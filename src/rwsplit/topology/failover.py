@@ -722,6 +722,8 @@ def _fence_stale_primaries(
         for stmt in fence_statements(probes[stale]):
             run.exec(probes[stale], stmt)
         if not run.result.dry_run:
+            kill_client_connections(probes[stale])
+        if not run.result.dry_run:
             cluster.fenced.add(stale)
         run.result.fenced.append(stale)
     return led
@@ -1136,12 +1138,37 @@ def _resume_point(states: Mapping[str, NodeState | None], to: str) -> str:
     )
 
 
+_CLIENTS_SQL = (
+    "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+    "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
+    "AND USER NOT IN ('system user', 'event_scheduler')"
+)
+
+
+def kill_client_connections(probe: NodeProbe) -> int:
+    """End every client session on a fenced former primary; how many were killed.
+
+    ``read_only`` stops new writes of ordinary accounts only: a session of an account with
+    ``SUPER`` / ``READ_ONLY ADMIN`` (or a transaction already open) still commits. Killing the
+    sessions ends those; replication and system threads are left alone. Best effort.
+    """
+    killed = 0
+    try:
+        rows = probe.query(_CLIENTS_SQL)
+    except Exception as exc:
+        log.error("%s: cannot list its client sessions: %s", probe.name, describe_error(exc))
+        return 0
+    for r in rows:
+        with contextlib.suppress(Exception):  # the session may end on its own meanwhile
+            probe.query("KILL CONNECTION %s", (int(str(r["id"])),))
+            killed += 1
+    if killed:
+        log.warning("%s: fenced: killed %d client sessions", probe.name, killed)
+    return killed
+
+
 def _kill_clients(run: _Run, probe: NodeProbe) -> None:
-    rows = probe.query(
-        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
-        "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
-        "AND USER NOT IN ('system user', 'event_scheduler')"
-    )
+    rows = probe.query(_CLIENTS_SQL)
     ids = [int(str(r["id"])) for r in rows]
     for i in ids:
         with contextlib.suppress(FailoverError):  # the session may end on its own meanwhile

@@ -156,6 +156,8 @@ class Monitor:
         ``_SEMI_SYNC_EVERY`` rounds): a failover turns it on on the promoted node."""
         self._semi_sync_read: tuple[str, int] | None = None  # (primary, round) last read
         self._applied: dict[str, tuple[int, float]] = {}  # replica -> (applied, since when)
+        self._received: dict[str, str] = {}  # replica -> what its IO thread had, last round
+        self._still_receiving: list[str] = []  # replicas whose IO thread received this round
         self._wanted = False  # start() called and stop() not since: restart after a fork
         self._rejoin_refused: set[str] = set()
         self.rounds = 0
@@ -271,6 +273,7 @@ class Monitor:
             results = self._probe_all(self.cluster.topology)
             topology = self._publish(results)
             self.rounds += 1
+            self._note_received(results)
             verdict = self._hung_primary_confirmed(results)
             dead = self._primary_dead(results) if verdict is None else verdict
         if dead:
@@ -468,7 +471,7 @@ class Monitor:
             self.cluster.fenced.discard(old.name)
             return new
         if not self._rejoin(old.name) and state.writable:
-            from .failover import fence_statements
+            from .failover import fence_statements, kill_client_connections
 
             probe = self._probes[old.name]
             assert probe.dialect is not None
@@ -476,6 +479,8 @@ class Monitor:
                 for stmt in fence_statements(probe):
                     log.warning("fencing former primary %s: %s", old.name, stmt.display())
                     probe.query(stmt.sql, stmt.params)
+                # Sessions of accounts that ignore read_only (SUPER) must not write on.
+                kill_client_connections(probe)
             except Exception as exc:
                 log.error("fencing %s failed: %s", old.name, describe_error(exc))
         return new.evolve(
@@ -522,6 +527,47 @@ class Monitor:
         ]
         return mine or replicas
 
+    def _note_received(self, results: dict[str, ProbeResult]) -> None:
+        """Which replicas of the primary received something since the last round.
+
+        A replica whose IO thread keeps receiving (its ``Gtid_IO_Pos`` moves) is connected to
+        a live primary, whatever this process sees: the primary is unreachable from here only
+        (an application-side partition), and failing it over would leave two primaries.
+        """
+        moved: list[str] = []
+        for n, s in self._witnesses(results) if self._primary_name is not None else []:
+            before = self._received.get(n)
+            if s.received and before is not None and self._moved_forward(n, before, s.received):
+                moved.append(n)
+        self._received = {
+            n: r.state.replica.received
+            for n, r in results.items()
+            if r.state is not None and r.state.replica is not None
+        }
+        self._still_receiving = moved
+
+    def _moved_forward(self, name: str, before: str, now: str) -> bool:
+        """*now* holds more than *before* (a restarted IO thread may go back: not progress)."""
+        probe = self._probes.get(name)
+        if probe is None or probe.dialect is None or before == now:
+            return False
+        try:
+            old, new = probe.dialect.parse_gtid(before), probe.dialect.parse_gtid(now)
+        except ValueError:
+            return False
+        return new.contains(old) and not old.contains(new)
+
+    def _veto_by_receiving_replicas(self, name: str) -> bool:
+        if not self._still_receiving:
+            return False
+        log.warning(
+            "primary %s does not answer here but %s still receive replication events from it: "
+            "it is alive, only unreachable from this process (a partition?); no failover",
+            name,
+            ", ".join(self._still_receiving),
+        )
+        return True
+
     def _primary_suspect(self, results: dict[str, ProbeResult]) -> bool:
         name = self._primary_name
         if name is None or name not in results:
@@ -534,6 +580,8 @@ class Monitor:
             return False
         witnesses = self._witnesses(results)
         if not witnesses:
+            return False
+        if self._veto_by_receiving_replicas(self._primary_name or "?"):
             return False
         # The replicas must have lost it too: one that still streams from the primary means
         # it is only unreachable from here (a partition), not dead; one whose reconnection
@@ -567,6 +615,9 @@ class Monitor:
         failures = results[name].failures
         if not self.auto_failover or failures < early:
             return None
+        if self._veto_by_receiving_replicas(name):
+            self._io_restart = None
+            return False
         if self._io_restart is None and time.monotonic() >= self._verify_again_at:
             connected = [n for n, s in self._witnesses(results) if s.io_connected]
             if connected and self._restart_io_threads(name, failures, connected):
@@ -579,8 +630,9 @@ class Monitor:
         self._verify_again_at = time.monotonic() + max(10.0, 10 * self.interval)
         grace = max(self.timeout, 0.5)
         deadline = restarted_at + grace
+        longest = restarted_at + self._connect_budget(names, grace)
         while True:
-            answered = self._replicas_reached_source(names)
+            answered, connecting = self._replicas_reached_source(names)
             if answered is None:
                 return False
             if answered:
@@ -591,7 +643,10 @@ class Monitor:
                     ", ".join(answered),
                 )
                 return False
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            # A connection attempt still in flight (no error yet) on a slow link: its answer
+            # is due within a few round trips; wait for it, up to the replica's own budget.
+            if now >= deadline and (not connecting or now >= longest):
                 break
             self._stop.wait(0.05)
         log.error(
@@ -672,9 +727,29 @@ class Monitor:
             return float(current), None
         return float(wanted), current
 
-    def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
-        """Replicas among *names* whose IO thread reached its source; ``None``: cannot tell."""
+    def _connect_budget(self, names: list[str], grace: float) -> float:
+        """How long a restarted IO thread may take to reach the primary, seconds.
+
+        Its first sign of life (``Slave_IO_Running`` going from ``Connecting`` to
+        ``Preparing``: the primary accepted it) comes after three round trips (TCP, greeting,
+        authentication); the whole reconnection takes about twelve. ``4 * grace`` allows a
+        round trip of a few hundred milliseconds; never more than the replica's own connect
+        timeout (``slave_net_timeout``), after which it gives its own verdict.
+        """
+        budget = 4 * grace
+        for n in names:
+            try:
+                row = self._probes[n].query("SELECT @@global.slave_net_timeout AS t")[0]
+                budget = min(budget, max(grace, float(row["t"] or budget)))
+            except Exception:
+                continue
+        return budget
+
+    def _replicas_reached_source(self, names: list[str]) -> tuple[list[str] | None, bool]:
+        """Replicas among *names* whose IO thread reached its source (``None``: cannot tell),
+        and whether one is still in the middle of a connection attempt (no error yet)."""
         reached: list[str] = []
+        connecting = False
         for n in names:
             probe = self._probes[n]
             try:
@@ -684,12 +759,18 @@ class Monitor:
                 )
             except Exception as exc:
                 log.error("cannot read the replication status of %s: %s", n, describe_error(exc))
-                return None
+                return None, False
             if status is None:
-                return None  # someone reconfigured it meanwhile: do not decide now
-            if status.io_connected or status.last_io_errno in _SOURCE_ANSWERED:
+                return None, False  # someone reconfigured it meanwhile: do not decide now
+            # "Preparing" (MariaDB): connected and authenticated, registering: it answered.
+            if (
+                status.io_running in ("Yes", "Preparing")
+                or status.last_io_errno in _SOURCE_ANSWERED
+            ):
                 reached.append(n)
-        return reached
+            elif status.io_running == "Connecting" and not status.last_io_errno:
+                connecting = True
+        return reached, connecting
 
     def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
         name = self._primary_name
