@@ -587,7 +587,7 @@ class Monitor:
         # it is only unreachable from here (a partition), not dead; one whose reconnection
         # was refused by it (too many connections...) saw it alive.
         return all(
-            not s.io_connected and s.last_io_errno not in _SOURCE_ANSWERED for _, s in witnesses
+            not _attached(s) and s.last_io_errno not in _SOURCE_ANSWERED for _, s in witnesses
         )
 
     def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
@@ -619,7 +619,7 @@ class Monitor:
             self._io_restart = None
             return False
         if self._io_restart is None and time.monotonic() >= self._verify_again_at:
-            connected = [n for n, s in self._witnesses(results) if s.io_connected]
+            connected = [n for n, s in self._witnesses(results) if _attached(s)]
             if connected and self._restart_io_threads(name, failures, connected):
                 self._io_restart = (time.monotonic(), connected)
         if self._io_restart is None or failures < self.failure_threshold:
@@ -762,11 +762,7 @@ class Monitor:
                 return None, False
             if status is None:
                 return None, False  # someone reconfigured it meanwhile: do not decide now
-            # "Preparing" (MariaDB): connected and authenticated, registering: it answered.
-            if (
-                status.io_running in ("Yes", "Preparing")
-                or status.last_io_errno in _SOURCE_ANSWERED
-            ):
+            if _attached(status) or status.last_io_errno in _SOURCE_ANSWERED:
                 reached.append(n)
             elif status.io_running == "Connecting" and not status.last_io_errno:
                 connecting = True
@@ -827,6 +823,13 @@ class Monitor:
                     log.warning("replica %s takes no reads: %s", n.name, now)
                 elif now is None and was is not None and o.healthy:
                     log.info("replica %s takes reads again", n.name)
+
+
+def _attached(status: ReplicaStatus) -> bool:
+    """The IO thread is connected to its source: ``Yes``, or MariaDB's ``Preparing``
+    (connected and authenticated, registering: on a slow link that takes a dozen round
+    trips, and the source has answered already)."""
+    return status.io_running in ("Yes", "Preparing")
 
 
 class _NoMoreRounds(Exception):
