@@ -660,6 +660,14 @@ def failover(
         run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
         d_new = _dialect(probes[new])
         semi = _cluster_semi_sync(cluster, options)
+        if semi and len(candidates) < 2:
+            log.warning(
+                "%s: the cluster ran semi-sync but no other replica can acknowledge its "
+                "commits: it runs without (turn rpl_semi_sync_master_enabled on once a replica "
+                "follows it)",
+                new,
+            )
+            semi = False
         for stmt in _with_semi_sync(d_new.promote(candidates[new]), d_new, semi):
             run.exec(probes[new], stmt)
         run.step("promoted")
@@ -680,6 +688,10 @@ def failover(
         floor = None if has_history else chosen
         _repoint_all(run, cluster, options, probes, states, new, new_state, skip=skip, floor=floor)
         run.step("repointed")
+        if semi and not result.repointed and d_new.name == "mariadb":
+            # Nobody will acknowledge: commits would wait for ever. Released, asynchronous.
+            log.warning("%s: no replica could be repointed: semi-sync turned off again", new)
+            run.exec(probes[new], _SEMI_SYNC_OFF)
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
         if not dry_run:

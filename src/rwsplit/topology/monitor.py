@@ -58,7 +58,14 @@ from typing import TYPE_CHECKING
 
 from ._dialect import NodeState, ReplicaStatus
 from .model import Node, Role, Topology, TopologyHost
-from .probe import SERVER_ANSWERED, NodeProbe, describe_error, node_from_state, server_answered
+from .probe import (
+    SERVER_ANSWERED,
+    NodeProbe,
+    describe_error,
+    error_code,
+    node_from_state,
+    server_answered,
+)
 
 if TYPE_CHECKING:
     from .failover import FailoverOptions, FailoverResult
@@ -72,6 +79,8 @@ _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5
 # Replica IO errors that mean "the source answered" (it refused us): the primary is alive
 # (too many connections, host blocked, access denied, binlog error...).
 _SOURCE_ANSWERED = SERVER_ANSWERED
+# Refusals for want of capacity: transient, the node's other connections still work.
+_BUSY_ERRORS = frozenset({1040, 1203, 1226, 1129, 1927})
 _SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
 _SEMI_SYNC_EVERY = 30  # rounds between two reads of the primary's semi-sync switch
 
@@ -89,6 +98,9 @@ class ProbeResult:
     """The probe failed with an error only a live server sends (``1040 Too many
     connections``, access denied...): the node is alive but busy or refusing us, not dead.
     Such a probe does not count as failed (``failures`` stays 0)."""
+    busy: bool = False
+    """Refused for want of capacity (too many connections, a connection limit, a KILL): the
+    node stays as it was in the topology, its other connections still work."""
 
 
 class Monitor:
@@ -305,30 +317,33 @@ class Monitor:
             state = probe.probe()
         except Exception as exc:
             error = describe_error(exc)
-            if server_answered(exc):
+            code = error_code(exc)
+            answered = server_answered(exc)
+            first = node.name not in self._busy
+            if answered:
                 # A live server refused this connection (a connection storm, a KILL, a grant
                 # change): not a failed probe, or a busy primary would be failed over.
-                self._failures[node.name] = 0
-                if node.name not in self._busy:
-                    log.warning(
-                        "%s answers but refuses the monitor (%s): alive, not dead; no failover",
-                        node.name,
-                        error,
-                    )
+                failures = 0
                 self._busy.add(node.name)
-                return ProbeResult(node.name, None, error, 0, answered=True)
-            self._busy.discard(node.name)
-            failures = self._failures.get(node.name, 0) + 1
+            else:
+                self._busy.discard(node.name)
+                failures = self._failures.get(node.name, 0) + 1
             self._failures[node.name] = failures
-            code = getattr(exc, "args", ())[:1]
-            if code and code[0] in _PRIVILEGE_ERRORS:
+            if code in _PRIVILEGE_ERRORS:
                 error += (
                     " (the monitor's account needs SLAVE MONITOR on MariaDB / REPLICATION "
                     "CLIENT on MySQL: grant it, or pass Cluster(admin_user=...))"
                 )
-                if failures == 1:
+                if first:
                     log.error("cannot monitor %s: %s", node.name, error)
-            return ProbeResult(node.name, None, error, failures)
+            elif answered and first:
+                log.warning(
+                    "%s answers but refuses the monitor (%s): alive, not dead; no failover",
+                    node.name,
+                    error,
+                )
+            busy = code in _BUSY_ERRORS
+            return ProbeResult(node.name, None, error, failures, answered=answered, busy=busy)
         self._failures[node.name] = 0
         self._busy.discard(node.name)
         return ProbeResult(node.name, state, None, 0)
@@ -345,7 +360,7 @@ class Monitor:
             r = results.get(node.name)
             if r is None:
                 continue
-            if r.state is None and r.answered and node.role is Role.PRIMARY:
+            if r.state is None and r.busy and node.role is Role.PRIMARY:
                 # Alive but refusing new connections: the connections the application holds
                 # still work, and writes go on once slots free up; keep it as it was.
                 updated.append(node)
