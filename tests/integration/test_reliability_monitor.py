@@ -195,11 +195,13 @@ def _kill_and_wait_for_a_new_primary(
     t_kill = time.monotonic()
     sb.kill(sb.primary.name)
     wait_until(lambda: writer.acked_since(t_kill + 0.05) > 0, timeout=bound, what="a new write")
-    first = min(at for _, at in writer.acked if at > t_kill + 0.05) - t_kill
     wait_until(lambda: monitor.last_failover is not None, what="the failover's result")
     assert monitor.last_failover is not None
-    decided = monitor.last_failover.started_at - t_kill
-    return decided, first
+    started = monitor.last_failover.started_at
+    # The first write acknowledged after the failover started (one in flight on the old
+    # primary may be acknowledged just after the kill).
+    first = min(at for _, at in writer.acked if at > started) - t_kill
+    return started - t_kill, first
 
 
 def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh: Sandbox) -> None:
@@ -341,11 +343,14 @@ def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) 
                 timeout=30,
                 what="writes after the failover",
             )
+        # Writes resume at the promotion, before the failover has recorded its result.
+        wait_until(lambda: monitor.last_failover is not None, what="the failover's result")
         assert monitor.last_failover is not None
         final = sb.node(monitor.last_failover.new_primary or "")
         assert final in (old, third)
         decided = monitor.last_failover.started_at - t_kill
-        first = min(at for _, at in writer.acked if at > t_kill + 0.05) - t_kill
+        started = monitor.last_failover.started_at
+        first = min(at for _, at in writer.acked if at > started) - t_kill
         have = ids_on(final)
         lost = [i for i, _ in writer.acked if i not in have]
         assert lost == []
