@@ -429,7 +429,7 @@ def test_failover_refuses_when_the_primary_is_alive_for_the_replicas(
     options = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05)
     with (
         Cluster(bad, sb.replica_urls) as c,
-        pytest.raises(RwSplitError, match="still replicate from it|it is alive"),
+        pytest.raises(RwSplitError, match=r"still replicate from it|it is alive"),
     ):
         failover(c, options)
     assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
