@@ -47,9 +47,13 @@ class DelayProxy:
         while not self._closed:
             try:
                 client, _ = self._listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
             except OSError:
                 return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:  # the server is down: so is the link, for this connection
+                client.close()
+                continue
             upstream.settimeout(None)
             self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -202,3 +206,43 @@ def app_link_name(url: str) -> str:
 
     u = make_url(url)
     return f"{u.host}:{u.port}"
+
+
+def test_a_dead_primary_behind_a_slow_link_is_still_failed_over(sb: Sandbox) -> None:
+    """The other side of the veto: replicas on the same 100 ms link, the primary killed -9
+    while another client writes — no replica receives anything more: failed over."""
+    primary, replicas = sb.primary, sb.replicas
+    slow_link = DelayProxy(primary.port, 0.05)
+    cluster = Cluster(
+        sb.primary_url,
+        sb.replica_urls,
+        monitor_interval=0.2,
+        monitor_timeout=0.5,
+        auto_failover=True,
+        failover_options=FailoverOptions(REPL_USER, REPL_PASSWORD),
+    )
+    try:
+        with cluster.session() as s:
+            s.execute(text("CREATE TABLE w (id INT PRIMARY KEY)"))
+            s.commit()
+        sb.wait_caught_up()
+        for r in replicas:
+            sql(r, "STOP SLAVE")
+            sql(r, f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={slow_link.port}")
+            sql(r, "START SLAVE")
+            sb.wait_replica_running(r)
+        monitor = cluster.monitor
+        assert monitor is not None
+        other = OtherClient(primary.port, seconds=30)
+        wait_until(lambda: len(other.acked) > 20, what="writes before the kill")
+        t_kill = time.monotonic()
+        sb.kill(primary.name)
+        wait_until(lambda: monitor.last_failover is not None, timeout=20, what="a failover")
+        assert monitor.last_failover is not None
+        decided = monitor.last_failover.started_at - t_kill
+        assert monitor.last_failover.new_primary in [r.address for r in replicas]
+        other.join()
+        print(f"dead primary behind a 100 ms link: failover started {decided:.2f}s after kill -9")
+    finally:
+        cluster.close()
+        slow_link.close()
