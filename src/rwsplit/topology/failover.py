@@ -794,7 +794,12 @@ def _check_replicas_lost_it(
     followers = [
         (n, s) for n, s in states.items() if s is not None and s.replica is not None and of_old(s)
     ]
-    streaming = [n for n, s in followers if s.replica is not None and s.replica.io_connected]
+    # MariaDB's "Preparing": connected and authenticated, registering (slow links).
+    streaming = [
+        n
+        for n, s in followers
+        if s.replica is not None and s.replica.io_running in ("Yes", "Preparing")
+    ]
     if streaming:
         raise FailoverError(
             f"the primary {old} does not answer here but {', '.join(streaming)} still "
