@@ -13,7 +13,6 @@ import importlib
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -43,8 +42,9 @@ from .errors import (
 )
 from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
+from .routing._implicit_commit import may_commit
 from .routing.balance import Balancer, RoundRobinBalancer
-from .routing.classify import Flag, Target, classify
+from .routing.classify import Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
@@ -111,15 +111,9 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 _COMMITTING = "rwsplit.committing"
-# Statements that commit by themselves (MariaDB "Statements that cause an implicit commit"):
-# DDL, account management, BEGIN / START TRANSACTION (they commit the open transaction),
-# LOCK / UNLOCK TABLES, SET autocommit, XA, LOAD ..., ANALYZE/OPTIMIZE/REPAIR ... and COMMIT.
-_IMPLICIT_COMMIT = re.compile(
-    r"\s*(?:/\*.*?\*/\s*)*\(?\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE|BEGIN|START"
-    r"|LOCK|UNLOCK|XA|LOAD|ANALYZE|OPTIMIZE|REPAIR|CACHE|FLUSH|RESET|INSTALL|UNINSTALL"
-    r"|SET\s+(?:(?:SESSION|LOCAL|@@SESSION\.|@@)\s*)?AUTOCOMMIT)\b",
-    re.IGNORECASE | re.DOTALL,
-)
+# The server's status flags in every OK / EOF packet (MySQL protocol SERVER_STATUS_*).
+_SERVER_STATUS_IN_TRANS = 0x0001
+_SERVER_STATUS_AUTOCOMMIT = 0x0002
 # Client / server error codes meaning "the connection or the server is gone".
 _CONNECTION_LOST = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
 # The server is read-only (1290; MySQL super_read_only also 1836): it is not the primary.
@@ -129,6 +123,27 @@ _READ_ONLY = frozenset({1290, 1836})
 def _error_code(exc: BaseException) -> int | None:
     args: tuple[object, ...] = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _autocommits(conn: Any) -> bool:
+    """True when the next statement on *conn* (a ``Connection``) commits by itself.
+
+    The server's own word first: the status flags of the last reply the driver read
+    (PyMySQL, aiomysql, asyncmy keep ``server_status``), autocommit on and no transaction
+    open (a text ``SET autocommit=1`` or ``BEGIN`` are seen there). Drivers that do not
+    expose them: SQLAlchemy's isolation setting.
+    """
+    status = None
+    with contextlib.suppress(Exception):
+        dbapi = conn.connection.dbapi_connection
+        raw = getattr(dbapi, "_connection", dbapi)  # SQLAlchemy's asyncio adapters wrap it
+        status = getattr(raw, "server_status", None)
+    if isinstance(status, int):
+        return bool(status & _SERVER_STATUS_AUTOCOMMIT) and not status & _SERVER_STATUS_IN_TRANS
+    try:
+        return conn is not None and _sa_compat.is_autocommit(conn)
+    except Exception:  # no connection left to ask: assume the worst
+        return True
 
 
 def _mark_committing(conn: Any) -> None:
@@ -331,7 +346,8 @@ class Cluster:
         primary (the kill switch). Settable at run time: ``cluster.routing = "primary"``.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
-    (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
+    (nothing was committed: retry the unit of work) or, when the failure hit a statement that
+    commits or may (``COMMIT``, DDL, ``CALL``, an autocommit write ...),
     :class:`~rwsplit.TransactionOutcomeUnknownError`; either way the monitor re-probes at once.
 
     Clusters can also be made from configuration: :meth:`from_properties`,
@@ -647,16 +663,11 @@ class Cluster:
         if statement is None:
             # No statement: the DBAPI commit (flagged by the "commit" event), or a connect.
             return bool(info.pop(_COMMITTING, False)), False
-        c = classify(statement)
-        autocommit = False
-        with contextlib.suppress(Exception):
-            autocommit = conn is not None and _sa_compat.is_autocommit(conn)
-        commits = bool(
-            (c.flags & Flag.TXN_END and not c.reason.upper().startswith("ROLLBACK"))
-            or _IMPLICIT_COMMIT.match(statement)
-        )
-        is_read = c.target is Target.REPLICA
-        committing = commits or (autocommit and not is_read)
+        is_read = classify(statement).target is Target.REPLICA
+        # A statement that commits by itself (DDL, CALL, EXECUTE, SET autocommit=1 ...; see
+        # rwsplit.routing._implicit_commit), or any write on a connection the server runs in
+        # autocommit: its reply was lost, so was the news of its commit.
+        committing = may_commit(statement) or (not is_read and _autocommits(conn))
         return committing, is_read
 
     def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
