@@ -9,6 +9,7 @@ current routing snapshot (:class:`_Routes`) without a lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import math
@@ -44,7 +45,7 @@ from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
 from .routing._implicit_commit import may_commit
 from .routing.balance import Balancer, RoundRobinBalancer
-from .routing.classify import Target, classify
+from .routing.classify import Flag, Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
@@ -146,6 +147,11 @@ def _autocommits(conn: Any) -> bool:
         return True
 
 
+@functools.lru_cache(maxsize=4096)
+def _may_commit_cached(statement: str) -> bool:
+    return may_commit(statement)
+
+
 def _mark_committing(conn: Any) -> None:
     # Fires just before the DBAPI commit: a failure now leaves the outcome unknown.
     conn.info[_COMMITTING] = True
@@ -170,13 +176,21 @@ def _untrack(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
 _DIRTY = "rwsplit.dirty"
 
 
-def _note_state(
-    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    # before_cursor_execute of primary engines: a statement that may leave session state
-    # (SET, USE, user variables, locks, temporary tables, procedures ...) marks its connection.
-    if may_carry_state(classify(statement)):
-        conn.info[_DIRTY] = True
+_WROTE = "rwsplit.wrote"
+# The fence check before a commit: fails, on the server, when it is read-only (MySQL's
+# super_read_only sets read_only too). A DO, not a SELECT: no result set to read (as cheap as
+# "DO 1", an eighth of SHOW VARIABLES), and Com_select stays a witness of where reads went.
+# The error is an invalid regular expression, chosen only when read_only is on.
+_FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
+_REGEXP_ERRORS = frozenset({1139, 3692})  # MariaDB, MySQL 8+ (ICU): "missing )"
+# A statement that needs no fence check even though it commits (when nothing was written).
+_TXN_CONTROL = Flag.TXN_BEGIN | Flag.TXN_END | Flag.SESSION_STATE
+
+
+def _forget_writes(conn: Any) -> None:
+    # "begin" / "rollback" of primary engines: nothing written in this transaction (yet).
+    if not conn.invalidated:  # an invalidated connection has no info left to clear
+        conn.info.pop(_WROTE, None)
 
 
 _COM_RESET_CONNECTION = 0x1F
@@ -596,10 +610,27 @@ class Cluster:
                 # connect listener runs again after the check-in reset, which clears it.
                 event.listen(engine, "do_connect", tracking_connect)
                 event.listen(engine, "connect", lambda dbapi, rec: enable_tracking(dbapi))
-            event.listen(engine, "before_cursor_execute", _note_state)
+            event.listen(
+                engine,
+                "before_cursor_execute",
+                lambda conn, cursor, statement, *rest: self._before_primary_statement(
+                    name, conn, statement
+                ),
+            )
             event.listen(engine, "checkin", _clean_dirty(engine))
+            # Before the commit of a transaction that wrote: the node must still be writable
+            # on the server (before _mark_committing: a refusal leaves nothing committed).
+            event.listen(
+                engine,
+                "commit",
+                lambda conn: (
+                    self._check_still_writable(name, conn) if conn.info.pop(_WROTE, False) else None
+                ),
+            )
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
+            event.listen(engine, "begin", _forget_writes)
+            event.listen(engine, "rollback", _forget_writes)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
             if url.get_driver_name() == "pymysql" and not is_async_url(url):
                 # Connections in use, to cut when this node stops being the primary
@@ -628,6 +659,13 @@ class Cluster:
                 "certificate must name the host in the URL)"
             )
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
+        if code in _READ_ONLY:
+            # The node refuses writes as read-only: it is not the primary (fenced). Stop
+            # writing there and find the primary now, monitor or not (its pool goes too).
+            self.mark_not_primary(name)
+            if self.monitor is None:
+                with contextlib.suppress(Exception):
+                    self.refresh()
         self.refresh_soon()
         if committing:
             raise TransactionOutcomeUnknownError(
@@ -649,6 +687,82 @@ class Cluster:
             f"the primary {name} failed ({reason}) before anything was committed: the "
             "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
             f"the primary it finds next; {then})"
+        )
+
+    def _before_primary_statement(self, name: str, conn: Any, statement: str) -> None:
+        """``before_cursor_execute`` of read-write engines (the hot path: a cached lookup).
+
+        A statement that may leave session state (``SET``, ``USE``, user variables, locks,
+        temporary tables, procedures ...) marks its connection for the check-in reset. A
+        statement that commits — by itself (DDL, ``CALL``, ``SET autocommit=1`` ...) or because
+        the server runs the connection in autocommit — is preceded by the fence check when
+        it or its transaction writes; other writes mark the transaction for the check at
+        ``COMMIT``.
+        """
+        c = classify(statement)
+        info = conn.info
+        if may_carry_state(c):
+            info[_DIRTY] = True
+        if c.target is not Target.PRIMARY:
+            return
+        if _may_commit_cached(statement) or _autocommits(conn):
+            wrote = info.pop(_WROTE, False)
+            if wrote or not c.flags & _TXN_CONTROL:
+                self._check_still_writable(name, conn)
+        elif c.flags & Flag.TXN_END:
+            info.pop(_WROTE, None)  # ROLLBACK
+        else:
+            info[_WROTE] = True
+
+    def _check_still_writable(self, name: str, conn: Any) -> None:
+        """Before anything commits on *name*: is it still writable, on the server?
+
+        One round trip per write transaction (:data:`_FENCE_CHECK`). A pooled
+        connection was checked when it was opened (:meth:`_check_is_primary`), but the node
+        may have been fenced since — by another process's failover or an operator — and an
+        account with ``SUPER`` (or ``READ_ONLY ADMIN``) writes through ``read_only=ON``:
+        without a monitor nothing else would notice. Refused: the transaction is rolled back,
+        the connection discarded, the cluster re-probed (the pool of the old primary goes
+        with it), and the application told to retry.
+        """
+        dbapi = conn.connection.dbapi_connection
+        try:
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(_FENCE_CHECK)
+            finally:
+                cursor.close()
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in _REGEXP_ERRORS:
+                read_only = True
+            elif code in _CONNECTION_LOST:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                self.refresh_soon()
+                raise RetryableWriteError(
+                    f"the primary {name} failed ({describe_error(exc)}) before the commit: "
+                    "nothing was committed; retry the whole unit of work"
+                ) from None
+            else:
+                raise
+        else:
+            read_only = False
+        if not read_only:
+            return
+        with contextlib.suppress(Exception):
+            dbapi.rollback()
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        log.warning("%s is read-only on the server (fenced); refusing to commit there", name)
+        self.mark_not_primary(name)
+        with contextlib.suppress(Exception):  # the caller gets the error either way
+            self.refresh()
+        raise RetryableWriteError(
+            f"refusing to commit on {name}: the server is read-only (it was fenced — another "
+            "process failed over, or an operator made it read-only); nothing was committed, the "
+            "transaction was rolled back; retry the whole unit of work (rwsplit re-probed the "
+            "cluster and writes to the primary it found)"
         )
 
     @staticmethod

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from rwsplit import Cluster, RetryableWriteError, RwSplitError, TransactionOutcomeUnknownError
+from rwsplit.cluster import _FENCE_CHECK
 from rwsplit.routing._implicit_commit import may_commit
 from rwsplit.sandbox import Sandbox
 
@@ -154,14 +155,18 @@ UNKNOWN = TransactionOutcomeUnknownError.__name__
 def drop_next_reply(dbapi: Any) -> None:
     """The next statement on PyMySQL connection *dbapi* runs on the server, and its reply is
     lost: read and thrown away, the socket closed, the driver's status left as it was before
-    (the client never saw that reply), and the error a lost connection raises."""
-    original = dbapi._read_query_result
+    (the client never saw that reply), and the error a lost connection raises. rwsplit's own
+    fence check before a commit (it runs first) is let through."""
+    original = dbapi.query
 
-    def dropped(*args: Any, **kwargs: Any) -> Any:
-        del dbapi._read_query_result
+    def dropped(sql: Any, unbuffered: bool = False) -> Any:
+        text_sql = sql.decode() if isinstance(sql, bytes) else sql
+        if text_sql == _FENCE_CHECK:
+            return original(sql, unbuffered)
+        del dbapi.query
         status = dbapi.server_status
         try:
-            original(*args, **kwargs)
+            original(sql, unbuffered)
         finally:
             dbapi.server_status = status
             dbapi._force_close()
@@ -169,7 +174,7 @@ def drop_next_reply(dbapi: Any) -> None:
             2013, "Lost connection to server during query (reply dropped by the test)"
         )
 
-    dbapi._read_query_result = dropped
+    dbapi.query = dropped
 
 
 def probe_committed(sb: Sandbox, n: int) -> bool:

@@ -1,0 +1,73 @@
+"""Issue 17, defect 6: a Cluster without a monitor never writes to a fenced old primary
+through the connections it pooled while that node was the primary.
+
+Another process fails over (promotes a replica) and fences the old primary with
+``SET GLOBAL read_only = ON``; the sandbox's account is ``root`` (``SUPER``), which writes through
+``read_only``. The witness that nothing was written on the fenced node is its own
+``@@gtid_binlog_pos``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from rwsplit import Cluster, RetryableWriteError
+from rwsplit.sandbox import DATABASE, Sandbox, SandboxNode
+
+from .util import sql
+
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
+
+
+def binlog_pos(node: SandboxNode) -> str:
+    return str(sql(node, "SELECT @@gtid_binlog_pos")[0][0])
+
+
+def fail_over_elsewhere(sb: Sandbox) -> SandboxNode:
+    """What another rwsplit process's failover leaves: replica 1 promoted (replicating from
+    nobody, writable), replica 2 following it, the old primary fenced (read-only)."""
+    sb.wait_caught_up()
+    new, other = sb.replicas
+    sql(sb.primary, "SET GLOBAL read_only = ON")
+    sql(new, "STOP SLAVE")
+    sql(new, "RESET SLAVE ALL")
+    sql(new, "SET GLOBAL read_only = OFF")
+    sb.point_replica(other, new)
+    return new
+
+
+def count(node: SandboxNode, table: str) -> int:
+    return int(sql(node, f"SELECT COUNT(*) FROM {DATABASE}.{table}")[0][0])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+def test_pooled_connections_never_write_to_a_fenced_primary(
+    fresh_sandbox: Sandbox, autocommit: bool
+) -> None:
+    sb = fresh_sandbox
+    old = sb.primary
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    with Cluster(sb.primary_url, sb.replica_urls, engine_options=options) as cluster:
+        with cluster.session() as s:
+            s.execute(text("CREATE TABLE f (id INT PRIMARY KEY)"))
+            s.execute(text("INSERT INTO f VALUES (1)"))
+            s.commit()
+        engine = cluster.write_engine()
+        assert engine.pool.checkedin() >= 1  # the pooled connection the next write takes
+        new = fail_over_elsewhere(sb)
+        before = binlog_pos(old)
+
+        with cluster.session() as s, pytest.raises(RetryableWriteError, match="read-only"):
+            s.execute(text("INSERT INTO f VALUES (2)"))
+            s.commit()
+
+        assert binlog_pos(old) == before, "a write was executed on the fenced old primary"
+        assert count(old, "f") == 1
+        # Rediscovered: the retry goes to the new primary.
+        assert cluster.primary_name == new.address
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO f VALUES (2)"))
+            s.commit()
+        assert count(new, "f") == 2
+        assert binlog_pos(old) == before
