@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._gtid_track import enable_tracking, tracking_connect
+from ._server_errors import is_read_timeout
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
 from .errors import (
@@ -49,7 +50,7 @@ from .routing.classify import Flag, Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
-from .topology.probe import describe_error
+from .topology.probe import NodeProbe, describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
@@ -351,8 +352,11 @@ class Cluster:
     :param primary_read_timeout: seconds the primary may take to answer one statement before
         the connection is given up (``None``: no limit). Bounds how long a hung primary holds
         the application; raise it for long reports or migrations on the primary.
-    :param replica_read_timeout: the same for replicas; a read that times out is re-run on
-        another node and the replica is taken out of routing.
+    :param replica_read_timeout: the same for replicas. A read that times out on a replica
+        that still answers a ping is a slow statement, not a dead replica: it raises
+        :class:`~rwsplit.ReadFailedError` (naming this option) at once, is not re-run, and the
+        replica stays in routing. A replica that does not answer either is taken out of
+        routing and the read re-run on another node.
     :param write_timeout: seconds to send one statement to any node.
     :param routing: ``"normal"``; ``"shadow"`` runs every statement on the primary while the
         classifier, balancer and consistency policy still decide, and :meth:`stats` reports
@@ -949,6 +953,43 @@ class Cluster:
         for n in new.nodes:
             if before.get(n.name) != (n.role, n.healthy) or not n.healthy:
                 self._applied.forget(n.name)
+
+    def read_timed_out(self, name: str, exc: BaseException, elapsed: float) -> bool:
+        """A read on replica *name* failed with driver error *exc* after *elapsed* seconds:
+        True when it only outlived ``replica_read_timeout`` on a replica that still answers.
+
+        A slow statement is not a dead replica: it would be as slow elsewhere, so it is
+        neither re-run (three runs of a slow report triple the load, and three timeouts the
+        wait) nor a reason to take the replica out of routing (every other session's reads
+        would fall on the primary). A replica that does not answer a ping either (hung,
+        gone) is down, and the read may run elsewhere.
+        """
+        limit = self._timeouts[2]
+        if not is_read_timeout(exc, elapsed, limit):
+            return False
+        try:
+            node = self._routes.topology.node(name)
+        except KeyError:
+            return False
+        ping = min(2.0, *(t for t in (self._timeouts[0], limit) if t is not None))
+        try:
+            with NodeProbe(node.url, ping, self.probe_connect_args(node)) as probe:
+                probe.query("DO 1")  # no Com_select: "where reads went" stays countable
+        except Exception as ping_exc:
+            log.warning(
+                "a read on replica %s outlived replica_read_timeout and the replica does not "
+                "answer a ping either (%s)",
+                name,
+                describe_error(ping_exc),
+            )
+            return False
+        log.warning(
+            "a read on replica %s outlived replica_read_timeout=%ss; the replica answers: "
+            "not re-run, not taken out of routing",
+            name,
+            limit,
+        )
+        return True
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""

@@ -561,6 +561,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             node = self._last_node if d.route is Route.LAST else d.node
             if d.route is Route.PRIMARY or node is None:
                 return self._run_primary(rc, method, query, args, c, raw_name)
+            started = time.monotonic()
             try:
                 cursor = rc.cursor_for(node)
                 result = getattr(cursor, method)(query, args)
@@ -573,6 +574,21 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                     raise
                 rc.forget(node)
                 self._drop_replica(node)
+                if self.cluster.read_timed_out(node, exc, time.monotonic() - started):
+                    # A slow statement, not a dead replica: not re-run, not ejected.
+                    if self._ro_replica == node:
+                        self._router.end_transaction()
+                        self.needs_rollback = True
+                    raise django_error(
+                        ReadFailedError(
+                            f"a read on replica {node} did not answer within "
+                            f"replica_read_timeout ({describe_error(exc)}); a slow statement is "
+                            "not a dead replica: it was not re-run elsewhere, and the replica "
+                            "stays in routing. Raise replica_read_timeout for long reads (or "
+                            "run them on the primary: use_primary())"
+                        ),
+                        exc,
+                    ) from None
                 self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
                 self._router.read_failed(node)
                 if self._ro_replica == node:
