@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._gtid_track import enable_tracking, tracking_connect
-from ._server_errors import is_read_timeout
+from ._server_errors import is_read_timeout, is_replica_unusable
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
 from .errors import (
@@ -151,6 +151,17 @@ def _autocommits(conn: Any) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _may_commit_cached(statement: str) -> bool:
     return may_commit(statement)
+
+
+def _abandon_unbuffered(cursor: Any) -> None:
+    """PyMySQL: forget the unbuffered result of a cursor whose connection died mid-stream.
+
+    Its ``close()`` and its finaliser would read the rest of the rows from the closed socket
+    and fail there (``AttributeError`` in ``__del__``, an unraisable exception).
+    """
+    result = getattr(cursor, "_result", None)
+    if result is not None and getattr(result, "unbuffered_active", False) is True:
+        result.unbuffered_active = False
 
 
 def _mark_committing(conn: Any) -> None:
@@ -592,6 +603,8 @@ class Cluster:
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+            replica = node_name(url)
+            event.listen(engine, "handle_error", lambda ctx: self._on_stream_error(replica, ctx))
             if not _SKIP_AUTOCOMMIT_ROLLBACK:
                 _sa_compat.skip_rollback(engine)
         else:
@@ -990,6 +1003,28 @@ class Cluster:
             limit,
         )
         return True
+
+    def _on_stream_error(self, name: str, ctx: ExceptionContext) -> None:
+        """``handle_error`` of read-only engines: a replica failed while rows were fetched.
+
+        Only fetches (no statement: ``stream_results`` / ``yield_per`` results read after
+        the execute); a failed execute is re-run elsewhere by the session. Rows of the result
+        were delivered already, so it is not re-run: the application retries the whole read.
+        """
+        if ctx.is_pre_ping or ctx.statement is not None or ctx.execution_context is None:
+            return
+        orig = ctx.original_exception
+        if not (ctx.is_disconnect or is_replica_unusable(orig)):
+            return
+        reason = describe_error(orig)
+        _abandon_unbuffered(getattr(ctx.execution_context, "cursor", None))
+        if not is_read_timeout(orig):
+            self.mark_down(name, f"failed while a result streamed: {reason}")
+        raise ReadFailedError(
+            f"replica {name} failed while a result streamed from it ({reason}): the rows "
+            "delivered so far are the start of the result, none twice; retry the whole read "
+            "(rwsplit does not re-run a read it has delivered rows of)"
+        )
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""

@@ -1,8 +1,12 @@
-"""Issue 17, defect 7: reads that are slow.
+"""Issue 17, defects 7 and 9 (first half): reads that are slow, and reads whose replica dies
+while their rows stream.
 
 * A read that outlives ``replica_read_timeout`` is a slow statement, not a dead replica: it
   runs once, raises :class:`~rwsplit.ReadFailedError` naming the option, and every replica
   stays in rotation (it used to run on each replica and then the primary, ejecting them all).
+* A replica killed while a result streams (``stream_results`` / ``yield_per``) raises
+  :class:`~rwsplit.ReadFailedError`, not the driver's ``OperationalError`` 2013; no row is
+  delivered twice.
 """
 
 from __future__ import annotations
@@ -88,3 +92,31 @@ def test_a_slow_read_runs_once_and_ejects_no_replica(
         ran = runs(sandbox, marker)
         assert ran[sandbox.primary.address] == 0, ran
         assert all(ran[r.address] == 3 for r in sandbox.replicas), ran
+
+
+# 3,000 rows of 1 KB, produced slowly (2 ms each): the server is still sending when the
+# replica is killed, so the client's socket buffers cannot hold the rest of the result.
+STREAM = (
+    "SELECT seq, REPEAT('x', 1000) AS pad FROM seq_1_to_3000 WHERE SLEEP(0.002) = 0 ORDER BY seq"
+)
+
+
+@pytest.mark.failover
+@pytest.mark.parametrize("option", ["stream_results", "yield_per"])
+def test_a_replica_killed_mid_stream_raises_read_failed(
+    fresh_sandbox: Sandbox, option: str
+) -> None:
+    sb = fresh_sandbox
+    victim = sb.replicas[0]
+    options = {"stream_results": True} if option == "stream_results" else {"yield_per": 50}
+    with Cluster(sb.primary_url, [victim.url]) as cluster, cluster.session() as s:
+        result = s.execute(text(STREAM).execution_options(**options))
+        seen = [row[0] for row in result.fetchmany(100)]
+        assert len(seen) == 100
+        sb.kill(victim.name)
+        with pytest.raises(ReadFailedError, match="stream") as caught:
+            for row in result:
+                seen.append(row[0])
+        assert victim.address in str(caught.value)
+        assert len(seen) < 3000
+        assert seen == list(range(1, len(seen) + 1)), "a row was delivered twice or skipped"
