@@ -9,12 +9,15 @@ Another process fails over (promotes a replica) and fences the old primary with
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
 from rwsplit import Cluster, RetryableWriteError
 from rwsplit.sandbox import DATABASE, Sandbox, SandboxNode
 
+from .async_util import DRIVERS, async_cluster, run
 from .util import sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
@@ -71,3 +74,33 @@ def test_pooled_connections_never_write_to_a_fenced_primary(
             s.commit()
         assert count(new, "f") == 2
         assert binlog_pos(old) == before
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_asyncio_pooled_connections_never_write_to_a_fenced_primary(
+    fresh_sandbox: Sandbox, driver: str
+) -> None:
+    sb = fresh_sandbox
+    old = sb.primary
+
+    async def work() -> None:
+        async with async_cluster(sb, driver) as cluster:
+            async with cluster.async_session() as s:
+                await s.execute(text("CREATE TABLE f (id INT PRIMARY KEY)"))
+                await s.execute(text("INSERT INTO f VALUES (1)"))
+                await s.commit()
+            new = await asyncio.to_thread(fail_over_elsewhere, sb)
+            before = binlog_pos(old)
+            async with cluster.async_session() as s:
+                await s.execute(text("INSERT INTO f VALUES (2)"))
+                with pytest.raises(RetryableWriteError, match="read-only"):
+                    await s.commit()
+                await s.rollback()
+            assert binlog_pos(old) == before, "a write was executed on the fenced old primary"
+            assert cluster.primary_name == new.address
+            async with cluster.async_session() as s:
+                await s.execute(text("INSERT INTO f VALUES (2)"))
+                await s.commit()
+            assert count(new, "f") == 2
+
+    run(work())
