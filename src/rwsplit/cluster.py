@@ -676,13 +676,14 @@ class Cluster:
                 "certificate must name the host in the URL)"
             )
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
-        if code in _READ_ONLY:
-            # The node refuses writes as read-only: it is not the primary (fenced). Stop
-            # writing there and find the primary now, monitor or not (its pool goes too).
-            self.mark_not_primary(name)
-            if self.monitor is None:
-                with contextlib.suppress(Exception):
-                    self.refresh()
+        if code in _READ_ONLY and self.monitor is None:
+            # The node refuses writes as read-only (fenced, most likely: 1290 also covers
+            # --secure-file-priv): without a monitor, probe the cluster now, which takes a
+            # read-only node out (and its pool) and finds the primary. This connection goes
+            # (as after a disconnect): the probe may cut it, and nothing of it can commit.
+            ctx.is_disconnect = True
+            with contextlib.suppress(Exception):
+                self.refresh()
         self.refresh_soon()
         if committing:
             raise TransactionOutcomeUnknownError(

@@ -104,3 +104,31 @@ def test_asyncio_pooled_connections_never_write_to_a_fenced_primary(
             assert count(new, "f") == 2
 
     run(work())
+
+
+def test_an_account_read_only_stops_finds_the_new_primary_without_a_monitor(
+    fresh_sandbox: Sandbox,
+) -> None:
+    """An account without SUPER / READ ONLY ADMIN gets the server's refusal (1290): nothing
+    written, and — without a monitor — the cluster is re-probed at once, so the retry goes to
+    the new primary instead of failing on the old one's pooled connections forever."""
+    sb = fresh_sandbox
+    sql(sb.primary, "CREATE USER app@'%' IDENTIFIED BY 'app-pw'")
+    sql(sb.primary, f"GRANT ALL ON {DATABASE}.* TO app@'%'")
+    sql(sb.primary, "GRANT SLAVE MONITOR ON *.* TO app@'%'")
+
+    def app_url(node: SandboxNode) -> str:
+        return f"mysql+pymysql://app:app-pw@{node.host}:{node.port}/{DATABASE}"
+
+    with Cluster(app_url(sb.primary), [app_url(r) for r in sb.replicas]) as cluster:
+        with cluster.session() as s:
+            s.execute(text("CREATE TABLE f (id INT PRIMARY KEY)"))
+            s.commit()
+        new = fail_over_elsewhere(sb)
+        with cluster.session() as s, pytest.raises(RetryableWriteError, match="read-only"):
+            s.execute(text("INSERT INTO f VALUES (1)"))
+        assert cluster.primary_name == new.address
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO f VALUES (1)"))
+            s.commit()
+        assert count(new, "f") == 1
