@@ -721,15 +721,17 @@ class Cluster:
         info = conn.info
         if may_carry_state(c):
             info[_DIRTY] = True
-        if c.target is not Target.PRIMARY:
-            return
-        if _may_commit_cached(statement) or _autocommits(conn):
+        target = c.target
+        if target is Target.REPLICA or target is Target.LAST:
+            return  # a plain read: it neither writes nor commits
+        primary = target is Target.PRIMARY  # else Target.ALL: SET / USE (SET autocommit=1)
+        if _may_commit_cached(statement) or (primary and _autocommits(conn)):
             wrote = info.pop(_WROTE, False)
             if wrote or not c.flags & _TXN_CONTROL:
                 self._check_still_writable(name, conn)
         elif c.flags & Flag.TXN_END:
             info.pop(_WROTE, None)  # ROLLBACK
-        else:
+        elif primary:
             info[_WROTE] = True
 
     def _check_still_writable(self, name: str, conn: Any) -> None:

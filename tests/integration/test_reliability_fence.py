@@ -132,3 +132,21 @@ def test_an_account_read_only_stops_finds_the_new_primary_without_a_monitor(
             s.execute(text("INSERT INTO f VALUES (1)"))
             s.commit()
         assert count(new, "f") == 1
+
+
+def test_a_text_set_autocommit_does_not_commit_on_a_fenced_primary(fresh_sandbox: Sandbox) -> None:
+    """``SET autocommit = 1`` commits the open transaction: it is checked like a COMMIT."""
+    sb = fresh_sandbox
+    old = sb.primary
+    with Cluster(sb.primary_url, sb.replica_urls) as cluster:
+        with cluster.session() as s:
+            s.execute(text("CREATE TABLE f (id INT PRIMARY KEY)"))
+            s.commit()
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO f VALUES (1)"))
+            fail_over_elsewhere(sb)
+            before = binlog_pos(old)
+            with pytest.raises(RetryableWriteError, match="read-only"):
+                s.execute(text("SET autocommit = 1"))
+        assert binlog_pos(old) == before
+        assert count(old, "f") == 0
