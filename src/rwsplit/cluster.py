@@ -190,8 +190,9 @@ _DIRTY = "rwsplit.dirty"
 
 _WROTE = "rwsplit.wrote"
 # The fence check before a commit: fails, on the server, when it is read-only (MySQL's
-# super_read_only sets read_only too). A DO, not a SELECT: no result set to read (as cheap as
-# "DO 1", an eighth of SHOW VARIABLES), and Com_select stays a witness of where reads went.
+# super_read_only sets read_only too). A DO, not a SELECT: no result set to read (a round trip
+# as cheap as "SELECT 1", an eighth of SHOW VARIABLES), and Com_select stays a witness of
+# where reads went.
 # The error is an invalid regular expression, chosen only when read_only is on.
 _FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
 _REGEXP_ERRORS = frozenset({1139, 3692})  # MariaDB, MySQL 8+ (ICU): "missing )"
