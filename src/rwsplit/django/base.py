@@ -61,6 +61,7 @@ from ..errors import (
     RwSplitError,
     TransactionOutcomeUnknownError,
 )
+from ..routing._implicit_commit import may_commit
 from ..routing.classify import Classification, Flag, Target, classify
 from ..routing.consistency import ReadYourWrites
 from ..routing.router import Route, Router
@@ -600,6 +601,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             node = self._last_node if d.route is Route.LAST else d.node
             if d.route is Route.PRIMARY or node is None:
                 return self._run_primary(rc, method, query, args, c, raw_name)
+            started = time.monotonic()
             try:
                 cursor = rc.cursor_for(node)
                 if not self._multi_statements:
@@ -630,6 +632,21 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                     raise
                 rc.forget(node)
                 self._drop_replica(node)
+                if self.cluster.read_timed_out(node, exc, time.monotonic() - started):
+                    # A slow statement, not a dead replica: not re-run, not ejected.
+                    if self._ro_replica == node:
+                        self._router.end_transaction()
+                        self.needs_rollback = True
+                    raise django_error(
+                        ReadFailedError(
+                            f"a read on replica {node} did not answer within "
+                            f"replica_read_timeout ({describe_error(exc)}); a slow statement is "
+                            "not a dead replica: it was not re-run elsewhere, and the replica "
+                            "stays in routing. Raise replica_read_timeout for long reads (or "
+                            "run them on the primary: use_primary())"
+                        ),
+                        exc,
+                    ) from None
                 self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
                 self._router.read_failed(node)
                 if self._ro_replica == node:
@@ -685,7 +702,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 is_read_only_rejection(exc) and not self._ro_block
             ):
                 rc.forget(None)
-                raise self._primary_failed(exc, c) from None
+                raise self._primary_failed(
+                    exc, c, None if raw_name is not None else query
+                ) from None
             raise
         rc._current = cursor
         self._last_node = None
@@ -716,17 +735,20 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             "old primary; check on the current primary before retrying it"
         )
 
-    def _primary_failed(self, exc: BaseException, c: Classification | None) -> Exception:
-        """The primary connection failed under a statement: say whether a retry is safe."""
+    def _primary_failed(
+        self, exc: BaseException, c: Classification | None, query: str | None
+    ) -> Exception:
+        """The primary connection failed under a statement: say whether a retry is safe.
+
+        *query* ``None``: a ``callproc()``, which may commit like any ``CALL``.
+        """
         name = self._primary_node or "the primary"
         reason = describe_error(exc)
         in_txn = self._in_transaction()
         is_read = c is not None and c.target is Target.REPLICA
-        commits = (
-            c is not None
-            and bool(c.flags & Flag.TXN_END)
-            and not c.reason.upper().startswith("ROLLBACK")
-        )
+        # DDL, CALL, EXECUTE, SET autocommit=1 ... commit by themselves (the lexer reads
+        # through comments and executable comments): a lost reply leaves that unknown.
+        commits = not isinstance(query, str) or may_commit(query)
         if is_read_only_rejection(exc) and self._primary_node is not None:
             self.cluster.mark_not_primary(self._primary_node)
         self._drop_primary()

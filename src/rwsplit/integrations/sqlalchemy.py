@@ -517,6 +517,7 @@ class RoutingSession(Session):
         redirected = False
         router = self._router
         while True:
+            started = time.monotonic()
             try:
                 try:
                     result = state.invoke_statement()
@@ -552,6 +553,15 @@ class RoutingSession(Session):
                     raise
                 engine = self.cluster.engine_for(node, writable=False)
                 _sa_compat.drop_connection(self, engine)
+                orig = exc.orig if exc.orig is not None else exc
+                if self.cluster.read_timed_out(node, orig, time.monotonic() - started):
+                    raise ReadFailedError(
+                        f"a read on replica {node} did not answer within replica_read_timeout "
+                        f"({_short(exc)}); a slow statement is not a dead replica: it was not "
+                        "re-run elsewhere, and the replica stays in routing. Raise "
+                        "replica_read_timeout for long reads (or run them on the primary: "
+                        "session.use_primary(), bounded by primary_read_timeout)"
+                    ) from exc
                 self.cluster._stats.routed(node, "retried")
                 self.cluster.mark_down(node, f"read failed: {_short(exc)}")
                 router.read_failed(node)
