@@ -106,8 +106,9 @@ class Op:
             Kind.REQUEST_READ: f"read (request {self.request}) -> {self.observed}",
         }[self.kind]
         told = self.status.value + (f" ({self.error})" if self.error else "")
+        where = f" on {self.node}" if self.node else ""
         return (
-            f"#{self.id} {self.process} {what} [{self.invoked - origin:+.3f}s .. "
+            f"#{self.id} {self.process} {what}{where} [{self.invoked - origin:+.3f}s .. "
             f"{self.completed - origin:+.3f}s] {told}"
         )
 
@@ -279,10 +280,16 @@ def check(ops: Iterable[Op], nodes: Sequence[NodeState], *, origin: float = 0.0)
         present = set(final.values)
         lost = [o for o in writes if o.status is Status.OK and o.value not in present]
         if lost:
+            where: Counter[str] = Counter()
+            for o in lost:
+                holders = [n.name for n in nodes if o.value in n.values]
+                where[", ".join(holders) or "no node"] += 1
+            found = "; ".join(f"{k}: {v}" for k, v in where.items())
             findings.append(
                 Finding(
                     Anomaly.LOST,
-                    f"{len(lost)} acknowledged writes are not on the final primary {final.name}",
+                    f"{len(lost)} acknowledged writes are not on the final primary {final.name} "
+                    f"(found on {found})",
                     tuple(lost),
                     final.name,
                 )

@@ -54,6 +54,12 @@ PEER_VALUES = 1_000_000_000
 """The second process's values start here (the main process counts from 1)."""
 
 
+def now() -> float:
+    """Operation times are wall-clock seconds (both processes, and the servers' and rwsplit's
+    log lines, can then be lined up); durations this short do not suffer from clock slew."""
+    return time.time()
+
+
 def _sql(node: SandboxNode, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
     with contextlib.closing(node.connect(DATABASE, read_timeout=10)) as c, c.cursor() as cur:
         cur.execute(statement, args)
@@ -147,6 +153,14 @@ def _status(exc: BaseException) -> Status:
     return Status.FAILED
 
 
+def _node_of(session: Any) -> str | None:
+    """The node the session's write transaction runs on (the engine it began there)."""
+    engine = getattr(session, "_rw_txn_engine", None)
+    if engine is None:
+        return None
+    return f"{engine.url.host}:{engine.url.port}"
+
+
 def _told(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
@@ -193,13 +207,15 @@ class Workload:
 
     def write(self, process: str) -> Op:
         value = self._value()
-        t0 = time.monotonic()
+        node: str | None = None
+        t0 = now()
         try:
             with self.cluster.session() as s:
                 s.execute(
                     text(f"INSERT INTO {TABLE} (v, p, s) VALUES (:v, :p, @@server_id)"),
                     {"v": value, "p": process},
                 )
+                node = _node_of(s)
                 s.commit()
                 token = s.causal_token
         except Exception as exc:  # every failure is recorded with what the client was told
@@ -207,24 +223,26 @@ class Workload:
                 process=process,
                 kind=Kind.WRITE,
                 invoked=t0,
-                completed=time.monotonic(),
+                completed=now(),
                 status=_status(exc),
                 value=value,
                 error=_told(exc),
+                node=node,
             )
         op = self.history.add(
             process=process,
             kind=Kind.WRITE,
             invoked=t0,
-            completed=time.monotonic(),
+            completed=now(),
             status=Status.OK,
             value=value,
+            node=node,
         )
         self._tokens[process] = token
         return op
 
     def causal_read(self, process: str) -> Op:
-        t0 = time.monotonic()
+        t0 = now()
         try:
             with self.cluster.session(causal_token=self._tokens.get(process)) as s:
                 seen = s.execute(
@@ -235,7 +253,7 @@ class Workload:
                 process=process,
                 kind=Kind.CAUSAL_READ,
                 invoked=t0,
-                completed=time.monotonic(),
+                completed=now(),
                 status=Status.FAILED,
                 error=_told(exc),
             )
@@ -243,7 +261,7 @@ class Workload:
             process=process,
             kind=Kind.CAUSAL_READ,
             invoked=t0,
-            completed=time.monotonic(),
+            completed=now(),
             status=Status.OK,
             observed=None if seen is None else int(seen),
         )
@@ -253,7 +271,7 @@ class Workload:
         rid = self.history.request()
         with self.cluster.session() as s:
             for _ in range(reads):
-                t0 = time.monotonic()
+                t0 = now()
                 try:
                     seen = s.execute(text(f"SELECT MAX(v) FROM {TABLE}")).scalar()
                     s.commit()
@@ -262,7 +280,7 @@ class Workload:
                         process=process,
                         kind=Kind.REQUEST_READ,
                         invoked=t0,
-                        completed=time.monotonic(),
+                        completed=now(),
                         status=Status.FAILED,
                         request=rid,
                         error=_told(exc),
@@ -272,7 +290,7 @@ class Workload:
                     process=process,
                     kind=Kind.REQUEST_READ,
                     invoked=t0,
-                    completed=time.monotonic(),
+                    completed=now(),
                     status=Status.OK,
                     request=rid,
                     observed=None if seen is None else int(seen),
@@ -361,18 +379,19 @@ class Peer:
         self.failovers = int(data["failovers"])
         return [
             Op(
-                id=0,
+                id=PEER_VALUES + i,
                 process=o["process"],
                 kind=Kind(o["kind"]),
                 invoked=o["invoked"],
                 completed=o["completed"],
                 status=Status(o["status"]),
+                node=o.get("node"),
                 value=o.get("value"),
                 observed=o.get("observed"),
                 request=o.get("request"),
                 error=o.get("error"),
             )
-            for o in data["ops"]
+            for i, o in enumerate(data["ops"], 1)
         ]
 
 
@@ -423,6 +442,7 @@ def _peer_main(config_path: str) -> int:
             "observed": o.observed,
             "request": o.request,
             "error": o.error,
+            "node": o.node,
         }
         for o in history
     ]
@@ -442,9 +462,13 @@ class Report:
     result: Result
     final_primary: str
     failovers: int
+    """Primary changes this process saw (whichever process ran the failover)."""
     outage: float | None
     """Longest stretch without an acknowledged write from the fault on (None: never resumed)."""
     errors: dict[str, int] = field(default_factory=dict)
+    timeline: dict[str, float] | None = None
+    """This process's last automated failover, its steps in seconds from the first fault
+    (None: this process ran none)."""
 
     @property
     def ok(self) -> bool:
@@ -452,9 +476,10 @@ class Report:
 
     def render(self) -> str:
         shown = f"{self.outage:.2f}s" if self.outage is not None else "never resumed"
+        steps = f"\nfailover steps (s from the fault): {self.timeline}" if self.timeline else ""
         return (
-            f"{self.result.render()}\nfailovers {self.failovers}, write outage {shown}, "
-            f"errors {self.errors}"
+            f"{self.result.render()}\nprimary changes {self.failovers}, write outage {shown}, "
+            f"errors {self.errors}{steps}"
         )
 
 
@@ -536,12 +561,12 @@ class Nemesis:
 
     def fault(self, action: Callable[[], None]) -> None:
         if not self.fault_at:
-            self.fault_at = time.monotonic()
+            self.fault_at = now()
             self.history.origin = self.fault_at
         action()
 
     def healed(self) -> None:
-        self.healed_at = time.monotonic()
+        self.healed_at = now()
 
     # ------------------------------------------------------------------ the final state
 
@@ -600,12 +625,20 @@ class Nemesis:
             if o.error:
                 name = o.error.split(":", 1)[0]
                 errors[name] = errors.get(name, 0) + 1
+        timeline = None
+        last = self.cluster.monitor.last_failover if self.cluster.monitor else None
+        if last is not None and self.fault_at:
+            start = last.started_at - self.fault_at
+            timeline = {"started": round(start, 2)} | {
+                k: round(start + v, 2) for k, v in last.timeline.items()
+            }
         return Report(
             result,
             primary,
             self.failovers,
             outage(ops, self.fault_at) if self.fault_at else None,
             errors,
+            timeline,
         )
 
     def close(self) -> None:
@@ -866,31 +899,38 @@ def run_case(
     semi_sync: bool,
     seconds: float,
     base_dir: str | os.PathLike[str],
+    server_binary: str | None = None,
+    peer: bool = True,
+    prepare: Callable[[Sandbox], None] | None = None,
     **overrides: object,
 ) -> Report:
-    """A fresh sandbox, the workload with a second process, *fault*, and the checker."""
+    """A fresh sandbox, the workload with a second process, *fault*, and the checker.
+
+    :param server_binary: the server family / binary (the sandbox's ``server_binary``).
+    :param prepare: called with the started sandbox before the workload starts.
+    :param overrides: Cluster options replacing :func:`cluster_options`'s.
+    """
+    kind: type[Sandbox] = Sandbox
     if fault.netns:
         from tests.netns import NetnsSandbox
 
-        sb: Sandbox = NetnsSandbox(
-            replicas=fault.replicas,
-            semi_sync=semi_sync,
-            log_slave_updates=True,
-            base_dir=base_dir,
-        )
-    else:
-        sb = Sandbox(
-            replicas=fault.replicas,
-            semi_sync=semi_sync,
-            log_slave_updates=True,
-            base_dir=base_dir,
-        )
+        kind = NetnsSandbox
+    sb = kind(
+        replicas=fault.replicas,
+        semi_sync=semi_sync,
+        log_slave_updates=True,
+        base_dir=base_dir,
+        server_binary=server_binary,
+    )
     try:
         sb.start()
-        n = Nemesis(sb, **overrides)
+        if prepare is not None:
+            prepare(sb)
+        n = Nemesis(sb, peer=peer, **overrides)
         try:
-            with n.traffic(seconds=seconds + 60):
+            with n.traffic(seconds=seconds + 120):
                 fault.run(n, seconds)
+                _hold(n, seconds / 2)  # the workload goes on after the heal
             return n.check()
         finally:
             n.close()
