@@ -103,6 +103,7 @@ def test_a_write_whose_connection_opened_across_a_failover_is_never_acknowledged
         on_old = None
         with contextlib.suppress(Exception):
             on_old = _sql(sb.primary, "SELECT COUNT(*) FROM flake WHERE v = 2")[0][0]
+        print(f"write 2: told {told['2']}, on the new primary {on_new}, on the old {on_old}")
         # Acknowledged means on the primary; a write that exists only on the replaced node
         # must be reported outcome-unknown (or refused before it ran).
         if told["2"] == "ok":
