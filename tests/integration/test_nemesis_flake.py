@@ -112,3 +112,71 @@ def test_a_write_whose_connection_opened_across_a_failover_is_never_acknowledged
             assert on_new == 0 and on_old in (0, None), (told, on_new, on_old)
     finally:
         cluster.close()
+
+
+def test_concurrent_first_writes_of_a_late_process_all_see_the_failover_log(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A process started after a failover, with the old configuration, while the old primary
+    is back and writable (not fenced yet): each of its first writes must learn from the
+    failover log that the node was replaced — not only the first one to connect.
+
+    Found by the nemesis's second process (hang of the primary, async): it started late,
+    and two of its three threads wrote to the replaced node and were acknowledged, because
+    the once-per-process check was marked done before it had finished.
+    """
+    require_server()
+    sb = Sandbox(replicas=2, log_slave_updates=True, base_dir=tmp_path_factory.mktemp("late"))
+    sb.start()
+    try:
+        _sql(sb.primary, "CREATE TABLE late (v INT PRIMARY KEY)")
+        sb.wait_caught_up()
+        first = Cluster(
+            sb.primary_url,
+            sb.replica_urls,
+            monitor_interval=0.25,
+            monitor_timeout=0.5,
+            auto_failover=True,
+            failover_options=FailoverOptions(REPL_USER, REPL_PASSWORD),
+        )
+        old = sb.primary.address
+        try:
+            sb.kill("primary")
+            wait_until(
+                lambda: (p := first.topology.primary) is not None and p.name != old,
+                timeout=30,
+                what="a failover to a replica",
+            )
+        finally:
+            first.close()  # nobody fences the old primary when it comes back
+        sb.restart("primary")  # writable again, with its old failover log
+        assert _sql(sb.primary, "SELECT @@read_only")[0][0] == 0
+        late = Cluster(sb.primary_url, sb.replica_urls)  # the old configuration, no monitor
+        threads = 8
+        start = threading.Barrier(threads)
+        told: dict[int, str] = {}
+
+        def write(v: int) -> None:
+            start.wait(10)
+            try:
+                with late.session() as s:
+                    s.execute(text("INSERT INTO late VALUES (:v)"), {"v": v})
+                    s.commit()
+                told[v] = "ok"
+            except Exception as exc:  # any error: the write was refused
+                told[v] = type(exc).__name__
+
+        try:
+            workers = [threading.Thread(target=write, args=(v,)) for v in range(threads)]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join(30)
+        finally:
+            late.close()
+        on_old = {int(r[0]) for r in _sql(sb.primary, "SELECT v FROM late")}
+        acked_there = sorted(v for v in on_old if told.get(v) == "ok")
+        print(f"late process: told {told}, on the old primary {sorted(on_old)}")
+        assert not acked_there, f"acknowledged by the replaced primary: {acked_there}; {told}"
+    finally:
+        sb.stop()
