@@ -206,3 +206,24 @@ def test_recorder_and_outage() -> None:
     assert outage(h.ops, since=5.0) is None
     text = check(h.ops, [primary([a, b, 9])], origin=0.5).render()
     assert "3 operations" in text and "no anomalies" in text
+
+
+def test_lost_names_where_the_write_is() -> None:
+    old = NodeState("db0", [1, 2], was_primary=True)
+    result = check(CLEAN_OPS, [primary([1, 4, 5]), replica("db2", [1, 4, 5]), old])
+    assert "found on db0: 1" in result.of(Anomaly.LOST)[0].summary
+
+
+def test_async_excuses_only_writes_lost_before_the_primary_changed() -> None:
+    from tests.nemesis import Report
+
+    ops = [w(1, p="r1", at=0.0), causal(None, p="r2", at=0.1), w(2, p="r1", at=5.0)]
+    ops.append(causal(None, p="r1", at=0.02))  # misses write 1
+    result = check(ops, [primary([])])
+    early = Report(result, "db1", 1, 1.0, changed_at=3.0)
+    before, after = early.lost()
+    assert [o.value for o in before] == [1] and [o.value for o in after] == [2]
+    # write 2 was acknowledged after the change (by a replaced primary): not excused
+    assert early.beyond_async() == {Anomaly.LOST: 1}
+    late = Report(result, "db1", 1, 1.0, changed_at=10.0)
+    assert late.beyond_async() == {}
