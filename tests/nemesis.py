@@ -934,17 +934,30 @@ def _hang_replica(n: Nemesis, seconds: float) -> None:
 
 def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
     """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*;
-    the killed node is started again at once and should rejoin as a replica."""
+    the killed node is started again at once and should rejoin as a replica.
+
+    Under MariaDB semi-sync it restarts with ``--init-rpl-role=SLAVE`` (the production
+    recipe): crash recovery drops the transactions that waited for an ACK, so it holds none
+    the new primary lacks and can rejoin. Without it (async, or a commit that did not wait)
+    the killed node keeps errant transactions, rwsplit keeps it fenced for a rebuild, and the
+    cluster runs out of candidates after a few rounds: the run reports how many it managed.
+    """
     n.wait_for_acks(20, timeout=15)
     end = time.monotonic() + seconds
+    family = replication_state(n.sb.primary).family
     for _ in range(int(seconds / every) + 1):
         if time.monotonic() > end:
             break
         victim = _current_primary(n)
         started = time.monotonic()
         n.fault(lambda v=victim: n.sb.kill(v.name))  # type: ignore[misc]
-        n.wait_for_acks(10, timeout=45)  # a new primary takes writes
-        n.sb.restart(victim.name)
+        try:
+            n.wait_for_acks(10, timeout=45)  # a new primary takes writes
+        finally:
+            recover = n.sb.semi_sync and family == "mariadb"
+            if recover and "--init-rpl-role=SLAVE" not in victim.extra_args:
+                victim.extra_args.append("--init-rpl-role=SLAVE")
+            n.sb.restart(victim.name)
         n.work.stop.wait(max(0.0, every - (time.monotonic() - started)))
     n.healed()
     n.wait_for_acks(10, timeout=30)
