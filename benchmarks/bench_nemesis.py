@@ -87,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-peer", action="store_true", help="no second rwsplit process")
     p.add_argument(
-        "--commit-between",
+        "--balanced-reads",
         action="store_true",
-        help="requests commit between their reads (each read balanced anew: measures how "
-        "often reads of one request go back; not a promise rwsplit makes)",
+        help="requests read outside START TRANSACTION READ ONLY (each read balanced anew: "
+        "measures how often reads of one request go back; not a promise rwsplit makes)",
     )
     p.add_argument(
         "--fault", action="append", choices=list(FAULTS), help="only these faults (repeatable)"
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                             base_dir=tmp,
                             peer=not args.no_peer,
                             prepare=server_default_replication if args.defaults else None,
-                            commit_between=args.commit_between,
+                            balanced_reads=args.balanced_reads,
                             **overrides,
                         )
                     except Exception as exc:  # a run that could not finish is a finding too
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(report.render(), file=sys.stderr)
                 rows.append((name, mode, report))
                 bad = dict(report.result.counts if semi else report.beyond_async())
-                if args.commit_between:
+                if args.balanced_reads:
                     bad.pop(Anomaly.NON_MONOTONIC, None)
                 if bad and semi not in fault.xfail:
                     failed = True
