@@ -702,7 +702,8 @@ class Nemesis:
         timeline = None
         last = self.cluster.monitor.last_failover if self.cluster.monitor else None
         if last is not None and self.fault_at:
-            start = last.started_at - self.fault_at
+            # rwsplit's failover times are monotonic; operation times are wall-clock
+            start = last.started_at + (time.time() - time.monotonic()) - self.fault_at
             timeline = {"started": round(start, 2)} | {
                 k: round(start + v, 2) for k, v in last.timeline.items()
             }
@@ -938,6 +939,49 @@ def _hang_replica(n: Nemesis, seconds: float) -> None:
     n.healed()
 
 
+def _connection_storm(n: Nemesis, seconds: float) -> None:
+    """The primary runs out of connections (``max_connections``) and every other connection
+    to it is killed (as pt-kill or a blip would): the monitors and the replicas' IO threads
+    reconnect into ``1040 Too many connections``. The primary is alive: no failover is due."""
+    import pymysql
+
+    n.wait_for_acks(20, timeout=15)
+    p = n.sb.primary
+    admin = p.connect(read_timeout=10)
+    held: list[Any] = []
+
+    def storm() -> None:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_connections = 40")
+        for _ in range(200):  # the +1 slot of an account with SUPER included
+            try:
+                held.append(p.connect(read_timeout=10))
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] == 1040:
+                    break
+                raise
+        keep = {admin.thread_id(), *(c.thread_id() for c in held)}
+        with admin.cursor() as cur:
+            cur.execute("SELECT ID, USER FROM information_schema.PROCESSLIST")
+            victims = [int(r[0]) for r in cur.fetchall() if int(r[0]) not in keep and r[1]]
+            for pid in victims:
+                with contextlib.suppress(Exception):
+                    cur.execute(f"KILL CONNECTION {pid}")
+
+    try:
+        n.fault(storm)
+        _hold(n, min(seconds, 8.0))
+    finally:
+        for c in held:
+            with contextlib.suppress(Exception):
+                c.close()
+        with contextlib.suppress(Exception), admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_connections = 300")
+        admin.close()
+    n.healed()
+    n.wait_for_acks(20, timeout=30)
+
+
 def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
     """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*;
     the killed node is started again at once and should rejoin as a replica.
@@ -1005,7 +1049,23 @@ FAULTS: dict[str, Fault] = {
         Fault("partition-replica", _partition_replica, netns=True, failover=False),
         Fault("slow-replica", _slow_replica, netns=True, failover=False),
         Fault("hang-replica", _hang_replica, failover=False),
-        Fault("repeated-failovers", repeated_failovers, replicas=3),
+        Fault(
+            "connection-storm",
+            _connection_storm,
+            failover=False,
+            xfail={True: "issue 17 defect 1", False: "issue 17 defect 1"},
+        ),
+        Fault(
+            "repeated-failovers",
+            repeated_failovers,
+            replicas=3,
+            xfail={
+                semi: "issue 17 finding: a failover cycle takes ~15-20 s on a loaded machine "
+                "(the monitor retries rejoining the restarted node against the dead primary "
+                "before it confirms that primary dead): 3-4 failovers in 60 s, not 5"
+                for semi in (True, False)
+            },
+        ),
     )
 }
 
