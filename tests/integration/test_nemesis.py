@@ -5,8 +5,11 @@ of several reads, and a second rwsplit process with ``auto_failover``) on a semi
 injects one fault, and asserts the checker (tests/history.py) finds no anomaly at all — no
 lost acknowledged write, no "not committed" write that committed, no duplicate, no stale
 causal read, no non-monotonic read in a request, no write on a replica, no diverged replica.
-The matrix over every fault, with and without semi-sync, is test_nemesis_matrix.py; the long
-form is ``python benchmarks/bench_nemesis.py``.
+The matrix over every fault (kill -9, hang, quick restart, partitions, a replica hung /
+partitioned / slowed, connection storm, repeated failovers), with and without semi-sync, is
+test_nemesis_matrix.py; this file keeps the two scenarios it does not cover: the hung old
+primary made read-only once it answers, and the old primary restarted *after* the failover.
+The long form is ``python benchmarks/bench_nemesis.py``.
 """
 
 from __future__ import annotations
@@ -56,16 +59,6 @@ def _assert_clean(n: Nemesis) -> Report:
     return report
 
 
-def test_kill_9_of_the_primary(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=40):
-        nemesis.wait_for_acks(20, timeout=10)
-        nemesis.fault(lambda: sb.kill("primary"))
-        nemesis.wait_for_acks(20, timeout=30)
-        nemesis.healed()
-    report = _assert_clean(nemesis)
-    assert report.final_primary != sb.primary.address
-
-
 def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
@@ -84,19 +77,6 @@ def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -
         timeout=30,
         what="the resumed old primary made read-only",
     )
-
-
-def test_hang_of_a_replica(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=40):
-        nemesis.wait_for_acks(20, timeout=10)
-        nemesis.fault(lambda: sb.hang("replica1"))
-        try:
-            nemesis.wait_for_acks(30, timeout=20)
-        finally:
-            sb.resume("replica1")
-        nemesis.healed()
-    report = _assert_clean(nemesis)
-    assert report.final_primary == sb.primary.address  # no failover for a replica
 
 
 def test_restart_of_the_old_primary_after_a_failover(sb: Sandbox, nemesis: Nemesis) -> None:
