@@ -504,6 +504,8 @@ class Report:
 
     changed_at: float = 0.0
     """When the primary first changed (0: it never did)."""
+    attempts: int = 0
+    """Automated failovers this process's monitor started (completed or not)."""
 
     @property
     def ok(self) -> bool:
@@ -548,9 +550,23 @@ class Report:
             else ""
         )
         return (
-            f"{self.result.render()}\nprimary changes {self.failovers}, write outage {shown}, "
+            f"{self.result.render()}\nprimary changes {self.failovers} (failovers started here "
+            f"{self.attempts}), write outage {shown}, "
             f"errors {self.errors}{why}{steps}"
         )
+
+
+class _AttemptCounter(logging.Handler):
+    """Counts the automated failovers this process's monitor *started* (a failover of a live
+    primary is wrong even when it does not complete)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "confirmed dead" in str(record.msg):
+            self.count += 1
 
 
 class Nemesis:
@@ -579,6 +595,8 @@ class Nemesis:
         self.healed_at = 0.0
         self.primaries: set[str] = {sandbox.primary.address}
         self.failovers = 0
+        self.attempts = _AttemptCounter()
+        logging.getLogger("rwsplit.monitor").addHandler(self.attempts)
         self._last_primary = sandbox.primary.address
         self.changed_at = 0.0
         """When this process first saw another node become the primary (0: never)."""
@@ -715,9 +733,11 @@ class Nemesis:
             errors,
             timeline,
             self.changed_at,
+            self.attempts.count,
         )
 
     def close(self) -> None:
+        logging.getLogger("rwsplit.monitor").removeHandler(self.attempts)
         self.work.stop.set()
         self.work.join(10)
         if self.peer is not None and self.peer.proc.poll() is None:
@@ -950,23 +970,29 @@ def _connection_storm(n: Nemesis, seconds: float) -> None:
     admin = p.connect(read_timeout=10)
     held: list[Any] = []
 
-    def storm() -> None:
-        with admin.cursor() as cur:
-            cur.execute("SET GLOBAL max_connections = 40")
+    def fill() -> None:
         for _ in range(200):  # the +1 slot of an account with SUPER included
             try:
                 held.append(p.connect(read_timeout=10))
             except pymysql.err.OperationalError as exc:
                 if exc.args[0] == 1040:
-                    break
+                    return
                 raise
-        keep = {admin.thread_id(), *(c.thread_id() for c in held)}
+
+    def storm() -> None:
         with admin.cursor() as cur:
-            cur.execute("SELECT ID, USER FROM information_schema.PROCESSLIST")
-            victims = [int(r[0]) for r in cur.fetchall() if int(r[0]) not in keep and r[1]]
-            for pid in victims:
-                with contextlib.suppress(Exception):
-                    cur.execute(f"KILL CONNECTION {pid}")
+            cur.execute("SET GLOBAL max_connections = 40")
+        for _ in range(3):  # killed connections free their slots: the storm takes them back
+            fill()
+            keep = {admin.thread_id(), *(c.thread_id() for c in held)}
+            with admin.cursor() as cur:
+                cur.execute("SELECT ID, USER FROM information_schema.PROCESSLIST")
+                rows = cur.fetchall()
+                for row in rows:
+                    if int(row[0]) not in keep and row[1] != "system user":
+                        with contextlib.suppress(Exception):
+                            cur.execute(f"KILL CONNECTION {int(row[0])}")
+            fill()
 
     try:
         n.fault(storm)

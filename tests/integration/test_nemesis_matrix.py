@@ -79,6 +79,7 @@ def test_nemesis(
         assert not report.beyond_async(), report.render()
     if fault.failover is False:
         assert report.failovers == 0, f"a failover for {fault.name}\n{report.render()}"
+        assert report.attempts == 0, f"a failover started for {fault.name}\n{report.render()}"
     elif fault.failover is True:
         assert report.failovers >= 1, f"no failover for {fault.name}\n{report.render()}"
     if fault.name == "repeated-failovers":
