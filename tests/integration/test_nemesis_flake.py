@@ -114,17 +114,12 @@ def test_a_write_whose_connection_opened_across_a_failover_is_never_acknowledged
         cluster.close()
 
 
-def test_concurrent_first_writes_of_a_late_process_all_see_the_failover_log(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def _late_process_writes(
+    tmp_path_factory: pytest.TempPathFactory, threads: int = 8
+) -> tuple[dict[int, str], set[int]]:
     """A process started after a failover, with the old configuration, while the old primary
-    is back and writable (not fenced yet): each of its first writes must learn from the
-    failover log that the node was replaced — not only the first one to connect.
-
-    Found by the nemesis's second process (hang of the primary, async): it started late,
-    and two of its three threads wrote to the replaced node and were acknowledged, because
-    the once-per-process check was marked done before it had finished.
-    """
+    is back and writable (not fenced yet), runs *threads* concurrent first writes: what each
+    was told, and which values ended on the replaced node."""
     require_server()
     sb = Sandbox(replicas=2, log_slave_updates=True, base_dir=tmp_path_factory.mktemp("late"))
     sb.start()
@@ -152,7 +147,6 @@ def test_concurrent_first_writes_of_a_late_process_all_see_the_failover_log(
         sb.restart("primary")  # writable again, with its old failover log
         assert _sql(sb.primary, "SELECT @@read_only")[0][0] == 0
         late = Cluster(sb.primary_url, sb.replica_urls)  # the old configuration, no monitor
-        threads = 8
         start = threading.Barrier(threads)
         told: dict[int, str] = {}
 
@@ -175,8 +169,35 @@ def test_concurrent_first_writes_of_a_late_process_all_see_the_failover_log(
         finally:
             late.close()
         on_old = {int(r[0]) for r in _sql(sb.primary, "SELECT v FROM late")}
-        acked_there = sorted(v for v in on_old if told.get(v) == "ok")
         print(f"late process: told {told}, on the old primary {sorted(on_old)}")
-        assert not acked_there, f"acknowledged by the replaced primary: {acked_there}; {told}"
+        return told, on_old
     finally:
         sb.stop()
+
+
+def test_concurrent_first_writes_of_a_late_process_are_never_acknowledged_by_the_old_primary(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Found by the nemesis's second process (hang of the primary, async): it started late,
+    and two of its three threads wrote to the replaced node and were acknowledged, because
+    the once-per-process failover-log check was marked done before it had finished (the
+    other threads skipped it). With the session's epoch taken when it chooses the primary,
+    their commits are reported outcome-unknown instead (7 of 8 ran there without the fix,
+    all told "ok")."""
+    told, on_old = _late_process_writes(tmp_path_factory)
+    acked_there = sorted(v for v in on_old if told.get(v) == "ok")
+    assert not acked_there, f"acknowledged by the replaced primary: {acked_there}; {told}"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 17 finding: Cluster._check_is_primary marks the failover-log check done "
+    "before follow_current_primary returns; concurrent first connections skip it",
+)
+def test_concurrent_first_writes_of_a_late_process_never_run_on_the_old_primary(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every one of them must learn from the failover log that the node was replaced, before
+    anything runs there — not only the first to connect."""
+    _told, on_old = _late_process_writes(tmp_path_factory)
+    assert not on_old, f"ran on the replaced primary: {sorted(on_old)}"
