@@ -1,7 +1,15 @@
-"""The nemesis, short form: one fault per test under a live write / read-your-writes load.
+"""The nemesis, short form: one fault per test, judged by the history checker.
 
-The long form (more faults, longer runs, outage and loss recorded) is
-``python benchmarks/bench_nemesis.py``.
+Each test runs the workload of tests/nemesis.py (writers, read-your-writes readers, requests
+of several reads, and a second rwsplit process with ``auto_failover``) on a semi-sync sandbox,
+injects one fault, and asserts the checker (tests/history.py) finds no anomaly at all — no
+lost acknowledged write, no "not committed" write that committed, no duplicate, no stale
+causal read, no non-monotonic read in a request, no write on a replica, no diverged replica.
+The matrix over every fault (kill -9, hang, quick restart, partitions, a replica hung /
+partitioned / slowed, connection storm, repeated failovers), with and without semi-sync, is
+test_nemesis_matrix.py; this file keeps the two scenarios it does not cover: the hung old
+primary made read-only once it answers, and the old primary restarted *after* the failover.
+The long form is ``python benchmarks/bench_nemesis.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import pytest
 from rwsplit.sandbox import Sandbox
 from tests.fix_sandbox import require_server
 from tests.integration.util import wait_until
-from tests.nemesis import Nemesis, _sql
+from tests.nemesis import Nemesis, Report, _sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -43,25 +51,16 @@ def nemesis(sb: Sandbox) -> Iterator[Nemesis]:
         n.close()
 
 
-def _assert_ok(n: Nemesis) -> None:
-    verdict = n.check()
-    assert verdict.ok, verdict.problems
-    assert n.outcome.causal_reads > 0
-    assert n.outcome.outage() is not None, "writes never resumed"
-
-
-def test_kill_9_of_the_primary(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=12):
-        nemesis.wait_for_acks(20, timeout=10)
-        nemesis.fault(lambda: sb.kill("primary"))
-        nemesis.wait_for_acks(20, timeout=30)
-        nemesis.healed()
-    _assert_ok(nemesis)
-    assert nemesis.check().final_primary != sb.primary.address
+def _assert_clean(n: Nemesis) -> Report:
+    report = n.check()
+    assert report.ok, report.render()
+    assert report.result.reads > 0
+    assert report.outage is not None, "writes never resumed"
+    return report
 
 
 def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=20):
+    with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.hang("primary"))
         try:
@@ -70,7 +69,7 @@ def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -
             sb.resume("primary")  # it answers again: it must not take (or ack) writes
         nemesis.healed()
         nemesis.wait_for_acks(10, timeout=20)
-    _assert_ok(nemesis)
+    _assert_clean(nemesis)
     # Back from the hang, it is fenced on the server too (commits it held waiting for a
     # semi-sync ACK are released first), not a second primary.
     wait_until(
@@ -80,25 +79,12 @@ def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -
     )
 
 
-def test_hang_of_a_replica(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=10):
-        nemesis.wait_for_acks(20, timeout=10)
-        nemesis.fault(lambda: sb.hang("replica1"))
-        try:
-            nemesis.wait_for_acks(30, timeout=20)
-        finally:
-            sb.resume("replica1")
-        nemesis.healed()
-    _assert_ok(nemesis)
-    assert nemesis.check().final_primary == sb.primary.address  # no failover for a replica
-
-
 def test_restart_of_the_old_primary_after_a_failover(sb: Sandbox, nemesis: Nemesis) -> None:
-    with nemesis.traffic(seconds=16):
+    with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.kill("primary"))
         nemesis.wait_for_acks(20, timeout=30)
         sb.restart("primary")  # the old configuration's primary is back, writable
         nemesis.healed()
         nemesis.wait_for_acks(20, timeout=20)
-    _assert_ok(nemesis)
+    _assert_clean(nemesis)

@@ -148,6 +148,7 @@ class RoutingSession(Session):
         self._rw_conn_engine: Engine | None = None
         self._rw_txn_engine: Engine | None = None  # primary engine this transaction runs on
         self._rw_txn_epoch: int | None = None  # primary epoch when it began there
+        self._rw_bind_epoch: int | None = None  # primary epoch when its engine was chosen
         self._rw_pick: Engine | None = None  # engine of the replica the balancer just chose
         self._rw_last_bind: Engine | Connection | None = None
         self._rw_read_node: str | None = None  # replica of the retryable read in flight
@@ -327,6 +328,10 @@ class RoutingSession(Session):
 
     def _primary_bind(self) -> Engine | Connection:
         """The primary's engine, or the session's own connection to it while pinned."""
+        # The epoch is read before the engine: opening a connection can take as long as the
+        # node stalls (a hung or cut-off primary), and a failover published meanwhile must
+        # still count as "the primary changed while the transaction ran" (see _after_begin).
+        self._rw_bind_epoch = self.cluster.primary_epoch
         engine = self.cluster.write_engine()
         conn = self._rw_conn
         if conn is not None:
@@ -725,7 +730,12 @@ def _after_begin(session: Session, transaction: SessionTransaction, connection: 
     engine = connection.engine
     if session._rw_txn_engine is None and session.cluster.is_write_engine(engine):
         session._rw_txn_engine = engine
-        session._rw_txn_epoch = session.cluster.primary_epoch
+        # The epoch when this engine was chosen, not now: the connection may have been opened
+        # across a failover (its handshake waited on the stalled old primary, so it was not
+        # among the connections cut), and a commit it answers must not be reported as a
+        # success (issue 17: the fence released it from a semi-sync wait).
+        bound = session._rw_bind_epoch
+        session._rw_txn_epoch = bound if bound is not None else session.cluster.primary_epoch
 
 
 @event.listens_for(RoutingSession, "after_transaction_end")
