@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
     from .asyncio import AsyncRoutingSession
     from .integrations.sqlalchemy import RoutingSession
+    from .topology._ledger import Record as LedgerRecord
     from .topology.failover import FailoverOptions
     from .topology.monitor import Monitor
 
@@ -478,7 +479,9 @@ class Cluster:
             write_timeout,
         )
         self._routing = check_routing(routing)
-        self._followed = False  # the failover log was read (see _check_is_primary)
+        self._followed = False  # the failover log was read (see _followed_record)
+        self._follow_lock = threading.Lock()
+        self._follow_result: LedgerRecord | None = None
         self._stats = Stats()
         self._applied = AppliedTokens()  # what each replica is known to have applied
         self.primary_epoch = 0
@@ -814,7 +817,7 @@ class Cluster:
         # not the configuration or this process's memory — an account with SUPER writes
         # through read_only=ON. See rwsplit.topology.failover.verify_writable_primary.
         from .topology._ledger import DEFAULT_SCHEMA
-        from .topology.failover import follow_current_primary, verify_writable_primary
+        from .topology.failover import verify_writable_primary
 
         options = self.failover_options
         schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
@@ -828,17 +831,7 @@ class Cluster:
             with contextlib.suppress(Exception):  # the caller gets the error either way
                 self.refresh()
             raise
-        if self._followed:
-            return
-        # Once per process, before its first write: a failover may have happened while this
-        # node was down (it came back writable, its own failover log is old). The newest
-        # failover log among the nodes names the primary.
-        self._followed = True
-        try:
-            record = follow_current_primary(self, timeout=2.0)
-        except Exception as exc:  # no log anywhere is the normal case; never block writes
-            log.info("reading the failover log failed: %s", describe_error(exc))
-            return
+        record = self._followed_record()
         if record is not None and record.primary != name:
             with contextlib.suppress(Exception):
                 dbapi_connection.close()
@@ -846,6 +839,23 @@ class Cluster:
                 f"{name} was replaced as the primary by {record.primary} (failover log epoch "
                 f"{record.epoch}); rwsplit now writes there: retry the unit of work"
             )
+
+    def _followed_record(self) -> LedgerRecord | None:
+        # Once per process, before its first write: a failover may have happened while this
+        # node was down (it came back writable, its own failover log is old). The newest
+        # failover log among the nodes names the primary. Concurrent first connections wait
+        # for the one reading and all get its verdict: setting the flag before the read
+        # finished let them write unchecked to a replaced primary.
+        from .topology.failover import follow_current_primary
+
+        with self._follow_lock:
+            if not self._followed:
+                try:
+                    self._follow_result = follow_current_primary(self, timeout=2.0)
+                except Exception as exc:  # no log anywhere is the normal case; never block
+                    log.info("reading the failover log failed: %s", describe_error(exc))
+                self._followed = True
+            return self._follow_result
 
     def mark_not_primary(self, name: str) -> None:
         """Node *name* said it is not the primary: stop sending writes there."""

@@ -189,11 +189,6 @@ def test_concurrent_first_writes_of_a_late_process_are_never_acknowledged_by_the
     assert not acked_there, f"acknowledged by the replaced primary: {acked_there}; {told}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17 finding: Cluster._check_is_primary marks the failover-log check done "
-    "before follow_current_primary returns; concurrent first connections skip it",
-)
 def test_concurrent_first_writes_of_a_late_process_never_run_on_the_old_primary(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
