@@ -52,7 +52,7 @@ from ..errors import (
     TransactionOutcomeUnknownError,
 )
 from ..routing.classify import Classification, Flag, Target, classify_clause
-from ..routing.consistency import ReadYourWrites, read_commit_token, wait_for_token
+from ..routing.consistency import ReadYourWrites, may_wait, read_commit_token, wait_for_token
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
 from . import _sa_compat
 
@@ -427,6 +427,8 @@ class RoutingSession(Session):
         applied = cluster._applied
         if applied.covers(name, token):
             return True  # a wait of this process already saw it applied there: no round trip
+        if not may_wait(token, name, cluster.topology):
+            return False  # a binlog position of another primary, or none known: the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
         timeout = cluster.causal_timeout
         started = time.monotonic()

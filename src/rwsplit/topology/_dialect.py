@@ -207,6 +207,16 @@ class ReplicaStatus:
     sql_state: str = ""
     source_server_id: int = 0
     """``Master_Server_Id``: the id of the server the IO thread last connected to (0: none)."""
+    source_uuid: str = ""
+    """MySQL ``Source_UUID``: the ``server_uuid`` of the source ("" when unknown / MariaDB)."""
+    read_file: str = ""
+    """``Source_Log_File``: the source's binary log file the IO thread reads."""
+    read_pos: int = 0
+    """``Read_Source_Log_Pos``: how far the IO thread has read in it."""
+    exec_file: str = ""
+    """``Relay_Source_Log_File``: the source's file of the last event the SQL thread applied."""
+    exec_pos: int = 0
+    """``Exec_Source_Log_Pos``: the position in it after that event."""
 
     @property
     def source(self) -> str:
@@ -235,6 +245,19 @@ class NodeState:
     replica_applied: GtidSet | None = None
     """What the replication SQL thread applied (MariaDB ``gtid_slave_pos``)."""
     flush_log_at_trx_commit: int | None = None
+    server_uuid: str = ""
+    """MySQL ``@@server_uuid`` ("" on MariaDB)."""
+    gtid_mode: str = "ON"
+    """MySQL ``@@gtid_mode`` (``OFF``, ``OFF_PERMISSIVE``, ``ON_PERMISSIVE``, ``ON``); MariaDB
+    always has GTIDs: ``ON``."""
+    log_bin: bool = True
+    log_replica_updates: bool | None = None
+    """Whether the node writes what it replicates to its own binary log (``None``: unknown)."""
+
+    @property
+    def gtids(self) -> bool:
+        """Transactions carry GTIDs: positions compare across nodes, replicas auto-position."""
+        return self.gtid_mode in ("ON", "ON_PERMISSIVE")
 
     @property
     def writable(self) -> bool:
@@ -317,6 +340,13 @@ class ReplicationDialect:
                 _get(row, "Slave_SQL_Running_State", "Replica_SQL_Running_State", default="") or ""
             ),
             source_server_id=_int(_get(row, "Source_Server_Id", "Master_Server_Id")),
+            source_uuid=str(_get(row, "Source_UUID", "Master_UUID", default="") or "").lower(),
+            read_file=str(_get(row, "Source_Log_File", "Master_Log_File", default="") or ""),
+            read_pos=_int(_get(row, "Read_Source_Log_Pos", "Read_Master_Log_Pos")),
+            exec_file=str(
+                _get(row, "Relay_Source_Log_File", "Relay_Master_Log_File", default="") or ""
+            ),
+            exec_pos=_int(_get(row, "Exec_Source_Log_Pos", "Exec_Master_Log_Pos")),
         )
 
     # ---- statements
@@ -473,20 +503,40 @@ class MariaDB(ReplicationDialect):
 
 
 class MySQL(ReplicationDialect):
-    """MySQL 8.0.23+: ``SHOW REPLICA STATUS``, ``SOURCE_AUTO_POSITION``, ``super_read_only``."""
+    """MySQL 8.0.23+ / 8.4 / 9.x: ``SHOW REPLICA STATUS``, ``super_read_only``; GTIDs on
+    (``SOURCE_AUTO_POSITION``) or off (binary log file and position).
+
+    Statement names follow the server's version: ``SHOW BINARY LOG STATUS`` and ``RESET
+    BINARY LOGS AND GTIDS`` from 8.2 (``SHOW MASTER STATUS`` / ``RESET MASTER`` before, removed
+    in 8.4), ``SOURCE_POS_WAIT`` from 8.0.26 (``MASTER_POS_WAIT`` before).
+
+    >>> MySQL("8.0.36").binlog_status().sql, MySQL("9.7.0").binlog_status().sql
+    ('SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS')
+    >>> MySQL("8.0.25").wait_for_position("binlog.000002", 157, 1.5).sql
+    'SELECT MASTER_POS_WAIT(%s, %s, %s)'
+    """
 
     name = "mysql"
     gtid_class = MySQLGtid
-    variables_sql = (
-        "SELECT @@server_id AS server_id, @@version AS version, @@read_only AS read_only, "
-        "@@super_read_only AS super_read_only, @@gtid_executed AS executed"
-    )
     replica_status_sql = "SHOW REPLICA STATUS"
+
+    def __init__(self, version: str = "8.4.0") -> None:
+        self.version = _version_tuple(version)
+        modern = self.version >= (8, 0, 26)
+        self.variables_sql = (
+            "SELECT @@server_id AS server_id, @@version AS version, @@read_only AS read_only, "
+            "@@super_read_only AS super_read_only, @@gtid_executed AS executed, "
+            "@@server_uuid AS server_uuid, @@global.gtid_mode AS gtid_mode, "
+            "@@log_bin AS log_bin, "
+            + ("@@log_replica_updates" if modern else "@@log_slave_updates")
+            + " AS log_replica_updates"
+        )
 
     def parse_state(
         self, variables: Mapping[str, Any], status_rows: Sequence[Mapping[str, Any]]
     ) -> NodeState:
         executed = MySQLGtid(variables.get("executed"))
+        lru = variables.get("log_replica_updates")
         return NodeState(
             server_id=_int(variables.get("server_id")),
             version=str(variables.get("version", "")),
@@ -498,6 +548,10 @@ class MySQL(ReplicationDialect):
             binlog_state=executed.text,
             replica=self.parse_replica_status(status_rows),
             replica_applied=executed,
+            server_uuid=str(variables.get("server_uuid") or "").lower(),
+            gtid_mode=str(variables.get("gtid_mode") or "ON").upper(),
+            log_bin=_bool(variables.get("log_bin", 1)),
+            log_replica_updates=None if lru is None else _bool(lru),
         )
 
     def stop_io_thread(self) -> Statement:
@@ -537,7 +591,12 @@ class MySQL(ReplicationDialect):
         ]
 
     def promote(self, state: NodeState) -> list[Statement]:
-        return [self.stop_replication(), self.reset_replication(), *self.set_read_only(False)]
+        stmts = [self.stop_replication(), self.reset_replication()]
+        if not state.gtids:
+            # GTIDs off: the promoted node's binary log starts afresh, so "its first
+            # position" is where every replica that applied exactly what it applied goes on.
+            stmts.append(self.reset_binary_log())
+        return [*stmts, *self.set_read_only(False)]
 
     def point_at(
         self, state: NodeState, host: str, port: int, user: str, password: str
@@ -553,7 +612,81 @@ class MySQL(ReplicationDialect):
             ),
         ]
 
+    # ---- GTIDs off: binary log file and position
+
+    def binlog_status(self) -> Statement:
+        """The node's own binary log position (``File``, ``Position``)."""
+        if self.version >= (8, 2):
+            return Statement("SHOW BINARY LOG STATUS")
+        return Statement("SHOW MASTER STATUS")
+
+    def reset_binary_log(self) -> Statement:
+        if self.version >= (8, 2):
+            return Statement("RESET BINARY LOGS AND GTIDS")
+        return Statement("RESET MASTER")
+
+    def wait_for_position(self, file: str, position: int, timeout: float) -> Statement:
+        """A ``SELECT`` that waits until the SQL thread applied the source's *file*:*position*.
+
+        Returns the number of events waited for (>= 0), -1 on timeout, ``NULL`` when the
+        node does not replicate or its SQL thread stopped: see :meth:`position_reached`.
+        """
+        fn = "SOURCE_POS_WAIT" if self.version >= (8, 0, 26) else "MASTER_POS_WAIT"
+        return Statement(f"SELECT {fn}(%s, %s, %s)", (file, int(position), float(timeout)))
+
+    @staticmethod
+    def position_reached(value: Any) -> bool:
+        return value is not None and int(value) >= 0
+
+    def point_at_position(
+        self, host: str, port: int, user: str, password: str, file: str, position: int
+    ) -> list[Statement]:
+        """Replicate from ``host:port`` starting at its *file*:*position* (GTIDs off).
+
+        ``RESET REPLICA`` first: the relay logs (applied) and the old source's coordinates
+        and ``Source_UUID`` go, so nothing of the old primary is taken for the new one's.
+        """
+        return [
+            self.stop_replication(),
+            Statement("RESET REPLICA"),
+            Statement(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, "
+                "SOURCE_USER = %s, SOURCE_PASSWORD = %s, SOURCE_CONNECT_RETRY = 1, "
+                "SOURCE_AUTO_POSITION = 0, SOURCE_LOG_FILE = %s, SOURCE_LOG_POS = %s, "
+                "GET_SOURCE_PUBLIC_KEY = 1",
+                (host, port, user, password, file, int(position)),
+                frozenset({3}),
+            ),
+        ]
+
+    # ---- semi-synchronous replication
+
+    semi_sync_variables_sql = "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'"
+
+    @staticmethod
+    def semi_sync_source_variable(rows: Sequence[Mapping[str, Any]]) -> tuple[str, bool] | None:
+        """From :attr:`semi_sync_variables_sql`'s rows: the source-side switch's name (the
+        plugin decides: ``rpl_semi_sync_source_enabled`` or ``..._master_enabled``) and
+        whether it is on; ``None`` without a source-side semi-sync plugin."""
+        for row in rows:
+            name = str(_get(row, "Variable_name", "VARIABLE_NAME", default=""))
+            if name in ("rpl_semi_sync_source_enabled", "rpl_semi_sync_master_enabled"):
+                return name, _bool(_get(row, "Value", "VALUE"))
+        return None
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"8.0.36-0ubuntu0.22.04.1"`` → ``(8, 0, 36)``.
+
+    >>> _version_tuple("9.7.0-debug"), _version_tuple("")
+    ((9, 7, 0), (8, 4, 0))
+    """
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if not m:
+        return (8, 4, 0)
+    return tuple(int(g or 0) for g in m.groups())
+
 
 def dialect_for_version(version: str) -> ReplicationDialect:
     """The dialect of a server from its ``@@version`` / ``SELECT VERSION()`` string."""
-    return MariaDB() if "mariadb" in version.lower() else MySQL()
+    return MariaDB() if "mariadb" in version.lower() else MySQL(version)

@@ -214,7 +214,11 @@ def node_from_state(name: str, url: URL, state: NodeState, **changes: object) ->
         if rs.seconds_behind is not None:
             lag = float(rs.seconds_behind)
         replication = Replication(
-            rs.source, rs.source_server_id or None, rs.io_running, rs.sql_running
+            rs.source,
+            rs.source_server_id or None,
+            rs.io_running,
+            rs.sql_running,
+            rs.source_uuid or None,
         )
     node = Node(
         name,
