@@ -632,7 +632,8 @@ class MySQL(ReplicationDialect):
         node does not replicate or its SQL thread stopped: see :meth:`position_reached`.
         """
         fn = "SOURCE_POS_WAIT" if self.version >= (8, 0, 26) else "MASTER_POS_WAIT"
-        return Statement(f"SELECT {fn}(%s, %s, %s)", (file, int(position), float(timeout)))
+        # A timeout of 0 waits forever: never pass it.
+        return Statement(f"SELECT {fn}(%s, %s, %s)", (file, int(position), max(timeout, 0.001)))
 
     @staticmethod
     def position_reached(value: Any) -> bool:
