@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 from sqlalchemy.engine import URL
 
-from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
+from ..servers import MariaDB, NodeState, ReplicationDialect, dialect_for_version
 from .model import Node, Replication, Role, Topology, node_name
 
 __all__ = ["NodeProbe", "describe_error", "discover", "node_from_state", "role_of"]
