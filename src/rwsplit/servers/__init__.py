@@ -39,6 +39,7 @@ __all__ = [
     "ReplicationDialect",
     "ServerFamily",
     "Statement",
+    "detect_family",
     "dialect_for_version",
     "family_for_version",
     "parse_version",
@@ -58,3 +59,17 @@ def family_for_version(version: str, *, gtid: bool = True) -> MariaDB | MySQL:
 def dialect_for_version(version: str) -> ReplicationDialect:
     """The family of a server from its ``@@version`` / ``SELECT VERSION()`` string."""
     return family_for_version(version)
+
+
+def detect_family(cur: Cursor) -> MariaDB | MySQL:
+    """The family of the server on *cur* (MySQL: with its ``gtid_mode``).
+
+    One ``SHOW`` statement: it moves no ``Com_select`` counter (tests and the demo read those
+    to see where statements ran).
+    """
+    cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('version', 'gtid_mode')")
+    variables = {str(k): str(v) for k, v in cur.fetchall()}
+    version = variables.get("version", "")
+    if "mariadb" in version.lower():
+        return MariaDB()
+    return MySQL(version, gtid=variables.get("gtid_mode", "OFF").upper() == "ON")

@@ -373,6 +373,16 @@ class ReplicationDialect:
         not replicated to it), per origin; grows only when something writes on the node."""
         raise NotImplementedError
 
+    def origin(self, cur: Cursor) -> str:
+        """How the GTIDs of transactions executed on the node on *cur* name it (MariaDB: its
+        server id; MySQL: its ``server_uuid``)."""
+        raise NotImplementedError
+
+    def logged_from(self, cur: Cursor, origin: str) -> int:
+        """How far the node on *cur* holds the transactions that originated on *origin* (see
+        :meth:`origin`): comparable across the nodes of one cluster, as a difference."""
+        raise NotImplementedError
+
     # ---- semi-synchronous replication
     def semi_sync_source(self, on: bool) -> Statement:
         """Turn the waiting (source) side of semi-sync on or off."""
@@ -441,6 +451,8 @@ class ServerFamily(Protocol):
     def executed(self, cur: Cursor) -> str: ...
     def wait_position(self, cur: Cursor, position: str, timeout: float) -> bool: ...
     def own_transactions(self, cur: Cursor) -> dict[str, int]: ...
+    def origin(self, cur: Cursor) -> str: ...
+    def logged_from(self, cur: Cursor, origin: str) -> int: ...
     def semi_sync_source(self, on: bool) -> Statement: ...
     def semi_sync_clients(self, cur: Cursor) -> int: ...
     def sandbox_init_command(

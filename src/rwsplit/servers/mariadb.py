@@ -204,14 +204,31 @@ class MariaDB(ReplicationDialect):
     def own_transactions(self, cur: Cursor) -> dict[str, int]:
         # Per replication domain, the sequence number of the last GTID in the node's own
         # binary log that carries its own server id.
-        cur.execute("SELECT @@gtid_binlog_pos, @@server_id")
-        pos, server_id = cur.fetchone()
+        # SHOW, not SELECT: reading it moves no Com_select counter.
+        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('gtid_binlog_pos', 'server_id')")
+        variables = dict(cur.fetchall())
+        pos, server_id = variables.get("gtid_binlog_pos", ""), variables["server_id"]
         own: dict[str, int] = {}
         for gtid in str(pos or "").split(","):
             parts = gtid.strip().split("-")
             if len(parts) == 3 and int(parts[1]) == int(server_id):
                 own[f"{parts[0]}-{parts[1]}"] = int(parts[2])
         return own
+
+    def origin(self, cur: Cursor) -> str:
+        cur.execute("SELECT @@server_id")
+        return str(cur.fetchone()[0])
+
+    def logged_from(self, cur: Cursor, origin: str) -> int:
+        # The highest sequence number of origin's transactions in the node's binlog state.
+        cur.execute("SELECT @@gtid_binlog_state")
+        state = str(cur.fetchone()[0] or "")
+        best = 0
+        for gtid in filter(None, (g.strip() for g in state.split(","))):
+            _domain, server, seq = gtid.split("-")
+            if server == origin:
+                best = max(best, int(seq))
+        return best
 
     # ---- semi-sync (built into MariaDB 10.3+)
     def semi_sync_source(self, on: bool) -> Statement:

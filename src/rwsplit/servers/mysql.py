@@ -258,8 +258,12 @@ class MySQL(ReplicationDialect):
         if self.gtid:
             # Transactions executed on the node carry its own server_uuid in gtid_executed
             # (replicated ones keep their origin's).
-            cur.execute("SELECT @@server_uuid, @@global.gtid_executed")
-            uuid, executed = cur.fetchone()
+            # SHOW, not SELECT: reading it moves no Com_select counter.
+            cur.execute(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_uuid', 'gtid_executed')"
+            )
+            variables = dict(cur.fetchall())
+            uuid, executed = variables["server_uuid"], variables.get("gtid_executed", "")
             gtids = MySQLGtid(str(executed or ""))
             own = gtids.sets.get(str(uuid).lower(), [])
             return {str(uuid): sum(hi - lo + 1 for lo, hi in own)} if own else {}
@@ -274,6 +278,16 @@ class MySQL(ReplicationDialect):
                 1 for r in dict_rows(cur) if r.get("Event_type") in ("Anonymous_Gtid", "Gtid")
             )
         return {"binlog": count} if count else {}
+
+    def origin(self, cur: Cursor) -> str:
+        cur.execute("SELECT @@server_uuid")
+        return str(cur.fetchone()[0]).lower()
+
+    def logged_from(self, cur: Cursor, origin: str) -> int:
+        # The number of origin's transactions in the node's gtid_executed.
+        cur.execute("SELECT @@global.gtid_executed")
+        gtids = MySQLGtid(str(cur.fetchone()[0] or ""))
+        return sum(hi - lo + 1 for lo, hi in gtids.sets.get(origin.lower(), []))
 
     # ---- semi-sync (the semisync_source / semisync_replica plugins)
     def _semi(self, side: str) -> str:
