@@ -1,4 +1,9 @@
-"""Fixtures that start real MariaDB servers through rwsplit's own sandbox.
+"""Fixtures that start real MariaDB or MySQL servers through rwsplit's own sandbox.
+
+The server is whatever the sandbox finds: ``RWSPLIT_SERVER_BIN`` (or ``RWSPLIT_MARIADBD``)
+names it, e.g. the MySQL 9.7 that ``bash scripts/get-mysql`` fetches. A test that is about one
+family says so with ``@pytest.mark.server("mariadb", reason=...)`` and is skipped on the
+others.
 
 * ``sandbox`` (session scope): one primary + 2 replicas shared by non-destructive tests.
 * ``fresh_sandbox`` (function scope): a private cluster for tests that kill or reconfigure
@@ -11,6 +16,7 @@ When no server binary is installed the integration tests are skipped locally, bu
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +27,23 @@ import pytest
 from rwsplit import Cluster
 from rwsplit.errors import ServerBinaryNotFoundError
 from rwsplit.sandbox import Sandbox, find_server_binaries
+
+
+@functools.cache
+def server_family() -> str | None:
+    """``"mariadb"`` or ``"mysql"``: the family of the server the sandbox runs (None: none)."""
+    try:
+        return find_server_binaries().flavor
+    except ServerBinaryNotFoundError:
+        return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("server"):
+        family = server_family()
+        if family is not None and family not in mark.args:
+            why = mark.kwargs.get("reason", "")
+            pytest.skip(f"about {' / '.join(mark.args)}, the server here is {family}: {why}")
 
 
 def require_server() -> None:

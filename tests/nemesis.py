@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 
@@ -35,6 +36,9 @@ from rwsplit import (
     TransactionOutcomeUnknownError,
 )
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
+from rwsplit.servers import ServerFamily
+
+T = TypeVar("T")
 
 TABLE = "nemesis_writes"
 
@@ -88,15 +92,17 @@ def _sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
         return list(cur.fetchall())
 
 
-def _own_seq(node: SandboxNode, server_id: int) -> int:
-    """The last sequence number *node*'s own binary log holds for transactions of server_id."""
-    pos = str(_sql(node, "SELECT @@gtid_binlog_state")[0][0] or "")
-    best = 0
-    for gtid in filter(None, pos.split(",")):
-        _domain, server, seq = gtid.split("-")
-        if int(server) == server_id:
-            best = max(best, int(seq))
-    return best
+def _own_seq(family: ServerFamily, node: SandboxNode, origin: str) -> int:
+    """How far *node* holds the transactions that originated on *origin* (MariaDB: the last
+    sequence number of that server id in its binlog state; MySQL: how many of that
+    server_uuid's transactions are in its gtid_executed). Compared as differences."""
+    with contextlib.closing(node.connect(DATABASE, read_timeout=10)) as c, c.cursor() as cur:
+        return family.logged_from(cur, origin)
+
+
+def _origin(family: ServerFamily, node: SandboxNode) -> str:
+    with contextlib.closing(node.connect(DATABASE, read_timeout=10)) as c, c.cursor() as cur:
+        return family.origin(cur)
 
 
 class Nemesis:
@@ -132,7 +138,11 @@ class Nemesis:
         self.server_ids = {n.address: n.server_id for n in sandbox.nodes}
         _sql(sandbox.primary, f"CREATE TABLE IF NOT EXISTS {TABLE} (id INT PRIMARY KEY, w INT)")
         sandbox.wait_caught_up()
-        self._own_before = {n.address: _own_seq(n, n.server_id) for n in sandbox.replicas}
+        self.family = sandbox.family
+        self.origins = {n.address: _origin(self.family, n) for n in sandbox.nodes}
+        self._own_before = {
+            n.address: _own_seq(self.family, n, self.origins[n.address]) for n in sandbox.replicas
+        }
 
     # ------------------------------------------------------------------ workload
 
@@ -254,10 +264,10 @@ class Nemesis:
             if primary is not None:
                 node = self._node(primary.name)
                 try:
-                    pos = _sql(node, "SELECT @@gtid_binlog_pos")[0][0]
+                    pos = self._ask(node, self.family.position)
                     followers = self._followers(primary.name)
                     if all(
-                        _sql(f, f"SELECT MASTER_GTID_WAIT('{pos}', 5)")[0][0] == 0
+                        self._ask(f, lambda cur, pos=pos: self.family.wait_position(cur, pos, 5))
                         for f in followers
                     ):
                         return primary.name
@@ -281,16 +291,16 @@ class Nemesis:
         for n in self.sb.nodes:
             if n.address in (primary, old) or not self.sb.is_running(n) or self.sb.is_stopped(n):
                 continue
-            rows = _sql(n, "SHOW SLAVE STATUS")
-            if rows:
-                with contextlib.closing(n.connect()) as c, c.cursor() as cur:
-                    cur.execute("SHOW SLAVE STATUS")
-                    cols = [d[0] for d in cur.description]
-                    status = dict(zip(cols, cur.fetchone(), strict=False))
-                source = f"{status['Master_Host']}:{status['Master_Port']}"
-                if source == primary and status["Slave_SQL_Running"] == "Yes":
-                    out.append(n)
+            status = self._ask(n, self.family.replica_status)
+            if status is not None and status.source == primary and status.sql_running:
+                out.append(n)
         return out
+
+    @staticmethod
+    def _ask(node: SandboxNode, question: Callable[[Any], T]) -> T:
+        """Ask *question* (a family method taking a cursor) of *node*."""
+        with contextlib.closing(node.connect(DATABASE, read_timeout=10)) as c, c.cursor() as cur:
+            return question(cur)
 
     def check(self) -> Verdict:
         primary = self.settle()
@@ -312,13 +322,16 @@ class Nemesis:
             n = self._node(address)
             if address == primary or not self.sb.is_running(n) or self.sb.is_stopped(n):
                 continue
-            own[address] = _own_seq(n, n.server_id) - before
+            own[address] = _own_seq(self.family, n, self.origins[address]) - before
             if own[address] and address != primary:
                 problems.append(f"{own[address]} writes executed on replica {address}")
         errant = 0
         old = self.original_primary
         if old.address != primary and self.sb.is_running(old) and not self.sb.is_stopped(old):
-            errant = max(0, _own_seq(old, old.server_id) - _own_seq(node, old.server_id))
+            origin = self.origins[old.address]
+            errant = max(
+                0, _own_seq(self.family, old, origin) - _own_seq(self.family, node, origin)
+            )
             if errant > len(self.outcome.unknown):
                 # Which rows, and what their writers were told (to explain a failure).
                 only_old = {int(r[0]) for r in _sql(old, f"SELECT id FROM {TABLE}")} - rows

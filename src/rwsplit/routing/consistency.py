@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from .._gtid_track import take_commit_gtid
-from ..topology._dialect import MySQL
+from ..servers.mysql import MySQL
 from ..topology.model import Node, Topology
 from ._tokens import PRIMARY_ONLY, BinlogToken, mysql_gtid_maxima
 

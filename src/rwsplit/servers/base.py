@@ -1,16 +1,18 @@
-"""MariaDB and MySQL 8 replication SQL behind one interface.
+"""What every server family answers: the :class:`ServerFamily` protocol and shared types.
 
-The monitor and the failover code never spell a replication statement themselves: they ask a
-:class:`ReplicationDialect` (:class:`MariaDB` or :class:`MySQL`) for it, and hand it the raw
-rows the server returned to parse. Positions are compared as :class:`GtidSet` values, which
-know each flavour's GTID syntax (MariaDB ``domain-server-seq`` lists, MySQL ``uuid:1-10``
-sets).
+A *server family* (:class:`~rwsplit.servers.mariadb.MariaDB`,
+:class:`~rwsplit.servers.mysql.MySQL`) is the one place where servers differ. The monitor,
+the failover code, the sandbox, the pytest plugin, the demo and the bench never spell a
+server's replication SQL themselves: they ask the family for it, and hand it the raw rows the
+server returned to parse. Positions are compared as :class:`GtidSet` values, which know each
+family's GTID syntax (MariaDB ``domain-server-seq`` lists, MySQL ``uuid:1-10`` sets).
 
 Statements that carry a password are :class:`Statement` values: the password travels as a
 bound parameter and :meth:`Statement.display` masks it, so plans, logs and dry runs never show
 it.
 
->>> d = dialect_for_version("10.11.6-MariaDB-log")
+>>> from rwsplit.servers import MySQL, family_for_version
+>>> d = family_for_version("10.11.6-MariaDB-log")
 >>> d.name, d.stop_io_thread().sql
 ('mariadb', 'STOP SLAVE IO_THREAD')
 >>> MySQL().stop_io_thread().sql
@@ -22,19 +24,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "Cursor",
     "GtidSet",
-    "MariaDB",
-    "MariaDBGtid",
-    "MySQL",
-    "MySQLGtid",
     "NodeState",
     "ReplicaStatus",
     "ReplicationDialect",
+    "ServerFamily",
     "Statement",
-    "dialect_for_version",
+    "parse_version",
 ]
 
 _MASK = "'***'"
@@ -105,84 +106,6 @@ class GtidSet:
 
     def __hash__(self) -> int:
         return hash(self.progress)
-
-
-class MariaDBGtid(GtidSet):
-    """A MariaDB GTID position: the last ``domain-server-seq`` per replication domain.
-
-    >>> a = MariaDBGtid("0-1-100,1-5-7")
-    >>> a.contains(MariaDBGtid("0-3-99")), a.contains(MariaDBGtid("0-1-101")), a.progress
-    (True, False, 107)
-    """
-
-    def __init__(self, text: str | None) -> None:
-        self.text = (text or "").strip()
-        self.domains: dict[int, tuple[int, int]] = {}
-        """domain id → (server id, sequence number) of the latest transaction."""
-        for part in filter(None, (p.strip() for p in self.text.split(","))):
-            m = re.fullmatch(r"(\d+)-(\d+)-(\d+)", part)
-            if not m:
-                raise ValueError(f"not a MariaDB GTID position: {part!r}")
-            domain, server, seq = (int(g) for g in m.groups())
-            if domain not in self.domains or seq >= self.domains[domain][1]:
-                self.domains[domain] = (server, seq)
-
-    def contains(self, other: GtidSet) -> bool:
-        if not isinstance(other, MariaDBGtid):
-            raise TypeError("cannot compare GTIDs of different server flavours")
-        return all(
-            d in self.domains and self.domains[d][1] >= seq for d, (_, seq) in other.domains.items()
-        )
-
-    @property
-    def progress(self) -> int:
-        return sum(seq for _, seq in self.domains.values())
-
-    def merged(self, other: MariaDBGtid) -> MariaDBGtid:
-        """Per domain, the further of the two positions."""
-        out = dict(self.domains)
-        for d, (server, seq) in other.domains.items():
-            if d not in out or seq > out[d][1]:
-                out[d] = (server, seq)
-        return MariaDBGtid(",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(out.items())))
-
-
-class MySQLGtid(GtidSet):
-    """A MySQL GTID set: ``source_uuid:interval[:interval...]`` per source.
-
-    >>> a = MySQLGtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7")
-    >>> a.progress, a.contains(MySQLGtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:2-4"))
-    (6, True)
-    """
-
-    def __init__(self, text: str | None) -> None:
-        self.text = re.sub(r"\s+", "", text or "")
-        self.sets: dict[str, list[tuple[int, int]]] = {}
-        for part in filter(None, self.text.split(",")):
-            uuid, *intervals = part.split(":")
-            if not intervals:
-                raise ValueError(f"not a MySQL GTID set: {part!r}")
-            ranges = self.sets.setdefault(uuid.lower(), [])
-            for iv in intervals:
-                lo, _, hi = iv.partition("-")
-                if not lo.isdigit() or (hi and not hi.isdigit()):
-                    raise ValueError(f"not a MySQL GTID interval: {iv!r} in {part!r}")
-                ranges.append((int(lo), int(hi or lo)))
-        for ranges in self.sets.values():
-            ranges.sort()
-
-    def _has(self, uuid: str, lo: int, hi: int) -> bool:
-        # Intervals in a server's output are disjoint and sorted: one must cover [lo, hi].
-        return any(a <= lo and hi <= b for a, b in self.sets.get(uuid, ()))
-
-    def contains(self, other: GtidSet) -> bool:
-        if not isinstance(other, MySQLGtid):
-            raise TypeError("cannot compare GTIDs of different server flavours")
-        return all(self._has(u, lo, hi) for u, rs in other.sets.items() for lo, hi in rs)
-
-    @property
-    def progress(self) -> int:
-        return sum(hi - lo + 1 for rs in self.sets.values() for lo, hi in rs)
 
 
 # ---------------------------------------------------------------------------------- state
@@ -286,6 +209,47 @@ def _bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().upper() in ("1", "ON", "YES", "TRUE")
     return bool(value)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """The first ``X.Y.Z`` in a server's version string (``(0, 0, 0)`` when there is none).
+
+    >>> parse_version("mysqld  Ver 9.7.4-2 for Linux on x86_64 ((Debian))")
+    (9, 7, 4)
+    >>> parse_version("10.11.6-MariaDB-0+deb12u1-log")
+    (10, 11, 6)
+    """
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text or "")
+    if not m:
+        return (0, 0, 0)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor (PyMySQL's) a family runs its SQL through."""
+
+    @property
+    def description(self) -> Any: ...
+
+    def execute(self, query: str, args: Any = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+def run(cur: Cursor, stmt: Statement) -> None:
+    """Execute *stmt* on *cur* (its parameters bound client-side)."""
+    cur.execute(stmt.sql, stmt.params or None)
+
+
+def dict_rows(cur: Cursor) -> list[dict[str, Any]]:
+    """The rows of the last statement as ``{column: value}`` whatever the cursor class."""
+    rows = list(cur.fetchall())
+    if rows and isinstance(rows[0], Mapping):
+        return [dict(r) for r in rows]
+    names = [d[0] for d in cur.description or ()]
+    return [dict(zip(names, r, strict=False)) for r in rows]
 
 
 # ---------------------------------------------------------------------------------- dialects
@@ -392,302 +356,138 @@ class ReplicationDialect:
         """
         raise NotImplementedError
 
+    # ---- replication wiring (the sandbox, the pytest plugin, the tests)
+    def stop_sql_thread(self) -> Statement:
+        raise NotImplementedError
 
-class MariaDB(ReplicationDialect):
-    """MariaDB 10.x / 11.x: ``SHOW SLAVE STATUS``, ``MASTER_USE_GTID=slave_pos``."""
+    def change_source(
+        self, host: str, port: int, user: str, password: str, *, position: str | None = None
+    ) -> Statement:
+        """Point replication at ``host:port`` (retrying its source every second, for long).
 
-    name = "mariadb"
-    gtid_class = MariaDBGtid
-    promoted_binlog_has_history = False
-    variables_sql = (
-        "SELECT @@server_id AS server_id, @@version AS version, @@read_only AS read_only, "
-        "@@gtid_current_pos AS executed, @@gtid_binlog_pos AS own_binlog, "
-        "@@gtid_binlog_state AS binlog_state, @@gtid_slave_pos AS replica_applied, "
-        "@@innodb_flush_log_at_trx_commit AS flush_log_at_trx_commit"
-    )
-    replica_status_sql = "SHOW SLAVE STATUS"
+        *position*: where to start without GTIDs (``file:pos``, see :meth:`position`); with
+        GTIDs the server finds its place itself and *position* is ignored.
+        """
+        raise NotImplementedError
 
-    def parse_state(
-        self, variables: Mapping[str, Any], status_rows: Sequence[Mapping[str, Any]]
-    ) -> NodeState:
-        return NodeState(
-            server_id=_int(variables.get("server_id")),
-            version=str(variables.get("version", "")),
-            read_only=_bool(variables.get("read_only")),
-            super_read_only=False,
-            executed=MariaDBGtid(variables.get("executed")),
-            own_binlog=MariaDBGtid(variables.get("own_binlog")),
-            binlog_state=str(variables.get("binlog_state") or ""),
-            replica=self.parse_replica_status(status_rows),
-            replica_applied=MariaDBGtid(variables.get("replica_applied")),
-            flush_log_at_trx_commit=_int(variables.get("flush_log_at_trx_commit"), 1),
-        )
-
-    def stop_io_thread(self) -> Statement:
-        return Statement("STOP SLAVE IO_THREAD")
-
-    def start_io_thread(self) -> Statement:
-        return Statement("START SLAVE IO_THREAD")
-
-    def start_sql_thread(self) -> Statement:
-        return Statement("START SLAVE SQL_THREAD")
-
-    def stop_replication(self) -> Statement:
-        return Statement("STOP SLAVE")
-
-    def start_replication(self) -> Statement:
-        return Statement("START SLAVE")
-
-    def reset_replication(self) -> Statement:
-        return Statement("RESET SLAVE ALL")
-
-    def wait_for_gtid(self, gtid: str, timeout: float) -> Statement:
-        # MASTER_GTID_WAIT returns 0 when reached, -1 on timeout.
-        return Statement("SELECT MASTER_GTID_WAIT(%s, %s)", (gtid, float(timeout)))
-
-    def wait_succeeded(self, value: Any) -> bool:
-        return value is not None and int(value) == 0
-
-    def set_read_only(self, on: bool) -> list[Statement]:
-        return [Statement(f"SET GLOBAL read_only = {'ON' if on else 'OFF'}")]
-
-    def promote(self, state: NodeState) -> list[Statement]:
-        # Replicas have log-bin but no log-slave-updates: the promoted node's binary log does
-        # not hold the transactions it replicated, and with gtid_strict_mode a replica asking
-        # for "everything after 0-1-100" is refused unless that GTID is in the new primary's
-        # binlog state. RESET MASTER then seeding gtid_binlog_state with what the node applied
-        # makes its first binlog file start "at" that position, so the other replicas
-        # (MASTER_USE_GTID=slave_pos) continue exactly where they stopped.
-        #
-        # Both statements wait for InnoDB to confirm a binlog checkpoint, which with
-        # innodb_flush_log_at_trx_commit=2 only comes with the once-a-second redo flush: a
-        # synchronous FLUSH ENGINE LOGS first makes that wait (up to 1 s) disappear.
-        applied = state.replica_applied or MariaDBGtid("")
-        seed = MariaDBGtid(state.own_binlog.text).merged(applied)  # type: ignore[arg-type]
-        stmts: list[Statement] = []
-        if state.replica is not None:
-            stmts += [self.stop_replication(), self.reset_replication()]
-        # With log-slave-updates the binlog already holds what was applied: keep it (other
-        # replicas may still need those events); so does a node promoted half-way before.
-        if not state.own_binlog.contains(applied):
-            flush = state.flush_log_at_trx_commit
-            fast = flush is not None and flush != 1
-            flush_logs = Statement("FLUSH LOCAL ENGINE LOGS")
-            if fast:
-                stmts.append(Statement("SET GLOBAL innodb_flush_log_at_trx_commit = 1"))
-            if state.own_binlog:
-                stmts += [flush_logs, Statement("RESET MASTER")]
-            if seed:
-                stmts += [flush_logs, Statement("SET GLOBAL gtid_binlog_state = %s", (seed.text,))]
-            if fast:
-                stmts.append(Statement(f"SET GLOBAL innodb_flush_log_at_trx_commit = {flush}"))
-        stmts += self.set_read_only(False)
-        return stmts
-
-    def point_at(
-        self, state: NodeState, host: str, port: int, user: str, password: str
+    def replicate_from(
+        self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]:
-        stmts = [self.stop_replication()]
-        if state.replica is None and state.own_binlog:
-            # A former primary: what it wrote is in its own binlog, not in gtid_slave_pos.
-            stmts.append(Statement("SET GLOBAL gtid_slave_pos = %s", (state.executed.text,)))
-        stmts.append(
-            Statement(
-                "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
-                "MASTER_PASSWORD = %s, MASTER_CONNECT_RETRY = 1, MASTER_USE_GTID = slave_pos",
-                (host, port, user, password),
-                frozenset({3}),
-            )
-        )
-        return stmts
-
-
-class MySQL(ReplicationDialect):
-    """MySQL 8.0.23+ / 8.4 / 9.x: ``SHOW REPLICA STATUS``, ``super_read_only``; GTIDs on
-    (``SOURCE_AUTO_POSITION``) or off (binary log file and position).
-
-    Statement names follow the server's version: ``SHOW BINARY LOG STATUS`` and ``RESET
-    BINARY LOGS AND GTIDS`` from 8.2 (``SHOW MASTER STATUS`` / ``RESET MASTER`` before, removed
-    in 8.4), ``SOURCE_POS_WAIT`` from 8.0.26 (``MASTER_POS_WAIT`` before).
-
-    >>> MySQL("8.0.36").binlog_status().sql, MySQL("9.7.0").binlog_status().sql
-    ('SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS')
-    >>> MySQL("8.0.25").wait_for_position("binlog.000002", 157, 1.5).sql
-    'SELECT MASTER_POS_WAIT(%s, %s, %s)'
-    """
-
-    name = "mysql"
-    gtid_class = MySQLGtid
-    replica_status_sql = "SHOW REPLICA STATUS"
-
-    def __init__(self, version: str = "8.4.0") -> None:
-        self.version = _version_tuple(version)
-        modern = self.version >= (8, 0, 26)
-        self.variables_sql = (
-            "SELECT @@server_id AS server_id, @@version AS version, @@read_only AS read_only, "
-            "@@super_read_only AS super_read_only, @@gtid_executed AS executed, "
-            "@@server_uuid AS server_uuid, @@global.gtid_mode AS gtid_mode, "
-            "@@log_bin AS log_bin, "
-            + ("@@log_replica_updates" if modern else "@@log_slave_updates")
-            + " AS log_replica_updates"
-        )
-
-    def parse_state(
-        self, variables: Mapping[str, Any], status_rows: Sequence[Mapping[str, Any]]
-    ) -> NodeState:
-        executed = MySQLGtid(variables.get("executed"))
-        lru = variables.get("log_replica_updates")
-        return NodeState(
-            server_id=_int(variables.get("server_id")),
-            version=str(variables.get("version", "")),
-            read_only=_bool(variables.get("read_only")),
-            super_read_only=_bool(variables.get("super_read_only")),
-            executed=executed,
-            # log_replica_updates is ON by default in MySQL 8: the binlog holds everything.
-            own_binlog=executed,
-            binlog_state=executed.text,
-            replica=self.parse_replica_status(status_rows),
-            replica_applied=executed,
-            server_uuid=str(variables.get("server_uuid") or "").lower(),
-            gtid_mode=str(variables.get("gtid_mode") or "ON").upper(),
-            log_bin=_bool(variables.get("log_bin", 1)),
-            log_replica_updates=None if lru is None else _bool(lru),
-        )
-
-    def stop_io_thread(self) -> Statement:
-        return Statement("STOP REPLICA IO_THREAD")
-
-    def start_io_thread(self) -> Statement:
-        return Statement("START REPLICA IO_THREAD")
-
-    def start_sql_thread(self) -> Statement:
-        return Statement("START REPLICA SQL_THREAD")
-
-    def stop_replication(self) -> Statement:
-        return Statement("STOP REPLICA")
-
-    def start_replication(self) -> Statement:
-        return Statement("START REPLICA")
-
-    def reset_replication(self) -> Statement:
-        return Statement("RESET REPLICA ALL")
-
-    def wait_for_gtid(self, gtid: str, timeout: float) -> Statement:
-        # WAIT_FOR_EXECUTED_GTID_SET returns 0 when reached, 1 on timeout; whole seconds.
-        return Statement(
-            "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", (gtid, max(1, round(timeout)))
-        )
-
-    def wait_succeeded(self, value: Any) -> bool:
-        return value is not None and int(value) == 0
-
-    def set_read_only(self, on: bool) -> list[Statement]:
-        if on:
-            # super_read_only implies read_only and also stops SUPER / admin accounts.
-            return [Statement("SET GLOBAL super_read_only = ON")]
-        return [
-            Statement("SET GLOBAL super_read_only = OFF"),
-            Statement("SET GLOBAL read_only = OFF"),
-        ]
-
-    def promote(self, state: NodeState) -> list[Statement]:
-        stmts = [self.stop_replication(), self.reset_replication()]
-        if not state.gtids:
-            # GTIDs off: the promoted node's binary log starts afresh, so "its first
-            # position" is where every replica that applied exactly what it applied goes on.
-            stmts.append(self.reset_binary_log())
-        return [*stmts, *self.set_read_only(False)]
-
-    def point_at(
-        self, state: NodeState, host: str, port: int, user: str, password: str
-    ) -> list[Statement]:
+        """Stop replication, point it at ``host:port`` and start it."""
         return [
             self.stop_replication(),
-            Statement(
-                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, "
-                "SOURCE_USER = %s, SOURCE_PASSWORD = %s, SOURCE_CONNECT_RETRY = 1, "
-                "SOURCE_AUTO_POSITION = 1, GET_SOURCE_PUBLIC_KEY = 1",
-                (host, port, user, password),
-                frozenset({3}),
-            ),
+            self.change_source(host, port, user, password, position=position),
+            self.start_replication(),
         ]
 
-    # ---- GTIDs off: binary log file and position
+    def replica_status(self, cur: Cursor) -> ReplicaStatus | None:
+        """Ask the node on *cur* for its replication status (``None``: not a replica)."""
+        cur.execute(self.replica_status_sql)
+        return self.parse_replica_status(dict_rows(cur))
 
-    def binlog_status(self) -> Statement:
-        """The node's own binary log position (``File``, ``Position``)."""
-        if self.version >= (8, 2):
-            return Statement("SHOW BINARY LOG STATUS")
-        return Statement("SHOW MASTER STATUS")
+    def position(self, cur: Cursor) -> str:
+        """What the node on *cur* has written to its binary log, as a token its replicas can
+        wait for with :meth:`wait_position` (a GTID position, or ``file:pos``)."""
+        raise NotImplementedError
 
-    def reset_binary_log(self) -> Statement:
-        if self.version >= (8, 2):
-            return Statement("RESET BINARY LOGS AND GTIDS")
-        return Statement("RESET MASTER")
+    def executed(self, cur: Cursor) -> str:
+        """Everything the node on *cur* has applied or written, for display."""
+        raise NotImplementedError
 
-    def wait_for_position(self, file: str, position: int, timeout: float) -> Statement:
-        """A ``SELECT`` that waits until the SQL thread applied the source's *file*:*position*.
+    def wait_position(self, cur: Cursor, position: str, timeout: float) -> bool:
+        """On a replica: wait (bounded) until it applied *position*; ``False`` on timeout."""
+        raise NotImplementedError
 
-        Returns the number of events waited for (>= 0), -1 on timeout, ``NULL`` when the
-        node does not replicate or its SQL thread stopped: see :meth:`position_reached`.
-        """
-        fn = "SOURCE_POS_WAIT" if self.version >= (8, 0, 26) else "MASTER_POS_WAIT"
-        # A timeout of 0 waits forever: never pass it.
-        return Statement(f"SELECT {fn}(%s, %s, %s)", (file, int(position), max(timeout, 0.001)))
+    def own_transactions(self, cur: Cursor) -> dict[str, int]:
+        """How far the node on *cur* got in transactions it logged *itself* (executed on it,
+        not replicated to it), per origin; grows only when something writes on the node."""
+        raise NotImplementedError
 
-    @staticmethod
-    def position_reached(value: Any) -> bool:
-        return value is not None and int(value) >= 0
+    def origin(self, cur: Cursor) -> str:
+        """How the GTIDs of transactions executed on the node on *cur* name it (MariaDB: its
+        server id; MySQL: its ``server_uuid``)."""
+        raise NotImplementedError
 
-    def point_at_position(
-        self, host: str, port: int, user: str, password: str, file: str, position: int
-    ) -> list[Statement]:
-        """Replicate from ``host:port`` starting at its *file*:*position* (GTIDs off).
-
-        ``RESET REPLICA`` first: the relay logs (applied) and the old source's coordinates
-        and ``Source_UUID`` go, so nothing of the old primary is taken for the new one's.
-        """
-        return [
-            self.stop_replication(),
-            Statement("RESET REPLICA"),
-            Statement(
-                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, "
-                "SOURCE_USER = %s, SOURCE_PASSWORD = %s, SOURCE_CONNECT_RETRY = 1, "
-                "SOURCE_AUTO_POSITION = 0, SOURCE_LOG_FILE = %s, SOURCE_LOG_POS = %s, "
-                "GET_SOURCE_PUBLIC_KEY = 1",
-                (host, port, user, password, file, int(position)),
-                frozenset({3}),
-            ),
-        ]
+    def logged_from(self, cur: Cursor, origin: str) -> int:
+        """How far the node on *cur* holds the transactions that originated on *origin* (see
+        :meth:`origin`): comparable across the nodes of one cluster, as a difference."""
+        raise NotImplementedError
 
     # ---- semi-synchronous replication
+    def semi_sync_source(self, on: bool) -> Statement:
+        """Turn the waiting (source) side of semi-sync on or off."""
+        raise NotImplementedError
 
-    semi_sync_variables_sql = "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'"
+    def semi_sync_clients(self, cur: Cursor) -> int:
+        """How many semi-sync replicas are connected to the node on *cur*."""
+        raise NotImplementedError
 
-    @staticmethod
-    def semi_sync_source_variable(rows: Sequence[Mapping[str, Any]]) -> tuple[str, bool] | None:
-        """From :attr:`semi_sync_variables_sql`'s rows: the source-side switch's name (the
-        plugin decides: ``rpl_semi_sync_source_enabled`` or ``..._master_enabled``) and
-        whether it is on; ``None`` without a source-side semi-sync plugin."""
-        for row in rows:
-            name = str(_get(row, "Variable_name", "VARIABLE_NAME", default=""))
-            if name in ("rpl_semi_sync_source_enabled", "rpl_semi_sync_master_enabled"):
-                return name, _bool(_get(row, "Value", "VALUE"))
-        return None
+    # ---- the sandbox
+    def sandbox_init_command(
+        self, server: str, install_db: Sequence[str], datadir: Path, tmpdir: Path, *, as_root: bool
+    ) -> list[str]:
+        """The command that creates a fresh data directory (root without password, reachable
+        over TCP from the loopback address)."""
+        raise NotImplementedError
+
+    def sandbox_server_options(
+        self, *, replica: bool, semi_sync: bool, log_replica_updates: bool
+    ) -> list[str]:
+        """The family's own server options for a sandbox node (after the common ones)."""
+        raise NotImplementedError
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    """``"8.0.36-0ubuntu0.22.04.1"`` → ``(8, 0, 36)``.
+@runtime_checkable
+class ServerFamily(Protocol):
+    """One server family: everything rwsplit asks that differs by server.
 
-    >>> _version_tuple("9.7.0-debug"), _version_tuple("")
-    ((9, 7, 0), (8, 4, 0))
+    Implemented by :class:`~rwsplit.servers.mariadb.MariaDB` and
+    :class:`~rwsplit.servers.mysql.MySQL` (both :class:`ReplicationDialect` subclasses).
     """
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
-    if not m:
-        return (8, 4, 0)
-    return tuple(int(g or 0) for g in m.groups())
 
+    name: str
+    gtid_class: type[GtidSet]
+    promoted_binlog_has_history: bool
+    variables_sql: str
+    replica_status_sql: str
 
-def dialect_for_version(version: str) -> ReplicationDialect:
-    """The dialect of a server from its ``@@version`` / ``SELECT VERSION()`` string."""
-    return MariaDB() if "mariadb" in version.lower() else MySQL(version)
+    def parse_gtid(self, text: str | None) -> GtidSet: ...
+    def parse_state(
+        self, variables: Mapping[str, Any], status_rows: Sequence[Mapping[str, Any]]
+    ) -> NodeState: ...
+    def parse_replica_status(self, rows: Sequence[Mapping[str, Any]]) -> ReplicaStatus | None: ...
+    def stop_io_thread(self) -> Statement: ...
+    def start_io_thread(self) -> Statement: ...
+    def stop_sql_thread(self) -> Statement: ...
+    def start_sql_thread(self) -> Statement: ...
+    def stop_replication(self) -> Statement: ...
+    def start_replication(self) -> Statement: ...
+    def reset_replication(self) -> Statement: ...
+    def wait_for_gtid(self, gtid: str, timeout: float) -> Statement: ...
+    def wait_succeeded(self, value: Any) -> bool: ...
+    def set_read_only(self, on: bool) -> list[Statement]: ...
+    def promote(self, state: NodeState) -> list[Statement]: ...
+    def point_at(
+        self, state: NodeState, host: str, port: int, user: str, password: str
+    ) -> list[Statement]: ...
+    def change_source(
+        self, host: str, port: int, user: str, password: str, *, position: str | None = None
+    ) -> Statement: ...
+    def replicate_from(
+        self, host: str, port: int, user: str, password: str, *, position: str | None = None
+    ) -> list[Statement]: ...
+    def replica_status(self, cur: Cursor) -> ReplicaStatus | None: ...
+    def position(self, cur: Cursor) -> str: ...
+    def executed(self, cur: Cursor) -> str: ...
+    def wait_position(self, cur: Cursor, position: str, timeout: float) -> bool: ...
+    def own_transactions(self, cur: Cursor) -> dict[str, int]: ...
+    def origin(self, cur: Cursor) -> str: ...
+    def logged_from(self, cur: Cursor, origin: str) -> int: ...
+    def semi_sync_source(self, on: bool) -> Statement: ...
+    def semi_sync_clients(self, cur: Cursor) -> int: ...
+    def sandbox_init_command(
+        self, server: str, install_db: Sequence[str], datadir: Path, tmpdir: Path, *, as_root: bool
+    ) -> list[str]: ...
+    def sandbox_server_options(
+        self, *, replica: bool, semi_sync: bool, log_replica_updates: bool
+    ) -> list[str]: ...

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._dialect import Statement
+from ..servers import Statement
 from .probe import NodeProbe, describe_error
 
 __all__ = ["DEFAULT_SCHEMA", "Record", "current_epoch", "history", "record_statements"]

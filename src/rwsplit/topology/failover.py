@@ -9,7 +9,7 @@
 3. choose the most advanced replica by GTID (``preferred`` first among equals, never one in
    ``never_promote``);
 4. promote it: stop and reset replication, seed its binlog GTID state with what it applied
-   (see :meth:`rwsplit._dialect.MariaDB.promote`), ``read_only=OFF``;
+   (see :meth:`rwsplit.servers.mariadb.MariaDB.promote`), ``read_only=OFF``;
 5. repoint every other replica at it with GTID positioning and start it;
 6. fence the old primary: the cluster keeps it out of routing and, if it comes back, the
    monitor makes it read-only before anything else.
@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigurationError, FailoverError, FencedNodeError
+from ..servers import MariaDBGtid, NodeState, ReplicationDialect, Statement
 from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
-from ._dialect import MariaDBGtid, NodeState, ReplicationDialect, Statement
 from ._ledger import (
     DEFAULT_SCHEMA,
     Record,

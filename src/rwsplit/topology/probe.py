@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 from sqlalchemy.engine import URL
 
-from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
+from ..servers import MariaDB, MySQL, NodeState, ReplicationDialect, dialect_for_version
 from .model import Node, Replication, Role, Topology, node_name
 
 __all__ = ["NodeProbe", "describe_error", "discover", "node_from_state", "role_of"]
@@ -105,7 +105,11 @@ class NodeProbe:
         d = self.dialect
         variables = self.query(d.variables_sql)[0]
         status = self.query(d.replica_status_sql)
-        return d.parse_state(variables, status)
+        state = d.parse_state(variables, status)
+        if isinstance(d, MySQL) and d.gtid != state.gtids:
+            # gtid_mode is per node (and changes online): the statements follow it.
+            self.dialect = MySQL(state.version, gtid=state.gtids)
+        return state
 
     def forget(self) -> None:
         """Drop the connection without telling the server (after ``fork()``: the parent still
