@@ -201,7 +201,8 @@ def unwaitable_reason(token: str, replica: Node | None) -> str | None:
     if rep is None or not rep.source_uuid:
         return (
             "which primary the replica follows is unknown (GTIDs are off: a binary log "
-            "position is only valid on a replica of its primary; run the monitor)"
+            "position is only valid on a replica of its primary, which the monitor sees; "
+            "set monitor_interval)"
         )
     if rep.source_uuid != binlog.source_uuid:
         return f"it replicates from {rep.source_uuid}, not from the writer {binlog.source_uuid}"
