@@ -12,15 +12,17 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 from sqlalchemy import make_url, text
 
-from rwsplit import Cluster
+from rwsplit import Cluster, FailoverOptions, failover
+from rwsplit.errors import FailoverError
 from rwsplit.routing import consistency
 from rwsplit.routing._tokens import BinlogToken
-from rwsplit.sandbox import Sandbox
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from .util import sql, sql_threads_stopped
+from .util import sql, sql_threads_stopped, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -145,3 +147,118 @@ def test_without_a_monitor_view_reads_after_a_write_go_to_the_primary(
         s.commit()
         assert _read(s)[0] == primary_id
     assert "which primary the replica follows is unknown" in caplog.text
+
+
+# ---------------------------------------------------------------------------------- failover
+
+OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05)
+
+
+@pytest.fixture
+def fresh_classic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from _start(tmp_path_factory.mktemp("gtidoff-fresh"))
+
+
+def _status(node: SandboxNode) -> dict[str, object]:
+    with contextlib.closing(node.connect()) as c, c.cursor(pymysql.cursors.DictCursor) as cur:
+        cur.execute("SHOW REPLICA STATUS")
+        return dict(cur.fetchone() or {})
+
+
+def _ids(node: SandboxNode) -> set[int]:
+    return {int(str(r[0])) for r in sql(node, "SELECT id FROM app.w")}
+
+
+def _make_table(sb: Sandbox) -> None:
+    with contextlib.closing(sb.primary.connect()) as c, c.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS app")
+        cur.execute("CREATE TABLE IF NOT EXISTS app.w (id INT PRIMARY KEY)")
+    sb.wait_caught_up()
+
+
+def test_kill_9_failover_the_other_replica_follows(fresh_classic: Sandbox) -> None:
+    """Defect: after a kill -9 failover the other replica stayed on the dead primary."""
+    sb = fresh_classic
+    old, r1, r2 = sb.nodes
+    _make_table(sb)
+    primary, replicas = _urls(sb)
+    with Cluster(primary, replicas) as c:
+        with c.session() as s:
+            for i in range(1, 51):
+                s.execute(text("INSERT INTO w VALUES (:i)"), {"i": i})
+                s.commit()
+        sb.wait_caught_up()
+        sb.kill(old.name)
+        result = failover(c, OPTIONS)
+        assert result.new_primary is not None
+        new = sb.node(result.new_primary)
+        (other,) = [n for n in (r1, r2) if n is not new]
+        assert result.skipped == []
+        assert result.repointed == [other.address]
+        assert sql(new, "SELECT @@global.super_read_only, @@global.read_only")[0] == (0, 0)
+        # The other replica replicates from the new primary, from its first binlog position.
+        wait_until(
+            lambda: (
+                (st := _status(other)).get("Replica_IO_Running") == "Yes"
+                and st.get("Replica_SQL_Running") == "Yes"
+            ),
+            what="the other replica replicating from the new primary",
+        )
+        assert _status(other)["Source_Port"] == new.port
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (51)"))
+            s.commit()
+        file, pos = sql(new, "SHOW BINARY LOG STATUS")[0][:2]
+        assert sql(other, f"SELECT SOURCE_POS_WAIT('{file}', {pos}, 10)")[0][0] >= 0  # type: ignore[operator]
+        assert _ids(other) == _ids(new) == set(range(1, 52))
+
+
+def test_replica_that_applied_less_is_reported_and_left_out(fresh_classic: Sandbox) -> None:
+    """A replica that did not apply exactly what the promoted one applied needs a rebuild:
+    it is reported, never pointed at a wrong position, and takes no reads."""
+    sb = fresh_classic
+    old, r1, r2 = sb.nodes
+    _make_table(sb)
+    primary, replicas = _urls(sb)
+    with Cluster(primary, replicas) as c:
+        sql(r2, "STOP REPLICA IO_THREAD")
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1), (2)"))
+            s.commit()
+        file, pos = sql(old, "SHOW BINARY LOG STATUS")[0][:2]
+        assert sql(r1, f"SELECT SOURCE_POS_WAIT('{file}', {pos}, 10)")[0][0] >= 0  # type: ignore[operator]
+        sb.kill(old.name)
+        result = failover(c, OPTIONS)
+        assert result.new_primary == r1.address
+        assert result.repointed == []
+        assert [name for name, _ in result.skipped] == [r2.address]
+        assert "rebuild it" in result.skipped[0][1]
+        # Left alone: still configured for the dead primary, threads as they were.
+        assert _status(r2)["Source_Port"] == old.port
+        c.refresh()
+        assert c.topology.readable_replicas() == ()
+        assert c.topology.not_readable_because(c.topology.node(r2.address)) is not None
+        assert _ids(r1) == {1, 2}
+
+
+def test_gtids_off_with_log_replica_updates_is_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    sb_iter = _start(tmp_path_factory.mktemp("gtidoff-lru"), log_slave_updates=True)
+    sb = next(sb_iter)
+    try:
+        old = sb.primary
+        primary, replicas = _urls(sb)
+        with Cluster(primary, replicas) as c:
+            sb.kill(old.name)
+            with pytest.raises(FailoverError) as err:
+                failover(c, OPTIONS)
+        message = str(err.value)
+        assert "log_replica_updates=OFF" in message and "gtid_mode=ON" in message
+        assert "nothing changed" in message
+        for r in sb.replicas:  # nothing was touched: both still replicas of the dead primary
+            assert _status(r)["Source_Port"] == old.port
+            assert sql(r, "SELECT @@global.read_only")[0][0] == 1
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(sb_iter)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigurationError, FailoverError, FencedNodeError
-from ..servers import MariaDBGtid, NodeState, ReplicationDialect, Statement
+from ..servers import MariaDBGtid, MySQL, NodeState, ReplicationDialect, Statement
 from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
 from ._ledger import (
     DEFAULT_SCHEMA,
@@ -587,16 +587,27 @@ def failover(
             )
         _check_replicas_lost_it(states, old_primary)
         skip = {old_primary, *cluster.fenced}
-        candidates = _drain_relay_logs(run, probes, states, skip, options)
+        positional = _by_position(states, skip)
+        if positional:
+            candidates = _drain_by_position(run, probes, states, skip, options)
+        else:
+            candidates = _drain_relay_logs(run, probes, states, skip, options)
         run.step("relay logs applied")
-        new = _choose(candidates, options, order)
+        if positional:
+            new = _choose_by_position(candidates, options, order)
+        else:
+            new = _choose(candidates, options, order)
         result.new_primary = new
         if lock.held and not lock.confirm():
             raise FailoverError(
                 "lost the failover lock before promoting (a lock connection broke): nothing "
                 "promoted; the monitor / the command retries"
             )
-        run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
+        run.say(
+            "promoting %s (most advanced: %s)",
+            new,
+            _applied_position(candidates[new]) if positional else candidates[new].executed,
+        )
         for stmt in _dialect(probes[new]).promote(candidates[new]):
             run.exec(probes[new], stmt)
         run.step("promoted")
@@ -615,9 +626,20 @@ def failover(
             and chosen.own_binlog.contains(chosen.replica_applied)
         )
         floor = None if has_history else chosen
-        _repoint_all(
-            run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
-        )
+        if positional:
+            _repoint_by_position(run, options, probes, candidates, new)
+        else:
+            _repoint_all(
+                run,
+                cluster,
+                options,
+                probes,
+                states,
+                new,
+                new_state,
+                skip={old_primary},
+                floor=floor,
+            )
         run.step("repointed")
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
@@ -739,6 +761,174 @@ def _drain_relay_logs(
     return out
 
 
+# ------------------------------------------------ GTIDs off: binary log file and position
+
+
+def _by_position(states: Mapping[str, NodeState | None], skip: set[str]) -> bool:
+    """Do the replicas run without GTIDs (MySQL ``gtid_mode=OFF``)? Then the failover is the
+    classic runbook by binary log file and position; refused when it could not be exact."""
+    replicas = {
+        n: s for n, s in states.items() if s is not None and n not in skip and s.replica is not None
+    }
+    positional = [n for n, s in replicas.items() if not s.gtids]
+    if not positional:
+        return False
+    logging_replicas = sorted(n for n in positional if replicas[n].log_replica_updates)
+    if logging_replicas:
+        raise FailoverError(
+            "failover refused, nothing changed: GTIDs are off and "
+            + ", ".join(logging_replicas)
+            + " write what they replicate to their own binary log (log_replica_updates=ON). "
+            "Without GTIDs the new primary's binary log is started afresh and the others "
+            "continue at its first position, which is exact only when replicas log nothing "
+            "of what they replicate: restart the replicas with log_replica_updates=OFF "
+            "(skip-log-replica-updates), or turn GTIDs on (gtid_mode=ON and "
+            "enforce_gtid_consistency=ON, through OFF_PERMISSIVE and ON_PERMISSIVE)"
+        )
+    if len(positional) != len(replicas):
+        mixed = sorted(set(replicas) - set(positional))
+        raise FailoverError(
+            "failover refused, nothing changed: gtid_mode differs between the replicas (on "
+            f"for {', '.join(mixed)}, off for {', '.join(sorted(positional))}); finish the "
+            "gtid_mode change on every node first"
+        )
+    return True
+
+
+def _applied_position(state: NodeState) -> str:
+    rs = state.replica
+    return f"{rs.exec_file}:{rs.exec_pos}" if rs is not None else "-"
+
+
+def _position_key(state: NodeState) -> tuple[str, int, int]:
+    """Orders what replicas of one primary applied: that primary's file and offset."""
+    rs = state.replica
+    if rs is None or not rs.exec_file:
+        return ("", -1, -1)
+    base, _, number = rs.exec_file.rpartition(".")
+    return (base, int(number) if number.isdigit() else -1, rs.exec_pos)
+
+
+def _drain_by_position(
+    run: _Run,
+    probes: Mapping[str, NodeProbe],
+    states: dict[str, NodeState | None],
+    skip: set[str],
+    options: FailoverOptions,
+) -> dict[str, NodeState]:
+    """Stop every replica's IO thread (in parallel), then wait until each applied its relay
+    log: its SQL thread reached what its IO thread had read (a transaction cut short by the
+    primary's death stays unapplied: then it waits until the SQL thread is idle)."""
+    names = [n for n, s in states.items() if s is not None and n not in skip and s.replica]
+    out: dict[str, NodeState] = {}
+
+    def drain(name: str) -> NodeState | None:
+        probe = probes[name]
+        d = _dialect(probe)
+        state = states[name]
+        assert state is not None and state.replica is not None
+        run.exec(probe, d.stop_io_thread())
+        if not state.replica.sql_running:
+            run.exec(probe, d.start_sql_thread())
+        if run.result.dry_run:
+            return state
+        deadline = time.monotonic() + options.apply_timeout
+        while True:
+            fresh = _probe(probe)
+            rs = fresh.replica if fresh is not None else None
+            if fresh is None or rs is None:
+                return fresh
+            done = (rs.exec_file, rs.exec_pos) == (rs.read_file, rs.read_pos)
+            idle = "has read all relay log" in rs.sql_state
+            if done or (idle and not rs.io_connected):
+                return fresh
+            if not rs.sql_running:
+                raise FailoverError(
+                    f"{name}: its SQL thread stopped ({rs.last_sql_errno}: {rs.last_sql_error}) "
+                    "before applying its relay log; fix it and re-run"
+                )
+            if time.monotonic() > deadline:
+                raise FailoverError(
+                    f"{name} did not apply its relay log (at {rs.exec_file}:{rs.exec_pos}, "
+                    f"read up to {rs.read_file}:{rs.read_pos}) within "
+                    f"{options.apply_timeout:.0f}s; check its SQL thread and re-run"
+                )
+            time.sleep(0.02)
+
+    if names:
+        with ThreadPoolExecutor(len(names), thread_name_prefix="rwsplit-failover") as pool:
+            futures = {n: pool.submit(drain, n) for n in names}
+            for name, future in futures.items():
+                fresh = future.result()
+                if fresh is not None:
+                    states[name] = out[name] = fresh
+    if not out:
+        raise FailoverError("no replica answers: nothing can be promoted")
+    for name, state in out.items():
+        run.say("%s: applied the old primary's binary log up to %s", name, _applied_position(state))
+    return out
+
+
+def _choose_by_position(
+    candidates: Mapping[str, NodeState], options: FailoverOptions, order: Sequence[str]
+) -> str:
+    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
+    if not allowed:
+        raise FailoverError(
+            "no replica may be promoted (all unreachable or in never_promote: "
+            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
+        )
+    top = max(_position_key(s) for s in allowed.values())
+    best = [n for n, s in allowed.items() if _position_key(s) == top]
+    for name in options.preferred:
+        if name in best:
+            return name
+    return min(best, key=order.index)
+
+
+def _repoint_by_position(
+    run: _Run,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    candidates: Mapping[str, NodeState],
+    new: str,
+) -> None:
+    """Point every replica that applied exactly what *new* applied at the start of *new*'s
+    (just reset) binary log; report the others as needing a rebuild, and leave them alone.
+
+    Exact because replicas log nothing of what they replicate: the promoted node's binary
+    log holds only what is written on it from now on.
+    """
+    chosen = candidates[new]
+    first = "binlog.000001"  # what a dry run shows
+    if not run.result.dry_run:
+        rows = probes[new].query("SHOW BINARY LOGS")
+        if not rows:
+            raise FailoverError(f"{new} has no binary log (log_bin=OFF): replicas cannot follow")
+        first = str(rows[0].get("Log_name") or rows[0].get("LOG_NAME"))
+    host, port = _url_address(probes[new].url)
+    for name, state in candidates.items():
+        if name == new:
+            continue
+        if _position_key(state) != _position_key(chosen):
+            reason = (
+                f"it applied the old primary's binary log up to {_applied_position(state)}, "
+                f"the new primary {new} up to {_applied_position(chosen)}: without GTIDs no "
+                f"position in {new}'s binary log matches; rebuild it from {new}"
+            )
+            run.result.skipped.append((name, reason))
+            log.error("%s: not repointed: %s", name, reason)
+            continue
+        d = _dialect(probes[name])
+        mysql = d if isinstance(d, MySQL) else MySQL(state.version, gtid=False)
+        stmts = mysql.point_at_position(
+            host, port, options.replication_user, options.replication_password, first, 4
+        )
+        for stmt in [*stmts, d.start_replication()]:
+            run.exec(probes[name], stmt)
+        run.result.repointed.append(name)
+
+
 def _finish_after_promotion(
     cluster: TopologyHost,
     options: FailoverOptions,
@@ -804,6 +994,14 @@ def _repoint_all(
             continue  # already replicating from the primary
         if state.replica is None and state.writable and name != demote:
             continue  # another primary: never touched here
+        if not primary_state.gtids or not state.gtids:
+            reason = (
+                f"GTIDs are off: whether it applied exactly what {primary} had when it was "
+                f"promoted cannot be told now; rebuild it from {primary}"
+            )
+            run.result.skipped.append((name, reason))
+            log.error("%s: not repointed: %s", name, reason)
+            continue
         if not primary_state.executed.contains(state.executed):
             run.result.skipped.append(
                 (
@@ -1129,6 +1327,11 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
     in the primary's history only if the primary has that server's transactions up to it.
     MySQL GTID sets are real sets: containment says it all.
     """
+    if not state.gtids or not primary.gtids:
+        return (
+            "GTIDs are off: whether it holds writes that never reached "
+            f"{primary_name} cannot be told"
+        )
     if isinstance(state.executed, MariaDBGtid):
         history_of = _binlog_state(primary.binlog_state)
         for domain, (server, seq) in state.executed.domains.items():
