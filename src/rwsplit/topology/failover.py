@@ -48,6 +48,7 @@ from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_nam
 from ._ledger import (
     DEFAULT_SCHEMA,
     Record,
+    create_statements,
     current_epoch,
     history,
     query_rows,
@@ -289,9 +290,15 @@ def fence_statements(probe: NodeProbe) -> list[Statement]:
     read-only). They were never acknowledged to their application (its driver timed out or
     rwsplit cut the connection: outcome unknown), and they stay on this node only, as errant
     transactions: :func:`rejoin` then keeps it fenced for a rebuild.
+
+    On MySQL the source side of semi-sync is turned off for good: MySQL logs what a replica
+    applies (``log_replica_updates``), so a former primary that keeps it on would wait for an
+    acknowledgement of every transaction it applies, from replicas it no longer has.
     """
     d = _dialect(probe)
     stmts = d.set_read_only(True)
+    if isinstance(d, MySQL):
+        return semi_sync_source_off(probe) + stmts
     if d.name != "mariadb":
         return stmts
     try:
@@ -312,6 +319,42 @@ def fence_statements(probe: NodeProbe) -> list[Statement]:
         *stmts,
         Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
     ]
+
+
+def _semi_sync(probe: NodeProbe) -> tuple[str | None, bool, bool]:
+    """MySQL: (source-side switch name or None, source side on, replica side on)."""
+    try:
+        return MySQL.parse_semi_sync(probe.query(MySQL.semi_sync_variables_sql))
+    except Exception as exc:  # unreachable / no privilege: nothing known, nothing changed
+        log.info("%s: cannot read the semi-sync settings: %s", probe.name, describe_error(exc))
+        return None, False, False
+
+
+def semi_sync_source_off(probe: NodeProbe) -> list[Statement]:
+    """MySQL: the statement turning the source side of semi-sync off on a node that stops
+    being the primary (none when it is off or the plugin is not loaded)."""
+    if not isinstance(probe.dialect, MySQL):
+        return []
+    name, on, _ = _semi_sync(probe)
+    return [Statement(f"SET GLOBAL {name} = OFF")] if name and on else []
+
+
+def _semi_sync_source_on(run: _Run, probe: NodeProbe, why: str) -> None:
+    """MySQL: turn the source side of semi-sync on at the promoted node (the cluster ran it)."""
+    if not isinstance(probe.dialect, MySQL):
+        return
+    name, on, _ = _semi_sync(probe)
+    if name is None:
+        log.warning(
+            "%s: %s, but this node has no semi-sync source plugin: it runs asynchronously "
+            "(load semisync_source)",
+            probe.name,
+            why,
+        )
+        return
+    if not on:
+        run.say("%s: semi-sync source side on (%s)", probe.name, why)
+        run.exec(probe, Statement(f"SET GLOBAL {name} = ON"))
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -429,7 +472,10 @@ def _record(
     """
     host, port = _url_address(probe.url)
     try:
-        for stmt in record_statements(host, port, old, run.result.kind, options.ledger_schema):
+        stmts = record_statements(host, port, old, run.result.kind, options.ledger_schema)
+        if not create_statements(probe, options.ledger_schema):
+            stmts = stmts[2:]  # the table exists: no DDL replicated again
+        for stmt in stmts:
             run.exec(probe, stmt)
         if not run.result.dry_run:
             rec = current_epoch(probe, options.ledger_schema)
@@ -603,6 +649,7 @@ def failover(
                 "lost the failover lock before promoting (a lock connection broke): nothing "
                 "promoted; the monitor / the command retries"
             )
+        ran_semi_sync = isinstance(_dialect(probes[new]), MySQL) and _semi_sync(probes[new])[2]
         run.say(
             "promoting %s (most advanced: %s)",
             new,
@@ -639,6 +686,14 @@ def failover(
                 new_state,
                 skip={old_primary},
                 floor=floor,
+            )
+        if ran_semi_sync and result.repointed:
+            _semi_sync_source_on(run, probes[new], "the cluster ran semi-sync")
+        elif ran_semi_sync:
+            log.warning(
+                "%s: the cluster ran semi-sync but no replica follows the new primary yet: it "
+                "runs asynchronously until one does (turn the source side on then)",
+                new,
             )
         run.step("repointed")
         _record(run, probes[new], options, old_primary)
@@ -900,13 +955,7 @@ def _repoint_by_position(
     log holds only what is written on it from now on.
     """
     chosen = candidates[new]
-    first = "binlog.000001"  # what a dry run shows
-    if not run.result.dry_run:
-        rows = probes[new].query("SHOW BINARY LOGS")
-        if not rows:
-            raise FailoverError(f"{new} has no binary log (log_bin=OFF): replicas cannot follow")
-        first = str(rows[0].get("Log_name") or rows[0].get("LOG_NAME"))
-    host, port = _url_address(probes[new].url)
+    matched: dict[str, NodeState] = {}
     for name, state in candidates.items():
         if name == new:
             continue
@@ -919,11 +968,45 @@ def _repoint_by_position(
             run.result.skipped.append((name, reason))
             log.error("%s: not repointed: %s", name, reason)
             continue
+        matched[name] = state
+    _repoint_at_start(run, options, probes, matched, new)
+
+
+def _own_binlog_position(run: _Run, probe: NodeProbe) -> str:
+    """``file:position`` of *probe*'s node's own binary log (GTIDs off)."""
+    d = _dialect(probe)
+    assert isinstance(d, MySQL)
+    rows = run.exec(probe, d.binlog_status())
+    if run.result.dry_run:
+        return "binlog.000001:4"
+    if not rows or not rows[0].get("File"):
+        raise FailoverError(f"{probe.name} has no binary log (log_bin=OFF): nothing can follow it")
+    return f"{rows[0]['File']}:{rows[0]['Position']}"
+
+
+def _repoint_at_start(
+    run: _Run,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    nodes: Mapping[str, NodeState],
+    new: str,
+) -> None:
+    """Point *nodes* at the start of *new*'s binary log (just reset at its promotion)."""
+    first = "binlog.000001"  # what a dry run shows
+    if not run.result.dry_run:
+        rows = probes[new].query("SHOW BINARY LOGS")
+        if not rows:
+            raise FailoverError(f"{new} has no binary log (log_bin=OFF): replicas cannot follow")
+        first = str(rows[0].get("Log_name") or rows[0].get("LOG_NAME"))
+    host, port = _url_address(probes[new].url)
+    for name, state in nodes.items():
         d = _dialect(probes[name])
         mysql = d if isinstance(d, MySQL) else MySQL(state.version, gtid=False)
         stmts = mysql.point_at_position(
             host, port, options.replication_user, options.replication_password, first, 4
         )
+        if state.writable:
+            stmts = d.set_read_only(True) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(probes[name], stmt)
         run.result.repointed.append(name)
@@ -1104,6 +1187,16 @@ def switchover(
             )
         old_probe = probes[old]
         d_old = _dialect(old_probe)
+        # GTIDs off: by binary log file and position (refused before anything changes when
+        # it could not be exact).
+        positional = isinstance(d_old, MySQL) and _by_position(states, {old})
+        old_semi_sync = isinstance(d_old, MySQL) and _semi_sync(old_probe)[1]
+        # The failover log's table, created while every replica still follows the old
+        # primary: the record after the switch replicates no DDL (whose metadata lock, held
+        # by a replica's applier, would block every session naming the schema).
+        with contextlib.suppress(FailoverError):  # the log is never worth failing for
+            for stmt in create_statements(old_probe, options.ledger_schema):
+                run.exec(old_probe, stmt)
         # 1. Stop routing writes to the old primary, in this process at once.
         if not dry_run:
             cluster.fenced.add(old)
@@ -1114,7 +1207,10 @@ def switchover(
         _kill_clients(run, old_probe)
         run.step("old primary read-only")
         # Read after every client session is gone: no commit can land after this position.
-        final = old_probe.probe().executed.text
+        if positional:
+            final = _own_binlog_position(run, old_probe)
+        else:
+            final = old_probe.probe().executed.text
         run.say("%s: final position %s", old, final)
         # 3. Wait for the target and the other replicas to apply everything.
         for name, state in states.items():
@@ -1137,7 +1233,19 @@ def switchover(
         now = {n: (s if dry_run else _probe(probes[n])) for n, s in states.items()}
         if not dry_run:
             cluster.fenced.discard(old)
-        _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
+        # MySQL logs what a replica applies: a demoted node with the source side of semi-sync
+        # still on would wait for an acknowledgement of each one (and wedge the cluster).
+        for stmt in semi_sync_source_off(old_probe):
+            run.exec(old_probe, stmt)
+        if positional:
+            # Every node applied exactly the old primary's final position (waited above) and
+            # the target's binary log starts afresh: all continue at its first position.
+            caught_up = {n: s for n, s in now.items() if s is not None and n != to}
+            _repoint_at_start(run, options, probes, caught_up, to)
+        else:
+            _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
+        if old_semi_sync:
+            _semi_sync_source_on(run, probes[to], f"{old} ran semi-sync")
         run.step("repointed")
         _record(run, probes[to], options, old)
         if not dry_run:
@@ -1198,11 +1306,18 @@ def _wait_applied(
     old: str,
 ) -> None:
     d = _dialect(probe)
-    rows = run.exec(probe, d.wait_for_gtid(gtid, options.apply_timeout))
+    file, _, pos = gtid.rpartition(":")
+    if isinstance(d, MySQL) and pos.isdigit() and file and "-" not in file:
+        # GTIDs off: the old primary's binary log file and position.
+        rows = run.exec(probe, d.wait_for_position(file, int(pos), options.apply_timeout))
+        reached: Callable[[Any], bool] = d.position_reached
+    else:
+        rows = run.exec(probe, d.wait_for_gtid(gtid, options.apply_timeout))
+        reached = d.wait_succeeded
     if run.result.dry_run:
         return
     value = next(iter(rows[0].values())) if rows else None
-    if d.wait_succeeded(value):
+    if reached(value):
         return
     # Undo: the old primary takes writes again; nothing was promoted.
     for stmt in d_old.set_read_only(False):
@@ -1296,7 +1411,7 @@ def rejoin(
             log.error("%s: not rejoined: %s", node, gap)
             return result
         host, port = _url_address(ps[primary].url)
-        stmts = d.point_at(
+        stmts = semi_sync_source_off(ps[node]) + d.point_at(
             state, host, port, options.replication_user, options.replication_password
         )
         for stmt in [*stmts, d.start_replication()]:
