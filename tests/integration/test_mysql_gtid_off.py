@@ -16,7 +16,7 @@ import pymysql
 import pytest
 from sqlalchemy import make_url, text
 
-from rwsplit import Cluster, FailoverOptions, failover
+from rwsplit import Cluster, FailoverOptions, failover, switchover
 from rwsplit.errors import FailoverError
 from rwsplit.routing import consistency
 from rwsplit.routing._tokens import BinlogToken
@@ -262,3 +262,38 @@ def test_gtids_off_with_log_replica_updates_is_refused(
     finally:
         with contextlib.suppress(StopIteration):
             next(sb_iter)
+
+
+def test_switchover_by_binlog_position_loses_nothing(fresh_classic: Sandbox) -> None:
+    """Without GTIDs the switchover waits for the old primary's final file and position on
+    every replica, then all continue at the start of the new primary's binary log."""
+    sb = fresh_classic
+    old, target, other = sb.nodes
+    _make_table(sb)
+    primary, replicas = _urls(sb)
+    with Cluster(primary, replicas) as c:
+        with c.session() as s:
+            for i in range(1, 21):
+                s.execute(text("INSERT INTO w VALUES (:i)"), {"i": i})
+                s.commit()
+        result = switchover(c, target.address, OPTIONS)
+        assert result.new_primary == target.address
+        assert sorted(result.repointed) == sorted([old.address, other.address])
+        assert result.skipped == []
+        for node in (old, other):
+            wait_until(
+                lambda node=node: (
+                    (st := _status(node)).get("Source_Port") == target.port
+                    and st.get("Replica_IO_Running") == "Yes"
+                    and st.get("Replica_SQL_Running") == "Yes"
+                ),
+                what=f"{node.name} replicating from the new primary",
+            )
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (21)"))
+            s.commit()
+        file, pos = sql(target, "SHOW BINARY LOG STATUS")[0][:2]
+        for node in (old, other):
+            assert sql(node, f"SELECT SOURCE_POS_WAIT('{file}', {pos}, 10)")[0][0] >= 0  # type: ignore[operator]
+            assert _ids(node) == set(range(1, 22))
+        assert sql(old, "SELECT @@global.read_only")[0][0] == 1

@@ -100,8 +100,6 @@ def test_semi_sync_switchover_leaves_a_writable_cluster(semi_sync: Sandbox) -> N
         result = switchover(c, target.address, OPTIONS)
         assert result.new_primary == target.address
         assert sorted(result.repointed) == sorted([old.address, other.address])
-        assert not _source_on(old), "the demoted node still waits for acknowledgements"
-        assert _source_on(target), "the new primary runs asynchronously"
         for node in (old, other):
             wait_until(lambda node=node: _replicating_from(node, target), what=f"{node.name}")
         # Writes on the new primary are acknowledged and applied everywhere, the demoted node
@@ -113,6 +111,8 @@ def test_semi_sync_switchover_leaves_a_writable_cluster(semi_sync: Sandbox) -> N
         for node in (old, other):
             assert sql(node, f"SELECT WAIT_FOR_EXECUTED_GTID_SET('{executed}', 10)")[0][0] == 0
             assert {r[0] for r in sql(node, "SELECT id FROM rwsplit.ss")} == {1, 2}
+        assert not _source_on(old), "the demoted node still waits for acknowledgements"
+        assert _source_on(target), "the new primary runs asynchronously"
         yes = {str(k): str(v) for k, v in sql(target, "SHOW STATUS LIKE 'Rpl_semi_sync_%_yes_tx'")}
         assert sum(int(v) for v in yes.values()) >= 1
         # The failover log's schema answers on every node (no replicated DDL holds a lock).
