@@ -169,6 +169,7 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
     pending = {node_name(u): u for u in urls}
     seen: dict[str, Node] = {}
     errors: list[str] = []
+    denied: list[str] = []
     while pending:
         name, url = pending.popitem()
         if name in seen:
@@ -178,6 +179,8 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
                 state = p.probe()
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
+                if getattr(exc, "args", (None,))[0] in _NO_PRIVILEGE:
+                    denied.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
                 continue
             extra: list[dict[str, Any]] = []
@@ -197,12 +200,23 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
         for address in found:
             if address not in seen and address not in pending:
                 pending[address] = _with_address(template, address)
+    if denied and all(not n.healthy for n in seen.values()):
+        raise TopologyError(
+            f"the account {template.username!r} reaches the servers but may not read their "
+            "replication state (" + "; ".join(denied) + "); grant it the privilege the server "
+            "names, e.g. GRANT REPLICATION CLIENT ON *.* (MySQL; MariaDB: REPLICA MONITOR, "
+            "or SLAVE MONITOR before 10.5.9), or give the monitor an admin account"
+        )
     if all(not n.healthy for n in seen.values()):
         raise TopologyError(
             "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
             "that the servers run, and the credentials"
         )
     return Topology(tuple(sorted(seen.values(), key=_order)))
+
+
+_NO_PRIVILEGE = frozenset({1227, 1142, 1143})
+"""Access denied for a statement (not for the login, 1045: that is the credentials)."""
 
 
 def _order(n: Node) -> tuple[int, str]:
