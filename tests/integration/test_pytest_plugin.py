@@ -88,10 +88,8 @@ def test_killed_and_hung(rwsplit_sandbox):
         with pytest.raises(pymysql.err.OperationalError):
             replica.connect(read_timeout=1).close()
     with contextlib.closing(replica.connect()) as c, c.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        cols = [d[0] for d in cur.description]
-        row = dict(zip(cols, cur.fetchone()))
-    assert row["Slave_IO_Running"] == "Yes" and row["Slave_SQL_Running"] == "Yes"
+        status = rwsplit_sandbox.family.replica_status(cur)
+    assert status.io_connected and status.sql_running
 """
 
 
