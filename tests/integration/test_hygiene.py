@@ -23,6 +23,7 @@ from rwsplit import (
 )
 from rwsplit.sandbox import DATABASE, Sandbox
 
+from ..fix_sandbox import tx_variable
 from .counters import delta, snapshot
 from .util import run, sql, sql_threads_stopped, wait_until
 
@@ -98,7 +99,7 @@ def test_use_does_not_leak_into_the_next_session(sandbox: Sandbox, one: Cluster)
         ("SET sql_mode = 'ANSI_QUOTES'", "@@session.sql_mode = @@global.sql_mode", 1),
         (
             "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-            "@@session.tx_isolation = @@global.tx_isolation",
+            f"@@session.{tx_variable('isolation')} = @@global.{tx_variable('isolation')}",
             1,
         ),
     ],

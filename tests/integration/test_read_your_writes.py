@@ -14,8 +14,9 @@ from rwsplit import Cluster
 from rwsplit.pytest_plugin import replica_lag
 from rwsplit.sandbox import Sandbox
 
+from ..fix_sandbox import on_mysql
 from .counters import delta, snapshot
-from .util import sql
+from .util import position, sql
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +79,12 @@ def test_without_read_your_writes_the_hole_is_real(notes: Sandbox) -> None:
             _ = note.body  # the replica has not applied the insert yet
 
 
+@pytest.mark.xfail(
+    on_mysql(),
+    reason="issue 16 item 5: on MySQL the token is read with SELECT @@global.gtid_executed "
+    "after each commit (not from the OK packet)",
+    strict=True,
+)
 def test_caught_up_replica_serves_the_read(notes: Sandbox) -> None:
     with Cluster(notes.primary_url, notes.replica_urls, causal_timeout=5) as c:
         with c.session() as s:  # warm-up: SQLAlchemy's first-connect queries on each engine
@@ -90,9 +97,9 @@ def test_caught_up_replica_serves_the_read(notes: Sandbox) -> None:
             s.add(Note(body="x"))
             s.commit()
             token = s.causal_token
-            assert token and token.startswith("0-1-")
             assert s.execute(select(Note.body).where(Note.body == "x")).scalar_one() == "x"
         d = delta(before, snapshot(notes))
+        assert token and token == position(notes.primary)  # the primary's GTID position
         # The token came in the COMMIT's OK packet: no SELECT @@last_gtid on the primary.
         assert d["primary"]["Com_select"] == 0
         assert sum(d[r.name]["Com_select"] for r in notes.replicas) == 2  # wait + read
@@ -239,6 +246,11 @@ def _waits(c: Cluster) -> int:
     return sum(n["causal_waits"] for n in c.stats().to_dict()["nodes"].values())
 
 
+@pytest.mark.xfail(
+    on_mysql(),
+    reason="issue 16 item 5: the cache of applied tokens understands only MariaDB GTIDs",
+    strict=True,
+)
 def test_a_wait_already_seen_applied_is_skipped(
     notes: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
