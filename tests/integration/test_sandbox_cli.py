@@ -99,7 +99,8 @@ def test_cluster_commands_discover_from_one_replica(
     assert main(["switchover", "--dry-run", "--to", target, *seed]) == 0
     out, err = capsys.readouterr()
     assert f"switchover: would promote {target} (old primary {sandbox.primary.address})" in out
-    assert "SET GLOBAL read_only = ON" in out  # planned on the primary it discovered
+    fence = sandbox.family.set_read_only(True)[0].sql
+    assert fence in out  # planned on the primary it discovered
     assert "switchover done" not in err
     assert "dry run: switchover planned, nothing was changed" in err
     assert state() == before
