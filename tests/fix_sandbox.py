@@ -38,6 +38,25 @@ def server_family() -> str | None:
         return None
 
 
+def on_mysql() -> bool:
+    """The sandbox runs MySQL (for ``xfail`` / ``skipif`` conditions at import time)."""
+    return server_family() == "mysql"
+
+
+def tx_variable(name: str) -> str:
+    """A transaction characteristic's session variable: MariaDB 10.x ``tx_isolation`` /
+    ``tx_read_only``, MySQL 8+ ``transaction_isolation`` / ``transaction_read_only``."""
+    return f"{'transaction' if on_mysql() else 'tx'}_{name}"
+
+
+def in_transaction_sql() -> str | None:
+    """A query whose one value is 1 inside an open transaction, else 0 (MariaDB's
+    ``@@in_transaction``). ``None`` on MySQL, which has no such variable, and whose
+    ``INNODB_TRX`` does not list read-only transactions (performance_schema, which would, is
+    off in the sandbox)."""
+    return None if on_mysql() else "SELECT @@in_transaction"
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("server"):
         family = server_family()

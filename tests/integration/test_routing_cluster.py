@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
@@ -13,7 +12,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from rwsplit import Cluster, NoReplicaAvailableError
 from rwsplit.sandbox import Sandbox
 
+from ..fix_sandbox import on_mysql
 from .counters import delta, snapshot
+from .util import run
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,12 @@ def schema(sandbox: Sandbox, cluster: Cluster) -> Cluster:
     return cluster
 
 
+@pytest.mark.xfail(
+    on_mysql(),
+    reason="issue 16 item 5: on MySQL the token is read with SELECT @@global.gtid_executed "
+    "after each commit (not from the OK packet)",
+    strict=True,
+)
 def test_mixed_workload_writes_only_on_primary_reads_spread(
     sandbox: Sandbox, schema: Cluster
 ) -> None:
@@ -172,11 +179,7 @@ def test_replica_comes_back_after_restart(fresh_sandbox: Sandbox) -> None:
         addr = fresh_sandbox.node("replica2").address
         assert not c.topology.node(addr).healthy
         fresh_sandbox.restart("replica2")
-        with (
-            contextlib.closing(fresh_sandbox.node("replica2").connect()) as conn,
-            conn.cursor() as cur,
-        ):
-            cur.execute("START SLAVE")
+        run(fresh_sandbox.node("replica2"), lambda f: f.start_replication())
         fresh_sandbox.wait_replica_running(fresh_sandbox.node("replica2"))
         import time
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -168,26 +167,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends.
+# Run in a fresh interpreter between fork and the server's exec: set the parent-death signal,
+# give up if the owner is already gone, then become the server (same pid). A fresh process, so
+# the owner's at-fork hooks (rwsplit's monitors, logging ...) never run in a forked copy of it.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, sys\n"
+    "if ctypes.CDLL(None, use_errno=True).prctl(1, 9) != 0:\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "    sys.exit('prctl(PR_SET_PDEATHSIG) failed')\n"
+    "if os.getppid() != int(sys.argv[1]):\n"  # the owner died before prctl
+    "    os._exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
-    ``prctl`` is looked up here, in the parent: a child forked from a threaded process should
-    not load libraries (another thread may have held the loader's lock at the fork).
-    ``None`` where there is no ``prctl`` (not Linux).
+
+def _with_parent_death_signal(cmd: list[str], parent: int) -> list[str]:
+    r"""*cmd*, started so that it gets SIGKILL when the thread that forked it ends (Linux).
+
+    No ``preexec_fn``: CPython runs the process's at-fork child hooks before a
+    ``preexec_fn``, in a forked copy of a threaded process (rwsplit's monitor threads), which
+    can deadlock before ``exec``. A small ``python -c`` sets the signal instead and ``exec``\ s
+    the server. Unchanged where there is no ``prctl`` (not Linux).
     """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:  # pragma: no cover - runs in the child
-        # The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the spawner thread
-        # below, which lives as long as the process.
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the owner died between fork and prctl
-            os._exit(1)
-
-    return preexec
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(parent), *cmd]
 
 
 class _Spawner:
@@ -545,14 +548,16 @@ class Sandbox:
         out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
         detached = self.detached
 
+        argv = cmd if detached else _with_parent_death_signal(cmd, os.getpid())
+
         def start() -> subprocess.Popen[bytes]:
+            # No preexec_fn (see _with_parent_death_signal): no Python code runs in the child.
             return subprocess.Popen(
-                cmd,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if detached else _parent_death_signal(os.getpid()),
             )
 
         try:

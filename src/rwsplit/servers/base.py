@@ -420,6 +420,13 @@ class ReplicationDialect:
 
     def semi_sync_clients(self, cur: Cursor) -> int:
         """How many semi-sync replicas are connected to the node on *cur*."""
+        cur.execute(f"SHOW GLOBAL STATUS LIKE '{self.semi_sync_status('clients')}'")
+        row = cur.fetchone()
+        return int(row[1]) if row else 0
+
+    def semi_sync_status(self, name: str) -> str:
+        """The name of the source side's status variable *name* (``"clients"``,
+        ``"status"``, ``"yes_tx"`` ...): ``Rpl_semi_sync_master_clients`` and the like."""
         raise NotImplementedError
 
     # ---- the sandbox
@@ -485,6 +492,7 @@ class ServerFamily(Protocol):
     def logged_from(self, cur: Cursor, origin: str) -> int: ...
     def semi_sync_source(self, on: bool) -> Statement: ...
     def semi_sync_clients(self, cur: Cursor) -> int: ...
+    def semi_sync_status(self, name: str) -> str: ...
     def sandbox_init_command(
         self, server: str, install_db: Sequence[str], datadir: Path, tmpdir: Path, *, as_root: bool
     ) -> list[str]: ...

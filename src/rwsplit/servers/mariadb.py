@@ -234,10 +234,8 @@ class MariaDB(ReplicationDialect):
     def semi_sync_source(self, on: bool) -> Statement:
         return Statement(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if on else 'OFF'}")
 
-    def semi_sync_clients(self, cur: Cursor) -> int:
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'")
-        row = cur.fetchone()
-        return int(row[1]) if row else 0
+    def semi_sync_status(self, name: str) -> str:
+        return f"Rpl_semi_sync_master_{name}"
 
     # ---- the sandbox
     def sandbox_init_command(

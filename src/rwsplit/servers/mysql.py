@@ -380,10 +380,8 @@ class MySQL(ReplicationDialect):
     def semi_sync_source(self, on: bool) -> Statement:
         return Statement(f"SET GLOBAL {self._semi('source')}_enabled = {'ON' if on else 'OFF'}")
 
-    def semi_sync_clients(self, cur: Cursor) -> int:
-        cur.execute(f"SHOW GLOBAL STATUS LIKE '{self._semi('source').capitalize()}_clients'")
-        row = cur.fetchone()
-        return int(row[1]) if row else 0
+    def semi_sync_status(self, name: str) -> str:
+        return f"{self._semi('source').capitalize()}_{name}"
 
     # ---- the sandbox
     def sandbox_init_command(
