@@ -12,7 +12,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from rwsplit import Cluster, NoReplicaAvailableError
 from rwsplit.sandbox import Sandbox
 
-from ..fix_sandbox import on_mysql
 from .counters import delta, snapshot
 from .util import run
 
@@ -42,12 +41,6 @@ def schema(sandbox: Sandbox, cluster: Cluster) -> Cluster:
     return cluster
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="issue 16 item 5: on MySQL the token is read with SELECT @@global.gtid_executed "
-    "after each commit (not from the OK packet)",
-    strict=True,
-)
 def test_mixed_workload_writes_only_on_primary_reads_spread(
     sandbox: Sandbox, schema: Cluster
 ) -> None:
