@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -122,3 +123,45 @@ def test_a_monitor_account_without_replication_client_is_told_so(sandbox: Sandbo
         assert "cannot reach" not in message
     finally:
         sql(sandbox.primary, "DROP USER IF EXISTS 'noprivs'@'%'")
+
+
+def test_lag_below_a_second_from_the_applier_timestamps(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Defect: lag came in whole seconds (Seconds_Behind_Source): max_replica_lag < 1 flapped."""
+    from ..fix_sandbox import require_server
+
+    require_server()
+    sb = Sandbox(
+        replicas=1,
+        base_dir=tmp_path_factory.mktemp("applier-lag"),
+        server_args=["--performance-schema=ON"],
+    )
+    sb.start()
+    try:
+        primary, replica = sb.nodes
+        sql(primary, "CREATE TABLE rwsplit.lag (id INT PRIMARY KEY, v INT)")
+        sql(primary, "INSERT INTO rwsplit.lag VALUES (1, 0)")
+        sb.wait_caught_up()
+        with Cluster(sb.primary_url, sb.replica_urls) as c:
+            c.refresh()
+            assert c.topology.node(replica.address).lag_seconds == 0.0
+            # Hold the row on the replica: the applier waits for the lock, the transaction it
+            # applies ages, and Seconds_Behind_Source still says 0 for a while.
+            with contextlib.closing(replica.connect()) as blocker, blocker.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("SELECT v FROM rwsplit.lag WHERE id = 1 FOR UPDATE")
+                sql(primary, "UPDATE rwsplit.lag SET v = 1 WHERE id = 1")
+                deadline = time.monotonic() + 10
+                lag = 0.0
+                while time.monotonic() < deadline:
+                    lag = c.refresh().node(replica.address).lag_seconds or 0.0
+                    if lag >= 0.3:
+                        break
+                    time.sleep(0.05)
+                cur.execute("ROLLBACK")
+            assert 0.3 <= lag < 10 and lag != int(lag), lag
+            sb.wait_caught_up()
+            assert c.refresh().node(replica.address).lag_seconds == 0.0
+    finally:
+        sb.stop()

@@ -176,6 +176,9 @@ class NodeState:
     log_bin: bool = True
     log_replica_updates: bool | None = None
     """Whether the node writes what it replicates to its own binary log (``None``: unknown)."""
+    applier_lag: float | None = None
+    """MySQL: seconds behind, to the microsecond, from ``performance_schema``'s applier
+    timestamps (``None``: not available; ``Seconds_Behind_Source`` is used)."""
 
     @property
     def gtids(self) -> bool:

@@ -80,6 +80,24 @@ class MySQLGtid(GtidSet):
         return sum(hi - lo + 1 for rs in self.sets.values() for lo, hi in rs)
 
 
+_APPLIER_LAG = (
+    # Sub-second lag from the applier's timestamps (8.0+): 0 when everything queued is
+    # applied, else how old the oldest transaction being applied is (the source's commit
+    # time; the last applied one's between two transactions). NULL without data.
+    "(SELECT CASE"
+    " WHEN UNIX_TIMESTAMP(MAX(c.LAST_QUEUED_TRANSACTION_ORIGINAL_COMMIT_TIMESTAMP)) = 0"
+    " THEN NULL"
+    " WHEN UNIX_TIMESTAMP(MAX(w.LAST_APPLIED_TRANSACTION_ORIGINAL_COMMIT_TIMESTAMP))"
+    " >= UNIX_TIMESTAMP(MAX(c.LAST_QUEUED_TRANSACTION_ORIGINAL_COMMIT_TIMESTAMP)) THEN 0"
+    " ELSE UNIX_TIMESTAMP(NOW(6)) - COALESCE("
+    "MIN(NULLIF(UNIX_TIMESTAMP(w.APPLYING_TRANSACTION_ORIGINAL_COMMIT_TIMESTAMP), 0)),"
+    " UNIX_TIMESTAMP(MAX(w.LAST_APPLIED_TRANSACTION_ORIGINAL_COMMIT_TIMESTAMP))) END"
+    " FROM performance_schema.replication_connection_status c"
+    " JOIN performance_schema.replication_applier_status_by_worker w"
+    " ON w.CHANNEL_NAME = c.CHANNEL_NAME WHERE c.CHANNEL_NAME = '')"
+)
+
+
 class MySQL(ReplicationDialect):
     """MySQL 8.0 / 8.4 / 9.x: ``SHOW REPLICA STATUS``, ``SOURCE_AUTO_POSITION``,
     ``super_read_only``.
@@ -112,6 +130,9 @@ class MySQL(ReplicationDialect):
             + ("@@log_replica_updates" if self._new_names else "@@log_slave_updates")
             + " AS log_replica_updates"
         )
+        self.variables_sql_with_lag = self.variables_sql + ", " + _APPLIER_LAG + " AS applier_lag"
+        """:attr:`variables_sql` with the sub-second applier lag (needs SELECT on
+        ``performance_schema``; NULL when it is off or nothing was queued yet)."""
 
     replica_status_sql = "SHOW REPLICA STATUS"
 
@@ -135,6 +156,9 @@ class MySQL(ReplicationDialect):
             gtid_mode=str(variables.get("gtid_mode") or "ON").upper(),
             log_bin=_bool(variables.get("log_bin", 1)),
             log_replica_updates=None if lru is None else _bool(lru),
+            applier_lag=(
+                None if variables.get("applier_lag") is None else float(variables["applier_lag"])
+            ),
         )
 
     def stop_io_thread(self) -> Statement:

@@ -784,11 +784,13 @@ def _drain_relay_logs(
     skip: set[str],
     options: FailoverOptions,
 ) -> dict[str, NodeState]:
-    """Stop every replica's IO thread, wait until its relay log is applied; fresh states."""
-    out: dict[str, NodeState] = {}
-    for name, state in list(states.items()):
-        if state is None or name in skip:
-            continue
+    """Stop every replica's IO thread, wait until its relay log is applied; fresh states.
+
+    One thread per replica: against a hung primary a ``STOP REPLICA IO_THREAD`` can take
+    seconds (the IO thread is stuck in a read), and the replicas must not wait in turn.
+    """
+
+    def drain(name: str, state: NodeState) -> NodeState | None:
         probe = probes[name]
         d = _dialect(probe)
         if state.replica is not None:
@@ -806,11 +808,19 @@ def _drain_relay_logs(
                         raise FailoverError(
                             f"{name} did not apply its relay log up to {received} within "
                             f"{options.apply_timeout:.0f}s; check its SQL thread "
-                            "(SHOW SLAVE STATUS) and re-run"
+                            f"({d.replica_status_sql}) and re-run"
                         )
-        fresh = state if run.result.dry_run else _probe(probe)
-        if fresh is not None:
-            states[name] = out[name] = fresh
+        return state if run.result.dry_run else _probe(probe)
+
+    todo = {n: s for n, s in states.items() if s is not None and n not in skip}
+    out: dict[str, NodeState] = {}
+    if todo:
+        with ThreadPoolExecutor(len(todo), thread_name_prefix="rwsplit-failover") as pool:
+            futures = {n: pool.submit(drain, n, s) for n, s in todo.items()}
+            for name, future in futures.items():
+                fresh = future.result()
+                if fresh is not None:
+                    states[name] = out[name] = fresh
     if not out:
         raise FailoverError("no replica answers: nothing can be promoted")
     return out

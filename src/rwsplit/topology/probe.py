@@ -57,6 +57,7 @@ class NodeProbe:
         self.timeout = timeout
         self._conn: pymysql.Connection[Any] | None = None
         self.dialect: ReplicationDialect | None = None
+        self._no_applier_lag: bool | None = None  # None: not checked yet
 
     def _connect(self) -> pymysql.Connection[Any]:
         if self._conn is None:
@@ -103,13 +104,36 @@ class NodeProbe:
             version = str(self.query("SELECT @@version AS v")[0]["v"])
             self.dialect = dialect_for_version(version)
         d = self.dialect
-        variables = self.query(d.variables_sql)[0]
+        variables = self.query(self._variables_sql(d))[0]
         status = self.query(d.replica_status_sql)
         state = d.parse_state(variables, status)
         if isinstance(d, MySQL) and d.gtid != state.gtids:
             # gtid_mode is per node (and changes online): the statements follow it.
             self.dialect = MySQL(state.version, gtid=state.gtids)
         return state
+
+    def _variables_sql(self, d: ReplicationDialect) -> str:
+        """MySQL: with the sub-second applier lag, unless the account may not read it."""
+        if not isinstance(d, MySQL) or self._no_applier_lag:
+            return d.variables_sql
+        if self._no_applier_lag is False:
+            return d.variables_sql_with_lag
+        try:
+            self.query(f"SELECT {_APPLIER_PROBE}")
+        except Exception as exc:
+            if getattr(exc, "args", (None,))[0] not in _NO_PRIVILEGE:
+                raise
+            self._no_applier_lag = True
+            log.info(
+                "%s: lag in whole seconds (Seconds_Behind_Source): the monitor account may "
+                "not read performance_schema (%s); GRANT SELECT ON performance_schema.* for "
+                "sub-second lag",
+                self.name,
+                describe_error(exc),
+            )
+            return d.variables_sql
+        self._no_applier_lag = False  # checked once: from now on in the same round trip
+        return d.variables_sql_with_lag
 
     def forget(self) -> None:
         """Drop the connection without telling the server (after ``fork()``: the parent still
@@ -216,6 +240,7 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
 
 
 _NO_PRIVILEGE = frozenset({1227, 1142, 1143})
+_APPLIER_PROBE = "1 FROM performance_schema.replication_applier_status_by_worker LIMIT 1"
 """Access denied for a statement (not for the login, 1045: that is the credentials)."""
 
 
@@ -230,7 +255,8 @@ def node_from_state(name: str, url: URL, state: NodeState, **changes: object) ->
     rs = state.replica
     if rs is not None:
         if rs.seconds_behind is not None:
-            lag = float(rs.seconds_behind)
+            # Sub-second where the server offers it (MySQL applier timestamps).
+            lag = state.applier_lag if state.applier_lag is not None else float(rs.seconds_behind)
         replication = Replication(
             rs.source,
             rs.source_server_id or None,
