@@ -297,3 +297,47 @@ def test_switchover_by_binlog_position_loses_nothing(fresh_classic: Sandbox) -> 
             assert sql(node, f"SELECT SOURCE_POS_WAIT('{file}', {pos}, 10)")[0][0] >= 0  # type: ignore[operator]
             assert _ids(node) == set(range(1, 22))
         assert sql(old, "SELECT @@global.read_only")[0][0] == 1
+
+
+def test_the_monitor_fails_over_by_position_on_its_own(fresh_classic: Sandbox) -> None:
+    """kill -9 under a monitor with auto_failover: the same runbook, and reads after writes
+    on the new primary are causal again (the token names the new primary)."""
+    sb = fresh_classic
+    old, r1, r2 = sb.nodes
+    _make_table(sb)
+    primary, replicas = _urls(sb)
+    with Cluster(
+        primary,
+        replicas,
+        monitor_interval=0.2,
+        monitor_timeout=0.5,
+        auto_failover=True,
+        failover_options=OPTIONS,
+        causal_timeout=5.0,
+    ) as c:
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (1)"))
+            s.commit()
+        sb.wait_caught_up()
+        sb.kill(old.name)
+        monitor = c.monitor
+        assert monitor is not None
+        wait_until(lambda: monitor.last_failover is not None, what="the monitor's failover")
+        result = monitor.last_failover
+        assert result is not None and result.new_primary in (r1.address, r2.address)
+        new = sb.node(result.new_primary)
+        (other,) = [n for n in (r1, r2) if n is not new]
+        assert result.repointed == [other.address]
+        wait_until(
+            lambda: c.topology.readable_replicas() != (), what="the other replica in rotation"
+        )
+        new_uuid = str(sql(new, "SELECT @@server_uuid")[0][0])
+        new_id = int(sql(new, "SELECT @@server_id")[0][0])  # type: ignore[call-overload]
+        with c.session() as s:
+            s.execute(text("INSERT INTO w VALUES (2)"))
+            s.commit()
+            token = BinlogToken.parse(s.causal_token or "")
+            assert token is not None and token.source_uuid == new_uuid
+            row = s.execute(text("SELECT @@server_id, COUNT(*) FROM w")).one()
+        assert row[1] == 2
+        assert int(row[0]) != new_id, "the read after the write went to the primary"
