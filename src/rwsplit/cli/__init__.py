@@ -123,6 +123,8 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         base_dir=base,
         semi_sync=args.semi_sync,
         log_slave_updates=args.log_slave_updates,
+        gtid=not args.no_gtid,
+        server_binary=args.server,
         detached=True,
         progress=_progress,
     )
@@ -268,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-slave-updates",
         action="store_true",
         help="replicas log what they apply (lets every replica follow a promoted one)",
+    )
+    p_up.add_argument(
+        "--no-gtid",
+        action="store_true",
+        help="MySQL only: gtid_mode=OFF, replicas replicate by binlog file and position",
+    )
+    p_up.add_argument(
+        "--server",
+        metavar="PATH",
+        help="the server binary, mariadbd or mysqld (default: $RWSPLIT_SERVER_BIN, "
+        "$RWSPLIT_MARIADBD, else PATH)",
     )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)

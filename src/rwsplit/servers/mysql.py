@@ -414,7 +414,7 @@ class MySQL(ReplicationDialect):
         # --initialize-insecure creates only root@localhost, which a TCP connection from
         # 127.0.0.1 does not match under --skip-name-resolve: add root@'%' (no password; the
         # sandbox listens on loopback or a test's private address only).
-        init_file = datadir.parent / "init.sql"
+        init_file = datadir.parent / "initialize.sql"
         init_file.write_text(
             "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '';\n"
             "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
