@@ -1226,7 +1226,9 @@ def switchover(
         for name, state in states.items():
             if name == old or state is None or state.replica is None:
                 continue
-            _wait_applied(run, probes[name], final, options, old_probe, d_old, cluster, old)
+            _wait_applied(
+                run, probes[name], final, options, old_probe, d_old, cluster, old, positional
+            )
         run.step("caught up")
         # 4. Promote the target.
         fresh = target_state if dry_run else _probe(probes[to])
@@ -1314,11 +1316,13 @@ def _wait_applied(
     d_old: ReplicationDialect,
     cluster: TopologyHost,
     old: str,
+    positional: bool = False,
 ) -> None:
+    """Wait until *probe*'s node applied *gtid* (GTIDs off, *positional*: the old primary's
+    ``file:position``); else undo the switchover's first steps and raise."""
     d = _dialect(probe)
-    file, _, pos = gtid.rpartition(":")
-    if isinstance(d, MySQL) and pos.isdigit() and file and "-" not in file:
-        # GTIDs off: the old primary's binary log file and position.
+    if positional and isinstance(d, MySQL):
+        file, _, pos = gtid.rpartition(":")
         rows = run.exec(probe, d.wait_for_position(file, int(pos), options.apply_timeout))
         reached: Callable[[Any], bool] = d.position_reached
     else:
