@@ -6,12 +6,15 @@ classic hole of hand-written read/write splitting (an ORM object expired on comm
 reloaded from a lagging replica shows the old value). rwsplit closes it in one of two ways:
 
 ``"gtid"`` (default)
-    Causal reads. After a commit that wrote, the session records the primary's GTID of that
-    commit (MariaDB ``@@last_gtid``; MySQL ``@@global.gtid_executed``). Before its next read
-    on a replica the session waits, on that replica, until the GTID is applied
-    (``MASTER_GTID_WAIT`` / ``WAIT_FOR_EXECUTED_GTID_SET``) for at most ``causal_timeout``
-    seconds, then reads there; if the replica does not get there in time, the read goes to
-    the primary. A replica known to have caught up is not asked again. The token travels
+    Causal reads. After a commit that wrote, the session records the primary's position of
+    that commit (MariaDB ``@@last_gtid``; MySQL the commit's GTID, or with GTIDs off the
+    primary's binary log position, which names that primary: see :mod:`._tokens`). Before its
+    next read on a replica the session waits, on that replica, until the position is applied
+    (``MASTER_GTID_WAIT`` / ``WAIT_FOR_EXECUTED_GTID_SET`` / ``SOURCE_POS_WAIT``, the last
+    only on a replica of that primary) for at most ``causal_timeout`` seconds, then reads
+    there; if the replica does not get there in time, the read goes to the primary, and so
+    do the reads after a write whose position could not be taken (never a silent stale
+    read). A replica known to have caught up is not asked again. The token travels
     between sessions (``session.causal_token`` → ``cluster.session(causal_token=...)``), e.g.
     in a cookie from a POST to the GET it redirects to.
 ``"primary"``
@@ -20,8 +23,9 @@ reloaded from a lagging replica shows the old value). rwsplit closes it in one o
 ``"off"``
     Nothing: reads after a commit may be stale.
 
-Cost of ``"gtid"``: on MariaDB through PyMySQL the commit's GTID arrives in the ``COMMIT``'s own
-OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then one
+Cost of ``"gtid"``: through PyMySQL the commit's GTID arrives in the ``COMMIT``'s own OK
+packet (session tracking, MariaDB and MySQL with GTIDs on); elsewhere, and for a binary log
+position, one round trip after each commit that wrote. Then one
 round trip per replica before the first read that follows it. Sessions that only read pay
 nothing.
 """
