@@ -668,10 +668,15 @@ def failover(
             _publish(cluster, new, [old_primary], {new: new_state})
         run.step("writable")
         chosen = candidates[new]
-        has_history = _dialect(probes[new]).promoted_binlog_has_history or (
-            chosen.replica_applied is not None
-            and chosen.own_binlog.contains(chosen.replica_applied)
-        )
+        if isinstance(_dialect(probes[new]), MySQL):
+            # Without log_replica_updates its binary log lacks what it replicated (those
+            # GTIDs are in its gtid_purged): a replica missing any cannot be served.
+            has_history = chosen.log_replica_updates is not False
+        else:
+            has_history = _dialect(probes[new]).promoted_binlog_has_history or (
+                chosen.replica_applied is not None
+                and chosen.own_binlog.contains(chosen.replica_applied)
+            )
         floor = None if has_history else chosen
         if positional:
             _repoint_by_position(run, options, probes, candidates, new)
@@ -1471,7 +1476,10 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
                 )
         return None
     if not primary.executed.contains(state.executed):
-        return f"it has transactions {primary_name} lacks ({state.executed} vs {primary.executed})"
+        return (
+            f"it has transactions {primary_name} lacks ({state.executed} vs "
+            f"{primary.executed}: errant transactions, written on it alone)"
+        )
     return None
 
 
