@@ -116,7 +116,9 @@ def test_old_primary_with_errant_transactions_stays_fenced(fresh_sandbox: Sandbo
         assert replica_status(old) is None  # not pointed at a primary it cannot follow
         result = rejoin(cluster, old.address, OPTIONS)
         assert result.fenced == [old.address] and result.repointed == []
-        assert "errant" in result.skipped[0][1] and "rebuild it" in result.skipped[0][1]
+        why = result.skipped[0][1]
+        # MariaDB names the errant GTIDs; MySQL the GTID sets that differ.
+        assert ("errant" in why or "has transactions" in why) and "rebuild it" in why
         assert cluster.topology.node(old.address).role is Role.UNKNOWN
         before = own_gtid_seq(old)
         _insert(cluster, range(100, 120))
@@ -235,8 +237,9 @@ def test_verify_writable_primary_asks_the_server_whatever_the_account(
         try:
             with pytest.raises(FencedNodeError, match=f"replicates from {r1.address}"):
                 _verify(r2)
-            with pytest.raises(FencedNodeError, match="runs a replication connection"):
-                _verify(r2, "app", "app-pw")  # SHOW SLAVE STATUS refused (1227)
+            if sb.family.name == "mariadb":  # MySQL has no Slaves_running counter to ask
+                with pytest.raises(FencedNodeError, match="runs a replication connection"):
+                    _verify(r2, "app", "app-pw")  # SHOW SLAVE STATUS refused (1227)
         finally:
             sql(r2, "SET GLOBAL read_only = ON")
         # The old primary detached and made writable by hand: the log it replicated says no.

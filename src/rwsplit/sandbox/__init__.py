@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -494,18 +496,15 @@ class Sandbox:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         tmpdir = datadir.parent / "tmp"
         tmpdir.mkdir(exist_ok=True)
-        # A private tmpdir: parallel initialisations must not share temporary table names.
-        cmd = binaries.family(gtid=self.gtid).sandbox_init_command(
-            binaries.server, binaries.install_db, datadir, tmpdir, as_root=os.geteuid() == 0
-        )
-        log_path = datadir.parent / "install.log"
-        with open(log_path, "wb") as out:
-            rc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
-            ).returncode
-        if rc != 0:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise SandboxError(f"initialising {node.name} failed ({' '.join(cmd)}):\n{tail}")
+        if binaries.flavor == "mysql" and os.environ.get("RWSPLIT_SANDBOX_TEMPLATE") != "0":
+            # mysqld --initialize costs seconds of CPU per node: copy a data directory
+            # initialised once per binary instead, without its server_uuid (auto.cnf), which
+            # each node then makes for itself at its first start.
+            shutil.copytree(_mysql_template(binaries, self.gtid), datadir, symlinks=True)
+            with contextlib.suppress(FileNotFoundError):
+                (datadir / "auto.cnf").unlink()
+            return
+        _initialise(binaries, self.gtid, datadir, tmpdir, node.name)
 
     def server_command(self, binaries: ServerBinaries, node: SandboxNode) -> list[str]:
         """The full command line that starts *node* (``--no-defaults`` first)."""
@@ -815,8 +814,13 @@ class Sandbox:
         sandbox made, unless ``keep=True``).
         """
         with self._lock:
-            for node in self.nodes:
-                self._stop_node(node)
+            # All at once: a MySQL primary takes seconds to shut down (longer while its
+            # replicas are still connected), and nothing needs them to stop in order.
+            threads = [threading.Thread(target=self._stop_node, args=(n,)) for n in self.nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
             self._procs.clear()
             if self._own_dir and not self.keep and self.base_dir.exists():
                 shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -899,6 +903,56 @@ class Sandbox:
         return (
             f"<Sandbox {self.base_dir} " + ", ".join(f"{n.name}@{n.port}" for n in self.nodes) + ">"
         )
+
+
+def _initialise(
+    binaries: ServerBinaries, gtid: bool, datadir: Path, tmpdir: Path, name: str
+) -> None:
+    """Create a fresh data directory (the family's command; log in ``install.log`` beside it)."""
+    # A private tmpdir: parallel initialisations must not share temporary table names.
+    cmd = binaries.family(gtid=gtid).sandbox_init_command(
+        binaries.server, binaries.install_db, datadir, tmpdir, as_root=os.geteuid() == 0
+    )
+    log_path = datadir.parent / "install.log"
+    with open(log_path, "wb") as out:
+        rc = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
+        ).returncode
+    if rc != 0:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise SandboxError(f"initialising {name} failed ({' '.join(cmd)}):\n{tail}")
+
+
+_TEMPLATE_LOCK = threading.Lock()
+
+
+def _mysql_template(binaries: ServerBinaries, gtid: bool) -> Path:
+    """A MySQL data directory initialised once per server binary and version, to copy.
+
+    Kept in ``$TMPDIR/rwsplit-templates-UID/``; built under a file lock (other processes may
+    start sandboxes at the same time) into a scratch directory, then renamed into place.
+    ``RWSPLIT_SANDBOX_TEMPLATE=0`` initialises every node instead.
+    """
+    key = hashlib.sha256(f"{binaries.server}\0{binaries.version}".encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"rwsplit-templates-{os.geteuid()}"
+    final, done = root / key, root / f"{key}.done"
+    if done.exists() and final.is_dir():
+        return final
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _TEMPLATE_LOCK, open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and final.is_dir():
+            return final
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+        try:
+            (work / "tmp").mkdir()
+            _initialise(binaries, gtid, work / "data", work / "tmp", "a MySQL data directory")
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(work / "data", final)
+            done.touch()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return final
 
 
 def _pid_runs_server(pid: int, datadir: str) -> bool:
