@@ -26,7 +26,6 @@ from rwsplit import (
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from ..fix_sandbox import on_mysql
 from .util import (
     ask,
     family,
@@ -473,13 +472,6 @@ def _fail_over_with_replica2_behind(sb: Sandbox, c: Cluster) -> FailoverResult:
     return result
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="issue 16: the MySQL family assumes a promoted replica's binlog holds what it "
-    "replicated (log_replica_updates), but the sandbox's MySQL replicas run without it: "
-    "failover repoints a replica that cannot follow",
-    strict=True,
-)
 def test_replica_behind_the_promoted_one_is_reported_not_broken(fresh_sandbox: Sandbox) -> None:
     # Without log-slave-updates the promoted node's binlog starts at its own position: a
     # replica that had not received everything cannot be served from it. rwsplit must say so
