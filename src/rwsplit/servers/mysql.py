@@ -452,6 +452,10 @@ class MySQL(ReplicationDialect):
             opts += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]
         else:
             opts += ["--gtid-mode=OFF"]
+            # A replica reports the source position it applied (what SOURCE_POS_WAIT, the
+            # causal wait without GTIDs, waits for) only at each checkpoint: every 300 ms by
+            # default, which a read after a write would wait out.
+            opts.append(f"--{'replica' if new else 'slave'}-checkpoint-period=10")
         if semi_sync:
             source = self._semi("source").replace("_", "-")
             acker = self._semi("replica").replace("_", "-")
