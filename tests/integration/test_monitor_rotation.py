@@ -11,7 +11,6 @@ from sqlalchemy import text
 from rwsplit import Cluster, FailoverOptions, failover
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from ..fix_sandbox import on_mysql
 from .util import position, run, sql, wait_position, wait_until
 
 pytestmark = pytest.mark.integration
@@ -89,13 +88,6 @@ def test_replica_pointed_at_another_source_is_out_of_the_rotation(
     wait_until(lambda: r2.address in readable(monitored), timeout=5, what="back in rotation")
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="issue 16: the MySQL family assumes a promoted replica's binlog holds what it "
-    "replicated (log_replica_updates), but the sandbox's MySQL replicas run without it: "
-    "failover repoints the replica that cannot follow instead of reporting it",
-    strict=True,
-)
 def test_replica_left_attached_to_the_dead_primary_takes_no_reads_after_failover(
     fresh_sandbox: Sandbox, monitored: Cluster
 ) -> None:
