@@ -1,4 +1,9 @@
-"""Fixtures that start real MariaDB servers through rwsplit's own sandbox.
+"""Fixtures that start real MariaDB or MySQL servers through rwsplit's own sandbox.
+
+The server is whatever the sandbox finds: ``RWSPLIT_SERVER_BIN`` (or ``RWSPLIT_MARIADBD``)
+names it, e.g. the MySQL 9.7 that ``bash scripts/get-mysql`` fetches. A test that is about one
+family says so with ``@pytest.mark.server("mariadb", reason=...)`` and is skipped on the
+others.
 
 * ``sandbox`` (session scope): one primary + 2 replicas shared by non-destructive tests.
 * ``fresh_sandbox`` (function scope): a private cluster for tests that kill or reconfigure
@@ -11,6 +16,7 @@ When no server binary is installed the integration tests are skipped locally, bu
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +27,42 @@ import pytest
 from rwsplit import Cluster
 from rwsplit.errors import ServerBinaryNotFoundError
 from rwsplit.sandbox import Sandbox, find_server_binaries
+
+
+@functools.cache
+def server_family() -> str | None:
+    """``"mariadb"`` or ``"mysql"``: the family of the server the sandbox runs (None: none)."""
+    try:
+        return find_server_binaries().flavor
+    except ServerBinaryNotFoundError:
+        return None
+
+
+def on_mysql() -> bool:
+    """The sandbox runs MySQL (for ``xfail`` / ``skipif`` conditions at import time)."""
+    return server_family() == "mysql"
+
+
+def tx_variable(name: str) -> str:
+    """A transaction characteristic's session variable: MariaDB 10.x ``tx_isolation`` /
+    ``tx_read_only``, MySQL 8+ ``transaction_isolation`` / ``transaction_read_only``."""
+    return f"{'transaction' if on_mysql() else 'tx'}_{name}"
+
+
+def in_transaction_sql() -> str | None:
+    """A query whose one value is 1 inside an open transaction, else 0 (MariaDB's
+    ``@@in_transaction``). ``None`` on MySQL, which has no such variable, and whose
+    ``INNODB_TRX`` does not list read-only transactions (performance_schema, which would, is
+    off in the sandbox)."""
+    return None if on_mysql() else "SELECT @@in_transaction"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("server"):
+        family = server_family()
+        if family is not None and family not in mark.args:
+            why = mark.kwargs.get("reason", "")
+            pytest.skip(f"about {' / '.join(mark.args)}, the server here is {family}: {why}")
 
 
 def require_server() -> None:

@@ -2,9 +2,10 @@
 
 MariaDB reports a changed ``last_gtid`` in the OK packet of the statement that changed it
 (the ``COMMIT``) when the client asked for session tracking: the ``CLIENT_SESSION_TRACK``
-capability at the handshake and ``last_gtid`` in ``session_track_system_variables``.
-rwsplit then takes the token of a commit from that packet instead of asking
-``SELECT @@last_gtid`` afterwards.
+capability at the handshake and ``last_gtid`` in ``session_track_system_variables``. MySQL
+reports the GTIDs of the session's own commits (``session_track_gtids = OWN_GTID``) in a
+tracker of their own. rwsplit then takes the token of a commit from that packet instead of
+asking ``SELECT @@last_gtid`` / ``SELECT @@global.gtid_executed`` afterwards.
 
 This is the one place that uses PyMySQL's private API for it: a connection subclass whose
 ``commit()`` keeps the OK packet's status and the bytes after its warning count
@@ -17,8 +18,10 @@ The OK packet after the warning count, with session tracking (MariaDB "OK_Packet
     string<lenenc> info
     if status & SERVER_SESSION_STATE_CHANGED:
         string<lenenc> session state info, a sequence of
-            int<1> type                  (0: SESSION_TRACK_SYSTEM_VARIABLES)
-            string<lenenc> data          (type 0: string<lenenc> name, string<lenenc> value)
+            int<1> type                  (0: SESSION_TRACK_SYSTEM_VARIABLES,
+                                          3: SESSION_TRACK_GTIDS, MySQL)
+            string<lenenc> data          (type 0: string<lenenc> name, string<lenenc> value;
+                                          type 3: int<1> encoding (0), string<lenenc> GTIDs)
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ log = logging.getLogger("rwsplit.consistency")
 SERVER_SESSION_STATE_CHANGED = 1 << 14
 CLIENT_SESSION_TRACK = 1 << 23
 _SYSTEM_VARIABLES = 0
+_GTIDS = 3
 _LAST_GTID = b"last_gtid"
 # Appends last_gtid to whatever the session tracks already (the server's default list, or
 # the application's own choice), in one statement.
@@ -46,6 +50,8 @@ _TRACK_SQL = (
     "SET SESSION session_track_system_variables = "
     "CONCAT_WS(',', NULLIF(@@session.session_track_system_variables, ''), 'last_gtid')"
 )
+# MySQL: the GTIDs of this session's own commits (nothing with gtid_mode=OFF).
+_TRACK_SQL_MYSQL = "SET SESSION session_track_gtids = OWN_GTID"
 
 
 def _lenenc_int(buf: bytes, pos: int) -> tuple[int, int]:
@@ -84,6 +90,8 @@ def last_gtid_from_ok(server_status: int, rest: bytes) -> str | None:
 
     >>> last_gtid_from_ok(0x4000, b"\\x00\\x12\\x00\\x10\\tlast_gtid\\x050-1-5")
     '0-1-5'
+    >>> last_gtid_from_ok(0x4000, b"\\x00\\x0a\\x03\\x08\\x00\\x06uuid:7")  # MySQL OWN_GTID
+    'uuid:7'
     >>> last_gtid_from_ok(0x0001, b"") is None
     True
     """
@@ -97,6 +105,10 @@ def last_gtid_from_ok(server_status: int, rest: bytes) -> str | None:
         while pos < len(state):
             kind = state[pos]
             data, pos = _lenenc_str(state, pos + 1)
+            if kind == _GTIDS:
+                gtids, _ = _lenenc_str(data, 1)  # after the encoding byte (0: text)
+                found = gtids.decode("ascii") or found
+                continue
             if kind != _SYSTEM_VARIABLES:
                 continue
             name, at = _lenenc_str(data, 0)
@@ -161,8 +173,10 @@ def enable_tracking(dbapi_connection: Any) -> bool:
 
     Runs on every new connection and again after the check-in reset
     (``COM_RESET_CONNECTION`` sets the session's variables back to the server's defaults).
-    True when the connection now reports it; False for any other connection, MySQL, or a
-    server that refused (the token is then read with ``SELECT @@last_gtid``).
+    MySQL: ``session_track_gtids = OWN_GTID`` (with GTIDs off nothing is reported, and the
+    token, a binary log position, is read by query). True when the connection now reports
+    it; False for any other connection or a server that refused (the token is then read by
+    query).
     """
     cls = _TRACKING_CLASS
     if cls is None or not isinstance(dbapi_connection, cls):
@@ -172,12 +186,11 @@ def enable_tracking(dbapi_connection: Any) -> bool:
     conn._rwsplit_commit_ok = None
     if not conn.server_capabilities & CLIENT_SESSION_TRACK:
         return False
-    if "mariadb" not in str(conn.server_version).lower():
-        return False  # MySQL has no last_gtid: its token is gtid_executed, read by query
+    mariadb = "mariadb" in str(conn.server_version).lower()
     try:
         cursor = conn.cursor()
         try:
-            cursor.execute(_TRACK_SQL)
+            cursor.execute(_TRACK_SQL if mariadb else _TRACK_SQL_MYSQL)
         finally:
             cursor.close()
     except Exception as exc:  # a server that refuses: the query fallback still works

@@ -1,7 +1,8 @@
 """pytest fixtures for your own tests against a real replicated cluster.
 
 Installed with rwsplit and registered through the ``pytest11`` entry point: a test suite gets
-a primary + replicas of real ``mariadbd`` processes with one fixture argument::
+a primary + replicas of real ``mariadbd`` or ``mysqld`` processes (``$RWSPLIT_SERVER_BIN`` picks
+the binary) with one fixture argument::
 
     def test_orders_page(rwsplit_cluster):
         with rwsplit_cluster.session() as s:
@@ -27,7 +28,9 @@ Helpers (context managers that put the shared sandbox back as it was): :func:`re
 (stop replicas' SQL threads), :func:`killed` (``kill -9`` a node, restart it after),
 :func:`hung` (``SIGSTOP`` a node: it accepts TCP but never answers), and
 :func:`assert_no_replica_writes` (fails if anything was executed *on* a replica, witnessed by
-the replica's own binary log).
+the replica's own binary log, or on MySQL with GTIDs its own ``server_uuid`` in
+``gtid_executed``). They work on MariaDB and MySQL alike: the server's family
+(:mod:`rwsplit.servers`) supplies the SQL.
 
 The plugin costs nothing in a run that uses none of its fixtures: it imports rwsplit and
 starts servers only when a fixture is requested.
@@ -46,6 +49,7 @@ import pytest
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .sandbox import Sandbox, SandboxNode
+    from .servers import Statement
 
 __all__ = [
     "assert_no_replica_writes",
@@ -167,10 +171,9 @@ def rwsplit_cluster(
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _run(node: SandboxNode, statement: str) -> list[tuple[Any, ...]]:
+def _run(node: SandboxNode, statement: Statement) -> None:
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-        cur.execute(statement)
-        return list(cur.fetchall())
+        cur.execute(statement.sql, statement.params or None)
 
 
 def _replicas(sandbox: Sandbox, names: tuple[str, ...]) -> list[SandboxNode]:
@@ -185,14 +188,15 @@ def replica_lag(sandbox: Sandbox, *names: str) -> Iterator[list[SandboxNode]]:
     read there sees the data as it was when the block began.
     """
     nodes = _replicas(sandbox, names)
+    family = sandbox.family
     for n in nodes:
-        _run(n, "STOP SLAVE SQL_THREAD")
+        _run(n, family.stop_sql_thread())
     try:
         yield nodes
     finally:
         for n in nodes:
             if sandbox.is_running(n):
-                _run(n, "START SLAVE SQL_THREAD")
+                _run(n, family.start_sql_thread())
 
 
 @contextlib.contextmanager
@@ -208,7 +212,7 @@ def killed(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
     finally:
         sandbox.restart(name)
         if node in sandbox.replicas:
-            _run(node, "START SLAVE")
+            _run(node, sandbox.family.start_replication())
             sandbox.wait_replica_running(node)
 
 
@@ -230,30 +234,31 @@ def hung(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
         os.kill(pid, signal.SIGCONT)
 
 
-def own_binlog_gtids(node: SandboxNode) -> dict[int, int]:
-    """The sequence number, per replication domain, of the last transaction *node* logged
-    with its own server id: what was executed on it, not replicated to it.
+def own_binlog_gtids(node: SandboxNode) -> dict[str, int]:
+    """How far *node* got in transactions it logged *itself* (executed on it, not replicated
+    to it), per origin: what :meth:`~rwsplit.servers.ServerFamily.own_transactions` says.
 
-    Replicas without ``log-slave-updates`` log only their own writes; with it, replicated
-    transactions carry the primary's server id. Either way a GTID with the replica's own
-    server id means something wrote *on* the replica.
+    MariaDB: per replication domain (``"domain-server_id"``), the sequence number of the last
+    GTID with the node's own server id; replicas without ``log-slave-updates`` log only their
+    own writes, and with it replicated transactions carry the primary's server id. MySQL with
+    GTIDs: the number of transactions with the node's own ``server_uuid`` in
+    ``gtid_executed``; without GTIDs, the transactions in its own binary logs. Either way the
+    number grows only when something writes *on* the node.
     """
-    [(pos, server_id)] = _run(node, "SELECT @@gtid_binlog_pos, @@server_id")
-    own: dict[int, int] = {}
-    for gtid in str(pos or "").split(","):
-        parts = gtid.strip().split("-")
-        if len(parts) == 3 and int(parts[1]) == int(server_id):
-            own[int(parts[0])] = int(parts[2])
-    return own
+    from .servers import detect_family
+
+    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+        return detect_family(cur).own_transactions(cur)
 
 
 @contextlib.contextmanager
 def assert_no_replica_writes(sandbox: Sandbox) -> Iterator[None]:
     """Fail if anything was written *on* a replica during the block.
 
-    The witness is each replica's own binary log (``@@gtid_binlog_pos`` gaining a GTID with
-    the replica's server id), which replication itself never moves that way; counters such
-    as ``Com_insert`` would also count the writes replication applies.
+    The witness is :func:`own_binlog_gtids` (MariaDB: the replica's own binary log gaining a
+    GTID with its server id; MySQL: its own ``server_uuid`` in ``gtid_executed``), which
+    replication itself never moves; counters such as ``Com_insert`` would also count the
+    writes replication applies.
     """
     before = {n.name: own_binlog_gtids(n) for n in sandbox.replicas if sandbox.is_running(n)}
     yield
@@ -264,9 +269,7 @@ def assert_no_replica_writes(sandbox: Sandbox) -> Iterator[None]:
         after = own_binlog_gtids(n)
         new = {d: s for d, s in after.items() if s > before[n.name].get(d, 0)}
         if new:
-            gtids = ", ".join(
-                f"{d}-{n.server_id}-{before[n.name].get(d, 0) + 1}..{s}" for d, s in new.items()
-            )
+            gtids = ", ".join(f"{d}: {before[n.name].get(d, 0) + 1}..{s}" for d, s in new.items())
             wrote.append(f"{n.name} ({n.address}) logged its own transactions {gtids}")
     if wrote:
         raise AssertionError("writes executed on replicas: " + "; ".join(wrote))

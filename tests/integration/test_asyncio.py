@@ -20,6 +20,7 @@ from rwsplit import ConfigurationError, RetryableWriteError, RoutingError, heale
 from rwsplit.asyncio import AsyncRoutingSession
 from rwsplit.sandbox import Sandbox
 
+from ..fix_sandbox import in_transaction_sql
 from .async_util import DRIVERS, async_cluster, async_url, run, sql_threads_stopped, table
 from .counters import delta, snapshot
 from .util import sql
@@ -186,12 +187,14 @@ def test_routing_rules_are_the_sync_sessions(sandbox: Sandbox, driver: str) -> N
                 async with c.async_session() as s:
                     await s.execute(text("START TRANSACTION READ ONLY"))
                     sid = await _server_id(s)
-                    assert (await s.execute(text("SELECT @@in_transaction"))).scalar_one() == 1
+                    if in_txn := in_transaction_sql():
+                        assert (await s.execute(text(in_txn))).scalar_one() == 1
                 replica = next(r for r in sandbox.replicas if r.server_id == sid)
                 engine = c.engine_for(replica.address, writable=False)
                 assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
                 async with AsyncEngine(engine).connect() as conn:  # that pooled connection
-                    assert (await conn.execute(text("SELECT @@in_transaction"))).scalar() == 0
+                    if in_txn := in_transaction_sql():
+                        assert (await conn.execute(text(in_txn))).scalar() == 0
 
         run(work())
 

@@ -221,12 +221,17 @@ def test_causal_waits_and_probes_never_block_the_event_loop(sandbox: Sandbox, dr
                 probes = c.monitor.rounds - rounds
 
                 # The control: the same causal wait through a blocking driver, on the loop.
+                f = sandbox.family
+                with contextlib.closing(sandbox.primary.connect()) as conn, conn.cursor() as cur:
+                    origin = f.origin(cur)
+                # A position the replica never reaches: the wait lasts its whole timeout.
+                never = f"0-{origin}-999999999" if f.name == "mariadb" else f"{origin}:999999999"
+                wait = f.wait_for_gtid(never, CAUSAL_TIMEOUT)
+
                 def blocking_wait() -> None:
                     replica = sandbox.replicas[0]
                     with contextlib.closing(replica.connect()) as conn, conn.cursor() as cur:
-                        cur.execute(
-                            "SELECT MASTER_GTID_WAIT('0-1-999999999', %s)", (CAUSAL_TIMEOUT,)
-                        )
+                        cur.execute(wait.sql, wait.params)
 
                 async def blocked() -> None:
                     blocking_wait()

@@ -26,7 +26,14 @@ from rwsplit.sandbox import Sandbox
 
 from ..fix_sandbox import require_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.server(
+        "mariadb",
+        reason="the corpus is MariaDB's own test suite, judged by MariaDB's @@in_transaction "
+        "and gtid_binlog_pos",
+    ),
+]
 
 MYSQL_TEST = Path(os.environ.get("RWSPLIT_MYSQL_TEST_DIR", "/usr/share/mysql/mysql-test"))
 

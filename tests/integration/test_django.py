@@ -18,7 +18,7 @@ import pytest
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox
 from tests.djangoapp import add_alias, configure, drop_alias, node_settings
 from tests.integration.counters import delta, snapshot
-from tests.integration.util import sql, wait_until
+from tests.integration.util import position, run, sql, wait_position, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -171,12 +171,12 @@ def test_use_primary_as_block_and_decorator(rw: str, sandbox: Sandbox) -> None:
 @contextlib.contextmanager
 def _sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
     for r in sb.replicas:
-        sql(r, "STOP SLAVE SQL_THREAD")
+        run(r, lambda f: f.stop_sql_thread())
     try:
         yield
     finally:
         for r in sb.replicas:
-            sql(r, "START SLAVE SQL_THREAD")
+            run(r, lambda f: f.start_sql_thread())
         sb.wait_caught_up()
 
 
@@ -279,9 +279,9 @@ def test_read_only_atomic_runs_in_one_replica_transaction(rw: str, sandbox: Sand
                 f"INSERT INTO {DB}.rwsplit_tests_item (name, value) VALUES ('x', 0)",
             )
             # (SHOW, not SELECT: the primary's Com_select must stay the block's own, zero.)
-            pos = str(sql(sandbox.primary, "SHOW GLOBAL VARIABLES LIKE 'gtid_binlog_pos'")[0][1])
+            pos = position(sandbox.primary)
             node = by_port[next(iter(ports))]
-            assert sql(node, f"SELECT MASTER_GTID_WAIT('{pos}', 20)")[0][0] == 0
+            assert wait_position(node, pos, 20)
             with transaction.atomic(using=rw):  # nested: a savepoint
                 inner = Item.objects.using(rw).count()
                 ports.add(int(Item.objects.using(rw).raw("SELECT 1 AS id, @@port AS p")[0].p))

@@ -20,7 +20,7 @@ import pytest
 
 from rwsplit.sandbox import Sandbox, free_port
 from tests.integration.counters import delta, snapshot
-from tests.integration.util import sql, wait_until
+from tests.integration.util import run, sql, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +116,7 @@ def test_gunicorn_post_redirect_get_is_never_stale(shop: int, sandbox: Sandbox) 
     before = snapshot(sandbox)
     stale = []
     for r in sandbox.replicas:
-        sql(r, "STOP SLAVE SQL_THREAD")
+        run(r, lambda f: f.stop_sql_thread())
     try:
         for i in range(rounds):
             status, headers, _ = _request(shop, "POST", "/orders", {"item": f"book{i}"})
@@ -130,7 +130,7 @@ def test_gunicorn_post_redirect_get_is_never_stale(shop: int, sandbox: Sandbox) 
         control = _request(shop, "GET", headers["location"])[0]
     finally:
         for r in sandbox.replicas:
-            sql(r, "START SLAVE SQL_THREAD")
+            run(r, lambda f: f.start_sql_thread())
         sandbox.wait_caught_up()
     d = delta(before, snapshot(sandbox))
     assert stale == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -27,37 +26,45 @@ from rwsplit import (
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from .util import sql, wait_until
+from .util import (
+    ask,
+    family,
+    position,
+    replica_status,
+    replicating,
+    run,
+    sql,
+    wait_position,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
 
 
-def replica_status(node: SandboxNode) -> dict[str, object]:
-    import pymysql
+def io_running(node: SandboxNode) -> bool:
+    s = replica_status(node)
+    return s is not None and s.io_connected
 
-    with (
-        contextlib.closing(node.connect()) as conn,
-        conn.cursor(pymysql.cursors.DictCursor) as cur,
-    ):
-        cur.execute("SHOW SLAVE STATUS")
-        return dict(cur.fetchone() or {})
+
+def sql_running(node: SandboxNode) -> bool:
+    s = replica_status(node)
+    return s is not None and s.sql_running
+
+
+def source_port(node: SandboxNode) -> int | None:
+    s = replica_status(node)
+    return None if s is None else s.source_port
 
 
 def own_gtid_seq(node: SandboxNode) -> int:
-    """The last sequence number of a transaction executed *on* node (its server id's GTIDs).
+    """How far *node* got in transactions executed *on* it (its own GTIDs).
 
     With log-slave-updates a node's binlog also moves with what it replicates; its own
-    server id's entry in ``@@gtid_binlog_state`` moves only with writes made on it.
+    server id's (MariaDB) or server_uuid's (MySQL) GTIDs move only with writes made on it.
     """
-    state = str(sql(node, "SELECT @@gtid_binlog_state")[0][0])
-    seqs = [
-        int(g.split("-")[2])
-        for g in state.split(",")
-        if g and int(g.split("-")[1]) == node.server_id
-    ]
-    return max(seqs, default=0)
+    return ask(node, lambda f, cur: f.logged_from(cur, f.origin(cur)))
 
 
 def ids_on(node: SandboxNode) -> set[int]:
@@ -181,10 +188,11 @@ def _run_kill_scenario(sb: Sandbox, cluster: Cluster) -> tuple[Cluster, Writer, 
     with Writer(cluster) as writer:
         wait_until(lambda: len(writer.acked) > 200, what="writes before the kill")
         if sb.semi_sync:  # commits really wait for a replica's acknowledgement
-            status = dict(sql(old, "SHOW STATUS LIKE 'Rpl_semi_sync_master_%'"))
-            assert status["Rpl_semi_sync_master_status"] == "ON"
-            assert int(str(status["Rpl_semi_sync_master_clients"])) == 2
-            assert int(str(status["Rpl_semi_sync_master_yes_tx"])) > 200
+            f = sb.family
+            status = dict(sql(old, "SHOW STATUS LIKE 'Rpl_semi_sync_%'"))
+            assert status[f.semi_sync_status("status")] == "ON"
+            assert int(str(status[f.semi_sync_status("clients")])) == 2
+            assert int(str(status[f.semi_sync_status("yes_tx")])) > 200
         t_kill = time.monotonic()
         sb.kill(old.name)
         wait_until(lambda: writer.acked_since(t_kill + 0.1) > 100, what="writes after failover")
@@ -221,24 +229,25 @@ def _assert_other_replica_follows(
         assert skipped == {}  # with log-slave-updates every replica can follow
     if other.address in skipped:
         assert "rebuild it" in skipped[other.address]
-        # The new primary's binlog starts at the position it was promoted at (the lowest
-        # entry of its binlog state); the other replica stopped before that.
-        state = str(sql(new, "SELECT @@gtid_binlog_state")[0][0])
-        start = min(int(g.split("-")[2]) for g in state.split(","))
-        behind = str(sql(other, "SELECT @@gtid_slave_pos")[0][0])
-        assert int(behind.split("-")[2]) < start
-        print(f"the other replica stopped behind the promoted one ({behind} < {start})")
+        f = family(new)
+        if f.name == "mariadb":
+            # The new primary's binlog starts at the position it was promoted at (the lowest
+            # entry of its binlog state); the other replica stopped before that.
+            state = str(sql(new, "SELECT @@gtid_binlog_state")[0][0])
+            start = min(int(g.split("-")[2]) for g in state.split(","))
+            behind = str(sql(other, "SELECT @@gtid_slave_pos")[0][0])
+            assert int(behind.split("-")[2]) < start
+            print(f"the other replica stopped behind the promoted one ({behind} < {start})")
+        else:  # the other replica lacks transactions the promoted one applied
+            behind = ask(other, lambda f, cur: f.parse_gtid(f.executed(cur)))
+            ahead = ask(new, lambda f, cur: f.parse_gtid(f.executed(cur)))
+            assert not behind.contains(ahead)
+            print(f"the other replica stopped behind the promoted one ({behind} < {ahead})")
         return False
-    wait_until(
-        lambda: (
-            (s := replica_status(other)).get("Slave_IO_Running") == "Yes"
-            and s.get("Slave_SQL_Running") == "Yes"
-        ),
-        what="the other replica replicating",
-    )
-    assert replica_status(other)["Master_Port"] == new.port
-    pos = str(sql(new, "SELECT @@gtid_binlog_pos")[0][0])
-    assert sql(other, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+    wait_until(lambda: replicating(other), what="the other replica replicating")
+    assert source_port(other) == new.port
+    pos = position(new)
+    assert wait_position(other, pos, 10)
     assert ids_on(other) == ids_on(new)
     return True
 
@@ -301,10 +310,13 @@ def test_switchover_under_load_loses_nothing_and_old_primary_becomes_replica(
         make_table(cluster, sb)
         plan = switchover(cluster, target.address, OPTIONS, dry_run=True)
         planned = [(node, stmt.split(" = ")[0]) for node, stmt in plan.statements]
-        assert (old.address, "SET GLOBAL read_only") in planned
-        assert (target.address, "RESET SLAVE ALL") in planned
-        assert (old.address, "CHANGE MASTER TO MASTER_HOST") in planned
-        assert (other.address, "CHANGE MASTER TO MASTER_HOST") in planned
+        fence = family(old).set_read_only(True)[0].sql.split(" = ")[0]
+        assert (old.address, fence) in planned
+        f = family(target)
+        change = f.change_source("h", 1, "u", "p").sql.split(" = ")[0]
+        assert (target.address, f.reset_replication().sql) in planned
+        assert (old.address, change) in planned
+        assert (other.address, change) in planned
         assert sql(old, "SELECT @@read_only")[0][0] == 0  # the dry run changed nothing
         assert sql(target, "SELECT @@read_only")[0][0] == 1
         assert cluster.topology.primary is not None
@@ -319,16 +331,13 @@ def test_switchover_under_load_loses_nothing_and_old_primary_becomes_replica(
         assert sorted(result.repointed) == sorted([old.address, other.address])
         for node in (old, other):
             wait_until(
-                lambda node=node: (
-                    replica_status(node).get("Slave_SQL_Running") == "Yes"
-                    and replica_status(node).get("Slave_IO_Running") == "Yes"
-                ),
+                lambda node=node: replicating(node),
                 what=f"{node.name} replicating from the new primary",
             )
-            assert replica_status(node)["Master_Port"] == target.port
-        pos = str(sql(target, "SELECT @@gtid_binlog_pos")[0][0])
+            assert source_port(node) == target.port
+        pos = position(target)
         for node in (old, other):
-            assert sql(node, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            assert wait_position(node, pos, 10)
         have = ids_on(target)
         assert [i for i, _ in writer.acked if i not in have] == []  # zero lost writes
         assert ids_on(old) == have == ids_on(other)
@@ -359,14 +368,16 @@ def test_cli_failover_dry_run_then_real_then_idempotent(
     assert "nothing to do" in capsys.readouterr().out
 
     sb.kill("primary")
-    before = {n.name: replica_status(n)["Slave_IO_Running"] for n in sb.replicas}
+    before = {n.name: io_running(n) for n in sb.replicas}
     assert main(["failover", "--dry-run", *args]) == 0
     out = capsys.readouterr()
-    assert "STOP SLAVE IO_THREAD" in out.out and "CHANGE MASTER TO" in out.out
-    assert "MASTER_PASSWORD = '***'" in out.out
+    f = sb.family
+    change = f.change_source("h", 1, "u", "p").sql
+    assert f.stop_io_thread().sql in out.out and change.split(" = ")[0].rsplit(" ", 1)[0] in out.out
+    assert "_PASSWORD = '***'" in out.out
     assert REPL_PASSWORD not in out.out + out.err
     # A dry run changed nothing.
-    assert {n.name: replica_status(n)["Slave_IO_Running"] for n in sb.replicas} == before
+    assert {n.name: io_running(n) for n in sb.replicas} == before
     assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
 
     assert main(["-v", "failover", "--preferred", sb.replicas[1].address, *args]) == 0
@@ -374,7 +385,7 @@ def test_cli_failover_dry_run_then_real_then_idempotent(
     assert REPL_PASSWORD not in out.out + out.err
     assert f"promoted {sb.replicas[1].address}" in out.out
     assert sql(sb.replicas[1], "SELECT @@read_only")[0][0] == 0
-    wait_until(lambda: replica_status(sb.replicas[0]).get("Master_Port") == sb.replicas[1].port)
+    wait_until(lambda: source_port(sb.replicas[0]) == sb.replicas[1].port)
 
     # Re-running after success: nothing to do, exit 0.
     assert main(["failover", *args]) == 0
@@ -401,9 +412,9 @@ def test_failover_resumes_after_a_crash_half_way(fresh_sandbox: Sandbox) -> None
         # A previous run stopped the IO threads and half-promoted r1 (replication reset,
         # still read-only), then crashed.
         for n in (r1, r2):
-            sql(n, "STOP SLAVE IO_THREAD")
-        sql(r1, "STOP SLAVE")
-        sql(r1, "RESET SLAVE ALL")
+            run(n, lambda f: f.stop_io_thread())
+        run(r1, lambda f: f.stop_replication())
+        run(r1, lambda f: f.reset_replication())
         result = failover(c, OPTIONS)
         assert result.new_primary == r1.address
         assert result.repointed == [r2.address]
@@ -411,9 +422,9 @@ def test_failover_resumes_after_a_crash_half_way(fresh_sandbox: Sandbox) -> None
         with c.session() as s:
             s.execute(text("INSERT INTO w VALUES (4)"))
             s.commit()
-        pos = str(sql(r1, "SELECT @@gtid_binlog_pos")[0][0])
-        wait_until(lambda: replica_status(r2).get("Slave_IO_Running") == "Yes")
-        assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+        pos = position(r1)
+        wait_until(lambda: io_running(r2))
+        assert wait_position(r2, pos, 10)
         assert ids_on(r2) == {1, 2, 3, 4}
 
 
@@ -433,7 +444,7 @@ def test_failover_refuses_when_the_primary_is_alive_for_the_replicas(
     ):
         failover(c, options)
     assert all(sql(n, "SELECT @@read_only")[0][0] == 1 for n in sb.replicas)
-    assert all(replica_status(n)["Slave_IO_Running"] == "Yes" for n in sb.replicas)
+    assert all(io_running(n) for n in sb.replicas)
 
 
 def test_primary_dying_inside_a_transaction_is_retryable(fresh_sandbox: Sandbox) -> None:
@@ -451,12 +462,11 @@ def _fail_over_with_replica2_behind(sb: Sandbox, c: Cluster) -> FailoverResult:
     """Kill the primary while replica2 has not received its last writes; fail over to replica1."""
     old, r1, r2 = sb.nodes
     make_table(c, sb)
-    sql(r2, "STOP SLAVE IO_THREAD")
+    run(r2, lambda f: f.stop_io_thread())
     with c.session() as s:
         s.execute(text("INSERT INTO w VALUES (1), (2)"))
         s.commit()
-    pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
-    assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0  # r2 cannot
+    assert wait_position(r1, position(old), 10)  # r2 cannot
     sb.kill(old.name)
     result = failover(c, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
     assert result.new_primary == r1.address
@@ -491,6 +501,5 @@ def test_with_log_slave_updates_a_lagging_replica_catches_up(
             result = _fail_over_with_replica2_behind(sb, c)
             assert result.skipped == [] and result.repointed == [r2.address]
             assert not any("RESET MASTER" in stmt for _, stmt in result.statements)
-            pos = str(sql(r1, "SELECT @@gtid_binlog_pos")[0][0])  # the new primary's
-            assert sql(r2, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+            assert wait_position(r2, position(r1), 10)  # the new primary's position
             assert ids_on(r2) == {1, 2}

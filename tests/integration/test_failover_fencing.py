@@ -20,8 +20,8 @@ from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 from rwsplit.topology import NodeProbe
 from rwsplit.topology._ledger import current_epoch
 
-from .test_failover import ids_on, make_table, own_gtid_seq, replica_status
-from .util import sql, wait_until
+from .test_failover import ids_on, make_table, own_gtid_seq, source_port
+from .util import position, replica_status, replicating, run, sql, wait_position, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -81,18 +81,14 @@ def test_restarted_old_primary_rejoins_as_a_replica_and_catches_up(
         _insert(cluster, range(21, 41))
         sb.restart(old.name)
         wait_until(
-            lambda: (
-                (s := replica_status(old)).get("Master_Port") == new.port
-                and s.get("Slave_IO_Running") == "Yes"
-                and s.get("Slave_SQL_Running") == "Yes"
-            ),
+            lambda: source_port(old) == new.port and replicating(old),
             what="the old primary replicating from the new one",
         )
         assert sql(old, "SELECT @@read_only")[0][0] == 1
         before = own_gtid_seq(old)
         _insert(cluster, range(41, 61))
-        pos = str(sql(new, "SELECT @@gtid_binlog_pos")[0][0])
-        assert sql(old, f"SELECT MASTER_GTID_WAIT('{pos}', 20)")[0][0] == 0
+        pos = position(new)
+        assert wait_position(old, pos, 20)
         assert ids_on(old) == ids_on(new) == set(range(1, 61))
         assert own_gtid_seq(old) == before  # caught up by replication, no write on it
         # It takes reads again as a replica, and is no primary for anyone.
@@ -109,7 +105,7 @@ def test_old_primary_with_errant_transactions_stays_fenced(fresh_sandbox: Sandbo
     with _auto(sb) as cluster:
         make_table(cluster, sb)
         for r in (r1, r2):
-            sql(r, "STOP SLAVE IO_THREAD")
+            run(r, lambda f: f.stop_io_thread())
         _insert(cluster, range(1, 4))  # acknowledged by the old primary alone: lost
         new = _fail_over(sb, cluster)
         sb.restart(old.name)
@@ -117,10 +113,12 @@ def test_old_primary_with_errant_transactions_stays_fenced(fresh_sandbox: Sandbo
         monitor = cluster.monitor
         assert monitor is not None
         wait_until(lambda: old.address in monitor._rejoin_refused, what="rejoin refused")
-        assert replica_status(old) == {}  # not pointed at a primary it cannot follow
+        assert replica_status(old) is None  # not pointed at a primary it cannot follow
         result = rejoin(cluster, old.address, OPTIONS)
         assert result.fenced == [old.address] and result.repointed == []
-        assert "errant" in result.skipped[0][1] and "rebuild it" in result.skipped[0][1]
+        why = result.skipped[0][1]
+        # MariaDB names the errant GTIDs; MySQL the GTID sets that differ.
+        assert ("errant" in why or "has transactions" in why) and "rebuild it" in why
         assert cluster.topology.node(old.address).role is Role.UNKNOWN
         before = own_gtid_seq(old)
         _insert(cluster, range(100, 120))
@@ -157,7 +155,7 @@ def test_process_from_the_old_configuration_writes_to_the_new_primary(
     # through read_only): a real separate process, started after the failover.
     assert "root" in old.url
     before = own_gtid_seq(old)
-    before_pos = sql(old, "SELECT @@gtid_binlog_pos")[0][0]
+    before_pos = position(old)
     config = {"primary": old.url, "replicas": sb.replica_urls, "first": 1000, "last": 1049}
     done = subprocess.run(
         [sys.executable, str(LATE_WRITER), json.dumps(config)],
@@ -174,7 +172,7 @@ def test_process_from_the_old_configuration_writes_to_the_new_primary(
     assert set(range(1000, 1050)) <= ids_on(new)
     # Not one write executed on the old primary: its own GTIDs and binlog position stand.
     assert own_gtid_seq(old) == before
-    assert sql(old, "SELECT @@gtid_binlog_pos")[0][0] == before_pos
+    assert position(old) == before_pos
     assert not set(range(1000, 1050)) & ids_on(old)
 
 
@@ -221,9 +219,9 @@ def test_verify_writable_primary_asks_the_server_whatever_the_account(
         _verify(old, "app", "app-pw")  # no failover yet: no log, a writable primary
         result = switchover(cluster, r1.address, OPTIONS)
         assert result.epoch == 1
-        pos = str(sql(r1, "SELECT @@gtid_binlog_pos")[0][0])
+        pos = position(r1)
         for n in (old, r2):
-            assert sql(n, f"SELECT MASTER_GTID_WAIT('{pos}', 20)")[0][0] == 0
+            assert wait_position(n, pos, 20)
         # Every node that follows the primary holds the record.
         for n in sb.nodes:
             with NodeProbe(cluster.admin_url(cluster.topology.node(n.address))) as probe:
@@ -239,13 +237,14 @@ def test_verify_writable_primary_asks_the_server_whatever_the_account(
         try:
             with pytest.raises(FencedNodeError, match=f"replicates from {r1.address}"):
                 _verify(r2)
-            with pytest.raises(FencedNodeError, match="runs a replication connection"):
-                _verify(r2, "app", "app-pw")  # SHOW SLAVE STATUS refused (1227)
+            if sb.family.name == "mariadb":  # MySQL has no Slaves_running counter to ask
+                with pytest.raises(FencedNodeError, match="runs a replication connection"):
+                    _verify(r2, "app", "app-pw")  # SHOW SLAVE STATUS refused (1227)
         finally:
             sql(r2, "SET GLOBAL read_only = ON")
         # The old primary detached and made writable by hand: the log it replicated says no.
-        sql(old, "STOP SLAVE")
-        sql(old, "RESET SLAVE ALL")
+        run(old, lambda f: f.stop_replication())
+        run(old, lambda f: f.reset_replication())
         sql(old, "SET GLOBAL read_only = OFF")
         with pytest.raises(FencedNodeError, match=f"replaced by {r1.address}") as err:
             _verify(old, "app", "app-pw")

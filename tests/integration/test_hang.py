@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from rwsplit import Cluster, FailoverOptions, RwSplitError
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode, free_port
 
-from .util import sql, wait_until
+from .util import replica_status, run, sql, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -42,14 +42,8 @@ def hung(node: SandboxNode) -> Iterator[None]:
 
 
 def io_running(node: SandboxNode) -> str:
-    import pymysql
-
-    with (
-        contextlib.closing(node.connect()) as conn,
-        conn.cursor(pymysql.cursors.DictCursor) as cur,
-    ):
-        cur.execute("SHOW SLAVE STATUS")
-        return str((cur.fetchone() or {}).get("Slave_IO_Running"))
+    status = replica_status(node)
+    return "None" if status is None else status.io_running
 
 
 def use_server_default_replication(sb: Sandbox) -> None:
@@ -57,10 +51,14 @@ def use_server_default_replication(sb: Sandbox) -> None:
     5 s), heartbeat every 30 s (its default, half of it). A replica of a hung primary then
     reports ``Slave_IO_Running=Yes`` for a minute."""
     for r in sb.replicas:
-        sql(r, "STOP SLAVE")
-        sql(r, "SET GLOBAL slave_net_timeout = 60")
-        sql(r, "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30")
-        sql(r, "START SLAVE")
+        run(r, lambda f: f.stop_replication())
+        if sb.family.name == "mysql":
+            sql(r, "SET GLOBAL replica_net_timeout = 60")
+            sql(r, "CHANGE REPLICATION SOURCE TO SOURCE_HEARTBEAT_PERIOD = 30")
+        else:
+            sql(r, "SET GLOBAL slave_net_timeout = 60")
+            sql(r, "CHANGE MASTER TO MASTER_HEARTBEAT_PERIOD = 30")
+        run(r, lambda f: f.start_replication())
         sb.wait_replica_running(r)
 
 

@@ -24,8 +24,9 @@ from rwsplit import (
 )
 from rwsplit.sandbox import DATABASE, Sandbox
 
+from ..fix_sandbox import tx_variable
 from .counters import delta, snapshot
-from .util import sql, sql_threads_stopped, wait_until
+from .util import run, sql, sql_threads_stopped, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_use_does_not_leak_into_the_next_session(sandbox: Sandbox, one: Cluster)
         ("SET sql_mode = 'ANSI_QUOTES'", "@@session.sql_mode = @@global.sql_mode", 1),
         (
             "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-            "@@session.tx_isolation = @@global.tx_isolation",
+            f"@@session.{tx_variable('isolation')} = @@global.{tx_variable('isolation')}",
             1,
         ),
     ],
@@ -265,11 +266,9 @@ def test_primary_killed_at_commit_is_outcome_unknown_and_the_row_is_there(
         sql(sb.primary, f"CREATE TABLE {DATABASE}.hyg_items (id INT PRIMARY KEY, v INT)")
         sb.wait_caught_up()
         # The replica stops acknowledging: every commit now waits inside the primary, after
-        # its binary log has it (AFTER_SYNC) — the moment to kill the primary.
-        sql(sb.primary, "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC")
-        sql(sb.primary, "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON")
-        sql(sb.primary, "SET GLOBAL rpl_semi_sync_master_timeout = 60000")
-        sql(sb.replicas[0], "STOP SLAVE IO_THREAD")
+        # its binary log has it (the sandbox's semi-sync: AFTER_SYNC, no timeout, waiting
+        # with no replica connected) — the moment to kill the primary.
+        run(sb.replicas[0], lambda f: f.stop_io_thread())
         killer = threading.Thread(target=lambda: (_wait_for_ack_wait(sb), sb.kill("primary")))
         with Cluster(sb.primary_url, sb.replica_urls) as cluster:
             s = cluster.session()

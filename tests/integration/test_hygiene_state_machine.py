@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from rwsplit import Cluster, RoutingSession
 from rwsplit.sandbox import Sandbox
 
+from ..fix_sandbox import tx_variable
+
 pytestmark = pytest.mark.integration
 
 STATE = [
@@ -45,8 +47,8 @@ CLEAN = (
     "SELECT @v IS NULL AND @w IS NULL"
     " AND @@session.time_zone = @@global.time_zone"
     " AND @@session.sql_mode = @@global.sql_mode"
-    " AND @@session.tx_isolation = @@global.tx_isolation"
-    " AND @@session.tx_read_only = 0"
+    f" AND @@session.{tx_variable('isolation')} = @@global.{tx_variable('isolation')}"
+    f" AND @@session.{tx_variable('read_only')} = 0"
     " AND @@session.autocommit = 0"
     " AND @@session.character_set_client = 'utf8mb4'"
     " AND @@session.wait_timeout = @@global.wait_timeout"

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from rwsplit import Cluster, FailoverOptions, failover
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from .util import sql, wait_until
+from .util import position, run, sql, wait_position, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +52,12 @@ def test_replica_with_a_stopped_sql_thread_leaves_the_rotation_until_restarted(
     fresh_sandbox: Sandbox, monitored: Cluster
 ) -> None:
     r = fresh_sandbox.replicas[0]
-    sql(r, "STOP SLAVE SQL_THREAD")
+    run(r, lambda f: f.stop_sql_thread())
     wait_until(lambda: r.address not in readable(monitored), timeout=5, what="ejected")
     assert "SQL thread is not running" in why_not(monitored, r)
     assert monitored.topology.node(r.address).healthy  # it answers: only out of rotation
     reads_never_reach(monitored, r)
-    sql(r, "START SLAVE SQL_THREAD")
+    run(r, lambda f: f.start_sql_thread())
     wait_until(lambda: r.address in readable(monitored), timeout=5, what="back in rotation")
 
 
@@ -65,11 +65,11 @@ def test_replica_with_a_stopped_io_thread_leaves_the_rotation_until_restarted(
     fresh_sandbox: Sandbox, monitored: Cluster
 ) -> None:
     r = fresh_sandbox.replicas[1]
-    sql(r, "STOP SLAVE IO_THREAD")
+    run(r, lambda f: f.stop_io_thread())
     wait_until(lambda: r.address not in readable(monitored), timeout=5, what="ejected")
     assert "IO thread is not connected (No)" in why_not(monitored, r)
     reads_never_reach(monitored, r)
-    sql(r, "START SLAVE IO_THREAD")
+    run(r, lambda f: f.start_io_thread())
     wait_until(lambda: r.address in readable(monitored), timeout=5, what="back in rotation")
 
 
@@ -95,17 +95,17 @@ def test_replica_left_attached_to_the_dead_primary_takes_no_reads_after_failover
     # the rotation, still attached to the dead primary, serving rows the primary had moved on
     # from.
     old, r1, r2 = fresh_sandbox.nodes
-    sql(r2, "STOP SLAVE IO_THREAD")
+    run(r2, lambda f: f.stop_io_thread())
     with monitored.session() as s:
         s.execute(text("INSERT INTO t VALUES (2), (3)"))
         s.commit()
-    pos = str(sql(old, "SELECT @@gtid_binlog_pos")[0][0])
-    assert sql(r1, f"SELECT MASTER_GTID_WAIT('{pos}', 10)")[0][0] == 0
+    pos = position(old)
+    assert wait_position(r1, pos, 10)
     fresh_sandbox.kill(old.name)
     result = failover(monitored, FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05))
     assert result.new_primary == r1.address
     assert [name for name, _ in result.skipped] == [r2.address]
-    sql(r2, "START SLAVE IO_THREAD")  # it keeps trying the dead primary
+    run(r2, lambda f: f.start_io_thread())  # it keeps trying the dead primary
     wait_until(lambda: monitored.monitor is not None and monitored.monitor.rounds >= 3)
     wait_until(lambda: readable(monitored) == set(), timeout=5, what="r2 out of rotation")
     assert f"replicates from {old.address}, not from the primary" in why_not(monitored, r2)
@@ -118,7 +118,7 @@ def test_without_a_monitor_nothing_is_known_and_every_replica_reads(
     fresh_sandbox: Sandbox,
 ) -> None:
     r = fresh_sandbox.replicas[0]
-    sql(r, "STOP SLAVE SQL_THREAD")
+    run(r, lambda f: f.stop_sql_thread())
     with Cluster(fresh_sandbox.primary_url, fresh_sandbox.replica_urls) as c:
         assert readable(c) == {n.address for n in fresh_sandbox.replicas}
         assert c.topology.node(r.address).replication is None

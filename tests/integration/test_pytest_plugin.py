@@ -88,10 +88,8 @@ def test_killed_and_hung(rwsplit_sandbox):
         with pytest.raises(pymysql.err.OperationalError):
             replica.connect(read_timeout=1).close()
     with contextlib.closing(replica.connect()) as c, c.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        cols = [d[0] for d in cur.description]
-        row = dict(zip(cols, cur.fetchone()))
-    assert row["Slave_IO_Running"] == "Yes" and row["Slave_SQL_Running"] == "Yes"
+        status = rwsplit_sandbox.family.replica_status(cur)
+    assert status.io_connected and status.sql_running
 """
 
 
@@ -112,9 +110,12 @@ def test_command_line_overrides_the_ini(pytester: pytest.Pytester) -> None:
         def test_shape(rwsplit_sandbox):
             assert len(rwsplit_sandbox.replicas) == 2
             assert rwsplit_sandbox.semi_sync and rwsplit_sandbox.log_slave_updates
+            mariadb = rwsplit_sandbox.family.name == "mariadb"
+            updates = "log_slave_updates" if mariadb else "log_replica_updates"
+            acks = "rpl_semi_sync_slave_enabled" if mariadb else "rpl_semi_sync_replica_enabled"
             for r in rwsplit_sandbox.replicas:
                 with closing(r.connect()) as c, c.cursor() as cur:
-                    cur.execute("SELECT @@log_slave_updates, @@rpl_semi_sync_slave_enabled")
+                    cur.execute(f"SELECT @@{updates}, @@{acks}")
                     assert cur.fetchone() == (1, 1)
         """
     )

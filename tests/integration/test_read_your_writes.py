@@ -11,10 +11,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from rwsplit import Cluster
+from rwsplit.pytest_plugin import replica_lag
+from rwsplit.routing.consistency import _positions
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
-from .util import sql
+from .util import position, sql
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +31,9 @@ class Note(Base):
     body: Mapped[str] = mapped_column(String(40))
 
 
-@contextlib.contextmanager
-def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
+def sql_threads_stopped(sb: Sandbox) -> contextlib.AbstractContextManager[object]:
     """Freeze replication apply on every replica: they lag until the block ends."""
-    for r in sb.replicas:
-        with contextlib.closing(r.connect()) as c, c.cursor() as cur:
-            cur.execute("STOP SLAVE SQL_THREAD")
-    try:
-        yield
-    finally:
-        for r in sb.replicas:
-            with contextlib.closing(r.connect()) as c, c.cursor() as cur:
-                cur.execute("START SLAVE SQL_THREAD")
+    return replica_lag(sb)
 
 
 @pytest.fixture
@@ -98,9 +91,11 @@ def test_caught_up_replica_serves_the_read(notes: Sandbox) -> None:
             s.add(Note(body="x"))
             s.commit()
             token = s.causal_token
-            assert token and token.startswith("0-1-")
             assert s.execute(select(Note.body).where(Note.body == "x")).scalar_one() == "x"
         d = delta(before, snapshot(notes))
+        # The primary's newest GTID (MariaDB: its position; MySQL: the commit's own GTID,
+        # the newest of the primary's set).
+        assert token and _positions(token) == _positions(position(notes.primary))
         # The token came in the COMMIT's OK packet: no SELECT @@last_gtid on the primary.
         assert d["primary"]["Com_select"] == 0
         assert sum(d[r.name]["Com_select"] for r in notes.replicas) == 2  # wait + read
@@ -164,6 +159,7 @@ def _binlog_gtid(sb: Sandbox) -> str:
     return str(sql(sb.primary, "SELECT @@global.gtid_binlog_pos")[0][0])
 
 
+@pytest.mark.server("mariadb", reason="the token is MariaDB's @@last_gtid, from session tracking")
 def test_token_from_the_commit_packet_equals_last_gtid(notes: Sandbox) -> None:
     with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes) as log:
         tokens = []
@@ -183,6 +179,7 @@ def test_token_from_the_commit_packet_equals_last_gtid(notes: Sandbox) -> None:
     assert any("session_track_system_variables" in q for q in log)
 
 
+@pytest.mark.server("mariadb", reason="the token is MariaDB's @@last_gtid, from session tracking")
 def test_token_falls_back_to_the_query_without_tracking(
     notes: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +196,7 @@ def test_token_falls_back_to_the_query_without_tracking(
     assert _last_gtid_queries(log) == 3
 
 
+@pytest.mark.server("mariadb", reason="the token is MariaDB's @@last_gtid, from session tracking")
 def test_commit_without_a_gtid_asks_the_server(notes: Sandbox) -> None:
     """A commit that wrote nothing to the binary log reports no GTID: the query says which."""
     with Cluster(notes.primary_url, notes.replica_urls) as c:
@@ -214,6 +212,7 @@ def test_commit_without_a_gtid_asks_the_server(notes: Sandbox) -> None:
     assert _last_gtid_queries(log) == 1
 
 
+@pytest.mark.server("mariadb", reason="the token is MariaDB's @@last_gtid, from session tracking")
 def test_tracking_survives_the_check_in_reset(notes: Sandbox) -> None:
     """COM_RESET_CONNECTION drops session variables: tracking is set again after it."""
     with Cluster(

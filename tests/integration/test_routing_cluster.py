@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from rwsplit import Cluster, NoReplicaAvailableError
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
+from .util import run
 
 pytestmark = pytest.mark.integration
 
@@ -172,11 +172,7 @@ def test_replica_comes_back_after_restart(fresh_sandbox: Sandbox) -> None:
         addr = fresh_sandbox.node("replica2").address
         assert not c.topology.node(addr).healthy
         fresh_sandbox.restart("replica2")
-        with (
-            contextlib.closing(fresh_sandbox.node("replica2").connect()) as conn,
-            conn.cursor() as cur,
-        ):
-            cur.execute("START SLAVE")
+        run(fresh_sandbox.node("replica2"), lambda f: f.start_replication())
         fresh_sandbox.wait_replica_running(fresh_sandbox.node("replica2"))
         import time
 

@@ -12,7 +12,7 @@ from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, _pid_runs_server
 
 from ..fix_sandbox import require_server
-from .util import sql
+from .util import position, sql
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +92,19 @@ def test_cluster_commands_discover_from_one_replica(
     out = capsys.readouterr().out
     assert all(n.address in out for n in sandbox.nodes), out
 
-    before = [sql(n, "SELECT @@read_only, @@gtid_binlog_pos") for n in sandbox.nodes]
+    def state() -> list[tuple[object, str]]:
+        return [(sql(n, "SELECT @@read_only")[0][0], position(n)) for n in sandbox.nodes]
+
+    before = state()
     target = sandbox.replicas[1].address
     assert main(["switchover", "--dry-run", "--to", target, *seed]) == 0
     out, err = capsys.readouterr()
     assert f"switchover: would promote {target} (old primary {sandbox.primary.address})" in out
-    assert "SET GLOBAL read_only = ON" in out  # planned on the primary it discovered
+    fence = sandbox.family.set_read_only(True)[0].sql
+    assert fence in out  # planned on the primary it discovered
     assert "switchover done" not in err
     assert "dry run: switchover planned, nothing was changed" in err
-    assert [sql(n, "SELECT @@read_only, @@gtid_binlog_pos") for n in sandbox.nodes] == before
+    assert state() == before
 
     assert main(["failover", "--dry-run", *seed]) == 0  # the primary is alive
     assert f"nothing to do: {sandbox.primary.address} is the primary" in capsys.readouterr().out

@@ -126,3 +126,47 @@ def test_hang_resume_kill_and_stop_frozen_servers(tmp_path: Path) -> None:
         sb.stop()
     assert not sb.is_running(primary)
     assert _shut_down_cleanly(primary)
+
+
+# Starts and restarts a sandbox server while a Cluster's monitor threads probe it, with an
+# at-fork child hook registered that records every forked copy of this process running
+# Python code. The sandbox must fork-and-exec its servers without running any (issue 17,
+# defect 8: a preexec_fn made CPython run rwsplit's at-fork hooks in the child, which could
+# deadlock on a lock a monitor thread held at the fork).
+_SPAWN_WITH_MONITORS = """
+import os, sys, time
+marker = sys.argv[2]
+
+def in_child():
+    with open(marker, "a") as f:
+        f.write(f"at-fork hook ran in child {os.getpid()}\\n")
+
+os.register_at_fork(after_in_child=in_child)
+from rwsplit import Cluster
+from rwsplit.sandbox import Sandbox
+with Sandbox(1, base_dir=sys.argv[1]) as sb:
+    with Cluster(sb.primary_url, sb.replica_urls, monitor_interval=0.02) as cluster:
+        assert cluster.monitor is not None
+        for _ in range(2):
+            sb.kill("replica1")
+            sb.restart("replica1")
+            sb.kill("primary")
+            sb.restart("primary")
+        print("restarted", flush=True)
+"""
+
+
+def test_start_and_restart_run_no_python_in_the_child_while_monitors_run(tmp_path: Path) -> None:
+    require_server()
+    marker = tmp_path / "forks.log"
+    marker.touch()
+    proc = subprocess.run(
+        [sys.executable, "-c", _SPAWN_WITH_MONITORS, str(tmp_path / "sb"), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=240,  # a deadlocked fork would hang here: bounded, and then a failure
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "restarted" in proc.stdout
+    assert marker.read_text() == "", "the sandbox ran Python in a forked child"

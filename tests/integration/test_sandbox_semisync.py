@@ -12,7 +12,7 @@ import pytest
 from rwsplit.sandbox import Sandbox, SandboxNode
 
 from ..fix_sandbox import require_server
-from .util import sql, wait_until
+from .util import run, sql, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +29,12 @@ def test_semi_sync_commits_are_acknowledged(tmp_path: Path) -> None:
         contextlib.closing(sb.primary.connect()) as conn,
         conn.cursor() as cur,
     ):
-        assert _status(cur, "Rpl_semi_sync_master_status") == "ON"
-        assert int(_status(cur, "Rpl_semi_sync_master_clients")) == 2
-        before = int(_status(cur, "Rpl_semi_sync_master_yes_tx"))
+        assert _status(cur, sb.family.semi_sync_status("status")) == "ON"
+        assert int(_status(cur, sb.family.semi_sync_status("clients"))) == 2
+        before = int(_status(cur, sb.family.semi_sync_status("yes_tx")))
         cur.execute("CREATE TABLE rwsplit.ack (id INT PRIMARY KEY)")
         cur.execute("INSERT INTO rwsplit.ack VALUES (1)")
-        assert int(_status(cur, "Rpl_semi_sync_master_yes_tx")) == before + 2
+        assert int(_status(cur, sb.family.semi_sync_status("yes_tx"))) == before + 2
 
 
 def test_semi_sync_primary_never_acknowledges_alone(tmp_path: Path) -> None:
@@ -44,10 +44,10 @@ def test_semi_sync_primary_never_acknowledges_alone(tmp_path: Path) -> None:
     with Sandbox(1, base_dir=tmp_path, semi_sync=True) as sb:
         primary, replica = sb.primary, sb.replicas[0]
         sql(primary, "CREATE TABLE rwsplit.ack (id INT PRIMARY KEY)")
-        no_tx = sql(primary, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_no_tx'")[0][1]
+        no_tx = _status_of(primary, sb.family.semi_sync_status("no_tx"))
         sb.kill(replica.name)
         wait_until(
-            lambda: _status_of(primary, "Rpl_semi_sync_master_clients") == "0",
+            lambda: _status_of(primary, sb.family.semi_sync_status("clients")) == "0",
             what="the primary losing its replica",
         )
         done = threading.Event()
@@ -59,20 +59,20 @@ def test_semi_sync_primary_never_acknowledges_alone(tmp_path: Path) -> None:
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         wait_until(
-            lambda: _status_of(primary, "Rpl_semi_sync_master_wait_sessions") == "1",
+            lambda: _status_of(primary, sb.family.semi_sync_status("wait_sessions")) == "1",
             what="the commit waiting for an acknowledgement",
         )
         assert not done.is_set()
-        assert _status_of(primary, "Rpl_semi_sync_master_status") == "ON"
-        assert _status_of(primary, "Rpl_semi_sync_master_no_tx") == no_tx
+        assert _status_of(primary, sb.family.semi_sync_status("status")) == "ON"
+        assert _status_of(primary, sb.family.semi_sync_status("no_tx")) == no_tx
         assert sql(primary, "SELECT COUNT(*) FROM rwsplit.ack") == [(0,)]
         # A replica comes back: it receives the transaction, acknowledges, the commit returns.
         sb.restart(replica.name)
-        sql(replica, "START SLAVE")
+        run(replica, lambda f: f.start_replication())
         wait_until(done.is_set, what="the commit acknowledged")
         writer.join(10)
         assert sql(primary, "SELECT COUNT(*) FROM rwsplit.ack") == [(1,)]
-        assert _status_of(primary, "Rpl_semi_sync_master_no_tx") == no_tx
+        assert _status_of(primary, sb.family.semi_sync_status("no_tx")) == no_tx
         sb.wait_caught_up()
         assert sql(replica, "SELECT COUNT(*) FROM rwsplit.ack") == [(1,)]
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from rwsplit import Cluster, RoutingError, healed_statements
 from rwsplit.sandbox import Sandbox
 
+from ..fix_sandbox import in_transaction_sql
 from .counters import delta, snapshot
 
 pytestmark = pytest.mark.integration
@@ -104,7 +105,8 @@ def test_read_only_transaction_runs_on_one_replica_and_is_ended(
             assert s.in_read_only_transaction
             ids = {server_id(s) for _ in range(4)}
             assert len(ids) == 1 and ids != {sandbox.primary.server_id}
-            assert s.execute(text("SELECT @@in_transaction")).scalar_one() == 1
+            if in_txn := in_transaction_sql():
+                assert s.execute(text(in_txn)).scalar_one() == 1
             assert s.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() == 3
             with pytest.raises(RoutingError, match="READ ONLY"):
                 s.execute(text(f"UPDATE {table} SET v = 0"))
@@ -119,7 +121,8 @@ def test_read_only_transaction_runs_on_one_replica_and_is_ended(
         ro_engine = c.engine_for(node, writable=False)
         assert ro_engine.pool.checkedin() == 1
         with ro_engine.connect() as conn:  # the one pooled connection
-            assert conn.execute(text("SELECT @@in_transaction")).scalar_one() == 0
+            if in_txn := in_transaction_sql():
+                assert conn.execute(text(in_txn)).scalar_one() == 0
         d = delta(before, snapshot(sandbox))
         assert all(d[n.name]["own_binlog_writes"] == 0 for n in sandbox.replicas)
         assert d["primary"]["own_binlog_writes"] == 0

@@ -29,11 +29,8 @@ def test_a_list_is_covered_only_entirely() -> None:
     assert a.covers("r1", "0-1-10")
 
 
-@pytest.mark.parametrize(
-    "token",
-    ["3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", "0-1", "0-1-x", "", "0-1-5,"],
-)
-def test_what_is_not_a_mariadb_gtid_is_never_covered(token: str) -> None:
+@pytest.mark.parametrize("token", ["0-1", "0-1-x", "", "0-1-5,", "primary-only", "binlog:u:f"])
+def test_what_is_not_a_known_token_is_never_covered(token: str) -> None:
     a = AppliedTokens()
     a.record("r1", token)
     a.record("r1", "0-1-100")
@@ -109,3 +106,29 @@ def test_a_probed_position_covers_older_tokens_of_healthy_replicas_only() -> Non
         back.append(c.topology.node("db2:3306").evolve(role=Role.PRIMARY, read_only=False))
         c.publish(c.topology.with_nodes(back))
         assert not c._applied.covers("db2:3306", "0-1-1")  # a new primary: nothing carries
+
+
+U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+U2 = "4f22ab58-71ca-11e1-9e33-c80aa9429563"
+
+
+def test_mysql_gtid_sets_per_source() -> None:
+    a = AppliedTokens()
+    a.record("r1", f"{U1.upper()}:1-10,{U2}:1-3")
+    assert a.covers("r1", f"{U1}:10")
+    assert a.covers("r1", f"{U1}:1-4:6,{U2}:2")
+    assert not a.covers("r1", f"{U1}:11")
+    assert not a.covers("r1", f"{U2}:4")
+    assert not a.covers("r1", "4f22ab58-0000-11e1-9e33-c80aa9429563:1")  # another source
+    assert not a.covers("r2", f"{U1}:1")
+
+
+def test_binlog_positions_of_one_primary_only() -> None:
+    a = AppliedTokens()
+    a.record("r1", f"binlog:{U1}:binlog.000003:1574")
+    assert a.covers("r1", f"binlog:{U1}:binlog.000003:1000")
+    assert a.covers("r1", f"binlog:{U1}:binlog.000002:99999")
+    assert not a.covers("r1", f"binlog:{U1}:binlog.000003:1575")
+    assert not a.covers("r1", f"binlog:{U1}:binlog.000004:4")
+    # The same file and offset on another primary proves nothing.
+    assert not a.covers("r1", f"binlog:{U2}:binlog.000003:100")

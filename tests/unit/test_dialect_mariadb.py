@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from rwsplit._dialect import MariaDB, MariaDBGtid, Statement
+
+from rwsplit.servers import MariaDB, MariaDBGtid, Statement
 
 # SHOW SLAVE STATUS of a sandbox replica (MariaDB 10.11.19), abridged.
 STATUS = {

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from rwsplit._dialect import MariaDBGtid, MySQLGtid, NodeState
 from rwsplit.failover import FailoverOptions, _history_gap
 
 from rwsplit.errors import ConfigurationError
+from rwsplit.servers import MariaDBGtid, MySQLGtid, NodeState
 
 
 def _maria(executed: str, binlog_state: str = "") -> NodeState:

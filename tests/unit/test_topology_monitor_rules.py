@@ -6,13 +6,13 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from rwsplit._dialect import MariaDB, NodeState
 from rwsplit.failover import _choose
 from rwsplit.monitor import ProbeResult
 from sqlalchemy.engine import make_url
 
 from rwsplit import Cluster, ConfigurationError, FailoverError, FailoverOptions, Monitor
 from rwsplit.cli import main
+from rwsplit.servers import MariaDB, NodeState
 from rwsplit.topology import Node, Replication, Role, Topology, node_from_state, role_of
 
 D = MariaDB()

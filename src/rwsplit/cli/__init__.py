@@ -130,6 +130,8 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         base_dir=base,
         semi_sync=args.semi_sync,
         log_slave_updates=args.log_slave_updates,
+        gtid=not args.no_gtid,
+        server_binary=args.server,
         detached=True,
         progress=_progress,
     )
@@ -351,6 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_database_name,
         help="also create database NAME (replicated) and print URLs naming it "
         "(default: only the 'rwsplit' database)",
+    )
+    p_up.add_argument(
+        "--no-gtid",
+        action="store_true",
+        help="MySQL only: gtid_mode=OFF, replicas replicate by binlog file and position",
+    )
+    p_up.add_argument(
+        "--server",
+        metavar="PATH",
+        help="the server binary, mariadbd or mysqld (default: $RWSPLIT_SERVER_BIN, "
+        "$RWSPLIT_MARIADBD, else PATH)",
     )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)

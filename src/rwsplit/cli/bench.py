@@ -67,6 +67,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigurationError, SandboxError
+from ..servers import detect_family
 from ..topology.model import node_name
 from . import plural
 
@@ -577,24 +578,28 @@ def com_select(engines: Mapping[str, Engine]) -> dict[str, int]:
 
 
 def wait_caught_up(primary: Engine, replicas: Sequence[Engine], timeout: float = 60.0) -> None:
-    """Wait until every replica has applied what the primary has logged (MariaDB or MySQL)."""
-    with primary.connect() as conn:
-        try:
-            pos = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar()
-            wait = "SELECT MASTER_GTID_WAIT(:pos, :timeout)"
-        except Exception:
-            conn.rollback()
-            pos = conn.execute(text("SELECT @@gtid_executed")).scalar()
-            wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET(:pos, :timeout)"
+    """Wait until every replica has applied what the primary has logged (asking the server's
+    family, :mod:`rwsplit.servers`, how)."""
+    raw = primary.raw_connection()
+    try:
+        cur = raw.cursor()
+        family = detect_family(cur)
+        pos = family.position(cur)
+    finally:
+        raw.close()
     if not pos:
         return
     for engine in replicas:
-        with engine.connect() as conn:
-            if conn.execute(text(wait), {"pos": pos, "timeout": timeout}).scalar() != 0:
-                raise SandboxError(
-                    f"replica {node_name(engine.url)} did not catch up with the primary in "
-                    f"{timeout:.0f}s; check its replication ('rwsplit topology')"
-                )
+        raw = engine.raw_connection()
+        try:
+            reached = family.wait_position(raw.cursor(), pos, timeout)
+        finally:
+            raw.close()
+        if not reached:
+            raise SandboxError(
+                f"replica {node_name(engine.url)} did not catch up with the primary in "
+                f"{timeout:.0f}s; check its replication ('rwsplit topology')"
+            )
 
 
 def ensure_database(admin: Engine, *, ask: bool, yes: bool, where: str) -> None:

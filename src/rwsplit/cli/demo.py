@@ -7,10 +7,13 @@ Two views of where statements ran, side by side:
   SQLAlchemy and rwsplit ran on their own (counted in the driver, PyMySQL's
   ``Connection.query``, so nothing escapes the table), and
 * what each server itself reports: ``Com_select`` for reads, and for writes the number of
-  transactions in the node's *own* binary log (a replica's own log moves only when something
-  writes on it; replicated changes do not count, as replicas run without log-slave-updates).
+  transactions the node logged *itself* (a replica's own binary log, or on MySQL its own
+  ``server_uuid`` in ``gtid_executed``, moves only when something writes on it; replicated
+  changes do not count, as replicas run without log-slave-updates).
 
 On every node ``Com_select`` = reads + waits + other: the demo checks it and says so.
+Runs on whichever server the sandbox finds (``RWSPLIT_SERVER_BIN=/path/to/mysqld rwsplit demo``
+for MySQL).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..cluster import Cluster
 from ..routing.classify import Target, classify
 from ..routing.consistency import AppliedTokens
 from ..sandbox import Sandbox, SandboxNode
+from ..servers import detect_family
 from ..topology.model import node_name
 
 __all__ = ["node_counters", "run_demo"]
@@ -96,33 +100,17 @@ class Item(_Base):
     qty: Mapped[int] = mapped_column(default=0)
 
 
-def own_binlog_transactions(gtid_binlog_pos: str, server_id: int) -> int:
-    """Transactions this server logged itself, from its ``@@gtid_binlog_pos``.
-
-    >>> own_binlog_transactions("0-1-57,1-2-3", 1)
-    57
-    """
-    total = 0
-    for part in filter(None, (p.strip() for p in gtid_binlog_pos.split(","))):
-        _domain, server, seq = part.split("-")
-        if int(server) == server_id:
-            total += int(seq)
-    return total
-
-
 def node_counters(node: SandboxNode) -> dict[str, int]:
-    """``Com_select``, ``Com_insert``/``update``/``delete`` and own-binlog writes of *node*."""
+    """``Com_select``, ``Com_insert``/``update``/``delete`` of *node*, and
+    ``own_binlog_writes``: the transactions it logged itself (its family's
+    :meth:`~rwsplit.servers.ServerFamily.own_transactions`, summed)."""
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
         cur.execute(
             "SHOW GLOBAL STATUS WHERE Variable_name IN "
             "('Com_select','Com_insert','Com_update','Com_delete')"
         )
         counters = {name: int(value) for name, value in cur.fetchall()}
-        cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('gtid_binlog_pos','server_id')")
-        variables = dict(cur.fetchall())
-    counters["own_binlog_writes"] = own_binlog_transactions(
-        variables.get("gtid_binlog_pos", ""), int(variables["server_id"])
-    )
+        counters["own_binlog_writes"] = sum(detect_family(cur).own_transactions(cur).values())
     return counters
 
 
@@ -241,18 +229,20 @@ def run_demo(
             "  transaction that wrote stays on the primary).\n"
             "waits: read-your-writes checks, one round trip each: before a session that has\n"
             "  written, or carries the causal token of a write (the GET after a POST), reads\n"
-            "  a replica, the replica confirms it has applied that write (MASTER_GTID_WAIT).\n"
+            "  a replica, the replica confirms it has applied that write (MASTER_GTID_WAIT,\n"
+            "  WAIT_FOR_EXECUTED_GTID_SET, SOURCE_POS_WAIT).\n"
             "skipped: the same checks answered without a round trip: a wait moments earlier\n"
             "  (another session's) already saw that replica apply the write, or a later one.\n"
             "other: SELECTs SQLAlchemy and rwsplit ran themselves: when a connection opens\n"
             "  (server version, sql_mode, isolation level ...) and rwsplit's check that a\n"
             "  primary connection is writable. The causal token itself costs no statement:\n"
-            "  it comes in the COMMIT's own reply (MariaDB session tracking)."
+            "  it comes in the COMMIT's own reply (session tracking)."
         )
         print(
             "Com_select: the server's own count of SELECT statements.\n"
-            "own writes: transactions in the node's own binary log. Replicated changes are\n"
-            "  not logged there, so a replica shows 0 unless something wrote on it."
+            "own writes: transactions the node logged itself (its own binary log; MySQL: its\n"
+            "  own server_uuid in gtid_executed). Replicated changes do not count, so a\n"
+            "  replica shows 0 unless something wrote on it."
         )
         progress("stopping the sandbox")
     progress(f"demo finished in {time.monotonic() - t0:.1f}s")

@@ -63,7 +63,13 @@ from ..errors import (
 )
 from ..routing._implicit_commit import may_commit
 from ..routing.classify import Classification, Flag, Target, classify
-from ..routing.consistency import ReadYourWrites
+from ..routing.consistency import (
+    ReadYourWrites,
+    commit_token,
+    may_wait,
+    wait_reached,
+    wait_statement,
+)
 from ..routing.router import Route, Router
 from ..topology import describe_error
 from ..topology._dialect import MariaDB, MySQL
@@ -220,6 +226,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         self._ro_block = False  # an outermost atomic() opened inside read_only()
         self._ro_replica: str | None = None  # ... running on this replica (None: the primary)
         self._mariadb: bool | None = None
+        self._version = ""  # the primary's version string (once known)
+        self._token_cache: tuple[object, dict[str, Any]] = (None, {})
         self.healed = 0
         """Statements a replica refused as read-only, re-run on the primary (look at the
         ``rwsplit.django`` warnings naming them)."""
@@ -424,7 +432,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 conn.close()
             raise
         if self._mariadb is None:
-            self._mariadb = "mariadb" in str(conn.get_server_info()).lower()
+            self._version = str(conn.get_server_info())
+            self._mariadb = "mariadb" in self._version.lower()
         self._replicas[name] = conn
         max_age = self.settings_dict.get("CONN_MAX_AGE", 0)
         if self._replica_close_at is None and max_age is not None:
@@ -457,6 +466,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         """Can the wait for *token* travel with the plain read on *name* (one round trip)?"""
         if not self._multi_statements or self.cluster._applied.covers(name, token):
             return False  # covered: _causal_wait answers at once
+        if not may_wait(token, name, self.cluster.topology):
+            return False  # _causal_wait sends the read to the primary
         return _pipelined_wait.is_gtid_text(token)
 
     def _read_with_wait(self, cursor: Any, query: str, node: str, token: str) -> Any:
@@ -481,15 +492,15 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         if applied.covers(name, token):
             return True  # seen applied there (a wait, or the monitor's probe): no round trip
         timeout = self.cluster.causal_timeout
+        if not may_wait(token, name, self.cluster.topology):
+            return False  # a binlog position of another primary, or none known: the primary
         try:
             conn = self._replica_connection(name)
+            sql, params = wait_statement(
+                token, timeout, mariadb=self._mariadb is not False, version=self._version
+            )
             with contextlib.closing(conn.cursor()) as cursor:
-                if self._mariadb is False:
-                    cursor.execute(
-                        "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)", (token, max(1, round(timeout)))
-                    )
-                else:
-                    cursor.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (token, timeout))
+                cursor.execute(sql, params)
                 row = cursor.fetchone()
         except Database.Error as exc:
             if is_replica_unusable(exc):
@@ -502,7 +513,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                     describe_error(exc),
                 )
             return False
-        ok = bool(row) and row[0] == 0
+        ok = bool(row) and wait_reached(token, row[0])
         if ok:
             applied.record(name, token)
         else:
@@ -801,21 +812,19 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         conn = self.connection
         if conn is None or self.closed_in_transaction:
             return
-        try:
-            if self._mariadb is None:
-                self._mariadb = "mariadb" in str(conn.get_server_info()).lower()
-            query = "SELECT @@last_gtid" if self._mariadb else "SELECT @@global.gtid_executed"
-            with contextlib.closing(conn.cursor()) as cursor:
-                cursor.execute(query)
-                row = cursor.fetchone()
-        except Exception as exc:  # the commit succeeded; a lost token only costs freshness
-            log.warning(
-                "could not read the commit's GTID on %s: %s",
-                self._primary_node,
-                describe_error(exc),
-            )
-            return
-        token = str(row[0]) if row and row[0] else None
+        if self._mariadb is None:
+            info = str(conn.get_server_info())
+            self._mariadb = "mariadb" in info.lower()
+            self._version = info
+        if self._token_cache[0] is not conn:
+            self._token_cache = (conn, {})
+        token = commit_token(
+            conn,
+            self._token_cache[1],
+            mariadb=self._mariadb,
+            version=self._version,
+            node=self._primary_node or "the primary",
+        )
         if token is None:
             return
         self._router.committed(token)

@@ -53,7 +53,7 @@ from ..errors import (
     TransactionOutcomeUnknownError,
 )
 from ..routing.classify import Classification, Flag, Target, classify_clause
-from ..routing.consistency import ReadYourWrites, read_commit_token, wait_for_token
+from ..routing.consistency import ReadYourWrites, may_wait, read_commit_token, wait_for_token
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
 from ..topology._dialect import MariaDB, MySQL
 from . import _sa_compat
@@ -439,6 +439,8 @@ class RoutingSession(Session):
         applied = cluster._applied
         if applied.covers(name, token):
             return True  # a wait of this process already saw it applied there: no round trip
+        if not may_wait(token, name, cluster.topology):
+            return False  # a binlog position of another primary, or none known: the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
         timeout = cluster.causal_timeout
         started = time.monotonic()
@@ -474,8 +476,10 @@ class RoutingSession(Session):
         cluster = self.cluster
         if cluster._routing != "normal" or cluster._applied.covers(name, token):
             return False  # _causal_wait answers at once: no wait at all
+        if not may_wait(token, name, cluster.topology):
+            return False  # _causal_wait sends the read to the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
-        # Not plain GTID text: wait first, with the token as a bound parameter.
+        # Not plain GTID text (a binary log position): wait first, as a bound parameter.
         return _pipelined_wait.pipelined(engine) and _pipelined_wait.is_gtid_text(token)
 
     def _carry_wait(self, engine: Engine | Connection, d: Decision) -> None:

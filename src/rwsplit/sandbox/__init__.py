@@ -2,11 +2,16 @@
 
 :class:`Sandbox` starts one primary and *N* replicas as real ``mariadbd`` (or ``mysqld``)
 processes on loopback ports, each with its own data directory, server id and binary log,
-replicating with GTIDs (MariaDB ``MASTER_USE_GTID=slave_pos``). Replicas run ``read_only=ON``
-and without ``log-slave-updates`` (the classic layout), so a replica's own binary log moves
-only when something writes *on* it.
+replicating with GTIDs (MariaDB ``MASTER_USE_GTID=slave_pos``, MySQL ``SOURCE_AUTO_POSITION``;
+or, on MySQL with ``gtid=False``, by binary log file and position). Replicas run
+``read_only=ON`` and without ``log-slave-updates`` (the classic layout), so a replica's own
+binary log moves only when something writes *on* it.
 
-Every server is started with ``--no-defaults`` first, so no system ``my.cnf`` leaks in.
+The server binary is ``$RWSPLIT_SERVER_BIN`` (or its older name ``$RWSPLIT_MARIADBD``), else
+``mariadbd`` / ``mysqld`` on ``PATH``; its family (MariaDB or MySQL, and the version) comes
+from its ``--version``, and everything that differs by server (initialising a data directory,
+options, replication SQL) is asked of that family (:mod:`rwsplit.servers`). Every server is
+started with ``--no-defaults`` first, so no system ``my.cnf`` leaks in.
 
 No orphans:
 
@@ -32,7 +37,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
+import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -55,6 +61,7 @@ from typing import Any
 import pymysql
 
 from ..errors import SandboxError, ServerBinaryNotFoundError
+from ..servers import MariaDB, MySQL, family_for_version
 
 __all__ = ["Sandbox", "SandboxNode", "find_server_binaries"]
 
@@ -88,6 +95,14 @@ class ServerBinaries:
     """Command (without datadir) that creates a fresh data directory."""
     flavor: str
     """``"mariadb"`` or ``"mysql"``."""
+    version: str = ""
+    """The server's ``--version`` output."""
+
+    def family(self, *, gtid: bool = True) -> MariaDB | MySQL:
+        """The server family (:mod:`rwsplit.servers`) of this binary; *gtid*: MySQL only."""
+        if self.flavor == "mariadb":
+            return MariaDB()
+        return MySQL(self.version, gtid=gtid)
 
 
 def _which(names: Sequence[str]) -> str | None:
@@ -105,15 +120,22 @@ def _which(names: Sequence[str]) -> str | None:
 def find_server_binaries(server: str | None = None) -> ServerBinaries:
     """Find ``mariadbd`` / ``mysqld`` and the matching data-directory initialiser.
 
-    :param server: an explicit server binary path (else ``$RWSPLIT_MARIADBD`` or ``PATH``).
+    :param server: an explicit server binary path (else ``$RWSPLIT_SERVER_BIN``,
+        ``$RWSPLIT_MARIADBD`` or ``PATH``).
     :raises ServerBinaryNotFoundError: with what to install.
     """
-    server = server or os.environ.get("RWSPLIT_MARIADBD") or _which(["mariadbd", "mysqld"])
+    server = (
+        server
+        or os.environ.get("RWSPLIT_SERVER_BIN")
+        or os.environ.get("RWSPLIT_MARIADBD")
+        or _which(["mariadbd", "mysqld"])
+    )
     if not server:
         raise ServerBinaryNotFoundError(
             "no MariaDB or MySQL server binary (mariadbd / mysqld) was found on PATH or in "
             "/usr/sbin; install one, e.g. 'apt-get install mariadb-server' (Debian/Ubuntu), "
-            "'brew install mariadb' (macOS), or set RWSPLIT_MARIADBD=/path/to/mariadbd"
+            "'brew install mariadb' (macOS), or set RWSPLIT_SERVER_BIN=/path/to/mariadbd "
+            "(or a mysqld; 'bash scripts/get-mysql' fetches MySQL 9.7 into a private prefix)"
         )
     try:
         out = subprocess.run(
@@ -125,15 +147,19 @@ def find_server_binaries(server: str | None = None) -> ServerBinaries:
         ).stdout
     except OSError as exc:
         raise ServerBinaryNotFoundError(f"cannot run {server}: {exc}") from None
-    if "mariadb" in out.lower():
+    if not out.strip():
+        raise ServerBinaryNotFoundError(f"{server} --version printed nothing: is it a server?")
+    if family_for_version(out).name == "mariadb":
         install = _which(["mariadb-install-db", "mysql_install_db"])
         if not install:
             raise ServerBinaryNotFoundError(
                 f"found {server} but not mariadb-install-db; install the full server package "
                 "('apt-get install mariadb-server')"
             )
-        return ServerBinaries(server, [install, "--no-defaults"], "mariadb")
-    return ServerBinaries(server, [server, "--no-defaults", "--initialize-insecure"], "mysql")
+        return ServerBinaries(server, [install, "--no-defaults"], "mariadb", out.strip())
+    return ServerBinaries(
+        server, [server, "--no-defaults", "--initialize-insecure"], "mysql", out.strip()
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -143,26 +169,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """A ``preexec_fn``: the child gets SIGKILL when the thread that forked it ends.
+# Run in a fresh interpreter between fork and the server's exec: set the parent-death signal,
+# give up if the owner is already gone, then become the server (same pid). A fresh process, so
+# the owner's at-fork hooks (rwsplit's monitors, logging ...) never run in a forked copy of it.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, sys\n"
+    "if ctypes.CDLL(None, use_errno=True).prctl(1, 9) != 0:\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "    sys.exit('prctl(PR_SET_PDEATHSIG) failed')\n"
+    "if os.getppid() != int(sys.argv[1]):\n"  # the owner died before prctl
+    "    os._exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
-    ``prctl`` is looked up here, in the parent: a child forked from a threaded process should
-    not load libraries (another thread may have held the loader's lock at the fork).
-    ``None`` where there is no ``prctl`` (not Linux).
+
+def _with_parent_death_signal(cmd: list[str], parent: int) -> list[str]:
+    r"""*cmd*, started so that it gets SIGKILL when the thread that forked it ends (Linux).
+
+    No ``preexec_fn``: CPython runs the process's at-fork child hooks before a
+    ``preexec_fn``, in a forked copy of a threaded process (rwsplit's monitor threads), which
+    can deadlock before ``exec``. A small ``python -c`` sets the signal instead and ``exec``\ s
+    the server. Unchanged where there is no ``prctl`` (not Linux).
     """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:  # pragma: no cover - runs in the child
-        # The "parent" of PR_SET_PDEATHSIG is the forking *thread*: hence the spawner thread
-        # below, which lives as long as the process.
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the owner died between fork and prctl
-            os._exit(1)
-
-    return preexec
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(parent), *cmd]
 
 
 class _Spawner:
@@ -275,6 +305,8 @@ class Sandbox:
         Off by default (the classic layout, where a replica's own binlog witnesses writes made
         on it). Turn it on to test automated failover the way it should run in production: a
         replica that was behind the promoted one can then catch up from it.
+    :param gtid: MySQL only: run with ``gtid_mode=ON`` (the default) or OFF, where replicas
+        replicate by binary log file and position (MariaDB always has GTIDs).
     :param semi_sync: turn on lossless semi-synchronous replication: a commit on the primary
         returns only once a replica has acknowledged it (``wait_point=AFTER_SYNC``), and it
         never falls back to asynchronous replication (no timeout, also while no replica is
@@ -283,11 +315,13 @@ class Sandbox:
         application's read timeout reports it as an error, never as a success. Every node
         acknowledges as a replica; only the node started as primary waits for
         acknowledgements (a replica waiting on what it applies would stall). A promoted
-        replica waits only after ``SET GLOBAL rpl_semi_sync_master_enabled = ON``, and a
-        node restarted with :meth:`restart` starts with it ``OFF``.
+        replica waits only after the family's ``semi_sync_source(True)`` (MariaDB
+        ``rpl_semi_sync_master_enabled``, MySQL 8.0.26+ ``rpl_semi_sync_source_enabled``),
+        and a node restarted with :meth:`restart` starts with it ``OFF``.
     :param detached: servers outlive this Python process (used by ``rwsplit sandbox up``).
     :param progress: called with a short line for every step (the CLI prints them).
-    :param server_args: extra ``mariadbd`` options for every node.
+    :param server_args: extra server options for every node.
+    :param server_binary: the server binary (else found as :func:`find_server_binaries` does).
     """
 
     def __init__(
@@ -297,6 +331,7 @@ class Sandbox:
         base_dir: str | os.PathLike[str] | None = None,
         semi_sync: bool = False,
         log_slave_updates: bool = False,
+        gtid: bool = True,
         detached: bool = False,
         keep: bool = False,
         progress: Progress | None = None,
@@ -316,6 +351,7 @@ class Sandbox:
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-"))
         self.semi_sync = semi_sync
         self.log_slave_updates = log_slave_updates
+        self.gtid = gtid
         self.detached = detached
         self.keep = keep or detached
         self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
@@ -324,10 +360,24 @@ class Sandbox:
         self.host = host
         self.nodes: list[SandboxNode] = []
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._binaries: ServerBinaries | None = None
         self._atexit_registered = False
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ accessors
+
+    @property
+    def binaries(self) -> ServerBinaries:
+        """The server binary this sandbox runs (found on first use)."""
+        if self._binaries is None:
+            self._binaries = find_server_binaries(self.server_binary)
+        return self._binaries
+
+    @property
+    def family(self) -> MariaDB | MySQL:
+        """The server family (:mod:`rwsplit.servers`): ask it for anything server-specific
+        (replication SQL, positions, the witness of writes on a node)."""
+        return self.binaries.family(gtid=self.gtid)
 
     @property
     def primary(self) -> SandboxNode:
@@ -371,7 +421,12 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Create, start and wire up every node; return when replication is running."""
         t0 = time.monotonic()
-        binaries = find_server_binaries(self.server_binary)
+        binaries = self.binaries
+        if not self.gtid and binaries.flavor != "mysql":
+            raise SandboxError(
+                "gtid=False (replication by binlog file and position) is for MySQL; "
+                f"{binaries.server} is {binaries.flavor}"
+            )
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.nodes = []
         for i in range(self.replica_count + 1):
@@ -441,24 +496,15 @@ class Sandbox:
         datadir.parent.mkdir(parents=True, exist_ok=True)
         tmpdir = datadir.parent / "tmp"
         tmpdir.mkdir(exist_ok=True)
-        # A private tmpdir: parallel initialisations must not share temporary table names.
-        cmd = [*binaries.install_db, f"--datadir={datadir}", f"--tmpdir={tmpdir}"]
-        if binaries.flavor == "mariadb":
-            cmd += [
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ]
-            if os.geteuid() == 0:
-                cmd.append("--user=root")
-        log_path = datadir.parent / "install.log"
-        with open(log_path, "wb") as out:
-            rc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
-            ).returncode
-        if rc != 0:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise SandboxError(f"initialising {node.name} failed ({' '.join(cmd)}):\n{tail}")
+        if binaries.flavor == "mysql" and os.environ.get("RWSPLIT_SANDBOX_TEMPLATE") != "0":
+            # mysqld --initialize costs seconds of CPU per node: copy a data directory
+            # initialised once per binary instead, without its server_uuid (auto.cnf), which
+            # each node then makes for itself at its first start.
+            shutil.copytree(_mysql_template(binaries, self.gtid), datadir, symlinks=True)
+            with contextlib.suppress(FileNotFoundError):
+                (datadir / "auto.cnf").unlink()
+            return
+        _initialise(binaries, self.gtid, datadir, tmpdir, node.name)
 
     def server_command(self, binaries: ServerBinaries, node: SandboxNode) -> list[str]:
         """The full command line that starts *node* (``--no-defaults`` first)."""
@@ -476,42 +522,20 @@ class Sandbox:
             f"--server-id={node.server_id}",
             "--log-bin=binlog",
             "--relay-log=relay",
-            "--binlog-format=MIXED",
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=32M",
-            "--innodb-log-file-size=16M",
             "--innodb-flush-log-at-trx-commit=2",
             "--sync-binlog=0",
             "--max-connections=300",
-            "--performance-schema=OFF",
             # Replicas announce their real address, so discovery can find them from the primary.
             f"--report-host={node.host}",
             f"--report-port={node.port}",
+            *binaries.family(gtid=self.gtid).sandbox_server_options(
+                replica=node.role == "replica",
+                semi_sync=self.semi_sync,
+                log_replica_updates=self.log_slave_updates,
+            ),
         ]
-        if binaries.flavor == "mariadb":
-            cmd += ["--gtid-strict-mode=ON", "--slave-net-timeout=5", "--skip-slave-start"]
-            if self.log_slave_updates:
-                cmd.append("--log-slave-updates=ON")
-            if self.semi_sync:
-                cmd += [
-                    # Every node acknowledges as a replica (an old primary made a replica too).
-                    "--rpl-semi-sync-slave-enabled=ON",
-                    # The waiting side is turned on only on the primary, once its replicas are
-                    # connected (_enable_semi_sync): a replica that waited for acknowledgements
-                    # of what it applies (log-slave-updates) would stall on every commit.
-                    "--rpl-semi-sync-master-enabled=OFF",
-                    # Never fall back to asynchronous: no timeout (the maximum, ~49 days), and
-                    # keep waiting when no replica is connected. An old primary whose replicas
-                    # are gone (it hung, or was partitioned, and was failed over) then cannot
-                    # acknowledge a commit on its own.
-                    "--rpl-semi-sync-master-timeout=4294967295",
-                    "--rpl-semi-sync-master-wait-no-slave=ON",
-                    # Wait before the commit is visible in the engine (lossless semi-sync): no
-                    # other session reads a row that a failover could lose.
-                    "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
-                ]
-        else:
-            cmd += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--skip-replica-start"]
         if node.role == "replica":
             cmd.append("--read-only=ON")
         if os.geteuid() == 0:
@@ -523,14 +547,16 @@ class Sandbox:
         out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
         detached = self.detached
 
+        argv = cmd if detached else _with_parent_death_signal(cmd, os.getpid())
+
         def start() -> subprocess.Popen[bytes]:
+            # No preexec_fn (see _with_parent_death_signal): no Python code runs in the child.
             return subprocess.Popen(
-                cmd,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if detached else _parent_death_signal(os.getpid()),
             )
 
         try:
@@ -579,7 +605,8 @@ class Sandbox:
     def _enable_semi_sync(self) -> None:
         """Make the primary wait for a replica's acknowledgement of every commit."""
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+            stmt = self.family.semi_sync_source(True)
+            cur.execute(stmt.sql, stmt.params or None)
         self._wait_semi_sync_clients()
 
     def _wait_semi_sync_clients(self, timeout: float = 30.0) -> None:
@@ -587,67 +614,70 @@ class Sandbox:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
             deadline = time.monotonic() + timeout
             while True:
-                cur.execute("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'")
-                row = cur.fetchone()
-                if row and int(row[1]) >= len(self.replicas):
+                clients = self.family.semi_sync_clients(cur)
+                if clients >= len(self.replicas):
                     return
                 if time.monotonic() > deadline:
                     raise SandboxError(
                         f"semi-sync replicas did not connect within {timeout:.0f}s "
-                        f"({row[1] if row else 0} of {len(self.replicas)})"
+                        f"({clients} of {len(self.replicas)})"
                     )
                 time.sleep(0.05)
 
     def _setup_replica(self, node: SandboxNode) -> None:
         self.point_replica(node, self.primary)
 
-    def point_replica(self, node: SandboxNode, source: SandboxNode) -> None:
-        """(Re)point *node* at *source* with GTID positioning and start replicating."""
+    def point_replica(
+        self, node: SandboxNode, source: SandboxNode, *, position: str | None = None
+    ) -> None:
+        """(Re)point *node* at *source* and start replicating.
+
+        With GTIDs the server finds its place; without (MySQL ``gtid=False``) replication
+        starts at *position* (``file:pos``), by default at the start of *source*'s oldest
+        binary log (right for a fresh replica of a fresh source).
+        """
+        family = self.family
+        if not self.gtid and position is None and isinstance(family, MySQL):
+            with contextlib.closing(source.connect()) as conn, conn.cursor() as cur:
+                position = family.first_position(cur)
+        stmts = family.replicate_from(
+            source.host, source.port, REPL_USER, REPL_PASSWORD, position=position
+        )
         with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-            cur.execute("STOP SLAVE")
-            cur.execute(
-                f"CHANGE MASTER TO MASTER_HOST='{source.host}', MASTER_PORT={source.port}, "
-                f"MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', "
-                "MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos"
-            )
-            cur.execute("START SLAVE")
+            for stmt in stmts:
+                cur.execute(stmt.sql, stmt.params or None)
 
     def wait_replica_running(self, node: SandboxNode, timeout: float = 30.0) -> None:
         """Wait until both replication threads of *node* run."""
         deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
+        status = None
         while time.monotonic() < deadline:
-            with (
-                contextlib.closing(node.connect()) as conn,
-                conn.cursor(pymysql.cursors.DictCursor) as cur,
-            ):
-                cur.execute("SHOW SLAVE STATUS")
-                status = cur.fetchone() or {}
-            if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
+            with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+                status = self.family.replica_status(cur)
+            if status is not None and status.io_connected and status.sql_running:
                 return
             time.sleep(0.05)
+        if status is None:
+            raise SandboxError(f"{node.name} is not a replica (no replication configured)")
         raise SandboxError(
             f"replication on {node.name} did not start within {timeout:.0f}s: "
-            f"IO={status.get('Slave_IO_Running')} SQL={status.get('Slave_SQL_Running')} "
-            f"error={status.get('Last_IO_Error') or status.get('Last_SQL_Error')}"
+            f"IO={status.io_running} SQL={'Yes' if status.sql_running else 'No'} "
+            f"error={status.last_io_error or status.last_sql_error}"
         )
 
     def wait_caught_up(self, timeout: float = 30.0) -> None:
         """Wait until every running replica has applied everything the primary has logged."""
+        family = self.family
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@gtid_binlog_pos")
-            row = cur.fetchone()
-            pos = row[0] if row else ""
+            pos = family.position(cur)
         if not pos:
             return
         for node in self.replicas:
             if not self.is_running(node):
                 continue
             with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
-                cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (pos, timeout))
-                row = cur.fetchone()
-                if not row or row[0] != 0:
-                    raise SandboxError(f"{node.name} did not reach GTID {pos} in {timeout}s")
+                if not family.wait_position(cur, pos, timeout):
+                    raise SandboxError(f"{node.name} did not reach {pos} in {timeout}s")
 
     # ------------------------------------------------------------------ state file
 
@@ -657,6 +687,8 @@ class Sandbox:
             "detached": self.detached,
             "semi_sync": self.semi_sync,
             "log_slave_updates": self.log_slave_updates,
+            "gtid": self.gtid,
+            "server": self.binaries.server,
             "nodes": [asdict(n) for n in self.nodes],
         }
         (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -679,6 +711,8 @@ class Sandbox:
             base_dir=base_dir,
             semi_sync=state.get("semi_sync", False),
             log_slave_updates=state.get("log_slave_updates", False),
+            gtid=state.get("gtid", True),
+            server_binary=state.get("server"),
             detached=True,
         )
         sb.nodes = [SandboxNode(**n) for n in state["nodes"]]
@@ -767,8 +801,7 @@ class Sandbox:
         node = self.node(name)
         if self.is_running(node):
             return node
-        binaries = find_server_binaries(self.server_binary)
-        self._spawn(binaries, node)
+        self._spawn(self.binaries, node)
         self._wait_ready(node)
         self._write_state()
         return node
@@ -781,8 +814,13 @@ class Sandbox:
         sandbox made, unless ``keep=True``).
         """
         with self._lock:
-            for node in self.nodes:
-                self._stop_node(node)
+            # All at once: a MySQL primary takes seconds to shut down (longer while its
+            # replicas are still connected), and nothing needs them to stop in order.
+            threads = [threading.Thread(target=self._stop_node, args=(n,)) for n in self.nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
             self._procs.clear()
             if self._own_dir and not self.keep and self.base_dir.exists():
                 shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -833,18 +871,16 @@ class Sandbox:
             }
             if row["running"] and not row["hung"]:
                 try:
-                    with (
-                        contextlib.closing(n.connect()) as conn,
-                        conn.cursor(pymysql.cursors.DictCursor) as cur,
-                    ):
-                        cur.execute("SELECT @@read_only AS ro, @@gtid_current_pos AS gtid")
-                        r = cur.fetchone() or {}
-                        cur.execute("SHOW SLAVE STATUS")
-                        s = cur.fetchone() or {}
-                    row["read_only"] = bool(r.get("ro"))
-                    row["gtid"] = r.get("gtid")
-                    row["replicating"] = bool(s) and s.get("Slave_SQL_Running") == "Yes"
-                    row["lag"] = s.get("Seconds_Behind_Master") if s else None
+                    family = self.family
+                    with contextlib.closing(n.connect()) as conn, conn.cursor() as cur:
+                        cur.execute("SELECT @@read_only")
+                        (ro,) = cur.fetchone()
+                        gtid = family.executed(cur)
+                        s = family.replica_status(cur)
+                    row["read_only"] = bool(ro)
+                    row["gtid"] = gtid
+                    row["replicating"] = s is not None and s.sql_running
+                    row["lag"] = s.seconds_behind if s is not None else None
                 except pymysql.err.Error as exc:
                     row["error"] = str(exc)
             rows.append(row)
@@ -867,6 +903,56 @@ class Sandbox:
         return (
             f"<Sandbox {self.base_dir} " + ", ".join(f"{n.name}@{n.port}" for n in self.nodes) + ">"
         )
+
+
+def _initialise(
+    binaries: ServerBinaries, gtid: bool, datadir: Path, tmpdir: Path, name: str
+) -> None:
+    """Create a fresh data directory (the family's command; log in ``install.log`` beside it)."""
+    # A private tmpdir: parallel initialisations must not share temporary table names.
+    cmd = binaries.family(gtid=gtid).sandbox_init_command(
+        binaries.server, binaries.install_db, datadir, tmpdir, as_root=os.geteuid() == 0
+    )
+    log_path = datadir.parent / "install.log"
+    with open(log_path, "wb") as out:
+        rc = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, timeout=180, check=False
+        ).returncode
+    if rc != 0:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise SandboxError(f"initialising {name} failed ({' '.join(cmd)}):\n{tail}")
+
+
+_TEMPLATE_LOCK = threading.Lock()
+
+
+def _mysql_template(binaries: ServerBinaries, gtid: bool) -> Path:
+    """A MySQL data directory initialised once per server binary and version, to copy.
+
+    Kept in ``$TMPDIR/rwsplit-templates-UID/``; built under a file lock (other processes may
+    start sandboxes at the same time) into a scratch directory, then renamed into place.
+    ``RWSPLIT_SANDBOX_TEMPLATE=0`` initialises every node instead.
+    """
+    key = hashlib.sha256(f"{binaries.server}\0{binaries.version}".encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"rwsplit-templates-{os.geteuid()}"
+    final, done = root / key, root / f"{key}.done"
+    if done.exists() and final.is_dir():
+        return final
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _TEMPLATE_LOCK, open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and final.is_dir():
+            return final
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+        try:
+            (work / "tmp").mkdir()
+            _initialise(binaries, gtid, work / "data", work / "tmp", "a MySQL data directory")
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(work / "data", final)
+            done.touch()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return final
 
 
 def _pid_runs_server(pid: int, datadir: str) -> bool:

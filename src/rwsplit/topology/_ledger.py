@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._dialect import Statement
+from ..servers import Statement
 from .probe import NodeProbe, describe_error
 
 __all__ = [
@@ -125,6 +125,25 @@ def record_statements(
             (primary_host, primary_port, old_primary, kind, writer),
         ),
     ]
+
+
+def create_statements(conn: Any, schema: str = DEFAULT_SCHEMA) -> list[Statement]:
+    """The ``CREATE`` statements of :func:`record_statements`, or none when the table exists.
+
+    MySQL writes ``CREATE TABLE IF NOT EXISTS`` to its binary log even when the table
+    exists, and a replica applying DDL holds a metadata lock on the schema: the table is
+    created once, up front (before a switchover demotes anything), never again.
+    """
+    _table(schema)  # validates the name
+    rows = query_rows(
+        conn,
+        "SELECT COUNT(*) AS n FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (schema, TABLE),
+    )
+    if rows and int(str(next(iter(rows[0].values())))):
+        return []
+    return record_statements("", 0, None, "", schema)[:2]
 
 
 def query_rows(conn: Any, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@
 3. choose the most advanced replica by GTID (``preferred`` first among equals, never one in
    ``never_promote``);
 4. promote it: stop and reset replication, seed its binlog GTID state with what it applied
-   (see :meth:`rwsplit._dialect.MariaDB.promote`), ``read_only=OFF``;
+   (see :meth:`rwsplit.servers.mariadb.MariaDB.promote`), ``read_only=OFF``;
 5. repoint every other replica at it with GTID positioning and start it;
 6. fence the old primary: the cluster keeps it out of routing and, if it comes back, the
    monitor makes it read-only before anything else.
@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigurationError, FailoverError, FencedNodeError
+from ..servers import MariaDBGtid, MySQL, NodeState, ReplicationDialect, Statement
 from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
-from ._dialect import MariaDBGtid, NodeState, ReplicationDialect, Statement
 from ._ledger import (
     DEFAULT_SCHEMA,
     Record,
+    create_statements,
     current_epoch,
     history,
     query_rows,
@@ -310,9 +311,15 @@ def fence_statements(probe: NodeProbe) -> list[Statement]:
     read-only). They were never acknowledged to their application (its driver timed out or
     rwsplit cut the connection: outcome unknown), and they stay on this node only, as errant
     transactions: :func:`rejoin` then keeps it fenced for a rebuild.
+
+    On MySQL the source side of semi-sync is turned off for good: MySQL logs what a replica
+    applies (``log_replica_updates``), so a former primary that keeps it on would wait for an
+    acknowledgement of every transaction it applies, from replicas it no longer has.
     """
     d = _dialect(probe)
     stmts = d.set_read_only(True)
+    if isinstance(d, MySQL):
+        return semi_sync_source_off(probe) + stmts
     if d.name != "mariadb":
         return stmts
     try:
@@ -377,6 +384,42 @@ def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions) -> bool:
         return options.semi_sync
     monitor = cluster.monitor
     return bool(monitor is not None and monitor._primary_semi_sync)
+
+
+def _semi_sync(probe: NodeProbe) -> tuple[str | None, bool, bool]:
+    """MySQL: (source-side switch name or None, source side on, replica side on)."""
+    try:
+        return MySQL.parse_semi_sync(probe.query(MySQL.semi_sync_variables_sql))
+    except Exception as exc:  # unreachable / no privilege: nothing known, nothing changed
+        log.info("%s: cannot read the semi-sync settings: %s", probe.name, describe_error(exc))
+        return None, False, False
+
+
+def semi_sync_source_off(probe: NodeProbe) -> list[Statement]:
+    """MySQL: the statement turning the source side of semi-sync off on a node that stops
+    being the primary (none when it is off or the plugin is not loaded)."""
+    if not isinstance(probe.dialect, MySQL):
+        return []
+    name, on, _ = _semi_sync(probe)
+    return [Statement(f"SET GLOBAL {name} = OFF")] if name and on else []
+
+
+def _semi_sync_source_on(run: _Run, probe: NodeProbe, why: str) -> None:
+    """MySQL: turn the source side of semi-sync on at the promoted node (the cluster ran it)."""
+    if not isinstance(probe.dialect, MySQL):
+        return
+    name, on, _ = _semi_sync(probe)
+    if name is None:
+        log.warning(
+            "%s: %s, but this node has no semi-sync source plugin: it runs asynchronously "
+            "(load semisync_source)",
+            probe.name,
+            why,
+        )
+        return
+    if not on:
+        run.say("%s: semi-sync source side on (%s)", probe.name, why)
+        run.exec(probe, Statement(f"SET GLOBAL {name} = ON"))
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -494,7 +537,10 @@ def _record(
     """
     host, port = _url_address(probe.url)
     try:
-        for stmt in record_statements(host, port, old, run.result.kind, options.ledger_schema):
+        stmts = record_statements(host, port, old, run.result.kind, options.ledger_schema)
+        if not create_statements(probe, options.ledger_schema):
+            stmts = stmts[2:]  # the table exists: no DDL replicated again
+        for stmt in stmts:
             run.exec(probe, stmt)
         if not run.result.dry_run:
             rec = current_epoch(probe, options.ledger_schema)
@@ -653,17 +699,29 @@ def failover(
             )
         _check_replicas_lost_it(states, old_primary, _server_id_of(cluster, old_primary))
         skip = {old_primary, *cluster.fenced}
-        candidates = _drain_relay_logs(run, probes, states, skip, options)
+        positional = _by_position(states, skip)
+        if positional:
+            candidates = _drain_by_position(run, probes, states, skip, options)
+        else:
+            candidates = _drain_relay_logs(run, probes, states, skip, options)
         run.step("relay logs applied")
-        new = _choose(candidates, options, order)
+        if positional:
+            new = _choose_by_position(candidates, options, order)
+        else:
+            new = _choose(candidates, options, order)
         result.new_primary = new
         if lock.held and not lock.confirm():
             raise FailoverError(
                 "lost the failover lock before promoting (a lock connection broke): nothing "
                 "promoted; the monitor / the command retries"
             )
-        run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
         d_new = _dialect(probes[new])
+        ran_semi_sync = isinstance(d_new, MySQL) and _semi_sync(probes[new])[2]
+        run.say(
+            "promoting %s (most advanced: %s)",
+            new,
+            _applied_position(candidates[new]) if positional else candidates[new].executed,
+        )
         semi = _cluster_semi_sync(cluster, options)
         if semi and len(candidates) < 2:
             log.warning(
@@ -686,12 +744,38 @@ def failover(
             _publish(cluster, new, [old_primary], {new: new_state})
         run.step("writable")
         chosen = candidates[new]
-        has_history = _dialect(probes[new]).promoted_binlog_has_history or (
-            chosen.replica_applied is not None
-            and chosen.own_binlog.contains(chosen.replica_applied)
-        )
+        if isinstance(_dialect(probes[new]), MySQL):
+            # Without log_replica_updates its binary log lacks what it replicated (those
+            # GTIDs are in its gtid_purged): a replica missing any cannot be served.
+            has_history = chosen.log_replica_updates is not False
+        else:
+            has_history = _dialect(probes[new]).promoted_binlog_has_history or (
+                chosen.replica_applied is not None
+                and chosen.own_binlog.contains(chosen.replica_applied)
+            )
         floor = None if has_history else chosen
-        _repoint_all(run, cluster, options, probes, states, new, new_state, skip=skip, floor=floor)
+        if positional:
+            _repoint_by_position(run, options, probes, candidates, new)
+        else:
+            _repoint_all(
+                run,
+                cluster,
+                options,
+                probes,
+                states,
+                new,
+                new_state,
+                skip=skip,
+                floor=floor,
+            )
+        if ran_semi_sync and result.repointed:
+            _semi_sync_source_on(run, probes[new], "the cluster ran semi-sync")
+        elif ran_semi_sync:
+            log.warning(
+                "%s: the cluster ran semi-sync but no replica follows the new primary yet: it "
+                "runs asynchronously until one does (turn the source side on then)",
+                new,
+            )
         run.step("repointed")
         if semi and not result.repointed and d_new.name == "mariadb":
             # Nobody will acknowledge: commits would wait for ever. Released, asynchronous.
@@ -841,11 +925,10 @@ def _drain_relay_logs(
     ``result.skipped`` for an operator; the others go on. Their names are added to *skip*.
     """
     pending: dict[str, str] = {}  # name -> the received position to wait for
-    for name, state in list(states.items()):
-        if state is None or name in skip or state.replica is None:
-            continue
+
+    def stop_io(name: str, state: NodeState) -> None:
         probe = probes[name]
-        d = _dialect(probe)
+        assert state.replica is not None
         if not state.replica.sql_running:
             why = (
                 f"its SQL thread was stopped before the failover ({state.replica.last_sql_errno}: "
@@ -854,13 +937,23 @@ def _drain_relay_logs(
                 else "its SQL thread was stopped before the failover (by an operator?)"
             )
             _leave_out(run, name, skip, f"{why}: left as it is, not promoted, not repointed")
-            continue
-        run.exec(probe, d.stop_io_thread())
+            return
+        run.exec(probe, _dialect(probe).stop_io_thread())
         fresh = state if run.result.dry_run else _probe(probe)
         received = fresh.replica.received if fresh and fresh.replica else ""
         if received:
             run.say("%s: waiting for its relay log (%s) to be applied", name, received)
             pending[name] = received
+
+    # In parallel: against a hung primary a STOP ... IO_THREAD can take seconds (the IO
+    # thread is stuck in a read), and the replicas must not wait in turn.
+    todo = {
+        n: s for n, s in states.items() if s is not None and n not in skip and s.replica is not None
+    }
+    if todo:
+        with ThreadPoolExecutor(len(todo), thread_name_prefix="rwsplit-failover") as pool:
+            for future in [pool.submit(stop_io, n, st) for n, st in todo.items()]:
+                future.result()
     late = _wait_relay_logs_applied(run, probes, pending, options)
     for name in late:
         _leave_out(
@@ -869,7 +962,8 @@ def _drain_relay_logs(
             skip,
             f"it did not apply its relay log (up to {pending[name]}) within "
             f"{options.apply_timeout:g}s (MASTER_DELAY? a stalled SQL thread?): not promoted, "
-            "not repointed; check it (SHOW SLAVE STATUS) and repoint it with "
+            f"not repointed; check it ({_dialect(probes[name]).replica_status_sql}) and "
+            "repoint it with "
             "'rwsplit failover' once it has caught up",
         )
     out: dict[str, NodeState] = {}
@@ -929,6 +1023,202 @@ def _wait_relay_logs_applied(
                 log.error("%s: waiting for its relay log failed: %s", name, exc)
                 late.append(name)
         return late
+
+
+# ------------------------------------------------ GTIDs off: binary log file and position
+
+
+def _by_position(states: Mapping[str, NodeState | None], skip: set[str]) -> bool:
+    """Do the replicas run without GTIDs (MySQL ``gtid_mode=OFF``)? Then the failover is the
+    classic runbook by binary log file and position; refused when it could not be exact."""
+    replicas = {
+        n: s for n, s in states.items() if s is not None and n not in skip and s.replica is not None
+    }
+    positional = [n for n, s in replicas.items() if not s.gtids]
+    if not positional:
+        return False
+    logging_replicas = sorted(n for n in positional if replicas[n].log_replica_updates)
+    if logging_replicas:
+        raise FailoverError(
+            "failover refused, nothing changed: GTIDs are off and "
+            + ", ".join(logging_replicas)
+            + " write what they replicate to their own binary log (log_replica_updates=ON). "
+            "Without GTIDs the new primary's binary log is started afresh and the others "
+            "continue at its first position, which is exact only when replicas log nothing "
+            "of what they replicate: restart the replicas with log_replica_updates=OFF "
+            "(skip-log-replica-updates), or turn GTIDs on (gtid_mode=ON and "
+            "enforce_gtid_consistency=ON, through OFF_PERMISSIVE and ON_PERMISSIVE)"
+        )
+    if len(positional) != len(replicas):
+        mixed = sorted(set(replicas) - set(positional))
+        raise FailoverError(
+            "failover refused, nothing changed: gtid_mode differs between the replicas (on "
+            f"for {', '.join(mixed)}, off for {', '.join(sorted(positional))}); finish the "
+            "gtid_mode change on every node first"
+        )
+    return True
+
+
+def _applied_position(state: NodeState) -> str:
+    rs = state.replica
+    return f"{rs.exec_file}:{rs.exec_pos}" if rs is not None else "-"
+
+
+def _position_key(state: NodeState) -> tuple[str, int, int]:
+    """Orders what replicas of one primary applied: that primary's file and offset."""
+    rs = state.replica
+    if rs is None or not rs.exec_file:
+        return ("", -1, -1)
+    base, _, number = rs.exec_file.rpartition(".")
+    return (base, int(number) if number.isdigit() else -1, rs.exec_pos)
+
+
+def _drain_by_position(
+    run: _Run,
+    probes: Mapping[str, NodeProbe],
+    states: dict[str, NodeState | None],
+    skip: set[str],
+    options: FailoverOptions,
+) -> dict[str, NodeState]:
+    """Stop every replica's IO thread (in parallel), then wait until each applied its relay
+    log: its SQL thread reached what its IO thread had read (a transaction cut short by the
+    primary's death stays unapplied: then it waits until the SQL thread is idle)."""
+    names = [n for n, s in states.items() if s is not None and n not in skip and s.replica]
+    out: dict[str, NodeState] = {}
+
+    def drain(name: str) -> NodeState | None:
+        probe = probes[name]
+        d = _dialect(probe)
+        state = states[name]
+        assert state is not None and state.replica is not None
+        run.exec(probe, d.stop_io_thread())
+        if not state.replica.sql_running:
+            run.exec(probe, d.start_sql_thread())
+        if run.result.dry_run:
+            return state
+        deadline = time.monotonic() + options.apply_timeout
+        while True:
+            fresh = _probe(probe)
+            rs = fresh.replica if fresh is not None else None
+            if fresh is None or rs is None:
+                return fresh
+            done = (rs.exec_file, rs.exec_pos) == (rs.read_file, rs.read_pos)
+            idle = "has read all relay log" in rs.sql_state
+            if done or (idle and not rs.io_connected):
+                return fresh
+            if not rs.sql_running:
+                raise FailoverError(
+                    f"{name}: its SQL thread stopped ({rs.last_sql_errno}: {rs.last_sql_error}) "
+                    "before applying its relay log; fix it and re-run"
+                )
+            if time.monotonic() > deadline:
+                raise FailoverError(
+                    f"{name} did not apply its relay log (at {rs.exec_file}:{rs.exec_pos}, "
+                    f"read up to {rs.read_file}:{rs.read_pos}) within "
+                    f"{options.apply_timeout:.0f}s; check its SQL thread and re-run"
+                )
+            time.sleep(0.02)
+
+    if names:
+        with ThreadPoolExecutor(len(names), thread_name_prefix="rwsplit-failover") as pool:
+            futures = {n: pool.submit(drain, n) for n in names}
+            for name, future in futures.items():
+                fresh = future.result()
+                if fresh is not None:
+                    states[name] = out[name] = fresh
+    if not out:
+        raise FailoverError("no replica answers: nothing can be promoted")
+    for name, state in out.items():
+        run.say("%s: applied the old primary's binary log up to %s", name, _applied_position(state))
+    return out
+
+
+def _choose_by_position(
+    candidates: Mapping[str, NodeState], options: FailoverOptions, order: Sequence[str]
+) -> str:
+    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
+    if not allowed:
+        raise FailoverError(
+            "no replica may be promoted (all unreachable or in never_promote: "
+            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
+        )
+    top = max(_position_key(s) for s in allowed.values())
+    best = [n for n, s in allowed.items() if _position_key(s) == top]
+    for name in options.preferred:
+        if name in best:
+            return name
+    return min(best, key=order.index)
+
+
+def _repoint_by_position(
+    run: _Run,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    candidates: Mapping[str, NodeState],
+    new: str,
+) -> None:
+    """Point every replica that applied exactly what *new* applied at the start of *new*'s
+    (just reset) binary log; report the others as needing a rebuild, and leave them alone.
+
+    Exact because replicas log nothing of what they replicate: the promoted node's binary
+    log holds only what is written on it from now on.
+    """
+    chosen = candidates[new]
+    matched: dict[str, NodeState] = {}
+    for name, state in candidates.items():
+        if name == new:
+            continue
+        if _position_key(state) != _position_key(chosen):
+            reason = (
+                f"it applied the old primary's binary log up to {_applied_position(state)}, "
+                f"the new primary {new} up to {_applied_position(chosen)}: without GTIDs no "
+                f"position in {new}'s binary log matches; rebuild it from {new}"
+            )
+            run.result.skipped.append((name, reason))
+            log.error("%s: not repointed: %s", name, reason)
+            continue
+        matched[name] = state
+    _repoint_at_start(run, options, probes, matched, new)
+
+
+def _own_binlog_position(run: _Run, probe: NodeProbe) -> str:
+    """``file:position`` of *probe*'s node's own binary log (GTIDs off)."""
+    d = _dialect(probe)
+    assert isinstance(d, MySQL)
+    rows = run.exec(probe, d.binlog_status())
+    if run.result.dry_run:
+        return "binlog.000001:4"
+    if not rows or not rows[0].get("File"):
+        raise FailoverError(f"{probe.name} has no binary log (log_bin=OFF): nothing can follow it")
+    return f"{rows[0]['File']}:{rows[0]['Position']}"
+
+
+def _repoint_at_start(
+    run: _Run,
+    options: FailoverOptions,
+    probes: Mapping[str, NodeProbe],
+    nodes: Mapping[str, NodeState],
+    new: str,
+) -> None:
+    """Point *nodes* at the start of *new*'s binary log (just reset at its promotion)."""
+    first = "binlog.000001"  # what a dry run shows
+    if not run.result.dry_run:
+        rows = probes[new].query("SHOW BINARY LOGS")
+        if not rows:
+            raise FailoverError(f"{new} has no binary log (log_bin=OFF): replicas cannot follow")
+        first = str(rows[0].get("Log_name") or rows[0].get("LOG_NAME"))
+    host, port = _url_address(probes[new].url)
+    for name, state in nodes.items():
+        d = _dialect(probes[name])
+        mysql = d if isinstance(d, MySQL) else MySQL(state.version, gtid=False)
+        stmts = mysql.point_at_position(
+            host, port, options.replication_user, options.replication_password, first, 4
+        )
+        if state.writable:
+            stmts = d.set_read_only(True) + stmts
+        for stmt in [*stmts, d.start_replication()]:
+            run.exec(probes[name], stmt)
+        run.result.repointed.append(name)
 
 
 def _finish_after_promotion(
@@ -1002,6 +1292,14 @@ def _repoint_all(
             continue  # already replicating from the primary
         if state.replica is None and state.writable and name != demote:
             continue  # another primary: never touched here
+        if not primary_state.gtids or not state.gtids:
+            reason = (
+                f"GTIDs are off: whether it applied exactly what {primary} had when it was "
+                f"promoted cannot be told now; rebuild it from {primary}"
+            )
+            run.result.skipped.append((name, reason))
+            log.error("%s: not repointed: %s", name, reason)
+            continue
         if not primary_state.executed.contains(state.executed):
             run.result.skipped.append(
                 (
@@ -1108,6 +1406,16 @@ def switchover(
         semi = options.semi_sync
         if semi is None:
             semi = bool(semi_sync_master(old_probe))
+        # GTIDs off: by binary log file and position (refused before anything changes when
+        # it could not be exact).
+        positional = isinstance(d_old, MySQL) and _by_position(states, {old})
+        old_semi_sync = isinstance(d_old, MySQL) and _semi_sync(old_probe)[1]
+        # The failover log's table, created while every replica still follows the old
+        # primary: the record after the switch replicates no DDL (whose metadata lock, held
+        # by a replica's applier, would block every session naming the schema).
+        with contextlib.suppress(FailoverError):  # the log is never worth failing for
+            for stmt in create_statements(old_probe, options.ledger_schema):
+                run.exec(old_probe, stmt)
         # 1. Stop routing writes to the old primary, in this process at once.
         if not dry_run:
             cluster.fenced.add(old)
@@ -1118,13 +1426,18 @@ def switchover(
         _kill_clients(run, old_probe, lock_name(options.cluster_id))
         run.step("old primary read-only")
         # Read after every client session is gone: no commit can land after this position.
-        final = old_probe.probe().executed.text
+        if positional:
+            final = _own_binlog_position(run, old_probe)
+        else:
+            final = old_probe.probe().executed.text
         run.say("%s: final position %s", old, final)
         # 3. Wait for the target and the other replicas to apply everything.
         for name, state in states.items():
             if name == old or state is None or state.replica is None:
                 continue
-            _wait_applied(run, probes[name], final, options, old_probe, d_old, cluster, old)
+            _wait_applied(
+                run, probes[name], final, options, old_probe, d_old, cluster, old, positional
+            )
         run.step("caught up")
         # 4. Promote the target.
         fresh = target_state if dry_run else _probe(probes[to])
@@ -1142,7 +1455,19 @@ def switchover(
         now = {n: (s if dry_run else _probe(probes[n])) for n, s in states.items()}
         if not dry_run:
             cluster.fenced.discard(old)
-        _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
+        # MySQL logs what a replica applies: a demoted node with the source side of semi-sync
+        # still on would wait for an acknowledgement of each one (and wedge the cluster).
+        for stmt in semi_sync_source_off(old_probe):
+            run.exec(old_probe, stmt)
+        if positional:
+            # Every node applied exactly the old primary's final position (waited above) and
+            # the target's binary log starts afresh: all continue at its first position.
+            caught_up = {n: s for n, s in now.items() if s is not None and n != to}
+            _repoint_at_start(run, options, probes, caught_up, to)
+        else:
+            _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
+        if old_semi_sync:
+            _semi_sync_source_on(run, probes[to], f"{old} ran semi-sync")
         run.step("repointed")
         _record(run, probes[to], options, old)
         if not dry_run:
@@ -1228,15 +1553,24 @@ def _wait_applied(
     d_old: ReplicationDialect,
     cluster: TopologyHost,
     old: str,
+    positional: bool = False,
 ) -> None:
+    """Wait until *probe*'s node applied *gtid* (GTIDs off, *positional*: the old primary's
+    ``file:position``); else undo the switchover's first steps and raise."""
     d = _dialect(probe)
+    if positional and isinstance(d, MySQL):
+        file, _, pos = gtid.rpartition(":")
+        wait = d.wait_for_position(file, int(pos), options.apply_timeout)
+        reached: Callable[[Any], bool] = d.position_reached
+    else:
+        wait = d.wait_for_gtid(gtid, options.apply_timeout)
+        reached = d.wait_succeeded
     # The probe's read timeout must not cut a wait of apply_timeout.
-    wait = d.wait_for_gtid(gtid, options.apply_timeout)
     rows = run.exec(probe, wait, timeout=options.apply_timeout + probe.timeout)
     if run.result.dry_run:
         return
     value = next(iter(rows[0].values())) if rows else None
-    if d.wait_succeeded(value):
+    if reached(value):
         return
     # Undo: the old primary takes writes again; nothing was promoted.
     for stmt in d_old.set_read_only(False):
@@ -1330,7 +1664,7 @@ def rejoin(
             log.error("%s: not rejoined: %s", node, gap)
             return result
         host, port = _url_address(ps[primary].url)
-        stmts = d.point_at(
+        stmts = semi_sync_source_off(ps[node]) + d.point_at(
             state, host, port, options.replication_user, options.replication_password
         )
         stmts = _semi_sync_off(ps[node]) + stmts
@@ -1362,6 +1696,11 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
     in the primary's history only if the primary has that server's transactions up to it.
     MySQL GTID sets are real sets: containment says it all.
     """
+    if not state.gtids or not primary.gtids:
+        return (
+            "GTIDs are off: whether it holds writes that never reached "
+            f"{primary_name} cannot be told"
+        )
     if isinstance(state.executed, MariaDBGtid):
         history_of = _binlog_state(primary.binlog_state)
         for domain, (server, seq) in state.executed.domains.items():
@@ -1372,7 +1711,10 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
                 )
         return None
     if not primary.executed.contains(state.executed):
-        return f"it has transactions {primary_name} lacks ({state.executed} vs {primary.executed})"
+        return (
+            f"it has transactions {primary_name} lacks ({state.executed} vs "
+            f"{primary.executed}: errant transactions, written on it alone)"
+        )
     return None
 
 

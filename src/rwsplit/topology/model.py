@@ -51,6 +51,9 @@ class Replication:
     io_running: str
     """``"Yes"``, ``"Connecting"`` or ``"No"``."""
     sql_running: bool
+    source_uuid: str | None = None
+    """MySQL ``Source_UUID``: the ``server_uuid`` of its source (``None``: unknown, MariaDB).
+    A binary log position (GTIDs off) is only meaningful on a replica of that very source."""
 
     @property
     def io_connected(self) -> bool:

@@ -56,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._dialect import NodeState, ReplicaStatus
+from ..servers import NodeState, ReplicaStatus
 from .model import Node, Role, Topology, TopologyHost
 from .probe import (
     SERVER_ANSWERED,

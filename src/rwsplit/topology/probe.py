@@ -15,7 +15,7 @@ from typing import Any
 import pymysql
 from sqlalchemy.engine import URL
 
-from ._dialect import MariaDB, NodeState, ReplicationDialect, dialect_for_version
+from ..servers import MariaDB, MySQL, NodeState, ReplicationDialect, dialect_for_version
 from .model import Node, Replication, Role, Topology, node_name
 
 __all__ = [
@@ -99,6 +99,7 @@ class NodeProbe:
         self.dialect: ReplicationDialect | None = None
         self.last_error: BaseException | None = None
         """The error of the last failed call (``None`` after a success)."""
+        self._no_applier_lag: bool | None = None  # None: not checked yet
 
     def _connect(self) -> pymysql.Connection[Any]:
         if self._conn is None:
@@ -148,9 +149,36 @@ class NodeProbe:
             version = str(self.query("SELECT @@version AS v")[0]["v"])
             self.dialect = dialect_for_version(version)
         d = self.dialect
-        variables = self.query(d.variables_sql)[0]
+        variables = self.query(self._variables_sql(d))[0]
         status = self.query(d.replica_status_sql)
-        return d.parse_state(variables, status)
+        state = d.parse_state(variables, status)
+        if isinstance(d, MySQL) and d.gtid != state.gtids:
+            # gtid_mode is per node (and changes online): the statements follow it.
+            self.dialect = MySQL(state.version, gtid=state.gtids)
+        return state
+
+    def _variables_sql(self, d: ReplicationDialect) -> str:
+        """MySQL: with the sub-second applier lag, unless the account may not read it."""
+        if not isinstance(d, MySQL) or self._no_applier_lag:
+            return d.variables_sql
+        if self._no_applier_lag is False:
+            return d.variables_sql_with_lag
+        try:
+            self.query(f"SELECT {_APPLIER_PROBE}")
+        except Exception as exc:
+            if getattr(exc, "args", (None,))[0] not in _NO_PRIVILEGE:
+                raise
+            self._no_applier_lag = True
+            log.info(
+                "%s: lag in whole seconds (Seconds_Behind_Source): the monitor account may "
+                "not read performance_schema (%s); GRANT SELECT ON performance_schema.* for "
+                "sub-second lag",
+                self.name,
+                describe_error(exc),
+            )
+            return d.variables_sql
+        self._no_applier_lag = False  # checked once: from now on in the same round trip
+        return d.variables_sql_with_lag
 
     def forget(self) -> None:
         """Drop the connection without telling the server (after ``fork()``: the parent still
@@ -221,7 +249,7 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
     pending = {node_name(u): u for u in urls}
     seen: dict[str, Node] = {}
     errors: list[str] = []
-    refused = 0  # nodes that answered but refused the probe (a missing privilege)
+    denied: list[str] = []
     while pending:
         name, url = pending.popitem()
         if name in seen:
@@ -231,9 +259,9 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
                 state = p.probe()
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
+                if getattr(exc, "args", (None,))[0] in _NO_PRIVILEGE:
+                    denied.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
-                code = getattr(exc, "args", (None,))[:1]
-                refused += bool(code) and code[0] in _PRIVILEGE_ERRORS
                 continue
             extra: list[dict[str, Any]] = []
             if state.replica is None:
@@ -252,18 +280,24 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
         for address in found:
             if address not in seen and address not in pending:
                 pending[address] = _with_address(template, address)
+    if denied and all(not n.healthy for n in seen.values()):
+        raise TopologyError(
+            f"the account {template.username!r} reaches the servers but may not read their "
+            "replication state (" + "; ".join(denied) + "); grant it the privilege the server "
+            "names, e.g. GRANT REPLICATION CLIENT ON *.* (MySQL; MariaDB: REPLICA MONITOR, "
+            "or SLAVE MONITOR before 10.5.9), or give the monitor an admin account"
+        )
     if all(not n.healthy for n in seen.values()):
-        if refused == len(seen):
-            raise TopologyError(
-                "every node answered but refused to describe its replication ("
-                + "; ".join(errors)
-                + ")"
-            )
         raise TopologyError(
             "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
             "that the servers run, and the credentials"
         )
     return Topology(tuple(sorted(seen.values(), key=_order)))
+
+
+_NO_PRIVILEGE = frozenset({1227, 1142, 1143})
+_APPLIER_PROBE = "1 FROM performance_schema.replication_applier_status_by_worker LIMIT 1"
+"""Access denied for a statement (not for the login, 1045: that is the credentials)."""
 
 
 def _order(n: Node) -> tuple[int, str]:
@@ -277,9 +311,14 @@ def node_from_state(name: str, url: URL, state: NodeState, **changes: object) ->
     rs = state.replica
     if rs is not None:
         if rs.seconds_behind is not None:
-            lag = float(rs.seconds_behind)
+            # Sub-second where the server offers it (MySQL applier timestamps).
+            lag = state.applier_lag if state.applier_lag is not None else float(rs.seconds_behind)
         replication = Replication(
-            rs.source, rs.source_server_id or None, rs.io_running, rs.sql_running
+            rs.source,
+            rs.source_server_id or None,
+            rs.io_running,
+            rs.sql_running,
+            rs.source_uuid or None,
         )
     node = Node(
         name,
