@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from rwsplit.sandbox import Sandbox
-from tests.fix_sandbox import require_server
+from tests.fix_sandbox import on_mysql, require_server
 from tests.integration.util import wait_until
 from tests.nemesis import Nemesis, _sql
 
@@ -60,6 +60,13 @@ def test_kill_9_of_the_primary(sb: Sandbox, nemesis: Nemesis) -> None:
     assert nemesis.check().final_primary != sb.primary.address
 
 
+@pytest.mark.xfail(
+    on_mysql(),
+    reason="issue 16 defect 2: on MySQL, fencing a resumed semi-sync primary leaves "
+    "rpl_semi_sync_source_enabled on (fence_statements returns early for non-MariaDB): "
+    "super_read_only waits behind commits that wait for an ACK",
+    strict=False,  # timing-dependent: it may fence in time
+)
 def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
     with nemesis.traffic(seconds=20):
         nemesis.wait_for_acks(20, timeout=10)

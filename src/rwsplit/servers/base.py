@@ -355,9 +355,14 @@ class ReplicationDialect:
         cur.execute(self.replica_status_sql)
         return self.parse_replica_status(dict_rows(cur))
 
+    def binlog_status_sql(self) -> str:
+        """The statement that shows the node's own binary log file and position."""
+        raise NotImplementedError
+
     def position(self, cur: Cursor) -> str:
         """What the node on *cur* has written to its binary log, as a token its replicas can
-        wait for with :meth:`wait_position` (a GTID position, or ``file:pos``)."""
+        wait for with :meth:`wait_position` (a GTID position, or ``file:pos``). Read with a
+        ``SHOW`` statement: it moves no ``Com_select`` counter."""
         raise NotImplementedError
 
     def executed(self, cur: Cursor) -> str:
@@ -454,6 +459,7 @@ class ServerFamily(Protocol):
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]: ...
     def replica_status(self, cur: Cursor) -> ReplicaStatus | None: ...
+    def binlog_status_sql(self) -> str: ...
     def position(self, cur: Cursor) -> str: ...
     def executed(self, cur: Cursor) -> str: ...
     def wait_position(self, cur: Cursor, position: str, timeout: float) -> bool: ...
