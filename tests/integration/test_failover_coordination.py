@@ -16,8 +16,8 @@ import pytest
 
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
-from .test_failover import ids_on, source_port, sql_running
 from ..fix_sandbox import on_mysql
+from .test_failover import ids_on, source_port, sql_running
 from .util import position, sql, wait_position, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
