@@ -9,6 +9,11 @@ rwsplit of commit REV (exported from git into a temporary directory) and once wi
 checkout, alternating, ``--rounds`` times. Each ``rwsplit bench`` run measures its own
 baseline, so every ratio compares two setups of the same run; the table prints the median
 over the rounds of rwsplit's p50 latency and throughput against plain.
+
+With ``--interleaved UNITS`` each client instead runs UNITS pairs of units, one plain and one
+through rwsplit, alternating (``_ryw_pairs.py``): the ratio of their medians holds on a loaded
+machine, where back-to-back runs of a few seconds each do not. That mode also counts the
+round trips of each unit (commands PyMySQL sent) and the stale reads.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--clients", default="1,4")
     p.add_argument("--workers", default="threads,processes")
+    p.add_argument("--interleaved", type=int, metavar="UNITS", default=0)
     a = p.parse_args(argv)
     if a.before is None:
         a.before = subprocess.run(
@@ -118,13 +124,59 @@ def main(argv: list[str] | None = None) -> int:
                     if r % 2:
                         order.reverse()  # neither version always runs first
                     for name, src in order:
-                        report = bench(src, sb, workers, a.clients, a.duration)
-                        _collect(rows, name, workers, report)
+                        if a.interleaved:
+                            for clients in a.clients.split(","):
+                                pairs = run_pairs(src, sb, workers, int(clients), a.interleaved)
+                                rows.setdefault((name, workers, int(clients)), []).append(pairs)
+                        else:
+                            report = bench(src, sb, workers, a.clients, a.duration)
+                            _collect(rows, name, workers, report)
                         print(f"# round {r + 1}: {name}, {workers} done", flush=True)
         finally:
             sb.stop()
-    _print(rows)
+    if a.interleaved:
+        _print_pairs(rows)
+    else:
+        _print(rows)
     return 0
+
+
+def run_pairs(src: Path, sb: Sandbox, workers: str, clients: int, units: int) -> dict[str, float]:
+    """One ``_ryw_pairs.py`` run with the rwsplit found in *src*."""
+    cmd = [sys.executable, str(HERE / "_ryw_pairs.py"), sb.primary_url, *sb.replica_urls]
+    cmd += ["--clients", str(clients), "--workers", workers, "--units", str(units)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"_ryw_pairs.py failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout)
+    result["ratio"] = result["rwsplit_p50"] / result["plain_p50"]
+    return result
+
+
+def _print_pairs(rows: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
+    print()
+    print("POST -> GET unit, plain and rwsplit interleaved unit by unit (median of rounds)")
+    print(
+        f"{'version':<20} {'workers':<10} {'clients':>7} {'plain p50':>10} {'rwsplit p50':>12}"
+        f" {'p50 ratio':>10} {'(min-max)':>13} {'round trips plain/rwsplit':>26} {'stale':>6}"
+        f" {'units':>6}"
+    )
+    for (name, workers, clients), runs in sorted(
+        rows.items(), key=lambda kv: kv[0][1:] + kv[0][:1]
+    ):
+
+        def med(k: str, runs: list[dict[str, float]] = runs) -> float:
+            return statistics.median(r[k] for r in runs)
+
+        trips = f"{med('plain_rt'):.2f} / {med('rwsplit_rt'):.2f}"
+        print(
+            f"{name:<20} {workers:<10} {clients:>7} {med('plain_p50'):>8.2f}ms"
+            f" {med('rwsplit_p50'):>10.2f}ms {med('ratio'):>9.2f}x {_span(runs, 'ratio'):>13}"
+            f" {trips:>26} {sum(r['stale'] for r in runs):>6.0f}"
+            f" {sum(r['units'] for r in runs):>6.0f}"
+        )
+    print("(p50 ratio: rwsplit / plain of the same run, lower is better; round trips per unit)")
 
 
 def _collect(

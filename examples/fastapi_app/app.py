@@ -1,13 +1,18 @@
 """A FastAPI app on a replicated cluster: routed sessions as dependencies, read-your-writes
 across requests through a signed cookie.
 
-Run it against a local sandbox cluster::
+Run it against a local sandbox cluster, from a checkout (PORT, PORT2: from the URLs
+``sandbox up`` prints; the tables are created when the app starts)::
 
-    rwsplit sandbox up --dir /tmp/sb          # prints the primary and replica URLs
+    pip install -e '.[fastapi]' uvicorn
+    cd examples/fastapi_app
+    rwsplit sandbox up                        # prints the primary and replica URLs
     export RWSPLIT_PRIMARY_URL=mysql+pymysql://root@127.0.0.1:PORT/rwsplit
     export RWSPLIT_REPLICA_URLS=mysql+pymysql://root@127.0.0.1:PORT2/rwsplit
     export APP_SECRET_KEY=change-me
     uvicorn --factory app:create_app          # or: gunicorn -k uvicorn.workers.UvicornWorker
+    curl -si -H 'Content-Type: application/json' -d '{"body": "hi"}' http://127.0.0.1:8000/notes
+    rwsplit sandbox down
 
 ``POST /notes`` commits on the primary and redirects (303) to ``GET /notes/{id}``, which reads
 a replica that has applied the write, or the primary.
@@ -59,6 +64,7 @@ def create_app(cluster: Cluster | None = None, secret_key: str | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        init_db(cluster)  # CREATE TABLE IF NOT EXISTS, on the primary
         yield
         if owned:
             cluster.close()

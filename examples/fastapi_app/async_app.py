@@ -2,12 +2,17 @@
 dependencies that route like :class:`~rwsplit.RoutingSession`, on ``mysql+aiomysql://`` URLs
 (``pip install 'sqlalchemy[asyncio]' aiomysql``).
 
-Run it like app.py, with aiomysql URLs::
+Run it like app.py, with aiomysql URLs (the tables are created when the app starts)::
 
+    pip install -e '.[fastapi,asyncio]' uvicorn
+    cd examples/fastapi_app
+    rwsplit sandbox up                        # prints the primary and replica URLs
     export RWSPLIT_PRIMARY_URL=mysql+aiomysql://root@127.0.0.1:PORT/rwsplit
     export RWSPLIT_REPLICA_URLS=mysql+aiomysql://root@127.0.0.1:PORT2/rwsplit
     export APP_SECRET_KEY=change-me
     uvicorn --factory async_app:create_app
+    curl -si -H 'Content-Type: application/json' -d '{"body": "hi"}' http://127.0.0.1:8000/notes
+    rwsplit sandbox down
 """
 
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations at run
@@ -57,6 +62,9 @@ def create_app(cluster: Cluster | None = None, secret_key: str | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with cluster.async_session() as session:  # DDL: on the primary
+            await session.run_sync(lambda s: Base.metadata.create_all(s.connection()))
+            await session.commit()
         yield
         if owned:
             await aclose_cluster(cluster)  # aiomysql connections close on the event loop

@@ -1,13 +1,18 @@
 """A Flask-SQLAlchemy app on a replicated cluster: the whole set-up is ``RwSplit(app, db=db)``.
 
-Run it against a local sandbox cluster::
+Run it against a local sandbox cluster, from a checkout (PORT, PORT2: from the URLs
+``sandbox up`` prints)::
 
-    rwsplit sandbox up --dir /tmp/sb          # prints the primary and replica URLs
+    pip install -e '.[flask]' gunicorn
+    cd examples/flask_app
+    rwsplit sandbox up                        # prints the primary and replica URLs
     export FLASK_RWSPLIT_PRIMARY_URL=mysql+pymysql://root@127.0.0.1:PORT/rwsplit
     export FLASK_RWSPLIT_REPLICA_URLS=mysql+pymysql://root@127.0.0.1:PORT2/rwsplit
     export FLASK_SECRET_KEY=change-me
     flask --app app init-db
     gunicorn -w 2 'app:create_app()'
+    curl -si -d body=hi http://127.0.0.1:8000/notes
+    rwsplit sandbox down
 
 ``POST /notes`` commits on the primary and redirects to ``GET /notes/<id>``, which reads a
 replica that has applied the write (the causal-token cookie), or the primary.

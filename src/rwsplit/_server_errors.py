@@ -21,6 +21,7 @@ __all__ = [
     "error_code",
     "is_connection_failure",
     "is_read_only_rejection",
+    "is_read_timeout",
     "is_replica_unusable",
 ]
 
@@ -65,3 +66,34 @@ def is_connection_failure(exc: BaseException) -> bool:
 def is_replica_unusable(exc: BaseException) -> bool:
     """True when driver error *exc* means a replica cannot serve reads now (gone, refusing)."""
     return error_code(exc) in REPLICA_UNUSABLE_CODES
+
+
+# "Lost connection to server during query": what PyMySQL and libmysqlclient raise when a read
+# outlives the driver's read timeout (and when the server goes away mid-query).
+_LOST_DURING_QUERY = 2013
+
+
+def is_read_timeout(
+    exc: BaseException, elapsed: float | None = None, limit: float | None = None
+) -> bool:
+    """True when driver error *exc* is a statement that outlived the driver's read timeout.
+
+    PyMySQL chains the socket's :class:`TimeoutError`; other drivers say only "lost
+    connection" (2013), so a statement that failed after *elapsed* seconds, at least about its
+    read timeout *limit*, counts as timed out too.
+
+    >>> is_read_timeout(OSError(2013, "Lost connection"), elapsed=1.02, limit=1.0)
+    True
+    >>> is_read_timeout(OSError(2013, "Lost connection"), elapsed=0.1, limit=1.0)
+    False
+    """
+    if error_code(exc) != _LOST_DURING_QUERY:
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, TimeoutError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return elapsed is not None and limit is not None and elapsed >= 0.95 * limit

@@ -9,11 +9,11 @@ current routing snapshot (:class:`_Routes`) without a lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -28,7 +28,9 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
+from . import _pipelined_wait
 from ._gtid_track import enable_tracking, tracking_connect
+from ._server_errors import is_read_timeout, is_replica_unusable
 from .config import ClusterSettings, TLSConfig
 from .config import _validate as validate
 from .errors import (
@@ -43,12 +45,13 @@ from .errors import (
 )
 from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
+from .routing._implicit_commit import may_commit
 from .routing.balance import Balancer, RoundRobinBalancer
 from .routing.classify import Flag, Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .topology.model import Node, Role, Topology, node_name
-from .topology.probe import describe_error
+from .topology.probe import NodeProbe, describe_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
@@ -111,15 +114,9 @@ def _set_read_only(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 _COMMITTING = "rwsplit.committing"
-# Statements that commit by themselves (MariaDB "Statements that cause an implicit commit"):
-# DDL, account management, BEGIN / START TRANSACTION (they commit the open transaction),
-# LOCK / UNLOCK TABLES, SET autocommit, XA, LOAD ..., ANALYZE/OPTIMIZE/REPAIR ... and COMMIT.
-_IMPLICIT_COMMIT = re.compile(
-    r"\s*(?:/\*.*?\*/\s*)*\(?\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE|GRANT|REVOKE|BEGIN|START"
-    r"|LOCK|UNLOCK|XA|LOAD|ANALYZE|OPTIMIZE|REPAIR|CACHE|FLUSH|RESET|INSTALL|UNINSTALL"
-    r"|SET\s+(?:(?:SESSION|LOCAL|@@SESSION\.|@@)\s*)?AUTOCOMMIT)\b",
-    re.IGNORECASE | re.DOTALL,
-)
+# The server's status flags in every OK / EOF packet (MySQL protocol SERVER_STATUS_*).
+_SERVER_STATUS_IN_TRANS = 0x0001
+_SERVER_STATUS_AUTOCOMMIT = 0x0002
 # Client / server error codes meaning "the connection or the server is gone".
 _CONNECTION_LOST = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
 # The server is read-only (1290; MySQL super_read_only also 1836): it is not the primary.
@@ -129,6 +126,43 @@ _READ_ONLY = frozenset({1290, 1836})
 def _error_code(exc: BaseException) -> int | None:
     args: tuple[object, ...] = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _autocommits(conn: Any) -> bool:
+    """True when the next statement on *conn* (a ``Connection``) commits by itself.
+
+    The server's own word first: the status flags of the last reply the driver read
+    (PyMySQL, aiomysql, asyncmy keep ``server_status``), autocommit on and no transaction
+    open (a text ``SET autocommit=1`` or ``BEGIN`` are seen there). Drivers that do not
+    expose them: SQLAlchemy's isolation setting.
+    """
+    status = None
+    with contextlib.suppress(Exception):
+        dbapi = conn.connection.dbapi_connection
+        raw = getattr(dbapi, "_connection", dbapi)  # SQLAlchemy's asyncio adapters wrap it
+        status = getattr(raw, "server_status", None)
+    if isinstance(status, int):
+        return bool(status & _SERVER_STATUS_AUTOCOMMIT) and not status & _SERVER_STATUS_IN_TRANS
+    try:
+        return conn is not None and _sa_compat.is_autocommit(conn)
+    except Exception:  # no connection left to ask: assume the worst
+        return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_commit_cached(statement: str) -> bool:
+    return may_commit(statement)
+
+
+def _abandon_unbuffered(cursor: Any) -> None:
+    """PyMySQL: forget the unbuffered result of a cursor whose connection died mid-stream.
+
+    Its ``close()`` and its finaliser would read the rest of the rows from the closed socket
+    and fail there (``AttributeError`` in ``__del__``, an unraisable exception).
+    """
+    result = getattr(cursor, "_result", None)
+    if result is not None and getattr(result, "unbuffered_active", False) is True:
+        result.unbuffered_active = False
 
 
 def _mark_committing(conn: Any) -> None:
@@ -155,13 +189,22 @@ def _untrack(in_use: weakref.WeakSet[Any], dbapi_connection: Any) -> None:
 _DIRTY = "rwsplit.dirty"
 
 
-def _note_state(
-    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    # before_cursor_execute of primary engines: a statement that may leave session state
-    # (SET, USE, user variables, locks, temporary tables, procedures ...) marks its connection.
-    if may_carry_state(classify(statement)):
-        conn.info[_DIRTY] = True
+_WROTE = "rwsplit.wrote"
+# The fence check before a commit: fails, on the server, when it is read-only (MySQL's
+# super_read_only sets read_only too). A DO, not a SELECT: no result set to read (a round trip
+# as cheap as "SELECT 1", an eighth of SHOW VARIABLES), and Com_select stays a witness of
+# where reads went.
+# The error is an invalid regular expression, chosen only when read_only is on.
+_FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
+_REGEXP_ERRORS = frozenset({1139, 3692})  # MariaDB, MySQL 8+ (ICU): "missing )"
+# A statement that needs no fence check even though it commits (when nothing was written).
+_TXN_CONTROL = Flag.TXN_BEGIN | Flag.TXN_END | Flag.SESSION_STATE
+
+
+def _forget_writes(conn: Any) -> None:
+    # "begin" / "rollback" of primary engines: nothing written in this transaction (yet).
+    if not conn.invalidated:  # an invalidated connection has no info left to clear
+        conn.info.pop(_WROTE, None)
 
 
 _COM_RESET_CONNECTION = 0x1F
@@ -322,8 +365,11 @@ class Cluster:
     :param primary_read_timeout: seconds the primary may take to answer one statement before
         the connection is given up (``None``: no limit). Bounds how long a hung primary holds
         the application; raise it for long reports or migrations on the primary.
-    :param replica_read_timeout: the same for replicas; a read that times out is re-run on
-        another node and the replica is taken out of routing.
+    :param replica_read_timeout: the same for replicas. A read that times out on a replica
+        that still answers a ping is a slow statement, not a dead replica: it raises
+        :class:`~rwsplit.ReadFailedError` (naming this option) at once, is not re-run, and the
+        replica stays in routing. A replica that does not answer either is taken out of
+        routing and the read re-run on another node.
     :param write_timeout: seconds to send one statement to any node.
     :param routing: ``"normal"``; ``"shadow"`` runs every statement on the primary while the
         classifier, balancer and consistency policy still decide, and :meth:`stats` reports
@@ -331,7 +377,8 @@ class Cluster:
         primary (the kill switch). Settable at run time: ``cluster.routing = "primary"``.
 
     A write whose primary connection fails raises :class:`~rwsplit.RetryableWriteError`
-    (nothing was committed: retry the unit of work) or, when the failure hit the ``COMMIT``,
+    (nothing was committed: retry the unit of work) or, when the failure hit a statement that
+    commits or may (``COMMIT``, DDL, ``CALL``, an autocommit write ...),
     :class:`~rwsplit.TransactionOutcomeUnknownError`; either way the monitor re-probes at once.
 
     Clusters can also be made from configuration: :meth:`from_properties`,
@@ -558,6 +605,10 @@ class Cluster:
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
             event.listen(engine, "connect", _set_read_only)
+            if self.read_your_writes is ReadYourWrites.GTID and _pipelined_wait.supported(url):
+                _pipelined_wait.watch_replica_engine(engine)  # the wait travels with the read
+            replica = node_name(url)
+            event.listen(engine, "handle_error", lambda ctx: self._on_stream_error(replica, ctx))
             if not _SKIP_AUTOCOMMIT_ROLLBACK:
                 _sa_compat.skip_rollback(engine)
         else:
@@ -580,10 +631,27 @@ class Cluster:
                 # connect listener runs again after the check-in reset, which clears it.
                 event.listen(engine, "do_connect", tracking_connect)
                 event.listen(engine, "connect", lambda dbapi, rec: enable_tracking(dbapi))
-            event.listen(engine, "before_cursor_execute", _note_state)
+            event.listen(
+                engine,
+                "before_cursor_execute",
+                lambda conn, cursor, statement, *rest: self._before_primary_statement(
+                    name, conn, statement
+                ),
+            )
             event.listen(engine, "checkin", _clean_dirty(engine))
+            # Before the commit of a transaction that wrote: the node must still be writable
+            # on the server (before _mark_committing: a refusal leaves nothing committed).
+            event.listen(
+                engine,
+                "commit",
+                lambda conn: (
+                    self._check_still_writable(name, conn) if conn.info.pop(_WROTE, False) else None
+                ),
+            )
             event.listen(engine, "commit", _mark_committing)
             event.listen(engine, "begin", _clear_committing)
+            event.listen(engine, "begin", _forget_writes)
+            event.listen(engine, "rollback", _forget_writes)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
             if url.get_driver_name() == "pymysql" and not is_async_url(url):
                 # Connections in use, to cut when this node stops being the primary
@@ -612,6 +680,14 @@ class Cluster:
                 "certificate must name the host in the URL)"
             )
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
+        if code in _READ_ONLY and self.monitor is None:
+            # The node refuses writes as read-only (fenced, most likely: 1290 also covers
+            # --secure-file-priv): without a monitor, probe the cluster now, which takes a
+            # read-only node out (and its pool) and finds the primary. This connection goes
+            # (as after a disconnect): the probe may cut it, and nothing of it can commit.
+            ctx.is_disconnect = True
+            with contextlib.suppress(Exception):
+                self.refresh()
         self.refresh_soon()
         if committing:
             raise TransactionOutcomeUnknownError(
@@ -635,6 +711,84 @@ class Cluster:
             f"the primary it finds next; {then})"
         )
 
+    def _before_primary_statement(self, name: str, conn: Any, statement: str) -> None:
+        """``before_cursor_execute`` of read-write engines (the hot path: a cached lookup).
+
+        A statement that may leave session state (``SET``, ``USE``, user variables, locks,
+        temporary tables, procedures ...) marks its connection for the check-in reset. A
+        statement that commits — by itself (DDL, ``CALL``, ``SET autocommit=1`` ...) or because
+        the server runs the connection in autocommit — is preceded by the fence check when
+        it or its transaction writes; other writes mark the transaction for the check at
+        ``COMMIT``.
+        """
+        c = classify(statement)
+        info = conn.info
+        if may_carry_state(c):
+            info[_DIRTY] = True
+        target = c.target
+        if target is Target.REPLICA or target is Target.LAST:
+            return  # a plain read: it neither writes nor commits
+        primary = target is Target.PRIMARY  # else Target.ALL: SET / USE (SET autocommit=1)
+        if _may_commit_cached(statement) or (primary and _autocommits(conn)):
+            wrote = info.pop(_WROTE, False)
+            if wrote or not c.flags & _TXN_CONTROL:
+                self._check_still_writable(name, conn)
+        elif c.flags & Flag.TXN_END:
+            info.pop(_WROTE, None)  # ROLLBACK
+        elif primary:
+            info[_WROTE] = True
+
+    def _check_still_writable(self, name: str, conn: Any) -> None:
+        """Before anything commits on *name*: is it still writable, on the server?
+
+        One round trip per write transaction (:data:`_FENCE_CHECK`). A pooled
+        connection was checked when it was opened (:meth:`_check_is_primary`), but the node
+        may have been fenced since — by another process's failover or an operator — and an
+        account with ``SUPER`` (or ``READ_ONLY ADMIN``) writes through ``read_only=ON``:
+        without a monitor nothing else would notice. Refused: the transaction is rolled back,
+        the connection discarded, the cluster re-probed (the pool of the old primary goes
+        with it), and the application told to retry.
+        """
+        dbapi = conn.connection.dbapi_connection
+        try:
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(_FENCE_CHECK)
+            finally:
+                cursor.close()
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in _REGEXP_ERRORS:
+                read_only = True
+            elif code in _CONNECTION_LOST:
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                self.refresh_soon()
+                raise RetryableWriteError(
+                    f"the primary {name} failed ({describe_error(exc)}) before the commit: "
+                    "nothing was committed; retry the whole unit of work"
+                ) from None
+            else:
+                raise
+        else:
+            read_only = False
+        if not read_only:
+            return
+        with contextlib.suppress(Exception):
+            dbapi.rollback()
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        log.warning("%s is read-only on the server (fenced); refusing to commit there", name)
+        self.mark_not_primary(name)
+        with contextlib.suppress(Exception):  # the caller gets the error either way
+            self.refresh()
+        raise RetryableWriteError(
+            f"refusing to commit on {name}: the server is read-only (it was fenced — another "
+            "process failed over, or an operator made it read-only); nothing was committed, the "
+            "transaction was rolled back; retry the whole unit of work (rwsplit re-probed the "
+            "cluster and writes to the primary it found)"
+        )
+
     @staticmethod
     def _failed_statement(ctx: ExceptionContext) -> tuple[bool, bool]:
         """(it may have committed, it is a plain read)."""
@@ -647,16 +801,11 @@ class Cluster:
         if statement is None:
             # No statement: the DBAPI commit (flagged by the "commit" event), or a connect.
             return bool(info.pop(_COMMITTING, False)), False
-        c = classify(statement)
-        autocommit = False
-        with contextlib.suppress(Exception):
-            autocommit = conn is not None and _sa_compat.is_autocommit(conn)
-        commits = bool(
-            (c.flags & Flag.TXN_END and not c.reason.upper().startswith("ROLLBACK"))
-            or _IMPLICIT_COMMIT.match(statement)
-        )
-        is_read = c.target is Target.REPLICA
-        committing = commits or (autocommit and not is_read)
+        is_read = classify(statement).target is Target.REPLICA
+        # A statement that commits by itself (DDL, CALL, EXECUTE, SET autocommit=1 ...; see
+        # rwsplit.routing._implicit_commit), or any write on a connection the server runs in
+        # autocommit: its reply was lost, so was the news of its commit.
+        committing = may_commit(statement) or (not is_read and _autocommits(conn))
         return committing, is_read
 
     def _check_is_primary(self, name: str, dbapi_connection: Any) -> None:
@@ -773,6 +922,8 @@ class Cluster:
         if old != topology:
             self._stats.topology_changed(old, topology)
             self._forget_applied(old, topology, primary_changed=changed)
+        if not changed:
+            self._applied.record_probed(topology)
         if changed and old_routes.primary is not None:
             # Every pooled connection to the old primary goes: sessions holding one see the
             # epoch change and refuse to report a commit from it.
@@ -824,6 +975,65 @@ class Cluster:
         for n in new.nodes:
             if before.get(n.name) != (n.role, n.healthy) or not n.healthy:
                 self._applied.forget(n.name)
+
+    def read_timed_out(self, name: str, exc: BaseException, elapsed: float) -> bool:
+        """A read on replica *name* failed with driver error *exc* after *elapsed* seconds:
+        True when it only outlived ``replica_read_timeout`` on a replica that still answers.
+
+        A slow statement is not a dead replica: it would be as slow elsewhere, so it is
+        neither re-run (three runs of a slow report triple the load, and three timeouts the
+        wait) nor a reason to take the replica out of routing (every other session's reads
+        would fall on the primary). A replica that does not answer a ping either (hung,
+        gone) is down, and the read may run elsewhere.
+        """
+        limit = self._timeouts[2]
+        if not is_read_timeout(exc, elapsed, limit):
+            return False
+        try:
+            node = self._routes.topology.node(name)
+        except KeyError:
+            return False
+        ping = min(2.0, *(t for t in (self._timeouts[0], limit) if t is not None))
+        try:
+            with NodeProbe(node.url, ping, self.probe_connect_args(node)) as probe:
+                probe.query("DO 1")  # no Com_select: "where reads went" stays countable
+        except Exception as ping_exc:
+            log.warning(
+                "a read on replica %s outlived replica_read_timeout and the replica does not "
+                "answer a ping either (%s)",
+                name,
+                describe_error(ping_exc),
+            )
+            return False
+        log.warning(
+            "a read on replica %s outlived replica_read_timeout=%ss; the replica answers: "
+            "not re-run, not taken out of routing",
+            name,
+            limit,
+        )
+        return True
+
+    def _on_stream_error(self, name: str, ctx: ExceptionContext) -> None:
+        """``handle_error`` of read-only engines: a replica failed while rows were fetched.
+
+        Only fetches (no statement: ``stream_results`` / ``yield_per`` results read after
+        the execute); a failed execute is re-run elsewhere by the session. Rows of the result
+        were delivered already, so it is not re-run: the application retries the whole read.
+        """
+        if ctx.is_pre_ping or ctx.statement is not None or ctx.execution_context is None:
+            return
+        orig = ctx.original_exception
+        if not (ctx.is_disconnect or is_replica_unusable(orig)):
+            return
+        reason = describe_error(orig)
+        _abandon_unbuffered(getattr(ctx.execution_context, "cursor", None))
+        if not is_read_timeout(orig):
+            self.mark_down(name, f"failed while a result streamed: {reason}")
+        raise ReadFailedError(
+            f"replica {name} failed while a result streamed from it ({reason}): the rows "
+            "delivered so far are the start of the result, none twice; retry the whole read "
+            "(rwsplit does not re-run a read it has delivered rows of)"
+        )
 
     def mark_down(self, name: str, error: str) -> None:
         """Take node *name* out of routing after a failure; *error* must hold no password."""

@@ -693,3 +693,39 @@ def test_replica_killed_inside_a_read_only_block(fresh_alias: tuple[str, Sandbox
     with read_only(), transaction.atomic(using=alias):
         assert Item.objects.using(alias).count() == 1
         assert conn.read_only_replica not in (None, victim.address)
+
+
+@contextlib.contextmanager
+def _replica_queries(sb: Sandbox) -> Iterator[list[str]]:
+    """The statements clients sent to the replicas while the block ran (general logs)."""
+    seen: list[str] = []
+    for r in sb.replicas:
+        sql(r, "SET GLOBAL log_output = 'TABLE'")
+        sql(r, "TRUNCATE mysql.general_log")
+        sql(r, "SET GLOBAL general_log = 1")
+    try:
+        yield seen
+    finally:
+        for r in sb.replicas:
+            sql(r, "SET GLOBAL general_log = 0")
+            rows = sql(
+                r,
+                "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
+                "WHERE command_type = 'Query'",
+            )
+            seen.extend(str(row[0]) for row in rows if str(row[0]).startswith("SELECT"))
+            sql(r, "TRUNCATE mysql.general_log")
+
+
+def test_causal_read_waits_in_the_same_round_trip(rw: str, sandbox: Sandbox) -> None:
+    def post_then_get() -> str:
+        with causal_scope():
+            item = Item.objects.using(rw).create(name="one-trip")
+            return str(Item.objects.using(rw).get(pk=item.pk).name)
+
+    _in_thread(post_then_get)  # warm-up: the replica connections exist
+    with _replica_queries(sandbox) as log:
+        assert _in_thread(post_then_get) == "one-trip"
+    waits = [q for q in log if "GTID_WAIT" in q]
+    assert len(waits) == 1, log
+    assert "rwsplit_tests_item" in waits[0]  # the read travelled with the wait

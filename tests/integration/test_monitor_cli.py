@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 
+import pymysql
 import pytest
 
-from rwsplit.sandbox import Sandbox
+from rwsplit.sandbox import Sandbox, SandboxNode
 
 from .util import sql, wait_until
 
@@ -46,6 +47,14 @@ class _Lines:
                 self.seen.append(self._queue.get(timeout=left))
 
 
+def _members(node: SandboxNode) -> list[str]:
+    try:
+        rows = sql(node, "SELECT CONCAT(host, ':', port) FROM rwsplit.cluster_nodes")
+    except pymysql.err.ProgrammingError:  # not created yet
+        return []
+    return sorted(str(r[0]) for r in rows)
+
+
 def test_monitor_logs_fails_over_and_exits_0_on_sigterm(fresh_sandbox: Sandbox) -> None:
     sb = fresh_sandbox
     env = {
@@ -67,12 +76,22 @@ def test_monitor_logs_fails_over_and_exits_0_on_sigterm(fresh_sandbox: Sandbox) 
         promoted = lines.wait_for("failover: promoted")
         new = next(r for r in sb.replicas if f"promoted {r.address}" in promoted)
         wait_until(lambda: sql(new, "SELECT @@read_only")[0][0] == 0, what="new primary writable")
+        # The member list (for a failover started from one replica) follows: the replaced
+        # primary leaves it, the replicas stay.
+        wait_until(
+            lambda: _members(new) == sorted(r.address for r in sb.replicas),
+            what="member list without the replaced primary",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         lines.wait_for("received SIGTERM")
         lines.wait_for("monitor stopped")
         output = "".join(lines.seen)
         assert sb.replication_password not in output
+        # Changes of state only, though the dead node's failure count changed every round:
+        # up, the primary down, the new primary (and at most a step between).
+        logged = [line for line in lines.seen if "topology: " in line]
+        assert 2 <= len(logged) <= 4, output
     finally:
         if proc.poll() is None:
             proc.kill()

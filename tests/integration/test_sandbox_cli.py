@@ -46,15 +46,16 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         status = rwsplit("sandbox", "status", "--dir", d)
         assert status.returncode == 0, status.stdout
         rows = [line.split() for line in status.stdout.splitlines()[1:3]]
-        # name address pid state read_only replicating lag gtid
-        assert [r[3:6] for r in rows] == [["running", "no", "no"], ["running", "yes", "yes"]]
-        assert rows[0][6] == "-"
+        # name role address pid state read_only replicating lag gtid
+        assert [r[1] for r in rows] == ["primary", "replica"]
+        assert [r[4:7] for r in rows] == [["running", "no", "no"], ["running", "yes", "yes"]]
+        assert rows[0][7] == "-"
         assert "True" not in status.stdout and "None" not in status.stdout
         assert f"replication account: {REPL_USER} {REPL_PASSWORD}" in status.stdout
         # A hung server shows as such; down stops it all the same (resumed, then SIGTERM).
         Sandbox.load(d).hang("replica1")
         status = rwsplit("sandbox", "status", "--dir", d)
-        assert status.stdout.splitlines()[2].split()[3] == "hung", status.stdout
+        assert status.stdout.splitlines()[2].split()[4] == "hung", status.stdout
     finally:
         down = rwsplit("sandbox", "down", "--dir", d, "--purge")
     assert down.returncode == 0, down.stderr

@@ -91,3 +91,21 @@ def test_knowledge_expires() -> None:
     assert not a.covers("r1", "0-1-10")
     a.record("r1", "0-1-10")
     assert a.covers("r1", "0-1-10")
+
+
+def test_a_probed_position_covers_older_tokens_of_healthy_replicas_only() -> None:
+    with _cluster() as c:
+        t = c.topology
+        probed = [
+            t.node("db2:3306").evolve(gtid_position="0-1-9,1-2-3"),
+            t.node("db3:3306").evolve(gtid_position="0-1-9", healthy=False, error="down"),
+        ]
+        c.publish(t.with_nodes(probed))
+        assert c._applied.covers("db2:3306", "0-1-9")
+        assert c._applied.covers("db2:3306", "0-1-7,1-2-3")
+        assert not c._applied.covers("db2:3306", "0-1-10")  # newer than the probe saw
+        assert not c._applied.covers("db3:3306", "0-1-5")  # unhealthy: not trusted
+        back = [c.topology.node("db1:3306").evolve(role=Role.REPLICA)]
+        back.append(c.topology.node("db2:3306").evolve(role=Role.PRIMARY, read_only=False))
+        c.publish(c.topology.with_nodes(back))
+        assert not c._applied.covers("db2:3306", "0-1-1")  # a new primary: nothing carries

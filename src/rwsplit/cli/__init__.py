@@ -5,7 +5,9 @@ Exit codes (stable, for scripts):
 * ``0`` success;
 * ``1`` the operation failed (an rwsplit error: no server binary, cluster unreachable ...);
 * ``2`` the command line is wrong (unknown command or option, bad value);
-* ``3`` ``sandbox status``: the sandbox is not (fully) running.
+* ``3`` ``sandbox status``: the sandbox is not (fully) running;
+* ``4`` ``failover`` / ``switchover``: the new primary is in place but some replicas do not
+  follow it yet (named in the output; re-run once they are back).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RwSplitError
+from ..errors import ConfigurationError, RwSplitError
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -31,8 +33,13 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+EXIT_INCOMPLETE = 4
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandLineError(ConfigurationError):
+    """The command line itself is incomplete (exit 2 with the command's usage, not 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,8 +136,13 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         progress=_progress,
     )
     sb.start()
-    for n in sb.nodes:
-        print(f"{n.name:<10} {n.url}")
+    _remember_sandbox(sb.primary_url, sb.replica_urls)
+    urls = {n.name: n.url for n in sb.nodes}
+    if args.database:
+        _create_database(sb, args.database)
+        urls = {name: f"{url.rsplit('/', 1)[0]}/{args.database}" for name, url in urls.items()}
+    for name, url in urls.items():
+        print(f"{name:<10} {url}")
     # After the "name URL" lines (scripts read those first): the account replicas use, which
     # failover and switchover need.
     print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
@@ -145,6 +157,42 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _database_name(value: str) -> str:
+    """An ``argparse`` type: a plain database name (it goes into ``CREATE DATABASE``)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
+        raise argparse.ArgumentTypeError(
+            f"expected a plain database name (letters, digits, _), got {value!r}"
+        )
+    return value
+
+
+def _create_database(sb: Any, name: str) -> None:
+    """``CREATE DATABASE`` on the sandbox's primary, then wait until every replica has it."""
+    import contextlib
+
+    with contextlib.closing(sb.primary.connect()) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+    sb.wait_caught_up()
+    _progress(f"created database {name} (replicated)")
+
+
+def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
+    """Record the new cluster's members on its primary (``rwsplit.cluster_nodes``), so that
+    a failover started from one replica finds the others, as on a cluster of one's own."""
+    from ..errors import TopologyError
+    from ..topology.probe import discover
+    from ._cluster import remember_members
+
+    if not replicas:  # nothing to find (and a lone semi-sync primary would wait on the write)
+        return
+    try:
+        remember_members(discover([primary, *replicas]))
+    except TopologyError as exc:  # best effort, as for any cluster
+        logging.getLogger("rwsplit.cli").info("sandbox: members not recorded: %s", exc)
+
+
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
     from ..sandbox import STATE_FILE, Sandbox
 
@@ -153,11 +201,16 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
         print(f"no sandbox in {base}: nothing to stop")
         return EXIT_OK
     sb = Sandbox.load(base)
+    running = [n.name for n in sb.nodes if sb.is_running(n)]
     sb.stop(purge=args.purge)
     if any(sb.is_running(n) for n in sb.nodes):
         print(f"rwsplit: error: some servers in {base} did not stop", file=sys.stderr)
         return EXIT_FAILED
-    print(f"stopped {plural(len(sb.nodes), 'server')} in {base}")
+    dead = [n.name for n in sb.nodes if n.name not in running]
+    line = f"stopped {plural(len(running), 'server')} in {base}"
+    if dead:
+        line += f" ({', '.join(dead)} {'was' if len(dead) == 1 else 'were'} not running)"
+    print(line)
     if args.purge:
         print(f"removed their data directories in {base}")
     return EXIT_OK
@@ -172,8 +225,10 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING
     sb = Sandbox.load(base)
     rows = sb.status()
+    # "node" is the name the node was started with; "role" what it is now (a switchover or
+    # failover changes it), as the server says: writable and replicating from nobody, or not.
     print(
-        f"{'node':<10} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
+        f"{'node':<10} {'role':<8} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
         f"{'replicating':<11} {'lag':>4}  gtid"
     )
     for r in rows:
@@ -185,13 +240,33 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
             state = "running"
         lag = r.get("lag")
         print(
-            f"{r['name']:<10} {r['address']:<22} {r['pid'] or '-':>8} {state:<8} "
-            f"{yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
+            f"{r['name']:<10} {_current_role(r):<8} {r['address']:<22} {r['pid'] or '-':>8} "
+            f"{state:<8} {yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
             f"{'-' if lag is None else lag!s:>4}  {r.get('gtid') or '-'}"
             + (f"  ({r['error']})" if r.get("error") else "")
         )
     print(f"replication account: {sb.replication_user} {sb.replication_password}")
-    return EXIT_OK if all(r["running"] for r in rows) else EXIT_NOT_RUNNING
+    stopped = [r["name"] for r in rows if not r["running"]]
+    if not stopped:
+        return EXIT_OK
+    if len(stopped) == len(rows):
+        print(f"rwsplit: no server of the sandbox in {base} is running", file=sys.stderr)
+    else:
+        print(
+            f"rwsplit: {len(rows) - len(stopped)} of {len(rows)} servers running; "
+            f"stopped: {', '.join(stopped)}",
+            file=sys.stderr,
+        )
+    return EXIT_NOT_RUNNING
+
+
+def _current_role(row: dict[str, Any]) -> str:
+    """``primary`` / ``replica`` as the server says now, ``-`` when it cannot be told."""
+    if row.get("replicating"):
+        return "replica"
+    if row.get("read_only") is False and row.get("replicating") is False:
+        return "primary"
+    return "-"  # stopped, hung, or read-only and replicating from nobody
 
 
 # ---------------------------------------------------------------------------------- classify
@@ -236,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rwsplit",
         description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
         epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
-        "3 sandbox not running (sandbox status)",
+        "3 sandbox not (fully) running (sandbox status), 4 failover/switchover done but "
+        "some replicas not repointed",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what rwsplit does")
     parser.add_argument("--version", action="version", version=_version())
@@ -256,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_up = sb_sub.add_parser(
         "up",
         help="start a sandbox and print the URL of every node",
-        description="Start one primary and N replicas on loopback; "
-        "returns when replication runs. Prints 'name URL' per node, then "
+        description="Start one primary and N replicas on loopback, with a database 'rwsplit' (and "
+        "--database NAME); returns when replication runs. Prints 'name URL' per node, then "
         "'replication USER PASSWORD' (the account replicas use, for failover).",
     )
     p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
@@ -270,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-slave-updates",
         action="store_true",
         help="replicas log what they apply (lets every replica follow a promoted one)",
+    )
+    p_up.add_argument(
+        "--database",
+        metavar="NAME",
+        type=_database_name,
+        help="also create database NAME (replicated) and print URLs naming it "
+        "(default: only the 'rwsplit' database)",
     )
     p_up.add_argument(
         "--no-gtid",
@@ -300,8 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_status = sb_sub.add_parser(
         "status",
-        help="show the sandbox's nodes (exit 3 if not running)",
-        description="Show each node's process, role and replication, and the replication account.",
+        help="show the sandbox's nodes (exit 3 unless every node runs)",
+        description="Show each node's process, its current role (primary / replica, as the "
+        "server says: a switchover or failover changes it), replication, and the "
+        "replication account. Exit 0 when every node runs, 3 otherwise (a last line on "
+        "stderr says which are stopped).",
     )
     p_status.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_status.set_defaults(func=_cmd_sandbox_status)
@@ -344,7 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser in its own defaults (``args._parser``), for usage errors found
+    after parsing: the message then shows that command's usage."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_parser=sub)
+                _remember_parsers(sub)
 
 
 # Modules that add their own commands: each has ``register(subparsers) -> None``.
@@ -402,7 +499,6 @@ def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) ->
     follows its replication source to the real one).
     """
     from ..config import load_settings, settings_from_env
-    from ..errors import ConfigurationError
 
     config = getattr(args, "config", None)
     key = getattr(args, "key", None)
@@ -414,12 +510,12 @@ def settings_from_args(args: argparse.Namespace, *, seeds_only: bool = False) ->
     if config:
         return load_settings(config, key=key, overrides=overrides)
     if key is not None:
-        raise ConfigurationError("--key needs --config FILE")
+        raise CommandLineError("--key needs --config FILE")
     if not args.primary and not (
         os.environ.get("RWSPLIT_PRIMARY_URL") or os.environ.get("RWSPLIT_HOST")
     ):
         if not (seeds_only and args.replica):
-            raise ConfigurationError(
+            raise CommandLineError(
                 "no cluster given: pass --primary URL (and --replica URL ...), --config FILE, "
                 "or set RWSPLIT_PRIMARY_URL / RWSPLIT_REPLICA_URLS (or RWSPLIT_HOST ...)"
             )
@@ -443,7 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rwsplit`` command; returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        command_parser: argparse.ArgumentParser = getattr(args, "_parser", parser)
+        if unknown:  # with the usage of the command that was given, not the top level's
+            command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
@@ -453,6 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.func
     try:
         return handler(args)
+    except CommandLineError as exc:
+        command_parser.print_usage(sys.stderr)
+        print(f"{command_parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except RwSplitError as exc:
         print(f"rwsplit: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -22,6 +22,7 @@ from ..errors import ConfigurationError, TopologyError
 from ..topology.model import Node, Role, Topology, node_name
 from . import (
     EXIT_FAILED,
+    EXIT_INCOMPLETE,
     EXIT_OK,
     _progress,
     add_cluster_arguments,
@@ -35,9 +36,16 @@ if TYPE_CHECKING:
     from ..config import ClusterSettings
     from ..topology.failover import FailoverOptions, FailoverResult
 
-__all__ = ["discovered_cluster", "register"]
+__all__ = ["discovered_cluster", "register", "remember_members"]
 
 log = logging.getLogger("rwsplit.cli")
+
+_SCHEMA_NOTE = (
+    "On the primary it keeps a small 'rwsplit' schema, created if missing: the cluster's "
+    "members (rwsplit.cluster_nodes, so that a failover started from any one replica finds "
+    "the others) and the log of every change of primary (rwsplit.failover_log); see "
+    "docs/failover.md."
+)
 
 
 def register(sub: Any) -> None:
@@ -46,8 +54,9 @@ def register(sub: Any) -> None:
         "topology",
         help="discover the cluster and print every node's role, health, lag and GTID",
         description="Discover the cluster from the given nodes (followed through replication "
-        "sources and SHOW SLAVE HOSTS) and print it. Exit 0 with exactly one writable "
-        "primary, 1 otherwise (unreachable, no primary, or several).",
+        "sources, SHOW SLAVE HOSTS and the member list the nodes hold) and print it. Exit 0 "
+        "with exactly one writable primary, 1 otherwise (unreachable, no primary, or "
+        "several). " + _SCHEMA_NOTE,
     )
     add_cluster_arguments(p_topo)
     p_topo.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -62,7 +71,9 @@ def register(sub: Any) -> None:
         description="Confirm the primary is dead (it fails several probes and the replicas "
         "lost it too), stop every replica's IO thread, wait for relay logs, promote the most "
         "advanced replica, repoint the others, fence the old primary. Safe to re-run; "
-        "--dry-run prints the plan and every statement.",
+        "--dry-run prints the plan and every statement. Exit 0 when every replica follows "
+        "the new primary, 4 when some could not be repointed (named in the output: bring "
+        "them back and re-run), 1 on failure. " + _SCHEMA_NOTE,
     )
     _failover_arguments(p_fo)
     p_fo.add_argument(
@@ -79,7 +90,8 @@ def register(sub: Any) -> None:
         help="planned change of primary, zero lost writes",
         description="Make the primary read-only, end its client sessions, wait until NODE "
         "has applied everything, promote NODE, repoint the other replicas and turn the old "
-        "primary into a replica. Safe to re-run; --dry-run prints every statement.",
+        "primary into a replica. Safe to re-run; --dry-run prints every statement. Exit "
+        "codes as for failover. " + _SCHEMA_NOTE,
     )
     p_sw.add_argument("--to", required=True, metavar="NODE", help="host:port of the new primary")
     _failover_arguments(p_sw)
@@ -93,7 +105,8 @@ def register(sub: Any) -> None:
         "back, roles, failovers. With --auto-failover, a primary confirmed dead is replaced "
         "by the most advanced replica, so that application processes can run with failover "
         "off and only follow. Runs until SIGTERM or SIGINT (exit 0); exit 1 if it cannot "
-        "keep monitoring. For systemd: Type=simple, Restart=on-failure (docs/failover.md).",
+        "keep monitoring. For systemd: Type=simple, Restart=on-failure (docs/failover.md). "
+        + _SCHEMA_NOTE,
     )
     _failover_arguments(p_mon, dry_run=False)
     g = p_mon.add_argument_group("monitor")
@@ -212,12 +225,20 @@ def _options(
 
 def _discover(settings: ClusterSettings, timeout: float) -> Topology:
     """The cluster as found from every configured node (see :func:`rwsplit.discover`),
-    with each server once: a replica that reports another address than the one configured
-    (``report_host``) is the same server when its ``server_id`` is the same."""
-    from ..topology.probe import NodeProbe, discover
+    plus the nodes of the member list the reachable ones hold (``rwsplit.cluster_nodes``: a
+    dead primary cannot list its replicas, a replica knows only its source), with each server
+    once: a replica that reports another address than the one configured (``report_host``)
+    is the same server when its ``server_id`` is the same."""
+    from ..topology.probe import NodeProbe, _with_address, discover
 
     seeds = [settings.primary, *settings.replicas]
     topology = discover(seeds, timeout=timeout)
+    found = {n.name for n in topology.nodes}
+    extra = sorted(set(_recorded_members(topology, timeout)) - found)
+    if extra:
+        log.info("the member list names %s too", ", ".join(extra))
+        template = next(n.url for n in topology.nodes if n.healthy)
+        topology = discover([*seeds, *(_with_address(template, a) for a in extra)], timeout=timeout)
     seed_names = {node_name(u) for u in seeds}
     by_server: dict[int, Node] = {}
     kept: list[Node] = []
@@ -241,13 +262,69 @@ def _discover(settings: ClusterSettings, timeout: float) -> Topology:
     return Topology(tuple(sorted(kept, key=lambda n: order[n.name])))
 
 
+def _recorded_members(topology: Topology, timeout: float) -> list[str]:
+    """Every node named in the member lists the reachable nodes hold (their union: a node
+    holds what was recorded while it followed the primary that recorded it)."""
+    from ..topology._ledger import members
+    from ..topology.probe import NodeProbe, describe_error
+
+    names: set[str] = set()
+    for node in topology.nodes:
+        if not node.healthy:
+            continue
+        try:
+            with NodeProbe(node.url, timeout) as probe:
+                names.update(members(probe))
+        except Exception as exc:
+            log.info("%s: cannot read the member list: %s", node.name, describe_error(exc))
+    return sorted(names)
+
+
+def remember_members(
+    topology: Topology,
+    timeout: float = 2.0,
+    *,
+    remove: Sequence[str] = (),
+    cluster: Cluster | None = None,
+) -> bool:
+    """Add the healthy nodes of *topology* to the member list on its one writable primary
+    (and drop *remove*), when that changes the list; ``True`` when written. Best effort: a
+    missing privilege or an unreachable primary is logged, never raised. With *cluster*, as
+    its failover does: its admin account and TLS settings."""
+    from ..topology._ledger import record_members
+    from ..topology.probe import NodeProbe, describe_error
+
+    primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
+    if len(primaries) != 1:
+        return False
+    (primary,) = primaries
+    names = [n.name for n in topology.nodes if n.healthy and n.name not in remove]
+    url = cluster.admin_url(primary) if cluster is not None else primary.url
+    connect_args = cluster.probe_connect_args(primary) if cluster is not None else None
+    try:
+        with NodeProbe(url, timeout, connect_args) as probe:
+            return record_members(probe, names, remove)
+    except Exception as exc:
+        log.info(
+            "%s: could not record the cluster's members (%s); a failover started from one "
+            "replica will not find its siblings: grant CREATE, INSERT, DELETE, SELECT on "
+            "rwsplit.* to this account",
+            primary.name,
+            describe_error(exc),
+        )
+        return False
+
+
 def _primary_of(topology: Topology, configured: str | None) -> Node:
     """The node that is, or was, the primary: the one writable primary; among several, the
     configured one; with none alive, the dead node (a replica's unreachable source)."""
     alive = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
     if len(alive) == 1:
         return alive[0]
-    candidates = alive or [n for n in topology.nodes if not n.healthy]
+    down = [n for n in topology.nodes if not n.healthy]
+    # The dead primary is the source the surviving replicas name (not a dead sibling).
+    sources = {n.replication.source for n in topology.nodes if n.healthy and n.replication}
+    candidates = alive or [n for n in down if n.name in sources] or down
     for n in candidates:
         if n.name == configured:
             return n
@@ -316,17 +393,49 @@ def _cmd_topology(args: argparse.Namespace) -> int:
         what = "no writable primary" if not primaries else "several writable primaries"
         print(f"rwsplit: {what} found", file=sys.stderr)
         return EXIT_FAILED
+    remember_members(topology, args.timeout)
     return EXIT_OK
 
 
 def _print_result(result: FailoverResult) -> None:
-    if result.dry_run:
+    if result.dry_run and result.statements:
         print("# dry run: nothing was changed; the statements it would run:")
         for node, stmt in result.statements:
             print(f"{node}: {stmt};")
     print(result.describe())
+    if not result.dry_run and not result.nothing_to_do and result.epoch is not None:
+        print(
+            f"recorded: epoch {result.epoch} in rwsplit.failover_log on {result.new_primary} "
+            "(the 'rwsplit' schema on the primary, created if missing; docs/failover.md)"
+        )
     if result.dry_run:
-        print(f"rwsplit: dry run: {result.kind} planned, nothing was changed", file=sys.stderr)
+        planned = "nothing to do" if result.nothing_to_do else f"{result.kind} planned"
+        print(f"rwsplit: dry run: {planned}, nothing was changed", file=sys.stderr)
+
+
+def _conclude(
+    result: FailoverResult, topology: Topology, timeout: float, cluster: Cluster | None = None
+) -> int:
+    """Print *result*, record the members it leaves, and the exit code: 4 while a replica
+    does not follow the new primary (the job is not done)."""
+    _print_result(result)
+    if not result.dry_run and result.new_primary:
+        old = result.old_primary
+        replaced = result.kind == "failover" and old is not None and old != result.new_primary
+        remove = [old] if replaced and old else []
+        remember_members(topology, timeout, remove=remove, cluster=cluster)
+    left = [name for name, _ in result.skipped]
+    if not left:
+        return EXIT_OK
+    print(
+        f"rwsplit: {result.kind} {'would be ' if result.dry_run else ''}incomplete: "
+        f"{', '.join(left)} {'does' if len(left) == 1 else 'do'} not follow "
+        f"{result.new_primary} (see 'left alone' above); bring "
+        f"{'it' if len(left) == 1 else 'them'} back or rebuild "
+        f"{'it' if len(left) == 1 else 'them'}, then run the command again",
+        file=sys.stderr,
+    )
+    return EXIT_INCOMPLETE
 
 
 def _progress_for(args: argparse.Namespace) -> Callable[[str], None]:
@@ -348,11 +457,17 @@ def _cmd_failover(args: argparse.Namespace) -> int:
     options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
     try:
+        if not _recorded_members(cluster.topology, options.timeout):
+            print(
+                "rwsplit: note: no node holds a member list (rwsplit.cluster_nodes): only "
+                "the nodes reachable from the given ones are considered; name every replica "
+                "with --replica",
+                file=sys.stderr,
+            )
         result = failover(cluster, options, dry_run=args.dry_run, progress=_progress_for(args))
     finally:
         cluster.close()
-    _print_result(result)
-    return EXIT_OK
+    return _conclude(result, cluster.topology, options.timeout, cluster)
 
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
@@ -366,8 +481,7 @@ def _cmd_switchover(args: argparse.Namespace) -> int:
         )
     finally:
         cluster.close()
-    _print_result(result)
-    return EXIT_OK
+    return _conclude(result, cluster.topology, options.timeout, cluster)
 
 
 # ---------------------------------------------------------------------------------- monitor
@@ -383,6 +497,25 @@ def _describe(topology: Topology) -> str:
             part += f" lag {n.lag_seconds:.1f}s"
         parts.append(part)
     return "; ".join(parts)
+
+
+def _change_logger(logged: list[Topology]) -> Callable[[Topology | None, Topology], None]:
+    """A topology listener that logs each change of state (appended to *logged*)."""
+
+    def log_topology(old: Topology | None, new: Topology) -> None:
+        # Changes of state only: a dead node's failure count, a replica's lag or an error
+        # text that changes from round to round publish a new topology, not a new state.
+        if logged and _state(logged[-1]) == _state(new):
+            return
+        logged.append(new)
+        log.info("topology: %s", _describe(new))
+
+    return log_topology
+
+
+def _state(topology: Topology) -> tuple[tuple[str, Role, bool, bool | None], ...]:
+    """What the monitor's log reports a change of: each node's role, health, read_only."""
+    return tuple((n.name, n.role, n.healthy, n.read_only) for n in topology.nodes)
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -432,22 +565,31 @@ def _watch(cluster: Cluster, stop: threading.Event, *, auto: bool) -> int:
         "on" if auto else "off",
     )
     logged: list[Topology] = []
-
-    def log_topology(old: Topology | None, new: Topology) -> None:
-        logged.append(new)
-        log.info("topology: %s", _describe(new))
+    log_topology = _change_logger(logged)
 
     cluster.subscribe(log_topology)
-    monitor.failover_listeners.append(
-        lambda result: log.warning("%s", result.describe().replace("\n", "; "))
-    )
+    replaced: list[str] = []  # primaries an automatic failover replaced: off the member list
+
+    def on_failover(result: FailoverResult) -> None:
+        log.warning("%s", result.describe().replace("\n", "; "))
+        if result.promoted and result.old_primary not in (None, result.new_primary):
+            replaced.append(str(result.old_primary))
+
+    monitor.failover_listeners.append(on_failover)
     # The first round's view (bounded: a round takes at most about the probe timeout).
     while monitor.rounds == 0 and monitor.running and not stop.wait(0.05):
         pass
     if not logged:
         log_topology(None, cluster.topology)
+    remembered: object = None
     while not stop.wait(1.0):
         if not monitor.running:
             log.error("the monitor thread stopped; exiting so that the service restarts")
             return EXIT_FAILED
+        topology = cluster.topology
+        if _state(topology) != remembered:  # off the monitor's thread: a write may be slow
+            remembered = _state(topology)
+            up = {n.name for n in topology.nodes if n.healthy}  # a rejoined one stays
+            gone = [r for r in replaced if r not in up]
+            remember_members(topology, monitor.timeout, remove=gone, cluster=cluster)
     return EXIT_OK

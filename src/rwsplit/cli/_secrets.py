@@ -111,6 +111,8 @@ def _request(args: argparse.Namespace, decrypting: bool) -> _Request:
         raise _UsageError('input is required: input="..." or --input TEXT (- reads stdin)')
     if text == "-":
         text = sys.stdin.read().rstrip("\r\n")
+    if decrypting and text.strip().startswith("ENC(") and text.strip().endswith(")"):
+        text = text.strip()[4:-1]  # the value as it stands in a configuration file
     algorithm = pairs.get("algorithm", secrets.DEFAULT_ALGORITHM)
     try:
         scheme = secrets._scheme(algorithm)
@@ -262,7 +264,9 @@ def _add(sub: Any, name: str, decrypting: bool) -> None:
         help="Jasypt CLI arguments: input, password, algorithm, verbose, "
         "keyObtentionIterations, stringOutputType, ivGeneratorClassName",
     )
-    what = "the encrypted text (without ENC())" if decrypting else "the text to encrypt"
+    what = (
+        "the encrypted text (ENC(...) or what is inside)" if decrypting else "the text to encrypt"
+    )
     p.add_argument("--input", metavar="TEXT", help=f"{what}; - reads one line from stdin")
     p.add_argument(
         "--password",

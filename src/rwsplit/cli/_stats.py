@@ -57,4 +57,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
                 print(
                     f"{name:<22} {n.role:<8} {yes_no(n.up):<4} {lag:>6} {n.reads:>7} {n.writes:>7}"
                 )
+            for node in topology.nodes:  # why a node is down: unreachable, or refused
+                if not node.healthy and node.error:
+                    print(f"{node.name}: down: {node.error}")
         return EXIT_OK if topology.primary is not None else EXIT_FAILED

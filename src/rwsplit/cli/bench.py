@@ -1431,7 +1431,7 @@ def register(sub: Any) -> None:
         type=_int_list,
         default=None,
         metavar="LIST",
-        help="concurrent clients, e.g. 1,4,16 (default; --quick: 4)",
+        help="concurrent clients, a comma-separated list (default 1,4,16; --quick: 4)",
     )
     p.add_argument("--duration", type=float, default=None, help="seconds per run (default 5)")
     p.add_argument("--count", type=int, default=None, help="units per run instead of a duration")

@@ -716,11 +716,13 @@ class _Builder:
         # A SecretError when that is all that is wrong: callers may catch it apart.
         secret_only = self.secret_errors == len(self.errors)
         cls = SecretError if secret_only else ConfigurationError
-        if len(self.errors) == 1:
-            return cls(f"bad configuration in {self.source}: {self.errors[0]}")
+        # An entry's place is named once: "in app.config: app.config: x" says it twice.
+        errors = [e.removeprefix(f"{self.source}: ") for e in self.errors]
+        if len(errors) == 1:
+            return cls(f"bad configuration in {self.source}: {errors[0]}")
         return cls(
-            f"bad configuration in {self.source} ({len(self.errors)} problems):\n  "
-            + "\n  ".join(self.errors)
+            f"bad configuration in {self.source} ({len(errors)} problems):\n  "
+            + "\n  ".join(errors)
         )
 
     def _build(self) -> ClusterSettings:

@@ -47,6 +47,7 @@ from django.db import utils as db_utils
 from django.db.backends.mysql import base as mysql_base
 from django.db.utils import DEFAULT_DB_ALIAS
 
+from .. import _pipelined_wait
 from .._server_errors import is_connection_failure, is_read_only_rejection, is_replica_unusable
 from ..cluster import Cluster
 from ..errors import (
@@ -60,9 +61,11 @@ from ..errors import (
     RwSplitError,
     TransactionOutcomeUnknownError,
 )
+from ..routing._implicit_commit import may_commit
 from ..routing.classify import Classification, Flag, Target, classify
 from ..routing.consistency import ReadYourWrites
 from ..routing.router import Route, Router
+from ..servers import MariaDB, MySQL
 from ..topology import describe_error
 from ._context import CausalScope, current_scope, forced_primary, read_only_requested
 from ._settings import cluster_for, driver_timeouts, fingerprint
@@ -71,6 +74,8 @@ from .creation import DatabaseCreation
 __all__ = ["DatabaseWrapper", "RoutingCursor", "django_error"]
 
 log = logging.getLogger("rwsplit.django")
+_MARIADB = MariaDB()
+_MYSQL = MySQL()
 
 Database = mysql_base.Database
 
@@ -233,7 +238,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             read_your_writes=self.cluster.read_your_writes,
             sticky_window=self.cluster.sticky_window,
             causal_token=token,
+            defer_wait=self._defer_wait,
         )
+
+    @property
+    def _multi_statements(self) -> bool:
+        """Replica connections accept multi-statements: for the causal wait sent with a read."""
+        return self.cluster.read_your_writes is ReadYourWrites.GTID
 
     # ------------------------------------------------------------------ public views
 
@@ -398,6 +409,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             return conn
         params: dict[str, Any] = mysql_base.DatabaseWrapper.get_connection_params(self)
         self._node_params(params, name, self._timeouts.replica_read)
+        if self._multi_statements:
+            flags = int(params.get("client_flag", 0))
+            params["client_flag"] = flags | _pipelined_wait.MULTI_STATEMENTS
         conn = mysql_base.DatabaseWrapper.get_new_connection(self, params)
         try:
             conn.autocommit(True)
@@ -439,8 +453,33 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             return None
         return route[0].name
 
+    def _defer_wait(self, name: str, token: str) -> bool:
+        """Can the wait for *token* travel with the plain read on *name* (one round trip)?"""
+        if not self._multi_statements or self.cluster._applied.covers(name, token):
+            return False  # covered: _causal_wait answers at once
+        return _pipelined_wait.is_gtid_text(token)
+
+    def _read_with_wait(self, cursor: Any, query: str, node: str, token: str) -> Any:
+        """The wait for *token* and the read as one multi-statement on *cursor*'s replica.
+
+        :raises _pipelined_wait.WaitMissed: the wait timed out; the read did not run.
+        """
+        dialect = _MYSQL if self._mariadb is False else _MARIADB
+        sql = dialect.wait_before_read(token, self.cluster.causal_timeout)
+        assert sql is not None
+        pending = _pipelined_wait.PendingWait(None, node, token, sql, self._wait_passed)
+        _pipelined_wait.run_with_wait(cursor, query, pending)
+        return cursor.rowcount
+
+    def _wait_passed(self, pending: _pipelined_wait.PendingWait, seconds: float) -> None:
+        self.cluster._applied.record(pending.node, pending.token)
+        self._router.wait_passed(pending.node, pending.token)
+
     def _causal_wait(self, name: str, token: str) -> bool:
         """Wait (bounded) until replica *name* applied *token*; False: read elsewhere."""
+        applied = self.cluster._applied
+        if applied.covers(name, token):
+            return True  # seen applied there (a wait, or the monitor's probe): no round trip
         timeout = self.cluster.causal_timeout
         try:
             conn = self._replica_connection(name)
@@ -464,7 +503,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 )
             return False
         ok = bool(row) and row[0] == 0
-        if not ok:
+        if ok:
+            applied.record(name, token)
+        else:
             log.info(
                 "replica %s has not applied %s within %.2fs; reading from the primary",
                 name,
@@ -560,9 +601,28 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             node = self._last_node if d.route is Route.LAST else d.node
             if d.route is Route.PRIMARY or node is None:
                 return self._run_primary(rc, method, query, args, c, raw_name)
+            started = time.monotonic()
             try:
                 cursor = rc.cursor_for(node)
-                result = getattr(cursor, method)(query, args)
+                if not self._multi_statements:
+                    result = getattr(cursor, method)(query, args)
+                elif method != "execute":  # executemany: each row's values are escaped
+                    result = getattr(cursor, method)(_pipelined_wait.checked_text(query), args)
+                else:
+                    # The exact text the server gets must be one statement (the connection
+                    # accepts multi-statements for the causal wait only).
+                    text = cursor.cursor.mogrify(query, args) if args is not None else query
+                    _pipelined_wait.checked_text(text)
+                    if d.wait_token is not None:
+                        result = self._read_with_wait(cursor, text, node, d.wait_token)
+                    else:
+                        result = cursor.execute(text)
+            except _pipelined_wait.WaitMissed as exc:
+                log.info("%s; reading from the primary", exc)
+                self._router.wait_missed()
+                continue
+            except RwSplitError as exc:
+                raise django_error(exc) from None
             except Database.Error as exc:
                 if not healed and d.retryable and is_read_only_rejection(exc):
                     healed = True
@@ -572,6 +632,21 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                     raise
                 rc.forget(node)
                 self._drop_replica(node)
+                if self.cluster.read_timed_out(node, exc, time.monotonic() - started):
+                    # A slow statement, not a dead replica: not re-run, not ejected.
+                    if self._ro_replica == node:
+                        self._router.end_transaction()
+                        self.needs_rollback = True
+                    raise django_error(
+                        ReadFailedError(
+                            f"a read on replica {node} did not answer within "
+                            f"replica_read_timeout ({describe_error(exc)}); a slow statement is "
+                            "not a dead replica: it was not re-run elsewhere, and the replica "
+                            "stays in routing. Raise replica_read_timeout for long reads (or "
+                            "run them on the primary: use_primary())"
+                        ),
+                        exc,
+                    ) from None
                 self.cluster.mark_down(node, f"read failed: {describe_error(exc)}")
                 self._router.read_failed(node)
                 if self._ro_replica == node:
@@ -627,7 +702,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
                 is_read_only_rejection(exc) and not self._ro_block
             ):
                 rc.forget(None)
-                raise self._primary_failed(exc, c) from None
+                raise self._primary_failed(
+                    exc, c, None if raw_name is not None else query
+                ) from None
             raise
         rc._current = cursor
         self._last_node = None
@@ -658,17 +735,20 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             "old primary; check on the current primary before retrying it"
         )
 
-    def _primary_failed(self, exc: BaseException, c: Classification | None) -> Exception:
-        """The primary connection failed under a statement: say whether a retry is safe."""
+    def _primary_failed(
+        self, exc: BaseException, c: Classification | None, query: str | None
+    ) -> Exception:
+        """The primary connection failed under a statement: say whether a retry is safe.
+
+        *query* ``None``: a ``callproc()``, which may commit like any ``CALL``.
+        """
         name = self._primary_node or "the primary"
         reason = describe_error(exc)
         in_txn = self._in_transaction()
         is_read = c is not None and c.target is Target.REPLICA
-        commits = (
-            c is not None
-            and bool(c.flags & Flag.TXN_END)
-            and not c.reason.upper().startswith("ROLLBACK")
-        )
+        # DDL, CALL, EXECUTE, SET autocommit=1 ... commit by themselves (the lexer reads
+        # through comments and executable comments): a lost reply leaves that unknown.
+        commits = not isinstance(query, str) or may_commit(query)
         if is_read_only_rejection(exc) and self._primary_node is not None:
             self.cluster.mark_not_primary(self._primary_node)
         self._drop_primary()

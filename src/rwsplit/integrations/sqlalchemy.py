@@ -40,6 +40,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.elements import TextClause
 
 # What a driver's error code means: shared with the Django backend.
+from .. import _pipelined_wait
 from .._server_errors import CONNECTION_LOST_CODES as _CONNECTION_LOST_CODES
 from .._server_errors import READ_ONLY_CODES as _READ_ONLY_CODES
 from .._server_errors import REPLICA_UNUSABLE_CODES as _REPLICA_UNUSABLE_CODES
@@ -54,6 +55,7 @@ from ..errors import (
 from ..routing.classify import Classification, Flag, Target, classify_clause
 from ..routing.consistency import ReadYourWrites, read_commit_token, wait_for_token
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
+from ..servers import MariaDB, MySQL
 from . import _sa_compat
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ log = logging.getLogger("rwsplit.session")
 _OPEN_TXN = "rwsplit_open_transaction"
 
 _PRIMARY_DECISION = Decision(Route.PRIMARY)
+_MARIADB = MariaDB()
+_MYSQL = MySQL()
 
 _healed_lock = threading.Lock()
 _healed: weakref.WeakKeyDictionary[Cluster, int] = weakref.WeakKeyDictionary()
@@ -138,6 +142,7 @@ class RoutingSession(Session):
             read_your_writes=cluster.read_your_writes,
             sticky_window=cluster.sticky_window,
             causal_token=causal_token,
+            defer_wait=self._defer_wait,
         )
         self._rw_conn: Connection | None = None  # the primary connection kept while pinned
         self._rw_conn_engine: Engine | None = None
@@ -296,6 +301,8 @@ class RoutingSession(Session):
             )
         result = self._bind_for(d)
         self._rw_last_bind = result
+        if d.wait_token is not None:
+            self._carry_wait(result, d)
         return result
 
     def _bind_for(self, d: Decision) -> Engine | Connection:
@@ -457,6 +464,50 @@ class RoutingSession(Session):
             )
         return ok
 
+    def _defer_wait(self, name: str, token: str) -> bool:
+        """Can the wait for *token* travel with the plain read on *name* (one round trip)?"""
+        cluster = self.cluster
+        if cluster._routing != "normal" or cluster._applied.covers(name, token):
+            return False  # _causal_wait answers at once: no wait at all
+        engine = self._rw_pick or cluster.engine_for(name, writable=False)
+        # Not plain GTID text: wait first, with the token as a bound parameter.
+        return _pipelined_wait.pipelined(engine) and _pipelined_wait.is_gtid_text(token)
+
+    def _carry_wait(self, engine: Engine | Connection, d: Decision) -> None:
+        """Arm the wait for the read about to run on *engine*: sent in front of it."""
+        token, node = d.wait_token, d.node
+        assert token is not None and node is not None and isinstance(engine, Engine)
+        # Check the connection out first: a new one's set-up queries must not carry the wait,
+        # and the server's flavour is known from then on.
+        self.connection(bind_arguments={"bind": engine})
+        dialect = _MARIADB if getattr(engine.dialect, "is_mariadb", False) else _MYSQL
+        sql = dialect.wait_before_read(token, self.cluster.causal_timeout)
+        assert sql is not None
+        _pipelined_wait.PENDING.set(
+            _pipelined_wait.PendingWait(engine, node, token, sql, self._wait_passed)
+        )
+
+    def _wait_passed(self, pending: _pipelined_wait.PendingWait, seconds: float) -> None:
+        cluster = self.cluster
+        cluster._stats.causal_wait(pending.node, seconds, True)
+        cluster._applied.record(pending.node, pending.token)
+        self._router.wait_passed(pending.node, pending.token)
+
+    def _wait_missed(self, exc: _pipelined_wait.WaitMissed) -> None:
+        self._router.wait_missed()
+        if exc.code != _pipelined_wait.WAIT_MISSED_CODE:
+            log.warning(
+                "causal wait on %s failed (error %s); reading from the primary", exc.node, exc.code
+            )
+            return
+        self.cluster._stats.causal_wait(exc.node, self.cluster.causal_timeout, False)
+        log.info(
+            "replica %s has not applied %s within %.2fs; reading from the primary",
+            exc.node,
+            exc.token,
+            self.cluster.causal_timeout,
+        )
+
     # ------------------------------------------------------------------ execution (do_orm_execute)
 
     def _rw_execute(self, state: ORMExecuteState) -> Any:
@@ -466,8 +517,16 @@ class RoutingSession(Session):
         redirected = False
         router = self._router
         while True:
+            started = time.monotonic()
             try:
-                result = state.invoke_statement()
+                try:
+                    result = state.invoke_statement()
+                finally:
+                    _pipelined_wait.PENDING.set(None)
+            except _pipelined_wait.WaitMissed as exc:
+                # The wait sent with the read timed out; the read did not run there.
+                self._wait_missed(exc)
+                continue
             except NotPrimaryError:
                 # The node taken for the primary said it is not one; the cluster was probed
                 # at once (Cluster._check_is_primary): go to the primary it found, once.
@@ -494,6 +553,15 @@ class RoutingSession(Session):
                     raise
                 engine = self.cluster.engine_for(node, writable=False)
                 _sa_compat.drop_connection(self, engine)
+                orig = exc.orig if exc.orig is not None else exc
+                if self.cluster.read_timed_out(node, orig, time.monotonic() - started):
+                    raise ReadFailedError(
+                        f"a read on replica {node} did not answer within replica_read_timeout "
+                        f"({_short(exc)}); a slow statement is not a dead replica: it was not "
+                        "re-run elsewhere, and the replica stays in routing. Raise "
+                        "replica_read_timeout for long reads (or run them on the primary: "
+                        "session.use_primary(), bounded by primary_read_timeout)"
+                    ) from exc
                 self.cluster._stats.routed(node, "retried")
                 self.cluster.mark_down(node, f"read failed: {_short(exc)}")
                 router.read_failed(node)

@@ -167,6 +167,87 @@ class Lexed(NamedTuple):
     and kind (``/*!80000 ... */``, ``/*M!100100 ... */``); their content is in ``toks``."""
 
 
+# The token expression for text without comments (no "/*", "*/", "#" or "--": the caller
+# checks), as five groups for ``findall``: words and system variables (upper-cased), literal
+# runs, every other token (its kind follows from its first character), words that start with
+# digits, and a stray character. The alternatives keep _TOKEN_RE's order wherever two of them
+# can start with the same character, so the tokens are exactly lex()'s; words, the most
+# common token, are tried first.
+_PLAIN_TOKEN_RE = re.compile(
+    rf"""{_WS}*+(?:
+      ((?![nN]')[{_ID_START}][{_ID}]*+|@@(?:(?i:global|session|local)\.)?[A-Za-z0-9_$]+)
+    | ({_LITERAL}(?:{_WS}*+,{_WS}*+{_LITERAL})++)
+    | ([nN]?{_SQ}|{_DQ}|{_BQ}|@(?:[A-Za-z0-9_$.]+|{_SQ}|{_DQ}|{_BQ})|{_NUM}
+       |[;(),.]|:=|<=>|<<|>>|<=|>=|<>|!=|&&|\|\||->>|->|[-+*/%=<>!~^&|?:{{}}\[\]\\])
+    | ([0-9]+[{_ID_START}][{_ID}]*+)
+    | (.)
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+_plain_tokens = _PLAIN_TOKEN_RE.findall
+_KIND_OF_FIRST = {
+    "'": STRING,
+    '"': STRING,
+    "n": STRING,
+    "N": STRING,
+    "`": QUOTED_ID,
+    "@": USERVAR,
+    ";": SEMI,
+    "(": LPAREN,
+    ")": RPAREN,
+    ",": COMMA,
+    ".": NUMBER,  # ".5"; a lone "." is DOT
+    **dict.fromkeys("0123456789", NUMBER),
+    **dict.fromkeys(":<>!&|-+*/%=~^?{}[]\\", OP),
+}
+
+
+# Tokens are immutable: the same words (keywords, column names) and operators recur in every
+# statement, so their Tok values are made once and shared. Bounded: past _WORDS_KEPT
+# distinct words, new ones are made each time (the cache is never a memory leak).
+_OPERATOR_TOKS = {
+    t: _new_tok(Tok, (DOT if t == "." else _KIND_OF_FIRST[t[0]], t, t))
+    for t in (
+        *";(),.",
+        *[":=", "<=>", "<<", ">>", "<=", ">=", "<>", "!=", "&&", "||", "->>", "->"],
+        *"-+*/%=<>!~^&|?:{}[]\\",
+    )
+}
+_WORD_TOKS: dict[str, Tok] = {}
+_NO_MAYBE: list[int] = []  # shared: never appended to
+# findall() holds every token's groups at once: longer texts stream through finditer().
+_PLAIN_MAX_CHARS = 8192
+_WORDS_KEPT = 4096
+
+
+def _lex_plain(sql: str) -> list[Tok] | None:
+    """:func:`lex`'s tokens of comment-free *sql*; ``None`` at a stray character."""
+    toks: list[Tok] = []
+    append = toks.append
+    new = _new_tok
+    first = _KIND_OF_FIRST
+    operators = _OPERATOR_TOKS
+    words = _WORD_TOKS
+    for word, literals, other, digitword, _ in _plain_tokens(sql):
+        if word:
+            tok = words.get(word)
+            if tok is None:
+                tok = new(Tok, (SYSVAR if word[0] == "@" else WORD, word, word.upper()))
+                if len(words) < _WORDS_KEPT and len(word) <= 64:
+                    words[word] = tok
+            append(tok)
+        elif other:
+            tok = operators.get(other)
+            append(tok if tok is not None else new(Tok, (first[other[0]], other, other)))
+        elif literals:
+            append(new(Tok, (LITERALS, literals, literals)))
+        elif digitword:
+            append(new(Tok, (WORD, digitword, digitword.upper())))
+        else:
+            return None  # lex() raises the error
+    return toks
+
+
 def lex(sql: str) -> Lexed:
     """Split *sql* into tokens, dropping whitespace and comments; raise :class:`LexError`.
 
@@ -174,6 +255,23 @@ def lex(sql: str) -> Lexed:
     version below 50700, runs on every supported server (MySQL 5.7+, MariaDB 10+); one with a
     higher version, or MariaDB's ``/*M!``, runs on some servers only: see :attr:`Lexed.maybe`.
     """
+    if (
+        len(sql) <= _PLAIN_MAX_CHARS
+        and "/*" not in sql
+        and "#" not in sql
+        and "--" not in sql
+        and "*/" not in sql
+    ):
+        plain = _lex_plain(sql)  # no comment: no hint, no executable comment
+        if plain is not None:
+            return Lexed(plain, None, _NO_MAYBE)
+    elif len(sql) <= _PLAIN_MAX_CHARS and not may_hint(sql):
+        # Plain comments only (a tag, a note): the same tokens from the text without them.
+        bare = strip_comments(sql)
+        if bare is not None and "*/" not in bare:
+            plain = _lex_plain(bare)
+            if plain is not None:
+                return Lexed(plain, None, _NO_MAYBE)
     toks: list[Tok] = []
     append = toks.append
     hint: str | None = None
@@ -246,6 +344,29 @@ CODE_RE = re.compile(
     rf"""(?:[^'"`/\#\-]++ | {_SQ} | {_DQ} | {_BQ} | /(?!\*) | -(?!-(?:[\x00-\x20\x7f]|\Z)))*+""",
     re.VERBOSE | re.DOTALL,
 )
+_code = CODE_RE.match
+_comment = COMMENT_RE.match
+
+
+def strip_comments(sql: str) -> str | None:
+    """*sql* with each comment replaced by a space: the same tokens, found as :func:`lex`
+    finds them. ``None`` if there is an executable comment, an optimizer hint or a string
+    left open. (Routing hints are the caller's: they are in comments.)"""
+    parts = []
+    pos = 0
+    n = len(sql)
+    while True:
+        code = _code(sql, pos)  # always matches (possibly empty)
+        end = code.end() if code is not None else pos
+        parts.append(sql[pos:end])
+        if end >= n:
+            return "".join(parts)
+        comment = _comment(sql, end)
+        if comment is None:
+            return None
+        parts.append(" ")
+        pos = comment.end()
+
 
 # Everything up to the first ";" that ends a statement: strings, quoted identifiers and
 # comments are skipped whole, exactly where lex() would see them; executable comments are code

@@ -26,6 +26,7 @@ import enum
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.sql import visitors
@@ -507,6 +508,32 @@ def _function_call(toks: list[Tok], i: int, up: str) -> Classification | None:
     return _primary(f"calls {up}(), which is not a known read-only built-in")
 
 
+_up_of = itemgetter(2)
+_kind_of = itemgetter(0)
+_LPAREN_TOK = Tok(LPAREN, "(", "(")
+_KNOWN_CALLS = _READ_ONLY_FUNCTIONS | _PAREN_KEYWORDS
+
+
+def _calls_only_known(toks: list[Tok]) -> bool:
+    """True when every word called in *toks* is an unqualified known read-only built-in (or a
+    keyword before "("), and no quoted name is called: then _scan_read's loop finds no call."""
+    index = toks.index
+    i = 0
+    try:
+        while True:
+            i = index(_LPAREN_TOK, i)  # a C-level search; an LPAREN token is always this value
+            if i:
+                prev = toks[i - 1]
+                if prev.kind == WORD:
+                    if prev.up not in _KNOWN_CALLS or (i > 1 and toks[i - 2].kind == DOT):
+                        return False
+                elif prev.kind == QUOTED_ID:
+                    return False
+            i += 1
+    except ValueError:
+        return True
+
+
 def _scan_read(toks: list[Tok]) -> Classification:
     """Check a SELECT-like statement for anything that makes it more than a plain read.
 
@@ -514,6 +541,23 @@ def _scan_read(toks: list[Tok]) -> Classification:
     statement's connection (``FOUND_ROWS()``, ``@@warning_count``) does not stop the scan: the
     rest may still need the primary (a lock must not be taken on a replica).
     """
+    # Most reads hold none of what the loop below looks for: tell that from the sets of
+    # their tokens' kinds and upper-cased texts, built in C ("(" and ":=" are their own text),
+    # and from the word before each "(".
+    ups = set(map(_up_of, toks))
+    if (
+        ":=" not in ups
+        and ups.isdisjoint(_READ_TRIGGERS)
+        and SYSVAR not in (kinds := set(map(_kind_of, toks)))
+        and (DOT not in kinds or ups.isdisjoint(_SEQUENCE_ATTRS))
+        and ("(" not in ups or _calls_only_known(toks))
+    ):
+        return _PLAIN_READ
+    return _scan_read_tokens(toks)
+
+
+def _scan_read_tokens(toks: list[Tok]) -> Classification:
+    """:func:`_scan_read` token by token."""
     last: Classification | None = None
     n = len(toks)
     for i, tok in enumerate(toks):
@@ -951,6 +995,9 @@ _VERB_RULES: dict[str, _Rule] = {
 }
 
 
+_SEMI_TOK = Tok(SEMI, ";", ";")
+
+
 def _classify_tokens(toks: list[Tok]) -> Classification:
     # A trailing ';' is harmless; a second statement after it is not.
     end = len(toks)
@@ -966,9 +1013,8 @@ def _classify_tokens(toks: list[Tok]) -> Classification:
         # Only optimizer hints: as empty, but a distinct object, so that the shortcut for
         # several statements counts it as a statement, as _classify_multi does.
         return _ONLY_HINTS if start else _EMPTY
-    for tok in toks:
-        if tok.kind == SEMI:
-            return _classify_multi(toks)
+    if _SEMI_TOK in toks:  # a C-level scan: a SEMI token is always this value
+        return _classify_multi(toks)
     first = toks[0]
     if first.kind == LPAREN:
         # (SELECT ...) UNION (SELECT ...)
@@ -1117,9 +1163,8 @@ _lexable = _lexer.LEXABLE_RE.match
 _has_trigger = _lexer.TRIGGER_RE.search
 _reversed_calls = _lexer.REVERSED_CALL_RE.findall
 _may_hint = _lexer.may_hint
-_comment = _lexer.COMMENT_RE.match
 _coarse_lex = _lexer.coarse_lex
-_code = _lexer.CODE_RE.match
+_strip_comments = _lexer.strip_comments
 
 
 def _classify_uncached(sql: str) -> Classification:
@@ -1199,20 +1244,7 @@ def _without_comments(sql: str) -> str | None:
     or anything like a routing hint."""
     if _may_hint(sql):
         return None
-    parts = []
-    pos = 0
-    n = len(sql)
-    while True:
-        code = _code(sql, pos)  # always matches (possibly empty)
-        end = code.end() if code is not None else pos
-        parts.append(sql[pos:end])
-        if end >= n:
-            return "".join(parts)
-        comment = _comment(sql, end)
-        if comment is None:
-            return None
-        parts.append(" ")
-        pos = comment.end()
+    return _strip_comments(sql)
 
 
 def _is_plain_read(sql: str) -> bool:

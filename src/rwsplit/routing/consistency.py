@@ -21,9 +21,11 @@ reloaded from a lagging replica shows the old value). rwsplit closes it in one o
     Nothing: reads after a commit may be stale.
 
 Cost of ``"gtid"``: on MariaDB through PyMySQL the commit's GTID arrives in the ``COMMIT``'s own
-OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then one
-round trip per replica before the first read that follows it. Sessions that only read pay
-nothing.
+OK packet (session tracking); elsewhere one round trip after each commit that wrote. Then the
+first plain read on each replica carries the wait in its own round trip (one multi-statement,
+:mod:`rwsplit._pipelined_wait`; other drivers and read-only transactions: one round trip
+before it), and none where the replica is known to have applied the token. Sessions that only
+read pay nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 
 from .._gtid_track import take_commit_gtid
+
+if TYPE_CHECKING:
+    from ..topology.model import Topology
 
 __all__ = ["AppliedTokens", "ReadYourWrites", "read_commit_token", "wait_for_token"]
 
@@ -193,6 +199,19 @@ class AppliedTokens:
                 if known is None or known[0] <= seq:
                     seen[(domain, server)] = (seq, now)
             self._nodes[node] = seen
+
+    def record_probed(self, topology: Topology) -> None:
+        """Record each healthy replica's GTID position as the monitor's last probe read it.
+
+        A replica's applied position only moves forward while it keeps its data; one that is
+        rebuilt or reset leaves routing first (unhealthy, another role: :meth:`forget`), and
+        :attr:`MAX_AGE` bounds the rest, as for positions a wait proved. So a causal token
+        that a probe already showed applied (typically one carried from an earlier request)
+        takes the read with no wait at all.
+        """
+        for node in topology.replicas:
+            if node.healthy and node.gtid_position:
+                self.record(node.name, node.gtid_position)
 
     def forget(self, node: str | None = None) -> None:
         """Drop what is known of *node* (``None``: of every node)."""

@@ -74,6 +74,10 @@ class Decision:
     """An autocommit read: if its replica fails, it may be re-run elsewhere."""
     opens_read_only: bool = False
     """The statement opens ``START TRANSACTION READ ONLY`` on that replica."""
+    wait_token: str | None = None
+    """For a plain read: the token the adapter must wait for on that replica in the same round
+    trip as the read (it said it could: ``defer_wait``), then report :meth:`Router.wait_passed`
+    or :meth:`Router.wait_missed` (the read then runs on the primary)."""
 
 
 _PRIMARY = Decision(Route.PRIMARY)
@@ -83,6 +87,9 @@ ReplicaChooser = Callable[[], "str | None"]
 """Returns the replica that takes the next read (balancer, health, lag), or ``None``."""
 CausalWait = Callable[[str, str], bool]
 """``wait(node, token)``: bounded wait until replica *node* applied *token*; False: too late."""
+DeferWait = Callable[[str, str], bool]
+"""``defer(node, token)``: True when the adapter will send the wait for *token* together with
+the plain read on *node* (one round trip); False: wait first (``CausalWait``), or no wait."""
 
 
 def may_carry_state(c: Classification) -> bool:
@@ -118,6 +125,7 @@ class Router:
     :param read_your_writes: the consistency policy after a commit that wrote.
     :param sticky_window: seconds of primary reads after a write (``"primary"`` policy).
     :param causal_token: a token from an earlier unit of work (a previous request).
+    :param defer_wait: lets the adapter carry a plain read's wait along with the read.
 
     >>> r = Router(lambda: "db2:3306", lambda node, token: True)
     >>> from rwsplit.classify import classify
@@ -134,11 +142,13 @@ class Router:
     __slots__ = (
         "_causal_wait",
         "_choose",
+        "_defer_wait",
         "_forced",
         "_heal",
         "_last",
         "_mode",
         "_pins",
+        "_primary_next",
         "_primary_until",
         "_ro_node",
         "_sticky_window",
@@ -157,9 +167,12 @@ class Router:
         read_your_writes: ReadYourWrites = ReadYourWrites.GTID,
         sticky_window: float = 2.0,
         causal_token: str | None = None,
+        defer_wait: DeferWait | None = None,
     ) -> None:
         self._choose = choose_replica
         self._causal_wait = causal_wait
+        self._defer_wait = defer_wait
+        self._primary_next = False
         self._mode = read_your_writes
         self._sticky_window = sticky_window
         self.sticky = False
@@ -232,6 +245,9 @@ class Router:
             self._heal = False
             self.sticky = self.wrote = True
             return self._remember(_PRIMARY)
+        if self._primary_next:
+            self._primary_next = False  # the re-run of a read whose pipelined wait missed
+            return self._remember(_PRIMARY)
         if c is None:
             # A flush, a bulk operation or session.connection(): it may write.
             self.sticky = self.wrote = True
@@ -257,7 +273,7 @@ class Router:
                 return self._remember(_PRIMARY)
             if flags and flags & Flag.TXN_READ_ONLY:
                 return self._remember(self._begin_read_only())
-            return self._remember(self._read())
+            return self._remember(self._read(plain=not flags))
         if requested == "replica":
             raise RoutingError(
                 f"{EXECUTION_OPTION}='replica' was requested for a statement that is not a "
@@ -301,7 +317,7 @@ class Router:
 
     # ------------------------------------------------------------------ reads
 
-    def _read(self) -> Decision:
+    def _read(self, *, plain: bool = False) -> Decision:
         if self._primary_until:
             if time.monotonic() < self._primary_until:
                 return _PRIMARY  # read_your_writes="primary", inside the window
@@ -311,6 +327,10 @@ class Router:
             return _PRIMARY
         token = self._token
         if token is not None and node not in self._token_seen:
+            # Only a plain read may carry its wait (a read-only transaction waits at its start).
+            defer = self._defer_wait
+            if plain and defer is not None and defer(node, token):
+                return Decision(Route.REPLICA, node, retryable=True, wait_token=token)
             if not self._causal_wait(node, token):
                 return _PRIMARY
             self._token_seen.add(node)
@@ -352,6 +372,15 @@ class Router:
         return here
 
     # ------------------------------------------------------------------ outcomes
+
+    def wait_passed(self, node: str, token: str) -> None:
+        """The wait sent with a read on *node* succeeded: later reads there need none."""
+        if token == self._token:
+            self._token_seen.add(node)
+
+    def wait_missed(self) -> None:
+        """The wait sent with a read did not succeed in time: its re-run goes to the primary."""
+        self._primary_next = True
 
     def read_failed(self, node: str) -> None:
         """The read on *node* failed; the re-run must not count on that node's token."""

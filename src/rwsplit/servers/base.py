@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 _MASK = "'***'"
+# GTID text that may become a quoted literal: MariaDB "0-1-5,1-2-9", MySQL "uuid:1-5:7,..."
+# (tags too); no quote, backslash, "%" or ";" can get through.
+_GTID_TEXT_RE = re.compile(r"[0-9A-Za-z_:,\- \t\r\n]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +312,24 @@ class ReplicationDialect:
     def wait_succeeded(self, value: Any) -> bool:
         raise NotImplementedError
 
+    def wait_before_read(self, gtid: str, timeout: float) -> str | None:
+        """The wait for *gtid* as SQL to send ahead of a read in one multi-statement.
+
+        It returns one row ``(1,)`` when *gtid* was applied within *timeout*; otherwise it
+        fails (error 1242, its ``ELSE`` branch's subquery) and the server runs nothing after
+        it (MaxScale's ``causal_reads`` does the same). ``None`` when *gtid* is not plain GTID
+        text: no literal is ever built from anything else.
+        """
+        if not _GTID_TEXT_RE.match(gtid):
+            return None
+        return (
+            f"SELECT CASE WHEN {self._wait_call(gtid, timeout)} = 0 THEN 1 "
+            "ELSE (SELECT 1 FROM INFORMATION_SCHEMA.ENGINES) END"
+        )
+
+    def _wait_call(self, gtid: str, timeout: float) -> str:
+        raise NotImplementedError
+
     def set_read_only(self, on: bool) -> list[Statement]:
         raise NotImplementedError
 
@@ -447,6 +468,7 @@ class ServerFamily(Protocol):
     def reset_replication(self) -> Statement: ...
     def wait_for_gtid(self, gtid: str, timeout: float) -> Statement: ...
     def wait_succeeded(self, value: Any) -> bool: ...
+    def wait_before_read(self, gtid: str, timeout: float) -> str | None: ...
     def set_read_only(self, on: bool) -> list[Statement]: ...
     def promote(self, state: NodeState) -> list[Statement]: ...
     def point_at(

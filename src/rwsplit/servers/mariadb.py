@@ -121,6 +121,9 @@ class MariaDB(ReplicationDialect):
     def wait_succeeded(self, value: Any) -> bool:
         return value is not None and int(value) == 0
 
+    def _wait_call(self, gtid: str, timeout: float) -> str:
+        return f"MASTER_GTID_WAIT('{gtid}', {float(timeout)!r})"
+
     def set_read_only(self, on: bool) -> list[Statement]:
         return [Statement(f"SET GLOBAL read_only = {'ON' if on else 'OFF'}")]
 

@@ -155,6 +155,9 @@ class MySQL(ReplicationDialect):
     def wait_succeeded(self, value: Any) -> bool:
         return value is not None and int(value) == 0
 
+    def _wait_call(self, gtid: str, timeout: float) -> str:
+        return f"WAIT_FOR_EXECUTED_GTID_SET('{gtid}', {max(1, round(timeout))})"
+
     def set_read_only(self, on: bool) -> list[Statement]:
         if on:
             # super_read_only implies read_only and also stops SUPER / admin accounts.

@@ -21,6 +21,22 @@ check a primary connection runs when it opens (:func:`rwsplit.failover.verify_wr
 Privileges: the failover's account needs ``CREATE`` and ``INSERT`` on the schema (``rwsplit``
 by default); readers need ``SELECT`` on the table. A reader without it, or a cluster where no
 failover ever ran, simply finds no record.
+
+Beside it, the cluster's last known members, so that a failover started from one surviving
+replica finds its siblings (a replica knows only its own source, and a dead primary cannot be
+asked for ``SHOW SLAVE HOSTS``). The ``rwsplit`` commands that see a live primary
+(``sandbox up``, ``topology``, ``monitor``, ``failover``, ``switchover``) add the nodes they
+found, on the primary, when the set changed; a failover removes the primary it replaced::
+
+    CREATE TABLE rwsplit.cluster_nodes (
+      host     VARCHAR(255) NOT NULL,
+      port     INT UNSIGNED NOT NULL,
+      added_at DATETIME(6) NOT NULL,                      -- UTC, the server's clock
+      PRIMARY KEY (host, port)
+    )
+
+A node retired for good: ``DELETE FROM rwsplit.cluster_nodes WHERE host=... AND port=...``
+on the primary (else a failover reports it unreachable).
 """
 
 from __future__ import annotations
@@ -38,12 +54,22 @@ from typing import Any
 from ..servers import Statement
 from .probe import NodeProbe, describe_error
 
-__all__ = ["DEFAULT_SCHEMA", "Record", "current_epoch", "history", "record_statements"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "Record",
+    "current_epoch",
+    "history",
+    "member_statements",
+    "members",
+    "record_members",
+    "record_statements",
+]
 
 log = logging.getLogger("rwsplit.failover")
 
 DEFAULT_SCHEMA = "rwsplit"
 TABLE = "failover_log"
+MEMBERS_TABLE = "cluster_nodes"
 # No table / no database / no privilege on it: the node simply has no readable record.
 _NO_LEDGER = frozenset({1044, 1049, 1142, 1146})
 _COLUMNS = "epoch, primary_host, primary_port, old_primary, kind, writer, at"
@@ -67,10 +93,10 @@ class Record:
         return f"{self.primary_host}:{self.primary_port}"
 
 
-def _table(schema: str) -> str:
+def _table(schema: str, table: str = TABLE) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", schema):
         raise ValueError(f"not a plain schema name: {schema!r}")
-    return f"`{schema}`.`{TABLE}`"
+    return f"`{schema}`.`{table}`"
 
 
 def record_statements(
@@ -167,3 +193,70 @@ def replaced_by(records: Sequence[Record], node: str) -> Record | None:
         if rec.old_primary == node:
             return rec
     return None
+
+
+# ---------------------------------------------------------------------------------- members
+
+
+def _address(name: str) -> tuple[str, int]:
+    host, _, port = name.rpartition(":")
+    return host, int(port)
+
+
+def member_statements(
+    add: Sequence[str], remove: Sequence[str] = (), schema: str = DEFAULT_SCHEMA
+) -> list[Statement]:
+    """The statements that add the nodes *add* (``host:port``) to the member list and drop
+    *remove*, on the primary (replication copies them to every node)."""
+    table = _table(schema, MEMBERS_TABLE)
+    stmts = [
+        Statement(f"CREATE DATABASE IF NOT EXISTS `{schema}`"),
+        Statement(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "host VARCHAR(255) NOT NULL, port INT UNSIGNED NOT NULL, "
+            "added_at DATETIME(6) NOT NULL, PRIMARY KEY (host, port)) ENGINE=InnoDB"
+        ),
+    ]
+    for name in remove:
+        where = "WHERE host = %s AND port = %s"
+        stmts.append(Statement(f"DELETE FROM {table} {where}", _address(name)))
+    if add:
+        values = ", ".join(["(%s, %s, UTC_TIMESTAMP(6))"] * len(add))
+        params = tuple(v for name in add for v in _address(name))
+        insert = f"INSERT IGNORE INTO {table} (host, port, added_at) VALUES {values}"
+        stmts.append(Statement(insert, params))
+    return stmts
+
+
+def members(conn_or_probe: Any, schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """The member list this node holds (``host:port``, sorted); ``[]`` when it has none."""
+    sql = f"SELECT host, port FROM {_table(schema, MEMBERS_TABLE)} ORDER BY host, port"
+    try:
+        rows = query_rows(conn_or_probe, sql)
+    except Exception as exc:
+        code = getattr(exc, "args", (None,))[:1]
+        if code and code[0] in _NO_LEDGER:
+            log.debug("no readable member list: %s", describe_error(exc))
+            return []
+        raise
+    return [f"{r['host']}:{int(r['port'])}" for r in rows]
+
+
+def record_members(
+    probe: NodeProbe,
+    nodes: Sequence[str],
+    remove: Sequence[str] = (),
+    schema: str = DEFAULT_SCHEMA,
+) -> bool:
+    """Add *nodes* to the member list on the primary *probe* (and drop *remove*), writing
+    only when that changes it. ``True`` when something was written.
+    """
+    known = set(members(probe, schema))
+    add = sorted(set(nodes) - known - set(remove))
+    drop = sorted(set(remove) & known)
+    if not add and not drop:
+        return False
+    for stmt in member_statements(add, drop, schema):
+        probe.query(stmt.sql, stmt.params)
+    log.info("%s: member list: added %s, removed %s", probe.name, add or "-", drop or "-")
+    return True

@@ -55,7 +55,14 @@ from ._ledger import (
     replaced_by,
 )
 from .model import Node, Role, Topology, TopologyHost
-from .probe import NodeProbe, _with_address, describe_error, node_from_state
+from .probe import (
+    SERVER_ANSWERED,
+    NodeProbe,
+    _with_address,
+    describe_error,
+    node_from_state,
+    server_answered,
+)
 
 if TYPE_CHECKING:
     pass
@@ -102,6 +109,12 @@ class FailoverOptions:
         records every change of primary (:mod:`rwsplit._ledger`).
     :param rejoin: the monitor makes a returning former primary a replica of the new one
         when its GTID history allows it (default); otherwise it only keeps it read-only.
+    :param semi_sync: MariaDB semi-synchronous replication: ``True`` turns the waiting side
+        (``rpl_semi_sync_master_enabled``) on on every promoted node, ``False`` never does,
+        ``None`` (default) does it when the old primary had it on (a switchover reads it
+        there; a failover uses what the monitor last saw on the primary). Every node that
+        stops being the primary, or is repointed, has it turned off either way: a replica
+        that waits for acknowledgements of what it applies (``log_slave_updates``) stalls.
     """
 
     replication_user: str
@@ -117,6 +130,7 @@ class FailoverOptions:
     coordinate: bool = field(default=True, repr=False)
     ledger_schema: str = field(default=DEFAULT_SCHEMA, repr=False)
     rejoin: bool = field(default=True, repr=False)
+    semi_sync: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.quorum not in QUORUMS:
@@ -174,8 +188,13 @@ class FailoverResult:
             )
         if self.nothing_to_do:
             return f"nothing to do: {self.new_primary} is the primary"
-        verb = "would promote" if self.dry_run else "promoted"
-        lines = [f"{self.kind}: {verb} {self.new_primary} (old primary {self.old_primary})"]
+        if "promoted" not in self.timeline:  # promoted earlier: this run finished the job
+            verb = "would finish" if self.dry_run else "finished"
+            head = f"{self.kind}: {self.new_primary} was already the primary; {verb} the job"
+        else:
+            verb = "would promote" if self.dry_run else "promoted"
+            head = f"{self.kind}: {verb} {self.new_primary} (old primary {self.old_primary})"
+        lines = [head]
         if self.repointed:
             lines.append("replicas repointed: " + ", ".join(self.repointed))
         for name, why in self.skipped:
@@ -204,7 +223,9 @@ class _Run:
         if self.progress is not None:
             self.progress(msg % args if args else msg)
 
-    def exec(self, probe: NodeProbe, stmt: Statement) -> list[dict[str, object]]:
+    def exec(
+        self, probe: NodeProbe, stmt: Statement, *, timeout: float | None = None
+    ) -> list[dict[str, object]]:
         shown = stmt.display()
         self.result.statements.append((probe.name, shown))
         if self.result.dry_run:
@@ -214,7 +235,7 @@ class _Run:
         if self.progress is not None:
             self.progress(f"{probe.name}: {shown}")
         try:
-            return probe.query(stmt.sql, stmt.params)
+            return probe.query(stmt.sql, stmt.params, timeout=timeout)
         except Exception as exc:
             raise FailoverError(
                 f"{self.result.kind} stopped: on {probe.name}, '{shown}' failed: "
@@ -312,6 +333,50 @@ def fence_statements(probe: NodeProbe) -> list[Statement]:
         *stmts,
         Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
     ]
+
+
+_SEMI_SYNC_ON = Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+_SEMI_SYNC_OFF = Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+
+
+def semi_sync_master(probe: NodeProbe) -> bool | None:
+    """Does the node wait for semi-sync acknowledgements as a primary? (MariaDB's
+    ``rpl_semi_sync_master_enabled``; ``None``: not MariaDB, or it cannot be read.)"""
+    if probe.dialect is None or probe.dialect.name != "mariadb":
+        return None
+    try:
+        rows = probe.query("SELECT @@global.rpl_semi_sync_master_enabled AS enabled")
+    except Exception:  # no semi-sync in this server
+        return None
+    return bool(int(str(rows[0]["enabled"] or 0))) if rows else None
+
+
+def _semi_sync_off(probe: NodeProbe) -> list[Statement]:
+    """Turn the semi-sync waiting side off on a node that is (made) a replica.
+
+    With ``log_slave_updates`` a replica writes what it applies to its own binary log; if it
+    still had ``rpl_semi_sync_master_enabled`` on (a demoted or fenced former primary), every
+    transaction its SQL thread applies waits for an acknowledgement no replica sends: it
+    stalls for good (``rpl_semi_sync_master_wait_no_slave``, no timeout).
+    """
+    return [_SEMI_SYNC_OFF] if semi_sync_master(probe) else []
+
+
+def _with_semi_sync(stmts: list[Statement], d: ReplicationDialect, on: bool) -> list[Statement]:
+    """*stmts* (a promotion, ending with the statements that make the node writable) with
+    semi-sync turned on before the node becomes writable, when the cluster runs it."""
+    if not on or d.name != "mariadb":
+        return stmts
+    tail = len(d.set_read_only(False))
+    return [*stmts[:-tail], _SEMI_SYNC_ON, *stmts[-tail:]]
+
+
+def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions) -> bool:
+    """Did the cluster run semi-sync (a failover: the old primary cannot be asked)?"""
+    if options.semi_sync is not None:
+        return options.semi_sync
+    monitor = cluster.monitor
+    return bool(monitor is not None and monitor._primary_semi_sync)
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -578,6 +643,7 @@ def failover(
                 "no primary is known and none is writable; say which node to promote with "
                 "'rwsplit switchover --to NODE' after checking the servers"
             )
+        _refuse_if_answered(probes.get(old_primary), old_primary, states.get(old_primary))
         if not confirmed:
             _confirm_dead(run, probes, old_primary, options)
         if states.get(old_primary) is not None:
@@ -585,7 +651,7 @@ def failover(
                 f"the primary {old_primary} answers (read-only, not replicating): it is not "
                 "dead; use 'rwsplit switchover --to NODE' for a planned change"
             )
-        _check_replicas_lost_it(states, old_primary)
+        _check_replicas_lost_it(states, old_primary, _server_id_of(cluster, old_primary))
         skip = {old_primary, *cluster.fenced}
         candidates = _drain_relay_logs(run, probes, states, skip, options)
         run.step("relay logs applied")
@@ -597,7 +663,17 @@ def failover(
                 "promoted; the monitor / the command retries"
             )
         run.say("promoting %s (most advanced: %s)", new, candidates[new].executed)
-        for stmt in _dialect(probes[new]).promote(candidates[new]):
+        d_new = _dialect(probes[new])
+        semi = _cluster_semi_sync(cluster, options)
+        if semi and len(candidates) < 2:
+            log.warning(
+                "%s: the cluster ran semi-sync but no other replica can acknowledge its "
+                "commits: it runs without (turn rpl_semi_sync_master_enabled on once a replica "
+                "follows it)",
+                new,
+            )
+            semi = False
+        for stmt in _with_semi_sync(d_new.promote(candidates[new]), d_new, semi):
             run.exec(probes[new], stmt)
         run.step("promoted")
         if not dry_run:
@@ -615,10 +691,12 @@ def failover(
             and chosen.own_binlog.contains(chosen.replica_applied)
         )
         floor = None if has_history else chosen
-        _repoint_all(
-            run, cluster, options, probes, states, new, new_state, skip={old_primary}, floor=floor
-        )
+        _repoint_all(run, cluster, options, probes, states, new, new_state, skip=skip, floor=floor)
         run.step("repointed")
+        if semi and not result.repointed and d_new.name == "mariadb":
+            # Nobody will acknowledge: commits would wait for ever. Released, asynchronous.
+            log.warning("%s: no replica could be repointed: semi-sync turned off again", new)
+            run.exec(probes[new], _SEMI_SYNC_OFF)
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
         if not dry_run:
@@ -661,6 +739,8 @@ def _fence_stale_primaries(
         for stmt in fence_statements(probes[stale]):
             run.exec(probes[stale], stmt)
         if not run.result.dry_run:
+            kill_client_connections(probes[stale])
+        if not run.result.dry_run:
             cluster.fenced.add(stale)
         run.result.fenced.append(stale)
     return led
@@ -673,28 +753,73 @@ def _confirm_dead(
     if probe is None:
         return
     for attempt in range(1, options.confirm_attempts + 1):
-        if _probe(probe) is not None:
+        state = _probe(probe)
+        if state is not None:
             raise FailoverError(
                 f"the primary {name} answered probe {attempt}: it is not dead; nothing done"
             )
+        _refuse_if_answered(probe, name, state)
         run.say("%s: probe %d/%d failed", name, attempt, options.confirm_attempts)
         if attempt < options.confirm_attempts:
             time.sleep(options.confirm_interval)
 
 
-def _check_replicas_lost_it(states: Mapping[str, NodeState | None], old: str) -> None:
+def _server_id_of(cluster: TopologyHost, name: str) -> int | None:
+    """The server id last seen on node *name* (replicas name their source by it too)."""
+    monitor = cluster.monitor
+    if monitor is not None and monitor._primary_name == name and monitor._primary_server_id:
+        return monitor._primary_server_id
+    with contextlib.suppress(KeyError):
+        return cluster.topology.node(name).server_id
+    return None
+
+
+def _refuse_if_answered(probe: NodeProbe | None, name: str, state: NodeState | None) -> None:
+    """The primary's probe failed with an error only a live server sends: refuse."""
+    if state is not None or probe is None or not server_answered(probe.last_error):
+        return
+    assert probe.last_error is not None
+    raise FailoverError(
+        f"the primary {name} answers ({describe_error(probe.last_error)}): it is alive but "
+        "busy or refusing this account, not dead; nothing done (free connections, check "
+        "max_connections and the grants; use 'rwsplit switchover --to NODE' for a planned "
+        "change)"
+    )
+
+
+def _check_replicas_lost_it(
+    states: Mapping[str, NodeState | None], old: str, old_server_id: int | None = None
+) -> None:
+    def of_old(s: NodeState) -> bool:
+        rs = s.replica
+        assert rs is not None
+        by_id = old_server_id is not None and rs.source_server_id == old_server_id
+        return rs.source == old or by_id
+
+    followers = [
+        (n, s) for n, s in states.items() if s is not None and s.replica is not None and of_old(s)
+    ]
+    # MariaDB's "Preparing": connected and authenticated, registering (slow links).
     streaming = [
         n
-        for n, s in states.items()
-        if s is not None
-        and s.replica is not None
-        and s.replica.source == old
-        and s.replica.io_connected
+        for n, s in followers
+        if s.replica is not None and s.replica.io_running in ("Yes", "Preparing")
     ]
     if streaming:
         raise FailoverError(
             f"the primary {old} does not answer here but {', '.join(streaming)} still "
             "replicate from it: probably a network partition, not a dead primary; nothing done"
+        )
+    refused = [
+        f"{n} ({s.replica.last_io_errno}: {s.replica.last_io_error})"
+        for n, s in followers
+        if s.replica is not None and s.replica.last_io_errno in _SOURCE_ANSWERED
+    ]
+    if refused:
+        raise FailoverError(
+            f"the primary {old} does not answer here but it answered the replication "
+            f"connection of {', '.join(refused)}: it is alive (busy or refusing), not dead; "
+            "nothing done"
         )
     if not any(s is not None for n, s in states.items() if n != old):
         raise FailoverError("no replica answers either: nothing can be promoted")
@@ -707,36 +832,103 @@ def _drain_relay_logs(
     skip: set[str],
     options: FailoverOptions,
 ) -> dict[str, NodeState]:
-    """Stop every replica's IO thread, wait until its relay log is applied; fresh states."""
+    """Stop every replica's IO thread, wait until its relay log is applied; fresh states.
+
+    The waits run in parallel, each on a connection of its own whose read timeout covers
+    ``apply_timeout``. A replica that cannot apply its relay log in time (``MASTER_DELAY``,
+    a stalled SQL thread) and one whose SQL thread was stopped before the failover (by an
+    operator, or by an error) are left out: not promoted, not repointed, listed in
+    ``result.skipped`` for an operator; the others go on. Their names are added to *skip*.
+    """
+    pending: dict[str, str] = {}  # name -> the received position to wait for
+    for name, state in list(states.items()):
+        if state is None or name in skip or state.replica is None:
+            continue
+        probe = probes[name]
+        d = _dialect(probe)
+        if not state.replica.sql_running:
+            why = (
+                f"its SQL thread was stopped before the failover ({state.replica.last_sql_errno}: "
+                f"{state.replica.last_sql_error})"
+                if state.replica.last_sql_errno
+                else "its SQL thread was stopped before the failover (by an operator?)"
+            )
+            _leave_out(run, name, skip, f"{why}: left as it is, not promoted, not repointed")
+            continue
+        run.exec(probe, d.stop_io_thread())
+        fresh = state if run.result.dry_run else _probe(probe)
+        received = fresh.replica.received if fresh and fresh.replica else ""
+        if received:
+            run.say("%s: waiting for its relay log (%s) to be applied", name, received)
+            pending[name] = received
+    late = _wait_relay_logs_applied(run, probes, pending, options)
+    for name in late:
+        _leave_out(
+            run,
+            name,
+            skip,
+            f"it did not apply its relay log (up to {pending[name]}) within "
+            f"{options.apply_timeout:g}s (MASTER_DELAY? a stalled SQL thread?): not promoted, "
+            "not repointed; check it (SHOW SLAVE STATUS) and repoint it with "
+            "'rwsplit failover' once it has caught up",
+        )
     out: dict[str, NodeState] = {}
     for name, state in list(states.items()):
         if state is None or name in skip:
             continue
-        probe = probes[name]
-        d = _dialect(probe)
-        if state.replica is not None:
-            run.exec(probe, d.stop_io_thread())
-            if not state.replica.sql_running:
-                run.exec(probe, d.start_sql_thread())
-            fresh = state if run.result.dry_run else _probe(probe)
-            received = fresh.replica.received if fresh and fresh.replica else ""
-            if received:
-                run.say("%s: waiting for its relay log (%s) to be applied", name, received)
-                rows = run.exec(probe, d.wait_for_gtid(received, options.apply_timeout))
-                if not run.result.dry_run:
-                    value = next(iter(rows[0].values())) if rows else None
-                    if not d.wait_succeeded(value):
-                        raise FailoverError(
-                            f"{name} did not apply its relay log up to {received} within "
-                            f"{options.apply_timeout:.0f}s; check its SQL thread "
-                            "(SHOW SLAVE STATUS) and re-run"
-                        )
-        fresh = state if run.result.dry_run else _probe(probe)
+        fresh = state if run.result.dry_run else _probe(probes[name])
         if fresh is not None:
             states[name] = out[name] = fresh
     if not out:
-        raise FailoverError("no replica answers: nothing can be promoted")
+        raise FailoverError(
+            "no replica can be promoted (none answers, or every one was left out: "
+            + ("; ".join(f"{n}: {why}" for n, why in run.result.skipped) or "none answers")
+            + ")"
+        )
     return out
+
+
+def _leave_out(run: _Run, name: str, skip: set[str], why: str) -> None:
+    skip.add(name)
+    run.result.skipped.append((name, why))
+    log.error("%s: %s", name, why)
+    if run.progress is not None:
+        run.progress(f"{name}: {why}")
+
+
+def _wait_relay_logs_applied(
+    run: _Run, probes: Mapping[str, NodeProbe], pending: Mapping[str, str], options: FailoverOptions
+) -> list[str]:
+    """``MASTER_GTID_WAIT`` on every replica of *pending* at once; those that timed out."""
+    if not pending:
+        return []
+
+    def wait(name: str) -> bool:
+        probe = probes[name]
+        d = _dialect(probe)
+        stmt = d.wait_for_gtid(pending[name], options.apply_timeout)
+        if run.result.dry_run:
+            run.exec(probe, stmt)
+            return True
+        # A connection of its own: the probe's read timeout (seconds) must not cut a wait of
+        # apply_timeout, and the other probes stay usable meanwhile.
+        with NodeProbe(probe.url, options.apply_timeout + probe.timeout, probe.connect_args) as w:
+            w.dialect = d
+            rows = run.exec(w, stmt)
+        value = next(iter(rows[0].values())) if rows else None
+        return d.wait_succeeded(value)
+
+    with ThreadPoolExecutor(len(pending), thread_name_prefix="rwsplit-apply") as pool:
+        futures = {name: pool.submit(wait, name) for name in pending}
+        late: list[str] = []
+        for name, future in futures.items():
+            try:
+                if not future.result():
+                    late.append(name)
+            except FailoverError as exc:
+                log.error("%s: waiting for its relay log failed: %s", name, exc)
+                late.append(name)
+        return late
 
 
 def _finish_after_promotion(
@@ -752,6 +944,12 @@ def _finish_after_promotion(
     result.new_primary = primary
     new_state = states[primary]
     assert new_state is not None
+    if result.old_primary in (None, primary):  # a re-run: the failover log names the old one
+        rec = _recorded(probes[primary], options)
+        replaced = rec.old_primary if rec is not None and rec.primary == primary else None
+        if replaced is not None and replaced in probes and states.get(replaced) is None:
+            # Still dead (not a rejoined replica): the node this failover replaced.
+            result.old_primary = replaced
     old = result.old_primary
     if old is not None and old != primary and old not in result.fenced:
         result.fenced.append(old)
@@ -828,8 +1026,9 @@ def _repoint_all(
         d = _dialect(probes[name])
         user, password = options.replication_user, options.replication_password
         stmts = d.point_at(state, host, port, user, password)
-        if state.writable:
+        if state.writable and name != demote:  # a demoted primary was made read-only first
             stmts = d.set_read_only(True) + stmts
+        stmts = _semi_sync_off(probes[name]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(probes[name], stmt)
         run.result.repointed.append(name)
@@ -906,6 +1105,9 @@ def switchover(
             )
         old_probe = probes[old]
         d_old = _dialect(old_probe)
+        semi = options.semi_sync
+        if semi is None:
+            semi = bool(semi_sync_master(old_probe))
         # 1. Stop routing writes to the old primary, in this process at once.
         if not dry_run:
             cluster.fenced.add(old)
@@ -913,7 +1115,7 @@ def switchover(
         # 2. Make it read-only, end every client session, so no commit is in flight.
         for stmt in d_old.set_read_only(True):
             run.exec(old_probe, stmt)
-        _kill_clients(run, old_probe)
+        _kill_clients(run, old_probe, lock_name(options.cluster_id))
         run.step("old primary read-only")
         # Read after every client session is gone: no commit can land after this position.
         final = old_probe.probe().executed.text
@@ -927,7 +1129,8 @@ def switchover(
         # 4. Promote the target.
         fresh = target_state if dry_run else _probe(probes[to])
         assert fresh is not None
-        for stmt in _dialect(probes[to]).promote(fresh):
+        d_to = _dialect(probes[to])
+        for stmt in _with_semi_sync(d_to.promote(fresh), d_to, semi):
             run.exec(probes[to], stmt)
         run.step("promoted")
         new_state = fresh if dry_run else _probe(probes[to])
@@ -963,13 +1166,40 @@ def _resume_point(states: Mapping[str, NodeState | None], to: str) -> str:
     )
 
 
-def _kill_clients(run: _Run, probe: NodeProbe) -> None:
-    rows = probe.query(
-        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
-        "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
-        "AND USER NOT IN ('system user', 'event_scheduler')"
-    )
+_CLIENTS_SQL = (
+    "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+    "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Killed') "
+    "AND USER NOT IN ('system user', 'event_scheduler')"
+)
+
+
+def kill_client_connections(probe: NodeProbe) -> int:
+    """End every client session on a fenced former primary; how many were killed.
+
+    ``read_only`` stops new writes of ordinary accounts only: a session of an account with
+    ``SUPER`` / ``READ_ONLY ADMIN`` (or a transaction already open) still commits. Killing the
+    sessions ends those; replication and system threads are left alone. Best effort.
+    """
+    killed = 0
+    try:
+        rows = probe.query(_CLIENTS_SQL)
+    except Exception as exc:
+        log.error("%s: cannot list its client sessions: %s", probe.name, describe_error(exc))
+        return 0
+    for r in rows:
+        with contextlib.suppress(Exception):  # the session may end on its own meanwhile
+            probe.query("KILL CONNECTION %s", (int(str(r["id"])),))
+            killed += 1
+    if killed:
+        log.warning("%s: fenced: killed %d client sessions", probe.name, killed)
+    return killed
+
+
+def _kill_clients(run: _Run, probe: NodeProbe, lock: str) -> None:
+    # Not this process's own failover-lock session (it holds *lock*): the switchover's lock.
+    rows = probe.query(_CLIENTS_SQL + " AND ID <> COALESCE(IS_USED_LOCK(%s), 0)", (lock,))
     ids = [int(str(r["id"])) for r in rows]
+    run.say("%s: %d client session(s) to end", probe.name, len(ids))
     for i in ids:
         with contextlib.suppress(FailoverError):  # the session may end on its own meanwhile
             run.exec(probe, Statement("KILL CONNECTION %s", (i,)))
@@ -1000,7 +1230,9 @@ def _wait_applied(
     old: str,
 ) -> None:
     d = _dialect(probe)
-    rows = run.exec(probe, d.wait_for_gtid(gtid, options.apply_timeout))
+    # The probe's read timeout must not cut a wait of apply_timeout.
+    wait = d.wait_for_gtid(gtid, options.apply_timeout)
+    rows = run.exec(probe, wait, timeout=options.apply_timeout + probe.timeout)
     if run.result.dry_run:
         return
     value = next(iter(rows[0].values())) if rows else None
@@ -1101,6 +1333,7 @@ def rejoin(
         stmts = d.point_at(
             state, host, port, options.replication_user, options.replication_password
         )
+        stmts = _semi_sync_off(ps[node]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(ps[node], stmt)
         result.repointed.append(node)
@@ -1147,6 +1380,8 @@ def _history_gap(state: NodeState, primary: NodeState, primary_name: str) -> str
 
 
 _NO_PRIVILEGE = frozenset({1142, 1227, 1045})
+# A replica's IO error that only a live source sends (it refused the replica, it is alive).
+_SOURCE_ANSWERED = frozenset(c for c in SERVER_ANSWERED if c != 1236)
 
 
 def _error_code(exc: BaseException) -> int | None:

@@ -58,7 +58,14 @@ from typing import TYPE_CHECKING
 
 from ..servers import NodeState, ReplicaStatus
 from .model import Node, Role, Topology, TopologyHost
-from .probe import NodeProbe, describe_error, node_from_state
+from .probe import (
+    SERVER_ANSWERED,
+    NodeProbe,
+    describe_error,
+    error_code,
+    node_from_state,
+    server_answered,
+)
 
 if TYPE_CHECKING:
     from .failover import FailoverOptions, FailoverResult
@@ -69,9 +76,13 @@ log = logging.getLogger("rwsplit.monitor")
 
 _PRIVILEGE_ERRORS = frozenset({1045, 1142, 1227})  # access denied / missing privilege
 _HISTORY = 50_000  # primary GTID positions remembered for lag (a few hours at 5 tx/s)
-# Replica IO errors that mean "the source answered" (it refused us): the primary is alive.
-_SOURCE_ANSWERED = frozenset({1045, 1130, 1227, 1236})  # denied, host refused, binlog error
+# Replica IO errors that mean "the source answered" (it refused us): the primary is alive
+# (too many connections, host blocked, access denied, binlog error...).
+_SOURCE_ANSWERED = SERVER_ANSWERED
+# Refusals for want of capacity: transient, the node's other connections still work.
+_BUSY_ERRORS = frozenset({1040, 1203, 1226, 1129, 1927})
 _SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
+_SEMI_SYNC_EVERY = 30  # rounds between two reads of the primary's semi-sync switch
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,13 @@ class ProbeResult:
     error: str | None
     failures: int
     """Consecutive failed probes of this node (0 after a success)."""
+    answered: bool = False
+    """The probe failed with an error only a live server sends (``1040 Too many
+    connections``, access denied...): the node is alive but busy or refusing us, not dead.
+    Such a probe does not count as failed (``failures`` stays 0)."""
+    busy: bool = False
+    """Refused for want of capacity (too many connections, a connection limit, a KILL): the
+    node stays as it was in the topology, its other connections still work."""
 
 
 class Monitor:
@@ -131,6 +149,7 @@ class Monitor:
         self.failover_listeners: list[Callable[[FailoverResult], None]] = []
         self._probes: dict[str, NodeProbe] = {}
         self._failures: dict[str, int] = {}
+        self._busy: set[str] = set()  # nodes whose last probe was refused by a live server
         self._primary_name: str | None = None
         self._history: deque[tuple[int, float]] = deque(maxlen=_HISTORY)
         self._history_of: str | None = None
@@ -144,6 +163,13 @@ class Monitor:
         self._verify_again_at = 0.0
         self._io_restart: tuple[float, list[str]] | None = None
         self._primary_server_id: int | None = None
+        self._primary_semi_sync: bool | None = None
+        """Whether the primary waits for semi-sync ACKs (read when it changes, then every
+        ``_SEMI_SYNC_EVERY`` rounds): a failover turns it on on the promoted node."""
+        self._semi_sync_read: tuple[str, int] | None = None  # (primary, round) last read
+        self._applied: dict[str, tuple[int, float]] = {}  # replica -> (applied, since when)
+        self._received: dict[str, str] = {}  # replica -> what its IO thread had, last round
+        self._still_receiving: list[str] = []  # replicas whose IO thread received this round
         self._wanted = False  # start() called and stop() not since: restart after a fork
         self._rejoin_refused: set[str] = set()
         self.rounds = 0
@@ -259,6 +285,7 @@ class Monitor:
             results = self._probe_all(self.cluster.topology)
             topology = self._publish(results)
             self.rounds += 1
+            self._note_received(results)
             verdict = self._hung_primary_confirmed(results)
             dead = self._primary_dead(results) if verdict is None else verdict
         if dead:
@@ -289,19 +316,36 @@ class Monitor:
         try:
             state = probe.probe()
         except Exception as exc:
-            failures = self._failures.get(node.name, 0) + 1
-            self._failures[node.name] = failures
             error = describe_error(exc)
-            code = getattr(exc, "args", ())[:1]
-            if code and code[0] in _PRIVILEGE_ERRORS:
+            code = error_code(exc)
+            answered = server_answered(exc)
+            first = node.name not in self._busy
+            if answered:
+                # A live server refused this connection (a connection storm, a KILL, a grant
+                # change): not a failed probe, or a busy primary would be failed over.
+                failures = 0
+                self._busy.add(node.name)
+            else:
+                self._busy.discard(node.name)
+                failures = self._failures.get(node.name, 0) + 1
+            self._failures[node.name] = failures
+            if code in _PRIVILEGE_ERRORS:
                 error += (
                     " (the monitor's account needs SLAVE MONITOR on MariaDB / REPLICATION "
                     "CLIENT on MySQL: grant it, or pass Cluster(admin_user=...))"
                 )
-                if failures == 1:
+                if first:
                     log.error("cannot monitor %s: %s", node.name, error)
-            return ProbeResult(node.name, None, error, failures)
+            elif answered and first:
+                log.warning(
+                    "%s answers but refuses the monitor (%s): alive, not dead; no failover",
+                    node.name,
+                    error,
+                )
+            busy = code in _BUSY_ERRORS
+            return ProbeResult(node.name, None, error, failures, answered=answered, busy=busy)
         self._failures[node.name] = 0
+        self._busy.discard(node.name)
         return ProbeResult(node.name, state, None, 0)
 
     def _publish(self, results: dict[str, ProbeResult]) -> Topology:
@@ -316,17 +360,25 @@ class Monitor:
             r = results.get(node.name)
             if r is None:
                 continue
+            if r.state is None and r.busy and node.role is Role.PRIMARY:
+                # Alive but refusing new connections: the connections the application holds
+                # still work, and writes go on once slots free up; keep it as it was.
+                updated.append(node)
+                continue
             if r.state is None:
-                updated.append(
-                    node.evolve(healthy=False, error=f"unreachable ({r.failures}x): {r.error}")
-                )
+                why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
+                updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
                 continue
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
                 new = self._fence(node, r.state, new)
-            elif new.role is Role.REPLICA and self._history_of is not None:
-                # Also while the primary is down: lag keeps growing from its last position.
-                new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
+            elif new.role is Role.REPLICA:
+                if self._history_of is not None:
+                    # Also while the primary is down: lag keeps growing from its last position.
+                    new = new.evolve(lag_seconds=self._lag(r.state, new.lag_seconds, now))
+                stuck = self._sql_thread_stuck(node.name, r.state, now)
+                if stuck is not None:
+                    new = new.evolve(healthy=False, error=stuck)
             updated.append(new)
         if tuple(updated) == old.nodes:
             return old
@@ -352,10 +404,22 @@ class Monitor:
             self._primary_name = writable[0]
             state = results[writable[0]].state
             self._primary_server_id = state.server_id if state is not None else None
+            self._read_semi_sync(writable[0])
             return writable[0]
         if not writable and old.primary is not None:
             self._primary_name = old.primary.name
         return None
+
+    def _read_semi_sync(self, primary: str) -> None:
+        last = self._semi_sync_read
+        if last is not None and last[0] == primary and self.rounds - last[1] < _SEMI_SYNC_EVERY:
+            return
+        from .failover import semi_sync_master
+
+        self._semi_sync_read = (primary, self.rounds)
+        probe = self._probes.get(primary)
+        if probe is not None:
+            self._primary_semi_sync = semi_sync_master(probe)
 
     # ------------------------------------------------------------------ lag
 
@@ -368,6 +432,34 @@ class Monitor:
         progress = state.executed.progress
         if not self._history or progress > self._history[-1][0]:
             self._history.append((progress, now))
+
+    def _sql_thread_stuck(self, name: str, state: NodeState, now: float) -> str | None:
+        """Why replica *name* is stuck, or ``None``: its SQL thread "runs" but its applied
+        position has not moved for ``max(1 s, 3 intervals)`` while its relay log holds more
+        (it waits for a semi-sync ACK, a lock, a disk...). Its data only gets older: out of
+        the rotation until it moves again."""
+        rs = state.replica
+        applied = state.replica_applied or state.executed
+        if rs is None or not rs.sql_running or not rs.received:
+            self._applied.pop(name, None)
+            return None
+        try:
+            received = type(applied)(rs.received)  # type: ignore[call-arg]
+        except (TypeError, ValueError):
+            return None
+        progress = applied.progress
+        seen = self._applied.get(name)
+        if seen is None or seen[0] != progress or applied.contains(received):
+            self._applied[name] = (progress, now)
+            return None
+        still = now - seen[1]
+        if still < max(1.0, 3 * self.interval):
+            return None
+        return (
+            f"its SQL thread is stuck: applied {applied} has not moved for {still:.1f}s while "
+            f"its relay log holds up to {received} ({rs.sql_state or 'no state'}); check "
+            "SHOW SLAVE STATUS / SHOW PROCESSLIST on it"
+        )
 
     def _lag(self, state: NodeState, reported: float | None, now: float) -> float | None:
         """``max(Seconds_Behind_Master, time since the first primary GTID not applied)``."""
@@ -394,7 +486,7 @@ class Monitor:
             self.cluster.fenced.discard(old.name)
             return new
         if not self._rejoin(old.name) and state.writable:
-            from .failover import fence_statements
+            from .failover import fence_statements, kill_client_connections
 
             probe = self._probes[old.name]
             assert probe.dialect is not None
@@ -402,6 +494,8 @@ class Monitor:
                 for stmt in fence_statements(probe):
                     log.warning("fencing former primary %s: %s", old.name, stmt.display())
                     probe.query(stmt.sql, stmt.params)
+                # Sessions of accounts that ignore read_only (SUPER) must not write on.
+                kill_client_connections(probe)
             except Exception as exc:
                 log.error("fencing %s failed: %s", old.name, describe_error(exc))
         return new.evolve(
@@ -448,6 +542,47 @@ class Monitor:
         ]
         return mine or replicas
 
+    def _note_received(self, results: dict[str, ProbeResult]) -> None:
+        """Which replicas of the primary received something since the last round.
+
+        A replica whose IO thread keeps receiving (its ``Gtid_IO_Pos`` moves) is connected to
+        a live primary, whatever this process sees: the primary is unreachable from here only
+        (an application-side partition), and failing it over would leave two primaries.
+        """
+        moved: list[str] = []
+        for n, s in self._witnesses(results) if self._primary_name is not None else []:
+            before = self._received.get(n)
+            if s.received and before is not None and self._moved_forward(n, before, s.received):
+                moved.append(n)
+        self._received = {
+            n: r.state.replica.received
+            for n, r in results.items()
+            if r.state is not None and r.state.replica is not None
+        }
+        self._still_receiving = moved
+
+    def _moved_forward(self, name: str, before: str, now: str) -> bool:
+        """*now* holds more than *before* (a restarted IO thread may go back: not progress)."""
+        probe = self._probes.get(name)
+        if probe is None or probe.dialect is None or before == now:
+            return False
+        try:
+            old, new = probe.dialect.parse_gtid(before), probe.dialect.parse_gtid(now)
+        except ValueError:
+            return False
+        return new.contains(old) and not old.contains(new)
+
+    def _veto_by_receiving_replicas(self, name: str) -> bool:
+        if not self._still_receiving:
+            return False
+        log.warning(
+            "primary %s does not answer here but %s still receive replication events from it: "
+            "it is alive, only unreachable from this process (a partition?); no failover",
+            name,
+            ", ".join(self._still_receiving),
+        )
+        return True
+
     def _primary_suspect(self, results: dict[str, ProbeResult]) -> bool:
         name = self._primary_name
         if name is None or name not in results:
@@ -461,9 +596,14 @@ class Monitor:
         witnesses = self._witnesses(results)
         if not witnesses:
             return False
+        if self._veto_by_receiving_replicas(self._primary_name or "?"):
+            return False
         # The replicas must have lost it too: one that still streams from the primary means
-        # it is only unreachable from here (a partition), not dead.
-        return all(not s.io_connected for _, s in witnesses)
+        # it is only unreachable from here (a partition), not dead; one whose reconnection
+        # was refused by it (too many connections...) saw it alive.
+        return all(
+            not _attached(s) and s.last_io_errno not in _SOURCE_ANSWERED for _, s in witnesses
+        )
 
     def _hung_primary_confirmed(self, results: dict[str, ProbeResult]) -> bool | None:
         """Replicas still claim a connection to a primary that fails every probe: ask them.
@@ -481,14 +621,20 @@ class Monitor:
         """
         name = self._primary_name
         early = max(1, self.failure_threshold - 1)
-        if name is None or name not in results or results[name].state is not None:
+        if name is None or name not in results:
+            self._io_restart = None
+            return None
+        if results[name].state is not None or results[name].answered:
             self._io_restart = None
             return None
         failures = results[name].failures
         if not self.auto_failover or failures < early:
             return None
+        if self._veto_by_receiving_replicas(name):
+            self._io_restart = None
+            return False
         if self._io_restart is None and time.monotonic() >= self._verify_again_at:
-            connected = [n for n, s in self._witnesses(results) if s.io_connected]
+            connected = [n for n, s in self._witnesses(results) if _attached(s)]
             if connected and self._restart_io_threads(name, failures, connected):
                 self._io_restart = (time.monotonic(), connected)
         if self._io_restart is None or failures < self.failure_threshold:
@@ -499,8 +645,9 @@ class Monitor:
         self._verify_again_at = time.monotonic() + max(10.0, 10 * self.interval)
         grace = max(self.timeout, 0.5)
         deadline = restarted_at + grace
+        longest = restarted_at + self._connect_budget(names, grace)
         while True:
-            answered = self._replicas_reached_source(names)
+            answered, connecting = self._replicas_reached_source(names)
             if answered is None:
                 return False
             if answered:
@@ -511,7 +658,10 @@ class Monitor:
                     ", ".join(answered),
                 )
                 return False
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            # A connection attempt still in flight (no error yet) on a slow link: its answer
+            # is due within a few round trips; wait for it, up to the replica's own budget.
+            if now >= deadline and (not connecting or now >= longest):
                 break
             self._stop.wait(0.05)
         log.error(
@@ -592,9 +742,29 @@ class Monitor:
             return float(current), None
         return float(wanted), current
 
-    def _replicas_reached_source(self, names: list[str]) -> list[str] | None:
-        """Replicas among *names* whose IO thread reached its source; ``None``: cannot tell."""
+    def _connect_budget(self, names: list[str], grace: float) -> float:
+        """How long a restarted IO thread may take to reach the primary, seconds.
+
+        Its first sign of life (``Slave_IO_Running`` going from ``Connecting`` to
+        ``Preparing``: the primary accepted it) comes after three round trips (TCP, greeting,
+        authentication); the whole reconnection takes about twelve. ``4 * grace`` allows a
+        round trip of a few hundred milliseconds; never more than the replica's own connect
+        timeout (``slave_net_timeout``), after which it gives its own verdict.
+        """
+        budget = 4 * grace
+        for n in names:
+            try:
+                row = self._probes[n].query("SELECT @@global.slave_net_timeout AS t")[0]
+                budget = min(budget, max(grace, float(row["t"] or budget)))
+            except Exception:
+                continue
+        return budget
+
+    def _replicas_reached_source(self, names: list[str]) -> tuple[list[str] | None, bool]:
+        """Replicas among *names* whose IO thread reached its source (``None``: cannot tell),
+        and whether one is still in the middle of a connection attempt (no error yet)."""
         reached: list[str] = []
+        connecting = False
         for n in names:
             probe = self._probes[n]
             try:
@@ -604,12 +774,14 @@ class Monitor:
                 )
             except Exception as exc:
                 log.error("cannot read the replication status of %s: %s", n, describe_error(exc))
-                return None
+                return None, False
             if status is None:
-                return None  # someone reconfigured it meanwhile: do not decide now
-            if status.io_connected or status.last_io_errno in _SOURCE_ANSWERED:
+                return None, False  # someone reconfigured it meanwhile: do not decide now
+            if _attached(status) or status.last_io_errno in _SOURCE_ANSWERED:
                 reached.append(n)
-        return reached
+            elif status.io_running == "Connecting" and not status.last_io_errno:
+                connecting = True
+        return reached, connecting
 
     def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
         name = self._primary_name
@@ -666,6 +838,13 @@ class Monitor:
                     log.warning("replica %s takes no reads: %s", n.name, now)
                 elif now is None and was is not None and o.healthy:
                     log.info("replica %s takes reads again", n.name)
+
+
+def _attached(status: ReplicaStatus) -> bool:
+    """The IO thread is connected to its source: ``Yes``, or MariaDB's ``Preparing``
+    (connected and authenticated, registering: on a slow link that takes a dozen round
+    trips, and the source has answered already)."""
+    return status.io_running in ("Yes", "Preparing")
 
 
 class _NoMoreRounds(Exception):

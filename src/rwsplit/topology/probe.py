@@ -18,9 +18,49 @@ from sqlalchemy.engine import URL
 from ..servers import MariaDB, NodeState, ReplicationDialect, dialect_for_version
 from .model import Node, Replication, Role, Topology, node_name
 
-__all__ = ["NodeProbe", "describe_error", "discover", "node_from_state", "role_of"]
+__all__ = [
+    "SERVER_ANSWERED",
+    "NodeProbe",
+    "describe_error",
+    "discover",
+    "error_code",
+    "node_from_state",
+    "role_of",
+    "server_answered",
+]
 
 log = logging.getLogger("rwsplit.topology")
+
+SERVER_ANSWERED = frozenset(
+    {
+        1040,  # ER_CON_COUNT_ERROR: too many connections (a connection storm)
+        1044,  # ER_DBACCESS_DENIED_ERROR
+        1045,  # ER_ACCESS_DENIED_ERROR
+        1129,  # ER_HOST_IS_BLOCKED: too many connection errors from this host
+        1130,  # ER_HOST_NOT_PRIVILEGED
+        1142,  # ER_TABLEACCESS_DENIED_ERROR
+        1203,  # ER_TOO_MANY_USER_CONNECTIONS: max_user_connections
+        1226,  # ER_USER_LIMIT_REACHED: max_connections_per_hour and friends
+        1227,  # ER_SPECIFIC_ACCESS_DENIED_ERROR
+        1236,  # ER_MASTER_FATAL_ERROR_READING_BINLOG (a replica's IO thread)
+        1927,  # ER_CONNECTION_KILLED (MariaDB): KILL CONNECTION, by an operator or pt-kill
+    }
+)
+"""Server error codes that prove a live server sent them: it refused or ended *this*
+connection, it is not dead. (Client-side codes such as 2003, 2006 and 2013 prove nothing: a
+dead, hung or unreachable server gives them too; 1053, "shutdown in progress", is a server
+going away.)"""
+
+
+def error_code(exc: BaseException | None) -> int | None:
+    """The server / driver error number of *exc* (PyMySQL ``args[0]``), or ``None``."""
+    args: tuple[object, ...] = getattr(exc, "args", ()) if exc is not None else ()
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def server_answered(exc: BaseException | None) -> bool:
+    """True when *exc* is an error only a live server sends (:data:`SERVER_ANSWERED`)."""
+    return error_code(exc) in SERVER_ANSWERED
 
 
 def role_of(state: NodeState) -> Role:
@@ -57,6 +97,8 @@ class NodeProbe:
         self.timeout = timeout
         self._conn: pymysql.Connection[Any] | None = None
         self.dialect: ReplicationDialect | None = None
+        self.last_error: BaseException | None = None
+        """The error of the last failed call (``None`` after a success)."""
 
     def _connect(self) -> pymysql.Connection[Any]:
         if self._conn is None:
@@ -89,13 +131,16 @@ class NodeProbe:
             try:
                 with conn.cursor() as cur:
                     cur.execute(sql, tuple(params) or None)
-                    return list(cur.fetchall())
+                    rows = list(cur.fetchall())
             finally:
                 if timeout is not None:
                     conn._read_timeout = self.timeout  # type: ignore[attr-defined]
-        except BaseException:
+        except BaseException as exc:
+            self.last_error = exc
             self.close()
             raise
+        self.last_error = None
+        return rows
 
     def probe(self) -> NodeState:
         """Read the node's role, read_only, GTID positions and replication status."""
@@ -128,11 +173,22 @@ class NodeProbe:
         self.close()
 
 
+# The server answered and refused a statement for want of a privilege (SHOW SLAVE STATUS
+# without SLAVE MONITOR / REPLICATION CLIENT ...): not a node that is down.
+_PRIVILEGE_ERRORS = frozenset({1227})
+_PRIVILEGE_HINT = (
+    "the node answered, but this account lacks the privilege named: grant it, e.g. "
+    "GRANT SLAVE MONITOR ON *.* TO ... (MariaDB 10.5+) or GRANT REPLICATION CLIENT ON *.* "
+    "TO ... (MySQL), which probing replication needs"
+)
+
+
 def describe_error(exc: BaseException) -> str:
     """A short message for *exc* that never includes credentials."""
     args: tuple[object, ...] = getattr(exc, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
-        return f"{args[0]}: {args[1]}"
+        hint = f" ({_PRIVILEGE_HINT})" if args[0] in _PRIVILEGE_ERRORS else ""
+        return f"{args[0]}: {args[1]}{hint}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -165,6 +221,7 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
     pending = {node_name(u): u for u in urls}
     seen: dict[str, Node] = {}
     errors: list[str] = []
+    refused = 0  # nodes that answered but refused the probe (a missing privilege)
     while pending:
         name, url = pending.popitem()
         if name in seen:
@@ -175,6 +232,8 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
             except Exception as exc:
                 errors.append(f"{name}: {describe_error(exc)}")
                 seen[name] = Node(name, url, Role.UNKNOWN, healthy=False, error=describe_error(exc))
+                code = getattr(exc, "args", (None,))[:1]
+                refused += bool(code) and code[0] in _PRIVILEGE_ERRORS
                 continue
             extra: list[dict[str, Any]] = []
             if state.replica is None:
@@ -194,6 +253,12 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
             if address not in seen and address not in pending:
                 pending[address] = _with_address(template, address)
     if all(not n.healthy for n in seen.values()):
+        if refused == len(seen):
+            raise TopologyError(
+                "every node answered but refused to describe its replication ("
+                + "; ".join(errors)
+                + ")"
+            )
         raise TopologyError(
             "cannot reach any seed node (" + "; ".join(errors) + "); check the addresses, "
             "that the servers run, and the credentials"

@@ -1,0 +1,146 @@
+"""Rules of issue 17's reliability fixes, without a server: which errors prove a live
+server, and which replicas' evidence keeps a failover from running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+from rwsplit.failover import _check_replicas_lost_it, _with_semi_sync
+from rwsplit.monitor import ProbeResult
+
+from rwsplit import Cluster, FailoverError, Monitor
+from rwsplit.servers import MariaDB, NodeState, Statement
+from rwsplit.topology.probe import server_answered
+
+D = MariaDB()
+
+
+def replica_of(
+    host: str = "db1",
+    port: int = 3306,
+    *,
+    io: str = "Yes",
+    errno: int = 0,
+    source_id: int = 1,
+    applied: str = "0-1-5",
+    received: str = "0-1-5",
+) -> NodeState:
+    status: list[dict[str, Any]] = [
+        {
+            "Master_Host": host,
+            "Master_Port": port,
+            "Slave_IO_Running": io,
+            "Slave_SQL_Running": "Yes",
+            "Seconds_Behind_Master": 0,
+            "Last_IO_Errno": errno,
+            "Last_IO_Error": "Too many connections" if errno == 1040 else "",
+            "Master_Server_Id": source_id,
+            "Gtid_IO_Pos": received,
+        }
+    ]
+    variables = {"server_id": 2, "version": "10.11.6-MariaDB", "read_only": 1}
+    return D.parse_state(dict(variables, executed=applied, replica_applied=applied), status)
+
+
+@pytest.mark.parametrize("code", [1040, 1203, 1226, 1129, 1130, 1045, 1044, 1927])
+def test_errors_only_a_live_server_sends(code: int) -> None:
+    assert server_answered(pymysql.err.OperationalError(code, "refused"))
+
+
+@pytest.mark.parametrize("code", [2003, 2006, 2013, 1053])
+def test_errors_a_dead_or_unreachable_server_gives(code: int) -> None:
+    assert not server_answered(pymysql.err.OperationalError(code, "gone"))
+    assert not server_answered(TimeoutError("timed out"))
+    assert not server_answered(None)
+
+
+def test_a_replica_refused_by_the_primary_saw_it_alive() -> None:
+    states = {"db1:3306": None, "db2:3306": replica_of(io="Connecting", errno=1040)}
+    with pytest.raises(FailoverError, match="alive"):
+        _check_replicas_lost_it(states, "db1:3306")
+    lost = {"db1:3306": None, "db2:3306": replica_of(io="Connecting", errno=2003)}
+    _check_replicas_lost_it(lost, "db1:3306")
+
+
+def test_a_streaming_replica_is_matched_by_server_id_too() -> None:
+    # The replica names the primary by another address (an IP, a DNS alias): its server id
+    # still says it streams from the primary.
+    states = {"db1:3306": None, "db2:3306": replica_of("10.0.0.1", source_id=1)}
+    _check_replicas_lost_it(states, "db1:3306")  # name unknown, no id: not matched
+    with pytest.raises(FailoverError, match="partition"):
+        _check_replicas_lost_it(states, "db1:3306", old_server_id=1)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with Cluster("mysql+pymysql://u:pw@db1/app", ["mysql+pymysql://u:pw@db2/app"]) as c:
+        yield c
+
+
+def test_a_busy_primary_is_never_suspect(cluster: Cluster) -> None:
+    m = Monitor(cluster, failure_threshold=1)
+    m._primary_name = "db1:3306"
+    busy = {
+        "db1:3306": ProbeResult("db1:3306", None, "1040: Too many connections", 0, answered=True),
+        "db2:3306": ProbeResult("db2:3306", replica_of(io="Connecting", errno=2003), None, 0),
+    }
+    assert not m._primary_dead(busy)
+    # Replicas refused by it (1040) saw it alive, whatever this process saw.
+    refused = dict(busy)
+    refused["db1:3306"] = ProbeResult("db1:3306", None, "2013: lost", 5)
+    refused["db2:3306"] = ProbeResult("db2:3306", replica_of(io="Connecting", errno=1040), None, 0)
+    assert not m._primary_dead(refused)
+    refused["db2:3306"] = ProbeResult("db2:3306", replica_of(io="Preparing"), None, 0)
+    assert not m._primary_dead(refused)  # connected, registering on a slow link
+
+
+def test_replicas_still_receiving_veto_a_failover(cluster: Cluster) -> None:
+    m = Monitor(cluster, failure_threshold=1)
+    m._primary_name = "db1:3306"
+
+    class _Probe:
+        dialect = D
+
+    m._probes["db2:3306"] = _Probe()  # type: ignore[assignment]
+
+    def results(received: str) -> dict[str, ProbeResult]:
+        lost = replica_of(io="Connecting", errno=2003, received=received)
+        return {
+            "db1:3306": ProbeResult("db1:3306", None, "2013: timed out", 3),
+            "db2:3306": ProbeResult("db2:3306", lost, None, 0),
+        }
+
+    m._note_received(results("0-1-5"))
+    m._note_received(results("0-1-9"))  # it received more since the last round: alive
+    assert not m._primary_dead(results("0-1-9"))
+    m._note_received(results("0-1-9"))  # nothing new
+    assert m._primary_dead(results("0-1-9"))
+    m._note_received(results("0-1-7"))  # a restarted IO thread went back: not progress
+    assert m._primary_dead(results("0-1-7"))
+
+
+def test_a_replica_whose_applied_position_stops_is_stuck(cluster: Cluster) -> None:
+    m = Monitor(cluster, interval=0.1)
+    behind = replica_of(applied="0-1-5", received="0-1-9")
+    assert m._sql_thread_stuck("db2:3306", behind, now=100.0) is None
+    assert m._sql_thread_stuck("db2:3306", behind, now=100.5) is None  # not for long yet
+    why = m._sql_thread_stuck("db2:3306", behind, now=101.2)
+    assert why is not None and "SQL thread is stuck" in why
+    moving = replica_of(applied="0-1-6", received="0-1-9")
+    assert m._sql_thread_stuck("db2:3306", moving, now=101.3) is None
+    idle = replica_of(applied="0-1-9", received="0-1-9")  # nothing to apply: not stuck
+    assert m._sql_thread_stuck("db2:3306", idle, now=110.0) is None
+    assert m._sql_thread_stuck("db2:3306", idle, now=120.0) is None
+
+
+def test_semi_sync_is_turned_on_before_the_promoted_node_takes_writes() -> None:
+    promote = [Statement("STOP SLAVE"), Statement("SET GLOBAL read_only = OFF")]
+    assert [s.sql for s in _with_semi_sync(promote, D, True)] == [
+        "STOP SLAVE",
+        "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+        "SET GLOBAL read_only = OFF",
+    ]
+    assert _with_semi_sync(promote, D, False) == promote
