@@ -3,7 +3,7 @@
 A causal read used to cost two round trips on its replica: ``MASTER_GTID_WAIT`` (MySQL:
 ``WAIT_FOR_EXECUTED_GTID_SET``), then the read. Here both travel in one ``COM_QUERY``, the
 wait first, built by :meth:`ReplicationDialect.wait_before_read
-<rwsplit.topology._dialect.ReplicationDialect.wait_before_read>`: it returns one row when the
+<rwsplit.servers.base.ReplicationDialect.wait_before_read>`: it returns one row when the
 replica applied the token in time and fails otherwise, and a multi-statement stops at its first
 error, so on a timeout the read never runs there (nothing to discard, no partial result); the
 caller re-runs it on the primary (:class:`WaitMissed`). Replica connections are autocommit and
@@ -29,7 +29,7 @@ from typing import Any
 from ._server_errors import REPLICA_UNUSABLE_CODES
 from .errors import RoutingError
 from .routing import _lexer
-from .topology._dialect import MariaDB
+from .servers import MariaDB
 
 _MARIADB = MariaDB()
 

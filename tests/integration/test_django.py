@@ -251,7 +251,7 @@ def _binlog_positions(sb: Sandbox) -> dict[str, tuple[str, int]]:
     (replicas run without log-slave-updates)."""
     out = {}
     for r in sb.replicas:
-        row = sql(r, "SHOW MASTER STATUS")[0]
+        row = sql(r, sb.family.binlog_status_sql())[0]
         out[r.name] = (str(row[0]), int(str(row[1])))
     return out
 

@@ -8,7 +8,7 @@ from rwsplit import RoutingError
 from rwsplit._pipelined_wait import checked_text, several_statements
 from rwsplit.routing.classify import classify
 from rwsplit.routing.router import Route, Router
-from rwsplit.topology._dialect import MariaDB, MySQL
+from rwsplit.servers import MariaDB, MySQL
 
 
 def _router(defer: bool, waits: list[str]) -> Router:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from rwsplit._dialect import MariaDB, NodeState, Statement
 from rwsplit.failover import _check_replicas_lost_it, _with_semi_sync
 from rwsplit.monitor import ProbeResult
 
 from rwsplit import Cluster, FailoverError, Monitor
+from rwsplit.servers import MariaDB, NodeState, Statement
 from rwsplit.topology.probe import server_answered
 
 D = MariaDB()

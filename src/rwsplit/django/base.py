@@ -71,8 +71,8 @@ from ..routing.consistency import (
     wait_statement,
 )
 from ..routing.router import Route, Router
+from ..servers import MariaDB, MySQL
 from ..topology import describe_error
-from ..topology._dialect import MariaDB, MySQL
 from ._context import CausalScope, current_scope, forced_primary, read_only_requested
 from ._settings import cluster_for, driver_timeouts, fingerprint
 from .creation import DatabaseCreation

@@ -55,7 +55,7 @@ from ..errors import (
 from ..routing.classify import Classification, Flag, Target, classify_clause
 from ..routing.consistency import ReadYourWrites, may_wait, read_commit_token, wait_for_token
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
-from ..topology._dialect import MariaDB, MySQL
+from ..servers import MariaDB, MySQL
 from . import _sa_compat
 
 if TYPE_CHECKING:

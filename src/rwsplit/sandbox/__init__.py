@@ -178,7 +178,7 @@ _PDEATHSIG_EXEC = (
     "    sys.exit('prctl(PR_SET_PDEATHSIG) failed')\n"
     "if os.getppid() != int(sys.argv[1]):\n"  # the owner died before prctl
     "    os._exit(1)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"  # PATH lookup, as Popen does
 )
 
 

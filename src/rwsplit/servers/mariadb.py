@@ -186,10 +186,14 @@ class MariaDB(ReplicationDialect):
             frozenset({3}),
         )
 
+    def binlog_status_sql(self) -> str:
+        return "SHOW MASTER STATUS"
+
     def position(self, cur: Cursor) -> str:
-        cur.execute("SELECT @@gtid_binlog_pos")
+        # SHOW, not SELECT: reading it moves no Com_select counter.
+        cur.execute("SHOW GLOBAL VARIABLES LIKE 'gtid_binlog_pos'")
         row = cur.fetchone()
-        return str(row[0] or "") if row else ""
+        return str(row[1] or "") if row else ""
 
     def executed(self, cur: Cursor) -> str:
         cur.execute("SELECT @@gtid_current_pos")

@@ -247,6 +247,7 @@ class MySQL(ReplicationDialect):
         return Statement(sql, params, frozenset({3}))
 
     def binlog_status_sql(self) -> str:
+        # SHOW MASTER STATUS is gone in 8.4.
         return "SHOW BINARY LOG STATUS" if self.version >= (8, 2, 0) else "SHOW MASTER STATUS"
 
     # ---- GTIDs off: binary log file and position (causal reads, failover)
@@ -294,9 +295,10 @@ class MySQL(ReplicationDialect):
 
     def position(self, cur: Cursor) -> str:
         if self.gtid:
-            cur.execute("SELECT @@global.gtid_executed")
+            # SHOW, not SELECT: reading it moves no Com_select counter.
+            cur.execute("SHOW GLOBAL VARIABLES LIKE 'gtid_executed'")
             row = cur.fetchone()
-            return re.sub(r"\s+", "", str(row[0] or "")) if row else ""
+            return re.sub(r"\s+", "", str(row[1] or "")) if row else ""
         cur.execute(self.binlog_status_sql())
         rows = dict_rows(cur)
         if not rows or not rows[0].get("File"):
