@@ -19,7 +19,12 @@ from rwsplit.sandbox import Sandbox, SandboxNode
 
 from .util import sql
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.server(
+        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
+    ),
+]
 
 
 class Base(DeclarativeBase):

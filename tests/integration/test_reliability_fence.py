@@ -20,7 +20,13 @@ from rwsplit.sandbox import DATABASE, Sandbox, SandboxNode
 from .async_util import DRIVERS, async_cluster, run
 from .util import sql
 
-pytestmark = [pytest.mark.integration, pytest.mark.failover]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.failover,
+    pytest.mark.server(
+        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
+    ),
+]
 
 
 def binlog_pos(node: SandboxNode) -> str:
