@@ -27,6 +27,7 @@ def replica_of(
     source_id: int = 1,
     applied: str = "0-1-5",
     received: str = "0-1-5",
+    sql_state: str = "Slave has read all relay log; waiting for more updates",
 ) -> NodeState:
     status: list[dict[str, Any]] = [
         {
@@ -39,6 +40,7 @@ def replica_of(
             "Last_IO_Error": "Too many connections" if errno == 1040 else "",
             "Master_Server_Id": source_id,
             "Gtid_IO_Pos": received,
+            "Slave_SQL_Running_State": sql_state,
         }
     ]
     variables = {"server_id": 2, "version": "10.11.6-MariaDB", "read_only": 1}
@@ -124,16 +126,27 @@ def test_replicas_still_receiving_veto_a_failover(cluster: Cluster) -> None:
 
 def test_a_replica_whose_applied_position_stops_is_stuck(cluster: Cluster) -> None:
     m = Monitor(cluster, interval=0.1)
-    behind = replica_of(applied="0-1-5", received="0-1-9")
+    waiting = "Waiting for semi-sync ACK from slave"
+    behind = replica_of(applied="0-1-5", received="0-1-9", sql_state=waiting)
     assert m._sql_thread_stuck("db2:3306", behind, now=100.0) is None
     assert m._sql_thread_stuck("db2:3306", behind, now=100.5) is None  # not for long yet
     why = m._sql_thread_stuck("db2:3306", behind, now=101.2)
     assert why is not None and "SQL thread is stuck" in why
-    moving = replica_of(applied="0-1-6", received="0-1-9")
+    moving = replica_of(applied="0-1-6", received="0-1-9", sql_state=waiting)
     assert m._sql_thread_stuck("db2:3306", moving, now=101.3) is None
     idle = replica_of(applied="0-1-9", received="0-1-9")  # nothing to apply: not stuck
     assert m._sql_thread_stuck("db2:3306", idle, now=110.0) is None
     assert m._sql_thread_stuck("db2:3306", idle, now=120.0) is None
+
+
+def test_a_slow_sql_thread_is_lag_not_stuck(cluster: Cluster) -> None:
+    """Blocked on a lock or a long transaction: max_replica_lag decides, not this rule."""
+    m = Monitor(cluster, interval=0.1)
+    locked = replica_of(
+        applied="0-1-5", received="0-1-9", sql_state="Waiting for table metadata lock"
+    )
+    assert m._sql_thread_stuck("db2:3306", locked, now=100.0) is None
+    assert m._sql_thread_stuck("db2:3306", locked, now=130.0) is None
 
 
 def test_semi_sync_is_turned_on_before_the_promoted_node_takes_writes() -> None:

@@ -435,9 +435,10 @@ class Monitor:
 
     def _sql_thread_stuck(self, name: str, state: NodeState, now: float) -> str | None:
         """Why replica *name* is stuck, or ``None``: its SQL thread "runs" but its applied
-        position has not moved for ``max(1 s, 3 intervals)`` while its relay log holds more
-        (it waits for a semi-sync ACK, a lock, a disk...). Its data only gets older: out of
-        the rotation until it moves again."""
+        position has not moved for ``max(1 s, 3 intervals)`` while its relay log holds more,
+        and it waits for a semi-sync ACK (a former primary with the waiting side still on and
+        ``log_slave_updates``: no one will ever send it). Its data only gets older: out of the
+        rotation until it moves again. A merely slow SQL thread is lag, not this."""
         rs = state.replica
         applied = state.replica_applied or state.executed
         if rs is None or not rs.sql_running or not rs.received:
@@ -454,6 +455,10 @@ class Monitor:
             return None
         still = now - seen[1]
         if still < max(1.0, 3 * self.interval):
+            return None
+        if "semi-sync" not in (rs.sql_state or "").lower():
+            # Slow, not stuck (a lock, a long transaction): that is lag, and max_replica_lag
+            # decides (the monitor's lag counts from the first primary GTID not applied).
             return None
         return (
             f"its SQL thread is stuck: applied {applied} has not moved for {still:.1f}s while "
