@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,10 @@ def _running(base_dir: Path, **kwargs: Any) -> Iterator[Sandbox]:
         yield sb
     finally:
         sb.stop()
+        # Hundreds of sandboxes per run (a MySQL node's data directory is ~100 MB): a run
+        # must not fill the disk. RWSPLIT_KEEP_SANDBOXES=1 keeps them for a post-mortem.
+        if not os.environ.get("RWSPLIT_KEEP_SANDBOXES"):
+            shutil.rmtree(base_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

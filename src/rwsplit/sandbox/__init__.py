@@ -933,7 +933,11 @@ def _mysql_template(binaries: ServerBinaries, gtid: bool) -> Path:
     start sandboxes at the same time) into a scratch directory, then renamed into place.
     ``RWSPLIT_SANDBOX_TEMPLATE=0`` initialises every node instead.
     """
-    key = hashlib.sha256(f"{binaries.server}\0{binaries.version}".encode()).hexdigest()[:16]
+    # The layout version (2: the small redo log) is part of the key: an older template is
+    # never copied under options it was not initialised with.
+    key = hashlib.sha256(f"{binaries.server}\0{binaries.version}\0layout-2".encode()).hexdigest()[
+        :16
+    ]
     root = Path(tempfile.gettempdir()) / f"rwsplit-templates-{os.geteuid()}"
     final, done = root / key, root / f"{key}.done"
     if done.exists() and final.is_dir():

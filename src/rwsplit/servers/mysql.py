@@ -432,10 +432,18 @@ class MySQL(ReplicationDialect):
             f"--tmpdir={tmpdir}",
             f"--init-file={init_file}",
             "--secure-file-priv=",
+            *self._small_files(),
         ]
         if as_root:
             cmd.append("--user=root")
         return cmd
+
+    def _small_files(self) -> list[str]:
+        # A sandbox node is a test fixture: the default 100 MB of redo log per node (a test
+        # suite starts hundreds) would fill a disk; 8 MB is the smallest allowed.
+        if self.version >= (8, 0, 30):
+            return ["--innodb-redo-log-capacity=8M"]
+        return ["--innodb-log-file-size=4M", "--innodb-log-files-in-group=2"]
 
     def sandbox_server_options(
         self, *, replica: bool, semi_sync: bool, log_replica_updates: bool
@@ -447,6 +455,7 @@ class MySQL(ReplicationDialect):
             # Else every node also listens on 33060 (the X protocol).
             "--mysqlx=OFF",
             "--performance-schema=OFF",
+            *self._small_files(),
             "--replica-net-timeout=5" if new else "--slave-net-timeout=5",
             "--skip-replica-start" if new else "--skip-slave-start",
             # MySQL logs what a replica applies by default: the classic layout turns it off.
