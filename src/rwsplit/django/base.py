@@ -466,8 +466,6 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         """Can the wait for *token* travel with the plain read on *name* (one round trip)?"""
         if not self._multi_statements or self.cluster._applied.covers(name, token):
             return False  # covered: _causal_wait answers at once
-        if self._mariadb is not True:
-            return False  # measured and tested on MariaDB only so far: the separate wait
         if not may_wait(token, name, self.cluster.topology):
             return False  # _causal_wait sends the read to the primary
         return _pipelined_wait.is_gtid_text(token)

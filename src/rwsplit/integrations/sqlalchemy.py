@@ -479,8 +479,6 @@ class RoutingSession(Session):
         if not may_wait(token, name, cluster.topology):
             return False  # _causal_wait sends the read to the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
-        if not getattr(engine.dialect, "is_mariadb", False):
-            return False  # measured and tested on MariaDB only so far: the separate wait
         # Not plain GTID text (a binary log position): wait first, as a bound parameter.
         return _pipelined_wait.pipelined(engine) and _pipelined_wait.is_gtid_text(token)
 
