@@ -189,7 +189,21 @@ def watch_replica_engine(engine: Any) -> None:
 
 def supported(url: Any) -> bool:
     """Drivers whose cursor rwsplit can drive through a multi-statement."""
-    return url.get_driver_name() in ("pymysql", "aiomysql")
+    driver = url.get_driver_name()
+    if driver == "aiomysql":
+        return _async_cursor_has_nextset()
+    return bool(driver == "pymysql")
+
+
+def _async_cursor_has_nextset() -> bool:
+    # SQLAlchemy's asyncio adapter for aiomysql gained nextset() after 2.0.16: without it
+    # the read cannot be reached behind the wait, so the wait is sent on its own.
+    try:
+        from sqlalchemy.dialects.mysql import aiomysql
+    except ImportError:  # pragma: no cover - aiomysql's dialect always ships
+        return False
+    cursor = getattr(aiomysql, "AsyncAdapt_aiomysql_cursor", None)
+    return cursor is not None and hasattr(cursor, "nextset")
 
 
 def pipelined(engine: Any) -> bool:
