@@ -270,9 +270,9 @@ def test_the_furthest_replica_is_promoted_preferred_among_equals() -> None:
         "c": _state("binlog.000003", 4),
         "d": _state("binlog.000004", 4),  # furthest, but never promoted
     }
-    assert fo._choose_by_position(candidates, options, ["a", "b", "c", "d"]) == "c"
+    assert fo._choose(candidates, options, ["a", "b", "c", "d"], positional=True) == "c"
     options = fo.FailoverOptions("repl", "pw", never_promote=("d",))
-    assert fo._choose_by_position(candidates, options, ["a", "b", "c", "d"]) == "b"
+    assert fo._choose(candidates, options, ["a", "b", "c", "d"], positional=True) == "b"
 
 
 def test_gtids_off_with_log_replica_updates_is_refused_before_anything() -> None:

@@ -451,14 +451,32 @@ def _previous_primary(cluster: TopologyHost) -> str | None:
 
 
 def _choose(
-    candidates: Mapping[str, NodeState], options: FailoverOptions, order: Sequence[str]
+    candidates: Mapping[str, NodeState],
+    options: FailoverOptions,
+    order: Sequence[str],
+    *,
+    positional: bool = False,
 ) -> str:
+    """The replica to promote: the most advanced (GTIDs off, *positional*: the furthest in
+    the old primary's binary log), then ``preferred``, then configuration order."""
     allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
     if not allowed:
         raise FailoverError(
             "no replica may be promoted (all unreachable or in never_promote: "
             f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
         )
+    if positional:
+        top_key = max(_position_key(s) for s in allowed.values())
+        best = [n for n, s in allowed.items() if _position_key(s) == top_key]
+    else:
+        best = _most_advanced(allowed)
+    for name in options.preferred:
+        if name in best:
+            return name
+    return min(best, key=order.index)
+
+
+def _most_advanced(allowed: Mapping[str, NodeState]) -> list[str]:
     best = [
         n
         for n, s in allowed.items()
@@ -467,10 +485,7 @@ def _choose(
     if not best:  # diverged positions: fall back to the most transactions applied
         top = max(s.executed.progress for s in allowed.values())
         best = [n for n, s in allowed.items() if s.executed.progress == top]
-    for name in options.preferred:
-        if name in best:
-            return name
-    return min(best, key=order.index)
+    return best
 
 
 def _publish(
@@ -705,10 +720,7 @@ def failover(
         else:
             candidates = _drain_relay_logs(run, probes, states, skip, options)
         run.step("relay logs applied")
-        if positional:
-            new = _choose_by_position(candidates, options, order)
-        else:
-            new = _choose(candidates, options, order)
+        new = _choose(candidates, options, order, positional=positional)
         result.new_primary = new
         if lock.held and not lock.confirm():
             raise FailoverError(
@@ -1131,23 +1143,6 @@ def _drain_by_position(
     for name, state in out.items():
         run.say("%s: applied the old primary's binary log up to %s", name, _applied_position(state))
     return out
-
-
-def _choose_by_position(
-    candidates: Mapping[str, NodeState], options: FailoverOptions, order: Sequence[str]
-) -> str:
-    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
-    if not allowed:
-        raise FailoverError(
-            "no replica may be promoted (all unreachable or in never_promote: "
-            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
-        )
-    top = max(_position_key(s) for s in allowed.values())
-    best = [n for n, s in allowed.items() if _position_key(s) == top]
-    for name in options.preferred:
-        if name in best:
-            return name
-    return min(best, key=order.index)
 
 
 def _repoint_by_position(
