@@ -50,6 +50,7 @@ from .routing.balance import Balancer, RoundRobinBalancer
 from .routing.classify import Flag, Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
+from .servers.family import RoutingFamily, family_for_url
 from .topology.model import Node, Role, Topology, node_name
 from .topology.probe import NodeProbe, describe_error
 
@@ -488,10 +489,24 @@ class Cluster:
         """Incremented every time the primary changes (or is lost): a transaction that began
         under another epoch cannot report a successful commit."""
         primary_url = _coerce_url(primary, "primary")
+        self.family: RoutingFamily = family_for_url(primary_url)
+        """The server family's routing operations, chosen from the primary's URL."""
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
             url = _coerce_url(r, f"replicas[{i}]")
+            if family_for_url(url).name != self.family.name:
+                raise ConfigurationError(
+                    f"replicas[{i}] is a {url.get_backend_name()} URL but the primary's is "
+                    f"{primary_url.get_backend_name()}: every node of a cluster runs the same "
+                    "server family"
+                )
             nodes.append(Node(node_name(url), url, Role.REPLICA))
+        if self.family.name == "postgresql" and (monitor_interval is not None or auto_failover):
+            raise ConfigurationError(
+                "the background monitor and auto_failover do not support PostgreSQL clusters "
+                "yet; leave monitor_interval and auto_failover unset and call "
+                "cluster.refresh() to follow a promotion"
+            )
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"the same host:port appears twice among the nodes: {names}")
@@ -572,7 +587,7 @@ class Cluster:
         check_same_driver_kind(url, self._engines.values())
         options = dict(self._engine_options)
         connect, primary_read, replica_read, write = self._timeouts
-        timeouts = _timeout_args(
+        timeouts = self.family.timeout_args(
             url.drivername, connect, primary_read if writable else replica_read, write
         )
         tls = self._node_tls.get(node_name(url), self._tls)
@@ -607,7 +622,11 @@ class Cluster:
 
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
-            event.listen(engine, "connect", _set_read_only)
+            if self.family.name == "mysql":
+                event.listen(engine, "connect", _set_read_only)
+            else:
+                family = self.family
+                event.listen(engine, "connect", lambda dbapi, rec: family.set_read_only(dbapi))
             if self.read_your_writes is ReadYourWrites.GTID and _pipelined_wait.supported(url):
                 _pipelined_wait.watch_replica_engine(engine)  # the wait travels with the read
             replica = node_name(url)
@@ -670,8 +689,9 @@ class Cluster:
         if ctx.is_pre_ping:
             return
         orig = ctx.original_exception
-        code = _error_code(orig)
-        if not (ctx.is_disconnect or code in _CONNECTION_LOST or code in _READ_ONLY):
+        family = self.family
+        read_only = family.is_read_only_rejection(orig)
+        if not (ctx.is_disconnect or family.is_connection_lost(orig) or read_only):
             return
         committing, is_read = self._failed_statement(ctx)
         reason = describe_error(orig)
@@ -683,7 +703,7 @@ class Cluster:
                 "certificate must name the host in the URL)"
             )
         log.warning("write on primary %s failed (%s); refreshing the topology", name, reason)
-        if code in _READ_ONLY and self.monitor is None:
+        if read_only and self.monitor is None:
             # The node refuses writes as read-only (fenced, most likely: 1290 also covers
             # --secure-file-priv): without a monitor, probe the cluster now, which takes a
             # read-only node out (and its pool) and finds the primary. This connection goes
@@ -754,27 +774,17 @@ class Cluster:
         """
         dbapi = conn.connection.dbapi_connection
         try:
-            cursor = dbapi.cursor()
-            try:
-                cursor.execute(_FENCE_CHECK)
-            finally:
-                cursor.close()
+            read_only = self.family.fence_check(dbapi)
         except Exception as exc:
-            code = _error_code(exc)
-            if code in _REGEXP_ERRORS:
-                read_only = True
-            elif code in _CONNECTION_LOST:
-                with contextlib.suppress(Exception):
-                    conn.invalidate()
-                self.refresh_soon()
-                raise RetryableWriteError(
-                    f"the primary {name} failed ({describe_error(exc)}) before the commit: "
-                    "nothing was committed; retry the whole unit of work"
-                ) from None
-            else:
+            if not self.family.is_connection_lost(exc):
                 raise
-        else:
-            read_only = False
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            self.refresh_soon()
+            raise RetryableWriteError(
+                f"the primary {name} failed ({describe_error(exc)}) before the commit: "
+                "nothing was committed; retry the whole unit of work"
+            ) from None
         if not read_only:
             return
         with contextlib.suppress(Exception):
@@ -819,6 +829,9 @@ class Cluster:
         from .topology._ledger import DEFAULT_SCHEMA
         from .topology.failover import verify_writable_primary
 
+        if self.family.name != "mysql":
+            self._check_family_primary(name, dbapi_connection)
+            return
         options = self.failover_options
         schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
         try:
@@ -839,6 +852,22 @@ class Cluster:
                 f"{name} was replaced as the primary by {record.primary} (failover log epoch "
                 f"{record.epoch}); rwsplit now writes there: retry the unit of work"
             )
+
+    def _check_family_primary(self, name: str, dbapi_connection: Any) -> None:
+        # PostgreSQL: not in recovery and not read-only by default, on the server.
+        reason = self.family.not_primary_reason(dbapi_connection)
+        if reason is None:
+            return
+        with contextlib.suppress(Exception):
+            dbapi_connection.close()
+        log.warning("%s is not the primary on the server (%s); probing the cluster", name, reason)
+        self.mark_not_primary(name)
+        with contextlib.suppress(Exception):  # the caller gets the error either way
+            self.refresh()
+        raise NotPrimaryError(
+            f"{name} is not the primary: {reason}; rwsplit re-probed the cluster: retry the "
+            "unit of work"
+        )
 
     def _followed_record(self) -> LedgerRecord | None:
         # Once per process, before its first write: a failover may have happened while this
@@ -899,6 +928,10 @@ class Cluster:
         """
         if self.monitor is not None:
             return self.monitor.check()
+        if self.family.name == "postgresql":
+            from .topology.pg_probe import refresh_cluster
+
+            return refresh_cluster(self, timeout=2.0)
         from .topology.monitor import Monitor
 
         monitor = Monitor(self, timeout=2.0)
@@ -1449,6 +1482,7 @@ _LAZY_MODULES = (
     "rwsplit.topology._ledger",
     "rwsplit.topology._coordination",
     "rwsplit.topology.monitor",
+    "rwsplit.topology.pg_probe",
     "rwsplit.config._validate",
 )
 

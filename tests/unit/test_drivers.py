@@ -44,5 +44,5 @@ def test_cluster_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigurationError, match=r"pip install mysqlclient") as info:
         Cluster("mysql+mysqldb://app:s3cret@db1/a")
     assert "s3cret" not in str(info.value)
-    with pytest.raises(ConfigurationError, match="rwsplit is for MySQL/MariaDB"):
-        Cluster("postgresql://app:s3cret@db1/a")
+    with Cluster("postgresql+psycopg://app:s3cret@db1/a") as cluster:  # issue 18
+        assert cluster.family.name == "postgresql"

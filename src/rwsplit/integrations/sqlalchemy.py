@@ -56,6 +56,7 @@ from ..routing.classify import Classification, Flag, Target, classify_clause
 from ..routing.consistency import ReadYourWrites, may_wait, read_commit_token, wait_for_token
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
 from ..servers import MariaDB, MySQL
+from ..servers import postgresql as _pg
 from . import _sa_compat
 
 if TYPE_CHECKING:
@@ -97,23 +98,36 @@ def _code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+def _is_postgresql(exc: BaseException) -> bool:
+    # A psycopg / asyncpg error (or SQLAlchemy's wrapper of one): PostgreSQL's SQLSTATEs apply.
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    module = type(orig).__module__
+    return module.startswith(("psycopg", "asyncpg")) or "postgresql" in module
+
+
 def is_read_only_rejection(exc: BaseException) -> bool:
     """True when *exc* is a server refusing a statement because it is read-only."""
-    return _code(exc) in _READ_ONLY_CODES
+    if _code(exc) in _READ_ONLY_CODES:
+        return True
+    return _is_postgresql(exc) and _pg.is_read_only_rejection(exc)
 
 
 def is_connection_failure(exc: BaseException) -> bool:
     """True when *exc* means the server or the connection to it is gone."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return _code(exc) in _CONNECTION_LOST_CODES
+    if _code(exc) in _CONNECTION_LOST_CODES:
+        return True
+    return _is_postgresql(exc) and _pg.is_connection_lost(exc)
 
 
 def is_replica_unusable(exc: BaseException) -> bool:
     """True when *exc* means this replica cannot serve reads now (gone, refusing, full)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return _code(exc) in _REPLICA_UNUSABLE_CODES
+    if _code(exc) in _REPLICA_UNUSABLE_CODES:
+        return True
+    return _is_postgresql(exc) and _pg.is_replica_unusable(exc)
 
 
 class RoutingSession(Session):
@@ -439,6 +453,9 @@ class RoutingSession(Session):
         applied = cluster._applied
         if applied.covers(name, token):
             return True  # a wait of this process already saw it applied there: no round trip
+        if not cluster.family.owns_token(token):
+            _foreign_token(cluster.family.name, token)
+            return False  # a token of another server family: no wait can prove it
         if not may_wait(token, name, cluster.topology):
             return False  # a binlog position of another primary, or none known: the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
@@ -476,6 +493,8 @@ class RoutingSession(Session):
         cluster = self.cluster
         if cluster._routing != "normal" or cluster._applied.covers(name, token):
             return False  # _causal_wait answers at once: no wait at all
+        if not cluster.family.owns_token(token):
+            return False  # _causal_wait sends the read to the primary
         if not may_wait(token, name, cluster.topology):
             return False  # _causal_wait sends the read to the primary
         engine = self._rw_pick or cluster.engine_for(name, writable=False)
@@ -640,6 +659,20 @@ class RoutingSession(Session):
         if conn is None or conn.closed or conn.invalidated:
             return None
         return read_commit_token(conn)
+
+
+_foreign_logged: set[str] = set()
+
+
+def _foreign_token(family: str, token: str) -> None:
+    if family not in _foreign_logged:
+        _foreign_logged.add(family)
+        log.warning(
+            "a session of a %s cluster was given the causal token %r of another kind of server "
+            "(a cookie from another cluster?); its reads after the write go to the primary",
+            family,
+            token[:40],
+        )
 
 
 def _release(conn: Connection) -> None:

@@ -44,6 +44,8 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from .._gtid_track import take_commit_gtid
+from ..servers import postgresql as pg
+from ..servers.family import PostgreSQLRouting
 from ..servers.mysql import MySQL
 from ..topology.model import Node, Topology
 from ._tokens import PRIMARY_ONLY, BinlogToken, mysql_gtid_maxima
@@ -61,6 +63,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("rwsplit.consistency")
+
+_PG = PostgreSQLRouting()
 
 
 class ReadYourWrites(enum.Enum):
@@ -105,6 +109,8 @@ def read_commit_token(conn: Connection) -> str | None:
         dbapi_connection = fairy.dbapi_connection
     except Exception:  # a closed or invalidated connection: no token
         return None
+    if engine.dialect.name == "postgresql":
+        return _pg_commit_token(dbapi_connection, f"{engine.url.host}:{engine.url.port or 5432}")
     token = take_commit_gtid(dbapi_connection)  # PyMySQL: the COMMIT's OK packet
     if token is not None:
         return token
@@ -116,6 +122,16 @@ def read_commit_token(conn: Connection) -> str | None:
         version=version,
         node=f"{engine.url.host}:{engine.url.port or 3306}",
     )
+
+
+def _pg_commit_token(dbapi_connection: Any, node: str) -> str:
+    # PostgreSQL: the WAL insert position right after the COMMIT (see servers.postgresql).
+    try:
+        token = _PG.commit_token(dbapi_connection)
+    except Exception as exc:  # the commit succeeded; a lost position only costs a replica read
+        log.warning("could not read the commit's WAL position on %s: %s", node, exc)
+        return PRIMARY_ONLY
+    return token if token is not None else PRIMARY_ONLY
 
 
 _MODE_KEY = "rwsplit_commit_token_mode"
@@ -200,6 +216,16 @@ def unwaitable_reason(token: str, replica: Node | None) -> str | None:
     """
     if token == PRIMARY_ONLY:
         return "the position of the last write is unknown"
+    url = getattr(replica, "url", None)
+    on_postgresql = url is not None and str(url.drivername).startswith("postgresql")
+    if token.startswith(pg.TOKEN_PREFIX) or on_postgresql:
+        if on_postgresql and pg.parse_token(token) is not None:
+            return None
+        return (
+            f"the causal token {token[:40]!r} is not a "
+            f"{'PostgreSQL WAL position' if on_postgresql else 'MySQL/MariaDB position'} "
+            "(a token from another cluster?)"
+        )
     binlog = BinlogToken.parse(token)
     if binlog is None:
         return None
@@ -221,8 +247,8 @@ def may_wait(token: str, name: str, topology: Topology) -> bool:
     Cheap for GTIDs (no lookup): only :data:`PRIMARY_ONLY` and binary log positions are
     looked at.
     """
-    if token != PRIMARY_ONLY and not token.startswith("binlog:"):
-        return True
+    if token != PRIMARY_ONLY and not token.startswith(("binlog:", "pg:")):
+        return True  # a GTID; on a PostgreSQL cluster the session checks the token's family
     try:
         replica: Node | None = topology.node(name)
     except KeyError:
@@ -269,6 +295,8 @@ def wait_for_token(conn: Connection, token: str, timeout: float) -> bool:
     Raises the driver's own exceptions (not SQLAlchemy's wrappers).
     """
     engine = conn.engine
+    if engine.dialect.name == "postgresql":
+        return _PG.wait_for_token(conn.connection.dbapi_connection, token, timeout)
     version = ".".join(str(v) for v in engine.dialect.server_version_info or ())
     sql, params = wait_statement(token, timeout, mariadb=_is_mariadb(engine), version=version)
     # On the driver's cursor, not exec_driver_sql: half the client CPU of the round trip
@@ -303,6 +331,9 @@ def _positions(token: str) -> dict[_Key, _Pos] | None:
     A stream is applied in order on a replica: a MariaDB domain (and the server that wrote
     it), a MySQL source's ``server_uuid``, one primary's binary log (GTIDs off).
     """
+    lsn = pg.parse_token(token)
+    if lsn is not None:
+        return {("p",): (lsn.value,)}
     mariadb = _mariadb_gtids(token)
     if mariadb is not None:
         return {("m", d, srv): (seq,) for d, srv, seq in mariadb}

@@ -36,8 +36,13 @@ def node_name(url: URL) -> str:
     >>> from sqlalchemy.engine import make_url
     >>> node_name(make_url("mysql+pymysql://app:secret@db1:3307/shop"))
     'db1:3307'
+    >>> node_name(make_url("postgresql+psycopg://app@db1/shop"))
+    'db1:5432'
     """
-    return f"{url.host or 'localhost'}:{url.port or 3306}"
+    if url.port:
+        return f"{url.host or 'localhost'}:{url.port}"
+    default = 5432 if url.drivername.partition("+")[0] == "postgresql" else 3306
+    return f"{url.host or 'localhost'}:{default}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,6 +245,10 @@ def discover(seeds: Iterable[str | URL], *, timeout: float = 2.0) -> Topology:
     urls = [validate.url(f"seeds[{i}]", s) for i, s in enumerate(seeds)]
     if not urls:
         raise TopologyError("no seed address given; pass at least one node URL")
+    if urls[0].get_backend_name() == "postgresql":
+        from .pg_probe import discover_postgresql
+
+        return discover_postgresql(urls, timeout=timeout)
     template = urls[0]
     pending = {node_name(u): u for u in urls}
     seen: dict[str, Node] = {}
