@@ -1,0 +1,1214 @@
+"""A real local PostgreSQL primary and hot standbys, for demos, tests and benchmarks.
+
+:class:`PgSandbox` starts one primary and *N* hot standbys as real ``postgres`` processes
+(PostgreSQL 12 or later; the binaries of ``$RWSPLIT_PG_BINDIR``, else the newest
+``/usr/lib/postgresql/*/bin``, else ``pg_config --bindir``, else ``PATH``) on loopback ports,
+each with its own data directory. The standbys are made with ``pg_basebackup`` from the
+running primary and replicate by physical streaming replication, without slots (the primary
+keeps ``wal_keep_size`` of WAL for them).
+
+Every node has a superuser ``rwsplit`` whose password is made for this sandbox (scram over
+TCP; the nodes open no Unix socket), and a database ``rwsplit``. The password is in every
+node's :attr:`PgNode.url`, in ``sandbox.json`` (mode 0600) and in the standbys'
+``primary_conninfo``, never in a log line or a repr.
+
+PostgreSQL refuses to run as root. When this process is root the servers and their tools run
+as the ``postgres`` OS user (``$RWSPLIT_PG_USER`` names another) through ``setpriv``, with
+data directories it owns; when the sandbox directory is not reachable by that user (pytest's
+``/tmp/pytest-of-root`` is mode 0700) the data directories go in a directory of their own
+under the system's temporary directory, removed by :meth:`PgSandbox.stop`.
+
+No orphans, as in :mod:`rwsplit.sandbox`: a sandbox owned by a Python process starts its
+servers with a parent-death signal (they die with the process, even after ``kill -9``) and
+stops them at exit; a detached sandbox (``rwsplit sandbox up --server postgresql``) records
+every pid in ``sandbox.json``, and ``rwsplit sandbox down`` stops exactly those.
+
+Example::
+
+    from rwsplit.sandbox.postgresql import PgSandbox
+
+    with PgSandbox(standbys=2) as sb:
+        print(sb.primary_url)  # postgresql+psycopg://rwsplit:...@127.0.0.1:41873/rwsplit
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import grp
+import hashlib
+import itertools
+import json
+import logging
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SandboxError, ServerBinaryNotFoundError
+from . import _SPAWNER, STATE_FILE, _proc_state, _with_parent_death_signal, free_port
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["DATABASE", "USER", "PgNode", "PgSandbox", "find_postgresql"]
+
+log = logging.getLogger("rwsplit.sandbox")
+
+Progress = Callable[[str], None]
+
+DATABASE = "rwsplit"
+"""The database the sandbox creates on the primary (replicated to every standby)."""
+USER = "rwsplit"
+"""The superuser every node has (it also replicates: the standbys connect as it)."""
+FAMILY = "postgresql"
+"""The ``family`` recorded in ``sandbox.json`` (a MariaDB/MySQL sandbox records none)."""
+
+# The template is initialised with this password; every sandbox sets its own at start-up.
+_BOOTSTRAP_PASSWORD = "rwsplit-template"
+# Bumped whenever what a template holds changes: an older one is never copied.
+_TEMPLATE_LAYOUT = "pg-layout-2"
+_LOG_STATEMENT = ("none", "ddl", "mod", "all")
+
+_TERMINATING = frozenset(
+    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT}
+)
+
+# What every node runs with (the sandbox's options and ``settings`` come after, and win).
+_BASE_SETTINGS: dict[str, str] = {
+    "wal_level": "replica",
+    "hot_standby": "on",
+    "hot_standby_feedback": "on",
+    "max_wal_senders": "16",
+    "max_replication_slots": "16",
+    "wal_keep_size": "256MB",
+    # A throwaway cluster: durability buys nothing, start-up and commits are faster.
+    "fsync": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "32MB",
+    "max_connections": "200",
+    # Standbys report their positions often and re-connect quickly after a repoint.
+    "wal_receiver_status_interval": "1s",
+    "wal_retrieve_retry_interval": "100ms",
+    "logging_collector": "off",
+    "log_line_prefix": "'%m [%p] %q%u@%d %a: '",
+    "log_checkpoints": "off",
+}
+
+
+def find_postgresql(bindir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory holding ``postgres``, ``initdb`` and ``pg_basebackup``.
+
+    :param bindir: an explicit directory (else ``$RWSPLIT_PG_BINDIR``, the newest
+        ``/usr/lib/postgresql/*/bin``, ``pg_config --bindir``, then ``PATH``).
+    :raises ServerBinaryNotFoundError: with what to install.
+    """
+    candidates: list[Path] = []
+    explicit = bindir or os.environ.get("RWSPLIT_PG_BINDIR")
+    if explicit:
+        candidates.append(Path(explicit))
+    else:
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            reverse=True,
+        )
+        candidates.extend(versions)
+        pg_config = shutil.which("pg_config")
+        if pg_config:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run(
+                    [pg_config, "--bindir"], capture_output=True, text=True, timeout=10
+                ).stdout.strip()
+                if out:
+                    candidates.append(Path(out))
+        postgres = shutil.which("postgres")
+        if postgres:
+            candidates.append(Path(postgres).parent)
+    for d in candidates:
+        if all((d / tool).is_file() for tool in ("postgres", "initdb", "pg_basebackup")):
+            return d
+    where = f"in {explicit}" if explicit else "in /usr/lib/postgresql/*/bin or on PATH"
+    raise ServerBinaryNotFoundError(
+        f"no PostgreSQL server (postgres, initdb, pg_basebackup) was found {where}; install "
+        "one, e.g. 'apt-get install postgresql' (Debian/Ubuntu), 'brew install postgresql' "
+        "(macOS), or set RWSPLIT_PG_BINDIR to the directory that holds them"
+    )
+
+
+@dataclass(frozen=True)
+class _OsUser:
+    """The unprivileged OS user the servers run as when this process is root."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: frozenset[int]
+
+    @classmethod
+    def lookup(cls, name: str) -> _OsUser:
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            raise SandboxError(
+                f"PostgreSQL refuses to run as root, and there is no OS user {name!r} to run "
+                "it as; create one (e.g. 'useradd --system postgres') or set "
+                "RWSPLIT_PG_USER to an existing unprivileged user"
+            ) from None
+        groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+        return cls(name, pw.pw_uid, pw.pw_gid, frozenset(groups))
+
+    def can_traverse(self, path: Path) -> bool:
+        """True when this user can reach *path* (every directory on the way searchable)."""
+        path = path.resolve()
+        for d in (path, *path.parents):
+            try:
+                st = d.stat()
+            except OSError:
+                return False
+            if st.st_uid == self.uid:
+                ok = st.st_mode & stat.S_IXUSR
+            elif st.st_gid in self.groups:
+                ok = st.st_mode & stat.S_IXGRP
+            else:
+                ok = st.st_mode & stat.S_IXOTH
+            if not ok:
+                return False
+        return True
+
+    def can_run(self, path: str) -> bool:
+        """True when this user can execute *path* (a symlink's target included)."""
+        real = Path(os.path.realpath(path))
+        if not self.can_traverse(real.parent):
+            return False
+        try:
+            st = real.stat()
+        except OSError:
+            return False
+        return bool(st.st_mode & stat.S_IXOTH)
+
+    def command(self, cmd: Sequence[str]) -> list[str]:
+        """*cmd* run as this user (``setpriv`` execs it: same pid)."""
+        return [
+            "setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--init-groups",
+            "--",
+            *cmd,
+        ]
+
+
+def _server_user() -> _OsUser | None:
+    """The OS user to run PostgreSQL as: ``None`` (this process's own) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    return _OsUser.lookup(os.environ.get("RWSPLIT_PG_USER", "postgres"))
+
+
+@dataclass
+class PgNode:
+    """One PostgreSQL server of the sandbox."""
+
+    name: str
+    port: int
+    datadir: str
+    role: str  # "primary" | "standby": as started, or as promote() made it
+    host: str = "127.0.0.1"
+    pid: int | None = None
+    password: str = field(default="", repr=False, compare=False)
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of this node: ``postgresql+psycopg://rwsplit:PASSWORD@host:port/rwsplit``."""
+        return f"postgresql+psycopg://{USER}:{self.password}@{self.host}:{self.port}/{DATABASE}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (the rwsplit node name)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base(self) -> Path:
+        """The node's directory: its data directory and its server log."""
+        return Path(self.datadir).parent
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log (its standard error): with ``log_statement='all'`` every
+        statement it ran, one ``... LOG:  statement: SQL`` line each."""
+        return self.base / "postgres.log"
+
+    def conninfo(self, **extra: str) -> str:
+        """A libpq connection string for this node, as the ``rwsplit`` superuser."""
+        params = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": USER,
+            "password": self.password,
+            "dbname": DATABASE,
+            **extra,
+        }
+        return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in params.items())
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A plain psycopg connection to this node as the superuser (autocommit)."""
+        import psycopg
+
+        params: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": USER,
+            "password": self.password,
+            "dbname": DATABASE,
+            "autocommit": True,
+            "connect_timeout": 5,
+            **kwargs,
+        }
+        return psycopg.connect(**params)
+
+
+def _conninfo_quote(value: str) -> str:
+    if value and re.fullmatch(r"[A-Za-z0-9_.:/@+-]+", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class PgSandbox:
+    """A local PostgreSQL primary + hot standbys cluster of real server processes.
+
+    :param standbys: number of hot standbys (default 2).
+    :param base_dir: where the sandbox lives (``sandbox.json``, and the data directories when
+        the server's OS user can reach it); a fresh temporary directory by default.
+    :param synchronous: once every standby streams, the primary waits for one of them to
+        acknowledge each commit (``synchronous_standby_names = 'ANY 1 (standby1, ...)'``).
+    :param progress: called with a short line for every step (the CLI prints them).
+    :param detached: servers outlive this Python process (``rwsplit sandbox up``).
+    :param keep: :meth:`stop` leaves the data directories (a detached sandbox keeps them
+        unless ``stop(purge=True)``).
+    :param log_statement: PostgreSQL's ``log_statement`` on every node (``none``, ``ddl``,
+        ``mod``, ``all``): with ``all`` each node's :attr:`PgNode.log_path` shows every
+        statement it ran, the witness of where a read went.
+    :param settings: more server settings for every node (``{"wal_sender_timeout": "5s"}``);
+        they win over the sandbox's own.
+    :param bindir: the PostgreSQL binaries (else found as :func:`find_postgresql` does).
+    :param host: the loopback address every node listens on.
+    """
+
+    def __init__(
+        self,
+        standbys: int = 2,
+        *,
+        base_dir: str | os.PathLike[str] | None = None,
+        synchronous: bool = False,
+        progress: Progress | None = None,
+        detached: bool = False,
+        keep: bool | None = None,
+        log_statement: str = "none",
+        settings: Mapping[str, str] | None = None,
+        bindir: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        if standbys < 0:
+            raise SandboxError(f"standbys must be >= 0, got {standbys}")
+        if synchronous and standbys == 0:
+            raise SandboxError(
+                "synchronous needs at least one standby: the primary waits for one to "
+                "acknowledge every commit"
+            )
+        if log_statement not in _LOG_STATEMENT:
+            raise SandboxError(
+                f"log_statement must be one of {', '.join(_LOG_STATEMENT)}, got {log_statement!r}"
+            )
+        self.standby_count = standbys
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-pg-"))
+        self.synchronous = synchronous
+        self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
+        self.detached = detached
+        self.keep = detached if keep is None else keep
+        self.log_statement = log_statement
+        self.settings = dict(settings or {})
+        self._bindir_arg = bindir
+        self._bindir: Path | None = None
+        self.host = host
+        self.password = ""
+        self.data_root: Path | None = None
+        self._own_data_root = False
+        self.nodes: list[PgNode] = []
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._atexit_registered = False
+        self._lock = threading.Lock()
+        self._user = _server_user()
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def bindir(self) -> Path:
+        """The directory of the PostgreSQL binaries this sandbox runs (found on first use)."""
+        if self._bindir is None:
+            self._bindir = find_postgresql(self._bindir_arg)
+        return self._bindir
+
+    @property
+    def primary(self) -> PgNode:
+        """The node started as primary, or the one :meth:`promote` made primary since."""
+        for n in self.nodes:
+            if n.role == "primary":
+                return n
+        raise SandboxError("the sandbox has no primary (not started?)")
+
+    @property
+    def standbys(self) -> list[PgNode]:
+        """Every other node, in the order they were started."""
+        primary = self.primary
+        return [n for n in self.nodes if n is not primary]
+
+    @property
+    def replicas(self) -> list[PgNode]:
+        """:attr:`standbys`, by the name :class:`~rwsplit.sandbox.Sandbox` uses."""
+        return self.standbys
+
+    @property
+    def primary_url(self) -> str:
+        return self.primary.url
+
+    @property
+    def standby_urls(self) -> list[str]:
+        return [n.url for n in self.standbys]
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """:attr:`standby_urls` (the MariaDB/MySQL sandbox's name)."""
+        return self.standby_urls
+
+    @property
+    def replication_user(self) -> str:
+        """The role the standbys replicate as (the superuser)."""
+        return USER
+
+    @property
+    def replication_password(self) -> str:
+        """Its password (made for this sandbox)."""
+        return self.password
+
+    def node(self, name: str) -> PgNode:
+        """The node called *name* (``primary``, ``standby1`` ...) or with address *name*."""
+        for n in self.nodes:
+            if name in (n.name, n.address):
+                return n
+        raise SandboxError(
+            f"no sandbox node called {name!r}; nodes: " + ", ".join(n.name for n in self.nodes)
+        )
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> PgSandbox:
+        """Create and start the primary, clone and start every standby; return once every
+        standby streams (and, with ``synchronous``, acknowledges)."""
+        t0 = time.monotonic()
+        bindir = self.bindir
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.password = secrets.token_hex(16)
+        self._prepare_data_root()
+        assert self.data_root is not None
+        self.nodes = []
+        for i in range(self.standby_count + 1):
+            name = "primary" if i == 0 else f"standby{i}"
+            self.nodes.append(
+                PgNode(
+                    name=name,
+                    port=free_port(self.host),
+                    datadir=str(self.data_root / name / "data"),
+                    role="primary" if i == 0 else "standby",
+                    host=self.host,
+                    password=self.password,
+                )
+            )
+        if not self.detached and not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
+        try:
+            template = _pg_template(bindir, self._user, self.progress)
+            primary = self.primary
+            self.progress(f"creating the primary in {self.data_root}")
+            self._make_node_dir(primary)
+            _run_as(
+                self._user,
+                ["cp", "-a", str(template), primary.datadir],
+                primary.base / "copy.log",
+                cwd=primary.base,
+                what="copying the template data directory",
+            )
+            self._write_settings(Path(primary.datadir))
+            self.progress(f"starting the primary on port {primary.port}")
+            self._spawn(primary)
+            self._wait_ready(primary, password=_BOOTSTRAP_PASSWORD)
+            self._setup_primary()
+            self._write_state()
+            if self.standbys:
+                count = len(self.standbys)
+                self.progress(
+                    f"cloning {count} standby{'s' * (count != 1)} (pg_basebackup) and "
+                    "starting streaming replication"
+                )
+                self._parallel(self._clone_and_start, self.standbys)
+                self._write_state()
+                self._parallel(lambda n: self._wait_streaming(n, self.primary), self.standbys)
+            if self.synchronous:
+                self.progress("making commits wait for one standby (synchronous_standby_names)")
+                self._make_synchronous()
+        except BaseException:
+            self.stop()
+            raise
+        self.progress(f"sandbox up in {time.monotonic() - t0:.1f}s")
+        return self
+
+    def _prepare_data_root(self) -> None:
+        """Where the nodes' directories go: in the sandbox directory when the server's OS
+        user can reach it, else in a directory of its own (removed by :meth:`stop`)."""
+        if self._own_dir:
+            self.base_dir.chmod(0o711)
+        if self._user is None or self._user.can_traverse(self.base_dir):
+            self.data_root = self.base_dir
+            self._own_data_root = False
+            return
+        root = Path(tempfile.mkdtemp(prefix="rwsplit-pg-data-"))
+        root.chmod(0o711)
+        if not self._user.can_traverse(root):
+            shutil.rmtree(root, ignore_errors=True)
+            raise SandboxError(
+                f"the {self._user.name} OS user cannot reach {self.base_dir} nor {root}: "
+                "give it search (x) permission on a directory and pass it as base_dir"
+            )
+        self.data_root = root
+        self._own_data_root = True
+
+    def _make_node_dir(self, node: PgNode) -> None:
+        if node.base.exists():
+            shutil.rmtree(node.base)
+        node.base.mkdir(parents=True)
+        if self._user is not None:
+            os.chown(node.base, self._user.uid, self._user.gid)
+
+    def _write_settings(self, datadir: Path) -> None:
+        settings = {**_BASE_SETTINGS, "log_statement": f"'{self.log_statement}'"}
+        settings.update({k: _setting_value(v) for k, v in self.settings.items()})
+        lines = ["", "# rwsplit sandbox (later lines win)"]
+        lines += [f"{k} = {v}" for k, v in settings.items()]
+        with open(datadir / "postgresql.conf", "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def _parallel(self, fn: Callable[[PgNode], None], nodes: Sequence[PgNode]) -> None:
+        errors: list[BaseException] = []
+
+        def run(n: PgNode) -> None:
+            try:
+                fn(n)
+            except BaseException as exc:  # collected and re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _setup_primary(self) -> None:
+        with contextlib.closing(self.primary.connect(password=_BOOTSTRAP_PASSWORD)) as conn:
+            # The password must not reach the statement log.
+            conn.execute("SET log_statement = 'none'")
+            _execute_literal(conn, f"ALTER ROLE {USER} PASSWORD {{}}", self.password)
+
+    def _clone_and_start(self, node: PgNode) -> None:
+        self._make_node_dir(node)
+        source = self.primary
+        cmd = [
+            str(self.bindir / "pg_basebackup"),
+            "-D",
+            node.datadir,
+            "--checkpoint=fast",  # else it waits for a spread checkpoint (minutes)
+            "--wal-method=stream",
+            "--write-recovery-conf",
+            "--no-sync",
+            "-d",
+            # No password here: it would show in ps. libpq takes it from PGPASSWORD.
+            f"host={source.host} port={source.port} user={USER} application_name={node.name}",
+        ]
+        _run_as(
+            self._user,
+            cmd,
+            node.base / "pg_basebackup.log",
+            cwd=node.base,
+            what=f"pg_basebackup for {node.name}",
+            env={"PGPASSWORD": self.password},
+        )
+        self._spawn(node)
+        self._wait_ready(node)
+
+    def _make_synchronous(self) -> None:
+        names = ", ".join(f'"{n.name}"' for n in self.standbys)
+        with contextlib.closing(self.primary.connect()) as conn:
+            _execute_literal(
+                conn, "ALTER SYSTEM SET synchronous_standby_names = {}", f"ANY 1 ({names})"
+            )
+            conn.execute("SELECT pg_reload_conf()")
+            want = {n.name for n in self.standbys}
+            _poll(
+                lambda: (
+                    want
+                    <= {
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT application_name FROM pg_stat_replication "
+                            "WHERE sync_state IN ('sync', 'quorum')"
+                        ).fetchall()
+                    }
+                ),
+                30.0,
+                f"the standbys did not become synchronous within 30s ({names})",
+            )
+
+    # ------------------------------------------------------------------ processes
+
+    def server_command(self, node: PgNode) -> list[str]:
+        """The ``postgres`` command line of *node* (as the server's OS user runs it)."""
+        return [
+            str(self.bindir / "postgres"),
+            "-D",
+            node.datadir,
+            "-p",
+            str(node.port),
+            "-c",
+            f"listen_addresses={node.host}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            f"cluster_name={node.name}",
+        ]
+
+    def _spawn(self, node: PgNode) -> None:
+        cmd = self.server_command(node)
+        if not self.detached:
+            python = _python_for(self._user)
+            cmd = _with_parent_death_signal(cmd, os.getpid(), python=python)
+        if self._user is not None:
+            cmd = self._user.command(cmd)
+        # The postmaster keeps the output it is given: a file, never a pipe.
+        out = open(node.log_path, "ab")  # noqa: SIM115
+        detached = self.detached
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=node.base,
+                start_new_session=True,
+            )
+
+        try:
+            proc = start() if detached else _SPAWNER.popen(start)
+        finally:
+            out.close()
+        self._procs[node.name] = proc
+        node.pid = proc.pid
+
+    def _wait_ready(self, node: PgNode, timeout: float = 60.0, password: str | None = None) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        proc = self._procs.get(node.name)
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise SandboxError(
+                    f"{node.name} exited with code {proc.returncode} during start-up:\n"
+                    f"{self._log_tail(node)}"
+                )
+            try:
+                node.connect(password=password or node.password).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"{node.name} did not accept connections on port {node.port} within "
+                        f"{timeout:.0f}s:\n{self._log_tail(node)}"
+                    ) from None
+                time.sleep(0.02)
+
+    def _log_tail(self, node: PgNode) -> str:
+        try:
+            return node.log_path.read_text(errors="replace")[-1500:]
+        except OSError:
+            return "(no server log)"
+
+    def is_running(self, node: PgNode) -> bool:
+        """True when *node*'s postmaster (the one this sandbox started) is alive."""
+        proc = self._procs.get(node.name)
+        if proc is not None:
+            return proc.poll() is None
+        return node.pid is not None and _pid_runs_postgres(node.pid, node.datadir)
+
+    def is_stopped(self, node: PgNode) -> bool:
+        """True when *node*'s postmaster is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
+        return node.pid is not None and self.is_running(node) and _proc_state(node.pid) == "T"
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send *sig* (``kill -9`` by default) to one node's postmaster, by pid.
+
+        After a signal that ends it (``SIGKILL``, ``SIGTERM``, ``SIGINT``, ``SIGQUIT``,
+        ``SIGABRT``) this returns once the postmaster and its children are gone, so the node
+        can be started again at once; any other signal is sent and this returns at once.
+        """
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return
+        children = _children(node.pid)
+        os.kill(node.pid, sig)
+        if sig not in _TERMINATING:
+            return
+        if sig != signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGCONT)  # a stopped server acts on it once resumed
+        if not self._wait_exit(node, 60) or not _wait_pids_gone(children, 30):
+            raise SandboxError(
+                f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
+                f"'kill -9 {node.pid}' stops it"
+            )
+
+    def hang(self, name: str) -> None:
+        """Freeze one node's postmaster and its backends (``SIGSTOP``); :meth:`resume`."""
+        node = self._running(name)
+        for pid in (node.pid or 0, *_children(node.pid or 0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        _poll(lambda: self.is_stopped(node), 10.0, f"{node.name} did not stop within 10s")
+
+    def resume(self, name: str) -> None:
+        """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
+        node = self._running(name)
+        for pid in (node.pid or 0, *_children(node.pid or 0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        _poll(lambda: not self.is_stopped(node), 10.0, f"{node.name} did not resume within 10s")
+
+    def _running(self, name: str) -> PgNode:
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            raise SandboxError(f"{node.name} is not running; start_node({name!r}) starts it")
+        return node
+
+    def _wait_exit(self, node: PgNode, timeout: float) -> bool:
+        proc = self._procs.get(node.name)
+        if proc is None:
+            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def stop_node(self, name: str, timeout: float = 30.0) -> None:
+        """Shut one node down (fast shutdown: ``SIGINT``; ``SIGKILL`` after *timeout*)."""
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return
+        children = _children(node.pid)
+        for pid in (node.pid, *children):  # a hung server acts on the signal once resumed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        os.kill(node.pid, signal.SIGINT)
+        if not self._wait_exit(node, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGKILL)
+            self._wait_exit(node, 10)
+        _wait_pids_gone(children, 10)
+
+    def start_node(self, name: str, timeout: float = 60.0) -> PgNode:
+        """Start a stopped node again on the same port and data directory; return once it
+        accepts connections."""
+        node = self.node(name)
+        if self.is_running(node):
+            return node
+        self._spawn(node)
+        self._wait_ready(node, timeout)
+        self._write_state()
+        return node
+
+    def restart(self, name: str) -> PgNode:
+        """:meth:`stop_node` then :meth:`start_node`."""
+        self.stop_node(name)
+        return self.start_node(name)
+
+    def stop(self, *, purge: bool = False) -> None:
+        """Stop every server this sandbox started and clean up.
+
+        The data directories are removed unless ``keep`` (a detached sandbox keeps them
+        unless *purge*).
+        """
+        with self._lock:
+            threads = [threading.Thread(target=self.stop_node, args=(n.name,)) for n in self.nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self._procs.clear()
+            if any(self.is_running(n) for n in self.nodes):
+                return
+            if self.keep and not purge:
+                return
+            for node in self.nodes:
+                shutil.rmtree(node.base, ignore_errors=True)
+            if self._own_data_root and self.data_root is not None:
+                shutil.rmtree(self.data_root, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.base_dir / STATE_FILE).unlink()
+            if self._own_dir:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    self.base_dir.rmdir()  # only when nothing else is left in it
+
+    # ------------------------------------------------------------------ replication
+
+    def wait_caught_up(self, timeout: float = 30.0) -> None:
+        """Wait until every running standby has replayed the primary's current WAL position."""
+        with contextlib.closing(self.primary.connect()) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        lsn = row[0]
+        deadline = time.monotonic() + timeout
+        for node in self.standbys:
+            if not self.is_running(node) or self.is_stopped(node):
+                continue
+            with contextlib.closing(node.connect()) as conn:
+                _poll(
+                    lambda c=conn: _replayed(c, lsn),  # type: ignore[misc]
+                    max(0.0, deadline - time.monotonic()),
+                    f"{node.name} did not replay up to {lsn} within {timeout:.0f}s",
+                )
+
+    def pause_replay(self, name: str) -> None:
+        """Stop *name* applying WAL (``pg_wal_replay_pause()``); it still receives it."""
+        with contextlib.closing(self.node(name).connect()) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self, name: str) -> None:
+        """Let *name* apply WAL again (``pg_wal_replay_resume()``)."""
+        with contextlib.closing(self.node(name).connect()) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+    def promote(self, name: str, timeout: float = 60.0) -> PgNode:
+        """Promote standby *name* as an operator would (``pg_promote()``); return once it is
+        out of recovery. The sandbox takes it for the primary from now on; the former
+        primary, if it still runs, is left as it is (stop it: it would be a split brain)."""
+        node = self.node(name)
+        with contextlib.closing(node.connect()) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            if row is not None and row[0]:
+                conn.execute("SELECT pg_promote(true, %s)", (int(timeout),))
+            _poll(
+                lambda: not _fetch1(conn, "SELECT pg_is_in_recovery()"),
+                timeout,
+                f"{node.name} did not leave recovery within {timeout:.0f}s",
+            )
+        for n in self.nodes:
+            n.role = "primary" if n is node else "standby"
+        self._write_state()
+        return node
+
+    def repoint(self, name: str, to_name: str, timeout: float = 30.0) -> None:
+        """Make standby *name* stream from *to_name* (``primary_conninfo`` by ``ALTER SYSTEM``
+        and a reload); return once it streams from it."""
+        node, source = self.node(name), self.node(to_name)
+        with contextlib.closing(node.connect()) as conn:
+            if not _fetch1(conn, "SELECT pg_is_in_recovery()"):
+                raise SandboxError(
+                    f"{node.name} is not a standby (it is out of recovery): it cannot follow "
+                    f"{source.name} without pg_rewind or a new base backup"
+                )
+            conn.execute("SET log_statement = 'none'")  # the conninfo holds the password
+            _execute_literal(
+                conn,
+                "ALTER SYSTEM SET primary_conninfo = {}",
+                source.conninfo(application_name=node.name, dbname="replication"),
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        self._wait_streaming(node, source, timeout)
+
+    def _wait_streaming(self, node: PgNode, source: PgNode, timeout: float = 30.0) -> None:
+        """Return once *node*'s WAL receiver streams from *source*."""
+        with contextlib.closing(node.connect()) as conn:
+            _poll(
+                lambda: (
+                    conn.execute(
+                        "SELECT 1 FROM pg_stat_wal_receiver "
+                        "WHERE status = 'streaming' AND sender_port = %s",
+                        (source.port,),
+                    ).fetchone()
+                    is not None
+                ),
+                timeout,
+                f"{node.name} does not stream from {source.name} after {timeout:.0f}s:\n"
+                f"{self._log_tail(node)}",
+            )
+
+    # ------------------------------------------------------------------ state file
+
+    def _write_state(self) -> None:
+        state = {
+            "family": FAMILY,
+            "owner_pid": os.getpid(),
+            "detached": self.detached,
+            "synchronous": self.synchronous,
+            "log_statement": self.log_statement,
+            "bindir": str(self.bindir),
+            "host": self.host,
+            "password": self.password,
+            "data_root": str(self.data_root),
+            "own_data_root": self._own_data_root,
+            "nodes": [
+                {
+                    "name": n.name,
+                    "port": n.port,
+                    "datadir": n.datadir,
+                    "role": n.role,
+                    "host": n.host,
+                    "pid": n.pid,
+                }
+                for n in self.nodes
+            ],
+        }
+        path = self.base_dir / STATE_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, base_dir: str | os.PathLike[str]) -> PgSandbox:
+        """Re-open a sandbox started earlier (``rwsplit sandbox up --server postgresql``)."""
+        path = Path(base_dir) / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SandboxError(
+                f"no sandbox in {base_dir} ({path} does not exist); start one with "
+                "'rwsplit sandbox up --server postgresql'"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"cannot read {path}: {exc}") from None
+        if state.get("family") != FAMILY:
+            raise SandboxError(f"the sandbox in {base_dir} is not a PostgreSQL sandbox")
+        sb = cls(
+            standbys=len(state["nodes"]) - 1,
+            base_dir=base_dir,
+            synchronous=state.get("synchronous", False),
+            detached=True,
+            log_statement=state.get("log_statement", "none"),
+            bindir=state.get("bindir"),
+            host=state.get("host", "127.0.0.1"),
+        )
+        sb.password = state["password"]
+        sb.data_root = Path(state["data_root"])
+        sb._own_data_root = bool(state.get("own_data_root"))
+        sb.nodes = [PgNode(**n, password=sb.password) for n in state["nodes"]]
+        return sb
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per node: name, address, pid, running, hung, url, and as the server sees
+        it: in_recovery, replicating (its WAL receiver streams), source (``host:port``),
+        lsn (current on a primary, replayed on a standby), lag (seconds; 0 when it has
+        replayed all it received). Hung nodes are not asked."""
+        import psycopg
+
+        rows = []
+        for n in self.nodes:
+            row: dict[str, Any] = {
+                "name": n.name,
+                "address": n.address,
+                "pid": n.pid,
+                "running": self.is_running(n),
+                "hung": self.is_stopped(n),
+                "url": n.url,
+            }
+            if row["running"] and not row["hung"]:
+                try:
+                    with contextlib.closing(n.connect(connect_timeout=3)) as conn:
+                        r = conn.execute(_STATUS_SQL).fetchone()
+                    assert r is not None
+                    in_recovery, lsn, streaming, src_host, src_port, lag = r
+                    row["in_recovery"] = bool(in_recovery)
+                    row["lsn"] = lsn
+                    row["replicating"] = bool(streaming)
+                    row["source"] = f"{src_host}:{src_port}" if src_host else None
+                    row["lag"] = None if lag is None else round(float(lag), 1)
+                except psycopg.Error as exc:
+                    row["error"] = str(exc).strip()
+            rows.append(row)
+        return rows
+
+    def __enter__(self) -> PgSandbox:
+        if not self.nodes:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        nodes = ", ".join(f"{n.name}@{n.port}" for n in self.nodes)
+        return f"<PgSandbox {self.base_dir} {nodes}>"
+
+
+_STATUS_SQL = """
+SELECT pg_is_in_recovery(),
+       (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+             ELSE pg_current_wal_lsn() END)::text,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+       (SELECT sender_host FROM pg_stat_wal_receiver),
+       (SELECT sender_port FROM pg_stat_wal_receiver),
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END
+"""
+
+
+def _setting_value(value: str) -> str:
+    """A value for ``postgresql.conf``: quoted unless a plain number, word or size."""
+    if re.fullmatch(r"-?[0-9.]+[A-Za-z]*|[A-Za-z_]+", value):
+        return value
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _execute_literal(conn: psycopg.Connection[Any], template: str, value: str) -> None:
+    """Run a utility statement (no bind parameters) with *value* as a quoted literal."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL(template).format(sql.Literal(value)))
+
+
+def _fetch1(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return None if row is None else row[0]
+
+
+def _replayed(conn: psycopg.Connection[Any], lsn: str) -> bool:
+    row = conn.execute(
+        "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _poll(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    """Poll *condition* (short back-off) until true; :class:`SandboxError` after *timeout*."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SandboxError(message)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _python_for(user: _OsUser | None) -> str:
+    """A Python interpreter *user* can run (for the parent-death-signal wrapper, which must
+    run after the switch of user: changing the effective uid clears that signal)."""
+    import sys
+
+    if user is None or user.can_run(sys.executable):
+        return sys.executable
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3")):
+        if candidate and user.can_run(candidate):
+            return candidate
+    raise SandboxError(
+        f"the {user.name} OS user can run no Python interpreter ({sys.executable} is out of "
+        "its reach): install python3 system-wide, or use detached=True"
+    )
+
+
+def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path:
+    """A data directory initialised once per PostgreSQL binary and version, to copy.
+
+    Kept in ``$TMPDIR/rwsplit-pg-templates-UID/``; built under a file lock (other processes
+    may start sandboxes at the same time) into a scratch directory, then renamed into place.
+    """
+    postgres = bindir / "postgres"
+    version = subprocess.run(
+        [str(postgres), "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    if not version:
+        raise ServerBinaryNotFoundError(f"{postgres} --version printed nothing: is it a server?")
+    key = hashlib.sha256(f"{bindir}\0{version}\0{_TEMPLATE_LAYOUT}".encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"rwsplit-pg-templates-{os.geteuid()}"
+    final, done = root / key, root / f"{key}.done"
+    if done.exists() and final.is_dir():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)  # the server's OS user builds in it
+    with _TEMPLATE_LOCK, open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and final.is_dir():
+            return final
+        progress(f"initialising a PostgreSQL data directory template ({version}; once)")
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+        try:
+            work.chmod(0o711)
+            pwfile = work / "pw"
+            pwfile.write_text(_BOOTSTRAP_PASSWORD + "\n")
+            if user is not None:
+                os.chown(work, user.uid, user.gid)
+                os.chown(pwfile, user.uid, user.gid)
+            cmd = [
+                str(bindir / "initdb"),
+                "-D",
+                str(work / "data"),
+                "-U",
+                USER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                # 1 MB WAL segments (not 16): smaller copies, faster base backups.
+                "--wal-segsize=1",
+            ]
+            _run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
+            # The database too, in single-user mode: no server to start and stop.
+            single = [str(postgres), "--single", "-D", str(work / "data"), "postgres"]
+            _run_as(
+                user,
+                single,
+                work / "single.log",
+                cwd=work,
+                what="creating the rwsplit database",
+                stdin=f"CREATE DATABASE {DATABASE};\n".encode(),
+            )
+            (work / "data" / "pg_hba.conf").write_text(_PG_HBA)
+            if user is not None:
+                os.chown(work / "data" / "pg_hba.conf", user.uid, user.gid)
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(work / "data", final)
+            done.touch()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+_TEMPLATE_LOCK = threading.Lock()
+
+
+def _run_as(
+    user: _OsUser | None,
+    cmd: list[str],
+    log_path: Path,
+    *,
+    cwd: Path,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> None:
+    """Run a PostgreSQL tool (as *user* when given) to completion, its output in *log_path*;
+    :class:`SandboxError` with the log's tail when it fails."""
+    argv = user.command(cmd) if user is not None else cmd
+    with open(log_path, "wb") as out:
+        try:
+            rc = subprocess.run(
+                argv,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                timeout=300,
+                check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    if rc != 0:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise SandboxError(f"{what} failed (exit {rc}):\n{tail}")
+
+
+# Passwords (scram) from anywhere: each node listens on one loopback address only.
+_PG_HBA = """\
+# rwsplit sandbox
+host all all all scram-sha-256
+host replication all all scram-sha-256
+"""
+
+
+def _pid_runs_postgres(pid: int, datadir: str) -> bool:
+    """True when *pid* is alive and is a postmaster on *datadir* (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    d = datadir.encode()
+    return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
+
+
+def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_runs_postgres(pid, datadir):
+            return True
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.02)
+    return False
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is *pid* (a postmaster's backends and helpers)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+        fields = stat_line[stat_line.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_pids_gone(pids: Iterable[int], timeout: float) -> bool:
+    """Wait until none of *pids* exists (after their postmaster died: they follow it)."""
+    deadline = time.monotonic() + timeout
+    pending = list(pids)
+    while pending:
+        pending = [p for p in pending if Path(f"/proc/{p}").exists() and _proc_state(p) != "Z"]
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
