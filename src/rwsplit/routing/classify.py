@@ -53,7 +53,7 @@ from ._lexer import (
 )
 from ._textcache import TextCache
 
-__all__ = ["Classification", "Flag", "Target", "classify", "classify_clause"]
+__all__ = ["MYSQL", "POSTGRESQL", "Classification", "Flag", "Target", "classify", "classify_clause"]
 
 
 class Target(enum.Enum):
@@ -1330,7 +1330,28 @@ _classify_text = TextCache(
 )
 
 
-def classify(sql: str) -> Classification:
+MYSQL = "mysql"
+"""The default dialect: MySQL and MariaDB (``"mariadb"`` is the same family)."""
+POSTGRESQL = "postgresql"
+"""PostgreSQL's dialect (:mod:`rwsplit.routing.classify_pg`)."""
+_MYSQL_NAMES = frozenset({MYSQL, "mariadb"})
+
+
+def _dialect_classifier(dialect: str) -> Callable[[str], Classification] | None:
+    """The text classifier of *dialect* (a SQLAlchemy URL's backend name); ``None``: MySQL's."""
+    if dialect in _MYSQL_NAMES:
+        return None
+    if dialect == POSTGRESQL:
+        from .classify_pg import classify_pg
+
+        return classify_pg
+    raise ClassificationError(
+        f"unknown SQL dialect {dialect!r}: use 'mysql', 'mariadb' or 'postgresql' "
+        "(the backend name of the SQLAlchemy URL)"
+    )
+
+
+def classify(sql: str, dialect: str = MYSQL) -> Classification:
     """Classify one SQL text.
 
     Plain reads go to replicas; session state to every connection; anything not positively
@@ -1350,8 +1371,24 @@ def classify(sql: str) -> Classification:
     >>> classify("SELECT GET_LOCK('job', 10)").resource
     'named lock'
 
-    :raises ClassificationError: if *sql* is not a ``str``.
+    *dialect* is the server family's SQL, named as a SQLAlchemy URL's backend name:
+    ``"mysql"`` / ``"mariadb"`` (the default) or ``"postgresql"``
+    (:func:`rwsplit.routing.classify_pg.classify_pg`).
+
+    >>> classify("SELECT * FROM t FOR NO KEY UPDATE", dialect="postgresql").target.value
+    'primary'
+
+    :raises ClassificationError: if *sql* is not a ``str``, or *dialect* is unknown.
     """
+    if dialect is not MYSQL:
+        other = _dialect_classifier(dialect)
+        if other is not None:
+            if type(sql) is not str and not isinstance(sql, str):
+                raise ClassificationError(
+                    f"classify() takes SQL text (str), got {type(sql).__name__}; "
+                    "for SQLAlchemy constructs use classify_clause()"
+                )
+            return other(str(sql))
     if type(sql) is not str:
         if isinstance(sql, str):
             sql = str(sql)
@@ -1457,7 +1494,7 @@ def _text_fragment(sql: str) -> Classification | None:
     return Classification(found.target, f"Select text: {found.reason}", found.flags, found.resource)
 
 
-def classify_clause(clause: Any) -> Classification:
+def classify_clause(clause: Any, dialect: str = MYSQL) -> Classification:
     """Classify a SQLAlchemy statement from its own attributes, falling back to its text.
 
     ``Insert``/``Update``/``Delete`` → primary; ``Select`` with ``with_for_update()`` →
@@ -1470,7 +1507,14 @@ def classify_clause(clause: Any) -> Classification:
     'replica'
     >>> classify_clause(select(func.my_udf(1))).target.value
     'primary'
+
+    *dialect* as for :func:`classify` (``"postgresql"``:
+    :func:`rwsplit.routing.classify_pg.classify_clause_pg`).
     """
+    if dialect is not MYSQL and _dialect_classifier(dialect) is not None:
+        from .classify_pg import classify_clause_pg
+
+        return classify_clause_pg(clause)
     if isinstance(clause, Select):
         return _classify_select(clause)
     if isinstance(clause, TextClause):

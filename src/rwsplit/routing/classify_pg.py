@@ -1,0 +1,992 @@
+"""Statement classification for PostgreSQL: SQL text → :class:`~.classify.Classification`.
+
+The same contract as the MySQL/MariaDB classifier (:mod:`rwsplit.routing.classify`), with
+PostgreSQL's lexical rules (:mod:`._lexer_pg`) and statements. Reach it through
+``classify(sql, dialect="postgresql")`` (the dialect is the SQLAlchemy URL's backend name) or
+:func:`classify_pg` directly. *Unknown means primary*: a statement goes to a standby only when
+it is positively known to be a plain read — ``SELECT`` / ``WITH`` / ``VALUES`` / ``TABLE`` that
+lock nothing, write nothing (no data-modifying CTE, no ``SELECT … INTO``), and call only
+built-in functions and operators known to be read-only; ``SHOW``; ``EXPLAIN`` of such a read;
+``COPY … TO STDOUT`` of one; ``BEGIN READ ONLY``.
+
+Where PostgreSQL differs from MySQL for routing:
+
+* sequences: ``nextval()`` / ``setval()`` write; ``currval()`` / ``lastval()`` read what this
+  connection took, so they go to the primary connection;
+* advisory locks: the session-level ones (``pg_advisory_lock`` …) pin the session, their
+  unlocks release the pin; the transaction-level ones (``pg_advisory_xact_lock`` …) keep the
+  transaction on the primary;
+* ``SET`` / ``RESET`` / ``DISCARD`` are session state; ``SET LOCAL`` / ``SET TRANSACTION`` /
+  ``SET CONSTRAINTS`` last only until the transaction ends (the transaction stays on the
+  primary); ``set_config()`` is session state;
+* ``LISTEN``, ``PREPARE``, ``DECLARE … WITH HOLD``, temporary tables (also ``SELECT … INTO
+  TEMP`` and names in ``pg_temp``) pin the session; ``UNLISTEN``, ``DEALLOCATE``, ``CLOSE``,
+  ``DROP`` release the pin;
+* ``DO`` and ``CALL`` run code the classifier cannot see: writes that may leave session state;
+* ``BEGIN … READ ONLY`` runs on a standby unless it asks for ``SERIALIZABLE`` (which a hot
+  standby refuses).
+
+Known limit (as on MySQL): a built-in's name is trusted to mean the built-in. A
+``search_path`` that puts another schema before ``pg_catalog`` could shadow one with a
+function that writes; the standby would then refuse the read (SQLSTATE 25006).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
+
+from ._lexer import DOT, LPAREN, OP, QUOTED_ID, RPAREN, SEMI, WORD, LexError, Tok
+from ._lexer_pg import lex, quoted_name
+from ._textcache import TextCache
+from .classify import (
+    Classification,
+    Flag,
+    Target,
+    _apply_hint,
+)
+
+__all__ = ["classify_clause_pg", "classify_pg"]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _primary(reason: str, flags: Flag = Flag.NONE, resource: str | None = None) -> Classification:
+    return Classification(Target.PRIMARY, reason, flags, resource)
+
+
+PRIMARY_UNKNOWN = "unknown statement: sent to the primary"
+
+# Built-in functions known to read nothing but their arguments and the data they are given, and
+# to run on a hot standby as on the primary. Anything called that is not here (user functions,
+# extensions' functions, built-ins with side effects or that differ per node) goes to the
+# primary. Grow this list rather than special-casing at call sites.
+READ_ONLY_FUNCTIONS = _words("""
+    ABS CBRT CEIL CEILING DEGREES DIV EXP FACTORIAL FLOOR GCD LCM LN LOG LOG10 MIN_SCALE MOD PI
+    POWER RADIANS ROUND SCALE SIGN SQRT TRIM_SCALE TRUNC WIDTH_BUCKET RANDOM RANDOM_NORMAL ACOS
+    ACOSD ASIN ASIND ATAN ATAND ATAN2 ATAN2D COS COSD COT COTD SIN SIND TAN TAND SINH COSH TANH
+    ASINH ACOSH ATANH ERF ERFC
+    ASCII BIT_LENGTH BTRIM CHAR_LENGTH CHARACTER_LENGTH CHR CONCAT CONCAT_WS CONVERT
+    CONVERT_FROM CONVERT_TO DECODE ENCODE FORMAT INITCAP LEFT LENGTH LOWER LPAD LTRIM MD5
+    NORMALIZE OCTET_LENGTH OVERLAY PARSE_IDENT POSITION QUOTE_IDENT QUOTE_LITERAL
+    QUOTE_NULLABLE REGEXP_COUNT REGEXP_INSTR REGEXP_LIKE REGEXP_MATCH REGEXP_MATCHES
+    REGEXP_REPLACE REGEXP_SPLIT_TO_ARRAY REGEXP_SPLIT_TO_TABLE REGEXP_SUBSTR REPEAT REPLACE
+    REVERSE RIGHT RPAD RTRIM SPLIT_PART STARTS_WITH STRING_TO_ARRAY STRING_TO_TABLE STRPOS
+    SUBSTR SUBSTRING TO_ASCII TO_HEX TRANSLATE TRIM UPPER UNISTR SHA224 SHA256 SHA384 SHA512
+    GET_BIT GET_BYTE SET_BIT SET_BYTE BIT_COUNT CASEFOLD
+    TO_CHAR TO_DATE TO_NUMBER TO_TIMESTAMP
+    AGE CLOCK_TIMESTAMP CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP DATE_ADD DATE_BIN
+    DATE_PART DATE_SUBTRACT DATE_TRUNC EXTRACT ISFINITE JUSTIFY_DAYS JUSTIFY_HOURS
+    JUSTIFY_INTERVAL LOCALTIME LOCALTIMESTAMP MAKE_DATE MAKE_INTERVAL MAKE_TIME MAKE_TIMESTAMP
+    MAKE_TIMESTAMPTZ NOW STATEMENT_TIMESTAMP TIMEOFDAY TRANSACTION_TIMESTAMP TIMEZONE
+    PG_SLEEP PG_SLEEP_FOR PG_SLEEP_UNTIL
+    COALESCE NULLIF GREATEST LEAST NUM_NULLS NUM_NONNULLS
+    ANY_VALUE ARRAY_AGG AVG BIT_AND BIT_OR BIT_XOR BOOL_AND BOOL_OR COUNT EVERY JSON_AGG
+    JSONB_AGG JSON_OBJECT_AGG JSONB_OBJECT_AGG JSON_ARRAYAGG JSON_OBJECTAGG MAX MIN RANGE_AGG
+    RANGE_INTERSECT_AGG STRING_AGG SUM XMLAGG CORR COVAR_POP COVAR_SAMP REGR_AVGX REGR_AVGY
+    REGR_COUNT REGR_INTERCEPT REGR_R2 REGR_SLOPE REGR_SXX REGR_SXY REGR_SYY STDDEV STDDEV_POP
+    STDDEV_SAMP VARIANCE VAR_POP VAR_SAMP MODE PERCENTILE_CONT PERCENTILE_DISC GROUPING
+    ROW_NUMBER RANK DENSE_RANK PERCENT_RANK CUME_DIST NTILE LAG LEAD FIRST_VALUE LAST_VALUE
+    NTH_VALUE
+    ARRAY_APPEND ARRAY_CAT ARRAY_DIMS ARRAY_FILL ARRAY_LENGTH ARRAY_LOWER ARRAY_NDIMS
+    ARRAY_POSITION ARRAY_POSITIONS ARRAY_PREPEND ARRAY_REMOVE ARRAY_REPLACE ARRAY_TO_STRING
+    ARRAY_UPPER ARRAY_SAMPLE ARRAY_SHUFFLE CARDINALITY TRIM_ARRAY UNNEST GENERATE_SERIES
+    GENERATE_SUBSCRIPTS
+    ISEMPTY LOWER_INC UPPER_INC LOWER_INF UPPER_INF RANGE_MERGE MULTIRANGE INT4RANGE INT8RANGE
+    NUMRANGE TSRANGE TSTZRANGE DATERANGE INT4MULTIRANGE INT8MULTIRANGE NUMMULTIRANGE
+    TSMULTIRANGE TSTZMULTIRANGE DATEMULTIRANGE
+    TO_JSON TO_JSONB ARRAY_TO_JSON ROW_TO_JSON JSON_BUILD_ARRAY JSONB_BUILD_ARRAY
+    JSON_BUILD_OBJECT JSONB_BUILD_OBJECT JSON_OBJECT JSONB_OBJECT JSON_ARRAY_LENGTH
+    JSONB_ARRAY_LENGTH JSON_EACH JSONB_EACH JSON_EACH_TEXT JSONB_EACH_TEXT JSON_EXTRACT_PATH
+    JSONB_EXTRACT_PATH JSON_EXTRACT_PATH_TEXT JSONB_EXTRACT_PATH_TEXT JSON_OBJECT_KEYS
+    JSONB_OBJECT_KEYS JSON_POPULATE_RECORD JSONB_POPULATE_RECORD JSON_POPULATE_RECORDSET
+    JSONB_POPULATE_RECORDSET JSON_ARRAY_ELEMENTS JSONB_ARRAY_ELEMENTS JSON_ARRAY_ELEMENTS_TEXT
+    JSONB_ARRAY_ELEMENTS_TEXT JSON_TO_RECORD JSONB_TO_RECORD JSON_TO_RECORDSET
+    JSONB_TO_RECORDSET JSON_STRIP_NULLS JSONB_STRIP_NULLS JSONB_SET JSONB_SET_LAX JSONB_INSERT
+    JSONB_PATH_EXISTS JSONB_PATH_MATCH JSONB_PATH_QUERY JSONB_PATH_QUERY_ARRAY
+    JSONB_PATH_QUERY_FIRST JSONB_PATH_EXISTS_TZ JSONB_PATH_MATCH_TZ JSONB_PATH_QUERY_TZ
+    JSONB_PATH_QUERY_ARRAY_TZ JSONB_PATH_QUERY_FIRST_TZ JSONB_PRETTY JSON_TYPEOF JSONB_TYPEOF
+    JSON_ARRAY JSON_SCALAR JSON_SERIALIZE JSON_EXISTS JSON_QUERY JSON_VALUE JSON_TABLE JSON
+    GEN_RANDOM_UUID UUIDV4 UUIDV7 UUID_EXTRACT_TIMESTAMP UUID_EXTRACT_VERSION
+    CURRENT_DATABASE CURRENT_CATALOG CURRENT_QUERY CURRENT_ROLE CURRENT_SCHEMA CURRENT_SCHEMAS
+    CURRENT_USER SESSION_USER SYSTEM_USER USER VERSION CURRENT_SETTING
+    HAS_ANY_COLUMN_PRIVILEGE HAS_COLUMN_PRIVILEGE HAS_DATABASE_PRIVILEGE
+    HAS_FOREIGN_DATA_WRAPPER_PRIVILEGE HAS_FUNCTION_PRIVILEGE HAS_LANGUAGE_PRIVILEGE
+    HAS_PARAMETER_PRIVILEGE HAS_SCHEMA_PRIVILEGE HAS_SEQUENCE_PRIVILEGE HAS_SERVER_PRIVILEGE
+    HAS_TABLE_PRIVILEGE HAS_TABLESPACE_PRIVILEGE HAS_TYPE_PRIVILEGE PG_HAS_ROLE
+    PG_TABLE_IS_VISIBLE PG_TYPE_IS_VISIBLE PG_FUNCTION_IS_VISIBLE PG_OPERATOR_IS_VISIBLE
+    PG_COLLATION_IS_VISIBLE PG_CONVERSION_IS_VISIBLE PG_OPCLASS_IS_VISIBLE
+    PG_STATISTICS_OBJ_IS_VISIBLE PG_TS_CONFIG_IS_VISIBLE
+    PG_GET_EXPR PG_GET_CONSTRAINTDEF PG_GET_INDEXDEF PG_GET_VIEWDEF PG_GET_FUNCTIONDEF
+    PG_GET_TRIGGERDEF PG_GET_SERIAL_SEQUENCE PG_GET_USERBYID PG_GET_FUNCTION_ARGUMENTS
+    PG_GET_FUNCTION_RESULT PG_GET_FUNCTION_IDENTITY_ARGUMENTS PG_GET_RULEDEF
+    PG_GET_STATISTICSOBJDEF PG_GET_PARTKEYDEF PG_GET_KEYWORDS PG_GET_OBJECT_ADDRESS
+    PG_GET_FUNCTION_ARG_DEFAULT PG_GET_PARTITION_CONSTRAINTDEF PG_GET_INDEXDEF
+    FORMAT_TYPE OBJ_DESCRIPTION COL_DESCRIPTION SHOBJ_DESCRIPTION PG_DESCRIBE_OBJECT
+    PG_IDENTIFY_OBJECT PG_IDENTIFY_OBJECT_AS_ADDRESS TO_REGCLASS TO_REGTYPE TO_REGPROC
+    TO_REGPROCEDURE TO_REGNAMESPACE TO_REGROLE TO_REGOPER TO_REGOPERATOR TO_REGCOLLATION
+    TO_REGTYPEMOD PG_RELATION_SIZE PG_TOTAL_RELATION_SIZE PG_TABLE_SIZE PG_INDEXES_SIZE
+    PG_DATABASE_SIZE PG_TABLESPACE_SIZE PG_SIZE_PRETTY PG_SIZE_BYTES PG_COLUMN_SIZE
+    PG_RELATION_FILENODE PG_RELATION_FILEPATH PG_TYPEOF PG_ENCODING_TO_CHAR PG_CHAR_TO_ENCODING
+    PG_CLIENT_ENCODING PG_INDEX_COLUMN_HAS_PROPERTY PG_INDEX_HAS_PROPERTY
+    PG_INDEXAM_HAS_PROPERTY PG_COLUMN_COMPRESSION PG_COLLATION_FOR PG_INPUT_IS_VALID
+    PG_INPUT_ERROR_INFO PG_PARTITION_TREE PG_PARTITION_ROOT PG_PARTITION_ANCESTORS
+    PG_GET_CATALOG_FOREIGN_KEYS PG_OPTIONS_TO_TABLE PG_TABLESPACE_LOCATION
+    TO_TSVECTOR TO_TSQUERY PLAINTO_TSQUERY PHRASETO_TSQUERY WEBSEARCH_TO_TSQUERY TS_RANK
+    TS_RANK_CD TS_HEADLINE SETWEIGHT STRIP NUMNODE QUERYTREE ARRAY_TO_TSVECTOR
+    TSVECTOR_TO_ARRAY TS_DELETE TS_FILTER GET_CURRENT_TS_CONFIG TSQUERY_PHRASE TS_LEXIZE
+    HOST HOSTMASK MASKLEN NETMASK NETWORK BROADCAST ABBREV FAMILY INET_MERGE INET_SAME_FAMILY
+    SET_MASKLEN TRUNC MACADDR8_SET7BIT
+    AREA CENTER DIAMETER HEIGHT WIDTH ISCLOSED ISOPEN NPOINTS PCLOSE POPEN RADIUS SLOPE BOX
+    CIRCLE LINE LSEG PATH POINT POLYGON BOUND_BOX DIAGONAL
+    XMLCOMMENT XMLCONCAT XMLELEMENT XMLFOREST XMLPI XMLROOT XMLPARSE XMLSERIALIZE XMLEXISTS
+    XPATH XPATH_EXISTS XMLTABLE XML_IS_WELL_FORMED XML_IS_WELL_FORMED_DOCUMENT
+    XML_IS_WELL_FORMED_CONTENT XMLTEXT XMLATTRIBUTES XMLNAMESPACES
+    TEXT INT2 INT4 INT8 FLOAT4 FLOAT8 NUMERIC DATE TIME TIMESTAMP TIMESTAMPTZ TIMETZ INTERVAL
+    BOOL VARCHAR CHAR BPCHAR NAME OID REGCLASS UUID JSONB INET CIDR MACADDR MACADDR8 BYTEA
+    MONEY XML TSVECTOR TSQUERY
+""")
+
+# Words that may stand right before "(" without being a function call: keywords, and type
+# names with a modifier (``numeric(10, 2)``, ``character varying(20)``).
+PAREN_KEYWORDS = _words("""
+    EXISTS IN NOT AND OR IS LIKE ILIKE SIMILAR BETWEEN SYMMETRIC ASYMMETRIC CASE WHEN THEN ELSE
+    END ANY ALL SOME ARRAY ROW OVER USING ON AS FROM WHERE SELECT DISTINCT JOIN UNION INTERSECT
+    EXCEPT LATERAL WITH RECURSIVE VALUES HAVING BY WINDOW PARTITION LIMIT OFFSET ESCAPE FILTER
+    WITHIN GROUP RETURNING TABLE ROWS RANGE GROUPS PRECEDING FOLLOWING CURRENT ORDINALITY
+    TABLESAMPLE REPEATABLE MATERIALIZED OPERATOR FETCH FIRST NEXT ONLY TIES COLLATE AT ZONE TO
+    CUBE ROLLUP SETS DEFAULT EXCLUDE NULLS SEARCH CYCLE SET CAST TREAT KEY VALUE COLUMNS
+    NESTED PLACING LEADING TRAILING BOTH ORDER OF
+    DECIMAL DEC NUMERIC FLOAT REAL DOUBLE PRECISION INT INTEGER SMALLINT BIGINT CHAR CHARACTER
+    VARCHAR VARYING NCHAR NATIONAL BIT VARBIT TIME TIMESTAMP TIMESTAMPTZ TIMETZ INTERVAL
+    WITHOUT
+""")
+
+# Built-in operators (and the standard contrib modules' read-only ones: hstore, pg_trgm,
+# ltree, PostGIS's spellings). A user-defined operator runs a user function: the primary.
+KNOWN_OPERATORS = _words("""
+    + - * / % ^ = <> != < > <= >= || ~ ~* !~ !~* ~~ ~~* !~~ !~~* @> <@ && ? ?| ?& -> ->> #>
+    #>> #- @? @@ @@@ << >> <<= >>= & | # |/ ||/ @ <-> <#> <=> <<| |>> &< &> &<| |&> <^ >^ ?#
+    ?- ?|| ?-| @-@ ## ~= -|- => :: := : [ ] <% %> <<% %>> <<<-> <->> ~>=~ ~<=~ ~>~ ~<~ !!
+    <<-> <<<->> ^@ &<> &&& @@@
+""")
+
+# Sequences: nextval/setval advance a sequence (a write, refused by a standby); currval/lastval
+# read what this connection took.
+_SEQUENCE_WRITE = frozenset({"NEXTVAL", "SETVAL", "NEXT_VALUE"})
+_SEQUENCE_READ = frozenset({"CURRVAL", "LASTVAL"})
+
+ADVISORY_LOCK = "advisory lock"
+ALL_ADVISORY_LOCKS = "all advisory locks"
+_SESSION_LOCKS = _words("""
+    PG_ADVISORY_LOCK PG_ADVISORY_LOCK_SHARED PG_TRY_ADVISORY_LOCK PG_TRY_ADVISORY_LOCK_SHARED
+""")
+_XACT_LOCKS = _words("""
+    PG_ADVISORY_XACT_LOCK PG_ADVISORY_XACT_LOCK_SHARED PG_TRY_ADVISORY_XACT_LOCK
+    PG_TRY_ADVISORY_XACT_LOCK_SHARED
+""")
+_UNLOCKS = frozenset({"PG_ADVISORY_UNLOCK", "PG_ADVISORY_UNLOCK_SHARED"})
+_SESSION_FUNCTIONS = frozenset({"SET_CONFIG", "SETSEED"})
+_XID_FUNCTIONS = frozenset({"TXID_CURRENT", "PG_CURRENT_XACT_ID"})
+
+_WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
+_READ_STARTS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
+_READ_TRIGGERS = frozenset({"FOR", "INTO"}) | _WRITE_VERBS
+_PLAIN_READ = Classification(Target.REPLICA, "plain read")
+_EMPTY = _primary("empty statement: sent to the primary")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+# ---------------------------------------------------------------------------------------------
+
+
+def _matching_paren(toks: list[Tok], i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at *i*, or ``len(toks)``."""
+    depth = 0
+    for j in range(i, len(toks)):
+        kind = toks[j].kind
+        if kind == LPAREN:
+            depth += 1
+        elif kind == RPAREN:
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(toks)
+
+
+def _function_rule(name: str) -> Classification | None:
+    """What calling built-in *name* (upper case) means; ``None``: a plain read."""
+    if name in READ_ONLY_FUNCTIONS:
+        return None
+    if name in _SEQUENCE_WRITE:
+        return _primary(f"{name.lower()}() advances a sequence", Flag.WRITE)
+    if name in _SEQUENCE_READ:
+        return _primary(f"{name.lower()}() reads the value this connection took")
+    if name in _SESSION_LOCKS:
+        return _primary(f"{name.lower()}() takes a session advisory lock", Flag.PIN, ADVISORY_LOCK)
+    if name in _XACT_LOCKS:
+        return _primary(
+            f"{name.lower()}() takes an advisory lock until the transaction ends",
+            Flag.LOCKING_READ,
+        )
+    if name in _UNLOCKS:
+        return _primary(
+            f"{name.lower()}() releases a session advisory lock", Flag.UNPIN, ADVISORY_LOCK
+        )
+    if name == "PG_ADVISORY_UNLOCK_ALL":
+        return _primary(
+            "pg_advisory_unlock_all() releases the session's advisory locks",
+            Flag.UNPIN,
+            ALL_ADVISORY_LOCKS,
+        )
+    if name == "PG_NOTIFY":
+        return _primary("pg_notify() sends a notification (the primary only)", Flag.WRITE)
+    if name in _SESSION_FUNCTIONS:
+        return _primary(f"{name.lower()}() changes session state", Flag.SESSION_STATE)
+    if name in _XID_FUNCTIONS:
+        return _primary(f"{name.lower()}() assigns a transaction id", Flag.WRITE)
+    return _primary(f"calls {name.lower()}(), which is not a known read-only built-in")
+
+
+def _call(toks: list[Tok], i: int) -> Classification | None:
+    """The token at *i* is followed by ``(``: a call, or syntax that looks like one?"""
+    tok = toks[i]
+    prev = toks[i - 1] if i else None
+    if tok.kind == WORD:
+        up = tok.up
+        if (
+            (prev is None or prev.kind != DOT)
+            and up in PAREN_KEYWORDS
+            and up not in READ_ONLY_FUNCTIONS
+        ):
+            return None
+        name = up
+    else:  # a quoted name: the function of that exact (case-kept) name
+        text = quoted_name(tok)
+        name = text.upper() if text.isascii() and text == text.lower() else ""
+    # Not calls: a type's modifier (x::numeric(10, 2)), an alias's column list
+    # (AS t(a, b)), a CTE's column list (WITH c(a, b) AS (...)).
+    if prev is not None and (prev.text == "::" or (prev.kind == WORD and prev.up == "AS")):
+        return None
+    close = _matching_paren(toks, i + 1)
+    if (
+        close + 2 < len(toks)
+        and toks[close + 1].up == "AS"
+        and (toks[close + 2].kind == LPAREN or toks[close + 2].up in ("MATERIALIZED", "NOT"))
+        and (prev is None or prev.kind != DOT)
+    ):
+        return None
+    if prev is not None and prev.kind == DOT:
+        schema = toks[i - 2] if i >= 2 else None
+        if (
+            schema is not None
+            and schema.kind in (WORD, QUOTED_ID)
+            and quoted_name(schema) == "pg_catalog"
+            and (i < 3 or toks[i - 3].kind != DOT)
+            and name
+        ):
+            return _function_rule(name)
+        shown = f"{schema.text}.{tok.text}" if schema is not None else tok.text
+        return _primary(f"calls {shown}(), which is not a known read-only built-in")
+    if not name:
+        return _primary(f"calls {tok.text}(), which is not a known read-only built-in")
+    return _function_rule(name)
+
+
+def _read_trigger(toks: list[Tok], i: int) -> Classification | None:
+    """A word that may make a read more than a read (FOR, INTO, a write verb)."""
+    tok = toks[i]
+    if i and toks[i - 1].kind == DOT:
+        return None  # t.update: a column named like a keyword
+    nxt = toks[i + 1].up if i + 1 < len(toks) else ""
+    up = tok.up
+    if up == "FOR":
+        if nxt in ("UPDATE", "SHARE", "NO", "KEY"):
+            after = " ".join(t.up for t in toks[i + 1 : i + 4] if t.kind == WORD)
+            what = next(
+                (
+                    m
+                    for m in ("NO KEY UPDATE", "KEY SHARE", "UPDATE", "SHARE")
+                    if after.startswith(m)
+                ),
+                nxt,
+            )
+            return _primary(f"locking read (FOR {what})", Flag.LOCKING_READ)
+        return None
+    if up == "INTO":
+        j = i + 1
+        temp = False
+        while j < len(toks) and toks[j].up in ("TEMPORARY", "TEMP", "UNLOGGED", "TABLE"):
+            temp = temp or toks[j].up in ("TEMPORARY", "TEMP")
+            j += 1
+        name = _name_at(toks, j)
+        if temp or _in_pg_temp(toks, j):
+            return _primary(
+                "SELECT ... INTO TEMP creates a temporary table on the primary connection",
+                Flag.WRITE | Flag.PIN,
+                f"temporary table {name}",
+            )
+        return _primary("SELECT ... INTO creates a table", Flag.WRITE)
+    if i + 1 < len(toks) and toks[i + 1].kind == LPAREN:
+        return None  # left to the call check
+    return _primary(f"{up} inside a read statement writes", Flag.WRITE)
+
+
+def _scan_read(toks: list[Tok]) -> Classification:
+    """Check a SELECT-like statement for anything that makes it more than a plain read."""
+    n = len(toks)
+    for i, tok in enumerate(toks):
+        kind = tok.kind
+        if kind == WORD:
+            if i + 1 < n and toks[i + 1].kind == LPAREN:
+                found = _call(toks, i)
+                if found is not None:
+                    return found
+            if tok.up in _READ_TRIGGERS:
+                found = _read_trigger(toks, i)
+                if found is not None:
+                    return found
+        elif kind == QUOTED_ID:
+            if i + 1 < n and toks[i + 1].kind == LPAREN:
+                found = _call(toks, i)
+                if found is not None:
+                    return found
+        elif kind == OP:
+            if tok.text not in KNOWN_OPERATORS:
+                return _primary(f"operator {tok.text} is not a known built-in")
+        elif kind == SEMI:
+            return _primary("several statements in one text", Flag.MULTI_STATEMENT)
+    return _PLAIN_READ
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules, by first word
+# ---------------------------------------------------------------------------------------------
+
+_Rule = Callable[[list[Tok]], Classification]
+
+
+def _name_at(toks: list[Tok], i: int) -> str:
+    """The last part of the (qualified) object name starting at *i*."""
+    name = ""
+    while i < len(toks) and toks[i].kind in (WORD, QUOTED_ID):
+        name = quoted_name(toks[i])
+        if i + 2 < len(toks) and toks[i + 1].kind == DOT:
+            i += 2
+            continue
+        break
+    return name
+
+
+def _in_pg_temp(toks: list[Tok], i: int) -> bool:
+    """The name at *i* is qualified by ``pg_temp`` (a temporary object)."""
+    return (
+        i + 1 < len(toks)
+        and toks[i].kind in (WORD, QUOTED_ID)
+        and toks[i + 1].kind == DOT
+        and quoted_name(toks[i]).startswith("pg_temp")
+    )
+
+
+def _rule_select(toks: list[Tok]) -> Classification:
+    return _scan_read(toks)
+
+
+# Settings whose value belongs to the connection's transaction or to the node.
+_SHOW_PRIMARY_PREFIXES = ("TRANSACTION", "DEFAULT_TRANSACTION", "IN_HOT_STANDBY")
+_SHOW = Classification(Target.REPLICA, "SHOW reads a setting")
+
+
+def _rule_show(toks: list[Tok]) -> Classification:
+    if len(toks) < 2 or toks[1].kind not in (WORD, QUOTED_ID):
+        return _primary(PRIMARY_UNKNOWN)
+    name = toks[1].up if toks[1].kind == WORD else quoted_name(toks[1]).upper()
+    if name.startswith(_SHOW_PRIMARY_PREFIXES):
+        return _primary(f"SHOW {toks[1].text} reads the state of the connection's transaction")
+    if len(toks) > 3 or any(t.kind not in (WORD, QUOTED_ID, DOT) for t in toks[1:]):
+        return _primary(PRIMARY_UNKNOWN)
+    return _SHOW
+
+
+_EXPLAIN_OPTIONS = _words("""
+    ANALYZE ANALYSE VERBOSE COSTS SETTINGS GENERIC_PLAN BUFFERS SERIALIZE WAL TIMING SUMMARY
+    MEMORY FORMAT
+""")
+
+
+def _rule_explain(toks: list[Tok]) -> Classification:
+    rest = toks[1:]
+    analyze = False
+    if rest and rest[0].kind == LPAREN:
+        close = _matching_paren(rest, 0)
+        analyze = any(t.up in ("ANALYZE", "ANALYSE") for t in rest[1:close])
+        rest = rest[close + 1 :]
+    while rest and rest[0].kind == WORD and rest[0].up in ("ANALYZE", "ANALYSE", "VERBOSE"):
+        analyze = analyze or rest[0].up != "VERBOSE"
+        rest = rest[1:]
+    if not rest:
+        return _primary(PRIMARY_UNKNOWN)
+    inner = _classify_tokens(rest)
+    if inner.target is Target.REPLICA and not inner.flags:
+        what = "EXPLAIN ANALYZE" if analyze else "EXPLAIN"
+        return Classification(Target.REPLICA, f"{what} of a plain read")
+    if analyze:
+        return _primary(
+            f"EXPLAIN ANALYZE runs the statement ({inner.reason})",
+            inner.flags & ~Flag.TXN_READ_ONLY,
+            inner.resource,
+        )
+    return _primary(f"EXPLAIN of a statement that is not a plain read ({inner.reason})")
+
+
+_SESSION_STATE = Classification(
+    Target.ALL, "session state: every connection must see it", Flag.SESSION_STATE
+)
+_TXN_SCOPED = "lasts until the transaction ends: the transaction stays on the primary"
+
+
+def _rule_set(toks: list[Tok]) -> Classification:
+    second = toks[1].up if len(toks) > 1 else ""
+    if second == "LOCAL":
+        return _primary(f"SET LOCAL {_TXN_SCOPED}")
+    if second in ("TRANSACTION", "CONSTRAINTS"):
+        return _primary(f"SET {second} {_TXN_SCOPED}")
+    return _SESSION_STATE
+
+
+def _rule_reset(toks: list[Tok]) -> Classification:
+    return _SESSION_STATE
+
+
+def _rule_discard(toks: list[Tok]) -> Classification:
+    return Classification(
+        Target.ALL,
+        f"DISCARD {' '.join(t.text for t in toks[1:2])} resets session state",
+        Flag.SESSION_STATE,
+    )
+
+
+def _rule_load(toks: list[Tok]) -> Classification:
+    return _primary("LOAD loads a library into the session", Flag.SESSION_STATE)
+
+
+_READ_ONLY_TXN = Classification(
+    Target.REPLICA,
+    "opens a read-only transaction: it runs on one standby",
+    Flag.TXN_BEGIN | Flag.TXN_READ_ONLY,
+)
+
+
+def _rule_begin(toks: list[Tok]) -> Classification:
+    if toks[0].up == "START" and (len(toks) < 2 or toks[1].up != "TRANSACTION"):
+        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+    words = [t.up for t in toks[1:] if t.kind == WORD]
+    pairs = set(itertools.pairwise(words))
+    if ("READ", "ONLY") in pairs and ("READ", "WRITE") not in pairs:
+        if "SERIALIZABLE" in words:
+            return _primary(
+                "a SERIALIZABLE transaction cannot run on a hot standby", Flag.TXN_BEGIN
+            )
+        return _READ_ONLY_TXN
+    return _primary("opens a transaction", Flag.TXN_BEGIN)
+
+
+def _rule_end_txn(toks: list[Tok]) -> Classification:
+    words = [t.up for t in toks[1:] if t.kind == WORD]
+    if words[:1] == ["PREPARED"]:
+        return _primary(f"{toks[0].up} PREPARED finishes a prepared transaction", Flag.WRITE)
+    if "TO" in words:
+        return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
+    if "CHAIN" in words and "NO" not in words:
+        return _primary("ends a transaction and opens the next", Flag.TXN_END | Flag.TXN_BEGIN)
+    return _primary("ends a transaction", Flag.TXN_END)
+
+
+def _rule_savepoint(toks: list[Tok]) -> Classification:
+    return _primary(f"{toks[0].up} belongs to the open transaction")
+
+
+_TEMP_KINDS = ("TABLE", "VIEW", "SEQUENCE")
+
+
+def _temp_object(toks: list[Tok]) -> tuple[str, str] | None:
+    """``CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP[ORARY] [UNLOGGED] TABLE|VIEW|SEQUENCE [IF NOT
+    EXISTS] name`` (or a name in ``pg_temp``) → (kind, name); ``None`` for other CREATEs."""
+    i = 1
+    temp = False
+    while i < len(toks) and toks[i].up in (
+        "OR", "REPLACE", "GLOBAL", "LOCAL", "TEMP", "TEMPORARY", "UNLOGGED", "RECURSIVE"
+    ):  # fmt: skip
+        temp = temp or toks[i].up in ("TEMP", "TEMPORARY")
+        i += 1
+    if i >= len(toks) or toks[i].up not in _TEMP_KINDS:
+        return None
+    kind = toks[i].up.lower()
+    i += 1
+    while i < len(toks) and toks[i].up in ("IF", "NOT", "EXISTS"):
+        i += 1
+    if temp or _in_pg_temp(toks, i):
+        return kind, _name_at(toks, i)
+    return None
+
+
+def _rule_create(toks: list[Tok]) -> Classification:
+    temp = _temp_object(toks)
+    if temp is not None:
+        kind, name = temp
+        return _primary(
+            f"creates a temporary {kind}: it lives on the primary connection",
+            Flag.WRITE | Flag.PIN,
+            f"temporary {kind} {name}",
+        )
+    return _primary("CREATE changes the schema", Flag.WRITE)
+
+
+def _rule_drop(toks: list[Tok]) -> Classification:
+    second = toks[1].up if len(toks) > 1 else ""
+    if second in _TEMP_KINDS:
+        i = 2
+        while i < len(toks) and toks[i].up in ("IF", "EXISTS"):
+            i += 1
+        kind = second.lower()
+        return _primary(
+            "DROP changes the schema",
+            Flag.WRITE | Flag.UNPIN,
+            f"temporary {kind} {_name_at(toks, i)}",
+        )
+    return _primary("DROP changes the schema", Flag.WRITE)
+
+
+def _rule_lock(toks: list[Tok]) -> Classification:
+    return _primary("LOCK TABLE holds table locks until the transaction ends", Flag.LOCKING_READ)
+
+
+def _rule_listen(toks: list[Tok]) -> Classification:
+    channel = _name_at(toks, 1)
+    return _primary(
+        "LISTEN registers the connection for notifications",
+        Flag.PIN | Flag.SESSION_STATE,
+        f"LISTEN {channel}",
+    )
+
+
+def _rule_unlisten(toks: list[Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].kind in (WORD, QUOTED_ID):
+        channel = _name_at(toks, 1)
+        return _primary("UNLISTEN stops notifications", Flag.UNPIN, f"LISTEN {channel}")
+    return _primary("UNLISTEN * stops notifications on the primary connection")
+
+
+def _rule_notify(toks: list[Tok]) -> Classification:
+    return _primary("NOTIFY sends a notification (the primary only)", Flag.WRITE)
+
+
+def _rule_copy(toks: list[Tok]) -> Classification:
+    i = 1
+    inner = _PLAIN_READ
+    if i < len(toks) and toks[i].kind == LPAREN:
+        close = _matching_paren(toks, i)
+        inner = _classify_tokens(toks[i + 1 : close])
+        i = close + 1
+    else:
+        while i < len(toks) and toks[i].up == "BINARY":
+            i += 1
+        while i < len(toks) and toks[i].kind in (WORD, QUOTED_ID, DOT):
+            if toks[i].up in ("FROM", "TO") and i > 1 and toks[i - 1].kind != DOT:
+                break
+            i += 1
+        if i < len(toks) and toks[i].kind == LPAREN:  # a column list
+            i = _matching_paren(toks, i) + 1
+    direction = toks[i].up if i < len(toks) else ""
+    if direction == "FROM":
+        return _primary("COPY ... FROM loads data", Flag.WRITE)
+    if direction != "TO":
+        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+    where = toks[i + 1].up if i + 1 < len(toks) else ""
+    if where != "STDOUT":
+        return _primary("COPY ... TO a file or program writes on the server", Flag.WRITE)
+    if inner.target is not Target.REPLICA or inner.flags:
+        return _primary(f"COPY of a statement that is not a plain read ({inner.reason})",
+                        inner.flags & ~Flag.TXN_READ_ONLY, inner.resource)  # fmt: skip
+    for tok in toks[i + 2 :]:
+        if tok.kind == SEMI:
+            return _primary("several statements in one text", Flag.MULTI_STATEMENT)
+    return Classification(Target.REPLICA, "COPY ... TO STDOUT reads")
+
+
+def _rule_prepare(toks: list[Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].up == "TRANSACTION":
+        return _primary(
+            "PREPARE TRANSACTION ends the transaction, prepared for two-phase commit",
+            Flag.WRITE | Flag.TXN_END,
+        )
+    name = _name_at(toks, 1)
+    return _primary(
+        "PREPARE makes a statement on the connection",
+        Flag.PIN | Flag.SESSION_STATE,
+        f"prepared statement {name}",
+    )
+
+
+def _rule_execute(toks: list[Tok]) -> Classification:
+    return _primary("EXECUTE runs a prepared statement (not known here)", Flag.WRITE)
+
+
+def _rule_deallocate(toks: list[Tok]) -> Classification:
+    i = 2 if len(toks) > 1 and toks[1].up == "PREPARE" else 1
+    if i < len(toks) and toks[i].up == "ALL" and toks[i].kind == WORD:
+        return _primary("DEALLOCATE ALL releases the connection's prepared statements")
+    return _primary(
+        "DEALLOCATE releases a prepared statement",
+        Flag.UNPIN,
+        f"prepared statement {_name_at(toks, i)}",
+    )
+
+
+def _rule_declare(toks: list[Tok]) -> Classification:
+    name = _name_at(toks, 1)
+    hold = False
+    for j in range(2, len(toks) - 1):
+        if toks[j].up == "WITH" and toks[j + 1].up == "HOLD":
+            hold = True
+        if toks[j].up == "FOR" and toks[j].kind == WORD:
+            inner = _classify_tokens(toks[j + 1 :])
+            flags = Flag.LOCKING_READ | (inner.flags & ~(Flag.TXN_READ_ONLY | Flag.TXN_BEGIN))
+            if hold:
+                return _primary(
+                    "DECLARE ... WITH HOLD keeps a cursor on the connection",
+                    flags | Flag.PIN | Flag.SESSION_STATE,
+                    f"cursor {name}",
+                )
+            return _primary(
+                "DECLARE opens a cursor in the transaction on the primary",
+                flags,
+                inner.resource,
+            )
+    return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+
+
+def _rule_fetch(toks: list[Tok]) -> Classification:
+    return _primary(f"{toks[0].up} reads through a cursor opened on the primary")
+
+
+def _rule_close(toks: list[Tok]) -> Classification:
+    if len(toks) > 1 and toks[1].kind == WORD and toks[1].up == "ALL":
+        return _primary("CLOSE ALL closes the connection's cursors")
+    return _primary("CLOSE closes a cursor", Flag.UNPIN, f"cursor {_name_at(toks, 1)}")
+
+
+def _rule_code(toks: list[Tok]) -> Classification:
+    verb = toks[0].up
+    return _primary(
+        f"{verb} runs code rwsplit cannot see: it may write and leave session state",
+        Flag.WRITE | Flag.SESSION_STATE,
+    )
+
+
+def _rule_write(toks: list[Tok]) -> Classification:
+    return _primary(f"{toks[0].up} changes data or schema", Flag.WRITE)
+
+
+_VERB_RULES: dict[str, _Rule] = {
+    "SELECT": _rule_select,
+    "WITH": _rule_select,
+    "TABLE": _rule_select,
+    "VALUES": _rule_select,
+    "SHOW": _rule_show,
+    "EXPLAIN": _rule_explain,
+    "SET": _rule_set,
+    "RESET": _rule_reset,
+    "DISCARD": _rule_discard,
+    "LOAD": _rule_load,
+    "BEGIN": _rule_begin,
+    "START": _rule_begin,
+    "COMMIT": _rule_end_txn,
+    "END": _rule_end_txn,
+    "ROLLBACK": _rule_end_txn,
+    "ABORT": _rule_end_txn,
+    "SAVEPOINT": _rule_savepoint,
+    "RELEASE": _rule_savepoint,
+    "CREATE": _rule_create,
+    "DROP": _rule_drop,
+    "LOCK": _rule_lock,
+    "LISTEN": _rule_listen,
+    "UNLISTEN": _rule_unlisten,
+    "NOTIFY": _rule_notify,
+    "COPY": _rule_copy,
+    "PREPARE": _rule_prepare,
+    "EXECUTE": _rule_execute,
+    "DEALLOCATE": _rule_deallocate,
+    "DECLARE": _rule_declare,
+    "FETCH": _rule_fetch,
+    "MOVE": _rule_fetch,
+    "CLOSE": _rule_close,
+    "DO": _rule_code,
+    "CALL": _rule_code,
+    **dict.fromkeys(
+        _words("""INSERT UPDATE DELETE MERGE TRUNCATE ALTER GRANT REVOKE COMMENT SECURITY
+        VACUUM ANALYZE ANALYSE REINDEX CLUSTER CHECKPOINT REFRESH REASSIGN IMPORT"""),
+        _rule_write,
+    ),
+}
+
+
+def _classify_tokens(toks: list[Tok]) -> Classification:
+    end = len(toks)
+    while end and toks[end - 1].kind == SEMI:  # a trailing ';' is harmless
+        end -= 1
+    if end < len(toks):
+        toks = toks[:end]
+    if not toks:
+        return _EMPTY
+    if any(t.kind == SEMI for t in toks):
+        return _classify_multi(toks)
+    first = toks[0]
+    if first.kind == LPAREN:
+        # (SELECT ...) UNION (SELECT ...)
+        i = 0
+        while i < len(toks) and toks[i].kind == LPAREN:
+            i += 1
+        if i < len(toks) and toks[i].up in _READ_STARTS:
+            return _scan_read(toks)
+        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+    if first.kind != WORD:
+        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
+    rule = _VERB_RULES.get(first.up)
+    if rule is None:
+        return _primary(f"{first.up} is not a plain read", Flag.WRITE)
+    return rule(toks)
+
+
+def _classify_multi(toks: list[Tok]) -> Classification:
+    """Several statements in one text: primary, with the side effects of every part."""
+    flags = Flag.MULTI_STATEMENT
+    resource = None
+    start = 0
+    for i in range(len(toks) + 1):
+        if i == len(toks) or toks[i].kind == SEMI:
+            if i > start:
+                part = _classify_tokens(toks[start:i])
+                flags |= part.flags
+                if part.target is Target.ALL:
+                    flags |= Flag.SESSION_STATE
+                resource = resource or part.resource
+            start = i + 1
+    return _primary("several statements in one text", flags & ~Flag.TXN_READ_ONLY, resource)
+
+
+def _decide(toks: list[Tok], hint: str | None) -> Classification:
+    try:
+        c = _classify_tokens(toks)
+    except IndexError:  # a rule ran off a truncated statement
+        return _primary("incomplete statement: sent to the primary")
+    if hint is not None:
+        return _apply_hint(hint, c, toks)
+    return c
+
+
+def _classify_lexed(sql: str, *, backslash_quotes: bool = False) -> Classification:
+    try:
+        toks, hint = lex(sql, backslash_quotes=backslash_quotes)
+    except LexError as exc:
+        return _primary(f"unparseable ({exc}): sent to the primary")
+    return _decide(toks, hint)
+
+
+_WRITE_FROM_VERB = {
+    verb: Classification(Target.PRIMARY, f"{verb} changes data or schema", Flag.WRITE)
+    for verb, rule in _VERB_RULES.items()
+    if rule is _rule_write
+}
+
+
+def _classify_uncached(sql: str) -> Classification:
+    """Classify *sql* (no cache).
+
+    A write verb with no ``;`` and no comment in the text decides from its first word. A text
+    with a backslash is read both ways a server may read it (``standard_conforming_strings``
+    on and off): the same answer both ways stands, otherwise it goes to the primary with the
+    side effects of both readings.
+    """
+    if ";" not in sql and "--" not in sql and "/*" not in sql:
+        head = sql.lstrip(" \t\n\r\f\v")[:12].split(None, 1)
+        if head:
+            write = _WRITE_FROM_VERB.get(head[0].upper())
+            if write is not None:
+                return write
+    c = _classify_lexed(sql)
+    if "\\" in sql and "'" in sql:
+        other = _classify_lexed(sql, backslash_quotes=True)
+        if other != c:
+            flags = c.flags | other.flags
+            if Target.ALL in (c.target, other.target):
+                flags |= Flag.SESSION_STATE
+            return _primary(
+                "strings read differently with standard_conforming_strings off: "
+                f"sent to the primary ({c.reason})",
+                flags & ~Flag.TXN_READ_ONLY,
+                c.resource or other.resource,
+            )
+    return c
+
+
+def _weigh(c: Classification) -> int:
+    return sys.getsizeof(c.reason) + (sys.getsizeof(c.resource) if c.resource else 0)
+
+
+CACHE_MAX_BYTES = 8 * 1024 * 1024
+"""The most the PostgreSQL text cache holds (8 MiB), as for MySQL."""
+CACHE_MAX_KEY_CHARS = 4096
+
+_classify_text = TextCache(
+    _classify_uncached,
+    weigh=_weigh,
+    max_bytes=CACHE_MAX_BYTES,
+    max_key_chars=CACHE_MAX_KEY_CHARS,
+)
+
+
+def classify_pg(sql: str) -> Classification:
+    """Classify one PostgreSQL SQL text (cached by text).
+
+    The same as ``classify(sql, dialect="postgresql")``.
+
+    >>> classify_pg("SELECT id FROM users WHERE id = %s").target.value
+    'replica'
+    >>> classify_pg("SELECT * FROM jobs FOR NO KEY UPDATE SKIP LOCKED").reason
+    'locking read (FOR NO KEY UPDATE)'
+    >>> classify_pg("SELECT nextval('orders_id_seq')").target.value
+    'primary'
+    >>> classify_pg("SELECT pg_advisory_lock(42)").resource
+    'advisory lock'
+    >>> classify_pg("SET search_path TO app, public").target.value
+    'all'
+    """
+    return _classify_text(sql)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLAlchemy constructs
+# ---------------------------------------------------------------------------------------------
+
+_WRITE_CLAUSE = Classification(Target.PRIMARY, "INSERT/UPDATE/DELETE construct", Flag.WRITE)
+_LOCKING_SELECT = Classification(Target.PRIMARY, "Select with FOR UPDATE", Flag.LOCKING_READ)
+_PLAIN_SELECT = Classification(Target.REPLICA, "Select construct")
+_UNKNOWN_CLAUSE = Classification(Target.PRIMARY, "construct not known to be a read")
+
+_SELECT_CACHE: dict[Any, Classification] = {}
+_SELECT_CACHE_SIZE = 4096
+
+# SQLAlchemy's generic function names that are not PostgreSQL names of the same spelling, and
+# compile to read-only built-ins (aggregate_strings → string_agg, char_length ...).
+_SQLALCHEMY_READ_ONLY = frozenset(
+    {"AGGREGATE_STRINGS", "CUBE", "ROLLUP", "GROUPING SETS", "SYSDATE", "CHAR_LENGTH"}
+)
+
+
+def _function_element(fn: FunctionElement[Any]) -> Classification | None:
+    name = getattr(fn, "name", None)
+    if not isinstance(name, str):
+        return None  # Cast, Extract and friends: built-in syntax
+    packages = getattr(fn, "packagenames", None) or ()
+    if packages and tuple(p.lower() for p in packages) != ("pg_catalog",):
+        return _primary(f"calls {'.'.join(packages)}.{name}()")
+    up = name.upper()
+    if up in _SQLALCHEMY_READ_ONLY:
+        return None
+    if not name.isascii():
+        return _primary(f"calls {name}(), which is not a known read-only built-in")
+    found = _function_rule(up)
+    if found is not None:
+        return Classification(found.target, f"Select {found.reason}", found.flags, found.resource)
+    return None
+
+
+def _text_fragment(sql: str) -> Classification | None:
+    try:
+        toks, _hint = lex(sql)
+    except LexError:
+        return _primary("Select with unparseable text")
+    found = _scan_read(toks)
+    if found is _PLAIN_READ:
+        return None
+    return Classification(found.target, f"Select text: {found.reason}", found.flags, found.resource)
+
+
+def _inspect_select(clause: ClauseElement) -> Classification:
+    for element in visitors.iterate(clause):
+        found: Classification | None = None
+        if isinstance(element, FunctionElement):
+            found = _function_element(element)
+        elif isinstance(element, TextClause):
+            found = _text_fragment(element.text)
+        elif isinstance(element, ColumnClause) and element.is_literal:
+            found = _text_fragment(element.name)
+        elif isinstance(element, UpdateBase):
+            return Classification(Target.PRIMARY, "Select with a data-changing CTE", Flag.WRITE)
+        elif (
+            isinstance(element, (Select, CompoundSelect))
+            and element is not clause
+            and element._for_update_arg is not None
+        ):
+            return _LOCKING_SELECT
+        if found is not None:
+            return found
+    for prefix in [*getattr(clause, "_prefixes", ()), *getattr(clause, "_suffixes", ())]:
+        found = _text_fragment(str(prefix[0]))
+        if found is not None:
+            return found
+    return _PLAIN_SELECT
+
+
+def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
+    if clause._for_update_arg is not None:
+        return _LOCKING_SELECT
+    ck = clause._generate_cache_key()
+    if ck is None:
+        return _inspect_select(clause)
+    found = _SELECT_CACHE.get(ck.key)
+    if found is None:
+        found = _inspect_select(clause)
+        if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
+            _SELECT_CACHE.clear()
+        _SELECT_CACHE[ck.key] = found
+    return found
+
+
+def classify_clause_pg(clause: Any) -> Classification:
+    """Classify a SQLAlchemy statement for PostgreSQL from its own attributes, else its text.
+
+    ``Insert``/``Update``/``Delete`` → primary; ``Select`` with ``with_for_update()`` (any
+    mode: ``key_share``, ``read``, ``no key``) → primary; a ``Select`` calling a function that
+    is not a known read-only built-in (``func.nextval``, ``func.my_fn``,
+    ``func.pg_advisory_lock``) → primary; other ``Select`` → replica; ``text()`` → its text.
+
+    >>> from sqlalchemy import select, func, literal
+    >>> classify_clause_pg(select(func.now())).target.value
+    'replica'
+    >>> classify_clause_pg(select(func.nextval("s"))).target.value
+    'primary'
+    """
+    if isinstance(clause, (Select, CompoundSelect)):
+        return _classify_select(clause)
+    if isinstance(clause, TextClause):
+        return classify_pg(clause.text)
+    if isinstance(clause, UpdateBase):
+        return _WRITE_CLAUSE
+    if isinstance(clause, TextualSelect) and isinstance(clause.element, TextClause):
+        return classify_pg(clause.element.text)
+    if isinstance(clause, str):
+        return classify_pg(clause)
+    return _UNKNOWN_CLAUSE
