@@ -47,7 +47,7 @@ from .integrations import _sa_compat
 from .metrics import ClusterStats, Stats, check_routing
 from .routing._implicit_commit import may_commit
 from .routing.balance import Balancer, RoundRobinBalancer
-from .routing.classify import Flag, Target, classify
+from .routing.classify import MYSQL, POSTGRESQL, Flag, Target, classify
 from .routing.consistency import AppliedTokens, ReadYourWrites
 from .routing.router import may_carry_state
 from .servers.family import RoutingFamily, family_for_url
@@ -198,7 +198,9 @@ _WROTE = "rwsplit.wrote"
 # where reads went.
 # The error is an invalid regular expression, chosen only when read_only is on.
 _FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
-_REGEXP_ERRORS = frozenset({1139, 3691, 3692})  # MariaDB; MySQL 8+ (ICU): mismatched paren, rule syntax
+_REGEXP_ERRORS = frozenset(
+    {1139, 3691, 3692}
+)  # MariaDB; MySQL 8+ (ICU): mismatched paren, rule syntax
 # A statement that needs no fence check even though it commits (when nothing was written).
 _TXN_CONTROL = Flag.TXN_BEGIN | Flag.TXN_END | Flag.SESSION_STATE
 
@@ -491,6 +493,8 @@ class Cluster:
         primary_url = _coerce_url(primary, "primary")
         self.family: RoutingFamily = family_for_url(primary_url)
         """The server family's routing operations, chosen from the primary's URL."""
+        self.sql_dialect = POSTGRESQL if self.family.name == "postgresql" else MYSQL
+        """The classifier's dialect for this cluster's SQL (``classify(sql, dialect)``)."""
         nodes = [Node(node_name(primary_url), primary_url, Role.PRIMARY)]
         for i, r in enumerate(replicas):
             url = _coerce_url(r, f"replicas[{i}]")
@@ -744,7 +748,7 @@ class Cluster:
         it or its transaction writes; other writes mark the transaction for the check at
         ``COMMIT``.
         """
-        c = classify(statement)
+        c = classify(statement, self.sql_dialect)
         info = conn.info
         if may_carry_state(c):
             info[_DIRTY] = True

@@ -285,7 +285,7 @@ class RoutingSession(Session):
                 requested = get_options().get(EXECUTION_OPTION)
                 if requested is not None:
                     check_request(requested, "statement execution option")
-        c = classify_clause(clause) if clause is not None else None
+        c = classify_clause(clause, self.cluster.sql_dialect) if clause is not None else None
         self._rw_read_node = None
         self._rw_replica_node = None
         self._rw_ro_opened = False

@@ -10,7 +10,8 @@ The PostgreSQL counterpart of :mod:`rwsplit.topology.probe`, producing the same
 * a standby's source from ``pg_stat_wal_receiver`` (``sender_host:sender_port``), its
   "threads" as ``io_running`` (``Yes`` while streaming) and ``sql_running`` (replay not
   paused);
-* lag from LSNs and ``pg_last_xact_replay_timestamp()`` (:func:`~rwsplit.servers.postgresql.replay_lag`);
+* lag from LSNs and ``pg_last_xact_replay_timestamp()``
+  (:func:`~rwsplit.servers.postgresql.replay_lag`);
 * the node's WAL position as ``gtid_position`` (``pg:X/Y``, a causal token: what the cluster's
   :class:`~rwsplit.routing.consistency.AppliedTokens` records from a probe).
 
@@ -291,8 +292,7 @@ def discover_postgresql(urls: Sequence[URL], *, timeout: float = 2.0) -> Topolog
                 found.append(standby.application_name)
             else:
                 log.info(
-                    "%s streams to a standby at %s named %r: not a host:port address, not "
-                    "followed",
+                    "%s streams to a standby at %s named %r: not a host:port address, not followed",
                     name,
                     standby.client_addr,
                     standby.application_name,
@@ -302,7 +302,9 @@ def discover_postgresql(urls: Sequence[URL], *, timeout: float = 2.0) -> Topolog
                 pending[address] = _with_address(template, address)
     if all(isinstance(s, BaseException) for s in states.values()):
         errors = "; ".join(
-            f"{n}: {describe_pg_error(s)}" for n, s in states.items() if isinstance(s, BaseException)
+            f"{n}: {describe_pg_error(s)}"
+            for n, s in states.items()
+            if isinstance(s, BaseException)
         )
         raise TopologyError(
             f"cannot reach any seed node ({errors}); check the addresses, that the servers run, "
