@@ -68,7 +68,10 @@ def test_two_writable_nodes_is_a_split_brain_and_nothing_is_written(sb: PgSandbo
         sb.promote(promoted.name)  # the old primary still runs, writable
         topology = cluster.refresh()
         assert {n.name for n in topology.primaries} == {old.address, promoted.address}
-        with cluster.session() as s, pytest.raises(SplitBrainError, match="claim to be the primary"):
+        with (
+            cluster.session() as s,
+            pytest.raises(SplitBrainError, match="claim to be the primary"),
+        ):
             s.execute(text("INSERT INTO items VALUES (7, 'split')"))
     assert _rows(sb, old.name) == []
     assert _rows(sb, promoted.name) == []
