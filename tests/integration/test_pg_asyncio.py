@@ -103,14 +103,13 @@ def test_async_fenced_primary_refuses_the_commit(sb: PgSandbox, driver: str) -> 
     row = uuid.uuid4().int % 2_000_000_000
 
     async def work() -> None:
-        async with _cluster(sb, driver) as c:
-            async with c.async_session() as s:
-                await s.execute(text("INSERT INTO items VALUES (:i, 'fenced')"), {"i": row})
-                with sb.primary.connect() as admin:
-                    admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-                    admin.execute("SELECT pg_reload_conf()")
-                with pytest.raises(RetryableWriteError, match="read-only"):
-                    await s.commit()
+        async with _cluster(sb, driver) as c, c.async_session() as s:
+            await s.execute(text("INSERT INTO items VALUES (:i, 'fenced')"), {"i": row})
+            with sb.primary.connect() as admin:
+                admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                admin.execute("SELECT pg_reload_conf()")
+            with pytest.raises(RetryableWriteError, match="read-only"):
+                await s.commit()
 
     try:
         asyncio.run(work())
