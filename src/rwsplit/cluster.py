@@ -315,6 +315,26 @@ def _timeout_args(
     return {k: v for k, v in args.items() if v is not None}
 
 
+def _check_postgresql_options(
+    monitor_interval: float | None,
+    auto_failover: bool,
+    tls: TLSConfig | None,
+    node_tls: Mapping[str, TLSConfig] | None,
+) -> None:
+    """What a PostgreSQL cluster does not support yet: say so before anything starts."""
+    if monitor_interval is not None or auto_failover:
+        raise ConfigurationError(
+            "the background monitor and auto_failover do not support PostgreSQL clusters "
+            "yet; leave monitor_interval and auto_failover unset and call "
+            "cluster.refresh() to follow a promotion"
+        )
+    if tls is not None or node_tls:
+        raise ConfigurationError(
+            "tls= / node_tls= are MySQL options; for PostgreSQL put libpq's TLS settings in "
+            "each URL's query (?sslmode=verify-full&sslrootcert=/path/ca.pem)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _Routes:
     """What the hot path needs, derived from one topology. Replaced whole, never mutated."""
@@ -503,12 +523,8 @@ class Cluster:
                     "server family"
                 )
             nodes.append(Node(node_name(url), url, Role.REPLICA))
-        if self.family.name == "postgresql" and (monitor_interval is not None or auto_failover):
-            raise ConfigurationError(
-                "the background monitor and auto_failover do not support PostgreSQL clusters "
-                "yet; leave monitor_interval and auto_failover unset and call "
-                "cluster.refresh() to follow a promotion"
-            )
+        if self.family.name == "postgresql":
+            _check_postgresql_options(monitor_interval, auto_failover, tls, node_tls)
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"the same host:port appears twice among the nodes: {names}")
