@@ -55,8 +55,13 @@ def require_async_cluster(cluster: Cluster, what: str) -> None:
     if not all(is_async_url(u) for u in urls):
         raise ConfigurationError(
             f"{what} needs an asyncio driver, but the cluster's URLs use {_drivers(urls)}; "
-            "write them as mysql+aiomysql://... or mysql+asyncmy://... "
-            f"({INSTALL_HINT}), or use cluster.session() from sync code"
+            + (
+                "write them as postgresql+psycopg_async://... or postgresql+asyncpg://... "
+                "(pip install 'rwsplit[postgresql]')"
+                if all(u.get_backend_name() == "postgresql" for u in urls)
+                else f"write them as mysql+aiomysql://... or mysql+asyncmy://... ({INSTALL_HINT})"
+            )
+            + ", or use cluster.session() from sync code"
         )
 
 

@@ -57,6 +57,7 @@ from ..routing.consistency import ReadYourWrites, may_wait, read_commit_token, w
 from ..routing.router import EXECUTION_OPTION, Decision, Route, Router, check_request
 from ..servers import MariaDB, MySQL
 from ..servers import postgresql as _pg
+from ..topology.model import node_name
 from . import _sa_compat
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class RoutingSession(Session):
             self._stale_commit(engine)
 
     def _stale_commit(self, engine: Engine | None) -> None:
-        host = f"{engine.url.host}:{engine.url.port or 3306}" if engine is not None else "?"
+        host = node_name(engine.url) if engine is not None else "?"
         raise TransactionOutcomeUnknownError(
             f"the commit answered from {host}, which stopped being the primary while the "
             "transaction ran (a failover, or a primary that stalled): the transaction may exist "
