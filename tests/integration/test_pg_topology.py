@@ -139,3 +139,49 @@ def test_discovery_from_a_standby(sb: PgSandbox) -> None:
     assert standby.role is Role.REPLICA
     assert standby.replication is not None and standby.replication.source == sb.primary.address
     assert make_url(sb.primary.url).password == topology.primary.url.password
+
+
+def test_a_primary_lost_during_the_commit_leaves_the_outcome_unknown(sb: PgSandbox) -> None:
+    import threading
+    import time
+
+    from rwsplit import TransactionOutcomeUnknownError
+
+    primary = sb.primary
+    with primary.connect() as conn:
+        # A deferred constraint trigger runs inside COMMIT: the server is busy committing.
+        conn.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON items DEFERRABLE INITIALLY "
+            "DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    killed = threading.Event()
+
+    def kill_when_committing() -> None:
+        with primary.connect() as watch:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                row = watch.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                    "AND query ILIKE 'COMMIT%'"
+                ).fetchone()
+                if row is not None:
+                    break
+                time.sleep(0.02)
+        sb.kill(primary.name)
+        killed.set()
+
+    with Cluster(primary.url, [s.url for s in sb.standbys]) as cluster:
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO items VALUES (1, 'unknown')"))
+            killer = threading.Thread(target=kill_when_committing)
+            killer.start()
+            try:
+                with pytest.raises(TransactionOutcomeUnknownError, match="may or may not"):
+                    s.commit()
+            finally:
+                killer.join(30)
+    assert killed.is_set()
