@@ -156,6 +156,15 @@ def _may_commit_cached(statement: str) -> bool:
     return may_commit(statement)
 
 
+def _pg_may_commit_cached(statement: str, flags: Flag) -> bool:
+    """PostgreSQL: ``COMMIT`` / ``END`` / ``COMMIT PREPARED`` / ``CALL`` (MySQL's rules, which
+    cover them), ``PREPARE TRANSACTION`` (it makes the transaction durable), not ``ABORT``.
+    Its DDL is transactional: treating it as committing costs a fence check, nothing more."""
+    if flags and flags & Flag.TXN_END and flags & Flag.WRITE:
+        return True
+    return _may_commit_cached(statement) and statement.lstrip()[:5].upper() != "ABORT"
+
+
 def _abandon_unbuffered(cursor: Any) -> None:
     """PyMySQL: forget the unbuffered result of a cursor whose connection died mid-stream.
 
@@ -770,7 +779,12 @@ class Cluster:
         if target is Target.REPLICA or target is Target.LAST:
             return  # a plain read: it neither writes nor commits
         primary = target is Target.PRIMARY  # else Target.ALL: SET / USE (SET autocommit=1)
-        if _may_commit_cached(statement) or (primary and _autocommits(conn)):
+        commits = (
+            _may_commit_cached(statement)
+            if self.sql_dialect is MYSQL
+            else _pg_may_commit_cached(statement, c.flags)
+        )
+        if commits or (primary and _autocommits(conn)):
             wrote = info.pop(_WROTE, False)
             if wrote or not c.flags & _TXN_CONTROL:
                 self._check_still_writable(name, conn)

@@ -292,3 +292,16 @@ def test_the_monitor_is_refused_on_postgresql_for_now() -> None:
 def test_timeouts(driver: str, expected: dict[str, object]) -> None:
     connect = 2.5 if expected.get("connect_timeout") == 3 else (1.5 if "timeout" in expected else 1)
     assert PostgreSQLRouting().timeout_args(driver, connect, 10.0, 10.0) == expected
+
+
+def test_what_commits_on_postgresql() -> None:
+    from rwsplit.cluster import _pg_may_commit_cached
+    from rwsplit.routing.classify import classify
+
+    def commits(sql: str) -> bool:
+        return _pg_may_commit_cached(sql, classify(sql, "postgresql").flags)
+
+    assert commits("COMMIT") and commits("END") and commits("COMMIT PREPARED 'x'")
+    assert commits("PREPARE TRANSACTION 'x'")  # durable from here on: fence-checked first
+    assert not commits("ROLLBACK") and not commits("ABORT")
+    assert not commits("INSERT INTO t VALUES (1)")
