@@ -174,14 +174,13 @@ def test_a_primary_lost_during_the_commit_leaves_the_outcome_unknown(sb: PgSandb
         sb.kill(primary.name)
         killed.set()
 
-    with Cluster(primary.url, [s.url for s in sb.standbys]) as cluster:
-        with cluster.session() as s:
-            s.execute(text("INSERT INTO items VALUES (1, 'unknown')"))
-            killer = threading.Thread(target=kill_when_committing)
-            killer.start()
-            try:
-                with pytest.raises(TransactionOutcomeUnknownError, match="may or may not"):
-                    s.commit()
-            finally:
-                killer.join(30)
+    with Cluster(primary.url, [s.url for s in sb.standbys]) as cluster, cluster.session() as s:
+        s.execute(text("INSERT INTO items VALUES (1, 'unknown')"))
+        killer = threading.Thread(target=kill_when_committing)
+        killer.start()
+        try:
+            with pytest.raises(TransactionOutcomeUnknownError, match="may or may not"):
+                s.commit()
+        finally:
+            killer.join(30)
     assert killed.is_set()
