@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import String, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rwsplit import Cluster, NoReplicaAvailableError
 from rwsplit.sandbox.postgresql import PgNode, PgSandbox
@@ -35,6 +36,16 @@ def sb() -> Iterator[PgSandbox]:
 def cluster(sb: PgSandbox) -> Iterator[Cluster]:
     with Cluster(sb.primary.url, sb.standby_urls, causal_timeout=0.5) as c:
         yield c
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    v: Mapped[str] = mapped_column(String)
 
 
 def _marker() -> str:
@@ -288,3 +299,35 @@ def test_no_standby_and_no_fallback_raises(sb: PgSandbox) -> None:
         pytest.raises(NoReplicaAvailableError),
     ):
         s.execute(text("SELECT 1"))
+
+
+def test_shadow_mode_runs_everything_on_the_primary_and_counts_where_reads_would_go(
+    sb: PgSandbox,
+) -> None:
+    markers = [_marker() for _ in range(2)]
+    with Cluster(sb.primary.url, sb.standby_urls, routing="shadow") as c:
+        with c.session() as s:
+            for m in markers:
+                s.execute(text(f"SELECT /* {m} */ 1"))
+        stats = c.stats().to_dict()
+    assert stats["routing"] == "shadow"
+    assert all(ran_on(sb, m) == [sb.primary.name] for m in markers)
+    assert sum(stats["nodes"][n.address]["reads"] for n in sb.standbys) == 2
+
+
+def test_orm_sessionmaker_reloads_an_expired_object_with_its_own_write(sb: PgSandbox) -> None:
+    row = _next_id()
+    for n in sb.standbys:
+        sb.pause_replay(n.name)
+    try:
+        with Cluster(sb.primary.url, sb.standby_urls, causal_timeout=0.2) as c:
+            Session = c.sessionmaker()
+            with Session() as s:
+                item = Item(id=row, v="orm")
+                s.add(item)
+                s.commit()  # expires item: the next attribute access reloads it
+                assert item.v == "orm"  # from the primary: no standby replayed it
+    finally:
+        for n in sb.standbys:
+            sb.resume_replay(n.name)
+    sb.wait_caught_up()
