@@ -132,9 +132,7 @@ def sqlalchemy_part(sb: PgSandbox) -> None:
     with engine.begin() as c:
         c.execute(insert(author).values(name="Ann"))
         c.execute(insert(author), [{"name": "Bo"}, {"name": "Cy"}])
-        c.execute(
-            insert(book).values(author_id=1, title="SQL", price=10).returning(book.c.id)
-        )
+        c.execute(insert(book).values(author_id=1, title="SQL", price=10).returning(book.c.id))
         c.execute(
             pg_insert(book)
             .values(id=1, author_id=1, title="SQL 2", price=12)
@@ -154,9 +152,11 @@ def sqlalchemy_part(sb: PgSandbox) -> None:
         c.execute(select(book).with_for_update(key_share=True))
         c.execute(select(book).with_for_update(read=True, skip_locked=True, of=book))
         c.execute(select(book).with_for_update(nowait=True))
-        cte = select(book.c.author_id, func.max(book.c.price).label("m")).group_by(
-            book.c.author_id
-        ).cte("m")
+        cte = (
+            select(book.c.author_id, func.max(book.c.price).label("m"))
+            .group_by(book.c.author_id)
+            .cte("m")
+        )
         c.execute(select(author.c.name, cte.c.m).join(cte, cte.c.author_id == author.c.id))
         c.execute(
             select(

@@ -470,11 +470,15 @@ def _rule_reset(toks: list[Tok]) -> Classification:
 
 
 def _rule_discard(toks: list[Tok]) -> Classification:
-    return Classification(
-        Target.ALL,
-        f"DISCARD {' '.join(t.text for t in toks[1:2])} resets session state",
-        Flag.SESSION_STATE,
-    )
+    what = toks[1].up if len(toks) > 1 else ""
+    if what in ("TEMP", "TEMPORARY", "ALL"):
+        # Dropping the session's temporary objects writes the catalog (the server check
+        # saw DISCARD TEMP take a transaction id).
+        return _primary(
+            f"DISCARD {what} drops the session's temporary objects on the primary",
+            Flag.SESSION_STATE | Flag.WRITE,
+        )
+    return Classification(Target.ALL, f"DISCARD {what} resets session state", Flag.SESSION_STATE)
 
 
 def _rule_load(toks: list[Tok]) -> Classification:
