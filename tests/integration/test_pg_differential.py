@@ -304,3 +304,47 @@ def test_standard_conforming_strings_off_is_read_both_ways(oracle: Oracle) -> No
         conn.execute("RESET standard_conforming_strings")
     assert locked  # the server took row locks: it read FOR UPDATE as code
     assert classify(sql, dialect="postgresql").target is Target.PRIMARY
+
+
+# Texts whose lexing decides whether "FOR UPDATE" is code: the server says (row locks take a
+# transaction id), and the classifier must call the text a locking read exactly then.
+LEXING = [
+    "SELECT code FROM films /* a /* b */ FOR UPDATE */",
+    "SELECT code FROM films /* a /* b */ */ FOR UPDATE",
+    "SELECT code FROM films -- c\rFOR UPDATE",
+    "SELECT code FROM films --c\nFOR UPDATE",
+    "SELECT code FROM films WHERE 1 =-- c\n1 FOR UPDATE",
+    "SELECT code FROM films WHERE title <> $$ FOR UPDATE $$",
+    "SELECT code FROM films WHERE title <> $a$ $$ FOR UPDATE $$ $a$",
+    "SELECT code FROM films WHERE title <> $a$ x $A$ FOR UPDATE $a$",
+    "SELECT code FROM films WHERE title <> E'\\\\' FOR UPDATE --'",
+    "SELECT code FROM films WHERE title <> E'\\' FOR UPDATE --'",
+    "SELECT code FROM films WHERE title <> 'it''s' FOR UPDATE",
+    "SELECT code FROM films WHERE title <> U&'\\0041' FOR UPDATE",
+    'SELECT "FOR UPDATE" FROM (SELECT 1 AS "FOR UPDATE") s',
+    "SELECT code FROM films WHERE 1 = 1 -- FOR UPDATE",
+    "SELECT code FROM films f FOR\tUPDATE OF f",
+    "SELECT code FROM films\u00a0FOR UPDATE",
+]
+
+
+@pytest.mark.parametrize("sql", LEXING, ids=repr)
+def test_the_lexer_reads_as_the_server_reads(oracle: Oracle, sql: str) -> None:
+    conn = oracle.primary
+    if _state(conn) != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN")
+    try:
+        _execute(conn, sql)
+        locked: bool | None = _xid(conn) is not None
+    except psycopg.Error:
+        locked = None  # the server refused the text: then it wrote nothing either
+    finally:
+        conn.execute("ROLLBACK")
+    c = classify(sql, dialect="postgresql")
+    if locked:
+        assert c.target is Target.PRIMARY and c.flags & Flag.LOCKING_READ, c
+    elif locked is False:
+        assert c.target is Target.REPLICA, c
+    else:
+        assert c.target is Target.PRIMARY or not c.flags, c
