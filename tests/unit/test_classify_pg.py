@@ -388,3 +388,18 @@ def test_a_read_only_transaction_runs_on_one_standby() -> None:
     assert r.route(classify_pg("SELECT 1")).node == "standby1"
     assert r.route(classify_pg("COMMIT")).node == "standby1"
     assert r.read_only_node is None
+
+
+def test_the_routing_rules_page_examples_hold() -> None:
+    """The ``>>>`` examples of docs/postgresql.md's routing-rules section."""
+    import doctest
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "postgresql.md").read_text()
+    section = page.split("## Routing rules on PostgreSQL", 1)[1].split("\n## ", 1)[0]
+    section = section.replace("\n```", "\n\n```")  # a fence ends an expected output
+    test = doctest.DocTestParser().get_doctest(section, {}, "postgresql.md", None, 0)
+    assert test.examples
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
