@@ -169,3 +169,37 @@ def test_keywords_are_case_insensitive(sql: str) -> None:
     spaced = " ".join(t.text for t in toks)
     a, b = classify_pg(spaced), classify_pg(upper)
     assert (a.target, a.flags) == (b.target, b.flags), (spaced, upper)
+
+
+plain_fragments = st.sampled_from(
+    [
+        "SELECT", "a", "t.b", "FROM", "t", "WHERE", "=", "<>", "1", "'x'", "'it''s'", '"Q"',
+        '"q"', "(", ")", ",", "count", "now", "lower", "my_fn", "::", "numeric", "AS",
+        "->>", "@>", "===", "*", "-", "+-", "%s", "%(x)s", "ARRAY", "[", "]", "IN", "E'x'",
+        "pg_catalog", ".", "FORMAT", "INTO", "nextval", "\u017fum", "{", "\x7f", "'", '"',
+        "WITH", "c", "VALUES", "TABLE", "UNION", "JOIN", "ON", "\t", "\n",
+    ]
+)  # fmt: skip
+plainish = st.lists(plain_fragments, max_size=25).map(" ".join)
+
+
+@settings(max_examples=500)
+@given(st.one_of(plainish, sqlish, st.sampled_from(CORPUS_STATEMENTS)))
+def test_the_plain_read_shortcut_agrees_with_the_general_path(sql: str) -> None:
+    from rwsplit.routing.classify_pg import _classify_general, _is_plain_read
+
+    if _is_plain_read(sql):
+        c = _classify_general(sql)
+        assert c.target is Target.REPLICA and not c.flags, (sql, c)
+
+
+@settings(max_examples=300)
+@given(st.one_of(sqlish, st.sampled_from(CORPUS_STATEMENTS)))
+def test_the_write_verb_shortcut_agrees_with_the_general_path(sql: str) -> None:
+    from rwsplit.routing.classify_pg import _classify_general, _classify_uncached
+
+    fast, general = _classify_uncached(sql), _classify_general(sql)
+    if fast.flags & Flag.WRITE and fast.reason.endswith("changes data or schema"):
+        assert general.target is Target.PRIMARY, (sql, general)
+        # Text that does not lex is a write to the shortcut: the stronger of the two.
+        assert general.flags & Flag.WRITE or general.reason.startswith("unparseable"), sql
