@@ -80,7 +80,8 @@ def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
     sq = r"'(?:[^'\\]++|\\.|'')*+'" if backslash_quotes else r"'(?:[^']++|'')*+'"
     return re.compile(
         rf"""{_WS}*+(?:
-          (?P<estring>[eE]'(?:[^'\\]++|\\.|'')*+')
+          (?P<end>\Z)
+        | (?P<estring>[eE]'(?:[^'\\]++|\\.|'')*+')
         | (?P<bstring>[bBxX]'[^']*+')
         | (?P<nstring>[nN]{sq})
         | (?P<ustring>[uU]&'(?:[^']++|'')*+')
@@ -102,7 +103,6 @@ def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
         | (?P<dot>\.)
         | (?P<bracket>[\[\]])
         | (?P<op>(?:(?!--|/\*)[{_OP_CHARS}])++)
-        | (?P<end>\Z)
         | (?P<bad>.)
         )""",
         re.VERBOSE | re.DOTALL,
@@ -221,7 +221,8 @@ def lex(sql: str, *, backslash_quotes: bool = False) -> LexedPg:
             continue
         text = m.group(index)
         if kind == WORD:
-            append(new(Tok, (WORD, text, _upper(text))))
+            up = text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
+            append(new(Tok, (WORD, text, up)))
         elif kind == OP and len(text) > 1 and text[-1] in "+-":
             for part in _split_operator(text):
                 append(new(Tok, (OP, part, part)))

@@ -34,6 +34,7 @@ function that writes; the standby would then refuse the read (SQLSTATE 25006).
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -90,7 +91,7 @@ READ_ONLY_FUNCTIONS = _words("""
     JUSTIFY_INTERVAL LOCALTIME LOCALTIMESTAMP MAKE_DATE MAKE_INTERVAL MAKE_TIME MAKE_TIMESTAMP
     MAKE_TIMESTAMPTZ NOW STATEMENT_TIMESTAMP TIMEOFDAY TRANSACTION_TIMESTAMP TIMEZONE
     PG_SLEEP PG_SLEEP_FOR PG_SLEEP_UNTIL
-    COALESCE NULLIF GREATEST LEAST NUM_NULLS NUM_NONNULLS
+    COALESCE NULLIF GREATEST LEAST NUM_NULLS NUM_NONNULLS ENUM_FIRST ENUM_LAST ENUM_RANGE
     ANY_VALUE ARRAY_AGG AVG BIT_AND BIT_OR BIT_XOR BOOL_AND BOOL_OR COUNT EVERY JSON_AGG
     JSONB_AGG JSON_OBJECT_AGG JSONB_OBJECT_AGG JSON_ARRAYAGG JSON_OBJECTAGG MAX MIN RANGE_AGG
     RANGE_INTERSECT_AGG STRING_AGG SUM XMLAGG CORR COVAR_POP COVAR_SAMP REGR_AVGX REGR_AVGY
@@ -470,11 +471,15 @@ def _rule_reset(toks: list[Tok]) -> Classification:
 
 
 def _rule_discard(toks: list[Tok]) -> Classification:
-    return Classification(
-        Target.ALL,
-        f"DISCARD {' '.join(t.text for t in toks[1:2])} resets session state",
-        Flag.SESSION_STATE,
-    )
+    what = toks[1].up if len(toks) > 1 else ""
+    if what in ("TEMP", "TEMPORARY", "ALL"):
+        # Dropping the session's temporary objects writes the catalog (the server check
+        # saw DISCARD TEMP take a transaction id).
+        return _primary(
+            f"DISCARD {what} drops the session's temporary objects on the primary",
+            Flag.SESSION_STATE | Flag.WRITE,
+        )
+    return Classification(Target.ALL, f"DISCARD {what} resets session state", Flag.SESSION_STATE)
 
 
 def _rule_load(toks: list[Tok]) -> Classification:
@@ -742,6 +747,9 @@ _VERB_RULES: dict[str, _Rule] = {
 }
 
 
+_SEMI_TOK = Tok(SEMI, ";", ";")
+
+
 def _classify_tokens(toks: list[Tok]) -> Classification:
     end = len(toks)
     while end and toks[end - 1].kind == SEMI:  # a trailing ';' is harmless
@@ -750,7 +758,7 @@ def _classify_tokens(toks: list[Tok]) -> Classification:
         toks = toks[:end]
     if not toks:
         return _EMPTY
-    if any(t.kind == SEMI for t in toks):
+    if _SEMI_TOK in toks:  # a C-level scan: a SEMI token is always this value
         return _classify_multi(toks)
     first = toks[0]
     if first.kind == LPAREN:
@@ -811,13 +819,69 @@ _WRITE_FROM_VERB = {
 }
 
 
+# The plain-read shortcut (see _is_plain_read): a read verb first (ASCII case folding, as the
+# server's keywords), names called, operator runs, quoted names called, text that lexes.
+_ID_CHARS = "A-Za-z_0-9$\u0080-\U0010ffff"
+_PLAIN_HEAD_RE = re.compile(
+    rf"[ \t\n\r\f\v(]*+(?:SELECT|WITH|VALUES|TABLE)(?![{_ID_CHARS}])", re.IGNORECASE | re.ASCII
+)
+# Every name before "(", found in the *reversed* text (the engine jumps from one "(" to the
+# next): group 1 is the reversed name, group 2 the "." before it if it is qualified. Over the
+# whole text, strings too: a superset, which is safe.
+_REVERSED_CALL_RE = re.compile(rf"\([ \t\n\r\f\v]*+([{_ID_CHARS}]++)([ \t\n\r\f\v]*+\.)?")
+_QUOTED_CALL_RE = re.compile(r'"[ \t\n\r\f\v]*+\(')
+_OPERATOR_RUN_RE = re.compile(r"[\-+*/<>=~!@#%^&|`?]++")
+_LEXABLE_RE = re.compile(
+    r"""(?:[^'"{}\x00-\x08\x0e-\x1f\x7f]++|'(?:[^']++|'')*+'|"(?:[^"]++|"")*+")*+\Z"""
+)
+_PLAIN_TRIGGERS = ("FOR", "INTO", "INSERT", "UPDATE", "DELETE", "MERGE")
+_PLAIN_CALLS = READ_ONLY_FUNCTIONS | PAREN_KEYWORDS
+
+
+def _is_plain_read(sql: str) -> bool:
+    """True when *sql* is certainly a plain read, decided without tokens; False: let the
+    lexer and rules decide. A superset check over the whole text (strings included, so
+    nothing can hide in one): no ``;``, comment, backslash or ``$``; a read verb first; no
+    trigger word anywhere (``FOR``, ``INTO``, a write verb); every name called is an
+    unqualified read-only built-in or keyword, no quoted name is called, every run of
+    operator characters is a built-in operator, and every string and quoted name is closed.
+    A property test checks that it agrees with the general path.
+    """
+    if (
+        ";" in sql
+        or "--" in sql
+        or "/*" in sql
+        or "\\" in sql
+        or "$" in sql
+        or _PLAIN_HEAD_RE.match(sql) is None
+    ):
+        return False
+    if not sql.isascii():
+        return False  # keywords fold ASCII letters only; str.upper() folds more
+    up = sql.upper()
+    for word in _PLAIN_TRIGGERS:
+        if word in up:
+            return False
+    if "(" in sql:
+        for name, dot in _REVERSED_CALL_RE.findall(up[::-1]):
+            if dot or name[::-1] not in _PLAIN_CALLS:
+                return False
+        if '"' in sql and _QUOTED_CALL_RE.search(sql) is not None:
+            return False
+    for op in _OPERATOR_RUN_RE.findall(sql):
+        if op not in KNOWN_OPERATORS:
+            return False
+    return _LEXABLE_RE.match(sql) is not None
+
+
 def _classify_uncached(sql: str) -> Classification:
     """Classify *sql* (no cache).
 
-    A write verb with no ``;`` and no comment in the text decides from its first word. A text
-    with a backslash is read both ways a server may read it (``standard_conforming_strings``
-    on and off): the same answer both ways stands, otherwise it goes to the primary with the
-    side effects of both readings.
+    A write verb with no ``;`` and no comment in the text decides from its first word; a plain
+    read is recognised without tokens (:func:`_is_plain_read`). A text with a backslash is
+    read both ways a server may read it (``standard_conforming_strings`` on and off): the same
+    answer both ways stands, otherwise it goes to the primary with the side effects of both
+    readings.
     """
     if ";" not in sql and "--" not in sql and "/*" not in sql:
         head = sql.lstrip(" \t\n\r\f\v")[:12].split(None, 1)
@@ -825,6 +889,13 @@ def _classify_uncached(sql: str) -> Classification:
             write = _WRITE_FROM_VERB.get(head[0].upper())
             if write is not None:
                 return write
+    if _is_plain_read(sql):
+        return _PLAIN_READ
+    return _classify_general(sql)
+
+
+def _classify_general(sql: str) -> Classification:
+    """The general path: the lexer (both ways for a backslash) and the rules."""
     c = _classify_lexed(sql)
     if "\\" in sql and "'" in sql:
         other = _classify_lexed(sql, backslash_quotes=True)

@@ -49,8 +49,10 @@ EXECUTION_OPTION = "rwsplit_target"
 """
 
 PIN_SESSION_STATE = "session state"
-_ALL_NAMED_LOCKS = "all named locks"
-_NAMED_LOCK = "named lock"
+# Locks a connection may hold several times (each release gives one back), and the resource
+# that releases them all: MySQL's named locks (GET_LOCK), PostgreSQL's session advisory locks.
+_COUNTED_LOCKS = frozenset({"named lock", "advisory lock"})
+_ALL_LOCKS = {"all named locks": "named lock", "all advisory locks": "advisory lock"}
 _VALID_REQUESTS = ("primary", "replica")
 
 
@@ -306,11 +308,12 @@ class Router:
             self.sticky = self.wrote = True
 
     def _unpin(self, resource: str) -> None:
-        if resource == _ALL_NAMED_LOCKS:
-            self._pins.pop(_NAMED_LOCK, None)
+        every = _ALL_LOCKS.get(resource)
+        if every is not None:
+            self._pins.pop(every, None)
             return
         held = self._pins.get(resource, 0)
-        if held > 1 and resource == _NAMED_LOCK:
+        if held > 1 and resource in _COUNTED_LOCKS:
             self._pins[resource] = held - 1
         else:
             self._pins.pop(resource, None)
