@@ -64,7 +64,8 @@ def yes_no(value: object) -> str:
 
 
 def url_argument(value: str) -> str:
-    """An ``argparse`` type: a MySQL/MariaDB SQLAlchemy (or JDBC) URL, else a usage error.
+    """An ``argparse`` type: a MySQL/MariaDB or PostgreSQL SQLAlchemy (or JDBC) URL, else a
+    usage error.
 
     The message never repeats the value: it may hold a password.
     """
@@ -81,7 +82,7 @@ def url_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not a valid SQLAlchemy URL; expected a URL such as '{EXAMPLE_URL}'"
         ) from None
-    unsupported = unsupported_backend(url)
+    unsupported = None if url.get_backend_name() == "postgresql" else unsupported_backend(url)
     if unsupported is not None:
         raise argparse.ArgumentTypeError(unsupported)
     if not url.host:
@@ -277,11 +278,12 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
     from ..routing.classify import classify
 
+    dialect = _classify_dialect(args)
     sql = args.sql if args.sql != "-" else sys.stdin.read()
     # --each: sqlparse splits the text (off the hot path: this is a tool for people).
     texts = [t for t in sqlparse.split(sql) if t.strip()] if args.each else [sql]
     for text in texts or [sql]:
-        c = classify(text)
+        c = classify(text, dialect=dialect)
         print(f"{c.target.value}\t{c.reason}")
         if args.details:
             flags = [f.name for f in type(c.flags) if f and f in c.flags and f.name]
@@ -291,6 +293,28 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             pretty = sqlparse.format(text, reindent=True, keyword_case="upper").strip()
             print("  statement: " + pretty.replace("\n", "\n             "))
     return EXIT_OK
+
+
+def _classify_dialect(args: argparse.Namespace) -> str:
+    """``--dialect``, else the backend of ``--url`` / ``$RWSPLIT_PRIMARY_URL``, else MySQL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ..routing.classify import MYSQL, POSTGRESQL
+
+    if args.dialect:
+        return POSTGRESQL if args.dialect == "postgresql" else MYSQL
+    url = args.url or os.environ.get("RWSPLIT_PRIMARY_URL")
+    if url and not url.startswith("jdbc:"):
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise CommandLineError(
+                "$RWSPLIT_PRIMARY_URL is not a valid SQLAlchemy URL; pass --dialect"
+            ) from None
+        if backend == "postgresql":
+            return POSTGRESQL
+    return MYSQL
 
 
 # ---------------------------------------------------------------------------------- demo
@@ -409,6 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--each",
         action="store_true",
         help="split the text into statements and classify each (one line per statement)",
+    )
+    p_cls.add_argument(
+        "--dialect",
+        choices=("mysql", "mariadb", "postgresql"),
+        help="the server's SQL (default: the backend of --url or $RWSPLIT_PRIMARY_URL, "
+        "else mysql)",
+    )
+    p_cls.add_argument(
+        "--url",
+        metavar="URL",
+        type=url_argument,
+        help="a node's SQLAlchemy URL: its backend (mysql, mariadb, postgresql) is the "
+        "dialect; nothing connects",
     )
     p_cls.set_defaults(func=_cmd_classify)
 
