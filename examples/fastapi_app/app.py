@@ -36,6 +36,14 @@ from rwsplit import Cluster, RoutingSession
 from rwsplit.fastapi import RwSplit
 
 
+def whoami_sql(dialect: str) -> str:
+    """A plain read that says which server answered: MySQL's ``@@server_id``; PostgreSQL has
+    none, the port the server listens on tells its nodes apart."""
+    if dialect == "postgresql":
+        return "SELECT current_setting('port')::int"
+    return "SELECT @@server_id"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -93,6 +101,7 @@ def create_app(cluster: Cluster | None = None, secret_key: str | None = None) ->
     @app.get("/whoami")
     def whoami(session: SessionDep) -> dict[str, Any]:
         """Which server answers a plain read (a replica when nothing was written)."""
-        return {"server_id": session.execute(text("SELECT @@server_id")).scalar_one()}
+        sql = whoami_sql(cluster.write_engine().dialect.name)
+        return {"server_id": session.execute(text(sql)).scalar_one()}
 
     return app

@@ -34,6 +34,14 @@ from werkzeug.wrappers import Response
 from rwsplit.flask import RwSplit
 
 
+def whoami_sql(dialect: str) -> str:
+    """A plain read that says which server answered: MySQL's ``@@server_id``; PostgreSQL has
+    none, the port the server listens on tells its nodes apart."""
+    if dialect == "postgresql":
+        return "SELECT current_setting('port')::int"
+    return "SELECT @@server_id"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -89,7 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.get("/whoami")
     def whoami() -> dict[str, Any]:
         """Which server answers a plain read (a replica when nothing was written)."""
-        server_id = db.session.execute(text("SELECT @@server_id")).scalar_one()
+        server_id = db.session.execute(text(whoami_sql(db.engine.dialect.name))).scalar_one()
         return {"server_id": server_id, "worker_pid": os.getpid()}
 
     return app

@@ -19,6 +19,14 @@ from rwsplit.flask import RwSplit
 rw = RwSplit()
 
 
+def whoami_sql(dialect: str) -> str:
+    """A plain read that says which server answered: MySQL's ``@@server_id``; PostgreSQL has
+    none, the port the server listens on tells its nodes apart."""
+    if dialect == "postgresql":
+        return "SELECT current_setting('port')::int"
+    return "SELECT @@server_id"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -50,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/whoami")
     def whoami() -> dict[str, Any]:
-        return {"server_id": rw.session.execute(text("SELECT @@server_id")).scalar_one()}
+        sql = whoami_sql(rw.cluster.write_engine().dialect.name)
+        return {"server_id": rw.session.execute(text(sql)).scalar_one()}
 
     return app
