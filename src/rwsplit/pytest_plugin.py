@@ -2,7 +2,8 @@
 
 Installed with rwsplit and registered through the ``pytest11`` entry point: a test suite gets
 a primary + replicas of real ``mariadbd`` or ``mysqld`` processes (``$RWSPLIT_SERVER_BIN`` picks
-the binary) with one fixture argument::
+the binary), or a PostgreSQL primary + hot standbys (``--rwsplit-server postgresql``), with one
+fixture argument::
 
     def test_orders_page(rwsplit_cluster):
         with rwsplit_cluster.session() as s:
@@ -18,8 +19,11 @@ Fixtures:
   time a test asks for it and stopped at the end of the run. Its shape comes from the command
   line or the ini file: ``--rwsplit-replicas N`` / ``rwsplit_replicas`` (default 2),
   ``--rwsplit-semi-sync`` / ``rwsplit_semi_sync``, ``--rwsplit-log-slave-updates`` /
-  ``rwsplit_log_slave_updates``. No server binary: the tests that use it are skipped, or fail
-  with ``--rwsplit-require-server`` / ``rwsplit_require_server = true`` (for CI).
+  ``rwsplit_log_slave_updates``. ``--rwsplit-server postgresql`` / ``rwsplit_server =
+  postgresql`` makes it a :class:`~rwsplit.sandbox.postgresql.PgSandbox` (a primary and hot
+  standbys from the PostgreSQL binaries on the machine) instead. No server binary: the tests
+  that use it are skipped, or fail with ``--rwsplit-require-server`` /
+  ``rwsplit_require_server = true`` (for CI).
 * ``rwsplit_cluster`` (function scope): a :class:`~rwsplit.Cluster` on it, closed after the
   test; override the ``rwsplit_cluster_options`` fixture to pass :class:`~rwsplit.Cluster`
   keyword arguments.
@@ -30,7 +34,11 @@ Helpers (context managers that put the shared sandbox back as it was): :func:`re
 :func:`assert_no_replica_writes` (fails if anything was executed *on* a replica, witnessed by
 the replica's own binary log, or on MySQL with GTIDs its own ``server_uuid`` in
 ``gtid_executed``). They work on MariaDB and MySQL alike: the server's family
-(:mod:`rwsplit.servers`) supplies the SQL.
+(:mod:`rwsplit.servers`) supplies the SQL. On PostgreSQL, :func:`replica_lag` pauses the
+standbys' replay (``pg_wal_replay_pause()``), :func:`hung` freezes the postmaster and its
+backends, and :func:`assert_no_replica_writes` checks that every standby stayed a hot standby
+(in recovery, same postmaster) through the block: a hot standby refuses every write, even a
+superuser's.
 
 The plugin costs nothing in a run that uses none of its fixtures: it imports rwsplit and
 starts servers only when a fixture is requested.
@@ -42,14 +50,22 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 if TYPE_CHECKING:
     from .cluster import Cluster
     from .sandbox import Sandbox, SandboxNode
+    from .sandbox.postgresql import PgNode, PgSandbox
     from .servers import Statement
+
+    AnySandbox = Sandbox | PgSandbox
+    AnyNode = SandboxNode | PgNode
+
+SERVERS = ("mysql", "postgresql")
+"""What ``--rwsplit-server`` takes: ``mysql`` (MariaDB or MySQL, by ``$RWSPLIT_SERVER_BIN``)
+or ``postgresql``."""
 
 __all__ = [
     "assert_no_replica_writes",
@@ -82,6 +98,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="replicas with log-slave-updates (ini: rwsplit_log_slave_updates)",
     )
     group.addoption(
+        "--rwsplit-server",
+        choices=SERVERS,
+        default=None,
+        help="the rwsplit_sandbox cluster's servers: mysql (MariaDB or MySQL, the default) "
+        "or postgresql (ini: rwsplit_server)",
+    )
+    group.addoption(
         "--rwsplit-require-server",
         action="store_true",
         default=None,
@@ -95,13 +118,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "replicas with log-slave-updates in rwsplit_sandbox",
         type="bool",
     )
+    parser.addini("rwsplit_server", "mysql (default) or postgresql", default="mysql")
     parser.addini(
         "rwsplit_require_server", "fail instead of skip when no server binary exists", type="bool"
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _replica_count(config)  # a bad value is a usage error at start-up, not in the first test
+    # Bad values are usage errors at start-up, not in the first test.
+    _replica_count(config)
+    _server(config)
+
+
+def _server(config: pytest.Config) -> str:
+    server = str(_setting(config, "rwsplit_server") or "mysql").strip().lower()
+    if server not in SERVERS:
+        raise pytest.UsageError(
+            f"rwsplit_server must be one of {', '.join(SERVERS)}, got {server!r}"
+        )
+    return server
 
 
 def _setting(config: pytest.Config, name: str) -> Any:
@@ -122,18 +157,28 @@ def _replica_count(config: pytest.Config) -> int:
 
 
 @pytest.fixture(scope="session")
-def rwsplit_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+def rwsplit_sandbox(request: pytest.FixtureRequest) -> Iterator[AnySandbox]:
     """A real primary + replicas for the whole test session (started on first use)."""
     from .errors import ServerBinaryNotFoundError
     from .sandbox import Sandbox, find_server_binaries
+    from .sandbox.postgresql import PgSandbox, find_postgresql
 
     config = request.config
+    postgresql = _server(config) == "postgresql"
     try:
-        find_server_binaries()
+        find_postgresql() if postgresql else find_server_binaries()
     except ServerBinaryNotFoundError as exc:
         if _setting(config, "rwsplit_require_server"):
             pytest.fail(f"rwsplit_sandbox needs a server binary: {exc}", pytrace=False)
         pytest.skip(f"rwsplit_sandbox: {exc}")
+    if postgresql:
+        pg = PgSandbox(standbys=_replica_count(config))
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
     sb = Sandbox(
         replicas=_replica_count(config),
         # Its own short temporary directory (removed by stop()): pytest's tmp_path is often
@@ -157,7 +202,7 @@ def rwsplit_cluster_options() -> dict[str, Any]:
 
 @pytest.fixture
 def rwsplit_cluster(
-    rwsplit_sandbox: Sandbox, rwsplit_cluster_options: dict[str, Any]
+    rwsplit_sandbox: AnySandbox, rwsplit_cluster_options: dict[str, Any]
 ) -> Iterator[Cluster]:
     """A :class:`~rwsplit.Cluster` on ``rwsplit_sandbox``, closed after the test."""
     from .cluster import Cluster
@@ -176,18 +221,39 @@ def _run(node: SandboxNode, statement: Statement) -> None:
         cur.execute(statement.sql, statement.params or None)
 
 
-def _replicas(sandbox: Sandbox, names: tuple[str, ...]) -> list[SandboxNode]:
+def _replicas(sandbox: AnySandbox, names: tuple[str, ...]) -> list[Any]:
     return [sandbox.node(n) for n in names] if names else list(sandbox.replicas)
 
 
-@contextlib.contextmanager
-def replica_lag(sandbox: Sandbox, *names: str) -> Iterator[list[SandboxNode]]:
-    """Make replicas (all, or those named) lag: their SQL threads stop for the block.
+def _postgresql(sandbox: AnySandbox) -> PgSandbox | None:
+    from .sandbox.postgresql import PgSandbox
 
-    They keep receiving the primary's binary log, but apply nothing until the block ends; a
-    read there sees the data as it was when the block began.
+    return sandbox if isinstance(sandbox, PgSandbox) else None
+
+
+@contextlib.contextmanager
+def replica_lag(sandbox: AnySandbox, *names: str) -> Iterator[list[Any]]:
+    """Make replicas (all, or those named) lag: their SQL threads stop for the block
+    (PostgreSQL: their replay is paused, ``pg_wal_replay_pause()``).
+
+    They keep receiving the primary's binary log (WAL), but apply nothing until the block
+    ends; a read there sees the data as it was when the block began.
     """
     nodes = _replicas(sandbox, names)
+    pg = _postgresql(sandbox)
+    if pg is not None:
+        paused = []
+        try:
+            for n in nodes:
+                pg.pause_replay(n.name)
+                paused.append(n)
+            yield nodes
+        finally:
+            for n in paused:
+                if pg.is_running(n) and not pg.is_stopped(n):
+                    pg.resume_replay(n.name)
+        return
+    sandbox = cast("Sandbox", sandbox)
     family = sandbox.family
     for n in nodes:
         _run(n, family.stop_sql_thread())
@@ -200,13 +266,24 @@ def replica_lag(sandbox: Sandbox, *names: str) -> Iterator[list[SandboxNode]]:
 
 
 @contextlib.contextmanager
-def killed(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
+def killed(sandbox: AnySandbox, name: str) -> Iterator[Any]:
     """``kill -9`` one node for the block; restart it afterwards (a replica replicates again).
 
-    Only the process the sandbox started is signalled.
+    Only the process the sandbox started is signalled (PostgreSQL: the postmaster; its
+    backends follow it).
     """
     node = sandbox.node(name)
     sandbox.kill(name)
+    pg = _postgresql(sandbox)
+    if pg is not None:
+        try:
+            yield node
+        finally:
+            pg.start_node(name)  # a standby streams again by itself
+            if node in pg.standbys:
+                pg.wait_caught_up()
+        return
+    sandbox = cast("Sandbox", sandbox)
     try:
         yield node
     finally:
@@ -217,12 +294,23 @@ def killed(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
 
 
 @contextlib.contextmanager
-def hung(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
+def hung(sandbox: AnySandbox, name: str) -> Iterator[Any]:
     """Freeze one node for the block (``SIGSTOP``: connections open, nothing answers).
 
     Models a server stuck on I/O or swapping; clients see timeouts, not refused connections.
-    ``SIGCONT`` at the end of the block.
+    ``SIGCONT`` at the end of the block. PostgreSQL: the postmaster and every backend it
+    has.
     """
+    node = sandbox.node(name)
+    pg = _postgresql(sandbox)
+    if pg is not None:
+        pg.hang(name)
+        try:
+            yield node
+        finally:
+            pg.resume(name)
+        return
+    sandbox = cast("Sandbox", sandbox)
     node = sandbox.node(name)
     if node.pid is None or not sandbox.is_running(node):
         raise RuntimeError(f"cannot hang {name}: it is not running")
@@ -234,7 +322,7 @@ def hung(sandbox: Sandbox, name: str) -> Iterator[SandboxNode]:
         os.kill(pid, signal.SIGCONT)
 
 
-def own_binlog_gtids(node: SandboxNode) -> dict[str, int]:
+def own_binlog_gtids(node: AnyNode) -> dict[str, int]:
     """How far *node* got in transactions it logged *itself* (executed on it, not replicated
     to it), per origin: what :meth:`~rwsplit.servers.ServerFamily.own_transactions` says.
 
@@ -243,23 +331,39 @@ def own_binlog_gtids(node: SandboxNode) -> dict[str, int]:
     own writes, and with it replicated transactions carry the primary's server id. MySQL with
     GTIDs: the number of transactions with the node's own ``server_uuid`` in
     ``gtid_executed``; without GTIDs, the transactions in its own binary logs. Either way the
-    number grows only when something writes *on* the node.
+    number grows only when something writes *on* the node. MariaDB and MySQL only: a
+    PostgreSQL standby has no log of its own (:func:`assert_no_replica_writes` works there).
     """
+    from .sandbox.postgresql import PgNode
     from .servers import detect_family
+
+    if isinstance(node, PgNode):
+        raise TypeError(
+            "own_binlog_gtids() is about MariaDB/MySQL binary logs; on PostgreSQL use "
+            "assert_no_replica_writes(sandbox): a hot standby refuses every write"
+        )
 
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
         return detect_family(cur).own_transactions(cur)
 
 
 @contextlib.contextmanager
-def assert_no_replica_writes(sandbox: Sandbox) -> Iterator[None]:
+def assert_no_replica_writes(sandbox: AnySandbox) -> Iterator[None]:
     """Fail if anything was written *on* a replica during the block.
 
     The witness is :func:`own_binlog_gtids` (MariaDB: the replica's own binary log gaining a
     GTID with its server id; MySQL: its own ``server_uuid`` in ``gtid_executed``), which
     replication itself never moves; counters such as ``Com_insert`` would also count the
-    writes replication applies.
+    writes replication applies. PostgreSQL: every standby was in recovery, under the same
+    postmaster, before and after the block (a hot standby refuses every write; one promoted
+    or restarted meanwhile could have taken some).
     """
+    pg = _postgresql(sandbox)
+    if pg is not None:
+        with _standbys_stay_standbys(pg):
+            yield
+        return
+    sandbox = cast("Sandbox", sandbox)
     before = {n.name: own_binlog_gtids(n) for n in sandbox.replicas if sandbox.is_running(n)}
     yield
     wrote = []
@@ -273,3 +377,28 @@ def assert_no_replica_writes(sandbox: Sandbox) -> Iterator[None]:
             wrote.append(f"{n.name} ({n.address}) logged its own transactions {gtids}")
     if wrote:
         raise AssertionError("writes executed on replicas: " + "; ".join(wrote))
+
+
+@contextlib.contextmanager
+def _standbys_stay_standbys(sandbox: PgSandbox) -> Iterator[None]:
+    def state() -> dict[str, tuple[int | None, bool]]:
+        out = {}
+        for n in sandbox.standbys:
+            if sandbox.is_running(n) and not sandbox.is_stopped(n):
+                with contextlib.closing(n.connect()) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                out[n.name] = (n.pid, bool(row and row[0]))
+        return out
+
+    before = state()
+    yield
+    after = state()
+    wrote = []
+    for name, (pid, in_recovery) in before.items():
+        now = after.get(name)
+        if not in_recovery:
+            wrote.append(f"{name} was not a standby (out of recovery) when the block began")
+        elif now is not None and (now[0] != pid or not now[1]):
+            wrote.append(f"{name} left recovery or restarted during the block: it could write")
+    if wrote:
+        raise AssertionError("standbys could take writes: " + "; ".join(wrote))

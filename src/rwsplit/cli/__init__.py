@@ -437,8 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_cls.add_argument(
         "--dialect",
         choices=("mysql", "mariadb", "postgresql"),
-        help="the server's SQL (default: the backend of --url or $RWSPLIT_PRIMARY_URL, "
-        "else mysql)",
+        help="the server's SQL (default: the backend of --url or $RWSPLIT_PRIMARY_URL, else mysql)",
     )
     p_cls.add_argument(
         "--url",
