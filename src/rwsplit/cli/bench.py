@@ -17,7 +17,15 @@ measured in the same run:
 * ``haproxy``: a real HAProxy balancing the replicas on a read port, writes straight to the
   primary, the application choosing the port per request (if ``haproxy`` is installed);
 * ``sysbench``: ``sysbench oltp_read_only`` straight at the primary, the ceiling of what one
-  server gives (throughput in *statements* per second; if ``sysbench`` is installed).
+  server gives (throughput in *statements* per second; if ``sysbench`` is installed);
+* ``pgpool`` (PostgreSQL only): a real pgpool-II (Debian's ``pgpool2``) in front of the
+  primary and the standbys, balancing reads over the standbys statement by statement, every
+  session of the application through it (if ``pgpool`` is installed).
+
+``--server postgresql`` runs it on a PostgreSQL sandbox (a primary and hot standbys); a given
+cluster of ``postgresql+psycopg://`` URLs is PostgreSQL too. There, each node's share of the
+``SELECT`` statements is what the server itself counted in ``pg_stat_statements`` (the sandbox
+loads it; a given cluster shows no shares without it).
 
 By default it starts its own sandbox (one primary and as many replicas as the largest
 ``--replicas`` value) and can cap each server's CPU (``--cpu-cap``, cgroup v1 ``cpu``
@@ -89,7 +97,12 @@ log = logging.getLogger("rwsplit.bench")
 BENCH_DATABASE = "rwsplit_bench"
 """The only database ``rwsplit bench`` touches on a given cluster."""
 
-SETUPS = ("plain", "rwsplit", "advanced-alchemy", "haproxy", "sysbench")
+SETUPS = ("plain", "rwsplit", "advanced-alchemy", "haproxy", "sysbench", "pgpool")
+SERVERS = ("mysql", "postgresql")
+"""What ``--server`` takes for the sandbox: MariaDB/MySQL (``$RWSPLIT_SERVER_BIN``) or
+PostgreSQL."""
+_PG_ONLY = frozenset({"pgpool"})
+_MYSQL_ONLY = frozenset({"sysbench"})
 WORKERS = ("threads", "processes", "asyncio")
 REPLICA_FREE = ("plain", "sysbench")
 """Setups that use the primary only: measured once per clients count, reported as 0 replicas."""
@@ -150,6 +163,16 @@ class BenchOptions:
     cluster_options: Mapping[str, Any] = field(default_factory=dict)
     yes: bool = False
     progress: bool = True
+    server: str = "mysql"
+    """The sandbox's servers (a given cluster's come from its URLs): ``mysql`` or
+    ``postgresql``."""
+
+    @property
+    def postgresql(self) -> bool:
+        """Whether the cluster under test is PostgreSQL."""
+        if self.primary is not None:
+            return self.primary.get_backend_name() == "postgresql"
+        return self.server == "postgresql"
 
 
 @dataclass
@@ -344,6 +367,9 @@ def build_target(spec: TargetSpec) -> Target:
     if spec.setup == "haproxy":
         assert spec.read_url is not None
         return _Plain("haproxy", spec.primary, spec.read_url, spec)
+    if spec.setup == "pgpool":
+        assert spec.read_url is not None  # pgpool takes every statement and splits them
+        return _Plain("pgpool", spec.read_url, spec.read_url, spec)
     if spec.setup == "rwsplit":
         return _RwSplit(spec)
     if spec.setup == "advanced-alchemy":
@@ -351,8 +377,14 @@ def build_target(spec: TargetSpec) -> Target:
     raise ConfigurationError(f"unknown setup {spec.setup!r}; expected one of {', '.join(SETUPS)}")
 
 
-def setup_available(setup: str) -> str | None:
+def setup_available(setup: str, postgresql: bool = False) -> str | None:
     """Why *setup* cannot run here (``None``: it can)."""
+    if setup in _PG_ONLY and not postgresql:
+        return f"{setup} is for PostgreSQL clusters (--server postgresql)"
+    if setup in _MYSQL_ONLY and postgresql:
+        return f"{setup} runs here for MySQL/MariaDB clusters only"
+    if setup == "pgpool" and _pgpool_binary() is None:
+        return "pgpool-II is not installed (apt-get install pgpool2)"
     if setup == "advanced-alchemy":
         try:
             import advanced_alchemy.routing  # noqa: F401
@@ -367,6 +399,13 @@ def setup_available(setup: str) -> str | None:
 
 def _haproxy_binary() -> str:
     return shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def _pgpool_binary() -> str | None:
+    found = shutil.which("pgpool")
+    if found:
+        return found
+    return "/usr/sbin/pgpool" if Path("/usr/sbin/pgpool").exists() else None
 
 
 # ---------------------------------------------------------------------------------- units
@@ -563,14 +602,53 @@ class _Progress:
 # ---------------------------------------------------------------------------------- servers
 
 
+def _is_pg(engine_or_url: Engine | URL) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else engine_or_url
+    return url.get_backend_name() == "postgresql"
+
+
 def _admin_engine(url: URL) -> Engine:
+    if _is_pg(url):  # the maintenance database; CREATE DATABASE runs outside transactions
+        return create_engine(
+            url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        )
     return create_engine(url.set(database=None), poolclass=NullPool)
 
 
+# SELECT statements the server ran in the bench's database, as pg_stat_statements counted
+# them (per server: a standby counts its own; replay runs no statement).
+_PG_SELECTS = text(
+    "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s "
+    "JOIN pg_database d ON d.oid = s.dbid "
+    "WHERE d.datname = :db AND s.query ~* '^[[:space:](]*select'"
+)
+
+
+def _pg_stat_statements(admin: Engine) -> bool:
+    """Create ``pg_stat_statements`` (in the maintenance database, on the primary) when the
+    server loads it; whether it can count."""
+    with admin.connect() as conn:
+        loaded = conn.execute(text("SELECT current_setting('shared_preload_libraries')")).scalar()
+        if "pg_stat_statements" not in str(loaded or ""):
+            return False
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    return True
+
+
 def com_select(engines: Mapping[str, Engine]) -> dict[str, int]:
-    """``Com_select`` of every node (statements each server itself counted)."""
+    """``Com_select`` of every node (statements each server itself counted); PostgreSQL:
+    the ``SELECT`` calls ``pg_stat_statements`` counted in the bench's database (0 without
+    it)."""
     out: dict[str, int] = {}
     for name, engine in engines.items():
+        if _is_pg(engine):
+            try:
+                with engine.connect() as conn:
+                    value = conn.execute(_PG_SELECTS, {"db": BENCH_DATABASE}).scalar()
+            except Exception:  # no pg_stat_statements: no shares
+                value = 0
+            out[name] = int(value or 0)
+            continue
         with engine.connect() as conn:
             row = conn.execute(text("SHOW GLOBAL STATUS LIKE 'Com_select'")).one()
             out[name] = int(row[1])
@@ -580,6 +658,9 @@ def com_select(engines: Mapping[str, Engine]) -> dict[str, int]:
 def wait_caught_up(primary: Engine, replicas: Sequence[Engine], timeout: float = 60.0) -> None:
     """Wait until every replica has applied what the primary has logged (asking the server's
     family, :mod:`rwsplit.servers`, how)."""
+    if _is_pg(primary):
+        _pg_wait_caught_up(primary, replicas, timeout)
+        return
     raw = primary.raw_connection()
     try:
         cur = raw.cursor()
@@ -602,10 +683,35 @@ def wait_caught_up(primary: Engine, replicas: Sequence[Engine], timeout: float =
             )
 
 
+def _pg_wait_caught_up(primary: Engine, replicas: Sequence[Engine], timeout: float) -> None:
+    with primary.connect() as conn:
+        lsn = conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
+    deadline = time.monotonic() + timeout
+    for engine in replicas:
+        with engine.connect() as conn:
+            delay = 0.005
+            while not conn.execute(
+                text("SELECT coalesce(pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn), true)"),
+                {"lsn": lsn},
+            ).scalar():
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"standby {node_name(engine.url)} did not replay up to {lsn} in "
+                        f"{timeout:.0f}s; check its replication ('rwsplit topology')"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+
 def ensure_database(admin: Engine, *, ask: bool, yes: bool, where: str) -> None:
     """Create :data:`BENCH_DATABASE` on the primary, asking first when *ask*."""
     with admin.connect() as conn:
-        exists = conn.execute(text(f"SHOW DATABASES LIKE '{BENCH_DATABASE}'")).first()
+        if _is_pg(admin):
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :db"), {"db": BENCH_DATABASE}
+            ).first()
+        else:
+            exists = conn.execute(text(f"SHOW DATABASES LIKE '{BENCH_DATABASE}'")).first()
         if exists is not None:
             return
         if ask and not yes:
@@ -621,7 +727,8 @@ def ensure_database(admin: Engine, *, ask: bool, yes: bool, where: str) -> None:
                     f"not creating {BENCH_DATABASE}: nothing was run (pass --yes to skip asking)"
                 )
         conn.execute(text(f"CREATE DATABASE {BENCH_DATABASE}"))
-        conn.commit()
+        if not _is_pg(admin):
+            conn.commit()
 
 
 def load_tables(engine: Engine, rows: int, clients: int) -> None:
@@ -651,17 +758,21 @@ class CpuCaps:
     ``MASTER_GTID_WAIT``) up to 95 ms late. It is lengthened only where the quota would fall
     under the kernel's 1 ms minimum. On exit each process goes back to the cgroup it came from
     and the child cgroups are removed.
+
+    A name may map to several pids (a PostgreSQL node: its postmaster and every process it
+    has, :meth:`~rwsplit.sandbox.postgresql.PgSandbox.pids`): they share one cgroup, one
+    cap, and the processes the postmaster forks later (new backends) are born in it.
     """
 
     root = Path("/sys/fs/cgroup/cpu")
 
-    def __init__(self, cap: float, pids: Mapping[str, int]) -> None:
+    def __init__(self, cap: float, pids: Mapping[str, int | Sequence[int]]) -> None:
         if not 0 < cap <= 64:
             raise ConfigurationError(f"--cpu-cap: expected a fraction of a core > 0, got {cap}")
         self.cap = cap
         self.period_us = max(10_000, math.ceil(1000 / cap))
         self.quota_us = max(1000, int(cap * self.period_us))
-        self.pids = dict(pids)
+        self.pids = {n: [p] if isinstance(p, int) else list(p) for n, p in pids.items()}
         self._made: list[tuple[Path, int, Path]] = []  # cgroup, pid, where it came from
 
     def _origin(self, pid: int) -> Path:
@@ -678,14 +789,16 @@ class CpuCaps:
                 "machine does not have; run without --cpu-cap"
             )
         try:
-            for name, pid in self.pids.items():
+            for name, pids in self.pids.items():
                 group = self.root / f"rwsplit-bench-{os.getpid()}-{name}"
-                origin = self._origin(pid)
+                origin = self._origin(pids[0])
                 group.mkdir(exist_ok=True)
-                self._made.append((group, pid, origin))
+                self._made.append((group, pids[0], origin))
                 (group / "cpu.cfs_period_us").write_text(str(self.period_us))
                 (group / "cpu.cfs_quota_us").write_text(str(self.quota_us))
-                (group / "cgroup.procs").write_text(str(pid))
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):  # a backend that ended
+                        (group / "cgroup.procs").write_text(str(pid))
         except OSError as exc:
             self.__exit__(None, None, None)
             raise SandboxError(
@@ -696,8 +809,12 @@ class CpuCaps:
 
     def __exit__(self, *exc: object) -> None:
         for group, pid, origin in reversed(self._made):
-            with contextlib.suppress(OSError):  # the process may have ended
-                (origin / "cgroup.procs").write_text(str(pid))
+            members = {pid}
+            with contextlib.suppress(OSError):  # and every process born in the group
+                members.update(int(p) for p in (group / "cgroup.procs").read_text().split())
+            for member in sorted(members):
+                with contextlib.suppress(OSError):  # the process may have ended
+                    (origin / "cgroup.procs").write_text(str(member))
             for _ in range(50):  # bounded: a cgroup empties as soon as its process moved
                 try:
                     group.rmdir()
@@ -770,6 +887,123 @@ class HAProxy:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class PgPool:
+    """A real pgpool-II on loopback in front of a PostgreSQL primary and its standbys:
+    streaming-replication mode, writes to the primary, reads balanced statement by statement
+    over the standbys (the primary's weight is 0), no health checks nor failover of its own.
+    Its own configuration and directory; run as the sandbox's unprivileged OS user when this
+    process is root; stopped (fast shutdown, then its process group killed) on exit.
+
+    pgpool-II knows nothing of causal reads: a read after a write in another session goes to
+    a standby whatever it has replayed (the bench counts those stale reads).
+    """
+
+    def __init__(
+        self, primary: tuple[str, int], standbys: Sequence[tuple[str, int]], children: int
+    ) -> None:
+        from ..sandbox import free_port
+
+        self.primary = primary
+        self.standbys = list(standbys)
+        self.children = children
+        self.port = free_port()
+        self._pcp_port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="rwsplit-pgpool-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> str:
+        d = self._dir
+        lines = [
+            "backend_clustering_mode = 'streaming_replication'",
+            "listen_addresses = '127.0.0.1'",
+            f"port = {self.port}",
+            f"socket_dir = '{d}'",
+            "pcp_listen_addresses = ''",
+            f"pcp_port = {self._pcp_port}",
+            f"pcp_socket_dir = '{d}'",
+            f"pid_file_name = '{d}/pgpool.pid'",
+            f"logdir = '{d}'",
+            "log_destination = 'stderr'",
+            f"num_init_children = {self.children}",
+            "max_pool = 1",
+            "child_life_time = 0",
+            "connection_cache = on",
+            "load_balance_mode = on",
+            "statement_level_load_balance = on",
+            "disable_load_balance_on_write = 'transaction'",
+            "sr_check_period = 0",
+            "health_check_period = 0",
+            "failover_on_backend_error = off",
+            "use_watchdog = off",
+            "memory_cache_enabled = off",
+            "enable_pool_hba = off",
+            # The client's password (scram on the servers) reaches pgpool in clear text over
+            # loopback, and pgpool logs in to every backend with it: no pool_passwd file.
+            "allow_clear_text_frontend_auth = on",
+        ]
+        nodes = [(self.primary, 0, "ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER")]
+        nodes += [(s, 1, "DISALLOW_TO_FAILOVER") for s in self.standbys]
+        for i, ((host, port), weight, flag) in enumerate(nodes):
+            lines += [
+                f"backend_hostname{i} = '{host}'",
+                f"backend_port{i} = {port}",
+                f"backend_weight{i} = {weight}",
+                f"backend_flag{i} = '{flag}'",
+                f"backend_application_name{i} = 'node{i}'",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def __enter__(self) -> PgPool:
+        from ..sandbox.postgresql import _server_user
+
+        binary = _pgpool_binary()
+        if binary is None:
+            raise SandboxError("pgpool-II is not installed (apt-get install pgpool2)")
+        user = _server_user()
+        cfg, pcp = self._dir / "pgpool.conf", self._dir / "pcp.conf"
+        cfg.write_text(self.config())
+        pcp.write_text("")
+        cmd = [binary, "-n", "-f", str(cfg), "-F", str(pcp)]
+        if user is not None:  # root: as the servers' unprivileged user
+            for path in (self._dir, cfg, pcp):
+                os.chown(path, user.uid, user.gid)
+            cmd = user.command(cmd)
+        with open(self._dir / "pgpool.log", "wb") as logfile:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self._dir,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while not _port_open(self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self._dir / "pgpool.log").read_text(errors="replace")[-800:]
+                self.__exit__(None, None, None)
+                raise SandboxError(f"pgpool did not start: {tail}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown: its children end their sessions
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the group this class created
+                proc.wait(5)
+        if proc is not None:  # children that outlived their parent, in its process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -914,6 +1148,9 @@ class _Bench:
                 )
             yield from self._env(o.primary, list(o.replica_urls), ask=True)
             return
+        if o.postgresql:
+            yield from self._pg_sandbox()
+            return
         from ..sandbox import Sandbox
 
         with Sandbox(max(o.replicas), progress=self.progress.note) as sb:
@@ -927,12 +1164,40 @@ class _Bench:
                     make_url(sb.primary_url), [make_url(u) for u in sb.replica_urls], ask=False
                 )
 
+    def _pg_sandbox(self) -> Iterator[_Env]:
+        from ..sandbox.postgresql import PgSandbox
+
+        o = self.o
+        with PgSandbox(
+            max(o.replicas),
+            progress=self.progress.note,
+            settings={"shared_preload_libraries": "pg_stat_statements"},
+        ) as sb:
+            caps: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if o.cpu_cap:
+                # Each node's postmaster and every process it has share the node's cap; the
+                # backends it forks later are born in the same cgroup.
+                caps = CpuCaps(o.cpu_cap, {n.name: sb.pids(n.name) for n in sb.nodes})
+                self.progress.note(
+                    f"capping each server (all its processes) at {o.cpu_cap:g} of a core "
+                    "(cgroup v1)"
+                )
+            with caps:
+                yield from self._env(
+                    make_url(sb.primary_url), [make_url(u) for u in sb.standby_urls], ask=False
+                )
+
     def _env(self, primary: URL, replicas: list[URL], *, ask: bool) -> Iterator[_Env]:
         nodes = [primary, *replicas]
         admin = {node_name(u): _admin_engine(u) for u in nodes}
         try:
             name = node_name(primary)
             ensure_database(admin[name], ask=ask, yes=self.o.yes, where=name)
+            if _is_pg(primary) and not _pg_stat_statements(admin[name]):
+                self.progress.note(
+                    "pg_stat_statements is not loaded: no per-node SELECT shares "
+                    "(shared_preload_libraries = 'pg_stat_statements' shows them)"
+                )
             bench = [u.set(database=BENCH_DATABASE) for u in nodes]
             self.progress.note(f"loading {self.o.rows} rows into {BENCH_DATABASE}")
             engine = create_engine(bench[0], poolclass=NullPool)
@@ -1088,11 +1353,13 @@ class _Bench:
         setups = []
         for setup in o.setups:
             why = None
-            if o.workers == "asyncio" and setup != "sysbench":
+            if o.workers == "asyncio" and o.postgresql:
+                why = "the asyncio clients (aiomysql) are for MySQL/MariaDB only"
+            elif o.workers == "asyncio" and setup != "sysbench":
                 from ._bench_async import asyncio_unavailable
 
                 why = asyncio_unavailable(setup)
-            why = why or setup_available(setup)
+            why = why or setup_available(setup, o.postgresql)
             if why is None:
                 setups.append(setup)
             else:
@@ -1123,17 +1390,32 @@ class _Bench:
             for replicas in o.replicas:
                 urls = env.replicas[:replicas]
                 haproxy: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+                default_port = 5432 if o.postgresql else 3306
                 if "haproxy" in setups and urls:
-                    haproxy = HAProxy([(u.host or "127.0.0.1", u.port or 3306) for u in urls])
-                with haproxy as proxy:
+                    haproxy = HAProxy(
+                        [(u.host or "127.0.0.1", u.port or default_port) for u in urls]
+                    )
+                pgpool: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+                if "pgpool" in setups and urls:
+                    pgpool = PgPool(
+                        (env.primary.host or "127.0.0.1", env.primary.port or default_port),
+                        [(u.host or "127.0.0.1", u.port or default_port) for u in urls],
+                        # one pgpool child per client connection (a pool and its overflow)
+                        children=2 * max(o.clients) + 4,
+                    )
+                with haproxy as proxy, pgpool as pool:
                     for clients in o.clients:
                         for setup in setups:
                             if setup in REPLICA_FREE and replicas != o.replicas[0]:
                                 continue
                             if setup == "haproxy" and proxy is None:
                                 continue  # no replica to balance
+                            if setup == "pgpool" and pool is None:
+                                continue
                             read_url = None
-                            if proxy is not None:
+                            if setup == "pgpool":
+                                read_url = primary_read_url(env.primary, pool.port)
+                            elif proxy is not None:
                                 read_url = primary_read_url(env.primary, proxy.read_port)
                             spec = TargetSpec(
                                 setup=setup,
@@ -1243,7 +1525,7 @@ def targets(report: BenchReport) -> list[dict[str, Any]]:
                     )
         replicas_max = max((r.replicas for r in report.results), default=0)
         rw = _find(report, "rwsplit", mix, clients, replicas_max)
-        for other in ("advanced-alchemy", "haproxy"):
+        for other in ("advanced-alchemy", "haproxy", "pgpool"):
             base = _find(report, other, mix, clients, replicas_max)
             if rw is not None and base is not None and base.throughput:
                 out.append(
@@ -1454,6 +1736,14 @@ def register(sub: Any) -> None:
         "controller, needs root), so that the servers are the bottleneck",
     )
     p.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="mysql",
+        help="sandbox only: MariaDB/MySQL servers (mysql, the default; $RWSPLIT_SERVER_BIN "
+        "picks the binary) or a PostgreSQL primary and hot standbys (postgresql); a given "
+        "cluster's family comes from its URLs",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="a few seconds: 2 replicas, 4 clients, 1 s runs"
     )
     p.add_argument("--yes", action="store_true", help=f"create {BENCH_DATABASE} without asking")
@@ -1479,6 +1769,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         seed=args.seed,
         yes=args.yes,
         progress=not args.no_progress,
+        server=args.server,
     )
     if args.quick:
         o.replicas, o.clients, o.duration, o.rows = (2,), (4,), 1.0, 1000

@@ -692,6 +692,14 @@ class PgSandbox:
                 f"'kill -9 {node.pid}' stops it"
             )
 
+    def pids(self, name: str) -> list[int]:
+        """The processes of node *name*: its postmaster, then its children (backends, WAL
+        sender / receiver, checkpointer ...) as they are now; empty when it does not run."""
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return []
+        return [node.pid, *_children(node.pid)]
+
     def hang(self, name: str) -> None:
         """Freeze one node's postmaster and its backends (``SIGSTOP``); :meth:`resume`."""
         node = self._running(name)
