@@ -323,7 +323,9 @@ def _classify_dialect(args: argparse.Namespace) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(replicas=args.replicas, statements=args.statements, progress=_progress)
+    return run_demo(
+        replicas=args.replicas, statements=args.statements, progress=_progress, server=args.server
+    )
 
 
 # ---------------------------------------------------------------------------------- parser
@@ -461,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=300,
         help="approximate number of statements in the workload (default 300)",
+    )
+    p_demo.add_argument(
+        "--server",
+        choices=("mysql", "postgresql"),
+        default="mysql",
+        help="mysql: MariaDB or MySQL servers ($RWSPLIT_SERVER_BIN picks the binary; the "
+        "default); postgresql: a PostgreSQL primary and hot standbys",
     )
     p_demo.set_defaults(func=_cmd_demo)
 

@@ -209,9 +209,20 @@ def _table(
 
 
 def run_demo(
-    replicas: int = 2, statements: int = 300, progress: Callable[[str], None] = print
+    replicas: int = 2,
+    statements: int = 300,
+    progress: Callable[[str], None] = print,
+    server: str = "mysql",
 ) -> int:
-    """Start a sandbox, run the workload, print the split per node, stop; returns exit code 0."""
+    """Start a sandbox, run the workload, print the split per node, stop; returns exit code 0.
+
+    *server*: ``mysql`` (MariaDB or MySQL, as the sandbox finds) or ``postgresql``
+    (:mod:`rwsplit.cli._demo_pg`).
+    """
+    if server == "postgresql":
+        from ._demo_pg import run_pg_demo
+
+        return run_pg_demo(replicas, statements, progress)
     t0 = time.monotonic()
     with (
         Sandbox(replicas, progress=progress) as sb,
