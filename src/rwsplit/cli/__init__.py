@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rwsplit`` command."""
     parser = _Parser(
         prog="rwsplit",
-        description="Read/write splitting for MySQL/MariaDB clusters, inside SQLAlchemy.",
+        description="Read/write splitting for MySQL/MariaDB and PostgreSQL clusters, inside "
+        "SQLAlchemy.",
         epilog="exit codes: 0 ok, 1 operation failed, 2 bad command line, "
         "3 sandbox not (fully) running (sandbox status), 4 failover/switchover done but "
         "some replicas not repointed",

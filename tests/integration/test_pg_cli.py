@@ -1,0 +1,87 @@
+"""The ``rwsplit`` command on a PostgreSQL cluster: topology, stats, classify; documented
+exit codes (0 one writable primary, 1 none, 2 a bad command line)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from rwsplit.cli import main
+from rwsplit.sandbox.postgresql import PgSandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
+
+
+@pytest.fixture(scope="module")
+def sb() -> Iterator[PgSandbox]:
+    with PgSandbox(standbys=2) as sandbox:
+        yield sandbox
+
+
+def _nodes(sb: PgSandbox) -> list[str]:
+    args = ["--primary", sb.primary_url]
+    for url in sb.standby_urls:
+        args += ["--replica", url]
+    return args
+
+
+def test_topology_table_and_json(sb: PgSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topology", *_nodes(sb)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["node", "role", "health", "read_only", "lag", "gtid"]
+    assert sb.password not in table
+    # One standby is enough: discovery follows it to the primary and finds the other.
+    assert main(["topology", "--json", "--replica", sb.standby_urls[0]]) == 0
+    nodes = {n["node"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert set(nodes) == {n.address for n in sb.nodes}
+    assert nodes[sb.primary.address]["role"] == "primary"
+    assert nodes[sb.primary.address]["read_only"] is False
+    for s in sb.standbys:
+        assert nodes[s.address]["role"] == "replica" and nodes[s.address]["healthy"]
+        assert str(nodes[s.address]["gtid"]).startswith("pg:")
+
+
+def test_stats_json_and_prometheus(sb: PgSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--json", *_nodes(sb)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["nodes"][sb.primary.address]["role"] == "primary"
+    assert {stats["nodes"][s.address]["role"] for s in sb.standbys} == {"replica"}
+    pytest.importorskip("prometheus_client")
+    assert main(["stats", "--prometheus", *_nodes(sb)]) == 0
+    assert "rwsplit_" in capsys.readouterr().out
+
+
+def test_classify_with_the_postgresql_dialect(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = "SELECT * FROM jobs FOR NO KEY UPDATE SKIP LOCKED"
+    assert main(["classify", "--dialect", "postgresql", sql]) == 0
+    assert capsys.readouterr().out == "primary\tlocking read (FOR NO KEY UPDATE)\n"
+    assert main(["classify", "--url", "postgresql+psycopg://app@db1/shop", "SELECT $$;$$"]) == 0
+    assert capsys.readouterr().out.startswith("replica\t")
+    monkeypatch.setenv("RWSPLIT_PRIMARY_URL", "postgresql+psycopg://app@db1/shop")
+    assert main(["classify", "--each", "SELECT 1; LISTEN jobs"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "replica",
+        "primary",
+    ]
+    assert main(["classify", "--dialect", "oracle", "SELECT 1"]) == 2
+
+
+def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("topology", "stats", "classify", "bench", "demo"):
+        assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--dialect" in out and "--server" in out
+    assert main(["topology", "--primary", "postgresql+psycopg:///nohost"]) == 2
+    assert "has no host" in capsys.readouterr().err
+
+
+def test_topology_without_a_primary_exits_1(
+    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb.stop_node(sb.primary.name)  # last test of the module: the sandbox is not reused
+    assert main(["topology", "--timeout", "1", *_nodes(sb)]) == 1
+    assert "no writable primary" in capsys.readouterr().err
