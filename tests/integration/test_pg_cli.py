@@ -32,8 +32,11 @@ def test_topology_table_and_json(sb: PgSandbox, capsys: pytest.CaptureFixture[st
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["node", "role", "health", "read_only", "lag", "gtid"]
     assert sb.password not in table
-    # One standby is enough: discovery follows it to the primary and finds the other.
+    # From a standby alone, discovery follows its WAL receiver to the primary.
     assert main(["topology", "--json", "--replica", sb.standby_urls[0]]) == 0
+    found = {n["node"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert found[sb.primary.address]["role"] == "primary"
+    assert main(["topology", "--json", *_nodes(sb)]) == 0
     nodes = {n["node"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
     assert set(nodes) == {n.address for n in sb.nodes}
     assert nodes[sb.primary.address]["role"] == "primary"
