@@ -101,7 +101,7 @@ def _table(
         lines.append(f"pg_stat_statements differs from what rwsplit sent on {', '.join(off)}")
     else:
         lines.append("pg_stat_statements = what rwsplit sent, on every node")
-    return lines
+    return [line.rstrip() for line in lines]
 
 
 def run_pg_demo(replicas: int, statements: int, progress: Callable[[str], None]) -> int:
