@@ -1,8 +1,11 @@
-"""Which package a SQLAlchemy MySQL/MariaDB URL needs, for messages that say what to install.
+"""Which package a SQLAlchemy MySQL/MariaDB or PostgreSQL URL needs, for messages that say
+what to install.
 
 >>> from sqlalchemy.engine import make_url
->>> unsupported_backend(make_url("postgresql://app@db1/shop"))
-"postgresql URLs are not supported: rwsplit is for MySQL/MariaDB clusters; use a URL such as 'mysql+pymysql://user:password@host:3306/dbname'"
+>>> unsupported_backend(make_url("sqlite:///shop.db"))
+"sqlite URLs are not supported: rwsplit is for MySQL/MariaDB and PostgreSQL clusters; use a URL such as 'mysql+pymysql://user:password@host:3306/dbname' or 'postgresql+psycopg://user:password@host:5432/dbname'"
+>>> driver_package(make_url("postgresql+asyncpg://app@db1/shop"))
+'asyncpg'
 >>> driver_package(make_url("mysql+mysqldb://app@db1/shop"))
 'mysqlclient'
 >>> driver_package(make_url("mariadb+mariadbconnector://app@db1/shop"))
@@ -18,6 +21,7 @@ from sqlalchemy.engine import URL
 __all__ = ["driver_hint", "driver_package", "missing_driver", "unsupported_backend"]
 
 EXAMPLE_URL = "mysql+pymysql://user:password@host:3306/dbname"
+EXAMPLE_PG_URL = "postgresql+psycopg://user:password@host:5432/dbname"
 
 # SQLAlchemy's MySQL/MariaDB drivers and the PyPI package that provides each. A URL without
 # a driver (``mysql://``) means SQLAlchemy's default, mysqldb.
@@ -30,8 +34,13 @@ _PACKAGES = {
     "mysqlconnector": "mysql-connector-python",
     "cymysql": "cymysql",
     "pyodbc": "pyodbc",
+    # PostgreSQL
+    "psycopg": "psycopg",
+    "psycopg_async": "psycopg",
+    "asyncpg": "asyncpg",
+    "psycopg2": "psycopg2-binary",
 }
-_BACKENDS = ("mysql", "mariadb")
+_BACKENDS = ("mysql", "mariadb", "postgresql")
 
 
 def unsupported_backend(url: URL) -> str | None:
@@ -39,8 +48,8 @@ def unsupported_backend(url: URL) -> str | None:
     if url.get_backend_name() in _BACKENDS:
         return None
     return (
-        f"{url.get_backend_name()} URLs are not supported: rwsplit is for MySQL/MariaDB "
-        f"clusters; use a URL such as '{EXAMPLE_URL}'"
+        f"{url.get_backend_name()} URLs are not supported: rwsplit is for MySQL/MariaDB and "
+        f"PostgreSQL clusters; use a URL such as '{EXAMPLE_URL}' or '{EXAMPLE_PG_URL}'"
     )
 
 
@@ -58,14 +67,17 @@ def driver_hint(url: URL) -> str:
     if package is None:
         return f"install the package that provides the {url.drivername!r} driver"
     hint = f"install it: 'pip install {package}'"
-    if package != "PyMySQL":
+    if url.get_backend_name() == "postgresql":
+        if package != "psycopg":
+            hint += " (or use rwsplit's default driver: 'postgresql+psycopg://...')"
+    elif package != "PyMySQL":
         hint += " (or use rwsplit's default driver: 'mysql+pymysql://...')"
     return hint
 
 
 def missing_driver(url: URL, exc: ImportError) -> str:
     """The message for a driver that cannot be imported: what to install, or that the URL
-    is not a MySQL/MariaDB one at all."""
+    is not a MySQL/MariaDB or PostgreSQL one at all."""
     return unsupported_backend(url) or (
         f"the driver for {url.drivername!r} is not installed ({exc}); {driver_hint(url)}"
     )

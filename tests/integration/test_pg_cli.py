@@ -56,23 +56,6 @@ def test_stats_json_and_prometheus(sb: PgSandbox, capsys: pytest.CaptureFixture[
     assert "rwsplit_" in capsys.readouterr().out
 
 
-def test_classify_with_the_postgresql_dialect(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sql = "SELECT * FROM jobs FOR NO KEY UPDATE SKIP LOCKED"
-    assert main(["classify", "--dialect", "postgresql", sql]) == 0
-    assert capsys.readouterr().out == "primary\tlocking read (FOR NO KEY UPDATE)\n"
-    assert main(["classify", "--url", "postgresql+psycopg://app@db1/shop", "SELECT $$;$$"]) == 0
-    assert capsys.readouterr().out.startswith("replica\t")
-    monkeypatch.setenv("RWSPLIT_PRIMARY_URL", "postgresql+psycopg://app@db1/shop")
-    assert main(["classify", "--each", "SELECT 1; LISTEN jobs"]) == 0
-    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == [
-        "replica",
-        "primary",
-    ]
-    assert main(["classify", "--dialect", "oracle", "SELECT 1"]) == 2
-
-
 def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("topology", "stats", "classify", "bench", "demo"):
         assert main([command, "--help"]) == 0

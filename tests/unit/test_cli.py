@@ -100,8 +100,8 @@ def test_options_are_never_abbreviated(
     ("url", "message"),
     [
         ("mysql+pymysql//app:s3cret@db1/a", "not a valid SQLAlchemy URL"),
-        ("postgresql://app:s3cret@db1/a", "rwsplit is for MySQL/MariaDB"),
-        ("sqlite:///s3cret.db", "rwsplit is for MySQL/MariaDB"),
+        ("mssql+pyodbc://app:s3cret@db1/a", "rwsplit is for MySQL/MariaDB and PostgreSQL"),
+        ("sqlite:///s3cret.db", "rwsplit is for MySQL/MariaDB and PostgreSQL"),
         ("mysql+pymysql://app:s3cret@/a", "has no host"),
     ],
 )

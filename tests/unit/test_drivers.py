@@ -23,6 +23,10 @@ from rwsplit.errors import ConfigurationError
         ("mysql+mariadbconnector://u@db1/a", "mariadb"),
         ("mariadb+mariadbconnector://u@db1/a", "mariadb"),
         ("mysql+mysqlconnector://u@db1/a", "mysql-connector-python"),
+        ("postgresql+psycopg://u@db1/a", "psycopg"),
+        ("postgresql+psycopg_async://u@db1/a", "psycopg"),
+        ("postgresql+asyncpg://u@db1/a", "asyncpg"),
+        ("postgresql+psycopg2://u@db1/a", "psycopg2-binary"),
     ],
 )
 def test_each_driver_names_its_package(url: str, package: str) -> None:
@@ -31,10 +35,10 @@ def test_each_driver_names_its_package(url: str, package: str) -> None:
     assert unsupported_backend(make_url(url)) is None
 
 
-@pytest.mark.parametrize("url", ["postgresql://u@db1/a", "sqlite:///x.db", "mssql+pyodbc://u@h/a"])
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "mssql+pyodbc://u@h/a"])
 def test_other_databases_are_not_supported(url: str) -> None:
     hint = driver_hint(make_url(url))
-    assert "rwsplit is for MySQL/MariaDB" in hint
+    assert "rwsplit is for MySQL/MariaDB and PostgreSQL" in hint
     assert "pip install" not in hint
 
 

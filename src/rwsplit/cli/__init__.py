@@ -82,7 +82,7 @@ def url_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not a valid SQLAlchemy URL; expected a URL such as '{EXAMPLE_URL}'"
         ) from None
-    unsupported = None if url.get_backend_name() == "postgresql" else unsupported_backend(url)
+    unsupported = unsupported_backend(url)
     if unsupported is not None:
         raise argparse.ArgumentTypeError(unsupported)
     if not url.host:
