@@ -1,6 +1,6 @@
 """The FastAPI example with ``async`` endpoints: :class:`~sqlalchemy.ext.asyncio.AsyncSession`
 dependencies that route like :class:`~rwsplit.RoutingSession`, on ``mysql+aiomysql://`` URLs
-(``pip install 'sqlalchemy[asyncio]' aiomysql``).
+(``pip install 'sqlalchemy[asyncio]' aiomysql``) or ``postgresql+psycopg_async://`` ones.
 
 Run it like app.py, with aiomysql URLs (the tables are created when the app starts)::
 
@@ -32,6 +32,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rwsplit import Cluster
 from rwsplit.fastapi import RwSplit, aclose_cluster
+
+
+def whoami_sql(dialect: str) -> str:
+    """A plain read that says which server answered: MySQL's ``@@server_id``; PostgreSQL has
+    none, the port the server listens on tells its nodes apart."""
+    if dialect == "postgresql":
+        return "SELECT current_setting('port')::int"
+    return "SELECT @@server_id"
 
 
 class Base(DeclarativeBase):
@@ -89,6 +97,7 @@ def create_app(cluster: Cluster | None = None, secret_key: str | None = None) ->
     @app.get("/whoami")
     async def whoami(session: SessionDep) -> dict[str, Any]:
         """Which server answers a plain read (a replica when nothing was written)."""
-        return {"server_id": (await session.execute(text("SELECT @@server_id"))).scalar_one()}
+        sql = whoami_sql(cluster.write_engine().dialect.name)
+        return {"server_id": (await session.execute(text(sql))).scalar_one()}
 
     return app

@@ -24,7 +24,9 @@ between FastAPI versions.
 
 :meth:`RwSplit.async_session` is the ``async`` dependency: an
 :class:`sqlalchemy.ext.asyncio.AsyncSession` routing like :class:`~rwsplit.RoutingSession`,
-on a cluster of ``mysql+aiomysql://`` URLs (needs ``sqlalchemy[asyncio]`` and aiomysql).
+on a cluster of ``mysql+aiomysql://`` URLs (needs ``sqlalchemy[asyncio]`` and aiomysql) or of
+``postgresql+psycopg_async://`` / ``postgresql+asyncpg://`` ones. On PostgreSQL the cookie
+carries an LSN token (``pg:0/3000148``).
 """
 
 from __future__ import annotations

@@ -96,3 +96,34 @@ def test_reads_without_a_write_go_to_standbys_and_forged_tokens_are_ignored(
     assert {client.get("/whoami").json()["server_id"] for _ in range(2)} <= {
         n.port for n in sb.standbys
     }
+
+
+def test_async_dependency_on_psycopg_async_reads_its_write_with_replay_paused(
+    sb: PgSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/fastapi_app/async_app.py as shipped, on ``postgresql+psycopg_async`` URLs
+    from the environment: AsyncSession dependencies, the cookie, replay paused."""
+    pytest.importorskip("greenlet")
+    example: ModuleType = load_example("fastapi_app", "async_app")
+    with Cluster(sb.primary_url) as ddl:  # DDL once, synchronously
+        example.Base.metadata.drop_all(ddl.write_engine())
+        example.Base.metadata.create_all(ddl.write_engine())
+    sb.wait_caught_up()
+
+    def aio(url: str) -> str:
+        return url.replace("postgresql+psycopg://", "postgresql+psycopg_async://", 1)
+
+    monkeypatch.setenv("RWSPLIT_PRIMARY_URL", aio(sb.primary_url))
+    monkeypatch.setenv("RWSPLIT_REPLICA_URLS", ",".join(aio(u) for u in sb.standby_urls))
+    monkeypatch.setenv("RWSPLIT_CAUSAL_TIMEOUT", "0.2")
+    monkeypatch.setenv("APP_SECRET_KEY", SECRET)
+    with TestClient(example.create_app(), follow_redirects=False) as client:
+        ports = {client.get("/whoami").json()["server_id"] for _ in range(4)}
+        assert ports == {n.port for n in sb.standbys}
+        with replay_paused(sb):
+            resp = client.post("/notes", json={"body": "async hello"})
+            assert resp.status_code == 303, resp.text
+            got = client.get(resp.headers["location"])
+            stale = TestClient(client.app).get(resp.headers["location"])
+        assert got.status_code == 200 and got.json()["body"] == "async hello"
+        assert stale.status_code == 404  # the control: the standbys lack the row
