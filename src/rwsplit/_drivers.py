@@ -2,8 +2,12 @@
 what to install.
 
 >>> from sqlalchemy.engine import make_url
->>> unsupported_backend(make_url("sqlite:///shop.db"))
-"sqlite URLs are not supported: rwsplit is for MySQL/MariaDB and PostgreSQL clusters; use a URL such as 'mysql+pymysql://user:password@host:3306/dbname' or 'postgresql+psycopg://user:password@host:5432/dbname'"
+>>> print(unsupported_backend(make_url("sqlite:///shop.db")))  # doctest: +NORMALIZE_WHITESPACE
+sqlite URLs are not supported: rwsplit is for MySQL/MariaDB and PostgreSQL clusters; use a
+URL such as 'mysql+pymysql://user:password@host:3306/dbname' or
+'postgresql+psycopg://user:password@host:5432/dbname'
+>>> unsupported_backend(make_url("postgresql+psycopg://app@db1/shop")) is None
+True
 >>> driver_package(make_url("postgresql+asyncpg://app@db1/shop"))
 'asyncpg'
 >>> driver_package(make_url("mysql+mysqldb://app@db1/shop"))
