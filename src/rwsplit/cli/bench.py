@@ -890,6 +890,24 @@ class HAProxy:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def _unprivileged_user() -> tuple[int, int] | None:
+    """``(uid, gid)`` to run pgpool-II as when this process is root: the OS user the
+    PostgreSQL sandbox runs its servers as (``$RWSPLIT_PG_USER``, default ``postgres``)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("RWSPLIT_PG_USER", "postgres")
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxError(
+            f"pgpool-II is not run as root, and there is no OS user {name!r} to run it as; "
+            "create one or set RWSPLIT_PG_USER to an unprivileged user"
+        ) from None
+    return pw.pw_uid, pw.pw_gid
+
+
 class PgPool:
     """A real pgpool-II on loopback in front of a PostgreSQL primary and its standbys:
     streaming-replication mode, writes to the primary, reads balanced statement by statement
@@ -957,20 +975,19 @@ class PgPool:
         return "\n".join(lines) + "\n"
 
     def __enter__(self) -> PgPool:
-        from ..sandbox.postgresql import _server_user
-
         binary = _pgpool_binary()
         if binary is None:
             raise SandboxError("pgpool-II is not installed (apt-get install pgpool2)")
-        user = _server_user()
         cfg, pcp = self._dir / "pgpool.conf", self._dir / "pcp.conf"
         cfg.write_text(self.config())
         pcp.write_text("")
         cmd = [binary, "-n", "-f", str(cfg), "-F", str(pcp)]
+        user = _unprivileged_user()
         if user is not None:  # root: as the servers' unprivileged user
+            uid, gid = user
             for path in (self._dir, cfg, pcp):
-                os.chown(path, user.uid, user.gid)
-            cmd = user.command(cmd)
+                os.chown(path, uid, gid)
+            cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--", *cmd]
         with open(self._dir / "pgpool.log", "wb") as logfile:
             self._proc = subprocess.Popen(
                 cmd,

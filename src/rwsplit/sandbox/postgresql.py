@@ -693,8 +693,10 @@ class PgSandbox:
             )
 
     def pids(self, name: str) -> list[int]:
-        """The processes of node *name*: its postmaster, then its children (backends, WAL
-        sender / receiver, checkpointer ...) as they are now; empty when it does not run."""
+        """The pids of node *name*: its postmaster's first, then its children's (startup,
+        WAL sender/receiver, checkpointer, one per session ...), e.g. to cap them all in one
+        cgroup (a backend forked later inherits its postmaster's cgroup). Empty when the node
+        does not run."""
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return []
