@@ -233,10 +233,8 @@ def _discover(settings: ClusterSettings, timeout: float) -> Topology:
 
     seeds = [settings.primary, *settings.replicas]
     topology = discover(seeds, timeout=timeout)
-    if _is_postgresql(settings.primary):
-        # PostgreSQL: discovery follows pg_stat_wal_receiver / pg_stat_replication and names
-        # each server once; there is no member list (rwsplit.cluster_nodes) nor server_id.
-        return topology
+    if settings.primary.get_backend_name() == "postgresql":
+        return topology  # no member list, no server_id there (pg_probe.discover_postgresql)
     found = {n.name for n in topology.nodes}
     extra = sorted(set(_recorded_members(topology, timeout)) - found)
     if extra:
@@ -264,16 +262,6 @@ def _discover(settings: ClusterSettings, timeout: float) -> Topology:
         kept.append(node)
     order = {n.name: i for i, n in enumerate(topology.nodes)}
     return Topology(tuple(sorted(kept, key=lambda n: order[n.name])))
-
-
-def _is_postgresql(url: Any) -> bool:
-    """Whether *url* (a string or a SQLAlchemy URL) names a PostgreSQL node."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).get_backend_name() == "postgresql"
-    except Exception:  # a JDBC URL, checked elsewhere
-        return False
 
 
 def _recorded_members(topology: Topology, timeout: float) -> list[str]:
@@ -309,8 +297,8 @@ def remember_members(
     from ..topology.probe import NodeProbe, describe_error
 
     primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
-    if len(primaries) != 1 or _is_postgresql(primaries[0].url):
-        return False  # PostgreSQL: no member list (discovery finds the standbys itself)
+    if len(primaries) != 1 or primaries[0].url.get_backend_name() == "postgresql":
+        return False  # PostgreSQL: no member list (discovery follows pg_stat_replication)
     (primary,) = primaries
     names = [n.name for n in topology.nodes if n.healthy and n.name not in remove]
     url = cluster.admin_url(primary) if cluster is not None else primary.url
