@@ -1692,9 +1692,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="load test: throughput, latency and stale reads, against plain SQLAlchemy, "
-        "advanced-alchemy, HAProxy and sysbench",
+        "advanced-alchemy, HAProxy and sysbench (pgpool-II on PostgreSQL)",
         description="A load test modelled on sysbench's OLTP workloads, run on several setups "
-        "in the same run. Starts a sandbox by default; with --primary/--replica or --config "
+        "in the same run. Starts a sandbox by default (--server postgresql: a PostgreSQL "
+        "primary and hot standbys, with the pgpool setup); with --primary/--replica or --config "
         f"it runs against that cluster and touches only the database {BENCH_DATABASE} "
         "(asking before it creates it; --yes skips the question).",
     )
