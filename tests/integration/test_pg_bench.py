@@ -84,3 +84,32 @@ def test_cpu_caps_take_every_process_of_a_node() -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_given_postgresql_cluster_asks_before_creating_its_database(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rwsplit.sandbox.postgresql import PgSandbox
+
+    with PgSandbox(standbys=1) as sb:
+        nodes = ["--primary", sb.primary_url, "--replica", sb.standby_urls[0]]
+        quick = ["--quick", "--no-progress", "--setups", "plain", "--mix", "read-only"]
+        # No terminal to ask on, no --yes: refused, nothing created.
+        assert main(["bench", *nodes, *quick]) == 1
+        assert "pass --yes" in capsys.readouterr().err
+        with sb.primary.connect(dbname="postgres") as conn:
+            before = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+            extensions = conn.execute("SELECT extname FROM pg_extension ORDER BY 1").fetchall()
+        assert ("rwsplit_bench",) not in before
+        assert main(["bench", *nodes, *quick, "--yes", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["target"] == "given cluster"
+        assert [r["setup"] for r in report["results"]] == ["plain"]
+        assert report["results"][0]["errors"] == 0
+        with sb.primary.connect(dbname="postgres") as conn:
+            after = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+            # Only its own database: no extension created elsewhere.
+            assert conn.execute("SELECT extname FROM pg_extension ORDER BY 1").fetchall() == (
+                extensions
+            )
+        assert set(after) - set(before) == {("rwsplit_bench",)}

@@ -624,15 +624,21 @@ _PG_SELECTS = text(
 )
 
 
-def _pg_stat_statements(admin: Engine) -> bool:
-    """Create ``pg_stat_statements`` (in the maintenance database, on the primary) when the
-    server loads it; whether it can count."""
+def _pg_stat_statements(admin: Engine, *, create: bool) -> bool:
+    """Whether ``pg_stat_statements`` counts, seen from the maintenance database; *create*
+    (a sandbox's primary) creates the extension there when the server loads it. A given
+    cluster is only asked: the bench touches nothing but its own database there."""
     with admin.connect() as conn:
         loaded = conn.execute(text("SELECT current_setting('shared_preload_libraries')")).scalar()
         if "pg_stat_statements" not in str(loaded or ""):
             return False
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
-    return True
+        if create:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+            return True
+        found = conn.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        ).first()
+        return found is not None
 
 
 def com_select(engines: Mapping[str, Engine]) -> dict[str, int]:
@@ -1210,10 +1216,11 @@ class _Bench:
         try:
             name = node_name(primary)
             ensure_database(admin[name], ask=ask, yes=self.o.yes, where=name)
-            if _is_pg(primary) and not _pg_stat_statements(admin[name]):
+            if _is_pg(primary) and not _pg_stat_statements(admin[name], create=not ask):
                 self.progress.note(
-                    "pg_stat_statements is not loaded: no per-node SELECT shares "
-                    "(shared_preload_libraries = 'pg_stat_statements' shows them)"
+                    "pg_stat_statements is not available in the database 'postgres': no "
+                    "per-node SELECT shares (shared_preload_libraries = 'pg_stat_statements' "
+                    "and CREATE EXTENSION pg_stat_statements there show them)"
                 )
             bench = [u.set(database=BENCH_DATABASE) for u in nodes]
             self.progress.note(f"loading {self.o.rows} rows into {BENCH_DATABASE}")
