@@ -403,3 +403,16 @@ def test_the_routing_rules_page_examples_hold() -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_cli_classifies_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    from rwsplit.cli import main
+
+    sql = "SELECT pg_advisory_lock(7)"
+    assert main(["classify", "--dialect", "postgresql", "--details", sql]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "primary\tpg_advisory_lock() takes a session advisory lock"
+    assert lines[2].split() == ["resource:", "advisory", "lock"]
+    assert main(["classify", "--dialect", "postgresql", "--each", "SET x = 1; SELECT $$;$$"]) == 0
+    targets = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert targets == ["all", "replica"]

@@ -281,7 +281,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     # --each: sqlparse splits the text (off the hot path: this is a tool for people).
     texts = [t for t in sqlparse.split(sql) if t.strip()] if args.each else [sql]
     for text in texts or [sql]:
-        c = classify(text)
+        c = classify(text, dialect=args.dialect)
         print(f"{c.target.value}\t{c.reason}")
         if args.details:
             flags = [f.name for f in type(c.flags) if f and f in c.flags and f.name]
@@ -409,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--each",
         action="store_true",
         help="split the text into statements and classify each (one line per statement)",
+    )
+    p_cls.add_argument(
+        "--dialect",
+        choices=("mysql", "mariadb", "postgresql"),
+        default="mysql",
+        help="the server family's SQL (default: mysql, which covers MariaDB)",
     )
     p_cls.set_defaults(func=_cmd_classify)
 
