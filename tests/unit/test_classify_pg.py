@@ -136,6 +136,8 @@ TABLE: list[tuple[str, Target, Flag, str | None]] = [
     ('SELECT "NOW"()', P, Flag.NONE, None),
     ("SELECT * FROM t WHERE a = some_udf(b)", P, Flag.NONE, None),
     ("SELECT a === b FROM t", P, Flag.NONE, None),
+    ("SELECT a OPERATOR(app.+) b FROM t", P, Flag.NONE, None),
+    ('SELECT a OPERATOR("pg_catalog".+) b FROM t', R, Flag.NONE, None),
     ("SELECT txid_current()", P, W, None),
     ("SELECT pg_current_wal_lsn()", P, Flag.NONE, None),
     ("SELECT \u017fum(a) FROM t", P, Flag.NONE, None),  # not SUM: the server folds ASCII only

@@ -344,6 +344,15 @@ def _read_trigger(toks: list[Tok], i: int) -> Classification | None:
     return _primary(f"{up} inside a read statement writes", Flag.WRITE)
 
 
+def _operator_syntax(toks: list[Tok], i: int) -> Classification | None:
+    """``OPERATOR(schema.op)``: only ``pg_catalog``'s operators are known built-ins (the
+    operator itself is checked with the other operator tokens)."""
+    for tok in toks[i + 2 : _matching_paren(toks, i + 1)]:
+        if tok.kind in (WORD, QUOTED_ID) and quoted_name(tok) != "pg_catalog":
+            return _primary(f"operator of schema {tok.text} is not a known built-in")
+    return None
+
+
 def _scan_read(toks: list[Tok]) -> Classification:
     """Check a SELECT-like statement for anything that makes it more than a plain read."""
     n = len(toks)
@@ -351,7 +360,7 @@ def _scan_read(toks: list[Tok]) -> Classification:
         kind = tok.kind
         if kind == WORD:
             if i + 1 < n and toks[i + 1].kind == LPAREN:
-                found = _call(toks, i)
+                found = _call(toks, i) if tok.up != "OPERATOR" else _operator_syntax(toks, i)
                 if found is not None:
                     return found
             if tok.up in _READ_TRIGGERS:
@@ -835,7 +844,8 @@ _LEXABLE_RE = re.compile(
     r"""(?:[^'"{}\x00-\x08\x0e-\x1f\x7f]++|'(?:[^']++|'')*+'|"(?:[^"]++|"")*+")*+\Z"""
 )
 _PLAIN_TRIGGERS = ("FOR", "INTO", "INSERT", "UPDATE", "DELETE", "MERGE")
-_PLAIN_CALLS = READ_ONLY_FUNCTIONS | PAREN_KEYWORDS
+# OPERATOR(schema.op) takes the general path, which checks the schema.
+_PLAIN_CALLS = (READ_ONLY_FUNCTIONS | PAREN_KEYWORDS) - {"OPERATOR"}
 
 
 def _is_plain_read(sql: str) -> bool:
