@@ -57,6 +57,7 @@ class Outcome:
     needless: Counter[str] = field(default_factory=Counter)
     targets: Counter[str] = field(default_factory=Counter)
     writer_texts: set[str] = field(default_factory=set)
+    failed_texts: list[str] = field(default_factory=list)
 
 
 def _is_control(sql: str) -> bool:
@@ -202,7 +203,9 @@ def run_corpus(oracle: Oracle, statements: list[str]) -> Outcome:
         out.targets[c.target.value] += 1
         ok, wrote = oracle.run(sql)
         out.run += 1
-        out.failed += not ok
+        if not ok:
+            out.failed += 1
+            out.failed_texts.append(sql[:80])
         if wrote is None:
             out.unwitnessed += ok
         else:
@@ -251,6 +254,8 @@ def test_what_the_classifier_calls_a_read_neither_writes_nor_is_refused_by_a_sta
         )
         for reason, n in out.needless.most_common(10):
             print(f"  needless primary x{n}: {reason}")
+        for text in out.failed_texts[:10]:
+            print(f"  failed on the server: {text}")
         for error, n in out.standby_other_errors.most_common(10):
             print(f"  standby error x{n}: {error}")
 
