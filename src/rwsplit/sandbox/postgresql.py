@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import grp
 import hashlib
 import itertools
@@ -501,8 +502,15 @@ class PgSandbox:
         if node.base.exists():
             shutil.rmtree(node.base)
         node.base.mkdir(parents=True)
+        # The password the node's WAL receiver connects with: in a file, not in
+        # primary_conninfo, whose every change the server logs in full.
+        passfile = node.base / "pgpass"
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"*:*:*:{USER}:{self.password}\n")
         if self._user is not None:
             os.chown(node.base, self._user.uid, self._user.gid)
+            os.chown(passfile, self._user.uid, self._user.gid)
 
     def _write_settings(self, datadir: Path) -> None:
         settings = {**_BASE_SETTINGS, "log_statement": f"'{self.log_statement}'"}
@@ -547,8 +555,8 @@ class PgSandbox:
             "--write-recovery-conf",
             "--no-sync",
             "-d",
-            # No password here: it would show in ps. libpq takes it from PGPASSWORD.
-            f"host={source.host} port={source.port} user={USER} application_name={node.name}",
+            # No password here: it would show in ps, and be written into primary_conninfo.
+            _replication_conninfo(node, source),
         ]
         _run_as(
             self._user,
@@ -556,7 +564,7 @@ class PgSandbox:
             node.base / "pg_basebackup.log",
             cwd=node.base,
             what=f"pg_basebackup for {node.name}",
-            env={"PGPASSWORD": self.password},
+            env={"PGPASSFILE": str(node.base / "pgpass")},
         )
         self._spawn(node)
         self._wait_ready(node)
@@ -798,8 +806,10 @@ class PgSandbox:
             if not self.is_running(node) or self.is_stopped(node):
                 continue
             with contextlib.closing(node.connect()) as conn:
+                if not _fetch1(conn, "SELECT pg_is_in_recovery()"):
+                    continue  # a former primary still running: it replays nothing
                 _poll(
-                    lambda c=conn: _replayed(c, lsn),  # type: ignore[misc]
+                    functools.partial(_replayed, conn, lsn),
                     max(0.0, deadline - time.monotonic()),
                     f"{node.name} did not replay up to {lsn} within {timeout:.0f}s",
                 )
@@ -843,24 +853,29 @@ class PgSandbox:
                     f"{node.name} is not a standby (it is out of recovery): it cannot follow "
                     f"{source.name} without pg_rewind or a new base backup"
                 )
-            conn.execute("SET log_statement = 'none'")  # the conninfo holds the password
-            _execute_literal(
-                conn,
-                "ALTER SYSTEM SET primary_conninfo = {}",
-                source.conninfo(application_name=node.name, dbname="replication"),
-            )
+            conninfo = _replication_conninfo(node, source)
+            if _fetch1(conn, "SHOW primary_conninfo") == conninfo:
+                self._wait_streaming(node, source, timeout)
+                return
+            # A changed primary_conninfo restarts the WAL receiver: wait for a new one, not
+            # for the old one still streaming from the same place.
+            receiver = _fetch1(conn, "SELECT pid FROM pg_stat_wal_receiver")
+            _execute_literal(conn, "ALTER SYSTEM SET primary_conninfo = {}", conninfo)
             conn.execute("SELECT pg_reload_conf()")
-        self._wait_streaming(node, source, timeout)
+        self._wait_streaming(node, source, timeout, not_pid=receiver)
 
-    def _wait_streaming(self, node: PgNode, source: PgNode, timeout: float = 30.0) -> None:
-        """Return once *node*'s WAL receiver streams from *source*."""
+    def _wait_streaming(
+        self, node: PgNode, source: PgNode, timeout: float = 30.0, not_pid: int | None = None
+    ) -> None:
+        """Return once *node*'s WAL receiver (not the one with pid *not_pid*) streams from
+        *source*."""
         with contextlib.closing(node.connect()) as conn:
             _poll(
                 lambda: (
                     conn.execute(
-                        "SELECT 1 FROM pg_stat_wal_receiver "
-                        "WHERE status = 'streaming' AND sender_port = %s",
-                        (source.port,),
+                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
+                        "AND sender_port = %s AND pid IS DISTINCT FROM %s",
+                        (source.port, not_pid),
                     ).fetchone()
                     is not None
                 ),
@@ -994,6 +1009,19 @@ SELECT pg_is_in_recovery(),
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END
 """
+
+
+def _replication_conninfo(node: PgNode, source: PgNode) -> str:
+    """*node*'s ``primary_conninfo`` to stream from *source*: its password in *node*'s
+    passfile, its name as ``application_name`` (``synchronous_standby_names`` names it)."""
+    params = {
+        "host": source.host,
+        "port": str(source.port),
+        "user": USER,
+        "passfile": str(node.base / "pgpass"),
+        "application_name": node.name,
+    }
+    return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in params.items())
 
 
 def _setting_value(value: str) -> str:
