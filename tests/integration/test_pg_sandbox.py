@@ -172,6 +172,44 @@ def test_promote_by_hand_and_repoint_the_other_standby(fresh_pg_sandbox: PgSandb
     with pytest.raises(Exception, match="pg_rewind or a new base backup"):
         sb.repoint(new.name, other.name)
 
+    # The former primary comes back as a new standby of the new one.
+    sb.rebuild(old_primary.name)
+    assert old_primary.role == "standby" and sb.is_running(old_primary)
+    assert one(old_primary, "SELECT sender_port FROM pg_stat_wal_receiver") == new.port
+    sb.wait_caught_up()
+    assert one(old_primary, f"SELECT count(*) FROM {table}") == 2
+    assert sb.standbys == [old_primary, other]
+
+
+def _frozen(node: PgNode) -> bool:
+    """True when *node* answers no query within a second."""
+    try:
+        conn = node.connect(connect_timeout=1)
+    except psycopg.OperationalError:
+        return True
+    with contextlib.closing(conn):
+        conn.execute("SET statement_timeout = '1s'")
+        conn.execute("SELECT 1")
+    return False
+
+
+def test_hang_and_resume_a_node(fresh_pg_sandbox: PgSandbox) -> None:
+    sb = fresh_pg_sandbox
+    standby = sb.standbys[0]
+    with contextlib.closing(standby.connect()) as conn:  # opened before: its backend hangs too
+        sb.hang(standby.name)
+        try:
+            assert sb.is_stopped(standby) and sb.is_running(standby)
+            assert _frozen(standby)
+        finally:
+            sb.resume(standby.name)
+        assert not sb.is_stopped(standby)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # A hung node stops all the same (resumed first).
+    sb.hang(standby.name)
+    sb.stop_node(standby.name)
+    assert not sb.is_running(standby)
+
 
 def test_synchronous_commits_wait_for_a_standby(tmp_path: Path) -> None:
     require_postgresql()

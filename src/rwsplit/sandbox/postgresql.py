@@ -466,7 +466,8 @@ class PgSandbox:
                     f"cloning {count} standby{'s' * (count != 1)} (pg_basebackup) and "
                     "starting streaming replication"
                 )
-                self._parallel(self._clone_and_start, self.standbys)
+                self._parallel(self._make_node_dir, self.standbys)
+                self._parallel(lambda n: self._clone_and_start(n, self.primary), self.standbys)
                 self._write_state()
                 self._parallel(lambda n: self._wait_streaming(n, self.primary), self.standbys)
             if self.synchronous:
@@ -543,9 +544,8 @@ class PgSandbox:
             conn.execute("SET log_statement = 'none'")
             _execute_literal(conn, f"ALTER ROLE {USER} PASSWORD {{}}", self.password)
 
-    def _clone_and_start(self, node: PgNode) -> None:
-        self._make_node_dir(node)
-        source = self.primary
+    def _clone_and_start(self, node: PgNode, source: PgNode) -> None:
+        """Make *node* a hot standby of *source* (``pg_basebackup``) and start it."""
         cmd = [
             str(self.bindir / "pg_basebackup"),
             "-D",
@@ -862,7 +862,26 @@ class PgSandbox:
             receiver = _fetch1(conn, "SELECT pid FROM pg_stat_wal_receiver")
             _execute_literal(conn, "ALTER SYSTEM SET primary_conninfo = {}", conninfo)
             conn.execute("SELECT pg_reload_conf()")
+            reloadable = int(_fetch1(conn, "SHOW server_version_num")) >= 130000
+        if not reloadable:  # PostgreSQL 12 reads primary_conninfo at start-up only
+            self.restart(node.name)
         self._wait_streaming(node, source, timeout, not_pid=receiver)
+
+    def rebuild(self, name: str, timeout: float = 60.0) -> PgNode:
+        """Make node *name* a new hot standby of the current :attr:`primary`: stop it, throw
+        its data directory away, clone it again (``pg_basebackup``), start it; return once
+        it streams. What an operator does with a former primary that cannot follow the new
+        one (instead of ``pg_rewind``). Its server log is kept."""
+        node, source = self.node(name), self.primary
+        if node is source:
+            raise SandboxError(f"{node.name} is the primary: promote another node first")
+        self.stop_node(node.name)
+        shutil.rmtree(node.datadir, ignore_errors=True)
+        node.role = "standby"
+        self._clone_and_start(node, source)
+        self._write_state()
+        self._wait_streaming(node, source, timeout)
+        return node
 
     def _wait_streaming(
         self, node: PgNode, source: PgNode, timeout: float = 30.0, not_pid: int | None = None
