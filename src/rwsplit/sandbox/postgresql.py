@@ -100,6 +100,9 @@ _BASE_SETTINGS: dict[str, str] = {
     "fsync": "off",
     "full_page_writes": "off",
     "shared_buffers": "32MB",
+    # Dynamic shared memory in the data directory, not /dev/shm/PostgreSQL.*: a killed
+    # server's segments go with its data directory instead of staying in memory.
+    "dynamic_shared_memory_type": "mmap",
     "max_connections": "200",
     # Standbys report their positions often and re-connect quickly after a repoint.
     "wal_receiver_status_interval": "1s",
@@ -307,6 +310,12 @@ class PgSandbox:
         they win over the sandbox's own.
     :param bindir: the PostgreSQL binaries (else found as :func:`find_postgresql` does).
     :param host: the loopback address every node listens on.
+    :param in_memory: put the data directories on ``/dev/shm`` (a tmpfs: copies and base
+        backups several times faster than on a busy disk). By default (``None``) yes for a
+        sandbox owned by this process when ``/dev/shm`` is a tmpfs with 1 GiB free, unless
+        ``$RWSPLIT_PG_IN_MEMORY=0``; never for a detached one (its data stays in its
+        directory). Such data directories are removed by :meth:`stop`, and by the next
+        sandbox's start when their owner died without stopping them.
     """
 
     def __init__(
@@ -322,6 +331,7 @@ class PgSandbox:
         settings: Mapping[str, str] | None = None,
         bindir: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
+        in_memory: bool | None = None,
     ) -> None:
         if standbys < 0:
             raise SandboxError(f"standbys must be >= 0, got {standbys}")
@@ -346,6 +356,7 @@ class PgSandbox:
         self._bindir_arg = bindir
         self._bindir: Path | None = None
         self.host = host
+        self.in_memory = in_memory
         self.password = ""
         self.data_root: Path | None = None
         self._own_data_root = False
@@ -484,12 +495,16 @@ class PgSandbox:
         user can reach it, else in a directory of its own (removed by :meth:`stop`)."""
         if self._own_dir:
             self.base_dir.chmod(0o711)
+        if self._use_memory():
+            _sweep_abandoned(_SHM)
+            self.data_root = _owned_dir(_SHM)
+            self._own_data_root = True
+            return
         if self._user is None or self._user.can_traverse(self.base_dir):
             self.data_root = self.base_dir
             self._own_data_root = False
             return
-        root = Path(tempfile.mkdtemp(prefix="rwsplit-pg-data-"))
-        root.chmod(0o711)
+        root = _owned_dir(Path(tempfile.gettempdir()))
         if not self._user.can_traverse(root):
             shutil.rmtree(root, ignore_errors=True)
             raise SandboxError(
@@ -498,6 +513,16 @@ class PgSandbox:
             )
         self.data_root = root
         self._own_data_root = True
+
+    def _use_memory(self) -> bool:
+        if self.detached:
+            return False
+        if self.in_memory is not None:
+            return self.in_memory
+        env = os.environ.get("RWSPLIT_PG_IN_MEMORY")
+        if env is not None:
+            return env not in ("", "0", "false", "no")
+        return _tmpfs_has_room(_SHM, 1 << 30)
 
     def _make_node_dir(self, node: PgNode) -> None:
         if node.base.exists():
@@ -1207,6 +1232,57 @@ _PG_HBA = """\
 host all all all scram-sha-256
 host replication all all scram-sha-256
 """
+
+
+_SHM = Path("/dev/shm")
+_OWNER_FILE = ".rwsplit-owner"
+_DATA_PREFIX = "rwsplit-pg-data-"
+
+
+def _tmpfs_has_room(path: Path, room: int) -> bool:
+    """True when *path* is a tmpfs (Linux) with at least *room* bytes free."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    is_tmpfs = any(m.split()[1:3] == [str(path), "tmpfs"] for m in mounts if m.strip())
+    return is_tmpfs and st.f_bavail * st.f_frsize >= room
+
+
+def _start_time(pid: int) -> str:
+    """*pid*'s start time (clock ticks since boot; tells a reused pid apart), ``""`` if gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat_line[stat_line.rfind(")") + 2 :].split()[19]
+
+
+def _owned_dir(parent: Path) -> Path:
+    """A fresh directory in *parent* for the nodes' data, the server's OS user may search,
+    marked with this process (pid and start time) as its owner."""
+    root = Path(tempfile.mkdtemp(prefix=_DATA_PREFIX, dir=parent))
+    root.chmod(0o711)
+    (root / _OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    return root
+
+
+def _sweep_abandoned(parent: Path) -> None:
+    """Remove the data directories in *parent* whose owner process died without stopping its
+    sandbox (``kill -9``: its servers died with it, their data stayed). Only ours: the
+    prefix, our uid, an owner file naming a process that is gone."""
+    for d in parent.glob(f"{_DATA_PREFIX}*"):
+        try:
+            if d.stat().st_uid != os.geteuid():
+                continue
+            pid, started = (d / _OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        if _start_time(int(pid)) == started:
+            continue  # the owner still runs
+        log.info("sandbox: removing %s (its owner, pid %s, is gone)", d, pid)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _pid_runs_postgres(pid: int, datadir: str) -> bool:
