@@ -181,6 +181,20 @@ def test_promote_by_hand_and_repoint_the_other_standby(fresh_pg_sandbox: PgSandb
     assert sb.standbys == [old_primary, other]
 
 
+def test_refresh_roles_after_a_promotion_made_elsewhere(fresh_pg_sandbox: PgSandbox) -> None:
+    sb = fresh_pg_sandbox
+    old, standby1, standby2 = sb.nodes
+    with contextlib.closing(standby2.connect()) as conn:
+        conn.execute("SELECT pg_promote(true, 60)")
+    # Two nodes out of recovery: recorded, and said.
+    with pytest.raises(Exception, match="split brain"):
+        sb.refresh_roles()
+    sb.stop_node(old.name)
+    assert sb.refresh_roles() is standby2 is sb.primary
+    assert [n.role for n in sb.nodes] == ["standby", "standby", "primary"]
+    assert sb.standbys == [old, standby1]
+
+
 def _frozen(node: PgNode) -> bool:
     """True when *node* answers no query within a second."""
     try:

@@ -868,6 +868,34 @@ class PgSandbox:
         self._write_state()
         return node
 
+    def refresh_roles(self) -> PgNode:
+        """Ask every running node whether it is in recovery and record its role (after a
+        promotion this sandbox did not make: rwsplit's own failover, a test's SQL); return
+        the primary. Stopped and hung nodes keep the role they had.
+
+        :raises SandboxError: when more than one node is out of recovery (a split brain;
+            the roles are recorded all the same).
+        """
+        answers: dict[str, bool] = {}
+        for n in self.nodes:
+            if self.is_running(n) and not self.is_stopped(n):
+                with contextlib.closing(n.connect()) as conn:
+                    answers[n.name] = bool(_fetch1(conn, "SELECT pg_is_in_recovery()"))
+        primaries = [name for name, in_recovery in answers.items() if not in_recovery]
+        if primaries:
+            for n in self.nodes:
+                if n.name in answers:
+                    n.role = "standby" if answers[n.name] else "primary"
+                elif n.role == "primary":
+                    n.role = "standby"  # a stopped former primary: rebuild() it
+        self._write_state()
+        if len(primaries) > 1:
+            raise SandboxError(
+                f"{' and '.join(primaries)} are all out of recovery (a split brain): stop or "
+                "rebuild() the ones that must not be the primary"
+            )
+        return self.primary
+
     def repoint(self, name: str, to_name: str, timeout: float = 30.0) -> None:
         """Make standby *name* stream from *to_name* (``primary_conninfo`` by ``ALTER SYSTEM``
         and a reload); return once it streams from it."""
