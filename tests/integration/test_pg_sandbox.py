@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -286,6 +287,25 @@ def test_stop_leaves_no_process_and_no_data(tmp_path: Path) -> None:
     assert not any(Path(d).exists() for _, d in nodes)
     assert not data_root.exists() or data_root == base
     assert not (base / "sandbox.json").exists()
+
+
+def test_a_port_taken_before_the_server_binds_it_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_postgresql()
+    import rwsplit.sandbox.postgresql as module
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = iter([port])
+        real = module.free_port
+        monkeypatch.setattr(module, "free_port", lambda host: next(ports, None) or real(host))
+        with PgSandbox(standbys=0, base_dir=tmp_path / "sb") as sb:
+            assert sb.primary.port != port
+            assert one(sb.primary, "SELECT 1") == 1
+            assert "Address already in use" in sb.primary.log_path.read_text()
 
 
 # Starts a sandbox, prints "pid:datadir" per node, then idles until it is killed.

@@ -467,8 +467,7 @@ class PgSandbox:
             )
             self._write_settings(Path(primary.datadir))
             self.progress(f"starting the primary on port {primary.port}")
-            self._spawn(primary)
-            self._wait_ready(primary, password=_BOOTSTRAP_PASSWORD)
+            self._start_first_time(primary, password=_BOOTSTRAP_PASSWORD)
             self._setup_primary()
             self._write_state()
             if self.standbys:
@@ -591,8 +590,7 @@ class PgSandbox:
             what=f"pg_basebackup for {node.name}",
             env={"PGPASSFILE": str(node.base / "pgpass")},
         )
-        self._spawn(node)
-        self._wait_ready(node)
+        self._start_first_time(node)
 
     def _make_synchronous(self) -> None:
         names = ", ".join(f'"{n.name}"' for n in self.standbys)
@@ -663,6 +661,22 @@ class PgSandbox:
         self._procs[node.name] = proc
         node.pid = proc.pid
 
+    def _start_first_time(self, node: PgNode, password: str | None = None) -> None:
+        """Start *node* on its port, or on another free one when something took that port
+        between :func:`free_port` and the server's bind (nothing knows the port yet)."""
+        for attempt in range(3):
+            self._spawn(node)
+            try:
+                self._wait_ready(node, password=password)
+                return
+            except SandboxError:
+                proc = self._procs.get(node.name)
+                lost_port = "Address already in use" in self._log_tail(node)
+                if attempt == 2 or proc is None or proc.poll() is None or not lost_port:
+                    raise
+                log.info("sandbox: %s lost port %d to another process", node.name, node.port)
+                node.port = free_port(node.host)
+
     def _wait_ready(self, node: PgNode, timeout: float = 60.0, password: str | None = None) -> None:
         import psycopg
 
@@ -675,7 +689,7 @@ class PgSandbox:
                     f"{self._log_tail(node)}"
                 )
             try:
-                node.connect(password=password or node.password).close()
+                node.connect(password=password or node.password, connect_timeout=2).close()
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
@@ -1318,7 +1332,13 @@ def _pid_runs_postgres(pid: int, datadir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return False
+        if Path("/proc/self").exists():
+            return False
+        try:  # no /proc (macOS): alive is all that can be told
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
     d = datadir.encode()
     return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
 
