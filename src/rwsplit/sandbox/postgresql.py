@@ -1,7 +1,7 @@
 """A real local PostgreSQL primary and hot standbys, for demos, tests and benchmarks.
 
 :class:`PgSandbox` starts one primary and *N* hot standbys as real ``postgres`` processes
-(PostgreSQL 12 or later; the binaries of ``$RWSPLIT_PG_BINDIR``, else the newest
+(PostgreSQL 13 or later; the binaries of ``$RWSPLIT_PG_BINDIR``, else the newest
 ``/usr/lib/postgresql/*/bin``, else ``pg_config --bindir``, else ``PATH``) on loopback ports,
 each with its own data directory. The standbys are made with ``pg_basebackup`` from the
 running primary and replicate by physical streaming replication, without slots (the primary
@@ -928,10 +928,8 @@ class PgSandbox:
             # for the old one still streaming from the same place.
             receiver = _fetch1(conn, "SELECT pid FROM pg_stat_wal_receiver")
             _execute_literal(conn, "ALTER SYSTEM SET primary_conninfo = {}", conninfo)
+            # PostgreSQL 13+ applies a new primary_conninfo on reload (no restart).
             conn.execute("SELECT pg_reload_conf()")
-            reloadable = int(_fetch1(conn, "SHOW server_version_num")) >= 130000
-        if not reloadable:  # PostgreSQL 12 reads primary_conninfo at start-up only
-            self.restart(node.name)
         self._wait_streaming(node, source, timeout, not_pid=receiver)
 
     def rebuild(self, name: str, timeout: float = 60.0) -> PgNode:
