@@ -722,6 +722,9 @@ class PgSandbox:
         After a signal that ends it (``SIGKILL``, ``SIGTERM``, ``SIGINT``, ``SIGQUIT``,
         ``SIGABRT``) this returns once the postmaster and its children are gone, so the node
         can be started again at once; any other signal is sent and this returns at once.
+        PostgreSQL reads them as: ``SIGTERM`` a smart shutdown (it waits for every session to
+        end), ``SIGINT`` a fast one (what :meth:`stop_node` sends), ``SIGQUIT`` an immediate
+        one (crash recovery at the next start), ``SIGKILL`` a crash.
         """
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
