@@ -313,8 +313,8 @@ class PgSandbox:
     :param in_memory: put the data directories on ``/dev/shm`` (a tmpfs: copies and base
         backups several times faster than on a busy disk). By default (``None``) yes for a
         sandbox owned by this process when ``/dev/shm`` is a tmpfs with 1 GiB free, unless
-        ``$RWSPLIT_PG_IN_MEMORY=0``; never for a detached one (its data stays in its
-        directory). Such data directories are removed by :meth:`stop`, and by the next
+        ``keep`` or ``$RWSPLIT_PG_IN_MEMORY=0``; never for a detached one (its data stays in
+        its directory). Such data directories are removed by :meth:`stop`, and by the next
         sandbox's start when their owner died without stopping them.
     """
 
@@ -518,6 +518,8 @@ class PgSandbox:
             return False
         if self.in_memory is not None:
             return self.in_memory
+        if self.keep:
+            return False  # kept data must outlive this process (the sweep would take it)
         env = os.environ.get("RWSPLIT_PG_IN_MEMORY")
         if env is not None:
             return env not in ("", "0", "false", "no")
