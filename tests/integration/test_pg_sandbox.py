@@ -122,10 +122,13 @@ def test_kill_by_pid_then_start_the_node_again(fresh_pg_sandbox: PgSandbox) -> N
     assert pid is not None and _pid_runs_postgres(pid, standby.datadir)
     children = _children(pid)
     assert children  # its startup process, WAL receiver ...
+    assert sb.pids(standby.name)[0] == pid
+    assert set(children) <= set(sb.pids(standby.name))
     sb.kill(standby.name)
     assert not sb.is_running(standby)
     assert not _pid_runs_postgres(pid, standby.datadir)
     assert _wait_pids_gone(children, 0)  # none left (zombies waiting for init aside)
+    assert sb.pids(standby.name) == []
     with pytest.raises(psycopg.OperationalError):
         standby.connect(connect_timeout=2).close()
     # The others never noticed.

@@ -744,6 +744,16 @@ class PgSandbox:
                 f"'kill -9 {node.pid}' stops it"
             )
 
+    def pids(self, name: str) -> list[int]:
+        """The pids of node *name*: its postmaster's first, then its children's (startup,
+        WAL sender/receiver, checkpointer, one per session ...), e.g. to cap them all in one
+        cgroup (a backend forked later inherits its postmaster's cgroup). Empty when the node
+        does not run."""
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return []
+        return [node.pid, *_children(node.pid)]
+
     def hang(self, name: str) -> None:
         """Freeze one node's postmaster and its backends (``SIGSTOP``); :meth:`resume`."""
         node = self._running(name)
