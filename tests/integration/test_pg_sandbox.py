@@ -16,13 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rwsplit.sandbox.postgresql import (
-    PgNode,
-    PgSandbox,
-    _children,
-    _pid_runs_postgres,
-    _wait_pids_gone,
-)
+from rwsplit.sandbox._pg_os import child_pids, pid_runs_postgres, wait_pids_gone
+from rwsplit.sandbox.postgresql import PgNode, PgSandbox
 
 from ..fix_pg import log_offset, require_postgresql, statements_since
 from .util import wait_until
@@ -119,15 +114,15 @@ def test_kill_by_pid_then_start_the_node_again(fresh_pg_sandbox: PgSandbox) -> N
     sb = fresh_pg_sandbox
     standby = sb.standbys[0]
     pid = standby.pid
-    assert pid is not None and _pid_runs_postgres(pid, standby.datadir)
-    children = _children(pid)
+    assert pid is not None and pid_runs_postgres(pid, standby.datadir)
+    children = child_pids(pid)
     assert children  # its startup process, WAL receiver ...
     assert sb.pids(standby.name)[0] == pid
     assert set(children) <= set(sb.pids(standby.name))
     sb.kill(standby.name)
     assert not sb.is_running(standby)
-    assert not _pid_runs_postgres(pid, standby.datadir)
-    assert _wait_pids_gone(children, 0)  # none left (zombies waiting for init aside)
+    assert not pid_runs_postgres(pid, standby.datadir)
+    assert wait_pids_gone(children, 0)  # none left (zombies waiting for init aside)
     assert sb.pids(standby.name) == []
     with pytest.raises(psycopg.OperationalError):
         standby.connect(connect_timeout=2).close()
@@ -262,7 +257,7 @@ def test_stop_leaves_no_process_and_no_data(tmp_path: Path) -> None:
     # On disk (not /dev/shm): the layout that depends on who can reach base_dir.
     sb = PgSandbox(standbys=1, base_dir=base, log_statement="all", in_memory=False).start()
     nodes = [(n.pid, n.datadir) for n in sb.nodes]
-    children = [c for pid, _ in nodes for c in _children(pid or 0)]
+    children = [c for pid, _ in nodes for c in child_pids(pid or 0)]
     assert sb.data_root is not None
     data_root = sb.data_root
     if os.geteuid() == 0:
@@ -285,8 +280,8 @@ def test_stop_leaves_no_process_and_no_data(tmp_path: Path) -> None:
     assert sb.password not in repr(sb) + repr(sb.nodes)
     sb.stop()
     assert nodes and children
-    assert not any(_pid_runs_postgres(pid or 0, d) for pid, d in nodes)
-    assert _wait_pids_gone(children, 0)
+    assert not any(pid_runs_postgres(pid or 0, d) for pid, d in nodes)
+    assert wait_pids_gone(children, 0)
     assert not any(Path(d).exists() for _, d in nodes)
     assert not data_root.exists() or data_root == base
     assert not (base / "sandbox.json").exists()
@@ -336,7 +331,7 @@ def test_servers_die_with_the_owning_process(tmp_path: Path) -> None:
         line = proc.stdout.readline().split()
         nodes = [(int(p), d) for p, d in (item.split(":", 1) for item in line)]
         assert len(nodes) == 2, proc.stderr.read() if proc.stderr else ""
-        assert all(_pid_runs_postgres(pid, d) for pid, d in nodes)
+        assert all(pid_runs_postgres(pid, d) for pid, d in nodes)
     finally:
         proc.send_signal(signal.SIGKILL)  # the owner crashes: its servers go with it
         proc.wait()
@@ -344,7 +339,7 @@ def test_servers_die_with_the_owning_process(tmp_path: Path) -> None:
             if stream is not None:
                 stream.close()
     wait_until(
-        lambda: not any(_pid_runs_postgres(pid, d) for pid, d in nodes),
+        lambda: not any(pid_runs_postgres(pid, d) for pid, d in nodes),
         timeout=30,
         what="the orphaned servers to die",
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rwsplit.cli import main
-from rwsplit.sandbox.postgresql import PgSandbox, _pid_runs_postgres
+from rwsplit.sandbox._pg_os import pid_runs_postgres
+from rwsplit.sandbox.postgresql import PgSandbox
 
 from ..fix_pg import require_postgresql
 
@@ -50,7 +51,7 @@ def test_up_status_down_a_postgresql_sandbox(tmp_path: Path) -> None:
         assert "cloning 1 standby (pg_basebackup)" in up.stderr  # singular
         assert f"standby1 logs its statements in {sb.standbys[0].log_path}" in up.stderr
         # The servers outlive the command that started them (detached).
-        assert all(_pid_runs_postgres(pid or 0, datadir) for pid, datadir in nodes)
+        assert all(pid_runs_postgres(pid or 0, datadir) for pid, datadir in nodes)
         with contextlib.closing(sb.standbys[0].connect(dbname="shop")) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("shop",)
 
@@ -76,7 +77,7 @@ def test_up_status_down_a_postgresql_sandbox(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert "stopped 1 server in" in down.stdout and "(standby1 was not running)" in down.stdout
     assert len(nodes) == 2
-    assert not any(_pid_runs_postgres(pid or 0, datadir) for pid, datadir in nodes)
+    assert not any(pid_runs_postgres(pid or 0, datadir) for pid, datadir in nodes)
     assert not any(Path(datadir).exists() for _, datadir in nodes)  # --purge
     assert rwsplit("sandbox", "status", "--dir", d).returncode == 3
 

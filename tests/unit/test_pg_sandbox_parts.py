@@ -13,15 +13,13 @@ import pytest
 
 from rwsplit.cli._pg_sandbox import is_postgresql_server
 from rwsplit.errors import SandboxError, ServerBinaryNotFoundError
+from rwsplit.sandbox._pg_os import OWNER_FILE, OsUser, sweep_abandoned
 from rwsplit.sandbox.postgresql import (
-    _OWNER_FILE,
     PgNode,
     PgSandbox,
     _conninfo_quote,
-    _OsUser,
     _replication_conninfo,
     _setting_value,
-    _sweep_abandoned,
     find_postgresql,
 )
 
@@ -98,7 +96,7 @@ def test_what_server_asks_for_postgresql(server: str | None, postgresql: bool) -
 
 
 def test_who_can_traverse_a_directory() -> None:
-    nobody = _OsUser("nobody", 65534, 65534, frozenset({65534}))
+    nobody = OsUser("nobody", 65534, 65534, frozenset({65534}))
     # Not pytest's tmp_path: its base directory is 0700 when we are root.
     with tempfile.TemporaryDirectory() as d:
         top = Path(d)
@@ -131,9 +129,9 @@ def test_only_abandoned_data_directories_are_swept(tmp_path: Path) -> None:
         d.mkdir()
     stat = Path(f"/proc/{os.getpid()}/stat").read_text()
     started = stat[stat.rfind(")") + 2 :].split()[19]
-    (abandoned / _OWNER_FILE).write_text(f"{dead_pid} 1\n")
-    (mine / _OWNER_FILE).write_text(f"{os.getpid()} {started}\n")
-    (other / _OWNER_FILE).write_text(f"{dead_pid} 1\n")
-    _sweep_abandoned(tmp_path)
+    (abandoned / OWNER_FILE).write_text(f"{dead_pid} 1\n")
+    (mine / OWNER_FILE).write_text(f"{os.getpid()} {started}\n")
+    (other / OWNER_FILE).write_text(f"{dead_pid} 1\n")
+    sweep_abandoned(tmp_path)
     assert not abandoned.exists()
     assert mine.exists() and unmarked.exists() and other.exists()

@@ -37,23 +37,19 @@ import atexit
 import contextlib
 import fcntl
 import functools
-import grp
 import hashlib
-import itertools
 import json
 import logging
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +57,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, ServerBinaryNotFoundError
 from . import _SPAWNER, STATE_FILE, _proc_state, _with_parent_death_signal, free_port
+from ._pg_os import (
+    SHM,
+    OsUser,
+    child_pids,
+    owned_dir,
+    pid_runs_postgres,
+    python_for,
+    run_as,
+    server_user,
+    sweep_abandoned,
+    tmpfs_has_room,
+    wait_gone,
+    wait_pids_gone,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -151,76 +161,6 @@ def find_postgresql(bindir: str | os.PathLike[str] | None = None) -> Path:
         "one, e.g. 'apt-get install postgresql' (Debian/Ubuntu), 'brew install postgresql' "
         "(macOS), or set RWSPLIT_PG_BINDIR to the directory that holds them"
     )
-
-
-@dataclass(frozen=True)
-class _OsUser:
-    """The unprivileged OS user the servers run as when this process is root."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: frozenset[int]
-
-    @classmethod
-    def lookup(cls, name: str) -> _OsUser:
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            raise SandboxError(
-                f"PostgreSQL refuses to run as root, and there is no OS user {name!r} to run "
-                "it as; create one (e.g. 'useradd --system postgres') or set "
-                "RWSPLIT_PG_USER to an existing unprivileged user"
-            ) from None
-        groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
-        return cls(name, pw.pw_uid, pw.pw_gid, frozenset(groups))
-
-    def can_traverse(self, path: Path) -> bool:
-        """True when this user can reach *path* (every directory on the way searchable)."""
-        path = path.resolve()
-        for d in (path, *path.parents):
-            try:
-                st = d.stat()
-            except OSError:
-                return False
-            if st.st_uid == self.uid:
-                ok = st.st_mode & stat.S_IXUSR
-            elif st.st_gid in self.groups:
-                ok = st.st_mode & stat.S_IXGRP
-            else:
-                ok = st.st_mode & stat.S_IXOTH
-            if not ok:
-                return False
-        return True
-
-    def can_run(self, path: str) -> bool:
-        """True when this user can execute *path* (a symlink's target included)."""
-        real = Path(os.path.realpath(path))
-        if not self.can_traverse(real.parent):
-            return False
-        try:
-            st = real.stat()
-        except OSError:
-            return False
-        return bool(st.st_mode & stat.S_IXOTH)
-
-    def command(self, cmd: Sequence[str]) -> list[str]:
-        """*cmd* run as this user (``setpriv`` execs it: same pid)."""
-        return [
-            "setpriv",
-            f"--reuid={self.uid}",
-            f"--regid={self.gid}",
-            "--init-groups",
-            "--",
-            *cmd,
-        ]
-
-
-def _server_user() -> _OsUser | None:
-    """The OS user to run PostgreSQL as: ``None`` (this process's own) unless we are root."""
-    if os.geteuid() != 0:
-        return None
-    return _OsUser.lookup(os.environ.get("RWSPLIT_PG_USER", "postgres"))
 
 
 @dataclass
@@ -364,7 +304,7 @@ class PgSandbox:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._atexit_registered = False
         self._lock = threading.Lock()
-        self._user = _server_user()
+        self._user = server_user()
 
     # ------------------------------------------------------------------ accessors
 
@@ -458,7 +398,7 @@ class PgSandbox:
             primary = self.primary
             self.progress(f"creating the primary in {self.data_root}")
             self._make_node_dir(primary)
-            _run_as(
+            run_as(
                 self._user,
                 ["cp", "-a", str(template), primary.datadir],
                 primary.base / "copy.log",
@@ -495,15 +435,15 @@ class PgSandbox:
         if self._own_dir:
             self.base_dir.chmod(0o711)
         if self._use_memory():
-            _sweep_abandoned(_SHM)
-            self.data_root = _owned_dir(_SHM)
+            sweep_abandoned(SHM)
+            self.data_root = owned_dir(SHM)
             self._own_data_root = True
             return
         if self._user is None or self._user.can_traverse(self.base_dir):
             self.data_root = self.base_dir
             self._own_data_root = False
             return
-        root = _owned_dir(Path(tempfile.gettempdir()))
+        root = owned_dir(Path(tempfile.gettempdir()))
         if not self._user.can_traverse(root):
             shutil.rmtree(root, ignore_errors=True)
             raise SandboxError(
@@ -523,7 +463,7 @@ class PgSandbox:
         env = os.environ.get("RWSPLIT_PG_IN_MEMORY")
         if env is not None:
             return env not in ("", "0", "false", "no")
-        return _tmpfs_has_room(_SHM, 1 << 30)
+        return tmpfs_has_room(SHM, 1 << 30)
 
     def _make_node_dir(self, node: PgNode) -> None:
         if node.base.exists():
@@ -584,7 +524,7 @@ class PgSandbox:
             # No password here: it would show in ps, and be written into primary_conninfo.
             _replication_conninfo(node, source),
         ]
-        _run_as(
+        run_as(
             self._user,
             cmd,
             node.base / "pg_basebackup.log",
@@ -638,7 +578,7 @@ class PgSandbox:
     def _spawn(self, node: PgNode) -> None:
         cmd = self.server_command(node)
         if not self.detached:
-            python = _python_for(self._user)
+            python = python_for(self._user)
             cmd = _with_parent_death_signal(cmd, os.getpid(), python=python)
         if self._user is not None:
             cmd = self._user.command(cmd)
@@ -712,7 +652,7 @@ class PgSandbox:
         proc = self._procs.get(node.name)
         if proc is not None:
             return proc.poll() is None
-        return node.pid is not None and _pid_runs_postgres(node.pid, node.datadir)
+        return node.pid is not None and pid_runs_postgres(node.pid, node.datadir)
 
     def is_stopped(self, node: PgNode) -> bool:
         """True when *node*'s postmaster is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
@@ -731,14 +671,14 @@ class PgSandbox:
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return
-        children = _children(node.pid)
+        children = child_pids(node.pid)
         os.kill(node.pid, sig)
         if sig not in _TERMINATING:
             return
         if sig != signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGCONT)  # a stopped server acts on it once resumed
-        if not self._wait_exit(node, 60) or not _wait_pids_gone(children, 30):
+        if not self._wait_exit(node, 60) or not wait_pids_gone(children, 30):
             raise SandboxError(
                 f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
                 f"'kill -9 {node.pid}' stops it"
@@ -752,12 +692,12 @@ class PgSandbox:
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return []
-        return [node.pid, *_children(node.pid)]
+        return [node.pid, *child_pids(node.pid)]
 
     def hang(self, name: str) -> None:
         """Freeze one node's postmaster and its backends (``SIGSTOP``); :meth:`resume`."""
         node = self._running(name)
-        for pid in (node.pid or 0, *_children(node.pid or 0)):
+        for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
         _poll(lambda: self.is_stopped(node), 10.0, f"{node.name} did not stop within 10s")
@@ -765,7 +705,7 @@ class PgSandbox:
     def resume(self, name: str) -> None:
         """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
         node = self._running(name)
-        for pid in (node.pid or 0, *_children(node.pid or 0)):
+        for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         _poll(lambda: not self.is_stopped(node), 10.0, f"{node.name} did not resume within 10s")
@@ -779,7 +719,7 @@ class PgSandbox:
     def _wait_exit(self, node: PgNode, timeout: float) -> bool:
         proc = self._procs.get(node.name)
         if proc is None:
-            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
+            return node.pid is None or wait_gone(node.pid, node.datadir, timeout)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -791,7 +731,7 @@ class PgSandbox:
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return
-        children = _children(node.pid)
+        children = child_pids(node.pid)
         for pid in (node.pid, *children):  # a hung server acts on the signal once resumed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -800,7 +740,7 @@ class PgSandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGKILL)
             self._wait_exit(node, 10)
-        _wait_pids_gone(children, 10)
+        wait_pids_gone(children, 10)
 
     def start_node(self, name: str, timeout: float = 60.0) -> PgNode:
         """Start a stopped node again on the same port and data directory; return once it
@@ -1160,23 +1100,7 @@ def _poll(condition: Callable[[], bool], timeout: float, message: str) -> None:
         delay = min(delay * 2, 0.1)
 
 
-def _python_for(user: _OsUser | None) -> str:
-    """A Python interpreter *user* can run (for the parent-death-signal wrapper, which must
-    run after the switch of user: changing the effective uid clears that signal)."""
-    import sys
-
-    if user is None or user.can_run(sys.executable):
-        return sys.executable
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3")):
-        if candidate and user.can_run(candidate):
-            return candidate
-    raise SandboxError(
-        f"the {user.name} OS user can run no Python interpreter ({sys.executable} is out of "
-        "its reach): install python3 system-wide, or use detached=True"
-    )
-
-
-def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path:
+def _pg_template(bindir: Path, user: OsUser | None, progress: Progress) -> Path:
     """A data directory initialised once per PostgreSQL binary and version, to copy.
 
     Kept in ``$TMPDIR/rwsplit-pg-templates-UID/``; built under a file lock (other processes
@@ -1223,10 +1147,10 @@ def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path
                 # 1 MB WAL segments (not 16): smaller copies, faster base backups.
                 "--wal-segsize=1",
             ]
-            _run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
+            run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
             # The database too, in single-user mode: no server to start and stop.
             single = [str(postgres), "--single", "-D", str(work / "data"), "postgres"]
-            _run_as(
+            run_as(
                 user,
                 single,
                 work / "single.log",
@@ -1248,151 +1172,9 @@ def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path
 _TEMPLATE_LOCK = threading.Lock()
 
 
-def _run_as(
-    user: _OsUser | None,
-    cmd: list[str],
-    log_path: Path,
-    *,
-    cwd: Path,
-    what: str,
-    env: Mapping[str, str] | None = None,
-    stdin: bytes | None = None,
-) -> None:
-    """Run a PostgreSQL tool (as *user* when given) to completion, its output in *log_path*;
-    :class:`SandboxError` with the log's tail when it fails."""
-    argv = user.command(cmd) if user is not None else cmd
-    with open(log_path, "wb") as out:
-        try:
-            rc = subprocess.run(
-                argv,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                timeout=300,
-                check=False,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
-    if rc != 0:
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise SandboxError(f"{what} failed (exit {rc}):\n{tail}")
-
-
 # Passwords (scram) from anywhere: each node listens on one loopback address only.
 _PG_HBA = """\
 # rwsplit sandbox
 host all all all scram-sha-256
 host replication all all scram-sha-256
 """
-
-
-_SHM = Path("/dev/shm")
-_OWNER_FILE = ".rwsplit-owner"
-_DATA_PREFIX = "rwsplit-pg-data-"
-
-
-def _tmpfs_has_room(path: Path, room: int) -> bool:
-    """True when *path* is a tmpfs (Linux) with at least *room* bytes free."""
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    is_tmpfs = any(m.split()[1:3] == [str(path), "tmpfs"] for m in mounts if m.strip())
-    return is_tmpfs and st.f_bavail * st.f_frsize >= room
-
-
-def _start_time(pid: int) -> str:
-    """*pid*'s start time (clock ticks since boot; tells a reused pid apart), ``""`` if gone."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat_line[stat_line.rfind(")") + 2 :].split()[19]
-
-
-def _owned_dir(parent: Path) -> Path:
-    """A fresh directory in *parent* for the nodes' data, the server's OS user may search,
-    marked with this process (pid and start time) as its owner."""
-    root = Path(tempfile.mkdtemp(prefix=_DATA_PREFIX, dir=parent))
-    root.chmod(0o711)
-    (root / _OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
-    return root
-
-
-def _sweep_abandoned(parent: Path) -> None:
-    """Remove the data directories in *parent* whose owner process died without stopping its
-    sandbox (``kill -9``: its servers died with it, their data stayed). Only ours: the
-    prefix, our uid, an owner file naming a process that is gone."""
-    for d in parent.glob(f"{_DATA_PREFIX}*"):
-        try:
-            if d.stat().st_uid != os.geteuid():
-                continue
-            pid, started = (d / _OWNER_FILE).read_text().split()
-        except (OSError, ValueError):
-            continue
-        if _start_time(int(pid)) == started:
-            continue  # the owner still runs
-        log.info("sandbox: removing %s (its owner, pid %s, is gone)", d, pid)
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _pid_runs_postgres(pid: int, datadir: str) -> bool:
-    """True when *pid* is alive and is a postmaster on *datadir* (guards against pid reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        if Path("/proc/self").exists():
-            return False
-        try:  # no /proc (macOS): alive is all that can be told
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-    d = datadir.encode()
-    return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
-
-
-def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_runs_postgres(pid, datadir):
-            return True
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    return False
-
-
-def _children(pid: int) -> list[int]:
-    """The pids whose parent is *pid* (a postmaster's backends and helpers)."""
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat_line = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) S ppid ...": comm may hold spaces and parentheses.
-        fields = stat_line[stat_line.rfind(")") + 2 :].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append(int(entry.name))
-    return found
-
-
-def _wait_pids_gone(pids: Iterable[int], timeout: float) -> bool:
-    """Wait until none of *pids* exists (after their postmaster died: they follow it)."""
-    deadline = time.monotonic() + timeout
-    pending = list(pids)
-    while pending:
-        pending = [p for p in pending if Path(f"/proc/{p}").exists() and _proc_state(p) != "Z"]
-        if not pending:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
