@@ -1,6 +1,6 @@
 from hypothesis import settings
 
-pytest_plugins = ["tests.fix_sandbox"]
+pytest_plugins = ["tests.fix_sandbox", "tests.fix_pg"]
 
 # Property tests check behaviour, never speed: Hypothesis's default 200 ms deadline per example
 # turns a loaded CI machine into a failure (seen: 284 ms on a 2-core box running other jobs).

@@ -182,17 +182,21 @@ _PDEATHSIG_EXEC = (
 )
 
 
-def _with_parent_death_signal(cmd: list[str], parent: int) -> list[str]:
+def _with_parent_death_signal(
+    cmd: list[str], parent: int, *, python: str = sys.executable
+) -> list[str]:
     r"""*cmd*, started so that it gets SIGKILL when the thread that forked it ends (Linux).
 
     No ``preexec_fn``: CPython runs the process's at-fork child hooks before a
     ``preexec_fn``, in a forked copy of a threaded process (rwsplit's monitor threads), which
     can deadlock before ``exec``. A small ``python -c`` sets the signal instead and ``exec``\ s
-    the server. Unchanged where there is no ``prctl`` (not Linux).
+    the server. Unchanged where there is no ``prctl`` (not Linux). *python*: the interpreter
+    that does it (one the server's OS user can run, when a root process drops privileges
+    before: changing the effective uid clears the signal).
     """
     if not sys.platform.startswith("linux"):
         return cmd
-    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(parent), *cmd]
+    return [python, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(parent), *cmd]
 
 
 class _Spawner:
