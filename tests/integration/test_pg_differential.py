@@ -273,6 +273,8 @@ def test_what_the_classifier_calls_a_read_neither_writes_nor_is_refused_by_a_sta
         "SELECT nextval('serial')",
         "SELECT * FROM films WHERE code = 'UA502' FOR KEY SHARE",
         "SELECT 'a' === 'a'",
+        "SELECT over(101)",
+        "SELECT * FROM touch_rec(101) AS (a int, b text)",
     ):
         assert hidden in out.writer_texts, hidden
 
@@ -374,6 +376,8 @@ _CALLS = [
     "E'bump(101)'",
     "\"lower\"('x')",
     "pg_catalog.nextval('serial')",
+    "over(101)",
+    "(SELECT a FROM touch_rec(101) AS (a int, b text))",
 ]
 _SUFFIXES = [
     " FOR UPDATE",
