@@ -4,7 +4,6 @@ exit codes (0 one writable primary, 1 none, 2 a bad command line)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,10 +13,10 @@ from rwsplit.sandbox.postgresql import PgSandbox
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 
 
-@pytest.fixture(scope="module")
-def sb() -> Iterator[PgSandbox]:
-    with PgSandbox(standbys=2) as sandbox:
-        yield sandbox
+@pytest.fixture
+def sb(pg_sandbox: PgSandbox) -> PgSandbox:
+    """The session's shared sandbox (tests/fix_pg.py): replay is resumed after each test."""
+    return pg_sandbox
 
 
 def _nodes(sb: PgSandbox) -> list[str]:
@@ -66,8 +65,9 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_topology_without_a_primary_exits_1(
-    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
+    fresh_pg_sandbox: PgSandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sb.stop_node(sb.primary.name)  # last test of the module: the sandbox is not reused
+    sb = fresh_pg_sandbox
+    sb.stop_node(sb.primary.name)
     assert main(["topology", "--timeout", "1", *_nodes(sb)]) == 1
     assert "no writable primary" in capsys.readouterr().err

@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 COOKIE = "rwsplit_causal"
 
 
-@pytest.fixture(scope="module")
-def sb() -> Iterator[PgSandbox]:
-    with PgSandbox(standbys=2) as sandbox:
-        yield sandbox
+@pytest.fixture
+def sb(pg_sandbox: PgSandbox) -> PgSandbox:
+    """The session's shared sandbox (tests/fix_pg.py): replay is resumed after each test."""
+    return pg_sandbox
 
 
 def _config(sb: PgSandbox) -> dict[str, object]:
