@@ -18,6 +18,7 @@ from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, de
 __all__ = [
     "ask",
     "family",
+    "monitor_privilege",
     "own_writes",
     "position",
     "replica_status",
@@ -57,6 +58,12 @@ def ask(node: SandboxNode, question: Callable[[MariaDB | MySQL, Cursor], T]) -> 
 def family(node: SandboxNode) -> MariaDB | MySQL:
     """The server family of *node* (MySQL: with its gtid_mode)."""
     return ask(node, lambda f, cur: f)
+
+
+def monitor_privilege(sb: Sandbox) -> str:
+    """The privilege that lets an account read replication status (``SHOW SLAVE STATUS`` /
+    ``SHOW REPLICA STATUS``): MariaDB 10.5+ ``SLAVE MONITOR``, MySQL ``REPLICATION CLIENT``."""
+    return "SLAVE MONITOR" if sb.family.name == "mariadb" else "REPLICATION CLIENT"
 
 
 def run(node: SandboxNode, statement: Statement | Callable[[MariaDB | MySQL], Statement]) -> None:
