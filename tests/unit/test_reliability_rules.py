@@ -149,6 +149,37 @@ def test_a_slow_sql_thread_is_lag_not_stuck(cluster: Cluster) -> None:
     assert m._sql_thread_stuck("db2:3306", locked, now=130.0) is None
 
 
+def test_a_worker_of_a_multi_threaded_applier_waiting_for_an_ack_is_stuck(
+    cluster: Cluster,
+) -> None:
+    """MySQL's applier is multi-threaded by default: its coordinator "has read all relay
+    log" while a worker waits for the ACK; the process list says so."""
+    m = Monitor(cluster, interval=0.1)
+    asked: list[str] = []
+    threads = [
+        {"User": "system user", "State": "Replica has read all relay log; waiting for more"},
+        {"User": "system user", "State": "Waiting for semi-sync ACK from replica"},
+        {"User": "app", "State": "Waiting for semi-sync ACK from replica"},  # not the applier
+    ]
+
+    class _Probe:
+        dialect = D
+
+        def query(self, sql: str) -> list[dict[str, Any]]:
+            asked.append(sql)
+            return threads
+
+    m._probes["db2:3306"] = _Probe()  # type: ignore[assignment]
+    behind = replica_of(applied="0-1-5", received="0-1-9")
+    assert m._sql_thread_stuck("db2:3306", behind, now=100.0) is None
+    assert asked == []  # only once the position stood still
+    why = m._sql_thread_stuck("db2:3306", behind, now=101.2)
+    assert why is not None and "Waiting for semi-sync ACK from replica" in why
+    assert asked == ["SHOW PROCESSLIST"]
+    threads[1]["State"] = "Waiting for table metadata lock"  # slow, not stuck: lag
+    assert m._sql_thread_stuck("db2:3306", behind, now=102.0) is None
+
+
 def test_semi_sync_is_turned_on_before_the_promoted_node_takes_writes() -> None:
     promote = [Statement("STOP SLAVE"), Statement("SET GLOBAL read_only = OFF")]
     assert [s.sql for s in _with_semi_sync(promote, D, True)] == [

@@ -394,6 +394,11 @@ class ReplicationDialect:
         """
         raise NotImplementedError
 
+    def source_delay(self, seconds: int) -> Statement:
+        """Make the replica apply each transaction *seconds* after its source committed it
+        (a delayed replica; replication stopped first)."""
+        raise NotImplementedError
+
     def replicate_from(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]:
@@ -441,6 +446,29 @@ class ReplicationDialect:
         """How far the node on *cur* holds the transactions that originated on *origin* (see
         :meth:`origin`): comparable across the nodes of one cluster, as a difference."""
         raise NotImplementedError
+
+    # ---- the applier's threads
+    applier_threads_sql: str = "SHOW PROCESSLIST"
+    """Lists the replication threads with their states (another account's threads, and the
+    replication threads, only with the ``PROCESS`` privilege)."""
+
+    def parse_applier_states(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The states of the replication threads in :attr:`applier_threads_sql` rows.
+
+        A multi-threaded applier (MySQL 8.0.27+ by default, MariaDB with
+        ``slave_parallel_threads``) reports only its coordinator in the replica status
+        ("has read all relay log"): what a worker waits for shows here.
+
+        >>> ReplicationDialect().parse_applier_states([
+        ...     {"User": "system user", "State": "Waiting for semi-sync ACK from replica"},
+        ...     {"User": "app", "State": "Sending data"}])
+        ['Waiting for semi-sync ACK from replica']
+        """
+        return [
+            str(_get(r, "State", "STATE", default="") or "")
+            for r in rows
+            if _get(r, "User", "USER") == "system user"
+        ]
 
     # ---- semi-synchronous replication
     def semi_sync_source(self, on: bool) -> Statement:
@@ -510,6 +538,7 @@ class ServerFamily(Protocol):
     def change_source(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> Statement: ...
+    def source_delay(self, seconds: int) -> Statement: ...
     def replicate_from(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]: ...
@@ -521,6 +550,10 @@ class ServerFamily(Protocol):
     def own_transactions(self, cur: Cursor) -> dict[str, int]: ...
     def origin(self, cur: Cursor) -> str: ...
     def logged_from(self, cur: Cursor, origin: str) -> int: ...
+
+    applier_threads_sql: str
+
+    def parse_applier_states(self, rows: Sequence[Mapping[str, Any]]) -> list[str]: ...
     def semi_sync_source(self, on: bool) -> Statement: ...
     def semi_sync_clients(self, cur: Cursor) -> int: ...
     def semi_sync_status(self, name: str) -> str: ...
