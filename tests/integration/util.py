@@ -14,6 +14,7 @@ from typing import TypeVar
 from rwsplit.pytest_plugin import replica_lag
 from rwsplit.sandbox import Sandbox, SandboxNode
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
+from rwsplit.servers.base import dict_rows
 
 __all__ = [
     "ask",
@@ -24,6 +25,8 @@ __all__ = [
     "replica_status",
     "replicating",
     "run",
+    "semi_sync_source_on",
+    "semi_sync_status",
     "sql",
     "sql_threads_stopped",
     "wait_position",
@@ -108,3 +111,25 @@ def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
     (the pytest plugin's :func:`~rwsplit.pytest_plugin.replica_lag`, on every replica)."""
     with replica_lag(sb):
         yield
+
+
+def semi_sync_source_on(node: SandboxNode) -> bool:
+    """The waiting (source) side of semi-sync is on at *node* (False without the plugin)."""
+
+    def read(f: MariaDB | MySQL, cur: Cursor) -> bool:
+        cur.execute(MySQL.semi_sync_variables_sql)
+        return MySQL.parse_semi_sync(dict_rows(cur))[1]
+
+    return ask(node, read)
+
+
+def semi_sync_status(node: SandboxNode, name: str) -> str:
+    """The source side's status variable *name* at *node* (``"status"``, ``"yes_tx"`` ...:
+    ``Rpl_semi_sync_master_status`` on MariaDB, ``Rpl_semi_sync_source_status`` on MySQL)."""
+
+    def read(f: MariaDB | MySQL, cur: Cursor) -> str:
+        cur.execute(f"SHOW GLOBAL STATUS LIKE '{f.semi_sync_status(name)}'")
+        row = cur.fetchone()
+        return str(row[1]) if row else ""
+
+    return ask(node, read)

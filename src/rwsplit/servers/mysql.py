@@ -246,6 +246,17 @@ class MySQL(ReplicationDialect):
             params += (file, int(pos))
         return Statement(sql, params, frozenset({3}))
 
+    def source_delay(self, seconds: int) -> Statement:
+        """
+        >>> MySQL("9.7.4").source_delay(60).sql
+        'CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 60'
+        >>> MySQL("8.0.20").source_delay(60).sql
+        'CHANGE MASTER TO MASTER_DELAY = 60'
+        """
+        if self._source_syntax:
+            return Statement(f"CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {int(seconds)}")
+        return Statement(f"CHANGE MASTER TO MASTER_DELAY = {int(seconds)}")
+
     def binlog_status_sql(self) -> str:
         # SHOW MASTER STATUS is gone in 8.4.
         return "SHOW BINARY LOG STATUS" if self.version >= (8, 2, 0) else "SHOW MASTER STATUS"
