@@ -386,31 +386,6 @@ class MySQL(ReplicationDialect):
         gtids = MySQLGtid(str(cur.fetchone()[0] or ""))
         return sum(hi - lo + 1 for lo, hi in gtids.sets.get(origin.lower(), []))
 
-    # ---- semi-sync, as the loaded plugin names it (failover, switchover, fencing)
-    semi_sync_variables_sql = "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'"
-    """Both semi-sync switches, named by whichever plugin is loaded (``semisync_source`` /
-    ``semisync_replica`` from 8.0.26, ``semisync_master`` / ``semisync_slave`` before, and
-    either may be loaded on 8.0.26+): no rows without a plugin."""
-
-    @staticmethod
-    def parse_semi_sync(rows: Sequence[Mapping[str, Any]]) -> tuple[str | None, bool, bool]:
-        """:attr:`semi_sync_variables_sql` rows → (the source-side switch's name or ``None``
-        without the source plugin, source side on, replica side on).
-        >>> MySQL.parse_semi_sync([{"Variable_name": "rpl_semi_sync_master_enabled",
-        ...     "Value": "ON"}, {"Variable_name": "rpl_semi_sync_slave_enabled", "Value": "OFF"}])
-        ('rpl_semi_sync_master_enabled', True, False)
-        """
-        source: str | None = None
-        source_on = replica_on = False
-        for row in rows:
-            name = str(row.get("Variable_name", row.get("VARIABLE_NAME", "")))
-            on = _bool(row.get("Value", row.get("VARIABLE_VALUE")))
-            if name in ("rpl_semi_sync_source_enabled", "rpl_semi_sync_master_enabled"):
-                source, source_on = name, on
-            elif name in ("rpl_semi_sync_replica_enabled", "rpl_semi_sync_slave_enabled"):
-                replica_on = on
-        return source, source_on, replica_on
-
     # ---- semi-sync (the semisync_source / semisync_replica plugins)
     def _semi(self, side: str) -> str:
         if self._new_semi_sync:

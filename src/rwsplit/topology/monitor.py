@@ -414,12 +414,12 @@ class Monitor:
         last = self._semi_sync_read
         if last is not None and last[0] == primary and self.rounds - last[1] < _SEMI_SYNC_EVERY:
             return
-        from .failover import semi_sync_master
+        from .failover import semi_sync_source
 
         self._semi_sync_read = (primary, self.rounds)
         probe = self._probes.get(primary)
         if probe is not None:
-            self._primary_semi_sync = semi_sync_master(probe)
+            self._primary_semi_sync = semi_sync_source(probe)
 
     # ------------------------------------------------------------------ lag
 
