@@ -14,7 +14,6 @@ from typing import TypeVar
 from rwsplit.pytest_plugin import replica_lag
 from rwsplit.sandbox import Sandbox, SandboxNode
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
-from rwsplit.servers.base import dict_rows
 
 __all__ = [
     "ask",
@@ -116,11 +115,7 @@ def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
 def semi_sync_source_on(node: SandboxNode) -> bool:
     """The waiting (source) side of semi-sync is on at *node* (False without the plugin)."""
 
-    def read(f: MariaDB | MySQL, cur: Cursor) -> bool:
-        cur.execute(MySQL.semi_sync_variables_sql)
-        return MySQL.parse_semi_sync(dict_rows(cur))[1]
-
-    return ask(node, read)
+    return ask(node, lambda f, cur: f.semi_sync(cur).source_on)
 
 
 def semi_sync_status(node: SandboxNode, name: str) -> str:

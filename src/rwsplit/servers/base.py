@@ -616,6 +616,7 @@ class ServerFamily(Protocol):
     applier_threads_sql: str
 
     def parse_applier_states(self, rows: Sequence[Mapping[str, Any]]) -> list[str]: ...
+
     semi_sync_sql: str
 
     def parse_semi_sync(self, rows: Sequence[Mapping[str, Any]]) -> SemiSync: ...
