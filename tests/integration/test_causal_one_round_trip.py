@@ -18,7 +18,7 @@ from rwsplit import Cluster, RoutingError, _pipelined_wait
 from rwsplit.sandbox import Sandbox, SandboxNode
 
 from ..fix_sandbox import in_transaction_sql, on_mysql
-from .util import run, sql
+from .util import run, sql, sql_unlogged
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,7 +54,7 @@ def general_log(node: SandboxNode) -> Iterator[list[str]]:
     ``log_raw`` is on: then, as MariaDB does, the query as it came."""
     seen: list[str] = []
     sql(node, "SET GLOBAL log_output = 'TABLE'")
-    sql(node, "TRUNCATE mysql.general_log")
+    sql_unlogged(node, "TRUNCATE mysql.general_log")
     if on_mysql():
         sql(node, "SET GLOBAL log_raw = ON")
     sql(node, "SET GLOBAL general_log = 1")
@@ -70,7 +70,7 @@ def general_log(node: SandboxNode) -> Iterator[list[str]]:
             "WHERE command_type = 'Query'",
         )
         seen.extend(str(r[0]) for r in rows)
-        sql(node, "TRUNCATE mysql.general_log")
+        sql_unlogged(node, "TRUNCATE mysql.general_log")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import pytest
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox
 from tests.djangoapp import add_alias, configure, drop_alias, node_settings
 from tests.integration.counters import delta, snapshot
-from tests.integration.util import position, run, sql, wait_position, wait_until
+from tests.integration.util import position, run, sql, sql_unlogged, wait_position, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -703,7 +703,7 @@ def _replica_queries(sb: Sandbox) -> Iterator[list[str]]:
     seen: list[str] = []
     for r in sb.replicas:
         sql(r, "SET GLOBAL log_output = 'TABLE'")
-        sql(r, "TRUNCATE mysql.general_log")
+        sql_unlogged(r, "TRUNCATE mysql.general_log")
         if mysql:
             sql(r, "SET GLOBAL log_raw = ON")
         sql(r, "SET GLOBAL general_log = 1")
@@ -720,7 +720,7 @@ def _replica_queries(sb: Sandbox) -> Iterator[list[str]]:
                 "WHERE command_type = 'Query'",
             )
             seen.extend(str(row[0]) for row in rows if str(row[0]).startswith("SELECT"))
-            sql(r, "TRUNCATE mysql.general_log")
+            sql_unlogged(r, "TRUNCATE mysql.general_log")
 
 
 def test_causal_read_waits_in_the_same_round_trip(rw: str, sandbox: Sandbox) -> None:

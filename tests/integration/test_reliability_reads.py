@@ -22,7 +22,7 @@ from sqlalchemy import text
 from rwsplit import Cluster, ReadFailedError
 from rwsplit.sandbox import DATABASE, Sandbox
 
-from .util import sql
+from .util import sql, sql_unlogged
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,7 +44,7 @@ def general_log(sb: Sandbox) -> Iterator[None]:
     finally:
         for n in nodes:
             sql(n, "SET GLOBAL general_log = OFF")
-            sql(n, "TRUNCATE mysql.general_log")
+            sql_unlogged(n, "TRUNCATE mysql.general_log")
 
 
 def runs(sb: Sandbox, marker: str) -> dict[str, int]:

@@ -27,6 +27,7 @@ __all__ = [
     "semi_sync_source_on",
     "semi_sync_status",
     "sql",
+    "sql_unlogged",
     "sql_threads_stopped",
     "wait_position",
     "wait_until",
@@ -49,6 +50,18 @@ def sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
         cur.execute(statement)
         return list(cur.fetchall())
+
+
+def sql_unlogged(node: SandboxNode, statement: str) -> None:
+    """Run *statement* on *node* without writing it to the node's binary log.
+
+    MySQL logs ``TRUNCATE mysql.general_log``, ``FLUSH`` and ``ANALYZE`` as transactions of
+    their own: run on a replica, they would be errant transactions (GTIDs of the replica's
+    ``server_uuid`` that no other node has), which a failover or switchover rightly refuses
+    to repoint over, in every later test on the same sandbox."""
+    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")
+        cur.execute(statement)
 
 
 def ask(node: SandboxNode, question: Callable[[MariaDB | MySQL, Cursor], T]) -> T:
