@@ -17,14 +17,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from rwsplit import Cluster, RoutingError, _pipelined_wait
 from rwsplit.sandbox import Sandbox, SandboxNode
 
-from .util import sql
+from ..fix_sandbox import in_transaction_sql, on_mysql
+from .util import run, sql, sql_unlogged
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration]
+
+# The server's GTID wait, as the read carries it in front of itself.
+WAIT = "WAIT_FOR_EXECUTED_GTID_SET" if on_mysql() else "MASTER_GTID_WAIT"
 
 
 class Base(DeclarativeBase):
@@ -49,31 +48,38 @@ def items(sandbox: Sandbox) -> Iterator[Sandbox]:
 
 @contextlib.contextmanager
 def general_log(node: SandboxNode) -> Iterator[list[str]]:
-    """The statements *node* received (one entry per ``COM_QUERY``) while the block ran."""
+    """The statements *node* received (one entry per ``COM_QUERY``) while the block ran.
+
+    MySQL logs each statement of a multi-statement query on its own, once parsed, unless
+    ``log_raw`` is on: then, as MariaDB does, the query as it came."""
     seen: list[str] = []
     sql(node, "SET GLOBAL log_output = 'TABLE'")
-    sql(node, "TRUNCATE mysql.general_log")
+    sql_unlogged(node, "TRUNCATE mysql.general_log")
+    if on_mysql():
+        sql(node, "SET GLOBAL log_raw = ON")
     sql(node, "SET GLOBAL general_log = 1")
     try:
         yield seen
     finally:
         sql(node, "SET GLOBAL general_log = 0")
+        if on_mysql():
+            sql(node, "SET GLOBAL log_raw = OFF")
         rows = sql(
             node,
             "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
             "WHERE command_type = 'Query'",
         )
         seen.extend(str(r[0]) for r in rows)
-        sql(node, "TRUNCATE mysql.general_log")
+        sql_unlogged(node, "TRUNCATE mysql.general_log")
 
 
 @contextlib.contextmanager
 def sql_thread_stopped(node: SandboxNode) -> Iterator[None]:
-    sql(node, "STOP SLAVE SQL_THREAD")
+    run(node, lambda f: f.stop_sql_thread())
     try:
         yield
     finally:
-        sql(node, "START SLAVE SQL_THREAD")
+        run(node, lambda f: f.start_sql_thread())
 
 
 def _ours(log: list[str]) -> list[str]:
@@ -116,7 +122,7 @@ def test_wait_and_read_are_one_statement_on_the_replica(items: Sandbox) -> None:
         assert got == ["one"]
         ours = _ours(log)
         assert len(ours) == 1, ours  # one round trip: the wait and the read together
-        assert "MASTER_GTID_WAIT" in ours[0] and "one_trip_items" in ours[0]
+        assert WAIT in ours[0] and "one_trip_items" in ours[0]
 
 
 def test_lagging_replica_read_falls_back_and_leaves_nothing_behind(items: Sandbox) -> None:
@@ -132,13 +138,16 @@ def test_lagging_replica_read_falls_back_and_leaves_nothing_behind(items: Sandbo
             # The pool's only replica connection carried the failed attempt: nothing of it
             # stays for its next user.
             with engine.connect() as conn:
-                assert conn.exec_driver_sql("SELECT @@in_transaction").scalar() == 0
-                user_vars = "SELECT COUNT(*) FROM information_schema.USER_VARIABLES"
-                assert conn.exec_driver_sql(user_vars).scalar() == 0
+                in_transaction = in_transaction_sql()
+                if in_transaction is not None:  # MariaDB; MySQL has no way to ask (see it)
+                    assert conn.exec_driver_sql(in_transaction).scalar() == 0
+                if not on_mysql():  # MySQL lists them in performance_schema: off here
+                    user_vars = "SELECT COUNT(*) FROM information_schema.USER_VARIABLES"
+                    assert conn.exec_driver_sql(user_vars).scalar() == 0
                 assert conn.exec_driver_sql("SELECT 42").scalar() == 42
         assert got == ["fresh"]  # from the primary: the replica has not applied it
         ours = [q for q in _ours(log) if "one_trip_items" in q]
-        assert len(ours) == 1 and "MASTER_GTID_WAIT" in ours[0], ours  # tried once, together
+        assert len(ours) == 1 and WAIT in ours[0], ours  # tried once, together
         assert c.stats().to_dict()["nodes"][c.topology.replicas[0].name]["causal_timeouts"] == 1
 
 
@@ -151,12 +160,11 @@ def test_replica_the_monitor_saw_past_the_token_takes_the_read_without_wait(
     replica = items.replicas[0]
     with _cluster(items, causal_timeout=5, monitor_interval=0.1) as c:
         token = _write(c, "probed")
-        seq = int(token.rsplit("-", 1)[1])
+        written = items.family.parse_gtid(token)
         deadline = time.monotonic() + 30
         while True:  # until a probe of the replica shows the write applied
             pos = c.topology.replicas[0].gtid_position or ""
-            seen = [int(p.rsplit("-", 1)[1]) for p in pos.split(",") if p.startswith("0-1-")]
-            if seen and seen[0] >= seq:
+            if items.family.parse_gtid(pos).contains(written):
                 break
             assert time.monotonic() < deadline, pos
             time.sleep(0.05)
@@ -228,7 +236,7 @@ def test_asyncio_wait_and_read_in_one_round_trip_and_fallback(items: Sandbox) ->
         c.close()
     assert got == ["async-one"]
     ours = _ours(log)
-    assert len(ours) == 1 and "MASTER_GTID_WAIT" in ours[0], ours
+    assert len(ours) == 1 and WAIT in ours[0], ours
     assert fresh == ["async-fresh"]  # from the primary
     tried = [q for q in _ours(lagging) if "one_trip_items" in q]
-    assert len(tried) == 1 and "MASTER_GTID_WAIT" in tried[0], tried
+    assert len(tried) == 1 and WAIT in tried[0], tried

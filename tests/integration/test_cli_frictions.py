@@ -16,13 +16,9 @@ import pytest
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
 from ..fix_sandbox import require_server
+from .util import monitor_privilege
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration]
 
 
 def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +67,8 @@ def test_switchover_dry_run_plans_what_the_real_run_does_then_status_and_down(
         assert dry.returncode == 0, dry.stdout + dry.stderr
         planned = [line for line in dry.stdout.splitlines() if line.startswith(old.address)]
         # Made read-only once (it listed it twice: once more as a node to repoint).
-        assert planned.count(f"{old.address}: SET GLOBAL read_only = ON;") == 1, dry.stdout
+        read_only = sb.family.set_read_only(True)[-1].sql
+        assert planned.count(f"{old.address}: {read_only};") == 1, dry.stdout
         assert f"{old.address}: KILL CONNECTION {client_id};" in planned, dry.stdout
         kills = [line for line in planned if "KILL CONNECTION" in line]
 
@@ -113,6 +110,6 @@ def test_an_account_without_the_monitoring_privilege_is_told_so(
     topo = rwsplit("topology", "--replica", url)
     assert topo.returncode == 1
     assert "reaches the servers but may not read their replication state" in topo.stderr
-    assert "GRANT SLAVE MONITOR" in topo.stderr
+    assert f"GRANT {monitor_privilege(sb)}" in topo.stderr
     assert "cannot reach" not in topo.stderr
     assert "plain-pw" not in topo.stdout + topo.stderr

@@ -16,7 +16,6 @@ import pytest
 
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
-from ..fix_sandbox import on_mysql
 from .test_failover import ids_on, source_port, sql_running
 from .util import fenced, position, sql, wait_position, wait_until
 
@@ -181,13 +180,6 @@ def test_three_processes_one_promotion_nothing_lost(
     _three_processes(lossless_sandbox, tmp_path, hang=False)
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="issue 16 defect 2: on MySQL, fencing a resumed semi-sync primary leaves "
-    "rpl_semi_sync_source_enabled on (fence_statements returns early for non-MariaDB): "
-    "super_read_only waits behind commits that wait for an ACK",
-    strict=False,  # timing-dependent: it may fence in time
-)
 def test_three_processes_hung_primary_one_promotion_nothing_lost(
     lossless_sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -17,15 +17,9 @@ import pytest
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
 from ..fix_sandbox import require_server
-from .util import sql, wait_until
+from .util import replica_status, sql, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.failover,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,17 +54,17 @@ def cli_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 def _source_port(node: SandboxNode) -> int | None:
-    rows = sql(node, "SHOW SLAVE STATUS")
-    return int(str(rows[0][3])) if rows else None  # Master_Port
+    status = replica_status(node)
+    return status.source_port if status else None
 
 
 def _follows(node: SandboxNode, primary: SandboxNode) -> bool:
-    rows = sql(node, "SHOW SLAVE STATUS")
-    # Master_Port, Slave_IO_Running, Slave_SQL_Running
-    return bool(rows) and (int(str(rows[0][3])), rows[0][10], rows[0][11]) == (
-        primary.port,
-        "Yes",
-        "Yes",
+    status = replica_status(node)
+    return (
+        status is not None
+        and status.source_port == primary.port
+        and status.io_connected
+        and status.sql_running
     )
 
 

@@ -17,7 +17,7 @@ from rwsplit.routing.consistency import AppliedTokens
 from rwsplit.sandbox import Sandbox
 from rwsplit.topology.probe import discover
 
-from .util import sql
+from .util import sql, sql_unlogged
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,7 +38,7 @@ def table(sandbox: Sandbox) -> Iterator[Sandbox]:
 def general_log(sb: Sandbox) -> Iterator[list[str]]:
     seen: list[str] = []
     sql(sb.primary, "SET GLOBAL log_output = 'TABLE'")
-    sql(sb.primary, "TRUNCATE mysql.general_log")
+    sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
     sql(sb.primary, "SET GLOBAL general_log = 1")
     try:
         yield seen
@@ -50,7 +50,7 @@ def general_log(sb: Sandbox) -> Iterator[list[str]]:
             "WHERE command_type = 'Query'",
         )
         seen.extend(str(r[0]) for r in rows)
-        sql(sb.primary, "TRUNCATE mysql.general_log")
+        sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
 
 
 def test_token_is_the_commits_own_gtid_from_the_ok_packet(table: Sandbox) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from rwsplit.sandbox import Sandbox
-from tests.fix_sandbox import on_mysql, require_server
+from tests.fix_sandbox import require_server
 from tests.integration.util import wait_until
 from tests.nemesis import Nemesis, Report, _sql
 
@@ -59,13 +59,6 @@ def _assert_clean(n: Nemesis) -> Report:
     return report
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="issue 16 defect 2: on MySQL, fencing a resumed semi-sync primary leaves "
-    "rpl_semi_sync_source_enabled on (fence_statements returns early for non-MariaDB): "
-    "super_read_only waits behind commits that wait for an ACK",
-    strict=False,  # timing-dependent: it may fence in time
-)
 def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)

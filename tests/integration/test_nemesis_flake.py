@@ -11,8 +11,8 @@ connection was not checked out when the new primary was published and was not cu
 session took its primary *epoch* only once the connection was open (SQLAlchemy's
 ``after_begin``) — already the new epoch — so the commit check could not see that the primary
 changed. The old primary came back, not yet fenced: the INSERT ran, the COMMIT waited for a
-semi-sync ACK that could not come, and the fence (``SET GLOBAL rpl_semi_sync_master_enabled =
-OFF``, to make the node read-only) released it: the client got OK for a transaction that
+semi-sync ACK that could not come, and the fence (the source side of semi-sync turned off, to
+make the node read-only) released it: the client got OK for a transaction that
 exists only on the fenced node.
 """
 
@@ -31,13 +31,7 @@ from tests.fix_sandbox import require_server
 from tests.integration.util import wait_until
 from tests.nemesis import _sql
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.failover,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from rwsplit.routing.consistency import _positions
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
-from .util import position, sql
+from .util import position, sql, sql_unlogged
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ def general_log(sb: Sandbox) -> Iterator[list[str]]:
     """The primary's general log (table) while the block runs: the statements it received."""
     seen: list[str] = []
     sql(sb.primary, "SET GLOBAL log_output = 'TABLE'")
-    sql(sb.primary, "TRUNCATE mysql.general_log")
+    sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
     sql(sb.primary, "SET GLOBAL general_log = 1")
     try:
         yield seen
@@ -147,7 +147,7 @@ def general_log(sb: Sandbox) -> Iterator[list[str]]:
             "WHERE command_type = 'Query'",
         )
         seen.extend(str(r[0]) for r in rows)
-        sql(sb.primary, "TRUNCATE mysql.general_log")
+        sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
 
 
 def _last_gtid_queries(log: list[str]) -> int:

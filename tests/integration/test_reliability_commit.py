@@ -24,13 +24,9 @@ from rwsplit.cluster import _FENCE_CHECK
 from rwsplit.routing._implicit_commit import may_commit
 from rwsplit.sandbox import Sandbox
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.server(
-        "mariadb",
-        reason="checked on MariaDB only so far; not yet run green on MySQL",
-    ),
-]
+from ..fix_sandbox import on_mysql
+
+pytestmark = [pytest.mark.integration]
 
 DB = "relcommit"
 
@@ -91,6 +87,27 @@ FORMS = [
     "REPAIR TABLE other",
     "FLUSH TABLES",
 ]
+
+# MySQL spells these forms its own way (the MariaDB ones are syntax errors there, or, for
+# ``/*M!...*/``, a comment: an empty query).
+MYSQL_FORMS = {
+    "SET STATEMENT max_statement_time = 10 FOR SELECT 1": (
+        "SELECT /*+ SET_VAR(max_execution_time = 10) */ 1"
+    ),
+    "/*M!100100 CREATE TABLE c{n} (a INT) */": "/*!80000 CREATE TABLE c{n} (a INT) */",
+    "SET STATEMENT max_statement_time = 10 FOR CREATE TABLE c{n} (a INT)": (
+        "CREATE TABLE IF NOT EXISTS c{n} (a INT) COMMENT 'set statement'"
+    ),
+    "SET PASSWORD FOR rel_u = PASSWORD('pw{n}')": "SET PASSWORD FOR rel_u = 'pw{n}'",
+}
+
+
+def _form(form: str) -> str:
+    """*form* as the server here spells it."""
+    return MYSQL_FORMS.get(form, form) if on_mysql() else form
+
+
+FORMS = [_form(f) for f in FORMS]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +221,7 @@ def cluster_db(db: Sandbox) -> Iterator[Cluster]:
         ((), "/*!40101 CREATE TABLE d{n} (a INT) */"),
         ((), "CALL p_commit()"),
         ((), "CHECK TABLE other"),
-        ((), "SET PASSWORD FOR rel_u = PASSWORD('pw{n}')"),
+        ((), _form("SET PASSWORD FOR rel_u = PASSWORD('pw{n}')")),
         (("PREPARE s_commit FROM 'COMMIT'",), "EXECUTE s_commit"),
         (("SET autocommit = 1",), "INSERT INTO other VALUES (7)"),
     ],

@@ -19,15 +19,9 @@ from rwsplit import Cluster, FailoverOptions
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
 from .test_failover import Writer, ids_on, make_table, replica_status
-from .util import sql, wait_until
+from .util import run, semi_sync_source_on, semi_sync_status, sql, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.failover,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD)
 
@@ -130,8 +124,8 @@ def test_a_live_primary_at_max_connections_is_not_failed_over(storm_sandbox: San
             sql(primary, "SET GLOBAL max_connections = 20")
             storm.fill()
             for r in sb.replicas:  # a blip: the replicas must reconnect, into a full server
-                sql(r, "STOP SLAVE IO_THREAD")
-                sql(r, "START SLAVE IO_THREAD")
+                run(r, lambda f: f.stop_io_thread())
+                run(r, lambda f: f.start_io_thread())
             wait_until(
                 lambda: all(
                     (s := replica_status(r)) is not None and s.last_io_errno == 1040
@@ -230,9 +224,9 @@ def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh: Sandbox) 
     cluster = _cluster(sb, failover_options=options)
     try:
         make_table(cluster, sb)
-        sql(delayed, "STOP SLAVE")
-        sql(delayed, "CHANGE MASTER TO MASTER_DELAY = 3600")
-        sql(delayed, "START SLAVE")
+        run(delayed, lambda f: f.stop_replication())
+        run(delayed, lambda f: f.source_delay(3600))
+        run(delayed, lambda f: f.start_replication())
         with Writer(cluster, threads=2) as writer:
             decided, first = _kill_and_wait_for_a_new_primary(sb, cluster, writer, bound=25)
         monitor = cluster.monitor
@@ -267,7 +261,7 @@ def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh: Sandbox) -> No
     cluster = _cluster(sb)
     try:
         make_table(cluster, sb)
-        sql(paused, "STOP SLAVE SQL_THREAD")
+        run(paused, lambda f: f.stop_sql_thread())
         with Writer(cluster, threads=2) as writer:
             decided, first = _kill_and_wait_for_a_new_primary(sb, cluster, writer, bound=25)
         monitor = cluster.monitor
@@ -306,7 +300,7 @@ def semi_sync_lsu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]
 
 
 def _semi_sync_master(node: SandboxNode) -> int:
-    return int(str(sql(node, "SELECT @@global.rpl_semi_sync_master_enabled")[0][0]))
+    return int(semi_sync_source_on(node))
 
 
 def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) -> None:
@@ -339,12 +333,11 @@ def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) 
             timeout=5,
             what="the demoted node applying a write of the new primary",
         )
-        status = dict(sql(target, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'"))
-        assert status["Rpl_semi_sync_master_status"] == "ON"
+        assert semi_sync_status(target, "status") == "ON"
         wait_until(lambda: monitor.last_failover is None and monitor.rounds > 5, what="rounds")
         with Writer(cluster, threads=2) as writer:
             wait_until(lambda: len(writer.acked) > 100, what="writes on the new primary")
-            yes_tx = int(str(sql(target, "SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")[0][1]))
+            yes_tx = int(semi_sync_status(target, "yes_tx"))
             assert yes_tx >= 100
             t_kill = time.monotonic()
             sb.kill(target.name)
@@ -386,7 +379,7 @@ def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_lsu: Sandb
     try:
         make_table(cluster, sb)
         wait_until(lambda: len(cluster.topology.readable_replicas()) == 2, what="both read")
-        sql(stuck, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        run(stuck, lambda f: f.semi_sync_source(True))
         with cluster.session() as s:
             s.execute(text("INSERT INTO w (id) VALUES (1)"))
             s.commit()
@@ -400,7 +393,7 @@ def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_lsu: Sandb
         error = cluster.topology.node(stuck.address).error or ""
         assert "SQL thread is stuck" in error
         assert sql(stuck, "SELECT COUNT(*) FROM rwsplit.w")[0][0] == 0  # it really is stale
-        sql(stuck, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+        run(stuck, lambda f: f.semi_sync_source(False))
         wait_until(lambda: len(cluster.topology.readable_replicas()) == 2, what="back")
         print(f"stuck SQL thread: out of the rotation {ejected:.2f}s after the write")
     finally:

@@ -25,15 +25,17 @@ from rwsplit import Cluster, FailoverOptions
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, free_port
 
 from .test_hang import BlackholeProxy
-from .util import sql, wait_until
+from .util import run, sql, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.failover,
-    pytest.mark.server(
-        "mariadb", reason="the test drives replication with MariaDB SQL; not yet ported to MySQL"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.failover]
+
+
+def replicate_through(sb: Sandbox, port: int) -> None:
+    """Every replica reaches the primary through the forwarder on *port*."""
+    for r in sb.replicas:
+        for stmt in sb.family.replicate_from("127.0.0.1", port, REPL_USER, REPL_PASSWORD):
+            run(r, stmt)
+        sb.wait_replica_running(r)
 
 
 class DelayProxy:
@@ -166,11 +168,7 @@ def test_app_side_partition_with_replicas_on_a_slow_link_is_not_failed_over(
             s.execute(text("CREATE TABLE w (id INT PRIMARY KEY)"))
             s.commit()
         sb.wait_caught_up()
-        for r in replicas:  # the replicas reach the primary over the slow link
-            sql(r, "STOP SLAVE")
-            sql(r, f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={slow_link.port}")
-            sql(r, "START SLAVE")
-            sb.wait_replica_running(r)
+        replicate_through(sb, slow_link.port)  # the replicas reach the primary slowly
         monitor = cluster.monitor
         assert monitor is not None
         wait_until(lambda: monitor.rounds >= 3, what="monitor rounds")
@@ -232,11 +230,7 @@ def test_a_dead_primary_behind_a_slow_link_is_still_failed_over(sb: Sandbox) -> 
             s.execute(text("CREATE TABLE w (id INT PRIMARY KEY)"))
             s.commit()
         sb.wait_caught_up()
-        for r in replicas:
-            sql(r, "STOP SLAVE")
-            sql(r, f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={slow_link.port}")
-            sql(r, "START SLAVE")
-            sb.wait_replica_running(r)
+        replicate_through(sb, slow_link.port)
         monitor = cluster.monitor
         assert monitor is not None
         other = OtherClient(primary.port, seconds=30)

@@ -11,7 +11,7 @@ import pytest
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, _pid_runs_server
 
-from ..fix_sandbox import on_mysql, require_server
+from ..fix_sandbox import require_server
 from .util import position, sql
 
 pytestmark = pytest.mark.integration
@@ -79,12 +79,6 @@ def test_down_without_purge_keeps_the_data(tmp_path: Path) -> None:
     assert (Path(node.datadir) / "mysql").is_dir()
 
 
-@pytest.mark.xfail(
-    on_mysql(),
-    reason="on MySQL (replicas without log_replica_updates) the switchover dry run reports the "
-    "other replica as not followed and exits 4; not yet traced",
-    strict=False,
-)
 def test_cluster_commands_discover_from_one_replica(
     sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,12 +20,16 @@ from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, de
 __all__ = [
     "ask",
     "family",
+    "monitor_privilege",
     "own_writes",
     "position",
     "replica_status",
     "replicating",
     "run",
+    "semi_sync_source_on",
+    "semi_sync_status",
     "sql",
+    "sql_unlogged",
     "sql_threads_stopped",
     "wait_position",
     "wait_until",
@@ -63,6 +67,18 @@ def fenced(node: SandboxNode) -> bool:
         return False
 
 
+def sql_unlogged(node: SandboxNode, statement: str) -> None:
+    """Run *statement* on *node* without writing it to the node's binary log.
+
+    MySQL logs ``TRUNCATE mysql.general_log``, ``FLUSH`` and ``ANALYZE`` as transactions of
+    their own: run on a replica, they would be errant transactions (GTIDs of the replica's
+    ``server_uuid`` that no other node has), which a failover or switchover rightly refuses
+    to repoint over, in every later test on the same sandbox."""
+    with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")
+        cur.execute(statement)
+
+
 def ask(node: SandboxNode, question: Callable[[MariaDB | MySQL, Cursor], T]) -> T:
     """Ask *question* of *node*'s family over a fresh admin connection."""
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
@@ -72,6 +88,12 @@ def ask(node: SandboxNode, question: Callable[[MariaDB | MySQL, Cursor], T]) -> 
 def family(node: SandboxNode) -> MariaDB | MySQL:
     """The server family of *node* (MySQL: with its gtid_mode)."""
     return ask(node, lambda f, cur: f)
+
+
+def monitor_privilege(sb: Sandbox) -> str:
+    """The privilege that lets an account read replication status (``SHOW SLAVE STATUS`` /
+    ``SHOW REPLICA STATUS``): MariaDB 10.5+ ``SLAVE MONITOR``, MySQL ``REPLICATION CLIENT``."""
+    return "SLAVE MONITOR" if sb.family.name == "mariadb" else "REPLICATION CLIENT"
 
 
 def run(node: SandboxNode, statement: Statement | Callable[[MariaDB | MySQL], Statement]) -> None:
@@ -116,3 +138,21 @@ def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
     (the pytest plugin's :func:`~rwsplit.pytest_plugin.replica_lag`, on every replica)."""
     with replica_lag(sb):
         yield
+
+
+def semi_sync_source_on(node: SandboxNode) -> bool:
+    """The waiting (source) side of semi-sync is on at *node* (False without the plugin)."""
+
+    return ask(node, lambda f, cur: f.semi_sync(cur).source_on)
+
+
+def semi_sync_status(node: SandboxNode, name: str) -> str:
+    """The source side's status variable *name* at *node* (``"status"``, ``"yes_tx"`` ...:
+    ``Rpl_semi_sync_master_status`` on MariaDB, ``Rpl_semi_sync_source_status`` on MySQL)."""
+
+    def read(f: MariaDB | MySQL, cur: Cursor) -> str:
+        cur.execute(f"SHOW GLOBAL STATUS LIKE '{f.semi_sync_status(name)}'")
+        row = cur.fetchone()
+        return str(row[1]) if row else ""
+
+    return ask(node, read)

@@ -18,7 +18,7 @@ from rwsplit.routing.consistency import (
     wait_reached,
     wait_statement,
 )
-from rwsplit.servers import MySQL, MySQLGtid, NodeState, ReplicaStatus
+from rwsplit.servers import MySQL, MySQLGtid, NodeState, ReplicaStatus, SemiSync, Statement
 from rwsplit.topology import failover as fo
 from rwsplit.topology.model import Node, Replication, Role, Topology
 
@@ -205,8 +205,12 @@ def test_semi_sync_switch_named_by_the_loaded_plugin() -> None:
         {"Variable_name": "rpl_semi_sync_source_enabled", "Value": "OFF"},
         {"Variable_name": "rpl_semi_sync_replica_enabled", "Value": "ON"},
     ]
-    assert MySQL.parse_semi_sync(rows) == ("rpl_semi_sync_source_enabled", False, True)
-    assert MySQL.parse_semi_sync([]) == (None, False, False)
+    semi = MySQL().parse_semi_sync(rows)
+    assert semi == SemiSync("rpl_semi_sync_source_enabled", source_on=False, replica_on=True)
+    assert semi.source(True) == Statement("SET GLOBAL rpl_semi_sync_source_enabled = ON")
+    assert semi.source(False) is None  # off already
+    none = MySQL().parse_semi_sync([])  # no plugin loaded
+    assert none == SemiSync() and none.source(True) is None
 
 
 def test_probe_state_reads_gtid_mode_and_log_replica_updates() -> None:

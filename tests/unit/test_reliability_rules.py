@@ -8,11 +8,18 @@ from typing import Any
 
 import pymysql
 import pytest
-from rwsplit.failover import _check_replicas_lost_it, _with_semi_sync
+from rwsplit.failover import (
+    _check_replicas_lost_it,
+    _cluster_semi_sync,
+    _semi_sync_to_turn_on,
+    _with_semi_sync,
+    fence_statements,
+    semi_sync_source_off,
+)
 from rwsplit.monitor import ProbeResult
 
-from rwsplit import Cluster, FailoverError, Monitor
-from rwsplit.servers import MariaDB, NodeState, Statement
+from rwsplit import Cluster, FailoverError, FailoverOptions, Monitor
+from rwsplit.servers import MariaDB, MySQL, NodeState, SemiSync, Statement
 from rwsplit.topology.probe import server_answered
 
 D = MariaDB()
@@ -149,11 +156,130 @@ def test_a_slow_sql_thread_is_lag_not_stuck(cluster: Cluster) -> None:
     assert m._sql_thread_stuck("db2:3306", locked, now=130.0) is None
 
 
+def test_a_worker_of_a_multi_threaded_applier_waiting_for_an_ack_is_stuck(
+    cluster: Cluster,
+) -> None:
+    """MySQL's applier is multi-threaded by default: its coordinator "has read all relay
+    log" while a worker waits for the ACK; the process list says so."""
+    m = Monitor(cluster, interval=0.1)
+    asked: list[str] = []
+    threads = [
+        {"User": "system user", "State": "Replica has read all relay log; waiting for more"},
+        {"User": "system user", "State": "Waiting for semi-sync ACK from replica"},
+        {"User": "app", "State": "Waiting for semi-sync ACK from replica"},  # not the applier
+    ]
+
+    class _Probe:
+        dialect = D
+
+        def query(self, sql: str) -> list[dict[str, Any]]:
+            asked.append(sql)
+            return threads
+
+    m._probes["db2:3306"] = _Probe()  # type: ignore[assignment]
+    behind = replica_of(applied="0-1-5", received="0-1-9")
+    assert m._sql_thread_stuck("db2:3306", behind, now=100.0) is None
+    assert asked == []  # only once the position stood still
+    why = m._sql_thread_stuck("db2:3306", behind, now=101.2)
+    assert why is not None and "Waiting for semi-sync ACK from replica" in why
+    assert asked == ["SHOW PROCESSLIST"]
+    threads[1]["State"] = "Waiting for table metadata lock"  # slow, not stuck: lag
+    assert m._sql_thread_stuck("db2:3306", behind, now=102.0) is None
+
+
 def test_semi_sync_is_turned_on_before_the_promoted_node_takes_writes() -> None:
     promote = [Statement("STOP SLAVE"), Statement("SET GLOBAL read_only = OFF")]
-    assert [s.sql for s in _with_semi_sync(promote, D, True)] == [
+    off = SemiSync("rpl_semi_sync_master_enabled", source_on=False)
+    assert [s.sql for s in _with_semi_sync(promote, D, off)] == [
         "STOP SLAVE",
         "SET GLOBAL rpl_semi_sync_master_enabled = ON",
         "SET GLOBAL read_only = OFF",
     ]
-    assert _with_semi_sync(promote, D, False) == promote
+    assert _with_semi_sync(promote, D, None) == promote
+    mysql = MySQL("9.7.4")
+    promote = mysql.promote(replica_of())  # ends with super_read_only / read_only OFF
+    source = SemiSync("rpl_semi_sync_source_enabled", source_on=False, replica_on=True)
+    assert [s.sql for s in _with_semi_sync(promote, mysql, source)][-3:] == [
+        "SET GLOBAL rpl_semi_sync_source_enabled = ON",
+        "SET GLOBAL super_read_only = OFF",
+        "SET GLOBAL read_only = OFF",
+    ]
+
+
+class _SemiSyncProbe:
+    """A node probe that answers the semi-sync questions from *switches* and *waiting*."""
+
+    def __init__(self, dialect: Any, switches: dict[str, str], waiting: int = 0) -> None:
+        self.name = "db1:3306"
+        self.dialect = dialect
+        self.switches = switches
+        self.waiting = waiting
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        if sql == self.dialect.semi_sync_sql:
+            return [{"Variable_name": k, "Value": v} for k, v in self.switches.items()]
+        if "wait_sessions" in sql:
+            return [{"Variable_name": sql.split("'")[1], "Value": str(self.waiting)}]
+        raise AssertionError(sql)
+
+
+MARIADB_ON = {"rpl_semi_sync_master_enabled": "ON", "rpl_semi_sync_slave_enabled": "ON"}
+MYSQL_ON = {"rpl_semi_sync_source_enabled": "ON", "rpl_semi_sync_replica_enabled": "ON"}
+OLD_MYSQL_ON = {"rpl_semi_sync_master_enabled": "ON", "rpl_semi_sync_slave_enabled": "ON"}
+
+
+@pytest.mark.parametrize(
+    "dialect, switches, off, read_only",
+    [
+        (D, MARIADB_ON, "rpl_semi_sync_master_enabled", "read_only"),
+        (MySQL("9.7.4"), MYSQL_ON, "rpl_semi_sync_source_enabled", "super_read_only"),
+        # MySQL 8.0.26+ with the old plugins loaded: the name the server has, not the version's.
+        (MySQL("8.4.0"), OLD_MYSQL_ON, "rpl_semi_sync_master_enabled", "super_read_only"),
+    ],
+)
+def test_fencing_turns_the_semi_sync_source_side_off_for_good(
+    dialect: Any, switches: dict[str, str], off: str, read_only: str, caplog: Any
+) -> None:
+    probe = _SemiSyncProbe(dialect, switches, waiting=2)
+    assert [s.sql for s in fence_statements(probe)] == [  # type: ignore[arg-type]
+        f"SET GLOBAL {off} = OFF",
+        f"SET GLOBAL {read_only} = ON",
+    ]
+    assert "2 commits wait for a semi-sync ACK" in caplog.text
+    # Source side off already, or no semi-sync at all: only read-only.
+    quiet = dict(switches, **{off: "OFF"})
+    for probe in (_SemiSyncProbe(dialect, quiet), _SemiSyncProbe(dialect, {})):
+        assert [s.sql for s in fence_statements(probe)] == [  # type: ignore[arg-type]
+            f"SET GLOBAL {read_only} = ON"
+        ]
+        assert semi_sync_source_off(probe) == []  # type: ignore[arg-type]
+
+
+def test_whether_the_cluster_ran_semi_sync(cluster: Cluster) -> None:
+    """Options first, then the monitor's last read of the old primary, then whether the
+    node being promoted acknowledged as a semi-sync replica (same rules on both servers)."""
+    acks = _SemiSyncProbe(MySQL(), {"rpl_semi_sync_replica_enabled": "ON"})
+    silent = _SemiSyncProbe(D, {"rpl_semi_sync_slave_enabled": "OFF"})
+    user = FailoverOptions("repl", "pw")
+    assert _cluster_semi_sync(cluster, user, acks)  # type: ignore[arg-type]
+    assert not _cluster_semi_sync(cluster, user, silent)  # type: ignore[arg-type]
+    forced = FailoverOptions("repl", "pw", semi_sync=False)
+    assert not _cluster_semi_sync(cluster, forced, acks)  # type: ignore[arg-type]
+    m = Monitor(cluster)
+    cluster.monitor = m
+    m._primary_semi_sync = True
+    assert _cluster_semi_sync(cluster, user, silent)  # type: ignore[arg-type]
+    m._primary_semi_sync = False
+    assert not _cluster_semi_sync(cluster, user, acks)  # type: ignore[arg-type]
+
+
+def test_no_semi_sync_source_side_to_turn_on_is_said(caplog: Any) -> None:
+    no_plugin = _SemiSyncProbe(MySQL(), {})
+    assert _semi_sync_to_turn_on(no_plugin, True, "the cluster ran semi-sync") is None  # type: ignore[arg-type]
+    assert "load the semisync_source plugin" in caplog.text
+    on = _SemiSyncProbe(MySQL(), MYSQL_ON)
+    assert _semi_sync_to_turn_on(on, True, "x") is None  # type: ignore[arg-type]  # on already
+    off = _SemiSyncProbe(MySQL(), dict(MYSQL_ON, rpl_semi_sync_source_enabled="OFF"))
+    semi = _semi_sync_to_turn_on(off, True, "x")  # type: ignore[arg-type]
+    assert semi is not None and semi.source_switch == "rpl_semi_sync_source_enabled"
+    assert _semi_sync_to_turn_on(off, False, "x") is None  # type: ignore[arg-type]

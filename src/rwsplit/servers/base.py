@@ -33,6 +33,7 @@ __all__ = [
     "NodeState",
     "ReplicaStatus",
     "ReplicationDialect",
+    "SemiSync",
     "ServerFamily",
     "Statement",
     "parse_version",
@@ -196,6 +197,35 @@ class NodeState:
     def is_replicating(self) -> bool:
         """Replication is configured (threads may be stopped)."""
         return self.replica is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SemiSync:
+    """A node's semi-synchronous replication switches, named as its server names them.
+
+    >>> on = SemiSync("rpl_semi_sync_source_enabled", source_on=True, replica_on=True)
+    >>> on.source(False).sql
+    'SET GLOBAL rpl_semi_sync_source_enabled = OFF'
+    >>> on.source(True) is None  # on already
+    True
+    """
+
+    source_switch: str | None = None
+    """The waiting (source) side's variable: MariaDB and MySQL before 8.0.26
+    ``rpl_semi_sync_master_enabled``, MySQL's ``semisync_source`` plugin
+    ``rpl_semi_sync_source_enabled``. ``None``: this server has no source side (MySQL without
+    the plugin loaded), or its settings could not be read."""
+    source_on: bool = False
+    """The node waits for an acknowledgement of each commit (as a primary)."""
+    replica_on: bool = False
+    """The node acknowledges what it receives (as a replica)."""
+
+    def source(self, on: bool) -> Statement | None:
+        """The statement that turns the source side *on* / off; ``None`` when it already is
+        so, or when the node has no source side."""
+        if self.source_switch is None or self.source_on == on:
+            return None
+        return Statement(f"SET GLOBAL {self.source_switch} = {'ON' if on else 'OFF'}")
 
 
 def _get(row: Mapping[str, Any], *names: str, default: Any = None) -> Any:
@@ -394,6 +424,11 @@ class ReplicationDialect:
         """
         raise NotImplementedError
 
+    def source_delay(self, seconds: int) -> Statement:
+        """Make the replica apply each transaction *seconds* after its source committed it
+        (a delayed replica; replication stopped first)."""
+        raise NotImplementedError
+
     def replicate_from(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]:
@@ -442,9 +477,64 @@ class ReplicationDialect:
         :meth:`origin`): comparable across the nodes of one cluster, as a difference."""
         raise NotImplementedError
 
+    # ---- the applier's threads
+    applier_threads_sql: str = "SHOW PROCESSLIST"
+    """Lists the replication threads with their states (another account's threads, and the
+    replication threads, only with the ``PROCESS`` privilege)."""
+
+    def parse_applier_states(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The states of the replication threads in :attr:`applier_threads_sql` rows.
+
+        A multi-threaded applier (MySQL 8.0.27+ by default, MariaDB with
+        ``slave_parallel_threads``) reports only its coordinator in the replica status
+        ("has read all relay log"): what a worker waits for shows here.
+
+        >>> ReplicationDialect().parse_applier_states([
+        ...     {"User": "system user", "State": "Waiting for semi-sync ACK from replica"},
+        ...     {"User": "app", "State": "Sending data"}])
+        ['Waiting for semi-sync ACK from replica']
+        """
+        return [
+            str(_get(r, "State", "STATE", default="") or "")
+            for r in rows
+            if _get(r, "User", "USER") == "system user"
+        ]
+
     # ---- semi-synchronous replication
+    semi_sync_sql: str = "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'"
+    """Both semi-sync switches, named as the server has them: MariaDB's built-in
+    ``rpl_semi_sync_master_*`` / ``rpl_semi_sync_slave_*``; MySQL's plugins
+    (``semisync_source`` / ``semisync_replica`` from 8.0.26, ``semisync_master`` /
+    ``semisync_slave`` before, either pair on 8.0.26+): no rows without a plugin."""
+
+    def parse_semi_sync(self, rows: Sequence[Mapping[str, Any]]) -> SemiSync:
+        """:attr:`semi_sync_sql` rows as a :class:`SemiSync`.
+
+        >>> ReplicationDialect().parse_semi_sync([
+        ...     {"Variable_name": "rpl_semi_sync_master_enabled", "Value": "ON"},
+        ...     {"Variable_name": "rpl_semi_sync_slave_enabled", "Value": "OFF"}])
+        SemiSync(source_switch='rpl_semi_sync_master_enabled', source_on=True, replica_on=False)
+        """
+        source: str | None = None
+        source_on = replica_on = False
+        for row in rows:
+            name = str(_get(row, "Variable_name", "VARIABLE_NAME", default="")).lower()
+            on = _bool(_get(row, "Value", "VARIABLE_VALUE"))
+            if name in ("rpl_semi_sync_source_enabled", "rpl_semi_sync_master_enabled"):
+                source, source_on = name, on
+            elif name in ("rpl_semi_sync_replica_enabled", "rpl_semi_sync_slave_enabled"):
+                replica_on = on
+        return SemiSync(source, source_on, replica_on)
+
+    def semi_sync(self, cur: Cursor) -> SemiSync:
+        """The semi-sync switches of the node on *cur*."""
+        cur.execute(self.semi_sync_sql)
+        return self.parse_semi_sync(dict_rows(cur))
+
     def semi_sync_source(self, on: bool) -> Statement:
-        """Turn the waiting (source) side of semi-sync on or off."""
+        """Turn the waiting (source) side of semi-sync on or off, by the name this version's
+        plugin would have (what the sandbox loads; see :meth:`semi_sync` for the name a
+        running server has)."""
         raise NotImplementedError
 
     def semi_sync_clients(self, cur: Cursor) -> int:
@@ -510,6 +600,7 @@ class ServerFamily(Protocol):
     def change_source(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> Statement: ...
+    def source_delay(self, seconds: int) -> Statement: ...
     def replicate_from(
         self, host: str, port: int, user: str, password: str, *, position: str | None = None
     ) -> list[Statement]: ...
@@ -521,6 +612,15 @@ class ServerFamily(Protocol):
     def own_transactions(self, cur: Cursor) -> dict[str, int]: ...
     def origin(self, cur: Cursor) -> str: ...
     def logged_from(self, cur: Cursor, origin: str) -> int: ...
+
+    applier_threads_sql: str
+
+    def parse_applier_states(self, rows: Sequence[Mapping[str, Any]]) -> list[str]: ...
+
+    semi_sync_sql: str
+
+    def parse_semi_sync(self, rows: Sequence[Mapping[str, Any]]) -> SemiSync: ...
+    def semi_sync(self, cur: Cursor) -> SemiSync: ...
     def semi_sync_source(self, on: bool) -> Statement: ...
     def semi_sync_clients(self, cur: Cursor) -> int: ...
     def semi_sync_status(self, name: str) -> str: ...

@@ -186,6 +186,9 @@ class MariaDB(ReplicationDialect):
             frozenset({3}),
         )
 
+    def source_delay(self, seconds: int) -> Statement:
+        return Statement(f"CHANGE MASTER TO MASTER_DELAY = {int(seconds)}")
+
     def binlog_status_sql(self) -> str:
         return "SHOW MASTER STATUS"
 

@@ -246,6 +246,17 @@ class MySQL(ReplicationDialect):
             params += (file, int(pos))
         return Statement(sql, params, frozenset({3}))
 
+    def source_delay(self, seconds: int) -> Statement:
+        """
+        >>> MySQL("9.7.4").source_delay(60).sql
+        'CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 60'
+        >>> MySQL("8.0.20").source_delay(60).sql
+        'CHANGE MASTER TO MASTER_DELAY = 60'
+        """
+        if self._source_syntax:
+            return Statement(f"CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {int(seconds)}")
+        return Statement(f"CHANGE MASTER TO MASTER_DELAY = {int(seconds)}")
+
     def binlog_status_sql(self) -> str:
         # SHOW MASTER STATUS is gone in 8.4.
         return "SHOW BINARY LOG STATUS" if self.version >= (8, 2, 0) else "SHOW MASTER STATUS"
@@ -374,31 +385,6 @@ class MySQL(ReplicationDialect):
         cur.execute("SELECT @@global.gtid_executed")
         gtids = MySQLGtid(str(cur.fetchone()[0] or ""))
         return sum(hi - lo + 1 for lo, hi in gtids.sets.get(origin.lower(), []))
-
-    # ---- semi-sync, as the loaded plugin names it (failover, switchover, fencing)
-    semi_sync_variables_sql = "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%_enabled'"
-    """Both semi-sync switches, named by whichever plugin is loaded (``semisync_source`` /
-    ``semisync_replica`` from 8.0.26, ``semisync_master`` / ``semisync_slave`` before, and
-    either may be loaded on 8.0.26+): no rows without a plugin."""
-
-    @staticmethod
-    def parse_semi_sync(rows: Sequence[Mapping[str, Any]]) -> tuple[str | None, bool, bool]:
-        """:attr:`semi_sync_variables_sql` rows → (the source-side switch's name or ``None``
-        without the source plugin, source side on, replica side on).
-        >>> MySQL.parse_semi_sync([{"Variable_name": "rpl_semi_sync_master_enabled",
-        ...     "Value": "ON"}, {"Variable_name": "rpl_semi_sync_slave_enabled", "Value": "OFF"}])
-        ('rpl_semi_sync_master_enabled', True, False)
-        """
-        source: str | None = None
-        source_on = replica_on = False
-        for row in rows:
-            name = str(row.get("Variable_name", row.get("VARIABLE_NAME", "")))
-            on = _bool(row.get("Value", row.get("VARIABLE_VALUE")))
-            if name in ("rpl_semi_sync_source_enabled", "rpl_semi_sync_master_enabled"):
-                source, source_on = name, on
-            elif name in ("rpl_semi_sync_replica_enabled", "rpl_semi_sync_slave_enabled"):
-                replica_on = on
-        return source, source_on, replica_on
 
     # ---- semi-sync (the semisync_source / semisync_replica plugins)
     def _semi(self, side: str) -> str:

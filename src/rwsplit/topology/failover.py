@@ -37,13 +37,13 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
 
 from ..errors import ConfigurationError, FailoverError, FencedNodeError
-from ..servers import MariaDBGtid, MySQL, NodeState, ReplicationDialect, Statement
+from ..servers import MariaDBGtid, MySQL, NodeState, ReplicationDialect, SemiSync, Statement
 from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
 from ._ledger import (
     DEFAULT_SCHEMA,
@@ -110,12 +110,14 @@ class FailoverOptions:
         records every change of primary (:mod:`rwsplit._ledger`).
     :param rejoin: the monitor makes a returning former primary a replica of the new one
         when its GTID history allows it (default); otherwise it only keeps it read-only.
-    :param semi_sync: MariaDB semi-synchronous replication: ``True`` turns the waiting side
-        (``rpl_semi_sync_master_enabled``) on on every promoted node, ``False`` never does,
-        ``None`` (default) does it when the old primary had it on (a switchover reads it
-        there; a failover uses what the monitor last saw on the primary). Every node that
-        stops being the primary, or is repointed, has it turned off either way: a replica
-        that waits for acknowledgements of what it applies (``log_slave_updates``) stalls.
+    :param semi_sync: semi-synchronous replication (MariaDB, MySQL): ``True`` turns the
+        waiting side (``rpl_semi_sync_master_enabled`` / ``rpl_semi_sync_source_enabled``)
+        on on every promoted node before it takes writes, ``False`` never does, ``None``
+        (default) does it when the cluster ran it: a switchover reads the old primary; a
+        failover uses what the monitor last saw on the primary, else whether the promoted
+        node acknowledged as a semi-sync replica. Every node that stops being the primary,
+        or is repointed, has it turned off either way: a replica that waits for
+        acknowledgements of what it applies (``log_slave_updates``) stalls.
     """
 
     replication_user: str
@@ -303,123 +305,112 @@ def _probe_all(
 def fence_statements(probe: NodeProbe) -> list[Statement]:
     """The statements that make a former primary read-only (probed once: ``probe.dialect``).
 
-    ``SET GLOBAL read_only = ON`` waits for every commit in progress. On a MariaDB semi-sync
-    primary that hung and came back after a failover, commits may be waiting for a replica's
-    ACK that never comes (its replicas follow the new primary; the sandbox, like a lossless
-    production setup, never falls back to asynchronous): read-only would wait forever. Those
-    commits are released first (semi-sync master off, then on again once the node is
-    read-only). They were never acknowledged to their application (its driver timed out or
-    rwsplit cut the connection: outcome unknown), and they stay on this node only, as errant
-    transactions: :func:`rejoin` then keeps it fenced for a rebuild.
-
-    On MySQL the source side of semi-sync is turned off for good: MySQL logs what a replica
-    applies (``log_replica_updates``), so a former primary that keeps it on would wait for an
-    acknowledgement of every transaction it applies, from replicas it no longer has.
+    The source (waiting) side of semi-sync is turned off first, for good: the node is no
+    longer the primary. ``SET GLOBAL read_only = ON`` waits for every commit in progress, and
+    on a semi-sync primary that hung and came back after a failover, commits may be waiting
+    for a replica's ACK that never comes (its replicas follow the new primary; the sandbox,
+    like a lossless production setup, never falls back to asynchronous): read-only would
+    wait forever. Turning the source side off releases them. They were never acknowledged to
+    their application (its driver timed out or rwsplit cut the connection: outcome unknown),
+    and they stay on this node only, as errant transactions: :func:`rejoin` then keeps it
+    fenced for a rebuild. And a node that logs what it replicates (``log_replica_updates``,
+    MySQL's default) with the source side still on would wait for an acknowledgement of
+    every transaction it applies, from replicas it no longer has.
     """
+    stmts = _dialect(probe).set_read_only(True)
+    off = semi_sync_source_off(probe)
+    if off:
+        waiting = _semi_sync_waiting(probe)
+        if waiting:
+            log.warning(
+                "%s: %d commits wait for a semi-sync ACK that will not come (this former "
+                "primary was replaced): releasing them to make it read-only; they stay on "
+                "this node only",
+                probe.name,
+                waiting,
+            )
+    return off + stmts
+
+
+def _semi_sync(probe: NodeProbe) -> SemiSync:
+    """*probe*'s node's semi-sync switches (none known when they cannot be read)."""
     d = _dialect(probe)
-    stmts = d.set_read_only(True)
-    if isinstance(d, MySQL):
-        return semi_sync_source_off(probe) + stmts
-    if d.name != "mariadb":
-        return stmts
     try:
-        rows = probe.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_wait_sessions'")
-        waiting = int(str(_value(rows[0]))) if rows else 0
-    except Exception:  # no semi-sync plugin: nothing can wait for an ACK
-        return stmts
-    if not waiting:
-        return stmts
-    log.warning(
-        "%s: %d commits wait for a semi-sync ACK that will not come (this former primary was "
-        "replaced): releasing them to make it read-only; they stay on this node only",
-        probe.name,
-        waiting,
-    )
-    return [
-        Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF"),
-        *stmts,
-        Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON"),
-    ]
-
-
-_SEMI_SYNC_ON = Statement("SET GLOBAL rpl_semi_sync_master_enabled = ON")
-_SEMI_SYNC_OFF = Statement("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
-
-
-def semi_sync_master(probe: NodeProbe) -> bool | None:
-    """Does the node wait for semi-sync acknowledgements as a primary? (MariaDB's
-    ``rpl_semi_sync_master_enabled``; ``None``: not MariaDB, or it cannot be read.)"""
-    if probe.dialect is None or probe.dialect.name != "mariadb":
-        return None
-    try:
-        rows = probe.query("SELECT @@global.rpl_semi_sync_master_enabled AS enabled")
-    except Exception:  # no semi-sync in this server
-        return None
-    return bool(int(str(rows[0]["enabled"] or 0))) if rows else None
-
-
-def _semi_sync_off(probe: NodeProbe) -> list[Statement]:
-    """Turn the semi-sync waiting side off on a node that is (made) a replica.
-
-    With ``log_slave_updates`` a replica writes what it applies to its own binary log; if it
-    still had ``rpl_semi_sync_master_enabled`` on (a demoted or fenced former primary), every
-    transaction its SQL thread applies waits for an acknowledgement no replica sends: it
-    stalls for good (``rpl_semi_sync_master_wait_no_slave``, no timeout).
-    """
-    return [_SEMI_SYNC_OFF] if semi_sync_master(probe) else []
-
-
-def _with_semi_sync(stmts: list[Statement], d: ReplicationDialect, on: bool) -> list[Statement]:
-    """*stmts* (a promotion, ending with the statements that make the node writable) with
-    semi-sync turned on before the node becomes writable, when the cluster runs it."""
-    if not on or d.name != "mariadb":
-        return stmts
-    tail = len(d.set_read_only(False))
-    return [*stmts[:-tail], _SEMI_SYNC_ON, *stmts[-tail:]]
-
-
-def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions) -> bool:
-    """Did the cluster run semi-sync (a failover: the old primary cannot be asked)?"""
-    if options.semi_sync is not None:
-        return options.semi_sync
-    monitor = cluster.monitor
-    return bool(monitor is not None and monitor._primary_semi_sync)
-
-
-def _semi_sync(probe: NodeProbe) -> tuple[str | None, bool, bool]:
-    """MySQL: (source-side switch name or None, source side on, replica side on)."""
-    try:
-        return MySQL.parse_semi_sync(probe.query(MySQL.semi_sync_variables_sql))
+        return d.parse_semi_sync(probe.query(d.semi_sync_sql))
     except Exception as exc:  # unreachable / no privilege: nothing known, nothing changed
         log.info("%s: cannot read the semi-sync settings: %s", probe.name, describe_error(exc))
-        return None, False, False
+        return SemiSync()
+
+
+def _semi_sync_waiting(probe: NodeProbe) -> int:
+    """How many commits wait for a semi-sync ACK on *probe*'s node (0: unknown)."""
+    d = _dialect(probe)
+    try:
+        rows = probe.query(f"SHOW GLOBAL STATUS LIKE '{d.semi_sync_status('wait_sessions')}'")
+        return int(str(_value(rows[0]))) if rows else 0
+    except Exception:  # no semi-sync here: nothing can wait for an ACK
+        return 0
+
+
+def semi_sync_source(probe: NodeProbe) -> bool | None:
+    """Does the node wait for semi-sync acknowledgements as a primary? (``None``: it has no
+    source side, or it cannot be read.)"""
+    if probe.dialect is None:
+        return None
+    semi = _semi_sync(probe)
+    return semi.source_on if semi.source_switch is not None else None
 
 
 def semi_sync_source_off(probe: NodeProbe) -> list[Statement]:
-    """MySQL: the statement turning the source side of semi-sync off on a node that stops
-    being the primary (none when it is off or the plugin is not loaded)."""
-    if not isinstance(probe.dialect, MySQL):
-        return []
-    name, on, _ = _semi_sync(probe)
-    return [Statement(f"SET GLOBAL {name} = OFF")] if name and on else []
+    """The statement turning the source side of semi-sync off on a node that stops being the
+    primary (none when it is off or the node has no source side)."""
+    stmt = _semi_sync(probe).source(False)
+    return [stmt] if stmt is not None else []
 
 
-def _semi_sync_source_on(run: _Run, probe: NodeProbe, why: str) -> None:
-    """MySQL: turn the source side of semi-sync on at the promoted node (the cluster ran it)."""
-    if not isinstance(probe.dialect, MySQL):
-        return
-    name, on, _ = _semi_sync(probe)
-    if name is None:
+def _semi_sync_to_turn_on(probe: NodeProbe, on: bool, why: str) -> SemiSync | None:
+    """The switches of a node being promoted whose source side is to be turned on: *on* (the
+    cluster ran semi-sync) and it is off. ``None``: not asked, on already, or impossible
+    (logged)."""
+    if not on:
+        return None
+    semi = _semi_sync(probe)
+    if semi.source_switch is None:
         log.warning(
-            "%s: %s, but this node has no semi-sync source plugin: it runs asynchronously "
-            "(load semisync_source)",
+            "%s: %s, but this node has no semi-sync source side: it runs asynchronously "
+            "(MySQL: load the semisync_source plugin)",
             probe.name,
             why,
         )
-        return
-    if not on:
-        run.say("%s: semi-sync source side on (%s)", probe.name, why)
-        run.exec(probe, Statement(f"SET GLOBAL {name} = ON"))
+        return None
+    return None if semi.source_on else semi
+
+
+def _with_semi_sync(
+    stmts: list[Statement], d: ReplicationDialect, semi: SemiSync | None
+) -> list[Statement]:
+    """*stmts* (a promotion, ending with the statements that make the node writable) with
+    the source side of *semi* (see :func:`_semi_sync_to_turn_on`) turned on before the node
+    becomes writable: no commit is acknowledged there before a replica has it."""
+    on = semi.source(True) if semi is not None else None
+    if on is None:
+        return stmts
+    tail = len(d.set_read_only(False))
+    return [*stmts[:-tail], on, *stmts[-tail:]]
+
+
+def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions, new: NodeProbe) -> bool:
+    """Did the cluster run semi-sync (a failover: the old primary cannot be asked)?
+
+    ``options.semi_sync`` when set; else what the monitor last read on the old primary; else
+    whether the node being promoted acknowledged as a semi-sync replica.
+    """
+    if options.semi_sync is not None:
+        return options.semi_sync
+    monitor = cluster.monitor
+    if monitor is not None and monitor._primary_semi_sync is not None:
+        return monitor._primary_semi_sync
+    return _semi_sync(new).replica_on
 
 
 def _dialect(probe: NodeProbe) -> ReplicationDialect:
@@ -728,22 +719,22 @@ def failover(
                 "promoted; the monitor / the command retries"
             )
         d_new = _dialect(probes[new])
-        ran_semi_sync = isinstance(d_new, MySQL) and _semi_sync(probes[new])[2]
         run.say(
             "promoting %s (most advanced: %s)",
             new,
             _applied_position(candidates[new]) if positional else candidates[new].executed,
         )
-        semi = _cluster_semi_sync(cluster, options)
+        semi = _cluster_semi_sync(cluster, options, probes[new])
         if semi and len(candidates) < 2:
             log.warning(
                 "%s: the cluster ran semi-sync but no other replica can acknowledge its "
-                "commits: it runs without (turn rpl_semi_sync_master_enabled on once a replica "
+                "commits: it runs without (turn the semi-sync source side on once a replica "
                 "follows it)",
                 new,
             )
             semi = False
-        for stmt in _with_semi_sync(d_new.promote(candidates[new]), d_new, semi):
+        semi_on = _semi_sync_to_turn_on(probes[new], semi, "the cluster ran semi-sync")
+        for stmt in _with_semi_sync(d_new.promote(candidates[new]), d_new, semi_on):
             run.exec(probes[new], stmt)
         run.step("promoted")
         if not dry_run:
@@ -780,19 +771,13 @@ def failover(
                 skip=skip,
                 floor=floor,
             )
-        if ran_semi_sync and result.repointed:
-            _semi_sync_source_on(run, probes[new], "the cluster ran semi-sync")
-        elif ran_semi_sync:
-            log.warning(
-                "%s: the cluster ran semi-sync but no replica follows the new primary yet: it "
-                "runs asynchronously until one does (turn the source side on then)",
-                new,
-            )
         run.step("repointed")
-        if semi and not result.repointed and d_new.name == "mariadb":
+        if semi_on is not None and not result.repointed:
             # Nobody will acknowledge: commits would wait for ever. Released, asynchronous.
             log.warning("%s: no replica could be repointed: semi-sync turned off again", new)
-            run.exec(probes[new], _SEMI_SYNC_OFF)
+            off = replace(semi_on, source_on=True).source(False)  # turned on above
+            assert off is not None
+            run.exec(probes[new], off)
         _record(run, probes[new], options, old_primary)
         run.step("recorded")
         if not dry_run:
@@ -1321,7 +1306,8 @@ def _repoint_all(
         stmts = d.point_at(state, host, port, user, password)
         if state.writable and name != demote:  # a demoted primary was made read-only first
             stmts = d.set_read_only(True) + stmts
-        stmts = _semi_sync_off(probes[name]) + stmts
+        if name != demote:  # the caller turned a demoted primary's off already
+            stmts = semi_sync_source_off(probes[name]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(probes[name], stmt)
         run.result.repointed.append(name)
@@ -1400,11 +1386,10 @@ def switchover(
         d_old = _dialect(old_probe)
         semi = options.semi_sync
         if semi is None:
-            semi = bool(semi_sync_master(old_probe))
+            semi = _semi_sync(old_probe).source_on
         # GTIDs off: by binary log file and position (refused before anything changes when
         # it could not be exact).
         positional = isinstance(d_old, MySQL) and _by_position(states, {old})
-        old_semi_sync = isinstance(d_old, MySQL) and _semi_sync(old_probe)[1]
         # The failover log's table, created while every replica still follows the old
         # primary: the record after the switch replicates no DDL (whose metadata lock, held
         # by a replica's applier, would block every session naming the schema).
@@ -1438,7 +1423,8 @@ def switchover(
         fresh = target_state if dry_run else _probe(probes[to])
         assert fresh is not None
         d_to = _dialect(probes[to])
-        for stmt in _with_semi_sync(d_to.promote(fresh), d_to, semi):
+        semi_on = _semi_sync_to_turn_on(probes[to], semi, f"{old} ran semi-sync")
+        for stmt in _with_semi_sync(d_to.promote(fresh), d_to, semi_on):
             run.exec(probes[to], stmt)
         run.step("promoted")
         new_state = fresh if dry_run else _probe(probes[to])
@@ -1450,8 +1436,9 @@ def switchover(
         now = {n: (s if dry_run else _probe(probes[n])) for n, s in states.items()}
         if not dry_run:
             cluster.fenced.discard(old)
-        # MySQL logs what a replica applies: a demoted node with the source side of semi-sync
-        # still on would wait for an acknowledgement of each one (and wedge the cluster).
+        # A demoted node that logs what it applies (log_replica_updates, MySQL's default)
+        # with the source side of semi-sync still on would wait for an acknowledgement of
+        # each transaction (and wedge the cluster).
         for stmt in semi_sync_source_off(old_probe):
             run.exec(old_probe, stmt)
         if positional:
@@ -1461,8 +1448,6 @@ def switchover(
             _repoint_at_start(run, options, probes, caught_up, to)
         else:
             _repoint_all(run, cluster, options, probes, now, to, new_state, skip=set(), demote=old)
-        if old_semi_sync:
-            _semi_sync_source_on(run, probes[to], f"{old} ran semi-sync")
         run.step("repointed")
         _record(run, probes[to], options, old)
         if not dry_run:
@@ -1638,7 +1623,8 @@ def rejoin(
             result.nothing_to_do = True
             return result
         d = _dialect(ps[node])
-        if state.writable:
+        fenced_now = state.writable
+        if fenced_now:
             for stmt in fence_statements(ps[node]):
                 run.exec(ps[node], stmt)
             # Fencing may release commits that waited for a semi-sync ACK: they are in its
@@ -1659,10 +1645,11 @@ def rejoin(
             log.error("%s: not rejoined: %s", node, gap)
             return result
         host, port = _url_address(ps[primary].url)
-        stmts = semi_sync_source_off(ps[node]) + d.point_at(
+        stmts = d.point_at(
             state, host, port, options.replication_user, options.replication_password
         )
-        stmts = _semi_sync_off(ps[node]) + stmts
+        if not fenced_now:  # the fence turned the semi-sync source side off already
+            stmts = semi_sync_source_off(ps[node]) + stmts
         for stmt in [*stmts, d.start_replication()]:
             run.exec(ps[node], stmt)
         result.repointed.append(node)

@@ -414,12 +414,12 @@ class Monitor:
         last = self._semi_sync_read
         if last is not None and last[0] == primary and self.rounds - last[1] < _SEMI_SYNC_EVERY:
             return
-        from .failover import semi_sync_master
+        from .failover import semi_sync_source
 
         self._semi_sync_read = (primary, self.rounds)
         probe = self._probes.get(primary)
         if probe is not None:
-            self._primary_semi_sync = semi_sync_master(probe)
+            self._primary_semi_sync = semi_sync_source(probe)
 
     # ------------------------------------------------------------------ lag
 
@@ -456,15 +456,34 @@ class Monitor:
         still = now - seen[1]
         if still < max(1.0, 3 * self.interval):
             return None
-        if "semi-sync" not in (rs.sql_state or "").lower():
+        waiting = self._waiting_for_semi_sync_ack(name, rs)
+        if waiting is None:
             # Slow, not stuck (a lock, a long transaction): that is lag, and max_replica_lag
             # decides (the monitor's lag counts from the first primary GTID not applied).
             return None
         return (
             f"its SQL thread is stuck: applied {applied} has not moved for {still:.1f}s while "
-            f"its relay log holds up to {received} ({rs.sql_state or 'no state'}); check "
+            f"its relay log holds up to {received} ({waiting}); check "
             "SHOW SLAVE STATUS / SHOW PROCESSLIST on it"
         )
+
+    def _waiting_for_semi_sync_ack(self, name: str, rs: ReplicaStatus) -> str | None:
+        """The state of replica *name*'s applier thread that waits for a semi-sync ACK, or
+        ``None``. A multi-threaded applier (MySQL's default) says so only in a worker's
+        process-list state: asked only once the applied position stood still."""
+        if "semi-sync" in (rs.sql_state or "").lower():
+            return rs.sql_state
+        probe = self._probes.get(name)
+        if probe is None or probe.dialect is None:
+            return None
+        try:
+            states = probe.dialect.parse_applier_states(
+                probe.query(probe.dialect.applier_threads_sql)
+            )
+        except Exception as exc:  # unreachable now: the next round tells
+            log.debug("%s: cannot read the applier's threads: %s", name, describe_error(exc))
+            return None
+        return next((st for st in states if "semi-sync" in st.lower()), None)
 
     def _lag(self, state: NodeState, reported: float | None, now: float) -> float | None:
         """``max(Seconds_Behind_Master, time since the first primary GTID not applied)``."""
