@@ -197,7 +197,8 @@ _WROTE = "rwsplit.wrote"
 # where reads went.
 # The error is an invalid regular expression, chosen only when read_only is on.
 _FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
-_REGEXP_ERRORS = frozenset({1139, 3691, 3692})  # MariaDB; MySQL 8+ (ICU): mismatched paren, rule syntax
+# MariaDB's; MySQL 8+ (ICU): mismatched parenthesis, rule syntax.
+_REGEXP_ERRORS = frozenset({1139, 3691, 3692})
 # A statement that needs no fence check even though it commits (when nothing was written).
 _TXN_CONTROL = Flag.TXN_BEGIN | Flag.TXN_END | Flag.SESSION_STATE
 
@@ -752,7 +753,13 @@ class Cluster:
         the connection discarded, the cluster re-probed (the pool of the old primary goes
         with it), and the application told to retry.
         """
-        dbapi = conn.connection.dbapi_connection
+        self._refuse_commit_if_fenced(name, conn.connection.dbapi_connection, conn.invalidate)
+
+    def _refuse_commit_if_fenced(
+        self, name: str, dbapi: Any, discard: Callable[[], object]
+    ) -> None:
+        """:meth:`_check_still_writable` on a DBAPI connection (the Django backend's too);
+        *discard* drops the connection when it must not be used again."""
         try:
             cursor = dbapi.cursor()
             try:
@@ -765,7 +772,7 @@ class Cluster:
                 read_only = True
             elif code in _CONNECTION_LOST:
                 with contextlib.suppress(Exception):
-                    conn.invalidate()
+                    discard()
                 self.refresh_soon()
                 raise RetryableWriteError(
                     f"the primary {name} failed ({describe_error(exc)}) before the commit: "
@@ -780,7 +787,7 @@ class Cluster:
         with contextlib.suppress(Exception):
             dbapi.rollback()
         with contextlib.suppress(Exception):
-            conn.invalidate()
+            discard()
         log.warning("%s is read-only on the server (fenced); refusing to commit there", name)
         self.mark_not_primary(name)
         with contextlib.suppress(Exception):  # the caller gets the error either way
