@@ -1120,12 +1120,7 @@ FAULTS: dict[str, Fault] = {
         Fault("partition-replica", _partition_replica, netns=True, failover=False),
         Fault("slow-replica", _slow_replica, netns=True, failover=False),
         Fault("hang-replica", _hang_replica, failover=False),
-        Fault(
-            "connection-storm",
-            _connection_storm,
-            failover=False,
-            xfail={True: "issue 17 defect 1", False: "issue 17 defect 1"},
-        ),
+        Fault("connection-storm", _connection_storm, failover=False),
         Fault("repeated-failovers", repeated_failovers, replicas=3),
     )
 }
