@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -406,6 +407,8 @@ class Peer:
             tail = (self.dir / "peer.log").read_text(errors="replace")[-2000:]
             raise AssertionError(f"the second rwsplit process left no history:\n{tail}")
         data = json.loads(out.read_text())
+        if not os.environ.get("RWSPLIT_KEEP_SANDBOXES"):  # its log, kept only on request
+            shutil.rmtree(self.dir, ignore_errors=True)
         self.primaries = set(data["primaries"])
         self.failovers = int(data["failovers"])
         return [
