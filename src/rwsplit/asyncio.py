@@ -160,6 +160,15 @@ def create_async_node_engine(url: URL, options: Mapping[str, Any]) -> Engine:
     # (Not at pool checkout: a refusal there would discard, and leak, a good connection.)
     event.listen(engine, "do_connect", _refuse_outside_greenlet)
     event.listen(engine, "handle_error", _explain_missing_greenlet)
+    dialect = engine.dialect
+    if getattr(dialect, "has_terminate", False):
+        # The pool closes a connection with the adapter's close(): QUIT, then wait for it to
+        # drain. To a killed server that raises (connection reset) and, outside the event
+        # loop's greenlet (the monitor thread dropping the old primary's pool), it cannot run
+        # at all: the pool logs it and drops the connection with its socket still open
+        # (aiomysql's "Unclosed connection" ResourceWarning when the garbage collector meets
+        # it). terminate() is that graceful close with a fallback: close the transport.
+        dialect.do_close = dialect.do_terminate  # type: ignore[method-assign]
     return engine
 
 

@@ -807,14 +807,20 @@ class Cluster:
         the connection discarded, the cluster re-probed (the pool of the old primary goes
         with it), and the application told to retry.
         """
-        dbapi = conn.connection.dbapi_connection
+        self._refuse_commit_if_fenced(name, conn.connection.dbapi_connection, conn.invalidate)
+
+    def _refuse_commit_if_fenced(
+        self, name: str, dbapi: Any, discard: Callable[[], object]
+    ) -> None:
+        """:meth:`_check_still_writable` on a DBAPI connection (the Django backend's too);
+        *discard* drops the connection when it must not be used again."""
         try:
             read_only = self.family.fence_check(dbapi)
         except Exception as exc:
             if not self.family.is_connection_lost(exc):
                 raise
             with contextlib.suppress(Exception):
-                conn.invalidate()
+                discard()
             self.refresh_soon()
             raise RetryableWriteError(
                 f"the primary {name} failed ({describe_error(exc)}) before the commit: "
@@ -825,7 +831,7 @@ class Cluster:
         with contextlib.suppress(Exception):
             dbapi.rollback()
         with contextlib.suppress(Exception):
-            conn.invalidate()
+            discard()
         log.warning("%s is read-only on the server (fenced); refusing to commit there", name)
         self.mark_not_primary(name)
         with contextlib.suppress(Exception):  # the caller gets the error either way

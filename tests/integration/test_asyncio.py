@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -327,3 +328,36 @@ def test_the_docs_example_runs(
     finally:
         sql(sandbox.primary, "DROP TABLE IF EXISTS rwsplit.docs_notes")
     assert "read back: hello" in capsys.readouterr().out
+
+
+def test_the_old_primarys_pooled_connections_are_closed_when_the_primary_changes(
+    fresh_sandbox: Sandbox, driver: str
+) -> None:
+    """The old primary's pool is dropped by the thread that saw the change (``Cluster.publish``
+    in the monitor's thread), outside the event loop: the idle asyncio connections of the
+    engine rwsplit made for it (to a killed server) are closed for good, not dropped with
+    their sockets open (aiomysql's ``Unclosed connection`` ResourceWarning, met later by the
+    garbage collector in whatever test runs then)."""
+    from sqlalchemy.engine import make_url
+
+    from rwsplit.asyncio import create_async_node_engine
+
+    sb = fresh_sandbox
+    engine = create_async_node_engine(make_url(async_url(sb.primary_url, driver)), {})
+
+    async def work() -> None:
+        async_engine = AsyncEngine(engine)
+        held = [await async_engine.connect() for _ in range(3)]
+        for conn in held:
+            await conn.execute(text("SELECT 1"))
+        for conn in held:
+            await conn.close()  # back in the pool, idle
+        assert engine.pool.checkedin() == 3
+        await asyncio.to_thread(sb.kill, sb.primary.name)
+        await asyncio.to_thread(engine.dispose)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        run(work())  # ends with a garbage collection
+    unclosed = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
+    assert unclosed == [], f"{len(unclosed)} connections dropped with their sockets open"

@@ -1,6 +1,12 @@
-"""Issue 17, defect 7 through the Django backend: a read that outlives
-``replica_read_timeout`` runs once, raises ``OperationalError`` carrying
-:class:`~rwsplit.ReadFailedError`, and ejects no replica."""
+"""Issue 17 through the Django backend.
+
+* Defect 7: a read that outlives ``replica_read_timeout`` runs once, raises
+  ``OperationalError`` carrying :class:`~rwsplit.ReadFailedError`, and ejects no replica.
+* Defect 6: persistent connections (``CONN_MAX_AGE``) to a primary that another process has
+  since fenced never commit a write there (the ``root`` account has ``SUPER`` and writes
+  through ``read_only``): refused with :class:`~rwsplit.RetryableWriteError`, and the retry
+  goes to the new primary. The witness is the old primary's own binary log.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,21 @@ import pytest
 
 from rwsplit.sandbox import Sandbox
 from tests.djangoapp import add_alias, configure, drop_alias, node_settings
+from tests.integration.test_reliability_fence import binlog_pos, count, fail_over_elsewhere
 from tests.integration.test_reliability_reads import general_log, runs
 
 pytestmark = pytest.mark.integration
 
 configure()
 
-from django.db import OperationalError, connections  # noqa: E402
+from django.db import (  # noqa: E402
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 
-from rwsplit import ReadFailedError  # noqa: E402
+from rwsplit import ReadFailedError, RetryableWriteError  # noqa: E402
 from rwsplit.django import rwsplit_error  # noqa: E402
 
 
@@ -45,3 +57,54 @@ def test_a_slow_read_runs_once_and_ejects_no_replica(slow_alias: str, sandbox: S
         assert sum(ran.values()) == 1, f"the slow read ran {ran}"
         assert ran[sandbox.primary.address] == 0
         assert all(n.healthy for n in conn.cluster.topology.nodes)
+
+
+@pytest.fixture
+def kept_alias(fresh_sandbox: Sandbox) -> Iterator[str]:
+    """No monitor, connections kept across requests for ten minutes."""
+    entry = node_settings(fresh_sandbox)
+    entry["CONN_MAX_AGE"] = 600
+    add_alias("kept", entry)
+    try:
+        yield "kept"
+    finally:
+        drop_alias("kept")
+
+
+@pytest.mark.failover
+@pytest.mark.server(
+    "mariadb", reason="the failover elsewhere is MariaDB SQL (test_reliability_fence's helper)"
+)
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["autocommit", "atomic"])
+def test_persistent_connections_never_write_to_a_fenced_primary(
+    kept_alias: str, fresh_sandbox: Sandbox, in_atomic: bool
+) -> None:
+    sb = fresh_sandbox
+    old = sb.primary
+    conn = connections[kept_alias]
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE f (id INT PRIMARY KEY)")
+        cursor.execute("INSERT INTO f VALUES (1)")
+    close_old_connections()  # the end of a request: CONN_MAX_AGE keeps the connection
+    kept = conn.connection
+    assert kept is not None
+    new = fail_over_elsewhere(sb)
+    before = binlog_pos(old)
+
+    with pytest.raises(OperationalError, match="read-only") as caught:
+        if in_atomic:
+            with transaction.atomic(using=kept_alias), conn.cursor() as cursor:
+                cursor.execute("INSERT INTO f VALUES (2)")
+        else:
+            with conn.cursor() as cursor:
+                cursor.execute("INSERT INTO f VALUES (2)")
+    assert isinstance(rwsplit_error(caught.value), RetryableWriteError), caught.value
+    assert binlog_pos(old) == before, "a write was executed on the fenced old primary"
+    assert count(old, "f") == 1
+
+    # Rediscovered without a monitor: the retry goes to the new primary.
+    assert conn.cluster.primary_name == new.address
+    with transaction.atomic(using=kept_alias), conn.cursor() as cursor:
+        cursor.execute("INSERT INTO f VALUES (2)")
+    assert count(new, "f") == 2
+    assert binlog_pos(old) == before

@@ -227,3 +227,28 @@ def test_async_excuses_only_writes_lost_before_the_primary_changed() -> None:
     assert early.beyond_async() == {Anomaly.LOST: 1}
     late = Report(result, "db1", 1, 1.0, changed_at=10.0)
     assert late.beyond_async() == {}
+
+
+def test_repeated_failovers_excuse_only_writes_of_a_primary_replaced_later() -> None:
+    """With several failovers each lost write is judged by the node that acknowledged it."""
+    from dataclasses import replace
+
+    from tests.nemesis import Report
+
+    def on(node: str, value: int, at: float) -> Op:
+        return replace(w(value, at=at), node=node)
+
+    ops = [
+        on("db1", 1, 1.0),  # db1 was the primary, replaced at 3: async may lose it
+        on("db2", 2, 4.0),  # db2 the primary from 3, replaced at 6: excused too
+        on("db1", 3, 5.0),  # db1 after it was replaced: never excused
+        on("db3", 4, 7.0),  # the last primary's own write: never excused
+    ]
+    result = check(ops, [primary([])])
+    report = Report(
+        result, "db3", 2, 1.0, changed_at=3.0, changes=[(0.0, "db1"), (3.0, "db2"), (6.0, "db3")]
+    )
+    early, late = report.lost()
+    assert [o.value for o in early] == [1, 2]
+    assert [o.value for o in late] == [3, 4]
+    assert report.beyond_async() == {Anomaly.LOST: 2}

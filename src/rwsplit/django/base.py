@@ -701,6 +701,15 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         raw_name: str | None,
     ) -> Any:
         cursor = rc.cursor_for(None)
+        if self._router.wrote and (
+            not self._in_transaction() or raw_name is not None or may_commit(query)
+        ):
+            # This statement commits what was written (autocommit, DDL, COMMIT, CALL ...).
+            try:
+                self._check_still_writable()
+            except db_utils.Error:
+                rc.forget(None)
+                raise
         try:
             if raw_name is not None:
                 result = cursor.callproc(raw_name, args)
@@ -730,6 +739,22 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
         elif not self._in_transaction():
             self._statement_committed()  # autocommit: the statement was its own transaction
         return result
+
+    def _check_still_writable(self) -> None:
+        """Before what this transaction wrote commits: is the primary still writable, on the
+        server? The SQLAlchemy side's check (``Cluster._check_still_writable``), one round
+        trip. A connection kept across requests (``CONN_MAX_AGE``) was checked only when it
+        opened; the node may have been fenced since (another process failed over), and an
+        account with ``SUPER`` writes through ``read_only=ON``. Refused: rolled back, the
+        connection dropped, the cluster re-probed, and ``RetryableWriteError`` raised."""
+        conn: Any = self.connection
+        name = self._primary_node
+        if conn is None or name is None or self.closed_in_transaction:
+            return
+        try:
+            self.cluster._refuse_commit_if_fenced(name, conn, self._drop_primary)
+        except RwSplitError as exc:
+            raise django_error(exc) from None
 
     def _statement_committed(self) -> None:
         if self._router.wrote:
@@ -1012,6 +1037,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):  # type: ignore[misc]
             self._end_replica_transaction("COMMIT")
             return
         wrote = self._router.wrote
+        if wrote:
+            self._check_still_writable()
         try:
             super()._commit()
         except db_utils.Error as exc:

@@ -489,10 +489,10 @@ def _publish(
     nodes: list[Node] = []
     for n in old.nodes:
         s = states.get(n.name)
-        if n.name in fenced:
-            nodes.append(n.evolve(role=Role.UNKNOWN, healthy=False, error="fenced former primary"))
-        elif n.name == primary:
+        if n.name == primary:
             nodes.append(n.evolve(role=Role.PRIMARY, healthy=True, read_only=False, error=None))
+        elif n.name in fenced or n.name in cluster.fenced:  # also those fenced before this run
+            nodes.append(n.evolve(role=Role.UNKNOWN, healthy=False, error="fenced former primary"))
         elif s is not None:
             nodes.append(node_from_state(n.name, n.url, s, role=Role.REPLICA))
         else:
@@ -1626,7 +1626,7 @@ def rejoin(
         fenced_now = state.writable
         if fenced_now:
             for stmt in fence_statements(ps[node]):
-                run.exec(ps[node], stmt)
+                run.exec(ps[node], stmt, timeout=options.timeout)
             # Fencing may release commits that waited for a semi-sync ACK: they are in its
             # binary log now, so the history is judged on a fresh probe, not the one above.
             fresh = None if dry_run else _probe(ps[node])
@@ -1650,8 +1650,10 @@ def rejoin(
         )
         if not fenced_now:  # the fence turned the semi-sync source side off already
             stmts = semi_sync_source_off(ps[node]) + stmts
+        # The monitor's probes read with its short timeout; a node that has just restarted
+        # may take longer over these (SET GLOBAL gtid_slave_pos writes a table).
         for stmt in [*stmts, d.start_replication()]:
-            run.exec(ps[node], stmt)
+            run.exec(ps[node], stmt, timeout=options.timeout)
         result.repointed.append(node)
         if not dry_run:
             cluster.fenced.discard(node)

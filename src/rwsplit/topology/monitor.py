@@ -172,6 +172,7 @@ class Monitor:
         self._still_receiving: list[str] = []  # replicas whose IO thread received this round
         self._wanted = False  # start() called and stop() not since: restart after a fork
         self._rejoin_refused: set[str] = set()
+        self._rejoin_failed_primary = False  # a rejoin this round found the primary gone
         self.rounds = 0
         """Completed monitoring rounds (for tests and diagnostics)."""
         _live_monitors.add(self)
@@ -352,6 +353,7 @@ class Monitor:
         cluster = self.cluster
         old = cluster.topology
         primary = self._current_primary(old, results)
+        self._rejoin_failed_primary = False
         now = time.monotonic()
         if primary is not None:
             self._remember_primary_position(primary, results[primary].state, now)
@@ -371,7 +373,8 @@ class Monitor:
                 continue
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
-                new = self._fence(node, r.state, new)
+                rejoin = primary is not None and not self._rejoin_failed_primary
+                new = self._fence(node, r.state, new, rejoin=rejoin)
             elif new.role is Role.REPLICA:
                 if self._history_of is not None:
                     # Also while the primary is down: lag keeps growing from its last position.
@@ -499,17 +502,25 @@ class Monitor:
 
     # ------------------------------------------------------------------ fencing
 
-    def _fence(self, old: Node, state: NodeState, new: Node) -> Node:
+    def _fence(self, old: Node, state: NodeState, new: Node, *, rejoin: bool) -> Node:
         """A former primary came back: rejoin it as a replica of the primary (auto_failover,
-        its history allowing), else make it read-only; either way out of routing this round."""
-        if state.replica is not None:
-            # Someone rejoined it as a replica: it is safe again.
-            log.info(
-                "node %s replicates from %s again: no longer fenced", old.name, state.replica.source
-            )
+        its history allowing), else make it read-only; either way out of routing this round.
+
+        *rejoin* is False while no writable primary answered this round (or a rejoin in
+        this round found it gone): a rejoin could only fail then, after taking the failover
+        lock on every node (seconds against a dead one), and the round that must count the
+        primary's failed probes would wait for it — with nodes killed one after another,
+        confirming each dead primary took 10-15 s.
+        """
+        rs = state.replica
+        if rs is not None and rs.sql_running and rs.io_running != "No":
+            # Someone rejoined it as a replica: it is safe again. (Configured but stopped is
+            # a rejoin cut short — its connection killed by another process fencing it: the
+            # rejoin below finishes it.)
+            log.info("node %s replicates from %s again: no longer fenced", old.name, rs.source)
             self.cluster.fenced.discard(old.name)
             return new
-        if not self._rejoin(old.name) and state.writable:
+        if not (rejoin and self._rejoin(old.name)) and state.writable:
             from .failover import fence_statements, kill_client_connections
 
             probe = self._probes[old.name]
@@ -543,6 +554,10 @@ class Monitor:
             result = rejoin(self.cluster, name, options, primary=primary, probes=self._probes)
         except Exception as exc:
             log.error("rejoining %s failed: %s", name, describe_error(exc))
+            probe = self._probes.get(primary)
+            # The primary stopped answering (its probe failed in the rejoin): no other
+            # rejoin this round, the monitor must get on with counting failed probes.
+            self._rejoin_failed_primary = probe is None or probe.last_error is not None
             return False
         if result.fenced:  # errant transactions: stays fenced; do not retry every round
             self._rejoin_refused.add(name)
