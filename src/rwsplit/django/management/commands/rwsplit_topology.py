@@ -27,14 +27,14 @@ class Command(BaseCommand):  # type: ignore[misc]
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from ...base import DatabaseWrapper
+        from ..._routing import RoutingWrapper
 
         aliases = [options["database"]] if options["database"] else list(connections)
         report: dict[str, Any] = {}
         healthy = True
         for alias in aliases:
             conn = connections[alias]
-            if not isinstance(conn, DatabaseWrapper):
+            if not isinstance(conn, RoutingWrapper):
                 if options["database"]:
                     raise CommandError(f"database {alias!r} does not use rwsplit.django")
                 continue
