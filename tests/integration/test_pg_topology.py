@@ -184,3 +184,18 @@ def test_a_primary_lost_during_the_commit_leaves_the_outcome_unknown(sb: PgSandb
         finally:
             killer.join(30)
     assert killed.is_set()
+
+
+def test_a_read_on_a_lost_primary_is_a_read_failure(sb: PgSandbox) -> None:
+    from rwsplit import ReadFailedError
+
+    with (
+        Cluster(sb.primary.url, [s.url for s in sb.standbys]) as cluster,
+        cluster.session() as s,
+        s.use_primary(),
+    ):
+        assert s.execute(text("SELECT count(*) FROM items")).scalar() == 0
+        s.rollback()  # the pooled connection goes back, checked and open
+        sb.kill(sb.primary.name)
+        with pytest.raises(ReadFailedError, match="retry it"):
+            s.execute(text("SELECT count(*) FROM items"))
