@@ -1,4 +1,5 @@
-"""A tiny Django app and in-process settings for the rwsplit.django integration tests.
+"""A tiny Django app and in-process settings for the rwsplit.django integration tests (MySQL
+and PostgreSQL).
 
 :func:`configure` sets Django up once per process (``settings.configure``); :func:`add_alias`
 points a database alias at a sandbox cluster, so tests on different sandboxes use different
@@ -7,9 +8,12 @@ aliases in the same process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rwsplit.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from rwsplit.sandbox.postgresql import PgSandbox
 
 _configured = False
 
@@ -63,6 +67,24 @@ def node_settings(sandbox: Sandbox, **rwsplit: Any) -> dict[str, Any]:
         "HOST": primary.host,
         "PORT": primary.port,
         "REPLICAS": [{"HOST": r.host, "PORT": r.port} for r in sandbox.replicas],
+        "RWSPLIT": rwsplit,
+        "CONN_MAX_AGE": 0,
+    }
+
+
+def pg_node_settings(sandbox: PgSandbox, **rwsplit: Any) -> dict[str, Any]:
+    """A DATABASES entry for a PostgreSQL *sandbox* (``rwsplit.django.postgresql``)."""
+    from rwsplit.sandbox.postgresql import DATABASE, USER
+
+    primary = sandbox.primary
+    return {
+        "ENGINE": "rwsplit.django.postgresql",
+        "NAME": DATABASE,
+        "USER": USER,
+        "PASSWORD": primary.password,
+        "HOST": primary.host,
+        "PORT": primary.port,
+        "REPLICAS": [{"HOST": s.host, "PORT": s.port} for s in sandbox.standbys],
         "RWSPLIT": rwsplit,
         "CONN_MAX_AGE": 0,
     }
