@@ -354,3 +354,48 @@ def test_cluster_urls_use_the_maintenance_database(pg: str) -> None:
     assert {u.drivername for u in urls} == {"postgresql+psycopg"}
     assert {u.database for u in urls} == {"postgres"}  # not NAME, which tests rename
     assert connections[pg].settings_dict["NAME"] == DATABASE
+
+
+# ---------------------------------------------------------------------- failures (own cluster)
+
+
+def test_failures_become_rwsplit_verdicts(tmp_path: Any) -> None:
+    from django.core.management import call_command
+    from django.db import OperationalError
+
+    from rwsplit import NoReplicaAvailableError, RetryableWriteError
+    from rwsplit.django import is_retryable, outcome_unknown
+
+    with PgSandbox(standbys=2) as fresh:
+        alias = "pgfail"
+        add_alias(alias, pg_node_settings(fresh, down_retry_interval=60.0, causal_timeout=0.2))
+        try:
+            call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+            Item.objects.using(alias).bulk_create([Item(name=f"k{i}") for i in range(5)])
+            fresh.wait_caught_up()
+            # A standby killed under reads: every read is answered (re-run elsewhere), the
+            # standby leaves routing.
+            victim = fresh.standbys[0]
+            counts = [Item.objects.using(alias).count() for _ in range(4)]
+            fresh.kill(victim.name)
+            counts += [Item.objects.using(alias).count() for _ in range(8)]
+            assert set(counts) == {5}
+            cluster = connections[alias].cluster
+            assert not cluster.topology.node(victim.address).healthy
+            # The primary killed inside atomic(): nothing was committed, retry.
+            with pytest.raises(OperationalError) as in_txn, transaction.atomic(using=alias):
+                Item.objects.using(alias).create(name="in-txn")
+                fresh.kill(fresh.primary.name)
+                Item.objects.using(alias).create(name="in-txn-2")
+            assert isinstance(rwsplit_error(in_txn.value), RetryableWriteError), in_txn.value
+            assert is_retryable(in_txn.value) and not outcome_unknown(in_txn.value)
+            # No primary to connect to: a write says to retry (nothing was sent).
+            with pytest.raises(OperationalError) as write:
+                Item.objects.using(alias).create(name="after")
+            assert is_retryable(write.value), write.value
+            assert "nothing was sent" in str(write.value)
+            # Reads go on on the standby that is left.
+            assert Item.objects.using(alias).count() == 5
+            assert not isinstance(rwsplit_error(write.value), NoReplicaAvailableError)
+        finally:
+            drop_alias(alias)

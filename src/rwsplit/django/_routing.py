@@ -325,6 +325,10 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
             if not self.is_connection_failure(exc):
                 raise
             self.cluster.refresh_soon()
+            if not self._in_transaction():
+                # The statement that needed the primary was not sent: what the router made of
+                # it (sticky after a write) must not send this connection's next reads there.
+                self._router.end_transaction()
             raise django_error(
                 RetryableWriteError(
                     f"cannot connect to the primary {name} ({describe_error(exc)}); nothing was "
