@@ -100,8 +100,15 @@ class DatabaseWrapper(RoutingWrapper, pg_base.DatabaseWrapper):  # type: ignore[
         conn = self.Database.connect(**params)
         try:
             conn.autocommit = True
-            self._configure_timezone(conn)
-            self._configure_role(conn)
+            with contextlib.closing(conn.cursor()) as cursor:
+                # What Django sets on its own connection (its helpers for it differ by version).
+                timezone_name = self.timezone_name
+                if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
+                    cursor.execute(self.ops.set_time_zone_sql(), [timezone_name])
+                role = self.settings_dict["OPTIONS"].get("assume_role")
+                if role:
+                    sql = self.Database.sql
+                    cursor.execute(sql.SQL("SET ROLE {}").format(sql.Literal(role)))
             # Read-only sessions: a write that slips through fails on the server.
             _PG.set_read_only(conn)
         except Exception:
