@@ -101,6 +101,24 @@ def add_alias(alias: str, entry: dict[str, Any]) -> None:
         delattr(connections._connections, alias)
 
 
+def in_thread(fn: Any, *args: Any) -> Any:
+    """Run *fn* in a new thread: a new DatabaseWrapper, as another worker would have (its
+    connections closed after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def run() -> Any:
+        try:
+            return fn(*args)
+        finally:
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(timeout=60)
+
+
 def drop_alias(alias: str) -> None:
     """Close and forget *alias* (in this thread) and its cluster."""
     from django.db import connections

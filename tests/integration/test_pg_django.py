@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from rwsplit.sandbox.postgresql import DATABASE, PgSandbox
-from tests.djangoapp import add_alias, configure, drop_alias, pg_node_settings
+from tests.djangoapp import add_alias, configure, drop_alias, in_thread, pg_node_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 
@@ -66,18 +65,7 @@ def ran_on(sb: PgSandbox, marker: str, verb: str = "") -> list[str]:
     return out
 
 
-def _in_thread(fn: Any, *args: Any) -> Any:
-    """Run *fn* in a new thread: a new DatabaseWrapper, as another worker would have."""
-
-    def run() -> Any:
-        try:
-            return fn(*args)
-        finally:
-            for conn in connections.all(initialized_only=True):
-                conn.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result(timeout=60)
+_in_thread = in_thread
 
 
 @contextlib.contextmanager
