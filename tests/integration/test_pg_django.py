@@ -344,6 +344,80 @@ def test_cluster_urls_use_the_maintenance_database(pg: str) -> None:
     assert connections[pg].settings_dict["NAME"] == DATABASE
 
 
+def _set_on_standbys(sb: PgSandbox, setting: str) -> None:
+    for s in sb.standbys:
+        with contextlib.closing(s.connect()) as conn:
+            conn.execute(f"ALTER SYSTEM {setting}")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+@contextlib.contextmanager
+def _cancel_conflicting_reads(sb: PgSandbox) -> Iterator[None]:
+    """Standbys cancel a read that holds what replay needs at once (no streaming delay)."""
+    _set_on_standbys(sb, "SET max_standby_streaming_delay = 0")
+    try:
+        yield
+    finally:
+        _set_on_standbys(sb, "RESET max_standby_streaming_delay")
+
+
+def test_a_read_cancelled_by_recovery_runs_again(pg: str, sb: PgSandbox) -> None:
+    import threading
+    import time
+
+    with contextlib.closing(sb.primary.connect()) as conn:
+        conn.execute("CREATE TABLE conflict_t AS SELECT g AS id FROM generate_series(1, 200) g")
+    sb.wait_caught_up()
+    slow = "SELECT count(*) FROM conflict_t a, conflict_t b, conflict_t c"
+    altered = threading.Event()
+
+    def lock_it_on_the_primary() -> None:
+        deadline = time.monotonic() + 20
+        watches = [s.connect() for s in sb.standbys]
+        try:
+            while time.monotonic() < deadline and not any(
+                w.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE 'SELECT count(*) FROM conflict_t a%'"
+                ).fetchone()
+                for w in watches
+            ):
+                time.sleep(0.01)
+        finally:
+            for w in watches:
+                w.close()
+        with contextlib.closing(sb.primary.connect()) as primary:
+            primary.execute("ALTER TABLE conflict_t ADD COLUMN x int")  # ACCESS EXCLUSIVE
+        altered.set()
+
+    def read() -> tuple[int, dict[str, int]]:
+        with connections[pg].cursor() as cursor:
+            cursor.execute(slow)
+            return int(cursor.fetchone()[0]), dict(connections[pg].routed)
+
+    with _cancel_conflicting_reads(sb):
+        locker = threading.Thread(target=lock_it_on_the_primary)
+        locker.start()
+        try:
+            count, routed = _in_thread(read)
+        finally:
+            locker.join(30)
+    assert altered.is_set()
+    assert count == 200**3
+    assert sb.primary.address not in routed  # the re-run stayed on the standbys
+    cluster = connections[pg].cluster
+    assert all(cluster.topology.node(s.address).healthy for s in sb.standbys)
+    cancelled = 0
+    for s in sb.standbys:  # replay cancelled a statement there: the witness
+        with contextlib.closing(s.connect()) as conn:
+            row = conn.execute(
+                "SELECT confl_lock FROM pg_stat_database_conflicts "
+                "WHERE datname = current_database()"
+            ).fetchone()
+            cancelled += row[0] if row else 0
+    assert cancelled >= 1
+
+
 # ---------------------------------------------------------------------- failures (own cluster)
 
 

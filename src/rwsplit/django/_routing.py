@@ -199,6 +199,15 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
     is_replica_unusable: Callable[[BaseException], bool]
     """The replica cannot serve reads now (gone, refusing this connection, full)."""
 
+    @staticmethod
+    def is_read_cancelled(exc: BaseException) -> bool:
+        """The replica cancelled the read to go on applying (PostgreSQL's recovery conflict):
+        it may simply run again."""
+        return False
+
+    read_reruns: ClassVar[int] = 2
+    """How many times a read a replica cancelled runs again (:meth:`is_read_cancelled`)."""
+
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
         super().__init__(settings_dict, alias)
         self._cluster_key = fingerprint(settings_dict)
@@ -553,6 +562,7 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
             self._resolve_token()  # the read must wait for this connection's own last write
         attempts = 0
         healed = False
+        reruns = 0
         while True:
             try:
                 d = self._router.route(c, requested)
@@ -575,6 +585,17 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
                 if not healed and d.retryable and self.is_read_only_rejection(exc):
                     healed = True
                     self._heal(node, exc, query)
+                    continue
+                if d.retryable and reruns < self.read_reruns and self.is_read_cancelled(exc):
+                    # The replica stays in routing; the read runs again on a new connection.
+                    reruns += 1
+                    log.warning(
+                        "replica %s cancelled a read (%s); running it again",
+                        node,
+                        describe_error(exc),
+                    )
+                    rc.forget(node)
+                    self._drop_replica(node)
                     continue
                 if not self.is_replica_unusable(exc):
                     raise

@@ -12,6 +12,8 @@ statement over a primary and its hot standbys (see there); what is PostgreSQL's 
   wait until ``pg_last_wal_replay_lsn()`` reaches it (one round trip), else the primary;
 * a ``read_only()`` block's ``atomic()`` is ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ
   ONLY`` on one caught-up standby: one snapshot;
+* a read a standby cancelled to go on replaying WAL ("conflict with recovery") runs again (at
+  most twice), and the standby stays in routing;
 * test databases: the standbys have replayed ``CREATE DATABASE`` and the schema before the
   first test (and the ``DROP DATABASE`` after the last).
 
@@ -69,6 +71,7 @@ class DatabaseWrapper(RoutingWrapper, pg_base.DatabaseWrapper):  # type: ignore[
     is_connection_failure = staticmethod(pg.is_connection_lost)
     is_read_only_rejection = staticmethod(pg.is_read_only_rejection)
     is_replica_unusable = staticmethod(pg.is_replica_unusable)
+    is_read_cancelled = staticmethod(pg.is_recovery_conflict)
 
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
         if (settings_dict.get("OPTIONS") or {}).get("pool"):
