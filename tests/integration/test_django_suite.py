@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def run_short_suite(tmp_path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
     )
     assert spec is not None and spec.loader is not None
     suite = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = suite  # its dataclasses look their module up there
     spec.loader.exec_module(suite)
     out = tmp_path / "results.json"
     rc = suite.main([*argv, "--apps", SHORT_APPS, "--out", str(out)])
