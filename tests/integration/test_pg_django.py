@@ -177,6 +177,27 @@ def test_post_redirect_get_reads_its_write_with_replay_paused(pg: str, sb: PgSan
     assert control.status_code == 404
 
 
+def test_asgi_post_redirect_get_reads_its_write(pg: str, sb: PgSandbox) -> None:
+    import asyncio
+
+    from django.test import AsyncClient
+
+    def call(method: str, client: AsyncClient, *args: Any) -> Any:
+        async def request() -> Any:
+            return await getattr(client, method)(*args)
+
+        return asyncio.run(request())
+
+    with _replay_paused(sb):
+        client = AsyncClient()
+        response = _in_thread(call, "post", client, f"/{pg}/items", {"name": "asgi"})
+        assert response.status_code == 302 and "rwsplit_causal" in response.cookies
+        got = _in_thread(call, "get", client, response["Location"])
+        assert got.status_code == 200 and got.json()["name"] == "asgi"
+        control = _in_thread(Client().get, response["Location"])
+    assert control.status_code == 404
+
+
 def test_causal_read_waits_on_a_standby_that_catches_up(pg: str, sb: PgSandbox) -> None:
     marker = _marker()
 

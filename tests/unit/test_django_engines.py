@@ -37,6 +37,17 @@ def test_postgresql_entry_makes_a_postgresql_cluster() -> None:
         cluster.close()
 
 
+def test_postgresql_replica_as_a_url() -> None:
+    entry = _entry("rwsplit.django.postgresql", REPLICAS=["postgresql://ro:pw@db4/ignored"])
+    cluster = build_cluster(entry, "default")
+    try:
+        url = cluster.topology.replicas[0].url
+        assert (url.drivername, url.username, url.password) == ("postgresql+psycopg", "ro", "pw")
+        assert (url.host, url.port, url.database) == ("db4", 5432, "postgres")
+    finally:
+        cluster.close()
+
+
 @pytest.mark.parametrize("engine", ["rwsplit.django", "rwsplit.django.mysql"])
 def test_mysql_engine_names_make_the_same_cluster(engine: str) -> None:
     cluster = build_cluster(_entry(engine), "default")
