@@ -345,6 +345,38 @@ def test_migrations_run_on_the_primary_and_reach_the_standbys(pg: str, sb: PgSan
         assert 'CREATE TABLE "django_session"' not in log  # DDL ran on the primary only
 
 
+def test_test_database_is_on_the_standbys_before_the_tests_and_gone_after(sb: PgSandbox) -> None:
+    from django.conf import settings
+
+    alias = "pgtestdb"
+    add_alias(alias, {**pg_node_settings(sb), "TEST": {"NAME": "rwsplit_test_creation"}})
+    settings.DATABASES[alias] = connections.settings[alias]  # create_test_db renames it there
+    creation = connections[alias].creation
+
+    def on_standbys() -> list[bool]:
+        found = []
+        for s in sb.standbys:  # right away: no wait of the test's own
+            with contextlib.closing(s.connect()) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_database WHERE datname = 'rwsplit_test_creation'"
+                ).fetchone()
+                found.append(bool(row and row[0]))
+        return found
+
+    try:
+        old_name = DATABASE
+        name = creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        assert name == "rwsplit_test_creation"
+        assert on_standbys() == [True, True]
+        # The schema too: a read on a standby finds the migrated table.
+        assert Item.objects.using(alias).count() == 0
+        creation.destroy_test_db(old_name, verbosity=0)
+        assert on_standbys() == [False, False]
+    finally:
+        settings.DATABASES.pop(alias, None)
+        drop_alias(alias)
+
+
 def test_topology_command_lists_every_node(pg: str, sb: PgSandbox) -> None:
     import io
 
