@@ -292,6 +292,16 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
         """Point Django's connection parameters *params* at node *name* (its URL)."""
         raise NotImplementedError
 
+    def _point_at(self, params: dict[str, Any], name: str) -> None:
+        """Host, port and credentials of node *name* in *params* (the driver's names)."""
+        url = self.cluster.topology.node(name).url
+        params["host"] = url.host
+        params["port"] = url.port or self.cluster.family.default_port
+        if url.username:
+            params["user"] = url.username
+        if url.password:
+            params["password"] = url.password
+
     def _open_replica(self, name: str) -> Any:
         """A new autocommit DB-API connection to replica *name*, read-only for its life."""
         raise NotImplementedError

@@ -82,14 +82,8 @@ class DatabaseWrapper(RoutingWrapper, mysql_base.DatabaseWrapper):  # type: igno
     # ------------------------------------------------------------------ connections
 
     def _node_params(self, params: dict[str, Any], name: str, read_timeout: int | None) -> None:
-        url = self.cluster.topology.node(name).url
         params.pop("unix_socket", None)
-        params["host"] = url.host
-        params["port"] = url.port or 3306
-        if url.username:
-            params["user"] = url.username
-        if url.password:
-            params["password"] = url.password
+        self._point_at(params, name)
         timeouts = self._timeouts
         if timeouts.connect is not None:
             params.setdefault("connect_timeout", timeouts.connect)

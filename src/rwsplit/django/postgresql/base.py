@@ -86,13 +86,7 @@ class DatabaseWrapper(RoutingWrapper, pg_base.DatabaseWrapper):  # type: ignore[
 
     def _node_params(self, params: dict[str, Any], name: str, read_timeout: int | None) -> None:
         # libpq has no read timeout: a hung server holds a statement until TCP gives up.
-        url = self.cluster.topology.node(name).url
-        params["host"] = url.host
-        params["port"] = url.port or 5432
-        if url.username:
-            params["user"] = url.username
-        if url.password:
-            params["password"] = url.password
+        self._point_at(params, name)
         if self._timeouts.connect is not None:
             params.setdefault("connect_timeout", max(2, self._timeouts.connect))
 
