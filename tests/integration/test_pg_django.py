@@ -1,8 +1,9 @@
 """``rwsplit.django.postgresql`` on a real PostgreSQL primary and two hot standbys.
 
-One sandbox for the module (``log_statement = 'all'``): where a statement ran is read from
-each server's own statement log, by a unique marker the statement carries (a parameter value
-— psycopg binds on the client, so the server logs the full text — or a comment).
+The session's ``pg_sandbox`` (``log_statement = 'all'``; tests/fix_pg.py): where a statement
+ran is read from each server's own statement log, by a unique marker the statement carries (a
+parameter value — psycopg binds on the client, so the server logs the full text). Every test
+leaves replay running and the standbys' settings as it found them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ TABLE = "rwsplit_tests_item"
 
 
 @pytest.fixture(scope="module")
-def sb() -> Iterator[PgSandbox]:
-    with PgSandbox(standbys=2, log_statement="all") as sandbox:
-        yield sandbox
+def sb(pg_sandbox: PgSandbox) -> PgSandbox:
+    return pg_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -419,9 +419,11 @@ def test_a_read_cancelled_by_recovery_runs_again(pg: str, sb: PgSandbox) -> None
     import time
 
     with contextlib.closing(sb.primary.connect()) as conn:
-        conn.execute("CREATE TABLE conflict_t AS SELECT g AS id FROM generate_series(1, 200) g")
+        conn.execute(
+            "CREATE TABLE django_conflict_t AS SELECT g AS id FROM generate_series(1, 200) g"
+        )
     sb.wait_caught_up()
-    slow = "SELECT count(*) FROM conflict_t a, conflict_t b, conflict_t c"
+    slow = "SELECT count(*) FROM django_conflict_t a, django_conflict_t b, django_conflict_t c"
     altered = threading.Event()
 
     def lock_it_on_the_primary() -> None:
@@ -431,7 +433,7 @@ def test_a_read_cancelled_by_recovery_runs_again(pg: str, sb: PgSandbox) -> None
             while time.monotonic() < deadline and not any(
                 w.execute(
                     "SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
-                    "AND query LIKE 'SELECT count(*) FROM conflict_t a%'"
+                    "AND query LIKE 'SELECT count(*) FROM django_conflict_t a%'"
                 ).fetchone()
                 for w in watches
             ):
@@ -440,7 +442,7 @@ def test_a_read_cancelled_by_recovery_runs_again(pg: str, sb: PgSandbox) -> None
             for w in watches:
                 w.close()
         with contextlib.closing(sb.primary.connect()) as primary:
-            primary.execute("ALTER TABLE conflict_t ADD COLUMN x int")  # ACCESS EXCLUSIVE
+            primary.execute("ALTER TABLE django_conflict_t ADD COLUMN x int")  # ACCESS EXCLUSIVE
         altered.set()
 
     def read() -> tuple[int, dict[str, int]]:
@@ -474,43 +476,43 @@ def test_a_read_cancelled_by_recovery_runs_again(pg: str, sb: PgSandbox) -> None
 # ---------------------------------------------------------------------- failures (own cluster)
 
 
-def test_failures_become_rwsplit_verdicts(tmp_path: Any) -> None:
+def test_failures_become_rwsplit_verdicts(fresh_pg_sandbox: PgSandbox) -> None:
     from django.core.management import call_command
     from django.db import OperationalError
 
     from rwsplit import NoReplicaAvailableError, RetryableWriteError
     from rwsplit.django import is_retryable, outcome_unknown
 
-    with PgSandbox(standbys=2) as fresh:
-        alias = "pgfail"
-        add_alias(alias, pg_node_settings(fresh, down_retry_interval=60.0, causal_timeout=0.2))
-        try:
-            call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
-            Item.objects.using(alias).bulk_create([Item(name=f"k{i}") for i in range(5)])
-            fresh.wait_caught_up()
-            # A standby killed under reads: every read is answered (re-run elsewhere), the
-            # standby leaves routing.
-            victim = fresh.standbys[0]
-            counts = [Item.objects.using(alias).count() for _ in range(4)]
-            fresh.kill(victim.name)
-            counts += [Item.objects.using(alias).count() for _ in range(8)]
-            assert set(counts) == {5}
-            cluster = connections[alias].cluster
-            assert not cluster.topology.node(victim.address).healthy
-            # The primary killed inside atomic(): nothing was committed, retry.
-            with pytest.raises(OperationalError) as in_txn, transaction.atomic(using=alias):
-                Item.objects.using(alias).create(name="in-txn")
-                fresh.kill(fresh.primary.name)
-                Item.objects.using(alias).create(name="in-txn-2")
-            assert isinstance(rwsplit_error(in_txn.value), RetryableWriteError), in_txn.value
-            assert is_retryable(in_txn.value) and not outcome_unknown(in_txn.value)
-            # No primary to connect to: a write says to retry (nothing was sent).
-            with pytest.raises(OperationalError) as write:
-                Item.objects.using(alias).create(name="after")
-            assert is_retryable(write.value), write.value
-            assert "nothing was sent" in str(write.value)
-            # Reads go on on the standby that is left.
-            assert Item.objects.using(alias).count() == 5
-            assert not isinstance(rwsplit_error(write.value), NoReplicaAvailableError)
-        finally:
-            drop_alias(alias)
+    fresh = fresh_pg_sandbox
+    alias = "pgfail"
+    add_alias(alias, pg_node_settings(fresh, down_retry_interval=60.0, causal_timeout=0.2))
+    try:
+        call_command("migrate", run_syncdb=True, database=alias, verbosity=0)
+        Item.objects.using(alias).bulk_create([Item(name=f"k{i}") for i in range(5)])
+        fresh.wait_caught_up()
+        # A standby killed under reads: every read is answered (re-run elsewhere), the
+        # standby leaves routing.
+        victim = fresh.standbys[0]
+        counts = [Item.objects.using(alias).count() for _ in range(4)]
+        fresh.kill(victim.name)
+        counts += [Item.objects.using(alias).count() for _ in range(8)]
+        assert set(counts) == {5}
+        cluster = connections[alias].cluster
+        assert not cluster.topology.node(victim.address).healthy
+        # The primary killed inside atomic(): nothing was committed, retry.
+        with pytest.raises(OperationalError) as in_txn, transaction.atomic(using=alias):
+            Item.objects.using(alias).create(name="in-txn")
+            fresh.kill(fresh.primary.name)
+            Item.objects.using(alias).create(name="in-txn-2")
+        assert isinstance(rwsplit_error(in_txn.value), RetryableWriteError), in_txn.value
+        assert is_retryable(in_txn.value) and not outcome_unknown(in_txn.value)
+        # No primary to connect to: a write says to retry (nothing was sent).
+        with pytest.raises(OperationalError) as write:
+            Item.objects.using(alias).create(name="after")
+        assert is_retryable(write.value), write.value
+        assert "nothing was sent" in str(write.value)
+        # Reads go on on the standby that is left.
+        assert Item.objects.using(alias).count() == 5
+        assert not isinstance(rwsplit_error(write.value), NoReplicaAvailableError)
+    finally:
+        drop_alias(alias)

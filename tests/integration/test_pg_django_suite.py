@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fix_pg import require_postgresql
 from tests.integration.test_django_suite import run_short_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
@@ -17,6 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
 def test_django_own_tests_pass_on_rwsplit_postgresql(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    require_postgresql()  # skipped locally, a failure on CI
     rc, _ = run_short_suite(tmp_path, "--server", "postgresql")
     out = capsys.readouterr().out
     assert rc == 0, out[-3000:]
