@@ -1,4 +1,5 @@
-"""A tiny Django app and in-process settings for the rwsplit.django integration tests.
+"""A tiny Django app and in-process settings for the rwsplit.django integration tests (MySQL
+and PostgreSQL).
 
 :func:`configure` sets Django up once per process (``settings.configure``); :func:`add_alias`
 points a database alias at a sandbox cluster, so tests on different sandboxes use different
@@ -7,9 +8,12 @@ aliases in the same process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rwsplit.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from rwsplit.sandbox.postgresql import PgSandbox
 
 _configured = False
 
@@ -68,6 +72,24 @@ def node_settings(sandbox: Sandbox, **rwsplit: Any) -> dict[str, Any]:
     }
 
 
+def pg_node_settings(sandbox: PgSandbox, **rwsplit: Any) -> dict[str, Any]:
+    """A DATABASES entry for a PostgreSQL *sandbox* (``rwsplit.django.postgresql``)."""
+    from rwsplit.sandbox.postgresql import DATABASE, USER
+
+    primary = sandbox.primary
+    return {
+        "ENGINE": "rwsplit.django.postgresql",
+        "NAME": DATABASE,
+        "USER": USER,
+        "PASSWORD": primary.password,
+        "HOST": primary.host,
+        "PORT": primary.port,
+        "REPLICAS": [{"HOST": s.host, "PORT": s.port} for s in sandbox.standbys],
+        "RWSPLIT": rwsplit,
+        "CONN_MAX_AGE": 0,
+    }
+
+
 def add_alias(alias: str, entry: dict[str, Any]) -> None:
     """Make *alias* a database of the running process (filled with Django's defaults)."""
     configure()
@@ -77,6 +99,24 @@ def add_alias(alias: str, entry: dict[str, Any]) -> None:
     connections.settings[alias] = filled[alias]
     if hasattr(connections._connections, alias):
         delattr(connections._connections, alias)
+
+
+def in_thread(fn: Any, *args: Any) -> Any:
+    """Run *fn* in a new thread: a new DatabaseWrapper, as another worker would have (its
+    connections closed after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def run() -> Any:
+        try:
+            return fn(*args)
+        finally:
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(timeout=60)
 
 
 def drop_alias(alias: str) -> None:

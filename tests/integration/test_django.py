@@ -10,13 +10,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox
-from tests.djangoapp import add_alias, configure, drop_alias, node_settings
+from tests.djangoapp import add_alias, configure, drop_alias, in_thread, node_settings
 from tests.integration.counters import delta, snapshot
 from tests.integration.util import position, run, sql, sql_unlogged, wait_position, wait_until
 
@@ -48,18 +47,7 @@ def _create_schema(alias: str, sb: Sandbox) -> None:
     sb.wait_caught_up()
 
 
-def _in_thread(fn: Any, *args: Any) -> Any:
-    """Run *fn* in a new thread: a new DatabaseWrapper, as another worker would have."""
-
-    def run() -> Any:
-        try:
-            return fn(*args)
-        finally:
-            for conn in connections.all(initialized_only=True):
-                conn.close()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result(timeout=60)
+_in_thread = in_thread
 
 
 @pytest.fixture(scope="module")

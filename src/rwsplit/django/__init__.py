@@ -1,7 +1,9 @@
-"""rwsplit for Django: ``"ENGINE": "rwsplit.django"`` makes one alias the whole cluster.
+"""rwsplit for Django: one ``ENGINE`` line makes one alias the whole cluster.
 
-See docs/django.md. The backend itself is :mod:`rwsplit.django.base` (Django imports it from
-the ``ENGINE`` name); this package holds what views use, and imports no Django database code.
+``"rwsplit.django.mysql"`` (or ``"rwsplit.django"``: :mod:`rwsplit.django.base`) for MariaDB
+and MySQL, ``"rwsplit.django.postgresql"`` for PostgreSQL; see docs/django.md and
+docs/postgresql.md. Django imports the backends from the ``ENGINE`` name; this package holds
+what views use, and imports no Django database code.
 
 >>> from rwsplit.django import read_only, use_primary
 >>> with use_primary():

@@ -41,6 +41,27 @@ _clusters: dict[tuple[Any, ...], Cluster] = {}
 
 
 @dataclass(frozen=True)
+class _Family:
+    """How a backend's node URLs are written."""
+
+    drivername: str
+    port: int
+    database: str | None
+    """The database the cluster's own connections (probes) use; ``None``: none."""
+
+
+_MYSQL = _Family("mysql+pymysql", 3306, None)
+# PostgreSQL connects to a database: probes use the maintenance database, as Django's own
+# connections without a NAME do (the test runner renames NAME; the cluster stays the same).
+_POSTGRESQL = _Family("postgresql+psycopg", 5432, "postgres")
+
+
+def _family(settings_dict: Mapping[str, Any]) -> _Family:
+    engine = str(settings_dict.get("ENGINE") or "")
+    return _POSTGRESQL if engine.rsplit(".", 1)[-1] == "postgresql" else _MYSQL
+
+
+@dataclass(frozen=True)
 class DriverTimeouts:
     """Driver timeouts (whole seconds, as mysqlclient wants them; ``None``: no limit)."""
 
@@ -91,7 +112,9 @@ def _port(value: Any, where: str) -> int | None:
     return port
 
 
-def _primary_url(settings_dict: Mapping[str, Any], key: EncryptionKey | None, alias: str) -> URL:
+def _primary_url(
+    settings_dict: Mapping[str, Any], key: EncryptionKey | None, alias: str, family: _Family
+) -> URL:
     host = settings_dict.get("HOST") or "localhost"
     if str(host).startswith("/"):
         raise ConfigurationError(
@@ -99,15 +122,18 @@ def _primary_url(settings_dict: Mapping[str, Any], key: EncryptionKey | None, al
             "node (the monitor and failover connect over TCP)"
         )
     return URL.create(
-        "mysql+pymysql",
+        family.drivername,
         username=settings_dict.get("USER") or None,
         password=_secret(settings_dict.get("PASSWORD"), key, f"DATABASES[{alias!r}]['PASSWORD']"),
         host=str(host),
-        port=_port(settings_dict.get("PORT"), f"DATABASES[{alias!r}]['PORT']") or 3306,
+        port=_port(settings_dict.get("PORT"), f"DATABASES[{alias!r}]['PORT']") or family.port,
+        database=family.database,
     )
 
 
-def _replica_url(entry: Any, primary: URL, key: EncryptionKey | None, where: str) -> URL:
+def _replica_url(
+    entry: Any, primary: URL, key: EncryptionKey | None, where: str, family: _Family
+) -> URL:
     """A ``REPLICAS`` entry: ``{"HOST": ..., "PORT": ..., "USER": ..., "PASSWORD": ...}`` or a
     URL; what it leaves out is the primary's."""
     if isinstance(entry, str):
@@ -115,17 +141,18 @@ def _replica_url(entry: Any, primary: URL, key: EncryptionKey | None, where: str
             url = make_url(entry)
         except Exception:
             raise ConfigurationError(
-                f"{where} is not a URL (mysql://user:password@host:port/db)"
+                f"{where} is not a URL ({family.drivername.split('+')[0]}://user:password@host:port)"
             ) from None
         if not url.host:
             raise ConfigurationError(f"{where} has no host")
         password = _secret(url.password, key, where) if url.password else primary.password
         return URL.create(
-            "mysql+pymysql",
+            family.drivername,
             username=url.username or primary.username,
             password=password,
             host=url.host,
-            port=url.port or 3306,
+            port=url.port or family.port,
+            database=family.database,
         )
     if isinstance(entry, Mapping):
         unknown = set(entry) - {"HOST", "PORT", "USER", "PASSWORD", "NAME"}
@@ -137,13 +164,14 @@ def _replica_url(entry: Any, primary: URL, key: EncryptionKey | None, where: str
             raise ConfigurationError(f"{where} needs a HOST")
         password = entry.get("PASSWORD")
         return URL.create(
-            "mysql+pymysql",
+            family.drivername,
             username=entry.get("USER") or primary.username,
             password=_secret(password, key, f"{where}['PASSWORD']")
             if password
             else primary.password,
             host=str(entry["HOST"]),
-            port=_port(entry.get("PORT"), f"{where}['PORT']") or 3306,
+            port=_port(entry.get("PORT"), f"{where}['PORT']") or family.port,
+            database=family.database,
         )
     raise ConfigurationError(f"{where} must be a dict (HOST, PORT, ...) or a URL string")
 
@@ -175,9 +203,10 @@ def build_cluster(settings_dict: Mapping[str, Any], alias: str) -> Cluster:
     if isinstance(replicas, (str, Mapping)):
         raise ConfigurationError(f"DATABASES[{alias!r}]['REPLICAS'] must be a list")
     key = _key(options)
-    primary = _primary_url(settings_dict, key, alias)
+    family = _family(settings_dict)
+    primary = _primary_url(settings_dict, key, alias, family)
     replica_urls = [
-        _replica_url(entry, primary, key, f"DATABASES[{alias!r}]['REPLICAS'][{i}]")
+        _replica_url(entry, primary, key, f"DATABASES[{alias!r}]['REPLICAS'][{i}]", family)
         for i, entry in enumerate(replicas)
     ]
     try:
@@ -188,6 +217,7 @@ def build_cluster(settings_dict: Mapping[str, Any], alias: str) -> Cluster:
 
 def _fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
+        _family(settings_dict).drivername,
         settings_dict.get("HOST"),
         str(settings_dict.get("PORT")),
         settings_dict.get("USER"),

@@ -1,5 +1,5 @@
 """Test databases on a cluster: Django creates the schema on the primary, the replicas must
-have it before a test reads there."""
+have it before a test reads there (MySQL's wait here; PostgreSQL's in its backend)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.mysql.creation import DatabaseCreation as MySQLDatabaseCreation
 
-__all__ = ["DatabaseCreation", "wait_for_replicas"]
+__all__ = ["DatabaseCreation", "ReplicatedCreation", "wait_for_replicas"]
 
 log = logging.getLogger("rwsplit.django")
 
@@ -58,17 +58,20 @@ def wait_for_replicas(connection: Any, timeout: float = REPLICA_WAIT) -> list[st
     return waited
 
 
-class DatabaseCreation(MySQLDatabaseCreation):  # type: ignore[misc]
-    """Django's MySQL test-database creation, plus: the replicas have the schema before any
-    test runs, and the test database is gone from them after teardown."""
+class ReplicatedCreation:
+    """Test-database creation on a cluster (a mixin before Django's own creation class): the
+    replicas have the schema before any test runs, and the test database is gone from them
+    after teardown."""
+
+    connection: Any
 
     def create_test_db(self, *args: Any, **kwargs: Any) -> str:
-        name: str = super().create_test_db(*args, **kwargs)
-        wait_for_replicas(self.connection)
+        name: str = super().create_test_db(*args, **kwargs)  # type: ignore[misc]
+        self.connection.wait_for_replicas(REPLICA_WAIT)
         return name
 
     def destroy_test_db(self, *args: Any, **kwargs: Any) -> None:
-        super().destroy_test_db(*args, **kwargs)
+        super().destroy_test_db(*args, **kwargs)  # type: ignore[misc]
         # Django dropped the database on the primary; the replicas drop it when they apply
         # that: wait, so that nothing of the run outlives teardown. NAME is the non-test
         # database again (it may not exist): wait on a connection to no database.
@@ -76,6 +79,10 @@ class DatabaseCreation(MySQLDatabaseCreation):  # type: ignore[misc]
 
         conn = type(self.connection)({**self.connection.settings_dict, "NAME": None}, NO_DB_ALIAS)
         try:
-            wait_for_replicas(conn)
+            conn.wait_for_replicas(REPLICA_WAIT)
         finally:
             conn.close()
+
+
+class DatabaseCreation(ReplicatedCreation, MySQLDatabaseCreation):  # type: ignore[misc]
+    """Django's MySQL test-database creation on a cluster."""

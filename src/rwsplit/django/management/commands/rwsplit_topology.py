@@ -27,16 +27,16 @@ class Command(BaseCommand):  # type: ignore[misc]
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from ...base import DatabaseWrapper
+        from ..._routing import RoutingWrapper
 
         aliases = [options["database"]] if options["database"] else list(connections)
         report: dict[str, Any] = {}
         healthy = True
         for alias in aliases:
             conn = connections[alias]
-            if not isinstance(conn, DatabaseWrapper):
+            if not isinstance(conn, RoutingWrapper):
                 if options["database"]:
-                    raise CommandError(f"database {alias!r} does not use rwsplit.django")
+                    raise CommandError(f"database {alias!r} does not use an rwsplit ENGINE")
                 continue
             cluster = conn.cluster
             topology = cluster.topology if options["no_probe"] else cluster.refresh()
@@ -44,7 +44,10 @@ class Command(BaseCommand):  # type: ignore[misc]
             report[alias] = rows
             healthy = healthy and has_one_primary(topology)
         if not report:
-            raise CommandError("no database uses ENGINE 'rwsplit.django'")
+            raise CommandError(
+                "no database uses an rwsplit ENGINE ('rwsplit.django.mysql', "
+                "'rwsplit.django.postgresql')"
+            )
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
         else:
