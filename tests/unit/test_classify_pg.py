@@ -439,3 +439,23 @@ def test_the_cli_classifies_postgresql(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["classify", "--dialect", "postgresql", "--each", "SET x = 1; SELECT $$;$$"]) == 0
     targets = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
     assert targets == ["all", "replica"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM t WHERE id=%(i)s",  # text("... id=:i") compiled for psycopg
+        "SELECT * FROM t WHERE id=%s",
+        "SELECT * FROM t WHERE a<>%s AND b>=%(x_1)s",
+    ],
+)
+def test_a_placeholder_right_after_an_operator_is_a_parameter(sql: str) -> None:
+    # Not an unknown operator "=%" (which would send a plain read to the primary).
+    c = classify(sql, dialect="postgresql")
+    assert c.target is Target.REPLICA, c
+    assert (
+        classify(
+            sql.replace("SELECT *", "SELECT * ", 1) + " FOR UPDATE", dialect="postgresql"
+        ).target
+        is Target.PRIMARY
+    )

@@ -102,7 +102,7 @@ def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
         | (?P<cast>::|:=|:)
         | (?P<dot>\.)
         | (?P<bracket>[\[\]])
-        | (?P<op>(?:(?!--|/\*)[{_OP_CHARS}])++)
+        | (?P<op>(?:(?!--|/\*|%(?:\([^()]*+\))?[sbt](?![{_ID}]))[{_OP_CHARS}])++)
         | (?P<bad>.)
         )""",
         re.VERBOSE | re.DOTALL,
