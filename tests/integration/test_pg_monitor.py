@@ -49,8 +49,10 @@ def test_writes_and_reads_follow_a_promotion_by_hand_within_one_round(sb: PgSand
         sb.repoint(other.name, new.name)
         started = monitor.rounds
         _until(
-            lambda: cluster.topology.primary is not None
-            and cluster.topology.primary.name == new.address,
+            lambda: (
+                cluster.topology.primary is not None
+                and cluster.topology.primary.name == new.address
+            ),
             5,
             "the promoted node to take the writes",
         )

@@ -453,6 +453,10 @@ def _progress_for(args: argparse.Namespace) -> Callable[[str], None]:
 
 def _cmd_failover(args: argparse.Namespace) -> int:
     from ..topology.failover import failover
+    from ._pg_failover import is_postgresql, pg_failover_command
+
+    if is_postgresql(pg := settings_from_args(args, seeds_only=True)):
+        return pg_failover_command(args, pg)
 
     options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
@@ -472,6 +476,10 @@ def _cmd_failover(args: argparse.Namespace) -> int:
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
     from ..topology.failover import switchover
+    from ._pg_failover import is_postgresql, pg_switchover_command
+
+    if is_postgresql(pg := settings_from_args(args, seeds_only=True)):
+        return pg_switchover_command(args, pg)
 
     options = _options(args, settings_from_args(args, seeds_only=True))
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)

@@ -68,11 +68,13 @@ Progress = Callable[[str], None]
 
 _CLIENTS_SQL = (
     "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+    "AND application_name NOT IN ('rwsplit-probe', 'rwsplit-failover-lock')"
 )
 _CLIENTS_LEFT_SQL = (
     "SELECT count(*) AS n FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+    "AND application_name NOT IN ('rwsplit-probe', 'rwsplit-failover-lock')"
 )
 
 
@@ -93,6 +95,25 @@ class PgFailoverResult(FailoverResult):
 
 
 # ---------------------------------------------------------------------------------- plumbing
+
+
+def _sql(probe: PgProbe, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+    """Run *sql* on *probe*'s connection; rows if it returns any (``ALTER SYSTEM`` does not:
+    :meth:`PgProbe.query` expects rows). The connection is dropped on any error."""
+    import psycopg
+
+    try:
+        conn = probe._connect()
+        # Client-side binding: ALTER SYSTEM takes no server-side parameters.
+        with psycopg.ClientCursor(conn) as cur:
+            cur.execute(sql, tuple(params) or None)
+            if cur.description is None:
+                return []
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
+    except BaseException:
+        probe.close()
+        raise
 
 
 class _Run:
@@ -121,7 +142,7 @@ class _Run:
         if self.progress is not None:
             self.progress(f"{probe.name}: {text}")
         try:
-            return probe.query(sql, params)
+            return _sql(probe, sql, params)
         except Exception as exc:
             raise FailoverError(
                 f"{self.result.kind} stopped: on {probe.name}, '{text}' failed: "
@@ -261,7 +282,7 @@ def _conninfo(probe: PgProbe) -> str:
 def _quiet(probe: PgProbe) -> None:
     """Keep a ``primary_conninfo`` (which may hold a password) out of the server's log."""
     with contextlib.suppress(Exception):
-        probe.query("SET log_statement = 'none'")
+        _sql(probe, "SET log_statement = 'none'")
 
 
 def _set_conninfo(run: _Run | None, probe: PgProbe, conninfo: str) -> None:
@@ -273,8 +294,8 @@ def _set_conninfo(run: _Run | None, probe: PgProbe, conninfo: str) -> None:
         run.exec(probe, "SELECT pg_reload_conf()")
     else:
         log.info("%s: %s", probe.name, shown)
-        probe.query(sql, (conninfo,))
-        probe.query("SELECT pg_reload_conf()")
+        _sql(probe, sql, (conninfo,))
+        _sql(probe, "SELECT pg_reload_conf()")
 
 
 def restart_wal_receiver(probe: PgProbe) -> None:
@@ -309,7 +330,7 @@ def fence(probe: PgProbe, run: _Run | None = None) -> int:
             run.exec(probe, sql)
         else:
             log.warning("fencing former primary %s: %s", probe.name, sql)
-            probe.query(sql)
+            _sql(probe, sql)
     if run is not None and run.result.dry_run:
         return 0
     rows = probe.query(_CLIENTS_SQL)
@@ -458,14 +479,18 @@ def _keep_synchronous(
     """Commits on the new primary wait for one standby too, once standbys stream from it."""
     if not was_synchronous or run.result.dry_run:
         return
+    names: list[str] = []
+
+    def listed() -> bool:
+        rows = probe.query("SELECT application_name FROM pg_stat_replication")
+        names[:] = sorted({str(r["application_name"]) for r in rows if r["application_name"]})
+        return len(names) >= len(followers)
+
     try:
-        rows = probe.query(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
-        )
+        _wait(listed, 5.0, 0.05)
     except Exception as exc:
         log.warning("%s: cannot list its standbys: %s", probe.name, describe_pg_error(exc))
         return
-    names = sorted({str(r["application_name"]) for r in rows if r["application_name"]})
     if not names:
         log.warning(
             "%s: the cluster ran synchronous commits but no standby streams from the new "

@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
+import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..servers import postgresql as pg
 from .model import Node, Role, Topology, TopologyHost
@@ -48,6 +52,52 @@ log = logging.getLogger("rwsplit.monitor")
 
 _BUSY = frozenset({"53300", "53400"})  # too many connections / configuration limit
 _SYNC_EVERY = 30  # rounds between two reads of the primary's synchronous_standby_names
+
+
+# libpq reports a refused connection without a SQLSTATE: its message says why.
+_FULL = "too many clients already"
+_RESERVED = "remaining connection slots are reserved"
+
+T = TypeVar("T")
+
+
+def answered_by_server(exc: BaseException) -> bool:
+    """An error only a live server sends (too many connections, access denied...), also when
+    libpq reports it at connect time without a SQLSTATE."""
+    text = str(exc)
+    return pg.server_answered(exc) or _FULL in text or _RESERVED in text
+
+
+def bounded(probe: PgProbe, timeout: float, fn: Callable[[], T]) -> T:
+    """Run *fn* (a statement on *probe*'s connection) within about *timeout* seconds.
+
+    libpq has no read timeout and ``statement_timeout`` is enforced by the server: a hung
+    server (``SIGSTOP``, a frozen VM) whose kernel still acknowledges TCP would hold the
+    monitor round for ever. A watchdog shuts the connection's socket down when the deadline
+    passes: the call fails as a lost connection. Connecting is bounded by libpq's
+    ``connect_timeout`` (whole seconds, at least 2).
+    """
+    connected = probe._conn is not None
+    limit = 1.5 * timeout + 0.2 + (0.0 if connected else max(2.0, math.ceil(timeout)))
+
+    def cut() -> None:
+        conn = probe._conn
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            finally:
+                dup.close()
+
+    timer = threading.Timer(limit, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn()
+    finally:
+        timer.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +207,10 @@ class PgMonitor(Monitor):
     def _probe_one_pg(self, node: Node) -> PgProbeResult:
         probe = self._probe(node)
         try:
-            state = probe.probe()
+            state = bounded(probe, self.timeout, probe.probe)
         except Exception as exc:
             error = describe_pg_error(exc)
-            answered = pg.server_answered(exc)
+            answered = answered_by_server(exc)
             first = node.name not in self._busy
             if answered:
                 failures = 0
@@ -175,7 +225,7 @@ class PgMonitor(Monitor):
                 self._busy.discard(node.name)
                 failures = self._failures.get(node.name, 0) + 1
             self._failures[node.name] = failures
-            busy = pg.sqlstate(exc) in _BUSY
+            busy = pg.sqlstate(exc) in _BUSY or _FULL in str(exc) or _RESERVED in str(exc)
             return PgProbeResult(node.name, None, error, failures, answered, busy)
         self._failures[node.name] = 0
         self._busy.discard(node.name)
@@ -239,7 +289,8 @@ class PgMonitor(Monitor):
         if probe is None:
             return
         with contextlib.suppress(Exception):
-            rows = probe.query("SELECT current_setting('synchronous_standby_names') AS s")
+            sql = "SELECT current_setting('synchronous_standby_names') AS s"
+            rows = bounded(probe, self.timeout, lambda: probe.query(sql))
             self.primary_synchronous = bool(rows and rows[0]["s"])
 
     def _fenced(self, name: str, state: pg.PgNodeState, new: Node) -> Node:
