@@ -237,9 +237,11 @@ def test_three_processes_make_one_promotion(sb: PgSandbox) -> None:
 
 
 def test_failover_refuses_while_the_primary_lives(sb: PgSandbox) -> None:
-    with Cluster(sb.primary_url, sb.standby_urls) as cluster:
-        with pytest.raises(FailoverError, match="not dead"):
-            pg_failover.failover(cluster)
+    with (
+        Cluster(sb.primary_url, sb.standby_urls) as cluster,
+        pytest.raises(FailoverError, match="not dead"),
+    ):
+        pg_failover.failover(cluster)
     assert all(_in_recovery(n) for n in sb.standbys)
 
 

@@ -195,7 +195,9 @@ def _options(
 
     configured: FailoverOptions | None = settings.options.get("failover_options")
     user = args.replication_user or (configured.replication_user if configured else None)
-    if not user:
+    if not user and settings.primary.get_backend_name() == "postgresql":
+        user = ""  # PostgreSQL standbys keep their own primary_conninfo credentials
+    elif not user:
         raise ConfigurationError(
             "no replication account: pass --replication-user or set RWSPLIT_REPLICATION_USER "
             "(a sandbox prints its account: 'rwsplit sandbox status')"
@@ -233,6 +235,8 @@ def _discover(settings: ClusterSettings, timeout: float) -> Topology:
 
     seeds = [settings.primary, *settings.replicas]
     topology = discover(seeds, timeout=timeout)
+    if settings.primary.get_backend_name() == "postgresql":
+        return topology  # no member list, no server_id there (pg_probe.discover_postgresql)
     found = {n.name for n in topology.nodes}
     extra = sorted(set(_recorded_members(topology, timeout)) - found)
     if extra:
@@ -295,8 +299,8 @@ def remember_members(
     from ..topology.probe import NodeProbe, describe_error
 
     primaries = [n for n in topology.nodes if n.role is Role.PRIMARY and n.healthy]
-    if len(primaries) != 1:
-        return False
+    if len(primaries) != 1 or primaries[0].url.get_backend_name() == "postgresql":
+        return False  # PostgreSQL: no member list (discovery follows pg_stat_replication)
     (primary,) = primaries
     names = [n.name for n in topology.nodes if n.healthy and n.name not in remove]
     url = cluster.admin_url(primary) if cluster is not None else primary.url

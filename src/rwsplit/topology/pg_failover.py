@@ -333,6 +333,12 @@ def fence(probe: PgProbe, run: _Run | None = None) -> int:
             _sql(probe, sql)
     if run is not None and run.result.dry_run:
         return 0
+    # The reload is asynchronous: once this session sees the setting, the postmaster re-read
+    # the file, and every session started from now on is read-only. Only then end the others
+    # (they would otherwise reconnect writable).
+    sql = "SELECT current_setting('default_transaction_read_only') AS v"
+    if not _wait(lambda: probe.query(sql)[0]["v"] == "on", 5.0, 0.01):
+        log.error("%s: default_transaction_read_only still off 5s after the reload", probe.name)
     rows = probe.query(_CLIENTS_SQL)
     return int(rows[0]["n"] or 0) if rows else 0
 

@@ -1,0 +1,62 @@
+"""PostgreSQL: ``rwsplit failover`` / ``rwsplit switchover`` / ``rwsplit topology`` exit codes
+on a real sandbox (no replication account needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rwsplit.cli import main
+from rwsplit.sandbox.postgresql import PgSandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgresql, pytest.mark.failover]
+
+
+@pytest.fixture
+def sb() -> Iterator[PgSandbox]:
+    with PgSandbox(standbys=2) as sandbox:
+        yield sandbox
+
+
+def _nodes(sb: PgSandbox) -> list[str]:
+    args = ["--primary", sb.primary_url]
+    for url in sb.standby_urls:
+        args += ["--replica", url]
+    return args
+
+
+def _in_recovery(node: object) -> bool:
+    with node.connect() as conn:  # type: ignore[attr-defined]
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
+
+
+def test_failover_refused_while_the_primary_lives_then_done_once_it_is_dead(
+    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["topology", *_nodes(sb)]) == 0
+    assert main(["failover", *_nodes(sb)]) == 1
+    assert "not dead" in capsys.readouterr().err
+    old = sb.primary
+    sb.kill(old.name)
+    assert main(["failover", *_nodes(sb)]) == 0
+    out = capsys.readouterr().out
+    assert "promoted" in out and f"needs a rebuild: {old.address}" in out
+    promoted = [n for n in sb.standbys if not _in_recovery(n)]
+    assert len(promoted) == 1
+
+
+def test_switchover_exit_0_and_the_target_is_the_primary(
+    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = sb.standbys[1]
+    assert main(["switchover", *_nodes(sb), "--to", target.address]) == 0
+    out = capsys.readouterr().out
+    assert f"promoted {target.address}" in out
+    assert not _in_recovery(target)
+    assert _in_recovery(sb.standbys[0])
+    with sb.standbys[0].connect() as conn:
+        row = conn.execute("SELECT sender_port FROM pg_stat_wal_receiver").fetchone()
+    assert row == (target.port,)
+    assert main(["switchover", *_nodes(sb), "--to", "127.0.0.1:1"]) == 1
