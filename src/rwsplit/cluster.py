@@ -361,9 +361,11 @@ class _Routes:
 
 
 class Cluster:
-    """A replicated MySQL/MariaDB cluster used as one database.
+    """A replicated MySQL/MariaDB or PostgreSQL cluster used as one database.
 
-    :param primary: URL of the primary (``mysql+pymysql://user:pw@host:port/db``).
+    :param primary: URL of the primary (``mysql+pymysql://user:pw@host:port/db``, or
+        ``postgresql+psycopg://...`` for PostgreSQL streaming replication: the server family
+        comes from the URL, see :attr:`family` and docs/postgresql.md).
     :param replicas: URLs of the replicas.
     :param fallback_to_primary: when no replica can take a read, send it to the primary
         (default) instead of raising :class:`~rwsplit.NoReplicaAvailableError`.
@@ -1432,7 +1434,8 @@ class Cluster:
 
     def async_session(self, **kwargs: Any) -> AsyncRoutingSession:
         """A new :class:`~rwsplit.asyncio.AsyncRoutingSession` (an ``AsyncSession``) on this
-        cluster, which needs ``mysql+aiomysql://`` or ``mysql+asyncmy://`` URLs.
+        cluster, which needs ``mysql+aiomysql://`` or ``mysql+asyncmy://`` URLs
+        (PostgreSQL: ``postgresql+psycopg_async://`` or ``postgresql+asyncpg://``).
 
         It routes exactly like :meth:`session`; keyword arguments as there.
 

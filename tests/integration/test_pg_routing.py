@@ -331,3 +331,35 @@ def test_orm_sessionmaker_reloads_an_expired_object_with_its_own_write(sb: PgSan
         for n in sb.standbys:
             sb.resume_replay(n.name)
     sb.wait_caught_up()
+
+
+def test_an_unprivileged_application_account(sb: PgSandbox) -> None:
+    """No superuser, no pg_read_all_stats: routing, causal reads and refresh still work (the
+    probe sees no sender_host, so no source is assumed)."""
+    from sqlalchemy.engine import make_url
+
+    with sb.primary.connect() as conn:
+        conn.execute("CREATE ROLE plain_app LOGIN PASSWORD 'app-pw'")
+        conn.execute("GRANT SELECT, INSERT ON items TO plain_app")
+    sb.wait_caught_up()
+
+    def as_app(url: str) -> str:
+        return (
+            make_url(url)
+            .set(username="plain_app", password="app-pw")
+            .render_as_string(hide_password=False)
+        )
+
+    row = _next_id()
+    with Cluster(as_app(sb.primary.url), [as_app(u) for u in sb.standby_urls]) as c:
+        topology = c.refresh()
+        assert topology.primary is not None and topology.primary.name == sb.primary.address
+        assert all(n.replication is None for n in topology.replicas)
+        assert len(topology.readable_replicas()) == 2
+        with c.session() as s:
+            _write(s, row, "plain")
+            assert (s.causal_token or "").startswith("pg:")
+            marker = _marker()
+            got = s.execute(text(f"SELECT /* {marker} */ v FROM items WHERE id = {row}"))
+            assert got.scalar() == "plain"
+        assert ran_on(sb, marker)[0] in {n.name for n in sb.standbys}

@@ -184,3 +184,66 @@ def test_a_primary_lost_during_the_commit_leaves_the_outcome_unknown(sb: PgSandb
         finally:
             killer.join(30)
     assert killed.is_set()
+
+
+def test_a_read_on_a_lost_primary_is_a_read_failure(sb: PgSandbox) -> None:
+    from rwsplit import ReadFailedError
+
+    with (
+        Cluster(sb.primary.url, [s.url for s in sb.standbys]) as cluster,
+        cluster.session() as s,
+        s.use_primary(),
+    ):
+        assert s.execute(text("SELECT count(*) FROM items")).scalar() == 0
+        s.rollback()  # the pooled connection goes back, checked and open
+        sb.kill(sb.primary.name)
+        with pytest.raises(ReadFailedError, match="retry it"):
+            s.execute(text("SELECT count(*) FROM items"))
+
+
+def test_a_read_cancelled_by_recovery_runs_again(sb: PgSandbox) -> None:
+    """A hot standby cancels a read that holds a lock replay needs (here at once:
+    max_standby_streaming_delay = 0): the read runs again, the standby stays in routing."""
+    import threading
+    import time
+
+    standby = sb.standbys[0]
+    with sb.primary.connect() as conn:
+        conn.execute("CREATE TABLE conflict_t AS SELECT g AS id FROM generate_series(1, 300) g")
+    with standby.connect() as conn:
+        conn.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+        conn.execute("SELECT pg_reload_conf()")
+    sb.wait_caught_up()
+    slow = "SELECT count(*) FROM conflict_t a, conflict_t b, conflict_t c"
+    altered = threading.Event()
+
+    def lock_it_on_the_primary() -> None:
+        with standby.connect() as watch:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if watch.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE 'SELECT count(*) FROM conflict_t a%'"
+                ).fetchone():
+                    break
+                time.sleep(0.01)
+        with sb.primary.connect() as primary:
+            primary.execute("ALTER TABLE conflict_t ADD COLUMN x int")  # ACCESS EXCLUSIVE
+        altered.set()
+
+    with Cluster(sb.primary.url, [standby.url]) as cluster, cluster.session() as s:
+        locker = threading.Thread(target=lock_it_on_the_primary)
+        locker.start()
+        try:
+            assert s.execute(text(slow)).scalar() == 300**3
+        finally:
+            locker.join(30)
+        assert altered.is_set()
+        stats = cluster.stats().to_dict()["nodes"][standby.address]
+        assert stats["retried"] == 1 and stats["reads"] == 2
+        assert cluster.topology.node(standby.address).healthy
+    with standby.connect() as conn:  # replay cancelled one statement there: the witness
+        cancelled = conn.execute(
+            "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = current_database()"
+        ).fetchone()
+    assert cancelled is not None and cancelled[0] >= 1

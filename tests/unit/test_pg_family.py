@@ -305,3 +305,11 @@ def test_what_commits_on_postgresql() -> None:
     assert commits("PREPARE TRANSACTION 'x'")  # durable from here on: fence-checked first
     assert not commits("ROLLBACK") and not commits("ABORT")
     assert not commits("INSERT INTO t VALUES (1)")
+
+
+def test_recovery_conflicts() -> None:
+    msg = "canceling statement due to conflict with recovery"
+    assert pg.is_recovery_conflict(_PgError("40001", msg))
+    assert pg.is_recovery_conflict(_PgError("40P01", msg))
+    assert not pg.is_recovery_conflict(_PgError("40001", "could not serialize access"))
+    assert not pg.is_recovery_conflict(_PgError("25006", msg))

@@ -542,6 +542,7 @@ class RoutingSession(Session):
     def _rw_execute(self, state: ORMExecuteState) -> Any:
         """Run *state*'s statement; re-run a failed read elsewhere, a refused one on the primary."""
         attempts = 0
+        conflicts = 0
         healed = False
         redirected = False
         router = self._router
@@ -577,6 +578,15 @@ class RoutingSession(Session):
                 if not healed and self._rw_read_node and is_read_only_rejection(exc):
                     healed = True
                     self._heal(state.statement, node, exc)
+                    continue
+                if (
+                    self._rw_read_node
+                    and conflicts < _MAX_CONFLICT_RERUNS
+                    and _is_postgresql(exc)
+                    and _pg.is_recovery_conflict(exc)
+                ):
+                    conflicts += 1
+                    self._recovery_conflict(node, exc)
                     continue
                 if not is_replica_unusable(exc):
                     raise
@@ -625,6 +635,17 @@ class RoutingSession(Session):
         if epoch is not None and epoch != self.cluster.primary_epoch:
             self._stale_commit(self._rw_txn_engine)
 
+    def _recovery_conflict(self, node: str, exc: DBAPIError) -> None:
+        """Replay on standby *node* cancelled the read (a lock or a vacuum it had to apply):
+        the read delivered nothing and ran on an autocommit connection, so it runs again, on a
+        new connection to the node the balancer picks next; the standby stays in routing."""
+        # A fresh connection: replay may go on to terminate the cancelled backend (FATAL
+        # "terminating connection due to conflict with recovery"), under the re-run.
+        _sa_compat.drop_connection(self, self.cluster.engine_for(node, writable=False))
+        self.cluster._stats.routed(node, "retried")
+        self._router.read_failed(node)
+        log.info("read on standby %s cancelled by recovery (%s); re-running it", node, _short(exc))
+
     def _heal(self, statement: Any, node: str, exc: DBAPIError) -> None:
         """A replica refused *statement* as read-only: count it and re-run it on the primary."""
         self.healed += 1
@@ -662,6 +683,9 @@ class RoutingSession(Session):
         return read_commit_token(conn)
 
 
+_MAX_CONFLICT_RERUNS = 2
+"""Re-runs of one read that recovery conflicts cancelled on standbys (PostgreSQL)."""
+
 _foreign_logged: set[str] = set()
 
 
@@ -695,6 +719,10 @@ def _short(exc: BaseException) -> str:
     args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) >= 2:
         return f"{args[0]}: {args[1]}"
+    if _is_postgresql(exc):  # psycopg / asyncpg: the SQLSTATE and the server's first line
+        first = (str(orig).strip().splitlines() or [""])[0]
+        state = _pg.sqlstate(orig)
+        return f"{state or type(orig).__name__}: {first}" if first else type(orig).__name__
     return type(orig).__name__
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "StandbyInfo",
     "is_connection_lost",
     "is_read_only_rejection",
+    "is_recovery_conflict",
     "is_replica_unusable",
     "is_wait_timeout",
     "lsn_token",
@@ -229,6 +230,15 @@ _ANSWERED = frozenset({"28000", "28P01", "3D000", "53300", "53400", "57P03", "42
 def server_answered(exc: BaseException | None) -> bool:
     """True when *exc* is an error only a live server sends (refused this connection)."""
     return sqlstate(exc) in _ANSWERED
+
+
+def is_recovery_conflict(exc: BaseException | None) -> bool:
+    """True when a hot standby cancelled the statement to go on replaying WAL ("canceling
+    statement due to conflict with recovery": SQLSTATE 40001, or 40P01 for a buffer-pin
+    deadlock). The connection survives; a plain read can simply run again."""
+    if sqlstate(exc) not in ("40001", "40P01"):
+        return False
+    return "conflict with recovery" in str(exc)
 
 
 def is_wait_timeout(exc: BaseException | None) -> bool:

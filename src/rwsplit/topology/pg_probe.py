@@ -47,6 +47,8 @@ __all__ = [
 
 log = logging.getLogger("rwsplit.topology")
 
+_forgotten: list[Any] = []  # connections inherited through fork(): never freed, never closed
+
 _ADDRESS_RE = re.compile(r"\A[\w.\-]+:\d{1,5}\Z")
 
 
@@ -116,13 +118,14 @@ class PgProbe:
         return pg.parse_state(self.query(pg.STATE_SQL)[0])
 
     def forget(self) -> None:
-        """Drop the connection without a goodbye (after ``fork()``: the parent still uses it)."""
+        """Drop the connection without a goodbye (after ``fork()``: the parent still uses it).
+
+        libpq would send its terminate message when the connection is freed, ending the
+        parent's session: the object is kept, never closed, for the life of this process.
+        """
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                import os
-
-                os.close(conn.pgconn.socket)
+            _forgotten.append(conn)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
