@@ -52,6 +52,17 @@ def _in_recovery(node: object) -> bool:
     return bool(row and row[0])
 
 
+def _read_only(node: object) -> bool:
+    """A new session on *node* is read-only by default (a session the fence ends: not yet)."""
+    try:
+        with node.connect() as conn:  # type: ignore[attr-defined]
+            row = conn.execute("SHOW default_transaction_read_only").fetchone()
+            conn.execute("SELECT 1")  # still alive after the check: the fence is done
+    except Exception:
+        return False
+    return row == ("on",)
+
+
 @pytest.fixture
 def sync_sb() -> Iterator[PgSandbox]:
     with PgSandbox(standbys=2, synchronous=True) as sandbox:
@@ -139,10 +150,8 @@ def test_a_hung_primary_is_failed_over_then_fenced_when_it_resumes(sb: PgSandbox
         result = monitor.last_failover
         assert result is not None and result.promoted
         # Back and writable: the monitor fences it (read-only, sessions ended) and reports it.
-        _until(lambda: old.address in monitor.needs_rebuild, 10, "the old primary fenced")  # type: ignore[attr-defined]
-        with old.connect() as conn:
-            row = conn.execute("SHOW default_transaction_read_only").fetchone()
-        assert row == ("on",)
+        assert old.address in monitor.needs_rebuild  # type: ignore[attr-defined]
+        _until(lambda: _read_only(old), 10, "the old primary fenced")
         topology = cluster.topology
         assert topology.primary is not None and topology.primary.name == result.new_primary
         assert not topology.node(old.address).healthy

@@ -64,7 +64,8 @@ def yes_no(value: object) -> str:
 
 
 def url_argument(value: str) -> str:
-    """An ``argparse`` type: a MySQL/MariaDB SQLAlchemy (or JDBC) URL, else a usage error.
+    """An ``argparse`` type: a MySQL/MariaDB/PostgreSQL SQLAlchemy (or JDBC) URL, else a usage
+    error.
 
     The message never repeats the value: it may hold a password.
     """
@@ -82,7 +83,7 @@ def url_argument(value: str) -> str:
             f"not a valid SQLAlchemy URL; expected a URL such as '{EXAMPLE_URL}'"
         ) from None
     unsupported = unsupported_backend(url)
-    if unsupported is not None:
+    if unsupported is not None and url.get_backend_name() != "postgresql":
         raise argparse.ArgumentTypeError(unsupported)
     if not url.host:
         raise argparse.ArgumentTypeError(
