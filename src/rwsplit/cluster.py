@@ -486,7 +486,9 @@ class Cluster:
         monitor_timeout = validate.duration("monitor_timeout", monitor_timeout, positive=True)
         failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
         auto_failover = validate.boolean("auto_failover", auto_failover)
-        failover_options = validate.failover_options("failover_options", failover_options)
+        failover_options = validate.failover_options(
+            "failover_options", failover_options, account=not _is_postgresql(primary)
+        )
         if auto_failover and failover_options is None and not _is_postgresql(primary):
             raise ConfigurationError(
                 "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "

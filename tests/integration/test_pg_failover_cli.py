@@ -3,7 +3,12 @@ on a real sandbox (no replication account needed)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,8 @@ from rwsplit.cli import main
 from rwsplit.sandbox.postgresql import PgSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql, pytest.mark.failover]
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture
@@ -60,3 +67,32 @@ def test_switchover_exit_0_and_the_target_is_the_primary(
         row = conn.execute("SELECT sender_port FROM pg_stat_wal_receiver").fetchone()
     assert row == (target.port,)
     assert main(["switchover", *_nodes(sb), "--to", "127.0.0.1:1"]) == 1
+
+
+def test_monitor_auto_failover_logs_the_promotion_and_exits_0_on_sigterm(sb: PgSandbox) -> None:
+    from .test_monitor_cli import _Lines
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    env.pop("RWSPLIT_REPLICATION_USER", None)  # PostgreSQL needs no replication account
+    cmd = [sys.executable, "-m", "rwsplit", "monitor", *_nodes(sb)]
+    cmd += ["--auto-failover", "--interval", "0.2", "--timeout", "0.5"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = _Lines(proc)
+        first = lines.wait_for("topology: primary")
+        assert all(f"replica {n.address}" in first for n in sb.standbys), first
+        old = sb.primary
+        sb.kill(old.name)
+        promoted = lines.wait_for("failover: promoted")
+        new = next(n for n in sb.standbys if f"promoted {n.address}" in promoted)
+        assert not _in_recovery(new)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        lines.wait_for("monitor stopped")
+        assert sb.password not in "".join(lines.seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
