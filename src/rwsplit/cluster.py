@@ -1527,6 +1527,9 @@ _LAZY_MODULES = (
     "rwsplit.topology._coordination",
     "rwsplit.topology.monitor",
     "rwsplit.topology.pg_probe",
+    "rwsplit.topology.pg_monitor",
+    "rwsplit.topology.pg_failover",
+    "rwsplit.topology._pg_coordination",
     "rwsplit.config._validate",
 )
 

@@ -100,7 +100,7 @@ def test_options_are_never_abbreviated(
     ("url", "message"),
     [
         ("mysql+pymysql//app:s3cret@db1/a", "not a valid SQLAlchemy URL"),
-        ("postgresql://app:s3cret@db1/a", "rwsplit is for MySQL/MariaDB"),
+        ("mssql+pyodbc://app:s3cret@db1/a", "rwsplit is for MySQL/MariaDB"),  # PostgreSQL is fine
         ("sqlite:///s3cret.db", "rwsplit is for MySQL/MariaDB"),
         ("mysql+pymysql://app:s3cret@/a", "has no host"),
     ],
