@@ -14,6 +14,8 @@ from sqlalchemy import text
 from rwsplit import Cluster, RetryableWriteError
 from rwsplit.sandbox.postgresql import PgSandbox
 
+from .pg_util import set_read_only_default
+
 pytestmark = pytest.mark.integration
 
 DRIVERS = ("psycopg_async", "asyncpg")
@@ -105,17 +107,13 @@ def test_async_fenced_primary_refuses_the_commit(sb: PgSandbox, driver: str) -> 
     async def work() -> None:
         async with _cluster(sb, driver) as c, c.async_session() as s:
             await s.execute(text("INSERT INTO items VALUES (:i, 'fenced')"), {"i": row})
-            with sb.primary.connect() as admin:
-                admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-                admin.execute("SELECT pg_reload_conf()")
+            set_read_only_default(sb.primary, True)
             with pytest.raises(RetryableWriteError, match="read-only"):
                 await s.commit()
 
     try:
         asyncio.run(work())
     finally:
-        with sb.primary.connect() as admin:
-            admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
-            admin.execute("SELECT pg_reload_conf()")
+        set_read_only_default(sb.primary, False)
     with sb.primary.connect() as conn:
         assert conn.execute(f"SELECT 1 FROM items WHERE id = {row}").fetchone() is None

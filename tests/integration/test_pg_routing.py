@@ -20,6 +20,8 @@ from rwsplit.sandbox.postgresql import PgNode, PgSandbox
 from rwsplit.servers import postgresql as pg
 from rwsplit.topology.pg_probe import PgProbe
 
+from .pg_util import set_setting
+
 pytestmark = pytest.mark.integration
 
 
@@ -259,9 +261,7 @@ def test_an_idle_primary_does_not_make_a_caught_up_standby_look_late(
 
 def test_a_lagging_standby_is_ejected_and_readmitted(sb: PgSandbox) -> None:
     late = sb.standbys[0]
-    with late.connect() as conn:
-        conn.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
-        conn.execute("SELECT pg_reload_conf()")
+    set_setting(late, "recovery_min_apply_delay", "3000")
     try:
         with Cluster(sb.primary.url, sb.standby_urls, max_replica_lag=1.0) as c:
             with c.session() as s:
@@ -286,9 +286,7 @@ def test_a_lagging_standby_is_ejected_and_readmitted(sb: PgSandbox) -> None:
                 time.sleep(0.2)
             assert len(c.topology.readable_replicas(c.max_replica_lag)) == 2
     finally:
-        with late.connect() as conn:
-            conn.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
-            conn.execute("SELECT pg_reload_conf()")
+        set_setting(late, "recovery_min_apply_delay", None)
         sb.wait_caught_up()
 
 

@@ -21,6 +21,8 @@ from rwsplit import (
 from rwsplit.sandbox.postgresql import PgSandbox
 from rwsplit.topology.probe import discover
 
+from .pg_util import set_read_only_default, set_setting
+
 pytestmark = pytest.mark.integration
 
 
@@ -85,9 +87,7 @@ def test_a_primary_fenced_by_another_process_refuses_the_commit(sb: PgSandbox) -
             s.commit()  # the pool now holds a checked connection to the primary
         with cluster.session() as s:
             s.execute(text("INSERT INTO items VALUES (2, 'fenced')"))
-            with primary.connect() as admin:  # another process fences it meanwhile
-                admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-                admin.execute("SELECT pg_reload_conf()")
+            set_read_only_default(primary, True)  # another process fences it meanwhile
             with pytest.raises(RetryableWriteError, match="read-only"):
                 s.commit()
         # The fenced node is out of the write path: no writable primary is left.
@@ -99,9 +99,7 @@ def test_a_primary_fenced_by_another_process_refuses_the_commit(sb: PgSandbox) -
 
 def test_a_new_connection_to_a_fenced_primary_is_refused(sb: PgSandbox) -> None:
     primary = sb.primary
-    with primary.connect() as admin:
-        admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
-        admin.execute("SELECT pg_reload_conf()")
+    set_read_only_default(primary, True)
     with Cluster(primary.url, [s.url for s in sb.standbys]) as cluster:
         with cluster.session() as s, pytest.raises(NoPrimaryError):
             s.execute(text("INSERT INTO items VALUES (1, 'x')"))
@@ -210,9 +208,7 @@ def test_a_read_cancelled_by_recovery_runs_again(sb: PgSandbox) -> None:
     standby = sb.standbys[0]
     with sb.primary.connect() as conn:
         conn.execute("CREATE TABLE conflict_t AS SELECT g AS id FROM generate_series(1, 300) g")
-    with standby.connect() as conn:
-        conn.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
-        conn.execute("SELECT pg_reload_conf()")
+    set_setting(standby, "max_standby_streaming_delay", "0")
     sb.wait_caught_up()
     slow = "SELECT count(*) FROM conflict_t a, conflict_t b, conflict_t c"
     altered = threading.Event()
