@@ -53,3 +53,22 @@ def test_result_names_what_needs_a_rebuild() -> None:
     text = result.describe()
     assert "promoted b:1" in text and "needs a rebuild: a:1: run pg_rewind" in text
     assert result.promoted
+
+
+def test_a_postgresql_configuration_fails_over_without_a_replication_account() -> None:
+    from rwsplit import Cluster
+    from rwsplit.topology.pg_monitor import PgMonitor
+
+    cluster = Cluster.from_dict(
+        {
+            "primary_url": "postgresql+psycopg://app:x@127.0.0.1:1/shop",
+            "auto_failover": True,
+            "never_promote": ["127.0.0.1:2"],
+        }
+    )
+    try:
+        assert isinstance(cluster.monitor, PgMonitor)
+        assert cluster.failover_options is not None
+        assert cluster.failover_options.never_promote == ("127.0.0.1:2",)
+    finally:
+        cluster.close()
