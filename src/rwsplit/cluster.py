@@ -207,7 +207,8 @@ _WROTE = "rwsplit.wrote"
 # where reads went.
 # The error is an invalid regular expression, chosen only when read_only is on.
 _FENCE_CHECK = "DO 'a' REGEXP IF(@@global.read_only, '(', 'a')"
-_REGEXP_ERRORS = frozenset({1139, 3691, 3692})  # MariaDB; MySQL 8+ (ICU): mismatched paren, rule syntax
+# MariaDB 1139; MySQL 8+ (ICU): 3691 mismatched parenthesis, 3692 rule syntax.
+_REGEXP_ERRORS = frozenset({1139, 3691, 3692})
 # A statement that needs no fence check even though it commits (when nothing was written).
 _TXN_CONTROL = Flag.TXN_BEGIN | Flag.TXN_END | Flag.SESSION_STATE
 

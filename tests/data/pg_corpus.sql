@@ -456,6 +456,20 @@ SELECT pg_is_in_recovery();
 SELECT pg_current_wal_lsn();
 SELECT pg_last_wal_replay_lsn();
 SELECT clock_timestamp() > statement_timestamp();
+CREATE FUNCTION "over"(d integer) RETURNS integer LANGUAGE plpgsql AS $$ BEGIN UPDATE distributors SET name = name WHERE did = d; RETURN d; END $$;
+SELECT over(101);
+CREATE FUNCTION touch_rec(d integer) RETURNS record LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  UPDATE distributors SET name = name WHERE did = d;
+  SELECT d, 'x'::text INTO r;
+  RETURN r;
+END
+$$;
+SELECT * FROM touch_rec(101) AS (a int, b text);
+SELECT * FROM distributors d, touch_rec(101) AS (a int, b text);
+SELECT * FROM json_to_record('{"a": 1, "b": "x"}') AS (a int, b text);
+SELECT row_number() OVER (ORDER BY did), count(*) FILTER (WHERE did > 101) OVER () FROM distributors;
 
 -- Operators that built-ins do not have
 CREATE FUNCTION note_eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$

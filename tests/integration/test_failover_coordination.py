@@ -18,7 +18,7 @@ from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
 from ..fix_sandbox import on_mysql
 from .test_failover import ids_on, source_port, sql_running
-from .util import position, sql, wait_position, wait_until
+from .util import fenced, position, sql, wait_position, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -112,7 +112,7 @@ def _three_processes(sb: Sandbox, tmp_path: Path, *, hang: bool) -> None:
             hung = False
             resumed = [_status(o)["acked"] for o in outs]
             wait_until(
-                lambda: sql(old, "SELECT @@read_only")[0][0] == 1,
+                lambda: fenced(old),
                 timeout=30,
                 what="the resumed old primary made read-only",
             )

@@ -21,7 +21,7 @@ from rwsplit.topology import NodeProbe
 from rwsplit.topology._ledger import current_epoch
 
 from .test_failover import ids_on, make_table, own_gtid_seq, source_port
-from .util import position, replica_status, replicating, run, sql, wait_position, wait_until
+from .util import fenced, position, replica_status, replicating, run, sql, wait_position, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -109,7 +109,7 @@ def test_old_primary_with_errant_transactions_stays_fenced(fresh_sandbox: Sandbo
         _insert(cluster, range(1, 4))  # acknowledged by the old primary alone: lost
         new = _fail_over(sb, cluster)
         sb.restart(old.name)
-        wait_until(lambda: sql(old, "SELECT @@read_only")[0][0] == 1, what="old primary fenced")
+        wait_until(lambda: fenced(old), what="old primary fenced")
         monitor = cluster.monitor
         assert monitor is not None
         wait_until(lambda: old.address in monitor._rejoin_refused, what="rejoin refused")
@@ -271,7 +271,7 @@ def test_monitor_settles_an_old_primary_back_writable_by_the_failover_log(
         )
         assert old.address in late.fenced
         assert late.topology.node(old.address).role is Role.UNKNOWN
-        wait_until(lambda: sql(old, "SELECT @@read_only")[0][0] == 1, what="old primary fenced")
+        wait_until(lambda: fenced(old), what="old primary fenced")
         before = own_gtid_seq(old)
         _insert(late, range(500, 520))
         assert own_gtid_seq(old) == before

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from rwsplit import Cluster, FailoverOptions, RwSplitError
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode, free_port
 
-from .util import replica_status, run, sql, wait_until
+from .util import fenced, replica_status, run, sql, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -150,7 +150,7 @@ def test_hung_primary_is_failed_over_with_server_default_replication(
             f"hung primary: writes resumed on {new.address} after {outage:.2f}s; failover "
             f"started at {started:.2f}s, its steps: {monitor.last_failover.timeline}"
         )
-        wait_until(lambda: sql(old, "SELECT @@read_only")[0][0] == 1, what="old primary fenced")
+        wait_until(lambda: fenced(old), what="old primary fenced")
         assert sql(new, "SELECT COUNT(*) FROM rwsplit.w")[0][0] >= 2
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from rwsplit import Cluster, RetryableWriteError
 from rwsplit.sandbox.postgresql import PgSandbox
 
+from ..fix_pg import require_postgresql
 from .pg_util import set_read_only_default
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ DRIVERS = ("psycopg_async", "asyncpg")
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[PgSandbox]:
+    require_postgresql()
     with PgSandbox(standbys=2) as sandbox:
         with sandbox.primary.connect() as conn:
             conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")

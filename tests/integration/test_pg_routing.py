@@ -20,6 +20,7 @@ from rwsplit.sandbox.postgresql import PgNode, PgSandbox
 from rwsplit.servers import postgresql as pg
 from rwsplit.topology.pg_probe import PgProbe
 
+from ..fix_pg import require_postgresql
 from .pg_util import set_setting
 
 pytestmark = pytest.mark.integration
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[PgSandbox]:
+    require_postgresql()
     with PgSandbox(standbys=2, log_statement="all") as sandbox:
         with sandbox.primary.connect() as conn:
             conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")

@@ -21,6 +21,7 @@ from rwsplit import (
 from rwsplit.sandbox.postgresql import PgSandbox
 from rwsplit.topology.probe import discover
 
+from ..fix_pg import require_postgresql
 from .pg_util import set_read_only_default, set_setting
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def sb() -> Iterator[PgSandbox]:
+    require_postgresql()
     with PgSandbox(standbys=2) as sandbox:
         with sandbox.primary.connect() as conn:
             conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import pymysql
+
 from rwsplit.pytest_plugin import replica_lag
 from rwsplit.sandbox import Sandbox, SandboxNode
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
@@ -46,6 +48,19 @@ def sql(node: SandboxNode, statement: str) -> list[tuple[object, ...]]:
     with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
         cur.execute(statement)
         return list(cur.fetchall())
+
+
+def fenced(node: SandboxNode) -> bool:
+    """*node* says it is read-only; ``False`` too when the connection asking was ended.
+
+    For polling while a failover fences *node*: fencing ends every client session on it
+    (:func:`~rwsplit.topology.failover.kill_client_connections`), the poll's own included —
+    that is "not seen yet", not a failure.
+    """
+    try:
+        return sql(node, "SELECT @@read_only")[0][0] == 1
+    except pymysql.err.OperationalError:
+        return False
 
 
 def ask(node: SandboxNode, question: Callable[[MariaDB | MySQL, Cursor], T]) -> T:

@@ -136,6 +136,29 @@ TABLE: list[tuple[str, Target, Flag, str | None]] = [
     ('SELECT "NOW"()', P, Flag.NONE, None),
     ("SELECT * FROM t WHERE a = some_udf(b)", P, Flag.NONE, None),
     ("SELECT a === b FROM t", P, Flag.NONE, None),
+    ("SELECT a OPERATOR(app.+) b FROM t", P, Flag.NONE, None),
+    ("SELECT operator(1)", P, Flag.NONE, None),  # a user's function named like a keyword
+    ("SELECT over(1), key(2)", P, Flag.NONE, None),
+    ("SELECT path(p) FROM t", R, Flag.NONE, None),  # the built-in path(polygon)
+    ("SELECT like(1)", P, Flag.NONE, None),
+    ("SELECT by(1)", P, Flag.NONE, None),
+    ("SELECT rollup(1)", P, Flag.NONE, None),
+    ("SELECT * FROM t ORDER BY rollup(a)", P, Flag.NONE, None),
+    ("SELECT * FROM my_srf(1) AS (a int)", P, Flag.NONE, None),  # column definition list
+    ("SELECT * FROM t, my_srf(1) AS (a int)", P, Flag.NONE, None),
+    ("WITH c AS (SELECT 1) SELECT * FROM c, my_srf(1) AS (a int)", P, Flag.NONE, None),
+    ("SELECT * FROM json_to_record('{}') AS (a int)", R, Flag.NONE, None),
+    ("WITH a(x) AS (SELECT 1), b(y) AS NOT MATERIALIZED (SELECT 2) TABLE a", R, 0, None),
+    ("SELECT row_number() OVER (ORDER BY a) FROM t", R, Flag.NONE, None),
+    ("SELECT count(*) FILTER (WHERE a > 1) FROM t", R, Flag.NONE, None),
+    ("SELECT a FROM t WHERE a LIKE ('x%') OR (a, a) OVERLAPS (a, a)", R, Flag.NONE, None),
+    ("SELECT * FROM t ORDER BY (a + 1) FETCH FIRST (2) ROWS ONLY", R, Flag.NONE, None),
+    ("SELECT a, count(*) FROM t GROUP BY ROLLUP (a)", R, Flag.NONE, None),
+    ("SELECT a FROM t GROUP BY GROUPING SETS ((a), ())", R, Flag.NONE, None),
+    ("SELECT * FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (1)", R, Flag.NONE, None),
+    ("SELECT now() AT TIME ZONE ('UTC')", R, Flag.NONE, None),
+    ("SELECT CAST(a AS character varying(10)) FROM t", R, Flag.NONE, None),
+    ('SELECT a OPERATOR("pg_catalog".+) b FROM t', R, Flag.NONE, None),
     ("SELECT txid_current()", P, W, None),
     ("SELECT pg_current_wal_lsn()", P, Flag.NONE, None),
     ("SELECT \u017fum(a) FROM t", P, Flag.NONE, None),  # not SUM: the server folds ASCII only
@@ -403,3 +426,16 @@ def test_the_routing_rules_page_examples_hold() -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_cli_classifies_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
+    from rwsplit.cli import main
+
+    sql = "SELECT pg_advisory_lock(7)"
+    assert main(["classify", "--dialect", "postgresql", "--details", sql]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "primary\tpg_advisory_lock() takes a session advisory lock"
+    assert lines[2].split() == ["resource:", "advisory", "lock"]
+    assert main(["classify", "--dialect", "postgresql", "--each", "SET x = 1; SELECT $$;$$"]) == 0
+    targets = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert targets == ["all", "replica"]

@@ -177,7 +177,7 @@ plain_fragments = st.sampled_from(
         '"q"', "(", ")", ",", "count", "now", "lower", "my_fn", "::", "numeric", "AS",
         "->>", "@>", "===", "*", "-", "+-", "%s", "%(x)s", "ARRAY", "[", "]", "IN", "E'x'",
         "pg_catalog", ".", "FORMAT", "INTO", "nextval", "\u017fum", "{", "\x7f", "'", '"',
-        "WITH", "c", "VALUES", "TABLE", "UNION", "JOIN", "ON", "\t", "\n",
+        "WITH", "c", "VALUES", "TABLE", "UNION", "JOIN", "ON", "\t", "\n", "OPERATOR", "app",
     ]
 )  # fmt: skip
 plainish = st.lists(plain_fragments, max_size=25).map(" ".join)

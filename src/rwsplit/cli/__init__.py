@@ -115,10 +115,12 @@ def _progress(msg: str) -> None:
 
 def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     from ..sandbox import STATE_FILE, Sandbox
+    from ..sandbox.postgresql import PgSandbox
+    from ._pg_sandbox import is_pg_sandbox, is_postgresql_server, pg_up
 
     base = Path(args.dir)
     if (base / STATE_FILE).exists():
-        existing = Sandbox.load(base)
+        existing: Any = (PgSandbox if is_pg_sandbox(base) else Sandbox).load(base)
         if any(existing.is_running(n) for n in existing.nodes):
             print(
                 f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
@@ -126,6 +128,10 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAILED
+    if is_postgresql_server(args.server):
+        return pg_up(args, base)
+    if args.log_statement:
+        raise CommandLineError("--log-statement is for PostgreSQL (--server postgresql)")
     sb = Sandbox(
         args.replicas,
         base_dir=base,
@@ -196,11 +202,14 @@ def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
 
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
     from ..sandbox import STATE_FILE, Sandbox
+    from ._pg_sandbox import is_pg_sandbox, pg_down
 
     base = Path(args.dir)
     if not (base / STATE_FILE).exists():
         print(f"no sandbox in {base}: nothing to stop")
         return EXIT_OK
+    if is_pg_sandbox(base):
+        return pg_down(args, base)
     sb = Sandbox.load(base)
     running = [n.name for n in sb.nodes if sb.is_running(n)]
     sb.stop(purge=args.purge)
@@ -219,11 +228,14 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
 
 def _cmd_sandbox_status(args: argparse.Namespace) -> int:
     from ..sandbox import STATE_FILE, Sandbox
+    from ._pg_sandbox import is_pg_sandbox, pg_status
 
     base = Path(args.dir)
     if not (base / STATE_FILE).exists():
         print(f"no sandbox in {base}")
         return EXIT_NOT_RUNNING
+    if is_pg_sandbox(base):
+        return pg_status(args, base)
     sb = Sandbox.load(base)
     rows = sb.status()
     # "node" is the name the node was started with; "role" what it is now (a switchover or
@@ -282,7 +294,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     # --each: sqlparse splits the text (off the hot path: this is a tool for people).
     texts = [t for t in sqlparse.split(sql) if t.strip()] if args.each else [sql]
     for text in texts or [sql]:
-        c = classify(text)
+        c = classify(text, dialect=args.dialect)
         print(f"{c.target.value}\t{c.reason}")
         if args.details:
             flags = [f.name for f in type(c.flags) if f and f in c.flags and f.name]
@@ -324,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sb = sub.add_parser(
         "sandbox",
         help="start / stop a local primary + replicas cluster",
-        description="Manage a local cluster of real mariadbd processes.",
+        description="Manage a local cluster of real server processes: mariadbd / mysqld, "
+        "or PostgreSQL with --server postgresql.",
     )
     sb_sub = p_sb.add_subparsers(dest="sandbox_command", metavar="ACTION")
     sb_sub.required = True
@@ -335,13 +348,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a sandbox and print the URL of every node",
         description="Start one primary and N replicas on loopback, with a database 'rwsplit' (and "
         "--database NAME); returns when replication runs. Prints 'name URL' per node, then "
-        "'replication USER PASSWORD' (the account replicas use, for failover).",
+        "'replication USER PASSWORD' (the account replicas use, for failover). "
+        "With --server postgresql: a PostgreSQL primary and N hot standbys "
+        "(streaming replication; the binaries of $RWSPLIT_PG_BINDIR, else the newest "
+        "/usr/lib/postgresql/*/bin).",
     )
-    p_up.add_argument("--replicas", type=int, default=2, help="number of replicas (default 2)")
+    p_up.add_argument(
+        "--replicas",
+        "--standbys",
+        dest="replicas",
+        type=int,
+        default=2,
+        help="number of replicas (PostgreSQL: hot standbys; default 2)",
+    )
     p_up.add_argument(
         "--semi-sync",
+        "--synchronous",
+        dest="semi_sync",
         action="store_true",
-        help="semi-synchronous replication (no acknowledged write lost on failover)",
+        help="semi-synchronous replication (no acknowledged write lost on failover); "
+        "PostgreSQL: synchronous_standby_names = 'ANY 1 (standbys)'",
+    )
+    p_up.add_argument(
+        "--log-statement",
+        choices=("none", "ddl", "mod", "all"),
+        help="PostgreSQL only: log_statement on every node (each node's log file is printed)",
     )
     p_up.add_argument(
         "--log-slave-updates",
@@ -363,8 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--server",
         metavar="PATH",
-        help="the server binary, mariadbd or mysqld (default: $RWSPLIT_SERVER_BIN, "
-        "$RWSPLIT_MARIADBD, else PATH)",
+        help="'postgresql' (or a path to a postgres binary) for PostgreSQL; else the server "
+        "binary, mariadbd or mysqld (default: $RWSPLIT_SERVER_BIN, $RWSPLIT_MARIADBD, "
+        "else PATH)",
     )
     p_up.add_argument("--dir", default=str(_default_sandbox_dir()), help=dir_help)
     p_up.set_defaults(func=_cmd_sandbox_up)
@@ -410,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--each",
         action="store_true",
         help="split the text into statements and classify each (one line per statement)",
+    )
+    p_cls.add_argument(
+        "--dialect",
+        choices=("mysql", "mariadb", "postgresql"),
+        default="mysql",
+        help="the server family's SQL (default: mysql, which covers MariaDB)",
     )
     p_cls.set_defaults(func=_cmd_classify)
 

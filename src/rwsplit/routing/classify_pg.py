@@ -45,8 +45,20 @@ from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
-from ._lexer import DOT, LPAREN, OP, QUOTED_ID, RPAREN, SEMI, WORD, LexError, Tok
-from ._lexer_pg import lex, quoted_name
+from ._lexer import (
+    DOT,
+    LPAREN,
+    NUMBER,
+    OP,
+    QUOTED_ID,
+    RPAREN,
+    SEMI,
+    STRING,
+    WORD,
+    LexError,
+    Tok,
+)
+from ._lexer_pg import PARAM, lex, quoted_name
 from ._textcache import TextCache
 from .classify import (
     Classification,
@@ -155,23 +167,67 @@ READ_ONLY_FUNCTIONS = _words("""
     XML_IS_WELL_FORMED_CONTENT XMLTEXT XMLATTRIBUTES XMLNAMESPACES
     TEXT INT2 INT4 INT8 FLOAT4 FLOAT8 NUMERIC DATE TIME TIMESTAMP TIMESTAMPTZ TIMETZ INTERVAL
     BOOL VARCHAR CHAR BPCHAR NAME OID REGCLASS UUID JSONB INET CIDR MACADDR MACADDR8 BYTEA
-    MONEY XML TSVECTOR TSQUERY
+    MONEY XML TSVECTOR TSQUERY VARBIT
 """)
 
-# Words that may stand right before "(" without being a function call: keywords, and type
-# names with a modifier (``numeric(10, 2)``, ``character varying(20)``).
+# Words that may stand right before "(" without being a function call, whatever precedes
+# them: PostgreSQL's reserved keywords and those that "cannot be function or type" (no
+# function can have their name), and type names with a modifier (``numeric(10, 2)``).
 PAREN_KEYWORDS = _words("""
-    EXISTS IN NOT AND OR IS LIKE ILIKE SIMILAR BETWEEN SYMMETRIC ASYMMETRIC CASE WHEN THEN ELSE
-    END ANY ALL SOME ARRAY ROW OVER USING ON AS FROM WHERE SELECT DISTINCT JOIN UNION INTERSECT
-    EXCEPT LATERAL WITH RECURSIVE VALUES HAVING BY WINDOW PARTITION LIMIT OFFSET ESCAPE FILTER
-    WITHIN GROUP RETURNING TABLE ROWS RANGE GROUPS PRECEDING FOLLOWING CURRENT ORDINALITY
-    TABLESAMPLE REPEATABLE MATERIALIZED OPERATOR FETCH FIRST NEXT ONLY TIES COLLATE AT ZONE TO
-    CUBE ROLLUP SETS DEFAULT EXCLUDE NULLS SEARCH CYCLE SET CAST TREAT KEY VALUE COLUMNS
-    NESTED PLACING LEADING TRAILING BOTH ORDER OF
-    DECIMAL DEC NUMERIC FLOAT REAL DOUBLE PRECISION INT INTEGER SMALLINT BIGINT CHAR CHARACTER
-    VARCHAR VARYING NCHAR NATIONAL BIT VARBIT TIME TIMESTAMP TIMESTAMPTZ TIMETZ INTERVAL
-    WITHOUT
+    EXISTS IN NOT AND OR BETWEEN SYMMETRIC ASYMMETRIC CASE WHEN THEN ELSE END ANY ALL SOME
+    ARRAY ROW USING ON AS FROM WHERE SELECT DISTINCT UNION INTERSECT EXCEPT LATERAL WITH
+    VALUES HAVING WINDOW LIMIT OFFSET GROUP RETURNING TABLE FETCH ONLY COLLATE TO DEFAULT
+    CAST TREAT PLACING LEADING TRAILING BOTH ORDER FOR
+    DECIMAL DEC NUMERIC FLOAT REAL PRECISION INT INTEGER SMALLINT BIGINT BOOLEAN CHAR
+    CHARACTER VARCHAR NCHAR NATIONAL BIT TIME TIMESTAMP INTERVAL
 """)
+
+# Keywords that may also name a user's function (unreserved, or "can be function or type"):
+# before "(" they are syntax only where their clause puts them, after the word (or token
+# kind) given here; anywhere else, a call.
+_SYNTAX_AFTER_WORD = {
+    "BY": frozenset({"ORDER", "GROUP", "PARTITION"}),  # ORDER BY (a + b)
+    "MATERIALIZED": frozenset({"AS", "NOT"}),  # WITH c AS [NOT] MATERIALIZED (...)
+    "SETS": frozenset({"GROUPING"}),
+    "FIRST": frozenset({"FETCH"}),  # FETCH FIRST (n) ROWS ONLY
+    "NEXT": frozenset({"FETCH"}),
+    "ZONE": frozenset({"TIME"}),  # AT TIME ZONE (...)
+    "VARYING": frozenset({"CHARACTER", "CHAR", "BIT"}),  # character varying(20)
+    "SYSTEM": frozenset({"TABLESAMPLE"}),
+    "BERNOULLI": frozenset({"TABLESAMPLE"}),
+}
+_SYNTAX_AFTER_PAREN = frozenset({"OVER", "FILTER", "REPEATABLE"})  # f(x) OVER (...)
+# Infix keywords: syntax after what ends an operand (a name, a literal, ")"), a call after
+# what starts an expression.
+_INFIX_KEYWORDS = frozenset({"LIKE", "ILIKE", "IS", "JOIN", "OVERLAPS"})
+_EXPRESSION_STARTS = _words("""
+    SELECT WHERE AND OR NOT ON WHEN THEN ELSE HAVING BY DISTINCT RETURNING SET USING IN AS
+    BETWEEN CASE ALL ANY SOME FROM VALUES
+""")
+_OPERAND_ENDS = frozenset({QUOTED_ID, NUMBER, STRING, PARAM, RPAREN})
+
+
+def _keyword_syntax(toks: list[Tok], i: int) -> bool:
+    """The word at *i*, before "(", is syntax rather than a call of a function of its name."""
+    up = toks[i].up
+    if up in PAREN_KEYWORDS:
+        return True
+    prev = toks[i - 1] if i else None
+    if prev is None:
+        return False
+    after = _SYNTAX_AFTER_WORD.get(up)
+    if after is not None:
+        return prev.kind == WORD and prev.up in after
+    if up in _SYNTAX_AFTER_PAREN:
+        return prev.kind == RPAREN
+    if up in ("CUBE", "ROLLUP"):  # GROUP BY ROLLUP (a, b)
+        return prev.up == "BY" and i >= 2 and toks[i - 2].up == "GROUP"
+    if up in _INFIX_KEYWORDS:
+        if prev.kind == WORD:
+            return prev.up not in _EXPRESSION_STARTS
+        return prev.kind in _OPERAND_ENDS or prev.text == "]"
+    return False
+
 
 # Built-in operators (and the standard contrib modules' read-only ones: hstore, pg_trgm,
 # ltree, PostGIS's spellings). A user-defined operator runs a user function: the primary.
@@ -266,11 +322,7 @@ def _call(toks: list[Tok], i: int) -> Classification | None:
     prev = toks[i - 1] if i else None
     if tok.kind == WORD:
         up = tok.up
-        if (
-            (prev is None or prev.kind != DOT)
-            and up in PAREN_KEYWORDS
-            and up not in READ_ONLY_FUNCTIONS
-        ):
+        if (prev is None or prev.kind != DOT) and _keyword_syntax(toks, i):
             return None
         name = up
     else:  # a quoted name: the function of that exact (case-kept) name
@@ -286,6 +338,7 @@ def _call(toks: list[Tok], i: int) -> Classification | None:
         and toks[close + 1].up == "AS"
         and (toks[close + 2].kind == LPAREN or toks[close + 2].up in ("MATERIALIZED", "NOT"))
         and (prev is None or prev.kind != DOT)
+        and _in_with_list(toks, i)
     ):
         return None
     if prev is not None and prev.kind == DOT:
@@ -303,6 +356,40 @@ def _call(toks: list[Tok], i: int) -> Classification | None:
     if not name:
         return _primary(f"calls {tok.text}(), which is not a known read-only built-in")
     return _function_rule(name)
+
+
+# Words that end a WITH list when met walking back from a name at the same depth: the name
+# is then in a FROM list (``FROM f(1) AS (a int)``: a call with a column definition list).
+_NOT_IN_WITH_LIST = _words("""
+    SELECT FROM JOIN WHERE HAVING GROUP ORDER LIMIT OFFSET UNION INTERSECT EXCEPT VALUES TABLE
+    LATERAL RETURNING WINDOW FETCH FOR INTO ON INSERT UPDATE DELETE MERGE
+""")
+
+
+def _in_with_list(toks: list[Tok], i: int) -> bool:
+    """The name at *i* is a CTE's (``WITH c(a, b) AS (...)``), not a function's: walking back
+    at the same parenthesis depth, over earlier CTEs, reaches ``WITH``."""
+    j = i - 1
+    while j >= 0:
+        tok = toks[j]
+        if tok.kind == RPAREN:  # skip a whole earlier CTE body or column list
+            depth = 0
+            while j >= 0:
+                if toks[j].kind == RPAREN:
+                    depth += 1
+                elif toks[j].kind == LPAREN:
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j -= 1
+        elif tok.kind == LPAREN:
+            return False  # the name is inside parentheses that WITH does not open
+        elif tok.kind == WORD and tok.up == "WITH":
+            return True
+        elif tok.kind == WORD and tok.up in _NOT_IN_WITH_LIST:
+            return False
+        j -= 1
+    return False
 
 
 def _read_trigger(toks: list[Tok], i: int) -> Classification | None:
@@ -344,6 +431,19 @@ def _read_trigger(toks: list[Tok], i: int) -> Classification | None:
     return _primary(f"{up} inside a read statement writes", Flag.WRITE)
 
 
+def _operator_syntax(toks: list[Tok], i: int) -> Classification | None:
+    """``OPERATOR(schema.op)``: only ``pg_catalog``'s operators are known built-ins (the
+    operator itself is checked with the other operator tokens). Without an operator inside,
+    ``operator(...)`` is a call of a function of that name."""
+    inner = toks[i + 2 : _matching_paren(toks, i + 1)]
+    if not inner or inner[-1].kind != OP or (i and toks[i - 1].kind == DOT):
+        return _call(toks, i)
+    for tok in inner:
+        if tok.kind in (WORD, QUOTED_ID) and quoted_name(tok) != "pg_catalog":
+            return _primary(f"operator of schema {tok.text} is not a known built-in")
+    return None
+
+
 def _scan_read(toks: list[Tok]) -> Classification:
     """Check a SELECT-like statement for anything that makes it more than a plain read."""
     n = len(toks)
@@ -351,7 +451,7 @@ def _scan_read(toks: list[Tok]) -> Classification:
         kind = tok.kind
         if kind == WORD:
             if i + 1 < n and toks[i + 1].kind == LPAREN:
-                found = _call(toks, i)
+                found = _call(toks, i) if tok.up != "OPERATOR" else _operator_syntax(toks, i)
                 if found is not None:
                     return found
             if tok.up in _READ_TRIGGERS:

@@ -1,7 +1,7 @@
 """A real local PostgreSQL primary and hot standbys, for demos, tests and benchmarks.
 
 :class:`PgSandbox` starts one primary and *N* hot standbys as real ``postgres`` processes
-(PostgreSQL 12 or later; the binaries of ``$RWSPLIT_PG_BINDIR``, else the newest
+(PostgreSQL 13 or later; the binaries of ``$RWSPLIT_PG_BINDIR``, else the newest
 ``/usr/lib/postgresql/*/bin``, else ``pg_config --bindir``, else ``PATH``) on loopback ports,
 each with its own data directory. The standbys are made with ``pg_basebackup`` from the
 running primary and replicate by physical streaming replication, without slots (the primary
@@ -36,23 +36,20 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import grp
+import functools
 import hashlib
-import itertools
 import json
 import logging
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +57,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, ServerBinaryNotFoundError
 from . import _SPAWNER, STATE_FILE, _proc_state, _with_parent_death_signal, free_port
+from ._pg_os import (
+    SHM,
+    OsUser,
+    child_pids,
+    owned_dir,
+    pid_runs_postgres,
+    python_for,
+    run_as,
+    server_user,
+    sweep_abandoned,
+    tmpfs_has_room,
+    wait_gone,
+    wait_pids_gone,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -99,6 +110,9 @@ _BASE_SETTINGS: dict[str, str] = {
     "fsync": "off",
     "full_page_writes": "off",
     "shared_buffers": "32MB",
+    # Dynamic shared memory in the data directory, not /dev/shm/PostgreSQL.*: a killed
+    # server's segments go with its data directory instead of staying in memory.
+    "dynamic_shared_memory_type": "mmap",
     "max_connections": "200",
     # Standbys report their positions often and re-connect quickly after a repoint.
     "wal_receiver_status_interval": "1s",
@@ -147,76 +161,6 @@ def find_postgresql(bindir: str | os.PathLike[str] | None = None) -> Path:
         "one, e.g. 'apt-get install postgresql' (Debian/Ubuntu), 'brew install postgresql' "
         "(macOS), or set RWSPLIT_PG_BINDIR to the directory that holds them"
     )
-
-
-@dataclass(frozen=True)
-class _OsUser:
-    """The unprivileged OS user the servers run as when this process is root."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: frozenset[int]
-
-    @classmethod
-    def lookup(cls, name: str) -> _OsUser:
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            raise SandboxError(
-                f"PostgreSQL refuses to run as root, and there is no OS user {name!r} to run "
-                "it as; create one (e.g. 'useradd --system postgres') or set "
-                "RWSPLIT_PG_USER to an existing unprivileged user"
-            ) from None
-        groups = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
-        return cls(name, pw.pw_uid, pw.pw_gid, frozenset(groups))
-
-    def can_traverse(self, path: Path) -> bool:
-        """True when this user can reach *path* (every directory on the way searchable)."""
-        path = path.resolve()
-        for d in (path, *path.parents):
-            try:
-                st = d.stat()
-            except OSError:
-                return False
-            if st.st_uid == self.uid:
-                ok = st.st_mode & stat.S_IXUSR
-            elif st.st_gid in self.groups:
-                ok = st.st_mode & stat.S_IXGRP
-            else:
-                ok = st.st_mode & stat.S_IXOTH
-            if not ok:
-                return False
-        return True
-
-    def can_run(self, path: str) -> bool:
-        """True when this user can execute *path* (a symlink's target included)."""
-        real = Path(os.path.realpath(path))
-        if not self.can_traverse(real.parent):
-            return False
-        try:
-            st = real.stat()
-        except OSError:
-            return False
-        return bool(st.st_mode & stat.S_IXOTH)
-
-    def command(self, cmd: Sequence[str]) -> list[str]:
-        """*cmd* run as this user (``setpriv`` execs it: same pid)."""
-        return [
-            "setpriv",
-            f"--reuid={self.uid}",
-            f"--regid={self.gid}",
-            "--init-groups",
-            "--",
-            *cmd,
-        ]
-
-
-def _server_user() -> _OsUser | None:
-    """The OS user to run PostgreSQL as: ``None`` (this process's own) unless we are root."""
-    if os.geteuid() != 0:
-        return None
-    return _OsUser.lookup(os.environ.get("RWSPLIT_PG_USER", "postgres"))
 
 
 @dataclass
@@ -306,6 +250,12 @@ class PgSandbox:
         they win over the sandbox's own.
     :param bindir: the PostgreSQL binaries (else found as :func:`find_postgresql` does).
     :param host: the loopback address every node listens on.
+    :param in_memory: put the data directories on ``/dev/shm`` (a tmpfs: copies and base
+        backups several times faster than on a busy disk). By default (``None``) yes for a
+        sandbox owned by this process when ``/dev/shm`` is a tmpfs with 1 GiB free, unless
+        ``keep`` or ``$RWSPLIT_PG_IN_MEMORY=0``; never for a detached one (its data stays in
+        its directory). Such data directories are removed by :meth:`stop`, and by the next
+        sandbox's start when their owner died without stopping them.
     """
 
     def __init__(
@@ -321,6 +271,7 @@ class PgSandbox:
         settings: Mapping[str, str] | None = None,
         bindir: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
+        in_memory: bool | None = None,
     ) -> None:
         if standbys < 0:
             raise SandboxError(f"standbys must be >= 0, got {standbys}")
@@ -345,6 +296,7 @@ class PgSandbox:
         self._bindir_arg = bindir
         self._bindir: Path | None = None
         self.host = host
+        self.in_memory = in_memory
         self.password = ""
         self.data_root: Path | None = None
         self._own_data_root = False
@@ -352,7 +304,7 @@ class PgSandbox:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._atexit_registered = False
         self._lock = threading.Lock()
-        self._user = _server_user()
+        self._user = server_user()
 
     # ------------------------------------------------------------------ accessors
 
@@ -446,7 +398,7 @@ class PgSandbox:
             primary = self.primary
             self.progress(f"creating the primary in {self.data_root}")
             self._make_node_dir(primary)
-            _run_as(
+            run_as(
                 self._user,
                 ["cp", "-a", str(template), primary.datadir],
                 primary.base / "copy.log",
@@ -455,8 +407,7 @@ class PgSandbox:
             )
             self._write_settings(Path(primary.datadir))
             self.progress(f"starting the primary on port {primary.port}")
-            self._spawn(primary)
-            self._wait_ready(primary, password=_BOOTSTRAP_PASSWORD)
+            self._start_first_time(primary, password=_BOOTSTRAP_PASSWORD)
             self._setup_primary()
             self._write_state()
             if self.standbys:
@@ -465,7 +416,8 @@ class PgSandbox:
                     f"cloning {count} standby{'s' * (count != 1)} (pg_basebackup) and "
                     "starting streaming replication"
                 )
-                self._parallel(self._clone_and_start, self.standbys)
+                self._parallel(self._make_node_dir, self.standbys)
+                self._parallel(lambda n: self._clone_and_start(n, self.primary), self.standbys)
                 self._write_state()
                 self._parallel(lambda n: self._wait_streaming(n, self.primary), self.standbys)
             if self.synchronous:
@@ -482,12 +434,16 @@ class PgSandbox:
         user can reach it, else in a directory of its own (removed by :meth:`stop`)."""
         if self._own_dir:
             self.base_dir.chmod(0o711)
+        if self._use_memory():
+            sweep_abandoned(SHM)
+            self.data_root = owned_dir(SHM)
+            self._own_data_root = True
+            return
         if self._user is None or self._user.can_traverse(self.base_dir):
             self.data_root = self.base_dir
             self._own_data_root = False
             return
-        root = Path(tempfile.mkdtemp(prefix="rwsplit-pg-data-"))
-        root.chmod(0o711)
+        root = owned_dir(Path(tempfile.gettempdir()))
         if not self._user.can_traverse(root):
             shutil.rmtree(root, ignore_errors=True)
             raise SandboxError(
@@ -497,12 +453,31 @@ class PgSandbox:
         self.data_root = root
         self._own_data_root = True
 
+    def _use_memory(self) -> bool:
+        if self.detached:
+            return False
+        if self.in_memory is not None:
+            return self.in_memory
+        if self.keep:
+            return False  # kept data must outlive this process (the sweep would take it)
+        env = os.environ.get("RWSPLIT_PG_IN_MEMORY")
+        if env is not None:
+            return env not in ("", "0", "false", "no")
+        return tmpfs_has_room(SHM, 1 << 30)
+
     def _make_node_dir(self, node: PgNode) -> None:
         if node.base.exists():
             shutil.rmtree(node.base)
         node.base.mkdir(parents=True)
+        # The password the node's WAL receiver connects with: in a file, not in
+        # primary_conninfo, whose every change the server logs in full.
+        passfile = node.base / "pgpass"
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"*:*:*:{USER}:{self.password}\n")
         if self._user is not None:
             os.chown(node.base, self._user.uid, self._user.gid)
+            os.chown(passfile, self._user.uid, self._user.gid)
 
     def _write_settings(self, datadir: Path) -> None:
         settings = {**_BASE_SETTINGS, "log_statement": f"'{self.log_statement}'"}
@@ -535,9 +510,8 @@ class PgSandbox:
             conn.execute("SET log_statement = 'none'")
             _execute_literal(conn, f"ALTER ROLE {USER} PASSWORD {{}}", self.password)
 
-    def _clone_and_start(self, node: PgNode) -> None:
-        self._make_node_dir(node)
-        source = self.primary
+    def _clone_and_start(self, node: PgNode, source: PgNode) -> None:
+        """Make *node* a hot standby of *source* (``pg_basebackup``) and start it."""
         cmd = [
             str(self.bindir / "pg_basebackup"),
             "-D",
@@ -547,19 +521,18 @@ class PgSandbox:
             "--write-recovery-conf",
             "--no-sync",
             "-d",
-            # No password here: it would show in ps. libpq takes it from PGPASSWORD.
-            f"host={source.host} port={source.port} user={USER} application_name={node.name}",
+            # No password here: it would show in ps, and be written into primary_conninfo.
+            _replication_conninfo(node, source),
         ]
-        _run_as(
+        run_as(
             self._user,
             cmd,
             node.base / "pg_basebackup.log",
             cwd=node.base,
             what=f"pg_basebackup for {node.name}",
-            env={"PGPASSWORD": self.password},
+            env={"PGPASSFILE": str(node.base / "pgpass")},
         )
-        self._spawn(node)
-        self._wait_ready(node)
+        self._start_first_time(node)
 
     def _make_synchronous(self) -> None:
         names = ", ".join(f'"{n.name}"' for n in self.standbys)
@@ -605,7 +578,7 @@ class PgSandbox:
     def _spawn(self, node: PgNode) -> None:
         cmd = self.server_command(node)
         if not self.detached:
-            python = _python_for(self._user)
+            python = python_for(self._user)
             cmd = _with_parent_death_signal(cmd, os.getpid(), python=python)
         if self._user is not None:
             cmd = self._user.command(cmd)
@@ -630,6 +603,22 @@ class PgSandbox:
         self._procs[node.name] = proc
         node.pid = proc.pid
 
+    def _start_first_time(self, node: PgNode, password: str | None = None) -> None:
+        """Start *node* on its port, or on another free one when something took that port
+        between :func:`free_port` and the server's bind (nothing knows the port yet)."""
+        for attempt in range(3):
+            self._spawn(node)
+            try:
+                self._wait_ready(node, password=password)
+                return
+            except SandboxError:
+                proc = self._procs.get(node.name)
+                lost_port = "Address already in use" in self._log_tail(node)
+                if attempt == 2 or proc is None or proc.poll() is None or not lost_port:
+                    raise
+                log.info("sandbox: %s lost port %d to another process", node.name, node.port)
+                node.port = free_port(node.host)
+
     def _wait_ready(self, node: PgNode, timeout: float = 60.0, password: str | None = None) -> None:
         import psycopg
 
@@ -642,7 +631,7 @@ class PgSandbox:
                     f"{self._log_tail(node)}"
                 )
             try:
-                node.connect(password=password or node.password).close()
+                node.connect(password=password or node.password, connect_timeout=2).close()
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
@@ -663,7 +652,7 @@ class PgSandbox:
         proc = self._procs.get(node.name)
         if proc is not None:
             return proc.poll() is None
-        return node.pid is not None and _pid_runs_postgres(node.pid, node.datadir)
+        return node.pid is not None and pid_runs_postgres(node.pid, node.datadir)
 
     def is_stopped(self, node: PgNode) -> bool:
         """True when *node*'s postmaster is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
@@ -675,27 +664,40 @@ class PgSandbox:
         After a signal that ends it (``SIGKILL``, ``SIGTERM``, ``SIGINT``, ``SIGQUIT``,
         ``SIGABRT``) this returns once the postmaster and its children are gone, so the node
         can be started again at once; any other signal is sent and this returns at once.
+        PostgreSQL reads them as: ``SIGTERM`` a smart shutdown (it waits for every session to
+        end), ``SIGINT`` a fast one (what :meth:`stop_node` sends), ``SIGQUIT`` an immediate
+        one (crash recovery at the next start), ``SIGKILL`` a crash.
         """
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return
-        children = _children(node.pid)
+        children = child_pids(node.pid)
         os.kill(node.pid, sig)
         if sig not in _TERMINATING:
             return
         if sig != signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGCONT)  # a stopped server acts on it once resumed
-        if not self._wait_exit(node, 60) or not _wait_pids_gone(children, 30):
+        if not self._wait_exit(node, 60) or not wait_pids_gone(children, 30):
             raise SandboxError(
                 f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
                 f"'kill -9 {node.pid}' stops it"
             )
 
+    def pids(self, name: str) -> list[int]:
+        """The pids of node *name*: its postmaster's first, then its children's (startup,
+        WAL sender/receiver, checkpointer, one per session ...), e.g. to cap them all in one
+        cgroup (a backend forked later inherits its postmaster's cgroup). Empty when the node
+        does not run."""
+        node = self.node(name)
+        if node.pid is None or not self.is_running(node):
+            return []
+        return [node.pid, *child_pids(node.pid)]
+
     def hang(self, name: str) -> None:
         """Freeze one node's postmaster and its backends (``SIGSTOP``); :meth:`resume`."""
         node = self._running(name)
-        for pid in (node.pid or 0, *_children(node.pid or 0)):
+        for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
         _poll(lambda: self.is_stopped(node), 10.0, f"{node.name} did not stop within 10s")
@@ -703,7 +705,7 @@ class PgSandbox:
     def resume(self, name: str) -> None:
         """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
         node = self._running(name)
-        for pid in (node.pid or 0, *_children(node.pid or 0)):
+        for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         _poll(lambda: not self.is_stopped(node), 10.0, f"{node.name} did not resume within 10s")
@@ -717,7 +719,7 @@ class PgSandbox:
     def _wait_exit(self, node: PgNode, timeout: float) -> bool:
         proc = self._procs.get(node.name)
         if proc is None:
-            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
+            return node.pid is None or wait_gone(node.pid, node.datadir, timeout)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -729,7 +731,7 @@ class PgSandbox:
         node = self.node(name)
         if node.pid is None or not self.is_running(node):
             return
-        children = _children(node.pid)
+        children = child_pids(node.pid)
         for pid in (node.pid, *children):  # a hung server acts on the signal once resumed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -738,7 +740,7 @@ class PgSandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGKILL)
             self._wait_exit(node, 10)
-        _wait_pids_gone(children, 10)
+        wait_pids_gone(children, 10)
 
     def start_node(self, name: str, timeout: float = 60.0) -> PgNode:
         """Start a stopped node again on the same port and data directory; return once it
@@ -798,8 +800,10 @@ class PgSandbox:
             if not self.is_running(node) or self.is_stopped(node):
                 continue
             with contextlib.closing(node.connect()) as conn:
+                if not _fetch1(conn, "SELECT pg_is_in_recovery()"):
+                    continue  # a former primary still running: it replays nothing
                 _poll(
-                    lambda c=conn: _replayed(c, lsn),  # type: ignore[misc]
+                    functools.partial(_replayed, conn, lsn),
                     max(0.0, deadline - time.monotonic()),
                     f"{node.name} did not replay up to {lsn} within {timeout:.0f}s",
                 )
@@ -833,6 +837,34 @@ class PgSandbox:
         self._write_state()
         return node
 
+    def refresh_roles(self) -> PgNode:
+        """Ask every running node whether it is in recovery and record its role (after a
+        promotion this sandbox did not make: rwsplit's own failover, a test's SQL); return
+        the primary. Stopped and hung nodes keep the role they had.
+
+        :raises SandboxError: when more than one node is out of recovery (a split brain;
+            the roles are recorded all the same).
+        """
+        answers: dict[str, bool] = {}
+        for n in self.nodes:
+            if self.is_running(n) and not self.is_stopped(n):
+                with contextlib.closing(n.connect()) as conn:
+                    answers[n.name] = bool(_fetch1(conn, "SELECT pg_is_in_recovery()"))
+        primaries = [name for name, in_recovery in answers.items() if not in_recovery]
+        if primaries:
+            for n in self.nodes:
+                if n.name in answers:
+                    n.role = "standby" if answers[n.name] else "primary"
+                elif n.role == "primary":
+                    n.role = "standby"  # a stopped former primary: rebuild() it
+        self._write_state()
+        if len(primaries) > 1:
+            raise SandboxError(
+                f"{' and '.join(primaries)} are all out of recovery (a split brain): stop or "
+                "rebuild() the ones that must not be the primary"
+            )
+        return self.primary
+
     def repoint(self, name: str, to_name: str, timeout: float = 30.0) -> None:
         """Make standby *name* stream from *to_name* (``primary_conninfo`` by ``ALTER SYSTEM``
         and a reload); return once it streams from it."""
@@ -843,24 +875,46 @@ class PgSandbox:
                     f"{node.name} is not a standby (it is out of recovery): it cannot follow "
                     f"{source.name} without pg_rewind or a new base backup"
                 )
-            conn.execute("SET log_statement = 'none'")  # the conninfo holds the password
-            _execute_literal(
-                conn,
-                "ALTER SYSTEM SET primary_conninfo = {}",
-                source.conninfo(application_name=node.name, dbname="replication"),
-            )
+            conninfo = _replication_conninfo(node, source)
+            if _fetch1(conn, "SHOW primary_conninfo") == conninfo:
+                self._wait_streaming(node, source, timeout)
+                return
+            # A changed primary_conninfo restarts the WAL receiver: wait for a new one, not
+            # for the old one still streaming from the same place.
+            receiver = _fetch1(conn, "SELECT pid FROM pg_stat_wal_receiver")
+            _execute_literal(conn, "ALTER SYSTEM SET primary_conninfo = {}", conninfo)
+            # PostgreSQL 13+ applies a new primary_conninfo on reload (no restart).
             conn.execute("SELECT pg_reload_conf()")
-        self._wait_streaming(node, source, timeout)
+        self._wait_streaming(node, source, timeout, not_pid=receiver)
 
-    def _wait_streaming(self, node: PgNode, source: PgNode, timeout: float = 30.0) -> None:
-        """Return once *node*'s WAL receiver streams from *source*."""
+    def rebuild(self, name: str, timeout: float = 60.0) -> PgNode:
+        """Make node *name* a new hot standby of the current :attr:`primary`: stop it, throw
+        its data directory away, clone it again (``pg_basebackup``), start it; return once
+        it streams. What an operator does with a former primary that cannot follow the new
+        one (instead of ``pg_rewind``). Its server log is kept."""
+        node, source = self.node(name), self.primary
+        if node is source:
+            raise SandboxError(f"{node.name} is the primary: promote another node first")
+        self.stop_node(node.name)
+        shutil.rmtree(node.datadir, ignore_errors=True)
+        node.role = "standby"
+        self._clone_and_start(node, source)
+        self._write_state()
+        self._wait_streaming(node, source, timeout)
+        return node
+
+    def _wait_streaming(
+        self, node: PgNode, source: PgNode, timeout: float = 30.0, not_pid: int | None = None
+    ) -> None:
+        """Return once *node*'s WAL receiver (not the one with pid *not_pid*) streams from
+        *source*."""
         with contextlib.closing(node.connect()) as conn:
             _poll(
                 lambda: (
                     conn.execute(
-                        "SELECT 1 FROM pg_stat_wal_receiver "
-                        "WHERE status = 'streaming' AND sender_port = %s",
-                        (source.port,),
+                        "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
+                        "AND sender_port = %s AND pid IS DISTINCT FROM %s",
+                        (source.port, not_pid),
                     ).fetchone()
                     is not None
                 ),
@@ -996,6 +1050,19 @@ SELECT pg_is_in_recovery(),
 """
 
 
+def _replication_conninfo(node: PgNode, source: PgNode) -> str:
+    """*node*'s ``primary_conninfo`` to stream from *source*: its password in *node*'s
+    passfile, its name as ``application_name`` (``synchronous_standby_names`` names it)."""
+    params = {
+        "host": source.host,
+        "port": str(source.port),
+        "user": USER,
+        "passfile": str(node.base / "pgpass"),
+        "application_name": node.name,
+    }
+    return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in params.items())
+
+
 def _setting_value(value: str) -> str:
     """A value for ``postgresql.conf``: quoted unless a plain number, word or size."""
     if re.fullmatch(r"-?[0-9.]+[A-Za-z]*|[A-Za-z_]+", value):
@@ -1033,23 +1100,7 @@ def _poll(condition: Callable[[], bool], timeout: float, message: str) -> None:
         delay = min(delay * 2, 0.1)
 
 
-def _python_for(user: _OsUser | None) -> str:
-    """A Python interpreter *user* can run (for the parent-death-signal wrapper, which must
-    run after the switch of user: changing the effective uid clears that signal)."""
-    import sys
-
-    if user is None or user.can_run(sys.executable):
-        return sys.executable
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3")):
-        if candidate and user.can_run(candidate):
-            return candidate
-    raise SandboxError(
-        f"the {user.name} OS user can run no Python interpreter ({sys.executable} is out of "
-        "its reach): install python3 system-wide, or use detached=True"
-    )
-
-
-def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path:
+def _pg_template(bindir: Path, user: OsUser | None, progress: Progress) -> Path:
     """A data directory initialised once per PostgreSQL binary and version, to copy.
 
     Kept in ``$TMPDIR/rwsplit-pg-templates-UID/``; built under a file lock (other processes
@@ -1096,10 +1147,10 @@ def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path
                 # 1 MB WAL segments (not 16): smaller copies, faster base backups.
                 "--wal-segsize=1",
             ]
-            _run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
+            run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
             # The database too, in single-user mode: no server to start and stop.
             single = [str(postgres), "--single", "-D", str(work / "data"), "postgres"]
-            _run_as(
+            run_as(
                 user,
                 single,
                 work / "single.log",
@@ -1121,94 +1172,9 @@ def _pg_template(bindir: Path, user: _OsUser | None, progress: Progress) -> Path
 _TEMPLATE_LOCK = threading.Lock()
 
 
-def _run_as(
-    user: _OsUser | None,
-    cmd: list[str],
-    log_path: Path,
-    *,
-    cwd: Path,
-    what: str,
-    env: Mapping[str, str] | None = None,
-    stdin: bytes | None = None,
-) -> None:
-    """Run a PostgreSQL tool (as *user* when given) to completion, its output in *log_path*;
-    :class:`SandboxError` with the log's tail when it fails."""
-    argv = user.command(cmd) if user is not None else cmd
-    with open(log_path, "wb") as out:
-        try:
-            rc = subprocess.run(
-                argv,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                timeout=300,
-                check=False,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
-    if rc != 0:
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise SandboxError(f"{what} failed (exit {rc}):\n{tail}")
-
-
 # Passwords (scram) from anywhere: each node listens on one loopback address only.
 _PG_HBA = """\
 # rwsplit sandbox
 host all all all scram-sha-256
 host replication all all scram-sha-256
 """
-
-
-def _pid_runs_postgres(pid: int, datadir: str) -> bool:
-    """True when *pid* is alive and is a postmaster on *datadir* (guards against pid reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    d = datadir.encode()
-    return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
-
-
-def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_runs_postgres(pid, datadir):
-            return True
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    return False
-
-
-def _children(pid: int) -> list[int]:
-    """The pids whose parent is *pid* (a postmaster's backends and helpers)."""
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat_line = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) S ppid ...": comm may hold spaces and parentheses.
-        fields = stat_line[stat_line.rfind(")") + 2 :].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append(int(entry.name))
-    return found
-
-
-def _wait_pids_gone(pids: Iterable[int], timeout: float) -> bool:
-    """Wait until none of *pids* exists (after their postmaster died: they follow it)."""
-    deadline = time.monotonic() + timeout
-    pending = list(pids)
-    while pending:
-        pending = [p for p in pending if Path(f"/proc/{p}").exists() and _proc_state(p) != "Z"]
-        if not pending:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
