@@ -4,6 +4,7 @@ Each test gets its own sandbox (a primary and two hot standbys)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from rwsplit import Cluster, SplitBrainError
 from rwsplit.sandbox.postgresql import PgSandbox
+from rwsplit.topology.pg_monitor import PgMonitor
 
 from ..fix_pg import require_postgresql
 
@@ -125,3 +127,24 @@ def test_two_primaries_are_a_split_brain_no_writes(sb: PgSandbox) -> None:
         for node in (old, s1):
             with node.connect() as conn:
                 assert conn.execute("SELECT count(*) FROM items WHERE id = 9").fetchone() == (0,)
+
+
+def test_the_documented_failover_example_runs(sb: PgSandbox) -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "postgresql.md"
+    section = doc.read_text().split("## Failover on PostgreSQL", 1)[1]
+    code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    urls = re.findall(r'"(postgresql\+psycopg://[^"]+)"', code)
+    assert len(urls) == 3
+    for documented, real in zip(urls, [sb.primary.url, *sb.standby_urls], strict=True):
+        code = code.replace(f'"{documented}"', repr(real))
+    code = code.replace('"db1:5432"', repr(sb.primary.address))
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(doc), "exec"), namespace)  # our own documentation
+    cluster = namespace["cluster"]
+    assert isinstance(cluster, Cluster)
+    try:
+        assert isinstance(cluster.monitor, PgMonitor) and cluster.monitor.auto_failover
+    finally:
+        cluster.close()
