@@ -21,6 +21,7 @@ from rwsplit import Cluster, RwSplitError, TransactionOutcomeUnknownError
 from rwsplit.errors import FailoverError
 from rwsplit.sandbox.postgresql import PgSandbox
 from rwsplit.topology import pg_failover
+from rwsplit.topology.failover import FailoverOptions
 
 from ..fix_pg import require_postgresql
 
@@ -292,3 +293,31 @@ def test_switchover_loses_nothing_and_fences_the_old_primary(sb: PgSandbox) -> N
             s.execute(text("INSERT INTO items VALUES (100, 'after')"))
             s.commit()
         _until(lambda: 100 in _ids(other), 10, "the repointed standby to replay")
+
+
+def test_the_promoted_standby_replays_all_it_received_first(sb: PgSandbox) -> None:
+    old, paused = sb.primary, sb.standbys[0]
+    sb.pause_replay(paused.name)
+    with old.connect() as conn:
+        conn.execute("INSERT INTO items SELECT g, 'x' FROM generate_series(1, 100) g")
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    # Both standbys received it; the paused one replayed none of it.
+    for node in sb.standbys:
+        with node.connect() as conn:
+            _until(
+                lambda c=conn: c.execute(  # type: ignore[misc]
+                    "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", (row[0],)
+                ).fetchone()[0],
+                10,
+                f"{node.name} to receive the rows",
+            )
+    assert _ids(paused) == set()
+    with Cluster(old.url, sb.standby_urls) as cluster:
+        sb.kill(old.name)
+        options = FailoverOptions("", "", preferred=(paused.address,), confirm_interval=0.1)
+        result = pg_failover.failover(cluster, options)
+        assert result.new_primary == paused.address  # as far as the other: preferred wins
+        assert any("pg_wal_replay_resume" in s for _, s in result.statements)
+        assert _ids(paused) == set(range(1, 101))
+        assert not _in_recovery(paused)
