@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import text
 
 from rwsplit import Cluster, RwSplitError, TransactionOutcomeUnknownError
-from rwsplit.errors import FailoverError
 from rwsplit.sandbox.postgresql import PgSandbox
 from rwsplit.topology import pg_failover
 from rwsplit.topology.failover import FailoverOptions
@@ -264,12 +263,11 @@ def test_three_processes_make_one_promotion(sb: PgSandbox) -> None:
     assert {o["primary"] for o in outcomes} == {promoted[0].address}, outcomes
 
 
-def test_failover_refuses_while_the_primary_lives(sb: PgSandbox) -> None:
-    with (
-        Cluster(sb.primary_url, sb.standby_urls) as cluster,
-        pytest.raises(FailoverError, match="not dead"),
-    ):
-        pg_failover.failover(cluster)
+def test_failover_while_the_primary_lives_does_nothing(sb: PgSandbox) -> None:
+    with Cluster(sb.primary_url, sb.standby_urls) as cluster:
+        result = pg_failover.failover(cluster)
+    assert result.nothing_to_do and not result.promoted
+    assert result.new_primary == sb.primary.address
     assert all(_in_recovery(n) for n in sb.standbys)
 
 

@@ -42,19 +42,23 @@ def _in_recovery(node: object) -> bool:
     return bool(row and row[0])
 
 
-def test_failover_refused_while_the_primary_lives_then_done_once_it_is_dead(
-    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_failover_exit_codes(sb: PgSandbox, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topology", *_nodes(sb)]) == 0
-    assert main(["failover", *_nodes(sb)]) == 1
-    assert "not dead" in capsys.readouterr().err
-    old = sb.primary
+    assert main(["failover", *_nodes(sb)]) == 0  # the primary lives: nothing to do
+    assert "nothing to do" in capsys.readouterr().out
+    old, first, second = sb.primary, sb.standbys[0], sb.standbys[1]
+    sb.stop_node(second.name)
     sb.kill(old.name)
-    assert main(["failover", *_nodes(sb)]) == 0
+    # Promoted, but a standby is unreachable: incomplete (4) until it follows.
+    assert main(["failover", *_nodes(sb)]) == 4
     out = capsys.readouterr().out
-    assert "promoted" in out and f"needs a rebuild: {old.address}" in out
-    promoted = [n for n in sb.standbys if not _in_recovery(n)]
-    assert len(promoted) == 1
+    assert f"promoted {first.address}" in out and f"needs a rebuild: {old.address}" in out
+    assert not _in_recovery(first)
+    sb.start_node(second.name)
+    assert main(["failover", *_nodes(sb)]) == 0  # run again: it finishes the job
+    with second.connect() as conn:
+        row = conn.execute("SELECT sender_port FROM pg_stat_wal_receiver").fetchone()
+    assert row == (first.port,)
 
 
 def test_switchover_exit_0_and_the_target_is_the_primary(

@@ -479,6 +479,23 @@ def _repoint(
             )
 
 
+def _unreachable(
+    result: PgFailoverResult,
+    names: Sequence[str],
+    states: Mapping[str, pg.PgNodeState],
+    new: str,
+    skip: set[str],
+) -> None:
+    """Standbys that did not answer: the job is not done until they follow *new*."""
+    for name in names:
+        if name in states or name == new or name in skip:
+            continue
+        if all(n != name for n, _ in result.skipped):
+            result.skipped.append(
+                (name, f"unreachable: run the command again once it is back (to follow {new})")
+            )
+
+
 def _keep_synchronous(
     run: _Run, probe: PgProbe, was_synchronous: bool, followers: Sequence[str]
 ) -> None:
@@ -692,12 +709,12 @@ def failover(
                 "recovery and writable (split brain); fence all but one by hand "
                 "(ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf())"
             )
-        if writable and writable[0] != old:
-            return _finish(run, cluster, options, probes, states, writable[0], old)
         if writable:
-            raise FailoverError(
-                f"the primary {old} answers and takes writes: it is not dead; nothing done "
-                "(use 'rwsplit switchover --to NODE' for a planned change)"
+            # Promoted already (by an earlier run, another process, an operator), or the
+            # primary lives: finish the job (standbys that do not follow it yet), else nothing.
+            alive = writable[0] == old
+            return _finish(
+                run, cluster, options, probes, states, writable[0], None if alive else old
             )
         if old is None:
             raise FailoverError(
@@ -723,7 +740,7 @@ def failover(
                 continue
             caught_up = _replayed_all(probes[name], run, options.apply_timeout)
             if caught_up is None:
-                result.skipped.append((name, "did not replay all it received in time"))
+                run.say("%s: not a candidate (did not replay all it received in time)", name)
             else:
                 candidates[name] = caught_up
         run.step("replayed")
@@ -745,7 +762,8 @@ def failover(
             if isinstance(promoted, pg.PgNodeState):
                 _publish(cluster, new, [old], {**candidates, new: promoted})
         run.step("writable")
-        _repoint(run, probes, candidates, new, skip, options)
+        _repoint(run, probes, {**states, **candidates}, new, skip, options)
+        _unreachable(result, order, states, new, skip)
         run.step("repointed")
         _keep_synchronous(run, probes[new], was_sync, result.repointed)
         _fence_old(run, cluster, probes, old)
@@ -804,6 +822,11 @@ def _finish(
     result.new_primary = new
     skip = set(cluster.fenced) | ({old} if old else set())
     _repoint(run, probes, states, new, skip, options)
+    # Unreachable nodes are only reported here: nothing tells a dead former primary from a
+    # dead standby any more (the failover that promoted *new* counted them).
+    for name in probes:
+        if name not in states and name not in skip:
+            run.say("%s does not answer: not checked", name)
     if old is not None and old != new:
         _fence_old(run, cluster, probes, old)
     if not result.repointed and not result.skipped and not result.needs_rebuild:
@@ -911,6 +934,7 @@ def switchover(
             if isinstance(promoted, pg.PgNodeState):
                 _publish(cluster, to, [old], {**states, to: promoted})
         _repoint(run, probes, states, to, {old, *cluster.fenced}, options)
+        _unreachable(result, names, states, to, {old, *cluster.fenced})
         run.step("repointed")
         _keep_synchronous(run, probes[to], was_sync, result.repointed)
         result.needs_rebuild.append(
