@@ -952,7 +952,14 @@ def switchover(
 
 
 def _final_position(run: _Run, probe: PgProbe, timeout: float) -> pg.Lsn | None:
-    """Once the fenced primary's client sessions are gone: its WAL insert position."""
+    """Once the fenced primary's client sessions are gone: how far its WAL is flushed.
+
+    Not the insert position: when the last record ends on a page boundary the insert
+    position is a page header further, which a standby reaches only with the next record (an
+    idle fenced primary writes one every 15 s). The flush position is the end of a record;
+    it is read once it reached the insert position (the WAL writer flushes asynchronous
+    commits within ``wal_writer_delay``), or after a second.
+    """
     if run.result.dry_run:
         return None
 
@@ -963,7 +970,16 @@ def _final_position(run: _Run, probe: PgProbe, timeout: float) -> pg.Lsn | None:
     if not _wait(gone, max(timeout, 2.0), 0.02):
         probe.query(_CLIENTS_SQL)  # one more round: sessions that arrived meanwhile
     rows = probe.query("SELECT pg_current_wal_insert_lsn()::text AS lsn")
-    return pg.Lsn.maybe(rows[0]["lsn"]) if rows else None
+    inserted = pg.Lsn.maybe(rows[0]["lsn"]) if rows else None
+    flushed: list[pg.Lsn | None] = [None]
+
+    def written() -> bool:
+        got = probe.query("SELECT pg_current_wal_flush_lsn()::text AS lsn")
+        flushed[0] = pg.Lsn.maybe(got[0]["lsn"]) if got else None
+        return inserted is None or (flushed[0] is not None and flushed[0] >= inserted)
+
+    _wait(written, 1.0, 0.02)
+    return flushed[0]
 
 
 def _replayed_to(probe: PgProbe, lsn: pg.Lsn) -> bool:
