@@ -325,6 +325,14 @@ def _timeout_args(
     return {k: v for k, v in args.items() if v is not None}
 
 
+def _is_postgresql(url: str | URL) -> bool:
+    """A PostgreSQL URL (its failover needs no replication account: see pg_failover)."""
+    try:
+        return _coerce_url(url, "primary").get_backend_name() == "postgresql"
+    except Exception:
+        return False
+
+
 def _check_postgresql_options(
     monitor_interval: float | None,
     auto_failover: bool,
@@ -332,12 +340,6 @@ def _check_postgresql_options(
     node_tls: Mapping[str, TLSConfig] | None,
 ) -> None:
     """What a PostgreSQL cluster does not support yet: say so before anything starts."""
-    if monitor_interval is not None or auto_failover:
-        raise ConfigurationError(
-            "the background monitor and auto_failover do not support PostgreSQL clusters "
-            "yet; leave monitor_interval and auto_failover unset and call "
-            "cluster.refresh() to follow a promotion"
-        )
     if tls is not None or node_tls:
         raise ConfigurationError(
             "tls= / node_tls= are MySQL options; for PostgreSQL put libpq's TLS settings in "
@@ -485,8 +487,10 @@ class Cluster:
         monitor_timeout = validate.duration("monitor_timeout", monitor_timeout, positive=True)
         failure_threshold = validate.integer("failure_threshold", failure_threshold, low=1)
         auto_failover = validate.boolean("auto_failover", auto_failover)
-        failover_options = validate.failover_options("failover_options", failover_options)
-        if auto_failover and failover_options is None:
+        failover_options = validate.failover_options(
+            "failover_options", failover_options, account=not _is_postgresql(primary)
+        )
+        if auto_failover and failover_options is None and not _is_postgresql(primary):
             raise ConfigurationError(
                 "auto_failover=True needs failover_options=FailoverOptions(replication_user=..., "
                 "replication_password=...) so that replicas can be repointed"
@@ -580,7 +584,12 @@ class Cluster:
         if monitor_interval is not None or auto_failover:
             from .topology.monitor import Monitor
 
-            self.monitor = Monitor(
+            monitor_class = Monitor
+            if self.family.name == "postgresql":
+                from .topology.pg_monitor import PgMonitor
+
+                monitor_class = PgMonitor
+            self.monitor = monitor_class(
                 self,
                 interval=monitor_interval if monitor_interval is not None else 1.0,
                 timeout=monitor_timeout,
@@ -1525,6 +1534,9 @@ _LAZY_MODULES = (
     "rwsplit.topology._coordination",
     "rwsplit.topology.monitor",
     "rwsplit.topology.pg_probe",
+    "rwsplit.topology.pg_monitor",
+    "rwsplit.topology.pg_failover",
+    "rwsplit.topology._pg_coordination",
     "rwsplit.config._validate",
 )
 

@@ -276,9 +276,15 @@ def test_a_cluster_runs_one_family() -> None:
         Cluster("postgresql+psycopg://app@db1/shop", ["mysql+pymysql://app@db2/shop"])
 
 
-def test_the_monitor_is_refused_on_postgresql_for_now() -> None:
-    with pytest.raises(ConfigurationError, match=r"cluster\.refresh\(\)"):
-        Cluster("postgresql+psycopg://app@db1/shop", monitor_interval=1.0)
+def test_a_postgresql_cluster_gets_the_postgresql_monitor() -> None:
+    from rwsplit.topology.pg_monitor import PgMonitor
+
+    # auto_failover needs no replication account on PostgreSQL (standbys keep their own).
+    cluster = Cluster("postgresql+psycopg://app@127.0.0.1:1/shop", auto_failover=True)
+    try:
+        assert isinstance(cluster.monitor, PgMonitor)
+    finally:
+        cluster.close()
 
 
 @pytest.mark.parametrize(

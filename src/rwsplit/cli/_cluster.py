@@ -195,7 +195,9 @@ def _options(
 
     configured: FailoverOptions | None = settings.options.get("failover_options")
     user = args.replication_user or (configured.replication_user if configured else None)
-    if not user:
+    if not user and settings.primary.get_backend_name() == "postgresql":
+        user = ""  # PostgreSQL standbys keep their own primary_conninfo credentials
+    elif not user:
         raise ConfigurationError(
             "no replication account: pass --replication-user or set RWSPLIT_REPLICATION_USER "
             "(a sandbox prints its account: 'rwsplit sandbox status')"
@@ -455,6 +457,10 @@ def _progress_for(args: argparse.Namespace) -> Callable[[str], None]:
 
 def _cmd_failover(args: argparse.Namespace) -> int:
     from ..topology.failover import failover
+    from ._pg_failover import is_postgresql, pg_failover_command
+
+    if is_postgresql(pg := settings_from_args(args, seeds_only=True)):
+        return pg_failover_command(args, pg)
 
     options = _options(args, settings_from_args(args, seeds_only=True), args.preferred)
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)
@@ -474,6 +480,10 @@ def _cmd_failover(args: argparse.Namespace) -> int:
 
 def _cmd_switchover(args: argparse.Namespace) -> int:
     from ..topology.failover import switchover
+    from ._pg_failover import is_postgresql, pg_switchover_command
+
+    if is_postgresql(pg := settings_from_args(args, seeds_only=True)):
+        return pg_switchover_command(args, pg)
 
     options = _options(args, settings_from_args(args, seeds_only=True))
     cluster = discovered_cluster(args, timeout=options.timeout, fallback=True)

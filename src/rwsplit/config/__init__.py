@@ -761,14 +761,26 @@ class _Builder:
         node_tls = self._node_tls(tls, v.get("nodes", {}))
         if node_tls:
             options["node_tls"] = node_tls
-        failover = self._failover_options()
+        failover = self._failover_options(postgresql=primary.get_backend_name() == "postgresql")
         if failover is not None:
             options["failover_options"] = failover
         return ClusterSettings(primary, tuple(replicas), options, self.source)
 
-    def _failover_options(self) -> Any:
+    def _failover_options(self, *, postgresql: bool = False) -> Any:
         v = self.values
         keys = ("replication_user", "replication_password", "never_promote", "preferred_primaries")
+        if postgresql and "replication_user" not in v and "replication_password" not in v:
+            # PostgreSQL standbys keep the credentials of their own primary_conninfo.
+            if not any(k in v for k in keys):
+                return None
+            from ..topology.failover import FailoverOptions
+
+            return FailoverOptions(
+                "",
+                "",
+                preferred=v.get("preferred_primaries", ()),
+                never_promote=v.get("never_promote", ()),
+            )
         if not any(k in v for k in keys):
             if v.get("auto_failover"):
                 raise ConfigurationError(

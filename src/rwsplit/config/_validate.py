@@ -326,14 +326,19 @@ def admin_account(
     return text(user_name, user), None if secret is None else plain_password(password_name, secret)
 
 
-def failover_options(name: str, value: object) -> Any:
-    """``None`` or a :class:`~rwsplit.failover.FailoverOptions` with sane fields."""
+def failover_options(name: str, value: object, *, account: bool = True) -> Any:
+    """``None`` or a :class:`~rwsplit.failover.FailoverOptions` with sane fields.
+
+    *account*: a replication user is required (not on PostgreSQL, whose standbys keep the
+    credentials of their own ``primary_conninfo``).
+    """
     if value is None:
         return None
     from ..topology.failover import FailoverOptions
 
     options = instance(name, value, FailoverOptions, "a rwsplit.failover.FailoverOptions")
-    text(f"{name}.replication_user", options.replication_user)
+    if account or options.replication_user:
+        text(f"{name}.replication_user", options.replication_user)
     plain_password(f"{name}.replication_password", options.replication_password)
     for field in ("preferred", "never_promote"):
         items = sequence(f"{name}.{field}", getattr(options, field), "a list of host:port names")
