@@ -367,6 +367,23 @@ class _Discovery:
             return name
         return self.alias.get(name)
 
+    def match(self, host: str, port: int) -> str | None:
+        """The kept node at ``host:port``: by name, or a reachable one listening on *port*
+        at an address *host* resolves to (a standby may name its upstream by another name
+        than ours)."""
+        known = self.known(f"{host}:{port}")
+        if known is not None:
+            return known
+        for name, url in self.kept.items():
+            identity = self.identity.get(name)
+            if identity is None:
+                continue  # unreachable: its port is not known for sure
+            if port in (url.port or 5432, identity[1]) and self.resolver.same_host(
+                host, url.host or "localhost"
+            ):
+                return name
+        return None
+
     def look(self, url: URL) -> tuple[pg.PgNodeState, tuple[str, int]] | BaseException:
         self.probes += 1
         try:
@@ -394,8 +411,9 @@ class _Discovery:
             host = state.sender_host
             if host.startswith("/"):
                 host = url.host or "localhost"
-            up = f"{host}:{state.sender_port}"
-            self.queue.append((up, _address_url(self.template, host, state.sender_port)))
+            if self.match(host, state.sender_port) is None:
+                up = f"{host}:{state.sender_port}"
+                self.queue.append((up, _address_url(self.template, host, state.sender_port)))
         for standby in state.standbys:
             self.find_standby(name, url, standby)
 
@@ -438,14 +456,7 @@ class _Discovery:
         """Whether a standby in *state* streams from the kept node *upstream*."""
         if not state.in_recovery or not state.sender_host or not state.sender_port:
             return False
-        source = f"{state.sender_host}:{state.sender_port}"
-        if self.known(source) == upstream:
-            return True
-        url = self.kept[upstream]
-        ports = {url.port or 5432, self.identity[upstream][1]}
-        return state.sender_port in ports and self.resolver.same_host(
-            state.sender_host, url.host or "localhost"
-        )
+        return self.match(state.sender_host, state.sender_port) == upstream
 
     def find_standby(self, upstream: str, upstream_url: URL, standby: pg.StandbyInfo) -> None:
         """Find, probe and confirm the standby one row of *upstream*'s
@@ -462,7 +473,7 @@ class _Discovery:
         tried: list[str] = []
         for host, port in guesses:
             name = f"{host}:{port}"
-            known = self.known(name)
+            known = self.match(host, port)
             if known == upstream:
                 tried.append(f"{name} is {upstream} itself")
                 continue
