@@ -13,7 +13,11 @@ The PostgreSQL counterpart of :mod:`rwsplit.topology.probe`, producing the same
 * lag from LSNs and ``pg_last_xact_replay_timestamp()``
   (:func:`~rwsplit.servers.postgresql.replay_lag`);
 * the node's WAL position as ``gtid_position`` (``pg:X/Y``, a causal token: what the cluster's
-  :class:`~rwsplit.routing.consistency.AppliedTokens` records from a probe).
+  :class:`~rwsplit.routing.consistency.AppliedTokens` records from a probe);
+* discovery from any one node (:func:`discover_postgresql`): upstreams from
+  ``pg_stat_wal_receiver``, standbys from ``pg_stat_replication`` at the address their
+  ``application_name`` announces (:func:`standby_address`) or their client address
+  (:func:`standby_guesses`), each confirmed by a probe.
 
 The probe connects with psycopg (``pip install 'rwsplit[postgresql]'``), whatever driver the
 application's URLs name.
@@ -43,6 +47,8 @@ __all__ = [
     "pg_node",
     "probe_nodes",
     "refresh_cluster",
+    "standby_address",
+    "standby_guesses",
 ]
 
 log = logging.getLogger("rwsplit.topology")
