@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -64,12 +65,10 @@ def _listed(primary: PgNode) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
-    import time
-
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.01
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
