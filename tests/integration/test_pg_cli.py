@@ -4,6 +4,11 @@ exit codes (0 one writable primary, 1 none, 2 a bad command line)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,8 @@ from rwsplit.cli import main
 from rwsplit.sandbox.postgresql import PgSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgresql]
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture
@@ -43,6 +50,42 @@ def test_topology_table_and_json(sb: PgSandbox, capsys: pytest.CaptureFixture[st
     for s in sb.standbys:
         assert nodes[s.address]["role"] == "replica" and nodes[s.address]["healthy"]
         assert str(nodes[s.address]["gtid"]).startswith("pg:")
+
+
+def test_topology_from_one_node_alone_lists_every_node(
+    sb: PgSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The standbys stream as standbyN@host:port: the primary's pg_stat_replication names them.
+    for given in (["--primary", sb.primary_url], *(["--replica", u] for u in sb.standby_urls)):
+        assert main(["topology", "--json", *given]) == 0
+        nodes = {n["node"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+        assert set(nodes) == {n.address for n in sb.nodes}, given[0]
+        assert nodes[sb.primary.address]["role"] == "primary"
+        assert {nodes[s.address]["role"] for s in sb.standbys} == {"replica"}
+
+
+def test_monitor_given_one_standby_watches_every_node(sb: PgSandbox) -> None:
+    from .test_monitor_cli import _Lines
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cmd = [sys.executable, "-m", "rwsplit", "monitor", "--replica", sb.standby_urls[1]]
+    cmd += ["--interval", "0.2", "--timeout", "0.5"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = _Lines(proc)
+        assert "monitoring 3 nodes" in lines.wait_for("monitoring")
+        first = lines.wait_for("topology: primary")
+        assert f"primary {sb.primary.address}" in first, first
+        assert all(f"replica {n.address}" in first for n in sb.standbys), first
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert sb.password not in "".join(lines.seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_stats_json_and_prometheus(sb: PgSandbox, capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,7 +168,7 @@ def test_promote_by_hand_and_repoint_the_other_standby(fresh_pg_sandbox: PgSandb
         conn.execute(f"INSERT INTO {table} VALUES (2, 'on the new primary')")
     wait_until(lambda: one(other, f"SELECT count(*) FROM {table}") == 2, what="repointed")
     conf = Path(other.datadir, "postgresql.auto.conf").read_text()
-    assert f"port={new.port}" in conf and "application_name=standby2" in conf
+    assert f"port={new.port}" in conf and f"application_name={other.application_name}" in conf
 
     # A node out of recovery cannot just be repointed: the message says what to do instead.
     with pytest.raises(Exception, match="pg_rewind or a new base backup"):
@@ -231,7 +231,9 @@ def test_synchronous_commits_wait_for_a_standby(tmp_path: Path) -> None:
     require_postgresql()
     with PgSandbox(standbys=1, base_dir=tmp_path / "sb", synchronous=True) as sb:
         standby = sb.standbys[0]
-        assert one(sb.primary, "SHOW synchronous_standby_names") == 'ANY 1 ("standby1")'
+        assert one(sb.primary, "SHOW synchronous_standby_names") == (
+            f'ANY 1 ("{sb.standbys[0].application_name}")'
+        )
         assert one(sb.primary, "SELECT sync_state FROM pg_stat_replication") == "quorum"
         table = _table(sb)
         sb.stop_node(standby.name)

@@ -38,8 +38,9 @@ def test_the_replication_conninfo_names_a_passfile_not_the_password() -> None:
     conninfo = _replication_conninfo(node, source)
     assert conninfo == (
         "host=127.0.0.1 port=5000 user=rwsplit passfile=/d/standby1/pgpass "
-        "application_name=standby1"
+        "application_name=standby1@127.0.0.1:5001"
     )
+    assert node.application_name == "standby1@127.0.0.1:5001"
     assert "s3cret" not in conninfo + repr(node)
     assert node.url == "postgresql+psycopg://rwsplit:s3cret@127.0.0.1:5001/rwsplit"
     assert node.log_path == Path("/d/standby1/postgres.log")

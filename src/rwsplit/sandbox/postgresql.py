@@ -186,6 +186,14 @@ class PgNode:
         return f"{self.host}:{self.port}"
 
     @property
+    def application_name(self) -> str:
+        """``name@host:port`` (``standby1@127.0.0.1:41873``): the ``application_name`` a
+        standby streams with — how discovery (:func:`rwsplit.discover`) finds it from its
+        upstream's ``pg_stat_replication``, and the name ``synchronous_standby_names`` lists
+        (double-quoted there: it holds ``:``)."""
+        return f"{self.name}@{self.address}"
+
+    @property
     def base(self) -> Path:
         """The node's directory: its data directory and its server log."""
         return Path(self.datadir).parent
@@ -238,7 +246,8 @@ class PgSandbox:
     :param base_dir: where the sandbox lives (``sandbox.json``, and the data directories when
         the server's OS user can reach it); a fresh temporary directory by default.
     :param synchronous: once every standby streams, the primary waits for one of them to
-        acknowledge each commit (``synchronous_standby_names = 'ANY 1 (standby1, ...)'``).
+        acknowledge each commit (``synchronous_standby_names = 'ANY 1 (...)'``, each standby's
+        :attr:`PgNode.application_name` double-quoted).
     :param progress: called with a short line for every step (the CLI prints them).
     :param detached: servers outlive this Python process (``rwsplit sandbox up``).
     :param keep: :meth:`stop` leaves the data directories (a detached sandbox keeps them
@@ -535,13 +544,14 @@ class PgSandbox:
         self._start_first_time(node)
 
     def _make_synchronous(self) -> None:
-        names = ", ".join(f'"{n.name}"' for n in self.standbys)
+        # Quoted: an application_name with ':' or '@' is not a plain identifier there.
+        names = ", ".join(f'"{n.application_name}"' for n in self.standbys)
         with contextlib.closing(self.primary.connect()) as conn:
             _execute_literal(
                 conn, "ALTER SYSTEM SET synchronous_standby_names = {}", f"ANY 1 ({names})"
             )
             conn.execute("SELECT pg_reload_conf()")
-            want = {n.name for n in self.standbys}
+            want = {n.application_name for n in self.standbys}
             _poll(
                 lambda: (
                     want
@@ -1052,13 +1062,14 @@ SELECT pg_is_in_recovery(),
 
 def _replication_conninfo(node: PgNode, source: PgNode) -> str:
     """*node*'s ``primary_conninfo`` to stream from *source*: its password in *node*'s
-    passfile, its name as ``application_name`` (``synchronous_standby_names`` names it)."""
+    passfile, its :attr:`PgNode.application_name` (``name@host:port``: discovery finds it by
+    that address, ``synchronous_standby_names`` names it)."""
     params = {
         "host": source.host,
         "port": str(source.port),
         "user": USER,
         "passfile": str(node.base / "pgpass"),
-        "application_name": node.name,
+        "application_name": node.application_name,
     }
     return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in params.items())
 

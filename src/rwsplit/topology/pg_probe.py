@@ -13,7 +13,11 @@ The PostgreSQL counterpart of :mod:`rwsplit.topology.probe`, producing the same
 * lag from LSNs and ``pg_last_xact_replay_timestamp()``
   (:func:`~rwsplit.servers.postgresql.replay_lag`);
 * the node's WAL position as ``gtid_position`` (``pg:X/Y``, a causal token: what the cluster's
-  :class:`~rwsplit.routing.consistency.AppliedTokens` records from a probe).
+  :class:`~rwsplit.routing.consistency.AppliedTokens` records from a probe);
+* discovery from any one node (:func:`discover_postgresql`): upstreams from
+  ``pg_stat_wal_receiver``, standbys from ``pg_stat_replication`` at the address their
+  ``application_name`` announces (:func:`standby_address`) or their client address
+  (:func:`standby_guesses`), each confirmed by a probe.
 
 The probe connects with psycopg (``pip install 'rwsplit[postgresql]'``), whatever driver the
 application's URLs name.
@@ -43,6 +47,8 @@ __all__ = [
     "pg_node",
     "probe_nodes",
     "refresh_cluster",
+    "standby_address",
+    "standby_guesses",
 ]
 
 log = logging.getLogger("rwsplit.topology")
@@ -249,20 +255,293 @@ def refresh_cluster(cluster: Cluster, timeout: float = 2.0) -> Topology:
     return topology
 
 
-def _with_address(url: URL, address: str) -> URL:
-    host, _, port = address.rpartition(":")
-    return url.set(host=host, port=int(port))
+# ---------------------------------------------------------------------------------- discovery
+
+_ANNOUNCED_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})")
+
+_IDENTITY_SQL = "SELECT pg_postmaster_start_time()::text AS started, inet_server_port() AS port"
+"""What tells two names of one server apart from two servers: the postmaster's start time
+(microseconds) and the port it listens on (``inet_server_port()``, not the port a NAT or a
+proxy shows)."""
+
+_MAX_PROBES = 64
+"""Discovery connects at most this many times (a larger cluster is discovered in part)."""
+
+
+def standby_address(application_name: str) -> tuple[str, int] | None:
+    """The address a standby announces in its ``application_name`` — ``host:port`` or
+    ``name@host:port`` (the part after the last ``@``; an IPv6 host in brackets) — or
+    ``None`` when it announces none (``walreceiver``, ``standby1``, ``db2``).
+
+    >>> standby_address("db2.internal:5433")
+    ('db2.internal', 5433)
+    >>> standby_address("standby1@10.0.0.2:5432")
+    ('10.0.0.2', 5432)
+    >>> standby_address("eu@[fd00::2]:5432")
+    ('fd00::2', 5432)
+    >>> standby_address("walreceiver") is None, standby_address("db2:99999") is None
+    (True, True)
+    """
+    tail = application_name.strip().rpartition("@")[2]
+    m = _ANNOUNCED_RE.fullmatch(tail)
+    if m is None:
+        return None
+    host, port = m.group(1), int(m.group(2))
+    if not 0 < port < 65536:
+        return None
+    return host.strip("[]"), port
+
+
+def standby_guesses(
+    standby: pg.StandbyInfo, upstream_host: str, upstream_port: int, seed_port: int
+) -> list[tuple[str, int]]:
+    """Where to look for a standby one ``pg_stat_replication`` row describes, best first.
+
+    PostgreSQL knows the address a standby connects *from* (``client_addr``, and an
+    ephemeral client port), not the port it listens on. So: the address its
+    ``application_name`` announces (:func:`standby_address`) when it announces one, else
+    ``client_addr`` (the upstream's own host for a Unix-socket connection) with the port of
+    the upstream, then with the seed's port (the common case: every node on 5432). Each guess
+    must still be confirmed by probing it.
+
+    >>> row = pg.StandbyInfo("walreceiver", "10.0.0.3", "streaming", None)
+    >>> standby_guesses(row, "db1", 5432, 5432)
+    [('10.0.0.3', 5432)]
+    >>> standby_guesses(row, "db1", 6000, 5432)
+    [('10.0.0.3', 6000), ('10.0.0.3', 5432)]
+    >>> standby_guesses(pg.StandbyInfo("s2@db3:5433", "10.0.0.3", "", None), "db1", 5432, 5432)
+    [('db3', 5433)]
+    """
+    announced = standby_address(standby.application_name)
+    if announced is not None:
+        return [announced]
+    host = standby.client_addr or upstream_host
+    return [(host, port) for port in dict.fromkeys((upstream_port, seed_port))]
+
+
+def _address_url(template: URL, host: str, port: int) -> URL:
+    return template.set(host=host, port=port)
+
+
+class _Resolver:
+    """``getaddrinfo`` answers, asked once per host name during one discovery."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def addresses(self, host: str) -> frozenset[str]:
+        import socket
+
+        if host not in self._cache:
+            try:
+                infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+                self._cache[host] = frozenset(str(i[4][0]) for i in infos)
+            except (OSError, UnicodeError):
+                self._cache[host] = frozenset()
+        return self._cache[host]
+
+    def same_host(self, a: str, b: str) -> bool:
+        if a.lower() == b.lower():
+            return True
+        return bool(self.addresses(a) & self.addresses(b))
+
+
+class _Discovery:
+    """One run of :func:`discover_postgresql`: what was probed, kept, and why not."""
+
+    def __init__(self, seeds: Sequence[URL], timeout: float) -> None:
+        self.template = seeds[0]
+        self.seed_port = seeds[0].port or 5432
+        self.timeout = timeout
+        self.kept: dict[str, URL] = {}  # the nodes, in the order found
+        self.states: dict[str, pg.PgNodeState | BaseException] = {}
+        self.server_of: dict[tuple[str, int], str] = {}  # identity -> the name kept for it
+        self.identity: dict[str, tuple[str, int]] = {}  # kept name -> identity
+        self.alias: dict[str, str] = {}  # another name of a kept server -> its kept name
+        self.probes = 0
+        self.truncated = False  # stopped at _MAX_PROBES with nodes left to look at
+        self.resolver = _Resolver()
+        # (name, url) of a node to take as it is: a seed, or the upstream a standby names.
+        self.queue: list[tuple[str, URL]] = [(node_name(u), u) for u in seeds]
+        # Kept nodes whose upstream and standbys are still to look for: after the queue, so
+        # that every seed is probed (and keeps its name) before any other name is tried.
+        self.unexplored: list[str] = []
+
+    def known(self, name: str) -> str | None:
+        """The kept name of the server *name* reaches, when it was probed already."""
+        if name in self.kept:
+            return name
+        return self.alias.get(name)
+
+    def match(self, host: str, port: int) -> str | None:
+        """The kept node at ``host:port``: by name, or a reachable one listening on *port*
+        at an address *host* resolves to (a standby may name its upstream by another name
+        than ours)."""
+        known = self.known(f"{host}:{port}")
+        if known is not None:
+            return known
+        for name, url in self.kept.items():
+            identity = self.identity.get(name)
+            if identity is None:
+                continue  # unreachable: its port is not known for sure
+            if port in (url.port or 5432, identity[1]) and self.resolver.same_host(
+                host, url.host or "localhost"
+            ):
+                return name
+        return None
+
+    def look(self, url: URL) -> tuple[pg.PgNodeState, tuple[str, int]] | BaseException:
+        self.probes += 1
+        try:
+            with PgProbe(url, self.timeout) as probe:
+                state = probe.probe()
+                row = probe.query(_IDENTITY_SQL)[0]
+        except Exception as exc:
+            return exc
+        return state, (str(row["started"]), int(row["port"] or 0))
+
+    def keep(self, name: str, url: URL, state: pg.PgNodeState, identity: tuple[str, int]) -> None:
+        self.kept[name] = url
+        self.states[name] = state
+        self.server_of[identity] = name
+        self.identity[name] = identity
+        self.unexplored.append(name)
+
+    def explore(self, name: str) -> None:
+        """Queue the upstream of kept node *name*, find and confirm its standbys."""
+        url, state = self.kept[name], self.states[name]
+        assert isinstance(state, pg.PgNodeState)
+        if state.in_recovery and state.sender_host and state.sender_port:
+            # Its upstream, as the standby's WAL receiver names it (a Unix socket: a server
+            # on the standby's own host).
+            host = state.sender_host
+            if host.startswith("/"):
+                host = url.host or "localhost"
+            if self.match(host, state.sender_port) is None:
+                up = f"{host}:{state.sender_port}"
+                self.queue.append((up, _address_url(self.template, host, state.sender_port)))
+        for standby in state.standbys:
+            self.find_standby(name, url, standby)
+
+    def run(self) -> None:
+        while self.probes < _MAX_PROBES:
+            if not self.queue:
+                if not self.unexplored:
+                    return
+                self.explore(self.unexplored.pop(0))
+                continue
+            name, url = self.queue.pop(0)
+            if self.known(name) is not None:
+                continue
+            got = self.look(url)
+            if isinstance(got, BaseException):
+                # A seed, or the upstream a standby names (often the dead primary): a node
+                # of the cluster all the same, reported unreachable.
+                self.kept[name] = url
+                self.states[name] = got
+                continue
+            state, identity = got
+            same = self.server_of.get(identity)
+            if same is not None:
+                log.info("%s is %s (the same server)", name, same)
+                self.alias[name] = same
+                continue
+            self.keep(name, url, state, identity)
+        self.truncated = self.truncated or bool(self.queue or self.unexplored)
+
+    def report(self) -> None:
+        if not self.truncated:
+            return
+        log.warning(
+            "discovery stopped after %d connections: the cluster may have more nodes than "
+            "found; pass them as seeds",
+            self.probes,
+        )
+
+    def streams_from(self, state: pg.PgNodeState, upstream: str) -> bool:
+        """Whether a standby in *state* streams from the kept node *upstream*."""
+        if not state.in_recovery or not state.sender_host or not state.sender_port:
+            return False
+        return self.match(state.sender_host, state.sender_port) == upstream
+
+    def find_standby(self, upstream: str, upstream_url: URL, standby: pg.StandbyInfo) -> None:
+        """Find, probe and confirm the standby one row of *upstream*'s
+        ``pg_stat_replication`` describes; keep it (and follow its own standbys) when it is
+        in recovery and its WAL receiver streams from *upstream*, else say why not."""
+        guesses = standby_guesses(
+            standby,
+            upstream_url.host or "localhost",
+            upstream_url.port or 5432,
+            self.seed_port,
+        )
+        where = standby.client_addr or "a Unix socket"
+        row = f"a standby named {standby.application_name!r} at {where}"
+        tried: list[str] = []
+        for host, port in guesses:
+            name = f"{host}:{port}"
+            known = self.match(host, port)
+            if known == upstream:
+                tried.append(f"{name} is {upstream} itself")
+                continue
+            if known is not None:
+                seen = self.states[known]
+                if isinstance(seen, BaseException) or self.streams_from(seen, upstream):
+                    return  # found already (a seed, or from another node)
+                tried.append(f"{name} is {known}, which does not stream from {upstream}")
+                continue
+            if self.probes >= _MAX_PROBES:
+                self.truncated = True
+                return
+            url = _address_url(self.template, host, port)
+            got = self.look(url)
+            if isinstance(got, BaseException):
+                tried.append(f"{name}: unreachable ({describe_pg_error(got)})")
+                continue
+            state, identity = got
+            same = self.server_of.get(identity)
+            if same is not None:
+                if same == upstream:
+                    tried.append(f"{name} is {upstream} itself")
+                    continue
+                self.alias[name] = same
+                return  # another name of a node found already
+            if not self.streams_from(state, upstream):
+                what = (
+                    f"streams from {state.source}"
+                    if state.in_recovery and state.source
+                    else "is in recovery without streaming"
+                    if state.in_recovery
+                    else "is not in recovery"
+                )
+                tried.append(f"{name} {what}, not from {upstream}")
+                continue
+            self.keep(name, url, state, identity)
+            return
+        log.warning(
+            "%s streams to %s, not found (%s): set application_name='host:port' (the "
+            "address clients reach the standby at) in that standby's primary_conninfo, or "
+            "pass the standby as a seed",
+            upstream,
+            row,
+            "; ".join(tried) or "not looked for",
+        )
 
 
 def discover_postgresql(urls: Sequence[URL], *, timeout: float = 2.0) -> Topology:
     """Every PostgreSQL node reachable from the seed *urls*, and what each one is.
 
-    From a standby its upstream (``pg_stat_wal_receiver``) is followed; from a primary the
-    standbys it streams to (``pg_stat_replication``), named by their ``application_name`` when
-    that is a ``host:port`` address (set ``application_name`` in each standby's
-    ``primary_conninfo`` to the address clients reach it at; PostgreSQL knows a standby's
-    client address, not the port it listens on). Discovered nodes reuse the first seed's
-    credentials and database. Seeing ``sender_host`` and the standbys needs a superuser or
+    From any one node: a standby's upstream comes from its ``pg_stat_wal_receiver``
+    (``sender_host:sender_port``, kept even when unreachable: often a dead primary), a node's
+    standbys from its ``pg_stat_replication``, cascading standbys included. PostgreSQL knows
+    the address a standby connects from, not the port it listens on: a standby is looked for
+    at the ``host:port`` its ``application_name`` ends with (``host:port`` or
+    ``name@host:port``, set in its ``primary_conninfo``), else at its ``client_addr`` with the
+    upstream's port, then the first seed's (see :func:`standby_guesses`). A standby found so is
+    kept only once probed and confirmed: in recovery, and streaming from the node that listed
+    it; one that cannot be found is logged (a warning saying what to set), not an error. Two
+    names of one server (the same postmaster start time and port) are one node, the name met
+    first kept (the seeds' first). Discovered nodes reuse the first seed's credentials and
+    database. Seeing ``sender_host`` and the standbys needs a superuser or
     ``pg_read_all_stats``.
 
     :raises TopologyError: when no seed can be reached.
@@ -271,49 +550,20 @@ def discover_postgresql(urls: Sequence[URL], *, timeout: float = 2.0) -> Topolog
 
     if not urls:
         raise TopologyError("no seed address given; pass at least one node URL")
-    template = urls[0]
-    pending = {node_name(u): u for u in urls}
-    states: dict[str, pg.PgNodeState | BaseException] = {}
-    seen: dict[str, URL] = {}
-    for _ in range(64):  # bounded: a cluster larger than that is discovered in part
-        if not pending:
-            break
-        name, url = pending.popitem()
-        if name in seen:
-            continue
-        seen[name] = url
-        try:
-            with PgProbe(url, timeout) as probe:
-                state = probe.probe()
-        except Exception as exc:
-            states[name] = exc
-            continue
-        states[name] = state
-        found = [state.source] if state.source else []
-        for standby in state.standbys:
-            if _ADDRESS_RE.match(standby.application_name):
-                found.append(standby.application_name)
-            else:
-                log.info(
-                    "%s streams to a standby at %s named %r: not a host:port address, not followed",
-                    name,
-                    standby.client_addr,
-                    standby.application_name,
-                )
-        for address in found:
-            if address not in seen and address not in pending:
-                pending[address] = _with_address(template, address)
-    if all(isinstance(s, BaseException) for s in states.values()):
+    run = _Discovery(urls, timeout)
+    run.run()
+    run.report()
+    if all(isinstance(s, BaseException) for s in run.states.values()):
         errors = "; ".join(
             f"{n}: {describe_pg_error(s)}"
-            for n, s in states.items()
+            for n, s in run.states.items()
             if isinstance(s, BaseException)
         )
         raise TopologyError(
             f"cannot reach any seed node ({errors}); check the addresses, that the servers run, "
             "and the credentials"
         )
-    nodes = [Node(n, u, Role.UNKNOWN) for n, u in seen.items()]
-    updated = nodes_from_states(nodes, states)
+    nodes = [Node(n, u, Role.UNKNOWN) for n, u in run.kept.items()]
+    updated = nodes_from_states(nodes, run.states)
     order = {Role.PRIMARY: 0, Role.REPLICA: 1}
     return Topology(tuple(sorted(updated, key=lambda n: (order.get(n.role, 2), n.name))))
