@@ -187,6 +187,7 @@ def test_app_side_partition_is_no_failover_and_writes_resume_on_the_same_primary
             # The standbys name the primary by its own port, the application by the
             # forwarder's: still recognised as its standbys, they take reads.
             _until(lambda: len(cluster.topology.readable_replicas()) == 2, 10, "2 standbys")
+            _until(lambda: name in monitor.source_aliases.values(), 5, "the alias learnt")
             writer = Writer(cluster)
             writer.wait_acked(20, 10, "writes before the cut")
             t_cut = time.monotonic()
@@ -266,6 +267,7 @@ def test_full_partition_of_the_primary_is_failed_over_and_the_old_one_fenced(
             assert monitor is not None
             name = f"127.0.0.1:{app_link.port}"
             _until(lambda: len(cluster.topology.readable_replicas()) == 2, 10, "2 standbys")
+            _until(lambda: name in monitor.source_aliases.values(), 5, "the alias learnt")
             writer = Writer(cluster)
             writer.wait_acked(20, 10, "writes before the cut")
             t_cut = time.monotonic()

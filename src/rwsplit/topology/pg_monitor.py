@@ -365,7 +365,17 @@ class PgMonitor(Monitor):
         }
         if not standbys:
             return False  # no witness: it may be this process that is cut off
-        sources = self._sources(name)
+        # Its name, the addresses learnt for it, and any address that is no node's name (a
+        # partition may start before an alias was learnt): whether that is the primary, the
+        # WAL receivers' restart below tells.
+        names = {n.name for n in self.cluster.topology.nodes}
+        sources = self._sources(name) | {
+            s.source
+            for s in standbys.values()
+            if s.source is not None
+            and s.source not in names
+            and s.source not in self.source_aliases
+        }
         streaming = [n for n, s in standbys.items() if s.streaming and s.source in sources]
         if not streaming:
             return True
