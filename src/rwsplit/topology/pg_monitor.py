@@ -18,7 +18,10 @@ The same thread, rhythm, fork handling and public interface as
   open for ``wal_receiver_timeout`` (a minute by default): with ``auto_failover`` the monitor
   restarts their WAL receivers (:func:`~rwsplit.topology.pg_failover.restart_wal_receiver`)
   and waits its timeout: a live primary gets them back at once, a hung one does not. Then
-  ``auto_failover`` runs :func:`rwsplit.topology.pg_failover.failover`;
+  ``auto_failover`` runs :func:`rwsplit.topology.pg_failover.failover`. Standbys may name the
+  primary otherwise than the application (a host name, a proxy): the address they stream from
+  is learnt as an alias of the primary (:attr:`PgMonitor.source_aliases`), and a standby
+  streaming from an address that is no node's name is asked too;
 * a former primary that comes back (kept in ``cluster.fenced``) is made read-only and its
   sessions ended (:func:`~rwsplit.topology.pg_failover.fence`), out of routing, and reported
   in :attr:`PgMonitor.needs_rebuild` until it runs as a standby.
