@@ -302,6 +302,33 @@ def _clean_dirty(engine: Engine) -> Callable[[Any, Any], None]:
     return checkin
 
 
+def _shutdown_socket(dbapi_connection: Any) -> bool:
+    """Shut the socket of a PyMySQL or psycopg connection down (a statement waiting on it
+    fails as a lost connection); False when it has none this can reach."""
+    sock = getattr(dbapi_connection, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+            return True
+        return False
+    driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is None:
+        return False
+    try:
+        # libpq owns the descriptor: shut a duplicate down (the socket, not libpq's fd).
+        dup = socket.socket(fileno=os.dup(pgconn.socket))
+    except Exception:  # closed already, or not a socket
+        return False
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+        return True
+    except OSError:
+        return False
+    finally:
+        dup.close()
+
+
 def _timeout_args(
     drivername: str, connect: float | None, read: float | None, write: float | None
 ) -> dict[str, Any]:
@@ -714,9 +741,10 @@ class Cluster:
             event.listen(engine, "begin", _forget_writes)
             event.listen(engine, "rollback", _forget_writes)
             event.listen(engine, "handle_error", lambda ctx: self._on_primary_error(name, ctx))
-            if url.get_driver_name() == "pymysql" and not is_async_url(url):
+            if url.get_driver_name() in ("pymysql", "psycopg") and not is_async_url(url):
                 # Connections in use, to cut when this node stops being the primary
-                # (_abort_in_flight): PyMySQL only, the driver whose socket rwsplit can reach.
+                # (_abort_in_flight): PyMySQL and psycopg, the drivers whose socket rwsplit
+                # can reach.
                 in_use: weakref.WeakSet[Any] = weakref.WeakSet()
                 self._checked_out[engine] = in_use
                 event.listen(engine, "checkout", lambda dbapi, rec, proxy: _track(in_use, dbapi))
@@ -1039,7 +1067,9 @@ class Cluster:
         thread for the whole ``primary_read_timeout``. Shutting the socket down makes it fail
         at once, like a lost connection: before ``COMMIT`` the unit of work is retryable,
         during it the outcome is unknown (:class:`~rwsplit.TransactionOutcomeUnknownError`),
-        never a success. PyMySQL connections only (others keep their read timeout).
+        never a success. PyMySQL and psycopg connections (libpq has no read timeout: without
+        the cut, a statement on a primary cut off from this process waits for ever); others
+        keep their read timeout.
         """
         engine = self._engines.get((name, True))
         in_use = self._checked_out.get(engine) if engine is not None else None
@@ -1047,11 +1077,7 @@ class Cluster:
             return
         cut = 0
         for dbapi_connection in list(in_use):
-            sock = getattr(dbapi_connection, "_sock", None)
-            if sock is None:
-                continue
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            if _shutdown_socket(dbapi_connection):
                 cut += 1
         if cut:
             log.warning(

@@ -187,6 +187,18 @@ class BlackholeProxy:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
+    def heal(self) -> None:
+        """End the cut: new connections pass again. Those open during it lost bytes (their
+        streams can never resume), so they are reset, as TCP gives up on them after a long
+        partition."""
+        stale, self._sockets = self._sockets, []
+        for s in stale:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked on it
+            with contextlib.suppress(OSError):
+                s.close()
+        self.cut.clear()
+
     def close(self) -> None:
         self._closed = True
         for s in [self._listener, *self._sockets]:

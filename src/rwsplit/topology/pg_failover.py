@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -639,11 +639,16 @@ def _standbys_of(states: Mapping[str, pg.PgNodeState], primary: str) -> list[str
 
 
 def standbys_reach(
-    probes: Mapping[str, PgProbe], names: Sequence[str], primary: str, grace: float
+    probes: Mapping[str, PgProbe],
+    names: Sequence[str],
+    primary: str | Collection[str],
+    grace: float,
 ) -> list[str] | None:
-    """Restart the WAL receivers of *names* and return those that stream from *primary*
-    again within *grace* (``None``: a standby could not be asked). A live primary takes them
-    back within milliseconds; a hung or dead one leaves them connecting."""
+    """Restart the WAL receivers of *names* and return those that stream from *primary* (its
+    name, or every address it is known by) again within *grace* (``None``: a standby could
+    not be asked). A live primary takes them back within milliseconds; a hung or dead one
+    leaves them connecting."""
+    sources = {primary} if isinstance(primary, str) else set(primary)
     for n in names:
         try:
             restart_wal_receiver(probes[n])
@@ -655,7 +660,7 @@ def standbys_reach(
     def check() -> bool:
         for n in names:
             s = _probe(probes[n])
-            reached = isinstance(s, pg.PgNodeState) and s.streaming and s.source == primary
+            reached = isinstance(s, pg.PgNodeState) and s.streaming and s.source in sources
             if reached and n not in back:
                 back.append(n)
         return bool(back)

@@ -18,7 +18,10 @@ The same thread, rhythm, fork handling and public interface as
   open for ``wal_receiver_timeout`` (a minute by default): with ``auto_failover`` the monitor
   restarts their WAL receivers (:func:`~rwsplit.topology.pg_failover.restart_wal_receiver`)
   and waits its timeout: a live primary gets them back at once, a hung one does not. Then
-  ``auto_failover`` runs :func:`rwsplit.topology.pg_failover.failover`;
+  ``auto_failover`` runs :func:`rwsplit.topology.pg_failover.failover`. Standbys may name the
+  primary otherwise than the application (a host name, a proxy): the address they stream from
+  is learnt as an alias of the primary (:attr:`PgMonitor.source_aliases`), and a standby
+  streaming from an address that is no node's name is asked too;
 * a former primary that comes back (kept in ``cluster.fenced``) is made read-only and its
   sessions ended (:func:`~rwsplit.topology.pg_failover.fence`), out of routing, and reported
   in :attr:`PgMonitor.needs_rebuild` until it runs as a standby.
@@ -35,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from ..servers import postgresql as pg
@@ -150,6 +153,11 @@ class PgMonitor(Monitor):
         self._sync_read: tuple[str, int] | None = None
         self.needs_rebuild: dict[str, str] = {}
         """Former primaries that came back, with what to do (``pg_rewind`` or a rebuild)."""
+        self.source_aliases: dict[str, str] = {}
+        """Upstream addresses standbys stream from (``sender_host:sender_port``) that are no
+        node's name, each with the node it reaches: the primary as the standbys spell it (a
+        host name, an IP address, a proxy) when the application spells it differently.
+        Learnt while that node was the only writable one, answered, and had standbys."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,6 +252,7 @@ class PgMonitor(Monitor):
             self._primary_name = writable[0]
             primary_state = results[writable[0]].state
             self._read_synchronous(writable[0])
+            self._learn_aliases(writable[0], results)
         elif not writable and old.primary is not None:
             self._primary_name = old.primary.name
         updated: list[Node] = []
@@ -260,6 +269,9 @@ class PgMonitor(Monitor):
                 updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
                 continue
             new = pg_node(node.name, node.url, r.state, primary_state)
+            rep = new.replication
+            if rep is not None and rep.source in self.source_aliases:
+                new = new.evolve(replication=replace(rep, source=self.source_aliases[rep.source]))
             if node.name in cluster.fenced:
                 new = self._fenced(node.name, r.state, new)
             elif (
@@ -279,6 +291,26 @@ class PgMonitor(Monitor):
         self._log_changes(old, topology)
         cluster.publish(topology)
         return topology
+
+    def _learn_aliases(self, primary: str, results: Mapping[str, PgProbeResult]) -> None:
+        """Standbys streaming from an address that is no node's name, while *primary* (the
+        only writable node) has standbys: that address reaches *primary* (the standbys name
+        it differently from the application: a host name, an IP address, a proxy)."""
+        state = results[primary].state
+        if state is None or not state.standbys:
+            return
+        names = {n.name for n in self.cluster.topology.nodes}
+        for r in results.values():
+            s = r.state
+            source = s.source if s is not None and s.streaming else None
+            if source is None or source in names or source in self.source_aliases:
+                continue
+            log.info("standbys reach the primary %s as %s", primary, source)
+            self.source_aliases[source] = primary
+
+    def _sources(self, name: str) -> set[str]:
+        """The addresses standbys may stream from node *name* by: its name, its aliases."""
+        return {name, *(a for a, n in self.source_aliases.items() if n == name)}
 
     def _read_synchronous(self, primary: str) -> None:
         last = self._sync_read
@@ -336,7 +368,18 @@ class PgMonitor(Monitor):
         }
         if not standbys:
             return False  # no witness: it may be this process that is cut off
-        streaming = [n for n, s in standbys.items() if s.streaming and s.source == name]
+        # Its name, the addresses learnt for it, and any address that is no node's name (a
+        # partition may start before an alias was learnt): whether that is the primary, the
+        # WAL receivers' restart below tells.
+        names = {n.name for n in self.cluster.topology.nodes}
+        sources = self._sources(name) | {
+            s.source
+            for s in standbys.values()
+            if s.source is not None
+            and s.source not in names
+            and s.source not in self.source_aliases
+        }
+        streaming = [n for n, s in standbys.items() if s.streaming and s.source in sources]
         if not streaming:
             return True
         if not self.auto_failover or time.monotonic() < self._verify_again_at:
@@ -352,7 +395,7 @@ class PgMonitor(Monitor):
             r.failures,
             ", ".join(streaming),
         )
-        back = standbys_reach(self._pg, streaming, name, max(self.timeout, 0.5))
+        back = standbys_reach(self._pg, streaming, sources, max(self.timeout, 0.5))
         if back is None or back:
             log.warning(
                 "primary %s: %s reconnected to it: alive, only unreachable from this process "
