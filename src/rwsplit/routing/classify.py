@@ -1186,7 +1186,11 @@ def _classify_uncached(sql: str) -> Classification:
         write = _WRITE_FROM_VERB.get(verb)
         if write is not None and not head.group(1):
             if ";" not in sql:
-                if ("/*" in sql or "#" in sql or "--" in sql) and _may_hint(sql):
+                if ("/*" in sql or "#" in sql or "--" in sql) and (
+                    _may_hint(sql) or "/*!" in sql or "/*M!" in sql
+                ):
+                    # A hint, or an executable comment the lexer reads both ways (its reason
+                    # says so): the full rules, as _classify_lexed would decide.
                     return _classify_lexed(sql)
                 return write
             if "/*!" in sql or "/*M!" in sql:  # a comment that may hide or show a ";"
