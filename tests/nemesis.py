@@ -43,6 +43,7 @@ from rwsplit import (
     FailoverOptions,
     RetryableWriteError,
     RoutingError,
+    RwSplitError,
     TransactionOutcomeUnknownError,
 )
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
@@ -167,6 +168,11 @@ def _told(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _untyped(exc: BaseException) -> bool:
+    """Not an rwsplit error (a raw driver error): an anomaly of its own (``untyped-error``)."""
+    return not isinstance(exc, RwSplitError)
+
+
 def cluster_options(**overrides: object) -> dict[str, object]:
     options: dict[str, object] = {
         "monitor_interval": 0.25,
@@ -231,6 +237,7 @@ class Workload:
                 status=_status(exc),
                 value=value,
                 error=_told(exc),
+                untyped=_untyped(exc),
                 node=node,
             )
         op = self.history.add(
@@ -260,6 +267,7 @@ class Workload:
                 completed=now(),
                 status=Status.FAILED,
                 error=_told(exc),
+                untyped=_untyped(exc),
             )
         return self.history.add(
             process=process,
@@ -299,6 +307,7 @@ class Workload:
                         status=Status.FAILED,
                         request=rid,
                         error=_told(exc),
+                        untyped=_untyped(exc),
                     )
                     return False
                 self.history.add(
@@ -424,6 +433,7 @@ class Peer:
                 observed=o.get("observed"),
                 request=o.get("request"),
                 error=o.get("error"),
+                untyped=bool(o.get("untyped")),
             )
             for i, o in enumerate(data["ops"], 1)
         ]
@@ -478,6 +488,7 @@ def _peer_main(config_path: str) -> int:
             "observed": o.observed,
             "request": o.request,
             "error": o.error,
+            "untyped": o.untyped,
             "node": o.node,
         }
         for o in history
