@@ -26,6 +26,7 @@ from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox, Sandbox
 from rwsplit.sandbox.postgresql import PgNode, PgSandbox
 
 from ..fix_pg import _running
+from .async_util import DRIVERS, async_cluster, run
 from .util import sql, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
@@ -129,6 +130,8 @@ def test_a_full_primary_gives_typed_errors_and_stays_primary(sb: Sandbox) -> Non
             cur.execute("SET GLOBAL max_connections = 10")
         held += _fill(primary.connect, _too_many)
         _check_typed_errors(cluster, primary.address, "storm")
+        for driver in DRIVERS:
+            run(_async_write_refused(async_cluster(sb, driver), primary.address))
         with admin.cursor() as cur:
             cur.execute("SET GLOBAL max_connections = 300")
         for c in held:
@@ -141,6 +144,19 @@ def test_a_full_primary_gives_typed_errors_and_stays_primary(sb: Sandbox) -> Non
             with contextlib.suppress(Exception):
                 c.close()
         cluster.close()
+
+
+async def _async_write_refused(cluster: Cluster, primary: str) -> None:
+    """The same under asyncio (aiomysql, asyncmy): the write's error, and a replica's read."""
+    try:
+        refused = rf"primary {primary} refused a new connection"
+        async with cluster.async_session() as s:
+            with pytest.raises(RetryableWriteError, match=refused):
+                await s.execute(text("INSERT INTO storm (id) VALUES (1)"))
+        async with cluster.async_session() as s:
+            assert (await s.execute(text("SELECT COUNT(*) FROM storm"))).scalar() == 0
+    finally:
+        await cluster.aclose()
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
