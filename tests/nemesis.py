@@ -1056,10 +1056,13 @@ def _candidates(n: Nemesis, want: int, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
-    """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*;
-    the killed node is started again once a new primary takes writes, and should rejoin as
-    a replica.
+def repeated_failovers(
+    n: Nemesis, seconds: float, every: float = 5.0, enough: int | None = None
+) -> None:
+    """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*
+    (or until this process has seen *enough* primary changes: the short form stops at the
+    five failovers it asserts); the killed node is started again once a new primary takes
+    writes, and should rejoin as a replica.
 
     Each kill waits until a replica follows the primary and is caught up: a primary without
     a replica cannot be failed over, and with async replication it acknowledges what no
@@ -1093,6 +1096,8 @@ def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
             if recover and "--init-rpl-role=SLAVE" not in victim.extra_args:
                 victim.extra_args.append("--init-rpl-role=SLAVE")
             n.sb.restart(victim.name)
+        if enough is not None and n.failovers >= enough:
+            break
         n.work.stop.wait(max(0.0, every - (time.monotonic() - started)))
     n.healed()
     n.wait_for_acks(10, timeout=30)
@@ -1150,6 +1155,7 @@ def run_case(
     peer: bool = True,
     prepare: Callable[[Sandbox], None] | None = None,
     balanced_reads: bool = False,
+    after: float | None = None,
     **overrides: object,
 ) -> Report:
     """A fresh sandbox, the workload with a second process, *fault*, and the checker.
@@ -1157,6 +1163,8 @@ def run_case(
     :param server_binary: the server family / binary (the sandbox's ``server_binary``).
     :param prepare: called with the started sandbox before the workload starts.
     :param balanced_reads: requests read outside a read-only transaction (Workload.request).
+    :param after: seconds the workload goes on after the fault is healed (default: half of
+        *seconds*); every fault also waits for writes acknowledged after its heal.
     :param overrides: Cluster options replacing :func:`cluster_options`'s.
     """
     kind: type[Sandbox] = Sandbox
@@ -1180,7 +1188,7 @@ def run_case(
         try:
             with n.traffic(seconds=seconds + 120):
                 fault.run(n, seconds)
-                _hold(n, seconds / 2)  # the workload goes on after the heal
+                _hold(n, seconds / 2 if after is None else after)  # goes on after the heal
             return n.check()
         finally:
             n.close()
