@@ -787,7 +787,7 @@ class Cluster:
         of a plain read into :class:`~rwsplit.ReadFailedError` from it.
         """
         reason = describe_error(orig)
-        log.warning("primary %s refused a new connection (%s)", name, reason)
+        log.info("primary %s refused a new connection (%s)", name, reason)  # a storm: many
         raise RetryableWriteError(
             f"the primary {name} refused a new connection ({reason}): it is alive but has no "
             "connection slot free (max_connections, or the account's connection limit); "
