@@ -27,6 +27,8 @@ non-primary       a node that was never the primary logged transactions of its o
                   (witness: its own binlog GTIDs, its server id / server_uuid)
 diverged          a replica that follows the final primary and caught up, but whose values
                   differ from the primary's
+untyped-error     the client got an error that is not an rwsplit type (a raw driver error):
+                  rwsplit promises a typed error saying what happened and what to do
 ================  ==========================================================================
 
 Writes are *sets*: each write inserts a value no other operation uses, so presence is
@@ -76,6 +78,7 @@ class Anomaly(enum.Enum):
     NON_MONOTONIC = "non-monotonic"
     NON_PRIMARY = "non-primary"
     DIVERGED = "diverged"
+    UNTYPED_ERROR = "untyped-error"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Op:
     """The exception the client got (type and message), if any."""
     node: str | None = None
     """Where it ran, when known."""
+    untyped: bool = False
+    """The error was not an rwsplit exception (``RwSplitError``): a raw driver error."""
 
     def describe(self, origin: float = 0.0) -> str:
         what = {
@@ -334,6 +339,18 @@ def check(ops: Iterable[Op], nodes: Sequence[NodeState], *, origin: float = 0.0)
     unknown_values = sorted({v for n in nodes for v in n.values} - set(by_value))
     if unknown_values:
         notes.append(f"values no recorded write made: {unknown_values[:10]}")
+
+    untyped = tuple(o for o in history if o.untyped)
+    if untyped:
+        kinds = Counter((o.error or "?").split(":", 1)[0] for o in untyped)
+        findings.append(
+            Finding(
+                Anomaly.UNTYPED_ERROR,
+                f"{len(untyped)} operations failed with an error that is not an rwsplit type "
+                f"({dict(kinds)})",
+                untyped,
+            )
+        )
 
     findings.extend(_stale_reads(history))
     findings.extend(_non_monotonic(history))

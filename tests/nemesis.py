@@ -43,6 +43,7 @@ from rwsplit import (
     FailoverOptions,
     RetryableWriteError,
     RoutingError,
+    RwSplitError,
     TransactionOutcomeUnknownError,
 )
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
@@ -167,6 +168,11 @@ def _told(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _untyped(exc: BaseException) -> bool:
+    """Not an rwsplit error (a raw driver error): an anomaly of its own (``untyped-error``)."""
+    return not isinstance(exc, RwSplitError)
+
+
 def cluster_options(**overrides: object) -> dict[str, object]:
     options: dict[str, object] = {
         "monitor_interval": 0.25,
@@ -231,6 +237,7 @@ class Workload:
                 status=_status(exc),
                 value=value,
                 error=_told(exc),
+                untyped=_untyped(exc),
                 node=node,
             )
         op = self.history.add(
@@ -260,6 +267,7 @@ class Workload:
                 completed=now(),
                 status=Status.FAILED,
                 error=_told(exc),
+                untyped=_untyped(exc),
             )
         return self.history.add(
             process=process,
@@ -299,6 +307,7 @@ class Workload:
                         status=Status.FAILED,
                         request=rid,
                         error=_told(exc),
+                        untyped=_untyped(exc),
                     )
                     return False
                 self.history.add(
@@ -424,6 +433,7 @@ class Peer:
                 observed=o.get("observed"),
                 request=o.get("request"),
                 error=o.get("error"),
+                untyped=bool(o.get("untyped")),
             )
             for i, o in enumerate(data["ops"], 1)
         ]
@@ -478,6 +488,7 @@ def _peer_main(config_path: str) -> int:
             "observed": o.observed,
             "request": o.request,
             "error": o.error,
+            "untyped": o.untyped,
             "node": o.node,
         }
         for o in history
@@ -1045,10 +1056,13 @@ def _candidates(n: Nemesis, want: int, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
-    """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*;
-    the killed node is started again once a new primary takes writes, and should rejoin as
-    a replica.
+def repeated_failovers(
+    n: Nemesis, seconds: float, every: float = 5.0, enough: int | None = None
+) -> None:
+    """kill -9 of whichever node is the primary, about every *every* seconds for *seconds*
+    (or until this process has seen *enough* primary changes: the short form stops at the
+    five failovers it asserts); the killed node is started again once a new primary takes
+    writes, and should rejoin as a replica.
 
     Each kill waits until a replica follows the primary and is caught up: a primary without
     a replica cannot be failed over, and with async replication it acknowledges what no
@@ -1082,6 +1096,8 @@ def repeated_failovers(n: Nemesis, seconds: float, every: float = 5.0) -> None:
             if recover and "--init-rpl-role=SLAVE" not in victim.extra_args:
                 victim.extra_args.append("--init-rpl-role=SLAVE")
             n.sb.restart(victim.name)
+        if enough is not None and n.failovers >= enough:
+            break
         n.work.stop.wait(max(0.0, every - (time.monotonic() - started)))
     n.healed()
     n.wait_for_acks(10, timeout=30)
@@ -1139,6 +1155,7 @@ def run_case(
     peer: bool = True,
     prepare: Callable[[Sandbox], None] | None = None,
     balanced_reads: bool = False,
+    after: float | None = None,
     **overrides: object,
 ) -> Report:
     """A fresh sandbox, the workload with a second process, *fault*, and the checker.
@@ -1146,6 +1163,8 @@ def run_case(
     :param server_binary: the server family / binary (the sandbox's ``server_binary``).
     :param prepare: called with the started sandbox before the workload starts.
     :param balanced_reads: requests read outside a read-only transaction (Workload.request).
+    :param after: seconds the workload goes on after the fault is healed (default: half of
+        *seconds*); every fault also waits for writes acknowledged after its heal.
     :param overrides: Cluster options replacing :func:`cluster_options`'s.
     """
     kind: type[Sandbox] = Sandbox
@@ -1169,7 +1188,7 @@ def run_case(
         try:
             with n.traffic(seconds=seconds + 120):
                 fault.run(n, seconds)
-                _hold(n, seconds / 2)  # the workload goes on after the heal
+                _hold(n, seconds / 2 if after is None else after)  # goes on after the heal
             return n.check()
         finally:
             n.close()

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 __all__ = [
     "CONNECTION_LOST_CODES",
+    "CONNECTION_REFUSED_CODES",
     "READ_ONLY_CODES",
     "REPLICA_UNUSABLE_CODES",
     "error_code",
     "is_connection_failure",
+    "is_connection_refused",
     "is_read_only_rejection",
     "is_read_timeout",
     "is_replica_unusable",
@@ -41,6 +43,10 @@ REPLICA_UNUSABLE_CODES = CONNECTION_LOST_CODES | {
     1226,
     2026,
 }
+# A live server refusing a new connection for want of capacity (a connection storm): too many
+# connections (1040), the account's max_user_connections (1203) or hourly limits (1226), this
+# host blocked after too many connection errors (1129). Nothing was sent on that connection.
+CONNECTION_REFUSED_CODES = frozenset({1040, 1129, 1203, 1226})
 # Server errors that mean "this server / session is read-only": 1290 (--read-only and other
 # options), 1792 (statement in a READ ONLY transaction), 1836 (read-only mode), 1874 (InnoDB
 # read-only).
@@ -61,6 +67,15 @@ def is_read_only_rejection(exc: BaseException) -> bool:
 def is_connection_failure(exc: BaseException) -> bool:
     """True when driver error *exc* means the server or the connection to it is gone."""
     return error_code(exc) in CONNECTION_LOST_CODES
+
+
+def is_connection_refused(exc: BaseException) -> bool:
+    """True when driver error *exc* is a live server refusing a new connection (it is full).
+
+    >>> is_connection_refused(OSError(1040, "Too many connections"))
+    True
+    """
+    return error_code(exc) in CONNECTION_REFUSED_CODES
 
 
 def is_replica_unusable(exc: BaseException) -> bool:

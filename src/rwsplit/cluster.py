@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
@@ -757,6 +757,10 @@ class Cluster:
             return
         orig = ctx.original_exception
         family = self.family
+        if family.is_connection_refused(orig):
+            # Checked first: libpq's "too many clients already" also looks like a lost
+            # connection, and the node is not gone.
+            self._refused_connection(name, orig)
         read_only = family.is_read_only_rejection(orig)
         if not (ctx.is_disconnect or family.is_connection_lost(orig) or read_only):
             return
@@ -799,6 +803,25 @@ class Cluster:
             f"the primary {name} failed ({reason}) before anything was committed: the "
             "transaction was rolled back; retry the whole unit of work (rwsplit sends it to "
             f"the primary it finds next; {then})"
+        )
+
+    def _refused_connection(self, name: str, orig: BaseException) -> NoReturn:
+        """The primary refused a new connection (too many connections, a connection limit).
+
+        It refuses at connect, before any statement: nothing was sent, nothing committed. The
+        node is alive and stays the primary (the monitor counts such a refusal as an answer,
+        see :data:`rwsplit.topology.probe.SERVER_ANSWERED`): no re-probe, no failover.
+        SQLAlchemy chains the driver's error as the ``__cause__``: the session turns the error
+        of a plain read into :class:`~rwsplit.ReadFailedError` from it.
+        """
+        reason = describe_error(orig)
+        log.info("primary %s refused a new connection (%s)", name, reason)  # a storm: many
+        raise RetryableWriteError(
+            f"the primary {name} refused a new connection ({reason}): it is alive but has no "
+            "connection slot free (max_connections, or the account's connection limit); "
+            "nothing was sent, nothing committed: retry the unit of work after a short "
+            "back-off, and if it persists raise the server's connection limit or lower the "
+            "pool sizes (pool_size + max_overflow per process) of the applications using it"
         )
 
     def _before_primary_statement(self, name: str, conn: Any, statement: str) -> None:

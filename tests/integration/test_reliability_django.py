@@ -6,6 +6,8 @@
   since fenced never commit a write there (the ``root`` account has ``SUPER`` and writes
   through ``read_only``): refused with :class:`~rwsplit.RetryableWriteError`, and the retry
   goes to the new primary. The witness is the old primary's own binary log.
+* A connection storm: a primary out of connection slots (1040) gives
+  :class:`~rwsplit.RetryableWriteError` naming the node, not a raw driver error.
 """
 
 from __future__ import annotations
@@ -108,3 +110,57 @@ def test_persistent_connections_never_write_to_a_fenced_primary(
         cursor.execute("INSERT INTO f VALUES (2)")
     assert count(new, "f") == 2
     assert binlog_pos(old) == before
+
+
+@pytest.fixture
+def storm_alias(fresh_sandbox: Sandbox) -> Iterator[str]:
+    add_alias("storm", node_settings(fresh_sandbox))
+    try:
+        yield "storm"
+    finally:
+        drop_alias("storm")
+
+
+def test_a_full_primary_gives_a_typed_error(storm_alias: str, fresh_sandbox: Sandbox) -> None:
+    """The primary refuses new connections (1040 Too many connections): the write that needs
+    one gets ``OperationalError`` carrying :class:`~rwsplit.RetryableWriteError` that names
+    the node and the cause; a plain read goes to a replica; writes go on once slots free."""
+    import pymysql
+
+    sb = fresh_sandbox
+    primary = sb.primary
+    conn = connections[storm_alias]
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE storm (id INT PRIMARY KEY)")
+    sb.wait_caught_up()
+    close_old_connections()
+    conn.close()
+    admin = primary.connect()  # taken before the fill: it restores the limit
+    held = [admin]
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_connections = 10")
+        for _ in range(300):  # bounded: the server allows 10 (+1 for SUPER)
+            try:
+                held.append(primary.connect())
+            except pymysql.err.OperationalError as exc:
+                assert exc.args[0] == 1040, exc
+                break
+        else:
+            raise AssertionError("the primary accepted 300 connections")
+        with pytest.raises(OperationalError) as caught, conn.cursor() as cursor:
+            cursor.execute("INSERT INTO storm VALUES (1)")
+        err = rwsplit_error(caught.value)
+        assert isinstance(err, RetryableWriteError), caught.value
+        assert f"primary {primary.address} refused a new connection" in str(err)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM storm")
+            assert cursor.fetchone() == (0,)
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL max_connections = 300")
+    finally:
+        for c in held:
+            c.close()
+    with conn.cursor() as cursor:
+        cursor.execute("INSERT INTO storm VALUES (2)")
+    assert count(primary, "storm") == 1

@@ -186,10 +186,26 @@ def test_a_replica_not_following_the_primary_is_not_judged_for_divergence() -> N
     assert check(CLEAN_OPS, nodes).ok
 
 
+def test_a_raw_driver_error_is_an_anomaly() -> None:
+    raw = Op(
+        next(_ids), "w1", Kind.WRITE, 0.9, 0.91, Status.FAILED, value=6,
+        error="OperationalError: (1040, 'Too many connections')", untyped=True,
+    )  # fmt: skip
+    typed = Op(
+        next(_ids), "w1", Kind.WRITE, 0.92, 0.93, Status.NOT_COMMITTED, value=7,
+        error="RetryableWriteError: the primary db1 refused a new connection",
+    )  # fmt: skip
+    result = check([*CLEAN_OPS, raw, typed], CLEAN_NODES)
+    assert result.counts == {Anomaly.UNTYPED_ERROR: 1}
+    (f,) = result.of(Anomaly.UNTYPED_ERROR)
+    assert f.ops == (raw,)
+    assert "OperationalError" in f.summary and "[untyped-error]" in result.render()
+
+
 def test_every_kind_is_covered_by_a_test() -> None:
     tested = {
         Anomaly.LOST, Anomaly.LIE, Anomaly.DUPLICATE, Anomaly.STALE_READ,
-        Anomaly.NON_MONOTONIC, Anomaly.NON_PRIMARY, Anomaly.DIVERGED,
+        Anomaly.NON_MONOTONIC, Anomaly.NON_PRIMARY, Anomaly.DIVERGED, Anomaly.UNTYPED_ERROR,
     }  # fmt: skip
     assert tested == set(Anomaly)
 

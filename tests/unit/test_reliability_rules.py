@@ -106,6 +106,22 @@ def test_a_busy_primary_is_never_suspect(cluster: Cluster) -> None:
     assert not m._primary_dead(refused)  # connected, registering on a slow link
 
 
+def test_a_busy_primary_after_a_failed_probe_takes_writes_again(cluster: Cluster) -> None:
+    """A KILLed kept connection reads as lost (2013, MySQL): the primary leaves routing; the
+    next probe refused for want of slots (1040) proves it alive: back in routing."""
+    m = Monitor(cluster, failure_threshold=3)
+    replica = ProbeResult("db2:3306", replica_of(), None, 0)
+    lost = ProbeResult("db1:3306", None, "2013: lost", 1)
+    m._publish({"db1:3306": lost, "db2:3306": replica})
+    assert cluster.topology.primary is None
+    refused = ProbeResult(
+        "db1:3306", None, "1040: Too many connections", 0, answered=True, busy=True
+    )
+    m._publish({"db1:3306": refused, "db2:3306": replica})
+    primary = cluster.topology.primary
+    assert primary is not None and primary.name == "db1:3306" and primary.error is None
+
+
 def test_replicas_still_receiving_veto_a_failover(cluster: Cluster) -> None:
     m = Monitor(cluster, failure_threshold=1)
     m._primary_name = "db1:3306"

@@ -341,22 +341,28 @@ class RoutingWrapper(BaseDatabaseWrapper):  # type: ignore[misc]
         try:
             conn = super().get_new_connection(conn_params)
         except self.Database.Error as exc:
-            if not self.is_connection_failure(exc):
+            # A live primary out of connection slots (a connection storm) is not re-probed.
+            refused = self.cluster.family.is_connection_refused(exc)
+            if not (refused or self.is_connection_failure(exc)):
                 raise
-            self.cluster.refresh_soon()
+            if not refused:
+                self.cluster.refresh_soon()
             if not self._in_transaction():
                 # The statement that needed the primary was not sent: what the router made of
                 # it (sticky after a write) must not send this connection's next reads there.
                 self._router.end_transaction()
-            raise django_error(
-                RetryableWriteError(
-                    f"cannot connect to the primary {name} ({describe_error(exc)}); nothing was "
-                    "sent: retry shortly (the cluster is re-probed"
-                    + ("" if self.cluster.monitor is None else ", a failover may be under way")
-                    + ")"
-                ),
-                exc,
-            ) from None
+            message = (
+                f"the primary {name} refused a new connection ({describe_error(exc)}): it is "
+                "alive but has no connection slot free; nothing was sent: retry after a short "
+                "back-off, and if it persists raise the server's connection limit or lower the "
+                "number of connections the applications hold"
+                if refused
+                else f"cannot connect to the primary {name} ({describe_error(exc)}); nothing was "
+                "sent: retry shortly (the cluster is re-probed"
+                + ("" if self.cluster.monitor is None else ", a failover may be under way")
+                + ")"
+            )
+            raise django_error(RetryableWriteError(message), exc) from None
         assert name is not None
         try:
             # What the Cluster's own primary engines run on each new connection: the server

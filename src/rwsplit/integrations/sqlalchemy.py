@@ -564,6 +564,9 @@ class RoutingSession(Session):
                     raise
                 redirected = True
                 continue
+            except RetryableWriteError as exc:
+                self._refused_read(exc)
+                raise
             except ReadFailedError as exc:
                 if router.wrote or router.sticky:
                     raise RetryableWriteError(
@@ -625,6 +628,29 @@ class RoutingSession(Session):
                     self._adopt_primary_connection()
                 self._check_text_commit()
             return result
+
+    def _refused_read(self, exc: RetryableWriteError) -> None:
+        """The primary refused a new connection (too many connections) for a plain read of a
+        session that has not written: a read failed, not a write (nothing was sent)."""
+        router = self._router
+        c = router.last_classification
+        cause = exc.__cause__
+        if (
+            cause is None
+            or router.wrote
+            or router.sticky
+            or c is None
+            or c.target is not Target.REPLICA
+            or not self.cluster.family.is_connection_refused(cause)
+        ):
+            return
+        name = self.cluster.primary_name or "?"
+        raise ReadFailedError(
+            f"a read on the primary {name} failed: the primary refused a new connection "
+            f"({_short(cause)}): it is alive but has no connection slot free; nothing was "
+            "sent: retry the read after a short back-off (reads that may go to a replica "
+            "are sent to one when a replica can take them)"
+        ) from cause
 
     def _check_text_commit(self) -> None:
         """A ``COMMIT`` sent as SQL text must not answer from a node that is no longer primary."""

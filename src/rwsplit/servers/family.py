@@ -72,6 +72,11 @@ class RoutingFamily(Protocol):
 
     def is_replica_unusable(self, exc: BaseException | None) -> bool: ...
 
+    def is_connection_refused(self, exc: BaseException | None) -> bool:
+        """A live server refused a new connection for want of capacity (a connection storm:
+        too many connections): nothing was sent, and the node is not dead."""
+        ...
+
     def timeout_args(
         self, drivername: str, connect: float | None, read: float | None, write: float | None
     ) -> dict[str, Any]:
@@ -140,6 +145,11 @@ class MySQLRouting:
         from .._server_errors import is_replica_unusable
 
         return exc is not None and is_replica_unusable(exc)
+
+    def is_connection_refused(self, exc: BaseException | None) -> bool:
+        from .._server_errors import is_connection_refused
+
+        return exc is not None and is_connection_refused(exc)
 
     def timeout_args(
         self, drivername: str, connect: float | None, read: float | None, write: float | None
@@ -222,6 +232,9 @@ class PostgreSQLRouting:
 
     def is_replica_unusable(self, exc: BaseException | None) -> bool:
         return pg.is_replica_unusable(exc)
+
+    def is_connection_refused(self, exc: BaseException | None) -> bool:
+        return pg.is_connection_refused(exc)
 
     def timeout_args(
         self, drivername: str, connect: float | None, read: float | None, write: float | None

@@ -41,6 +41,7 @@ __all__ = [
     "PgNodeState",
     "StandbyInfo",
     "is_connection_lost",
+    "is_connection_refused",
     "is_read_only_rejection",
     "is_recovery_conflict",
     "is_replica_unusable",
@@ -222,6 +223,22 @@ _UNUSABLE = frozenset({"28000", "28P01", "3D000", "53300", "53400"})
 def is_replica_unusable(exc: BaseException | None) -> bool:
     """True when *exc* means a standby cannot serve reads now (gone, refusing, full)."""
     return is_connection_lost(exc) or sqlstate(exc) in _UNUSABLE
+
+
+_REFUSED = frozenset({"53300", "53400"})  # too many connections / a configuration limit
+# libpq reports a refusal at connect time without a SQLSTATE: only its message says why.
+_REFUSED_TEXT = ("too many clients already", "remaining connection slots are reserved")
+
+
+def is_connection_refused(exc: BaseException | None) -> bool:
+    """True when a live server refused a new connection for want of capacity (SQLSTATE
+    53300 / 53400, or libpq's message at connect, which carries no SQLSTATE)."""
+    if exc is None:
+        return False
+    if sqlstate(exc) in _REFUSED:
+        return True
+    text = str(exc)
+    return any(t in text for t in _REFUSED_TEXT)
 
 
 _ANSWERED = frozenset({"28000", "28P01", "3D000", "53300", "53400", "57P03", "42501"})

@@ -364,8 +364,12 @@ class Monitor:
                 continue
             if r.state is None and r.busy and node.role is Role.PRIMARY:
                 # Alive but refusing new connections: the connections the application holds
-                # still work, and writes go on once slots free up; keep it as it was.
-                updated.append(node)
+                # still work, and writes go on once slots free up; keep it as it was. An
+                # earlier failed probe is cleared: the refusal is evidence of life (on MySQL
+                # the KILL of the monitor's kept connection reads as a lost connection, 2013,
+                # which took the primary out of routing for the whole storm: NoPrimaryError).
+                # Writes still check the node on the server (new connection, before commit).
+                updated.append(node if node.healthy else node.evolve(healthy=True, error=None))
                 continue
             if r.state is None:
                 why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"

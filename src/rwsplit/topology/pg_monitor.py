@@ -263,7 +263,9 @@ class PgMonitor(Monitor):
                 continue
             if r.state is None:
                 if r.busy and node.role is Role.PRIMARY:
-                    updated.append(node)  # alive, full: the application's connections work
+                    # Alive, full: the application's connections work. An earlier failed
+                    # probe (its backend terminated: "lost") is cleared by this evidence of life.
+                    updated.append(node if node.healthy else node.evolve(healthy=True, error=None))
                     continue
                 why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
                 updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
