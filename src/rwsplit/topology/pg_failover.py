@@ -638,6 +638,20 @@ def _standbys_of(states: Mapping[str, pg.PgNodeState], primary: str) -> list[str
     return [n for n, s in states.items() if s.in_recovery and s.streaming and s.source == primary]
 
 
+_RECEIVER_SQL = "SELECT pid, status, sender_host, sender_port FROM pg_stat_wal_receiver"
+
+
+def _receiver(probe: PgProbe) -> tuple[object, bool, str | None]:
+    """A standby's WAL receiver: its pid (``None``: none runs), whether it streams, and the
+    address it streams from (``host:port``)."""
+    rows = probe.query(_RECEIVER_SQL)
+    if not rows:
+        return None, False, None
+    row = rows[0]
+    host, port = row["sender_host"], row["sender_port"]
+    return row["pid"], row["status"] == "streaming", f"{host}:{port}" if host and port else None
+
+
 def standbys_reach(
     probes: Mapping[str, PgProbe],
     names: Sequence[str],
@@ -649,8 +663,10 @@ def standbys_reach(
     not be asked). A live primary takes them back within milliseconds; a hung or dead one
     leaves them connecting."""
     sources = {primary} if isinstance(primary, str) else set(primary)
+    before: dict[str, object] = {}
     for n in names:
         try:
+            before[n] = _receiver(probes[n])[0]
             restart_wal_receiver(probes[n])
         except Exception as exc:
             log.error("cannot restart the WAL receiver of %s: %s", n, describe_pg_error(exc))
@@ -658,9 +674,14 @@ def standbys_reach(
     back: list[str] = []
 
     def check() -> bool:
+        # The reload restarts the receiver asynchronously: the old one, still streaming for a
+        # moment, is no answer; only a new receiver (another pid) streaming from it is.
         for n in names:
-            s = _probe(probes[n])
-            reached = isinstance(s, pg.PgNodeState) and s.streaming and s.source in sources
+            try:
+                pid, streaming, source = _receiver(probes[n])
+            except Exception:
+                continue
+            reached = pid is not None and pid != before[n] and streaming and source in sources
             if reached and n not in back:
                 back.append(n)
         return bool(back)

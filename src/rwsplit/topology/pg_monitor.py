@@ -153,6 +153,7 @@ class PgMonitor(Monitor):
         self._sync_read: tuple[str, int] | None = None
         self.needs_rebuild: dict[str, str] = {}
         """Former primaries that came back, with what to do (``pg_rewind`` or a rebuild)."""
+        self._vouched_until = 0.0  # until then, standbys not streaming are no death
         self.source_aliases: dict[str, str] = {}
         """Upstream addresses standbys stream from (``sender_host:sender_port``) that are no
         node's name, each with the node it reaches: the primary as the standbys spell it (a
@@ -383,7 +384,10 @@ class PgMonitor(Monitor):
         }
         streaming = [n for n, s in standbys.items() if s.streaming and s.source in sources]
         if not streaming:
-            return True
+            # Right after this monitor restarted their WAL receivers and saw one reconnect,
+            # standbys still restarting theirs do not stream: no evidence of death until the
+            # check is due again.
+            return time.monotonic() >= self._vouched_until
         if not self.auto_failover or time.monotonic() < self._verify_again_at:
             return False
         # A hung primary keeps its standbys' connections for wal_receiver_timeout: ask them.
@@ -399,6 +403,7 @@ class PgMonitor(Monitor):
         )
         back = standbys_reach(self._pg, streaming, sources, max(self.timeout, 0.5))
         if back is None or back:
+            self._vouched_until = self._verify_again_at
             log.warning(
                 "primary %s: %s reconnected to it: alive, only unreachable from this process "
                 "(a partition?); no failover",
