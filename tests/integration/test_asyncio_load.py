@@ -181,10 +181,11 @@ class LoopLag:
             gc.enable()
 
 
-LAG_BOUND = 0.15
+LAG_BOUND = 0.4
 """Largest loop lag accepted (seconds): generous, for a loaded 2-core CI machine (measured
-here: 5-30 ms). A causal wait of CAUSAL_TIMEOUT that blocked the loop would show as at least
-that, 6x the bound: the control below shows the measurement sees it."""
+here: 5-30 ms quiet, up to 152 ms with several test runs beside it). A causal wait of
+CAUSAL_TIMEOUT that blocked the loop would show as at least that, 2.5x the bound: the
+control below shows the measurement sees it."""
 CAUSAL_TIMEOUT = 1.0
 
 
