@@ -202,7 +202,13 @@ def _kill_and_wait_for_a_new_primary(
     assert monitor.last_failover is not None
     started = monitor.last_failover.started_at
     # The first write acknowledged after the failover started (one in flight on the old
-    # primary may be acknowledged just after the kill).
+    # primary may be acknowledged just after the kill; on a loaded machine more than 50 ms
+    # after it, so the write seen above may predate the failover).
+    wait_until(
+        lambda: any(at > started for _, at in writer.acked),
+        timeout=bound,
+        what="a write after the failover started",
+    )
     first = min(at for _, at in writer.acked if at > started) - t_kill
     return started - t_kill, first
 
