@@ -1436,16 +1436,25 @@ def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classificatio
     return found
 
 
-def _inspect_select(clause: ClauseElement) -> Classification:
-    """Walk a Select for anything that makes it more than a plain read (functions, text)."""
+def _inspect_select(
+    clause: ClauseElement,
+    function_element: Callable[[FunctionElement[Any]], Classification | None] | None = None,
+    text_fragment: Callable[[str], Classification | None] | None = None,
+) -> Classification:
+    """Walk a Select for anything that makes it more than a plain read (functions, text).
+
+    *function_element* / *text_fragment*: a dialect's own readings of a SQL function and of a
+    text fragment (PostgreSQL's classifier passes its own); MySQL's by default."""
+    function_element = function_element or _function_element
+    text_fragment = text_fragment or _text_fragment
     for element in visitors.iterate(clause):
         found: Classification | None = None
         if isinstance(element, FunctionElement):
-            found = _function_element(element)
+            found = function_element(element)
         elif isinstance(element, TextClause):
-            found = _text_fragment(element.text)
+            found = text_fragment(element.text)
         elif isinstance(element, ColumnClause) and element.is_literal:
-            found = _text_fragment(element.name)
+            found = text_fragment(element.name)
         elif isinstance(element, UpdateBase):
             return Classification(Target.PRIMARY, "Select with a data-changing CTE", Flag.WRITE)
         elif (
@@ -1457,7 +1466,7 @@ def _inspect_select(clause: ClauseElement) -> Classification:
         if found is not None:
             return found
     for prefix in [*getattr(clause, "_prefixes", ()), *getattr(clause, "_suffixes", ())]:
-        found = _text_fragment(str(prefix[0]))
+        found = text_fragment(str(prefix[0]))
         if found is not None:
             return found
     return _PLAIN_SELECT

@@ -39,12 +39,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import ClauseElement, ColumnClause, TextClause
+from sqlalchemy.sql.elements import ClauseElement, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CompoundSelect, Select, TextualSelect
 
+from . import classify as _classify
 from ._lexer import (
     DOT,
     LPAREN,
@@ -1096,29 +1096,9 @@ def _text_fragment(sql: str) -> Classification | None:
 
 
 def _inspect_select(clause: ClauseElement) -> Classification:
-    for element in visitors.iterate(clause):
-        found: Classification | None = None
-        if isinstance(element, FunctionElement):
-            found = _function_element(element)
-        elif isinstance(element, TextClause):
-            found = _text_fragment(element.text)
-        elif isinstance(element, ColumnClause) and element.is_literal:
-            found = _text_fragment(element.name)
-        elif isinstance(element, UpdateBase):
-            return Classification(Target.PRIMARY, "Select with a data-changing CTE", Flag.WRITE)
-        elif (
-            isinstance(element, (Select, CompoundSelect))
-            and element is not clause
-            and element._for_update_arg is not None
-        ):
-            return _LOCKING_SELECT
-        if found is not None:
-            return found
-    for prefix in [*getattr(clause, "_prefixes", ()), *getattr(clause, "_suffixes", ())]:
-        found = _text_fragment(str(prefix[0]))
-        if found is not None:
-            return found
-    return _PLAIN_SELECT
+    """MySQL's walk of a Select (:func:`rwsplit.routing.classify._inspect_select`) with
+    PostgreSQL's readings of functions and text fragments."""
+    return _classify._inspect_select(clause, _function_element, _text_fragment)
 
 
 def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
