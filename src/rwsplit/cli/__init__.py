@@ -259,6 +259,11 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
             + (f"  ({r['error']})" if r.get("error") else "")
         )
     print(f"replication account: {sb.replication_user} {sb.replication_password}")
+    return status_exit(rows, base)
+
+
+def status_exit(rows: list[dict[str, Any]], base: Path) -> int:
+    """``sandbox status``'s exit code (0 all running, 3 not), naming what is stopped."""
     stopped = [r["name"] for r in rows if not r["running"]]
     if not stopped:
         return EXIT_OK

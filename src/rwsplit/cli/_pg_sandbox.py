@@ -11,11 +11,11 @@ from typing import Any
 
 from . import (
     EXIT_FAILED,
-    EXIT_NOT_RUNNING,
     EXIT_OK,
     CommandLineError,
     _progress,
     plural,
+    status_exit,
     yes_no,
 )
 
@@ -123,18 +123,7 @@ def pg_status(args: argparse.Namespace, base: Path) -> int:
             + (f"  ({r['error']})" if r.get("error") else "")
         )
     print(f"replication account: {sb.replication_user} {sb.replication_password}")
-    stopped = [r["name"] for r in rows if not r["running"]]
-    if not stopped:
-        return EXIT_OK
-    if len(stopped) == len(rows):
-        print(f"rwsplit: no server of the sandbox in {base} is running", file=sys.stderr)
-    else:
-        print(
-            f"rwsplit: {len(rows) - len(stopped)} of {len(rows)} servers running; "
-            f"stopped: {', '.join(stopped)}",
-            file=sys.stderr,
-        )
-    return EXIT_NOT_RUNNING
+    return status_exit(rows, base)
 
 
 def _role(row: dict[str, Any]) -> str:
