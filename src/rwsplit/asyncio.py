@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -48,6 +49,8 @@ from ._async_drivers import INSTALL_HINT, require_async_cluster
 from .config import TLSConfig
 from .errors import ConfigurationError
 from .integrations.sqlalchemy import RoutingSession
+
+log = logging.getLogger("rwsplit.asyncio")
 
 try:
     # SQLAlchemy's asyncio extension needs greenlet: 2.1 refuses the import without it,
@@ -169,7 +172,30 @@ def create_async_node_engine(url: URL, options: Mapping[str, Any]) -> Engine:
         # (aiomysql's "Unclosed connection" ResourceWarning when the garbage collector meets
         # it). terminate() is that graceful close with a fallback: close the transport.
         dialect.do_close = dialect.do_terminate  # type: ignore[method-assign]
+    elif dialect.driver in ("aiomysql", "asyncmy"):
+        # SQLAlchemy before 2.0.2x: the adapter's close() only closes the transport. Over TLS
+        # the socket closes after the TLS shutdown, which needs the event loop: when the loop
+        # ends first the socket is left open (the garbage collector's ResourceWarning).
+        dialect.do_close = _close_gracefully  # type: ignore[method-assign]
     return engine
+
+
+def _close_gracefully(dbapi_connection: Any) -> None:
+    """``terminate()`` of newer SQLAlchemy, for the releases whose MySQL adapters lack it.
+
+    In the event loop's greenlet: QUIT, and wait for the stream (TLS included) to close. Outside
+    it, or when that fails (a dead server): close the transport at once.
+    """
+    from sqlalchemy.util import await_only
+
+    ensure_closed = getattr(getattr(dbapi_connection, "_connection", None), "ensure_closed", None)
+    try:
+        if ensure_closed is not None:
+            await_only(ensure_closed())  # MissingGreenlet outside the loop: closes the coroutine
+    except Exception as exc:  # the server is gone, or not in the loop's greenlet
+        log.debug("graceful close failed (%s): closing the transport", exc)
+    finally:
+        dbapi_connection.close()
 
 
 def _tls_to_ssl_context(args: dict[str, Any]) -> dict[str, Any]:

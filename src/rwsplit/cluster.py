@@ -688,6 +688,7 @@ class Cluster:
 
             raise ConfigurationError(missing_driver(url, exc)) from None
         if not writable:
+            _sa_compat.autocommit_level(engine)
             if self.family.name == "mysql":
                 event.listen(engine, "connect", _set_read_only)
             else:

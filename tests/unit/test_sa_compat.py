@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
@@ -51,3 +52,42 @@ def test_is_autocommit() -> None:
         assert _sa_compat.is_autocommit(conn)
     with create_engine("sqlite://").connect() as conn:
         assert not _sa_compat.is_autocommit(conn)
+
+
+class _FakeConnectorConnection:
+    """What the isolation-level calls touch of a MySQL Connector/Python connection."""
+
+    def __init__(self) -> None:
+        self.autocommit = False
+        self.statements: list[str] = []
+
+    def cursor(self) -> _FakeConnectorConnection:
+        return self
+
+    def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+
+    def close(self) -> None:
+        pass
+
+
+def test_autocommit_level_on_mysqlconnector() -> None:
+    pytest.importorskip("mysql.connector")
+    engine = create_engine("mysql+mysqlconnector://u@127.0.0.1:1/", isolation_level="AUTOCOMMIT")
+    _sa_compat.autocommit_level(engine)
+    dialect = engine.dialect
+    # Every SQLAlchemy release CI runs (the oldest left it out) now accepts AUTOCOMMIT.
+    assert "AUTOCOMMIT" in dialect.get_isolation_level_values(None)
+    conn = _FakeConnectorConnection()
+    dialect.set_isolation_level(conn, "AUTOCOMMIT")
+    assert conn.autocommit is True
+    dialect.set_isolation_level(conn, "READ COMMITTED")
+    assert conn.autocommit is False
+    assert any("READ COMMITTED" in s for s in conn.statements)
+
+
+def test_autocommit_level_leaves_other_dialects_alone() -> None:
+    engine = create_engine("sqlite://")
+    before = engine.dialect.get_isolation_level_values
+    _sa_compat.autocommit_level(engine)
+    assert engine.dialect.get_isolation_level_values == before

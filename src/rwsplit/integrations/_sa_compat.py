@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
 __all__ = [
+    "autocommit_level",
     "drop_connection",
     "is_autocommit",
     "keep_connection",
@@ -98,3 +99,35 @@ def skip_rollback(engine: Engine) -> None:
     ended by the pool ``reset`` listener, which calls the DBAPI ``rollback()`` itself.
     """
     engine.dialect.do_rollback = _no_rollback  # type: ignore[method-assign]
+
+
+def autocommit_level(engine: Engine) -> None:
+    """Let *engine* run in ``AUTOCOMMIT`` isolation where its dialect forgot to list it.
+
+    SQLAlchemy 2.0 before 2.0.2x left ``AUTOCOMMIT`` out of ``mysql+mysqlconnector``'s
+    isolation levels (its ``get_isolation_level_values``), although MySQL Connector/Python
+    supports it (``connection.autocommit``) and newer releases list it: a replica engine
+    created with ``isolation_level="AUTOCOMMIT"`` then failed on its first connection with
+    ``ArgumentError``. On such a dialect this adds the level to *engine*'s own dialect (no
+    other engine's), setting it the way newer releases do. Elsewhere it does nothing.
+    """
+    dialect = engine.dialect
+    if dialect.driver != "mysqlconnector":
+        return
+    levels = tuple(dialect.get_isolation_level_values(None))  # type: ignore[arg-type]
+    if "AUTOCOMMIT" in levels:
+        return
+    set_level = dialect.set_isolation_level
+
+    def values(dbapi_connection: Any) -> tuple[str, ...]:
+        return (*levels, "AUTOCOMMIT")
+
+    def set_isolation_level(dbapi_connection: Any, level: Any) -> None:
+        if level == "AUTOCOMMIT":
+            dbapi_connection.autocommit = True
+        else:
+            dbapi_connection.autocommit = False
+            set_level(dbapi_connection, level)
+
+    dialect.get_isolation_level_values = values  # type: ignore[method-assign,assignment]
+    dialect.set_isolation_level = set_isolation_level  # type: ignore[method-assign]
