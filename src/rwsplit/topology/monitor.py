@@ -21,7 +21,10 @@ parallel (short connect/read timeouts, one kept connection per node), and publis
   monitor restarts their IO threads (``STOP SLAVE IO_THREAD; START SLAVE IO_THREAD``, which
   resumes from the same position) and waits ``timeout``: a live primary gets them back
   at once, a hung or dead one leaves them connecting. Only then does ``auto_failover`` run
-  :func:`rwsplit.failover.failover`.
+  :func:`rwsplit.failover.failover`;
+* a primary promoted without semi-sync although the cluster ran it (no other replica could
+  acknowledge) gets the source side back on once a semi-sync replica follows it
+  (:mod:`rwsplit.topology._semi_sync`).
 
 A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
 primary is suspect it polls twice as often (rounds start ``interval / 2`` apart, or right
