@@ -394,6 +394,72 @@ def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) 
         cluster.close()
 
 
+def test_semi_sync_comes_back_on_a_primary_promoted_with_no_replica(
+    semi_sync_lsu: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The primary dies while the other replica is down: the promoted node has nothing to
+    acknowledge its commits and runs without semi-sync. Once a replica follows it again the
+    monitor turns the source side back on (before: it stayed off for good, and the next
+    failover could lose acknowledged writes)."""
+    import logging
+
+    from sqlalchemy import text
+
+    from rwsplit import failover
+
+    caplog.set_level(logging.INFO, logger="rwsplit")
+    sb = semi_sync_lsu
+    old = sb.primary
+    new, other = sb.replicas
+    cluster = _cluster(sb)
+    try:
+        make_table(cluster, sb)
+        monitor = cluster.monitor
+        assert monitor is not None
+        wait_until(lambda: monitor.rounds >= 3, what="the monitor's first rounds")
+        assert monitor._primary_semi_sync is True  # it saw the cluster run semi-sync
+        sb.kill(other.name)  # the other replica is down ...
+        sb.kill(old.name)  # ... when the primary dies
+        wait_until(
+            lambda: monitor.last_failover is not None,
+            timeout=30,
+            what="the automated failover",
+        )
+        assert monitor.last_failover is not None
+        assert monitor.last_failover.new_primary == new.address
+        # Nothing could acknowledge: promoted without semi-sync, and writes go on.
+        assert not semi_sync_source_on(new)
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO w (id) VALUES (1)"))
+            s.commit()
+        # A replica follows it again: the other one comes back and is repointed (a re-run
+        # of the failover finishes the job for nodes that were down).
+        sb.restart(other.name)
+        again = failover(cluster, OPTIONS)
+        assert again.new_primary == new.address and again.repointed == [other.address]
+        t_repointed = time.monotonic()
+        wait_until(lambda: semi_sync_source_on(new), timeout=30, what="semi-sync back on")
+        took = time.monotonic() - t_repointed
+        assert semi_sync_status(new, "status") == "ON"
+        assert int(semi_sync_status(new, "clients")) == 1
+        yes_tx = int(semi_sync_status(new, "yes_tx"))
+        with cluster.session() as s:
+            s.execute(text("INSERT INTO w (id) VALUES (2)"))
+            s.commit()
+        assert int(semi_sync_status(new, "yes_tx")) > yes_tx  # acknowledged by a replica
+        rearmed = [r for r in caplog.records if "semi-sync re-armed" in r.getMessage()]
+        assert len(rearmed) == 1 and new.address in rearmed[0].getMessage()
+        assert rearmed[0].levelno == logging.WARNING
+        # Idempotent: later rounds leave it alone.
+        rounds = monitor.rounds
+        wait_until(lambda: monitor.rounds > rounds + 5, what="more rounds")
+        assert semi_sync_source_on(new)
+        assert len([r for r in caplog.records if "semi-sync re-armed" in r.getMessage()]) == 1
+        print(f"semi-sync back on the promoted node {took:.2f}s after a replica followed it")
+    finally:
+        cluster.close()
+
+
 def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_lsu: Sandbox) -> None:
     """A replica with log_slave_updates and the semi-sync waiting side on (a demoted primary
     before the fix): its SQL thread waits for an ACK forever, its data gets older and older.
