@@ -41,8 +41,9 @@ log = logging.getLogger("rwsplit.failover")
 
 QUORUMS = ("majority_of_running", "majority_of_all")
 
+_Id = TypeVar("_Id")
 _Conn = TypeVar("_Conn")
-_Lock = TypeVar("_Lock", bound="MajorityLock[Any]")
+_Lock = TypeVar("_Lock", bound="MajorityLock[Any, Any]")
 
 
 def lock_name(cluster_id: str) -> str:
@@ -74,12 +75,14 @@ class Acquired(enum.Enum):
     """Too few servers answer for a majority: nobody may change the topology."""
 
 
-class MajorityLock(abc.ABC, Generic[_Conn]):
+class MajorityLock(abc.ABC, Generic[_Id, _Conn]):
     """The majority-lock protocol both server families share (see the module docstring):
     acquire in node-name order, stop at the first busy server, count a quorum, confirm,
     release. A subclass supplies only the server calls (:meth:`_open`, :meth:`_try_lock`,
     :meth:`_is_mine`, :meth:`_unlock`, :meth:`_describe`). Not thread-safe.
 
+    :param lock: what the servers know the lock by (:attr:`FailoverLock.name`,
+        :attr:`~rwsplit.topology._pg_coordination.PgFailoverLock.key`).
     :param targets: every server of the cluster (a server known dead may be left out; with
         ``majority_of_all`` it still counts in the total through *total*).
     :param quorum: ``"majority_of_running"`` (of the servers that answer) or
@@ -94,6 +97,7 @@ class MajorityLock(abc.ABC, Generic[_Conn]):
 
     def __init__(
         self,
+        lock: _Id,
         targets: Sequence[LockTarget],
         *,
         quorum: str = "majority_of_running",
@@ -102,6 +106,7 @@ class MajorityLock(abc.ABC, Generic[_Conn]):
     ) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
+        self.lock = lock
         self.targets = sorted(targets, key=lambda t: t.name)
         self.quorum = quorum
         self.total = max(total or 0, len(self.targets))
@@ -115,10 +120,6 @@ class MajorityLock(abc.ABC, Generic[_Conn]):
         self._conns: dict[str, _Conn] = {}
 
     # ------------------------------------------------------------------ the server calls
-
-    @abc.abstractmethod
-    def _label(self) -> str:
-        """The lock as log messages name it."""
 
     @abc.abstractmethod
     def _open(self, target: LockTarget) -> _Conn:
@@ -181,7 +182,7 @@ class MajorityLock(abc.ABC, Generic[_Conn]):
         else:
             log.info(
                 "failover lock %s held on %s (%d of %d needed, %s)",
-                self._label(),
+                self.lock,
                 ", ".join(self.held),
                 len(self.held),
                 self.needed(),
@@ -258,31 +259,21 @@ class MajorityLock(abc.ABC, Generic[_Conn]):
             return None
 
 
-class FailoverLock(MajorityLock["pymysql.Connection[Any]"]):
+class FailoverLock(MajorityLock[str, "pymysql.Connection[Any]"]):
     """The cluster-wide failover lock on MariaDB/MySQL servers (see the module docstring):
     ``GET_LOCK`` on each server. Not thread-safe.
 
-    :param name: the lock name (:func:`lock_name`).
+    :param lock: the lock name (:func:`lock_name`), also :attr:`name`.
 
     The other parameters are :class:`MajorityLock`'s.
     """
 
     _lock_call = "GET_LOCK"
 
-    def __init__(
-        self,
-        name: str,
-        targets: Sequence[LockTarget],
-        *,
-        quorum: str = "majority_of_running",
-        total: int | None = None,
-        timeout: float = 2.0,
-    ) -> None:
-        super().__init__(targets, quorum=quorum, total=total, timeout=timeout)
-        self.name = name
-
-    def _label(self) -> str:
-        return self.name
+    @property
+    def name(self) -> str:
+        """The server lock's name (:func:`lock_name`)."""
+        return self.lock
 
     def _open(self, target: LockTarget) -> pymysql.Connection[Any]:
         url = target.url

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from ._coordination import LockTarget, MajorityLock, _scalar
@@ -32,32 +31,22 @@ def lock_key(cluster_id: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PgFailoverLock(MajorityLock[Any]):
+class PgFailoverLock(MajorityLock[int, Any]):
     """The cluster-wide failover lock on PostgreSQL servers (same interface as
     :class:`~rwsplit.topology._coordination.FailoverLock`): ``pg_try_advisory_lock`` on
     each server. Not thread-safe.
 
-    :param key: the advisory lock's key (:func:`lock_key`).
+    :param lock: the advisory lock's key (:func:`lock_key`), also :attr:`key`.
 
     The other parameters are :class:`~rwsplit.topology._coordination.MajorityLock`'s.
     """
 
     _lock_call = "pg_try_advisory_lock"
 
-    def __init__(
-        self,
-        key: int,
-        targets: Sequence[LockTarget],
-        *,
-        quorum: str = "majority_of_running",
-        total: int | None = None,
-        timeout: float = 2.0,
-    ) -> None:
-        super().__init__(targets, quorum=quorum, total=total, timeout=timeout)
-        self.key = key
-
-    def _label(self) -> str:
-        return str(self.key)
+    @property
+    def key(self) -> int:
+        """The advisory lock's key (:func:`lock_key`)."""
+        return self.lock
 
     def _open(self, target: LockTarget) -> Any:
         import psycopg
