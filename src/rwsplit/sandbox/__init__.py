@@ -55,9 +55,11 @@ from ..errors import SandboxError, ServerBinaryNotFoundError
 from ..servers import MariaDB, MySQL, family_for_version
 from ._common import STATE_FILE as STATE_FILE  # re-exported: the CLI reads it
 from ._common import (
+    NodeBase,
     Progress,
     SandboxBase,
     build_template,
+    check_node_count,
     log_tail,
     node_names,
     poll,
@@ -163,7 +165,7 @@ def find_server_binaries(server: str | None = None) -> ServerBinaries:
 
 
 @dataclass
-class SandboxNode:
+class SandboxNode(NodeBase):
     """One server of the sandbox."""
 
     name: str
@@ -179,15 +181,6 @@ class SandboxNode:
     def url(self) -> str:
         """SQLAlchemy URL of this node (user ``root``, no password: a local throwaway)."""
         return f"mysql+pymysql://root@{self.host}:{self.port}/{DATABASE}"
-
-    @property
-    def address(self) -> str:
-        """``host:port`` (the rwsplit node name)."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def base(self) -> Path:
-        return Path(self.datadir).parent
 
     def connect(self, database: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
         """A plain PyMySQL admin connection to this node (autocommit)."""
@@ -247,13 +240,7 @@ class Sandbox(SandboxBase[SandboxNode]):
         server_binary: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        if replicas < 0:
-            raise SandboxError(f"replicas must be >= 0, got {replicas}")
-        if semi_sync and replicas == 0:
-            raise SandboxError(
-                "semi_sync needs at least one replica: the primary waits for one to "
-                "acknowledge every commit"
-            )
+        check_node_count(replicas, "replica", waits=semi_sync, waits_option="semi_sync")
         super().__init__(
             base_dir=base_dir,
             tmp_prefix="rwsplit-",

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..errors import SandboxError
 
@@ -33,9 +33,11 @@ __all__ = [
     "SPAWNER",
     "STATE_FILE",
     "TERMINATING",
+    "NodeBase",
     "Progress",
     "SandboxBase",
     "build_template",
+    "check_node_count",
     "free_port",
     "log_tail",
     "node_names",
@@ -231,6 +233,18 @@ def log_tail(path: Path, missing: str) -> str:
         return missing
 
 
+def check_node_count(count: int, kind: str, *, waits: bool, waits_option: str) -> None:
+    """``SandboxError`` unless a sandbox can have *count* nodes of *kind* (``replica``,
+    ``standby``) besides its primary, and one to wait for when *waits* (*waits_option*)."""
+    if count < 0:
+        raise SandboxError(f"{kind}s must be >= 0, got {count}")
+    if waits and count == 0:
+        raise SandboxError(
+            f"{waits_option} needs at least one {kind}: the primary waits for one to "
+            "acknowledge every commit"
+        )
+
+
 def node_names(others: int, other: str) -> list[tuple[int, str, str]]:
     """``(index, name, role)`` of a primary and *others* nodes of role *other* (``replica``
     or ``standby``), named ``primary``, ``replica1`` ..."""
@@ -299,8 +313,9 @@ def build_template(
 # ------------------------------------------------------------------ the sandbox
 
 
-class Node(Protocol):
-    """What :class:`SandboxBase` needs of a node (``SandboxNode``, ``PgNode``)."""
+class NodeBase:
+    """What every sandbox node (``SandboxNode``, ``PgNode``: dataclasses) has, whatever its
+    server."""
 
     name: str
     port: int
@@ -309,13 +324,21 @@ class Node(Protocol):
     pid: int | None
 
     @property
-    def address(self) -> str: ...
+    def url(self) -> str:
+        raise NotImplementedError
 
     @property
-    def url(self) -> str: ...
+    def address(self) -> str:
+        """``host:port`` (the rwsplit node name)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base(self) -> Path:
+        """The node's directory: its data directory and its logs."""
+        return Path(self.datadir).parent
 
 
-NodeT = TypeVar("NodeT", bound=Node)
+NodeT = TypeVar("NodeT", bound=NodeBase)
 _S = TypeVar("_S", bound="SandboxBase[Any]")
 
 

@@ -53,9 +53,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SandboxError, ServerBinaryNotFoundError
 from ._common import (
     STATE_FILE,
+    NodeBase,
     Progress,
     SandboxBase,
     build_template,
+    check_node_count,
     free_port,
     log_tail,
     node_names,
@@ -164,7 +166,7 @@ def find_postgresql(bindir: str | os.PathLike[str] | None = None) -> Path:
 
 
 @dataclass
-class PgNode:
+class PgNode(NodeBase):
     """One PostgreSQL server of the sandbox."""
 
     name: str
@@ -181,22 +183,12 @@ class PgNode:
         return f"postgresql+psycopg://{USER}:{self.password}@{self.host}:{self.port}/{DATABASE}"
 
     @property
-    def address(self) -> str:
-        """``host:port`` (the rwsplit node name)."""
-        return f"{self.host}:{self.port}"
-
-    @property
     def application_name(self) -> str:
         """``name@host:port`` (``standby1@127.0.0.1:41873``): the ``application_name`` a
         standby streams with — how discovery (:func:`rwsplit.discover`) finds it from its
         upstream's ``pg_stat_replication``, and the name ``synchronous_standby_names`` lists
         (double-quoted there: it holds ``:``)."""
         return f"{self.name}@{self.address}"
-
-    @property
-    def base(self) -> Path:
-        """The node's directory: its data directory and its server log."""
-        return Path(self.datadir).parent
 
     @property
     def log_path(self) -> Path:
@@ -285,13 +277,7 @@ class PgSandbox(SandboxBase[PgNode]):
         host: str = "127.0.0.1",
         in_memory: bool | None = None,
     ) -> None:
-        if standbys < 0:
-            raise SandboxError(f"standbys must be >= 0, got {standbys}")
-        if synchronous and standbys == 0:
-            raise SandboxError(
-                "synchronous needs at least one standby: the primary waits for one to "
-                "acknowledge every commit"
-            )
+        check_node_count(standbys, "standby", waits=synchronous, waits_option="synchronous")
         if log_statement not in _LOG_STATEMENT:
             raise SandboxError(
                 f"log_statement must be one of {', '.join(_LOG_STATEMENT)}, got {log_statement!r}"
