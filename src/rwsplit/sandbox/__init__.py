@@ -398,7 +398,7 @@ class Sandbox(SandboxBase[SandboxNode]):
     def _spawn(self, node: SandboxNode) -> None:
         cmd = self.server_command(self.binaries, node)
         argv = cmd if self.detached else with_parent_death_signal(cmd, os.getpid())
-        self._popen(node, argv, Path(node.datadir).parent / "stdout.log")
+        self._popen(node, argv, node.base / "stdout.log")
 
     def _accepts(self, node: SandboxNode, password: str | None = None) -> bool:
         try:
@@ -408,7 +408,7 @@ class Sandbox(SandboxBase[SandboxNode]):
         return True
 
     def _log_tail(self, node: SandboxNode) -> str:
-        return log_tail(Path(node.datadir).parent / "error.log", "(no error log)")
+        return log_tail(node.base / "error.log", "(no error log)")
 
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
