@@ -62,6 +62,7 @@ from ._common import (
     check_node_count,
     log_tail,
     node_names,
+    pid_alive,
     poll,
     read_state,
     wait_gone,
@@ -689,13 +690,7 @@ def _pid_runs_server(pid: int, datadir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        if sys.platform.startswith("linux"):
-            return False
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        return not sys.platform.startswith("linux") and pid_alive(pid)
     return f"--datadir={datadir}".encode() in cmdline
 
 

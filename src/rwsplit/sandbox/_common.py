@@ -41,6 +41,7 @@ __all__ = [
     "free_port",
     "log_tail",
     "node_names",
+    "pid_alive",
     "poll",
     "proc_state",
     "read_state",
@@ -154,6 +155,15 @@ SPAWNER = _Spawner()
 
 
 # ------------------------------------------------------------------ processes, by pid
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process *pid* exists (all that can be told of it without ``/proc``)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def proc_state(pid: int) -> str:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SandboxError
+from ._common import pid_alive, wait_pids_gone
 from ._common import wait_gone as _wait_gone
-from ._common import wait_pids_gone
 
 __all__ = [
     "DATA_PREFIX",
@@ -216,13 +216,8 @@ def pid_runs_postgres(pid: int, datadir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        if Path("/proc/self").exists():
-            return False
-        try:  # no /proc (macOS): alive is all that can be told
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        # No /proc (macOS): alive is all that can be told.
+        return not Path("/proc/self").exists() and pid_alive(pid)
     d = datadir.encode()
     return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
 
