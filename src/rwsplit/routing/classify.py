@@ -824,7 +824,11 @@ def _rule_begin(toks: list[Tok]) -> Classification:
 
 
 def _rule_end_txn(toks: list[Tok]) -> Classification:
-    words = [t.up for t in toks[1:] if t.kind == WORD]
+    return _end_txn([t.up for t in toks[1:] if t.kind == WORD])
+
+
+def _end_txn(words: list[str]) -> Classification:
+    """``COMMIT`` / ``ROLLBACK`` from the words after the verb (PostgreSQL's too)."""
     if "TO" in words:
         return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
     if "CHAIN" in words and "NO" not in words:

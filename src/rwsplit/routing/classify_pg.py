@@ -67,6 +67,7 @@ from .classify import (
     Classification,
     Flag,
     Target,
+    _end_txn,
     _matching_paren,
     _primary,
     _Rule,
@@ -586,9 +587,10 @@ def _rule_begin(toks: list[Tok]) -> Classification:
 
 
 def _rule_end_txn(toks: list[Tok]) -> Classification:
-    if next((t.up for t in toks[1:] if t.kind == WORD), "") == "PREPARED":
+    words = [t.up for t in toks[1:] if t.kind == WORD]
+    if words[:1] == ["PREPARED"]:
         return _primary(f"{toks[0].up} PREPARED finishes a prepared transaction", Flag.WRITE)
-    return _classify._rule_end_txn(toks)  # as on MySQL
+    return _end_txn(words)  # as on MySQL
 
 
 def _rule_savepoint(toks: list[Tok]) -> Classification:
