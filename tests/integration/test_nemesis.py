@@ -19,7 +19,6 @@ from collections.abc import Iterator
 import pytest
 
 from rwsplit.sandbox import Sandbox
-from tests.fix_sandbox import require_server
 from tests.integration.util import wait_until
 from tests.nemesis import Nemesis, Report, _sql
 
@@ -27,24 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 @pytest.fixture
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_server()
-    sandbox = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("nemesis"),
-    )
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
-
-
-@pytest.fixture
-def nemesis(sb: Sandbox) -> Iterator[Nemesis]:
-    n = Nemesis(sb)
+def nemesis(semi_sync_sandbox: Sandbox) -> Iterator[Nemesis]:
+    n = Nemesis(semi_sync_sandbox)
     try:
         yield n
     finally:
@@ -59,7 +42,10 @@ def _assert_clean(n: Nemesis) -> Report:
     return report
 
 
-def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
+def test_hang_of_the_primary_then_it_comes_back(
+    semi_sync_sandbox: Sandbox, nemesis: Nemesis
+) -> None:
+    sb = semi_sync_sandbox
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.hang("primary"))
@@ -79,7 +65,10 @@ def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -
     )
 
 
-def test_restart_of_the_old_primary_after_a_failover(sb: Sandbox, nemesis: Nemesis) -> None:
+def test_restart_of_the_old_primary_after_a_failover(
+    semi_sync_sandbox: Sandbox, nemesis: Nemesis
+) -> None:
+    sb = semi_sync_sandbox
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.kill("primary"))
