@@ -7,17 +7,20 @@ same test runs on MariaDB and MySQL.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pymysql
 
 from rwsplit.pytest_plugin import replica_lag
-from rwsplit.sandbox import Sandbox, SandboxNode
+from rwsplit.sandbox import Sandbox, SandboxNode, free_port
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
 
 __all__ = [
+    "Forwarder",
     "ask",
     "family",
     "monitor_privilege",
@@ -156,3 +159,49 @@ def semi_sync_status(node: SandboxNode, name: str) -> str:
         return str(row[1]) if row else ""
 
     return ask(node, read)
+
+
+class Forwarder:
+    """A TCP forwarder on loopback to the server on *port*: a link that can fail in ways this
+    kernel cannot emulate (it has no ``netem``). Subclasses say how bytes pass (:meth:`_pump`,
+    one thread each way of each connection)."""
+
+    stop_when_server_refuses: ClassVar[bool] = False
+    """When the server refuses a connection: stop accepting any (else drop that one client's
+    connection and accept the next)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = free_port()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:  # the server is down: so is the link, for this connection
+                client.close()
+                if self.stop_when_server_refuses:
+                    return
+                continue
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        """Carry what *src* sends to *dst* until *src* ends."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        for s in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                s.close()
