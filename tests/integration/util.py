@@ -14,15 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import pymysql
+from sqlalchemy import MetaData
 
+from rwsplit import Cluster
 from rwsplit.pytest_plugin import replica_lag
 from rwsplit.sandbox import Sandbox, SandboxNode, free_port
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
+
+from ..fix_sandbox import on_mysql
 
 __all__ = [
     "Forwarder",
     "ask",
     "family",
+    "general_log",
     "monitor_privilege",
     "own_writes",
     "position",
@@ -34,6 +39,7 @@ __all__ = [
     "sql",
     "sql_unlogged",
     "sql_threads_stopped",
+    "tables",
     "wait_position",
     "wait_until",
 ]
@@ -133,6 +139,47 @@ def wait_position(node: SandboxNode, pos: str, timeout: float = 10.0) -> bool:
 def own_writes(node: SandboxNode) -> int:
     """Transactions *node* logged itself (executed on it, not replicated to it)."""
     return ask(node, lambda f, cur: sum(f.own_transactions(cur).values()))
+
+
+@contextlib.contextmanager
+def general_log(node: SandboxNode, *, raw: bool = False) -> Iterator[list[str]]:
+    """The statements *node* received while the block ran (its general log, as a table),
+    filled in when the block ends; the log is emptied before and after.
+
+    *raw*, on MySQL: ``log_raw`` on for the block, so that each ``COM_QUERY`` is one entry,
+    as it came (as MariaDB logs it), not each statement of a multi-statement query on its
+    own, once parsed."""
+    raw = raw and on_mysql()
+    seen: list[str] = []
+    sql(node, "SET GLOBAL log_output = 'TABLE'")
+    sql_unlogged(node, "TRUNCATE mysql.general_log")
+    if raw:
+        sql(node, "SET GLOBAL log_raw = ON")
+    sql(node, "SET GLOBAL general_log = 1")
+    try:
+        yield seen
+    finally:
+        sql(node, "SET GLOBAL general_log = 0")
+        if raw:
+            sql(node, "SET GLOBAL log_raw = OFF")
+        rows = sql(
+            node,
+            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
+            "WHERE command_type = 'Query'",
+        )
+        seen.extend(str(r[0]) for r in rows)
+        sql_unlogged(node, "TRUNCATE mysql.general_log")
+
+
+def tables(sb: Sandbox, metadata: MetaData) -> Iterator[Sandbox]:
+    """For a fixture to ``yield from``: *metadata*'s tables dropped and created afresh on *sb*,
+    the replicas caught up before the test and again after it."""
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        metadata.drop_all(c.write_engine())
+        metadata.create_all(c.write_engine())
+    sb.wait_caught_up()
+    yield sb
+    sb.wait_caught_up()
 
 
 @contextlib.contextmanager
