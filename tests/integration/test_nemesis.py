@@ -26,8 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 @pytest.fixture
-def nemesis(semi_sync_sandbox: Sandbox) -> Iterator[Nemesis]:
-    n = Nemesis(semi_sync_sandbox)
+def sb(semi_sync_sandbox: Sandbox) -> Sandbox:
+    return semi_sync_sandbox
+
+
+@pytest.fixture
+def nemesis(sb: Sandbox) -> Iterator[Nemesis]:
+    n = Nemesis(sb)
     try:
         yield n
     finally:
@@ -42,10 +47,7 @@ def _assert_clean(n: Nemesis) -> Report:
     return report
 
 
-def test_hang_of_the_primary_then_it_comes_back(
-    semi_sync_sandbox: Sandbox, nemesis: Nemesis
-) -> None:
-    sb = semi_sync_sandbox
+def test_hang_of_the_primary_then_it_comes_back(sb: Sandbox, nemesis: Nemesis) -> None:
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.hang("primary"))
@@ -65,10 +67,7 @@ def test_hang_of_the_primary_then_it_comes_back(
     )
 
 
-def test_restart_of_the_old_primary_after_a_failover(
-    semi_sync_sandbox: Sandbox, nemesis: Nemesis
-) -> None:
-    sb = semi_sync_sandbox
+def test_restart_of_the_old_primary_after_a_failover(sb: Sandbox, nemesis: Nemesis) -> None:
     with nemesis.traffic(seconds=60):
         nemesis.wait_for_acks(20, timeout=10)
         nemesis.fault(lambda: sb.kill("primary"))
