@@ -20,7 +20,7 @@ from .util import monitor_privilege
 pytestmark = [pytest.mark.integration]
 
 
-# `switchover`, `topology`, `sandbox`: with the sandbox's replication account.
+# Every command with the sandbox's replication account; only its arguments name the servers.
 rwsplit = functools.partial(fix_cli.rwsplit, replication_account=True)
 
 

@@ -21,7 +21,7 @@ from .util import replica_status, sql, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
-# `failover`, `sandbox`: with the sandbox's replication account.
+# Every command with the sandbox's replication account; only its arguments name the servers.
 rwsplit = functools.partial(fix_cli.rwsplit, replication_account=True)
 
 
