@@ -8,6 +8,10 @@ others.
 * ``sandbox`` (session scope): one primary + 2 replicas shared by non-destructive tests.
 * ``fresh_sandbox`` (function scope): a private cluster for tests that kill or reconfigure
   servers; stopped after the test whatever happens.
+* ``semi_sync_sandbox`` (function scope): the same, with semi-synchronous replication and
+  ``log_slave_updates``, as automated failover should run in production.
+* :func:`running_sandbox`: for a test module's own fixture with other :class:`Sandbox`
+  arguments (``yield from running_sandbox(base_dir, log_slave_updates=True)``).
 * ``cluster`` / ``fresh_cluster``: an :class:`rwsplit.Cluster` on those sandboxes.
 
 When no server binary is installed the integration tests are skipped locally, but on CI
@@ -76,7 +80,10 @@ def require_server() -> None:
         pytest.skip(str(exc))
 
 
-def _running(base_dir: Path, **kwargs: Any) -> Iterator[Sandbox]:
+def running_sandbox(base_dir: Path, **kwargs: Any) -> Iterator[Sandbox]:
+    """A started sandbox of one primary and 2 replicas in *base_dir* (*kwargs*: more
+    :class:`Sandbox` arguments), for a fixture to ``yield from``: stopped afterwards whatever
+    happens, and its files removed."""
     require_server()
     sb = Sandbox(replicas=2, base_dir=base_dir, **kwargs)
     sb.start()
@@ -92,12 +99,21 @@ def _running(base_dir: Path, **kwargs: Any) -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    yield from _running(tmp_path_factory.mktemp("sandbox"))
+    yield from running_sandbox(tmp_path_factory.mktemp("sandbox"))
 
 
 @pytest.fixture
 def fresh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    yield from _running(tmp_path_factory.mktemp("fresh"))
+    yield from running_sandbox(tmp_path_factory.mktemp("fresh"))
+
+
+@pytest.fixture
+def semi_sync_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Semi-sync with log-slave-updates: an acknowledged write survives ``kill -9``, and every
+    replica can follow the promoted one, whatever it had received when the primary died."""
+    yield from running_sandbox(
+        tmp_path_factory.mktemp("semisync"), semi_sync=True, log_slave_updates=True
+    )
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from rwsplit import Cluster, RoutingError, _pipelined_wait
 from rwsplit.sandbox import Sandbox, SandboxNode
 
 from ..fix_sandbox import in_transaction_sql, on_mysql
-from .util import run, sql, sql_unlogged
+from .util import general_log, run, tables
 
 pytestmark = [pytest.mark.integration]
 
@@ -38,39 +38,7 @@ class Item(Base):
 
 @pytest.fixture
 def items(sandbox: Sandbox) -> Iterator[Sandbox]:
-    with Cluster(sandbox.primary_url, sandbox.replica_urls) as c:
-        Base.metadata.drop_all(c.write_engine())
-        Base.metadata.create_all(c.write_engine())
-    sandbox.wait_caught_up()
-    yield sandbox
-    sandbox.wait_caught_up()
-
-
-@contextlib.contextmanager
-def general_log(node: SandboxNode) -> Iterator[list[str]]:
-    """The statements *node* received (one entry per ``COM_QUERY``) while the block ran.
-
-    MySQL logs each statement of a multi-statement query on its own, once parsed, unless
-    ``log_raw`` is on: then, as MariaDB does, the query as it came."""
-    seen: list[str] = []
-    sql(node, "SET GLOBAL log_output = 'TABLE'")
-    sql_unlogged(node, "TRUNCATE mysql.general_log")
-    if on_mysql():
-        sql(node, "SET GLOBAL log_raw = ON")
-    sql(node, "SET GLOBAL general_log = 1")
-    try:
-        yield seen
-    finally:
-        sql(node, "SET GLOBAL general_log = 0")
-        if on_mysql():
-            sql(node, "SET GLOBAL log_raw = OFF")
-        rows = sql(
-            node,
-            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
-            "WHERE command_type = 'Query'",
-        )
-        seen.extend(str(r[0]) for r in rows)
-        sql_unlogged(node, "TRUNCATE mysql.general_log")
+    yield from tables(sandbox, Base.metadata)
 
 
 @contextlib.contextmanager
@@ -115,7 +83,7 @@ def test_wait_and_read_are_one_statement_on_the_replica(items: Sandbox) -> None:
         _write(c, "warm-up")
         with c.session() as s:  # the replica engine's first-connect queries, outside the log
             s.execute(select(Item)).all()
-        with general_log(replica) as log:
+        with general_log(replica, raw=True) as log:
             token = _write(c, "one")
             with c.session(causal_token=token) as s:
                 got = s.scalars(select(Item.body).where(Item.body == "one")).all()
@@ -131,7 +99,7 @@ def test_lagging_replica_read_falls_back_and_leaves_nothing_behind(items: Sandbo
         _write(c, "old")
         items.wait_caught_up()
         engine = c.engine_for(c.topology.replicas[0], writable=False)
-        with sql_thread_stopped(replica), general_log(replica) as log:
+        with sql_thread_stopped(replica), general_log(replica, raw=True) as log:
             token = _write(c, "fresh")
             with c.session(causal_token=token) as s:
                 got = s.scalars(select(Item.body).where(Item.body == "fresh")).all()
@@ -169,7 +137,7 @@ def test_replica_the_monitor_saw_past_the_token_takes_the_read_without_wait(
             assert time.monotonic() < deadline, pos
             time.sleep(0.05)
         waits = _waits(c)
-        with general_log(replica) as log, c.session(causal_token=token) as s:
+        with general_log(replica, raw=True) as log, c.session(causal_token=token) as s:
             assert s.scalars(select(Item.body).where(Item.body == "probed")).all() == ["probed"]
         assert not any("GTID_WAIT" in q for q in log), log
         assert len(_ours(log)) == 1
@@ -182,7 +150,7 @@ def test_replica_connections_refuse_several_statements(items: Sandbox) -> None:
         engine = c.engine_for(c.topology.replicas[0], writable=False)
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1").all()
-            with general_log(replica) as log:
+            with general_log(replica, raw=True) as log:
                 with pytest.raises(RoutingError, match="several statements"):
                     conn.exec_driver_sql("SELECT body FROM one_trip_items; DELETE FROM x")
                 # A ";" inside a bound value is data, not a second statement.
@@ -223,9 +191,9 @@ def test_asyncio_wait_and_read_in_one_round_trip_and_fallback(items: Sandbox) ->
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
         await read(await write("async-warm"), "async-warm")  # connections, first-connect queries
         items.wait_caught_up()
-        with general_log(replica) as log:
+        with general_log(replica, raw=True) as log:
             got = await read(await write("async-one"), "async-one")
-        with sql_thread_stopped(replica), general_log(replica) as lagging:
+        with sql_thread_stopped(replica), general_log(replica, raw=True) as lagging:
             fresh = await read(await write("async-fresh"), "async-fresh")
         await c.aclose()
         return got, log, fresh, lagging

@@ -4,36 +4,24 @@ switchover --dry-run against the real run, an account without the monitoring pri
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
+from rwsplit.sandbox import Sandbox
 
+from .. import fix_cli
 from ..fix_sandbox import require_server
 from .util import monitor_privilege
 
 pytestmark = [pytest.mark.integration]
 
 
-def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, RWSPLIT_REPLICATION_USER=REPL_USER)
-    env["RWSPLIT_REPLICATION_PASSWORD"] = REPL_PASSWORD
-    for var in ("RWSPLIT_PRIMARY_URL", "RWSPLIT_REPLICA_URLS", "RWSPLIT_HOST"):
-        env.pop(var, None)
-    return subprocess.run(
-        [sys.executable, "-m", "rwsplit", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-    )
+# Every command with the sandbox's replication account; only its arguments name the servers.
+rwsplit = functools.partial(fix_cli.rwsplit, replication_account=True)
 
 
 @pytest.fixture

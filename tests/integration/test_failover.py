@@ -26,6 +26,7 @@ from rwsplit import (
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
+from ..fix_sandbox import running_sandbox
 from .util import (
     ask,
     family,
@@ -133,36 +134,8 @@ def make_table(cluster: Cluster, sb: Sandbox) -> None:
 
 
 @pytest.fixture
-def semi_sync_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        # As automated failover should run in production: every replica can then follow the
-        # promoted one, whatever it had received when the primary died.
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("semisync"),
-    )
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
-
-
-@pytest.fixture
 def async_lsu_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(replicas=2, log_slave_updates=True, base_dir=tmp_path_factory.mktemp("async"))
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
+    yield from running_sandbox(tmp_path_factory.mktemp("async"), log_slave_updates=True)
 
 
 def _kill_primary_under_load(sb: Sandbox) -> tuple[Cluster, Writer, SandboxNode, int]:

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,6 @@ from .util import fenced, position, sql, wait_position, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 WORKER = Path(__file__).with_name("failover_worker.py")
-
-
-@pytest.fixture
-def lossless_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Semi-sync with log-slave-updates: an acknowledged write survives ``kill -9``."""
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("coord"),
-    )
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
 
 
 def _status(out: Path) -> dict[str, Any]:
@@ -175,24 +155,24 @@ def _three_processes(sb: Sandbox, tmp_path: Path, *, hang: bool) -> None:
 
 
 def test_three_processes_one_promotion_nothing_lost(
-    lossless_sandbox: Sandbox, tmp_path: Path
+    semi_sync_sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    _three_processes(lossless_sandbox, tmp_path, hang=False)
+    _three_processes(semi_sync_sandbox, tmp_path, hang=False)
 
 
 def test_three_processes_hung_primary_one_promotion_nothing_lost(
-    lossless_sandbox: Sandbox, tmp_path: Path
+    semi_sync_sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """The same with a hang (``SIGSTOP``) of the primary, resumed (``SIGCONT``) at the end."""
-    _three_processes(lossless_sandbox, tmp_path, hang=True)
+    _three_processes(semi_sync_sandbox, tmp_path, hang=True)
 
 
-def test_lock_is_exclusive_and_needs_a_majority(lossless_sandbox: Sandbox) -> None:
+def test_lock_is_exclusive_and_needs_a_majority(semi_sync_sandbox: Sandbox) -> None:
     from sqlalchemy.engine import make_url
 
     from rwsplit.topology._coordination import Acquired, FailoverLock, LockTarget
 
-    sb = lossless_sandbox
+    sb = semi_sync_sandbox
     targets = [LockTarget(n.address, make_url(n.url)) for n in sb.nodes]
     with (
         FailoverLock("rwsplit_failover_t", targets) as a,

@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from rwsplit import Cluster, FailoverOptions, RwSplitError
-from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode, free_port
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, SandboxNode
 
-from .util import fenced, replica_status, run, sql, wait_until
+from .util import Forwarder, fenced, replica_status, run, sql, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -154,30 +154,15 @@ def test_hung_primary_is_failed_over_with_server_default_replication(
         assert sql(new, "SELECT COUNT(*) FROM rwsplit.w")[0][0] >= 2
 
 
-class BlackholeProxy:
+class BlackholeProxy(Forwarder):
     """A TCP forwarder to one server that can start swallowing everything (a one-way cut
     between this process and the server; the replicas still reach it directly)."""
 
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.port = free_port()
-        self.cut = threading.Event()
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+    stop_when_server_refuses = True
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                return
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+    def __init__(self, port: int) -> None:
+        self.cut = threading.Event()
+        super().__init__(port)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -198,12 +183,6 @@ class BlackholeProxy:
             with contextlib.suppress(OSError):
                 s.close()
         self.cut.clear()
-
-    def close(self) -> None:
-        self._closed = True
-        for s in [self._listener, *self._sockets]:
-            with contextlib.suppress(OSError):
-                s.close()
 
 
 def test_primary_cut_off_from_this_process_only_is_not_failed_over(

@@ -17,7 +17,7 @@ from rwsplit.routing.consistency import AppliedTokens
 from rwsplit.sandbox import Sandbox
 from rwsplit.topology.probe import discover
 
-from .util import sql, sql_unlogged
+from .util import general_log, sql
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,31 +34,12 @@ def table(sandbox: Sandbox) -> Iterator[Sandbox]:
     yield sandbox
 
 
-@contextlib.contextmanager
-def general_log(sb: Sandbox) -> Iterator[list[str]]:
-    seen: list[str] = []
-    sql(sb.primary, "SET GLOBAL log_output = 'TABLE'")
-    sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
-    sql(sb.primary, "SET GLOBAL general_log = 1")
-    try:
-        yield seen
-    finally:
-        sql(sb.primary, "SET GLOBAL general_log = 0")
-        rows = sql(
-            sb.primary,
-            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
-            "WHERE command_type = 'Query'",
-        )
-        seen.extend(str(r[0]) for r in rows)
-        sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
-
-
 def test_token_is_the_commits_own_gtid_from_the_ok_packet(table: Sandbox) -> None:
     """Defect: every commit that wrote paid ``SELECT @@global.gtid_executed``."""
     uuid = str(sql(table.primary, "SELECT @@server_uuid")[0][0])
     with (
         Cluster(table.primary_url, table.replica_urls) as c,
-        general_log(table) as log,
+        general_log(table.primary) as log,
     ):
         tokens = []
         for i in range(5):
@@ -82,7 +63,7 @@ def test_tracking_is_set_again_after_the_check_in_reset(table: Sandbox) -> None:
             s.execute(text("SET @dirty = 1"))  # the connection is reset at check-in
             s.execute(text("INSERT INTO own (v) VALUES (1)"))
             s.commit()
-        with general_log(table) as log:
+        with general_log(table.primary) as log:
             for _ in range(3):
                 with c.session() as s:
                     s.execute(text("INSERT INTO own (v) VALUES (2)"))

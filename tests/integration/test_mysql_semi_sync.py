@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 
 import pymysql
 import pytest
@@ -28,24 +27,6 @@ pytestmark = [
 ]
 
 OPTIONS = FailoverOptions(REPL_USER, REPL_PASSWORD, confirm_interval=0.05, apply_timeout=20)
-
-
-@pytest.fixture
-def semi_sync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from ..fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("mysql-semisync"),
-    )
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
 
 
 def _variables(node: SandboxNode, like: str) -> dict[str, str]:
@@ -86,10 +67,10 @@ def _answers_within(node: SandboxNode, statement: str, seconds: float) -> bool:
     return done.wait(seconds)
 
 
-def test_semi_sync_switchover_leaves_a_writable_cluster(semi_sync: Sandbox) -> None:
+def test_semi_sync_switchover_leaves_a_writable_cluster(semi_sync_sandbox: Sandbox) -> None:
     """Defect: the demoted node kept the source side on, each transaction it applied waited
     for an acknowledgement, and the switchover failed with no writable primary."""
-    sb = semi_sync
+    sb = semi_sync_sandbox
     old, target, other = sb.nodes
     assert _source_on(old) and not _source_on(target)
     with Cluster(sb.primary_url, sb.replica_urls, failover_options=OPTIONS) as c:
@@ -125,9 +106,9 @@ def test_semi_sync_switchover_leaves_a_writable_cluster(semi_sync: Sandbox) -> N
 
 
 def test_kill_9_failover_keeps_semi_sync_and_turns_it_off_on_the_fenced_node(
-    semi_sync: Sandbox,
+    semi_sync_sandbox: Sandbox,
 ) -> None:
-    sb = semi_sync
+    sb = semi_sync_sandbox
     old, r1, r2 = sb.nodes
     with Cluster(sb.primary_url, sb.replica_urls, failover_options=OPTIONS) as c:
         with c.session() as s:

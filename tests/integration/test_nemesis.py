@@ -19,7 +19,6 @@ from collections.abc import Iterator
 import pytest
 
 from rwsplit.sandbox import Sandbox
-from tests.fix_sandbox import require_server
 from tests.integration.util import wait_until
 from tests.nemesis import Nemesis, Report, _sql
 
@@ -27,19 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 @pytest.fixture
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_server()
-    sandbox = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("nemesis"),
-    )
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
+def sb(semi_sync_sandbox: Sandbox) -> Sandbox:
+    return semi_sync_sandbox
 
 
 @pytest.fixture

@@ -35,22 +35,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
 
 @pytest.fixture
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_server()
-    sandbox = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("flake"),
-    )
-    sandbox.start()
+def sb(semi_sync_sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The semi-sync sandbox, every node left hung by the test resumed before it stops."""
+    sandbox = semi_sync_sandbox
     try:
         yield sandbox
     finally:
         for node in sandbox.nodes:
             if sandbox.is_running(node) and sandbox.is_stopped(node):
                 sandbox.resume(node.name)
-        sandbox.stop()
 
 
 def test_a_write_whose_connection_opened_across_a_failover_is_never_acknowledged(

@@ -17,6 +17,7 @@ the old one). Each test records every write's outcome and checks the tables at t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -29,7 +30,7 @@ import pytest
 from psycopg import sql as pgsql
 from sqlalchemy import text
 
-from rwsplit import Cluster, RwSplitError, TransactionOutcomeUnknownError
+from rwsplit import Cluster, Monitor, RwSplitError, TransactionOutcomeUnknownError
 from rwsplit.sandbox.postgresql import PgNode, PgSandbox
 
 from ..fix_pg import require_postgresql
@@ -149,6 +150,38 @@ def rows_and_lsn(node: PgNode) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+@contextlib.contextmanager
+def writing_through(
+    sb: PgSandbox, primary: PgNode, link: BlackholeProxy
+) -> Iterator[tuple[Cluster, Monitor, str, Writer]]:
+    """A cluster reaching *primary* through *link*, both standbys taking reads, and a
+    :class:`Writer` with 20 writes acknowledged: ``(cluster, monitor, the primary's name as
+    the cluster knows it, writer)``. The writer is stopped when the block ends."""
+    writer: Writer | None = None
+    try:
+        with Cluster(
+            through(primary, link),
+            sb.standby_urls,
+            monitor_interval=INTERVAL,
+            monitor_timeout=TIMEOUT,
+            auto_failover=True,
+            connect_timeout=2,
+        ) as cluster:
+            monitor = cluster.monitor
+            assert monitor is not None
+            name = f"127.0.0.1:{link.port}"
+            # The standbys name the primary by its own port, the application by the
+            # forwarder's: still recognised as its standbys, they take reads.
+            _until(lambda: len(cluster.topology.readable_replicas()) == 2, 10, "2 standbys")
+            _until(lambda: name in monitor.source_aliases.values(), 5, "the alias learnt")  # type: ignore[attr-defined]
+            writer = Writer(cluster)
+            writer.wait_acked(20, 10, "writes before the cut")
+            yield cluster, monitor, name, writer
+    finally:
+        if writer is not None:
+            writer.stop.set()
+
+
 @pytest.fixture
 def sb() -> Iterator[PgSandbox]:
     require_postgresql()  # skipped locally, a failure on CI
@@ -171,25 +204,8 @@ def test_app_side_partition_is_no_failover_and_writes_resume_on_the_same_primary
     primary = sb.primary
     link = BlackholeProxy(primary.port)
     caplog.set_level(logging.WARNING, logger="rwsplit.monitor")
-    writer: Writer | None = None
     try:
-        with Cluster(
-            through(primary, link),
-            sb.standby_urls,
-            monitor_interval=INTERVAL,
-            monitor_timeout=TIMEOUT,
-            auto_failover=True,
-            connect_timeout=2,
-        ) as cluster:
-            monitor = cluster.monitor
-            assert monitor is not None
-            name = f"127.0.0.1:{link.port}"
-            # The standbys name the primary by its own port, the application by the
-            # forwarder's: still recognised as its standbys, they take reads.
-            _until(lambda: len(cluster.topology.readable_replicas()) == 2, 10, "2 standbys")
-            _until(lambda: name in monitor.source_aliases.values(), 5, "the alias learnt")
-            writer = Writer(cluster)
-            writer.wait_acked(20, 10, "writes before the cut")
+        with writing_through(sb, primary, link) as (cluster, monitor, name, writer):
             t_cut = time.monotonic()
             link.cut.set()
             _until(lambda: not cluster.topology.node(name).healthy, 10, "the primary lost")
@@ -241,8 +257,6 @@ def test_app_side_partition_is_no_failover_and_writes_resume_on_the_same_primary
                 f"{writer.longest:.2f}s (cut {t_heal - t_cut:.1f}s)"
             )
     finally:
-        if writer is not None:
-            writer.stop.set()
         link.close()
 
 
@@ -253,23 +267,8 @@ def test_full_partition_of_the_primary_is_failed_over_and_the_old_one_fenced(
     old = sb.primary
     app_link, repl_link = BlackholeProxy(old.port), BlackholeProxy(old.port)
     stream_through(sb, repl_link)
-    writer: Writer | None = None
     try:
-        with Cluster(
-            through(old, app_link),
-            sb.standby_urls,
-            monitor_interval=INTERVAL,
-            monitor_timeout=TIMEOUT,
-            auto_failover=True,
-            connect_timeout=2,
-        ) as cluster:
-            monitor = cluster.monitor
-            assert monitor is not None
-            name = f"127.0.0.1:{app_link.port}"
-            _until(lambda: len(cluster.topology.readable_replicas()) == 2, 10, "2 standbys")
-            _until(lambda: name in monitor.source_aliases.values(), 5, "the alias learnt")
-            writer = Writer(cluster)
-            writer.wait_acked(20, 10, "writes before the cut")
+        with writing_through(sb, old, app_link) as (cluster, monitor, name, writer):
             t_cut = time.monotonic()
             app_link.cut.set()
             repl_link.cut.set()
@@ -310,7 +309,5 @@ def test_full_partition_of_the_primary_is_failed_over_and_the_old_one_fenced(
             f"write {writer.longest:.2f}s"
         )
     finally:
-        if writer is not None:
-            writer.stop.set()
         app_link.close()
         repl_link.close()

@@ -4,8 +4,6 @@ processes, real PostgreSQL servers."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,10 @@ from rwsplit.cli import main
 from rwsplit.sandbox._pg_os import pid_runs_postgres
 from rwsplit.sandbox.postgresql import PgSandbox
 
+from ..fix_cli import rwsplit
 from ..fix_pg import require_postgresql
 
 pytestmark = pytest.mark.integration
-
-
-def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rwsplit", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def test_up_status_down_a_postgresql_sandbox(tmp_path: Path) -> None:

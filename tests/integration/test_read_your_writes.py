@@ -16,7 +16,7 @@ from rwsplit.routing.consistency import _positions
 from rwsplit.sandbox import Sandbox
 
 from .counters import delta, snapshot
-from .util import position, sql, sql_unlogged
+from .util import general_log, position, sql, tables
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,7 @@ def sql_threads_stopped(sb: Sandbox) -> contextlib.AbstractContextManager[object
 
 @pytest.fixture
 def notes(sandbox: Sandbox) -> Iterator[Sandbox]:
-    with Cluster(sandbox.primary_url, sandbox.replica_urls) as c:
-        Base.metadata.drop_all(c.write_engine())
-        Base.metadata.create_all(c.write_engine())
-    sandbox.wait_caught_up()
-    yield sandbox
-    sandbox.wait_caught_up()
+    yield from tables(sandbox, Base.metadata)
 
 
 def _write_then_reload(cluster: Cluster) -> str:
@@ -130,26 +125,6 @@ def test_primary_window_mode(notes: Sandbox) -> None:
 # ---------------------------------------------------------------------- the token's source
 
 
-@contextlib.contextmanager
-def general_log(sb: Sandbox) -> Iterator[list[str]]:
-    """The primary's general log (table) while the block runs: the statements it received."""
-    seen: list[str] = []
-    sql(sb.primary, "SET GLOBAL log_output = 'TABLE'")
-    sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
-    sql(sb.primary, "SET GLOBAL general_log = 1")
-    try:
-        yield seen
-    finally:
-        sql(sb.primary, "SET GLOBAL general_log = 0")
-        rows = sql(
-            sb.primary,
-            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
-            "WHERE command_type = 'Query'",
-        )
-        seen.extend(str(r[0]) for r in rows)
-        sql_unlogged(sb.primary, "TRUNCATE mysql.general_log")
-
-
 def _last_gtid_queries(log: list[str]) -> int:
     return sum(1 for q in log if "@@last_gtid" in q.lower() and "session_track" not in q.lower())
 
@@ -161,7 +136,7 @@ def _binlog_gtid(sb: Sandbox) -> str:
 
 @pytest.mark.server("mariadb", reason="the token is MariaDB's @@last_gtid, from session tracking")
 def test_token_from_the_commit_packet_equals_last_gtid(notes: Sandbox) -> None:
-    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes) as log:
+    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes.primary) as log:
         tokens = []
         for i in range(5):
             with c.session() as s:
@@ -187,7 +162,7 @@ def test_token_falls_back_to_the_query_without_tracking(
     import rwsplit.routing.consistency as consistency
 
     monkeypatch.setattr(consistency, "take_commit_gtid", lambda dbapi_connection: None)
-    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes) as log:
+    with Cluster(notes.primary_url, notes.replica_urls) as c, general_log(notes.primary) as log:
         for i in range(3):
             with c.session() as s:
                 s.add(Note(body=f"query-{i}"))
@@ -204,7 +179,7 @@ def test_commit_without_a_gtid_asks_the_server(notes: Sandbox) -> None:
             s.add(Note(body="locked"))
             s.commit()
             written = s.causal_token
-        with general_log(notes) as log, c.session() as s:
+        with general_log(notes.primary) as log, c.session() as s:
             # A locking read counts as a write for read-your-writes; nothing is binlogged.
             s.execute(select(Note).where(Note.body == "locked").with_for_update()).all()
             s.commit()
@@ -223,7 +198,7 @@ def test_tracking_survives_the_check_in_reset(notes: Sandbox) -> None:
         with c.session() as s:  # the pool's one connection, made and tracked
             s.add(Note(body="before-reset"))
             s.commit()
-        with general_log(notes) as log:
+        with general_log(notes.primary) as log:
             with c.session() as s:
                 s.execute(text("SET @dirty = 1"))  # pins; the connection is reset at check-in
                 s.add(Note(body="dirty"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -93,25 +93,12 @@ class ConnectionStorm:
         self.held.clear()
 
 
-@pytest.fixture
-def storm_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("storm"))
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
-
-
-def test_a_live_primary_at_max_connections_is_not_failed_over(storm_sandbox: Sandbox) -> None:
+def test_a_live_primary_at_max_connections_is_not_failed_over(fresh_sandbox: Sandbox) -> None:
     """Connection storm: the primary refuses every new connection (1040), the monitor's kept
     connection is killed and the replicas' IO threads cannot reconnect either: the primary is
     busy, not dead. No promotion; writes go on through the connections the app holds and
     once slots free up; no acknowledged write is lost."""
-    sb = storm_sandbox
+    sb = fresh_sandbox
     primary = sb.primary
     cluster = _cluster(sb)
     storm = ConnectionStorm(primary)
@@ -175,19 +162,6 @@ def test_a_live_primary_at_max_connections_is_not_failed_over(storm_sandbox: San
 # ------------------------------------------------------------- 3 and 9: one bad replica
 
 
-@pytest.fixture
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("rel"))
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
-
-
 def _kill_and_wait_for_a_new_primary(
     sb: Sandbox,
     cluster: Cluster,
@@ -220,11 +194,11 @@ def _kill_and_wait_for_a_new_primary(
     return started - t_kill, first
 
 
-def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh: Sandbox) -> None:
+def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh_sandbox: Sandbox) -> None:
     """One replica runs MASTER_DELAY=3600 (and may never be promoted): kill -9 of the primary
     promotes the healthy one within a bound, the delayed one is left out (reported), and
     ``apply_timeout`` is what bounds the wait on it."""
-    sb = fresh
+    sb = fresh_sandbox
     healthy, delayed = sb.replicas
     # Admin connections time out after 2 s: the wait (4 s) must not be cut by that. (1 s
     # made a probe of the delayed replica time out on a loaded machine: it was then never
@@ -282,8 +256,8 @@ def test_a_replica_that_cannot_catch_up_does_not_block_failover(fresh: Sandbox) 
         cluster.close()
 
 
-def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh: Sandbox) -> None:
-    sb = fresh
+def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh_sandbox: Sandbox) -> None:
+    sb = fresh_sandbox
     promoted, paused = sb.replicas
     cluster = _cluster(sb)
     try:
@@ -308,29 +282,11 @@ def test_a_sql_thread_stopped_by_an_operator_stays_stopped(fresh: Sandbox) -> No
 # ------------------------------------------------------- 4. semi-sync after a switchover
 
 
-@pytest.fixture
-def semi_sync_lsu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sb = Sandbox(
-        replicas=2,
-        semi_sync=True,
-        log_slave_updates=True,
-        base_dir=tmp_path_factory.mktemp("semisync"),
-    )
-    sb.start()
-    try:
-        yield sb
-    finally:
-        sb.stop()
-
-
 def _semi_sync_master(node: SandboxNode) -> int:
     return int(semi_sync_source_on(node))
 
 
-def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) -> None:
+def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_sandbox: Sandbox) -> None:
     """Semi-sync with log_slave_updates: after a switchover the demoted node applies what the
     new primary writes (its SQL thread does not wait for an ACK), the new primary waits for
     ACKs, and a kill -9 of the new primary is failed over with no acknowledged write lost."""
@@ -338,7 +294,7 @@ def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) 
 
     from rwsplit import switchover
 
-    sb = semi_sync_lsu
+    sb = semi_sync_sandbox
     old = sb.primary
     target, third = sb.replicas
     cluster = _cluster(sb)
@@ -395,7 +351,7 @@ def test_semi_sync_switchover_then_kill_9_loses_nothing(semi_sync_lsu: Sandbox) 
 
 
 def test_semi_sync_comes_back_on_a_primary_promoted_with_no_replica(
-    semi_sync_lsu: Sandbox, caplog: pytest.LogCaptureFixture
+    semi_sync_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The primary dies while the other replica is down: the promoted node has nothing to
     acknowledge its commits and runs without semi-sync. Once a replica follows it again the
@@ -408,7 +364,7 @@ def test_semi_sync_comes_back_on_a_primary_promoted_with_no_replica(
     from rwsplit import failover
 
     caplog.set_level(logging.INFO, logger="rwsplit")
-    sb = semi_sync_lsu
+    sb = semi_sync_sandbox
     old = sb.primary
     new, other = sb.replicas
     cluster = _cluster(sb)
@@ -460,13 +416,13 @@ def test_semi_sync_comes_back_on_a_primary_promoted_with_no_replica(
         cluster.close()
 
 
-def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_lsu: Sandbox) -> None:
+def test_a_replica_whose_sql_thread_is_stuck_takes_no_reads(semi_sync_sandbox: Sandbox) -> None:
     """A replica with log_slave_updates and the semi-sync waiting side on (a demoted primary
     before the fix): its SQL thread waits for an ACK forever, its data gets older and older.
     The monitor takes it out of the rotation, and back once it moves again."""
     from sqlalchemy import text
 
-    sb = semi_sync_lsu
+    sb = semi_sync_sandbox
     stuck, other = sb.replicas
     cluster = _cluster(sb, auto_failover=False, failover_options=None)
     try:

@@ -15,17 +15,16 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pymysql
 import pytest
 from sqlalchemy import text
 
 from rwsplit import Cluster, FailoverOptions
-from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, free_port
+from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox
 
 from .test_hang import BlackholeProxy
-from .util import run, sql, wait_until
+from .util import Forwarder, run, sql, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.failover]
 
@@ -38,34 +37,13 @@ def replicate_through(sb: Sandbox, port: int) -> None:
         sb.wait_replica_running(r)
 
 
-class DelayProxy:
+class DelayProxy(Forwarder):
     """A TCP forwarder to one server that delivers every chunk *delay* seconds late, each
     way (a slow link: round trips take ``2 * delay`` more), order preserved."""
 
     def __init__(self, port: int, delay: float) -> None:
-        self.target = port
         self.delay = delay
-        self.port = free_port()
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:  # the server is down: so is the link, for this connection
-                client.close()
-                continue
-            upstream.settimeout(None)
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+        super().__init__(port)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         late: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
@@ -84,25 +62,6 @@ class DelayProxy:
             while data := src.recv(65536):
                 late.put((time.monotonic() + self.delay, data))
         late.put(None)
-
-    def close(self) -> None:
-        self._closed = True
-        for s in [self._listener, *self._sockets]:
-            with contextlib.suppress(OSError):
-                s.close()
-
-
-@pytest.fixture
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sandbox = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("slowlink"))
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
 
 
 class OtherClient:
@@ -148,8 +107,9 @@ class OtherClient:
 
 
 def test_app_side_partition_with_replicas_on_a_slow_link_is_not_failed_over(
-    sb: Sandbox,
+    fresh_sandbox: Sandbox,
 ) -> None:
+    sb = fresh_sandbox
     primary, replicas = sb.primary, sb.replicas
     app_link = BlackholeProxy(primary.port)
     slow_link = DelayProxy(primary.port, 0.05)  # 100 ms round trips
@@ -212,9 +172,10 @@ def app_link_name(url: str) -> str:
     return f"{u.host}:{u.port}"
 
 
-def test_a_dead_primary_behind_a_slow_link_is_still_failed_over(sb: Sandbox) -> None:
+def test_a_dead_primary_behind_a_slow_link_is_still_failed_over(fresh_sandbox: Sandbox) -> None:
     """The other side of the veto: replicas on the same 100 ms link, the primary killed -9
     while another client writes — no replica receives anything more: failed over."""
+    sb = fresh_sandbox
     primary, replicas = sb.primary, sb.replicas
     slow_link = DelayProxy(primary.port, 0.05)
     cluster = Cluster(

@@ -90,24 +90,12 @@ def _writes_go_on(cluster: Cluster, table: str) -> list[int]:
 # ----------------------------------------------------------------------------- MySQL family
 
 
-@pytest.fixture
-def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    from tests.fix_sandbox import require_server
-
-    require_server()
-    sandbox = Sandbox(replicas=2, base_dir=tmp_path_factory.mktemp("storm"))
-    sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
-
-
 def _too_many(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.OperationalError) and exc.args[0] == 1040
 
 
-def test_a_full_primary_gives_typed_errors_and_stays_primary(sb: Sandbox) -> None:
+def test_a_full_primary_gives_typed_errors_and_stays_primary(fresh_sandbox: Sandbox) -> None:
+    sb = fresh_sandbox
     primary: SandboxNode = sb.primary
     sql(primary, f"CREATE TABLE {DATABASE}.storm (id INT PRIMARY KEY)")
     sb.wait_caught_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +12,15 @@ import pytest
 from rwsplit.cli import main
 from rwsplit.sandbox import REPL_PASSWORD, REPL_USER, Sandbox, _pid_runs_server
 
+from .. import fix_cli
 from ..fix_sandbox import require_server
 from .util import position, sql
 
 pytestmark = pytest.mark.integration
 
 
-def rwsplit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rwsplit", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+# Each command bounded to 120 s.
+rwsplit = functools.partial(fix_cli.rwsplit, timeout=120)
 
 
 def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:

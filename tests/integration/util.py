@@ -7,19 +7,27 @@ same test runs on MariaDB and MySQL.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pymysql
+from sqlalchemy import MetaData
 
+from rwsplit import Cluster
 from rwsplit.pytest_plugin import replica_lag
-from rwsplit.sandbox import Sandbox, SandboxNode
+from rwsplit.sandbox import Sandbox, SandboxNode, free_port
 from rwsplit.servers import Cursor, MariaDB, MySQL, ReplicaStatus, Statement, detect_family
 
+from ..fix_sandbox import on_mysql
+
 __all__ = [
+    "Forwarder",
     "ask",
     "family",
+    "general_log",
     "monitor_privilege",
     "own_writes",
     "position",
@@ -31,6 +39,7 @@ __all__ = [
     "sql",
     "sql_unlogged",
     "sql_threads_stopped",
+    "tables",
     "wait_position",
     "wait_until",
 ]
@@ -133,6 +142,47 @@ def own_writes(node: SandboxNode) -> int:
 
 
 @contextlib.contextmanager
+def general_log(node: SandboxNode, *, raw: bool = False) -> Iterator[list[str]]:
+    """The statements *node* received while the block ran (its general log, as a table),
+    filled in when the block ends; the log is emptied before and after.
+
+    *raw*, on MySQL: ``log_raw`` on for the block, so that each ``COM_QUERY`` is one entry,
+    as it came (as MariaDB logs it), not each statement of a multi-statement query on its
+    own, once parsed."""
+    raw = raw and on_mysql()
+    seen: list[str] = []
+    sql(node, "SET GLOBAL log_output = 'TABLE'")
+    sql_unlogged(node, "TRUNCATE mysql.general_log")
+    if raw:
+        sql(node, "SET GLOBAL log_raw = ON")
+    sql(node, "SET GLOBAL general_log = 1")
+    try:
+        yield seen
+    finally:
+        sql(node, "SET GLOBAL general_log = 0")
+        if raw:
+            sql(node, "SET GLOBAL log_raw = OFF")
+        rows = sql(
+            node,
+            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
+            "WHERE command_type = 'Query'",
+        )
+        seen.extend(str(r[0]) for r in rows)
+        sql_unlogged(node, "TRUNCATE mysql.general_log")
+
+
+def tables(sb: Sandbox, metadata: MetaData) -> Iterator[Sandbox]:
+    """For a fixture to ``yield from``: *metadata*'s tables dropped and created afresh on *sb*,
+    the replicas caught up before the test and again after it."""
+    with Cluster(sb.primary_url, sb.replica_urls) as c:
+        metadata.drop_all(c.write_engine())
+        metadata.create_all(c.write_engine())
+    sb.wait_caught_up()
+    yield sb
+    sb.wait_caught_up()
+
+
+@contextlib.contextmanager
 def sql_threads_stopped(sb: Sandbox) -> Iterator[None]:
     """Replicas receive but do not apply: anything written in the block is missing there
     (the pytest plugin's :func:`~rwsplit.pytest_plugin.replica_lag`, on every replica)."""
@@ -156,3 +206,49 @@ def semi_sync_status(node: SandboxNode, name: str) -> str:
         return str(row[1]) if row else ""
 
     return ask(node, read)
+
+
+class Forwarder:
+    """A TCP forwarder on loopback to the server on *port*: a link that can fail in ways this
+    kernel cannot emulate (it has no ``netem``). Subclasses say how bytes pass (:meth:`_pump`,
+    one thread each way of each connection)."""
+
+    stop_when_server_refuses: ClassVar[bool] = False
+    """When the server refuses a connection: stop accepting any (else drop that one client's
+    connection and accept the next)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = free_port()
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:  # the server is down: so is the link, for this connection
+                client.close()
+                if self.stop_when_server_refuses:
+                    return
+                continue
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        """Carry what *src* sends to *dst* until *src* ends."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        for s in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                s.close()
