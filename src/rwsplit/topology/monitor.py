@@ -826,25 +826,45 @@ class Monitor:
                 connecting = True
         return reached, connecting
 
-    def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
+    # A confirmed dead primary while auto_failover is off (each family names its witnesses).
+    _DEAD_NO_AUTO_FAILOVER = (
+        "primary %s is dead (%d failed probes; replicas lost it too); "
+        "auto_failover is off: run 'rwsplit failover'"
+    )
+
+    def _automated_failover(self) -> Callable[[], FailoverResult] | None:
+        """The failover to run on a confirmed dead primary (``None``: auto_failover is off,
+        or no options to fail over with). The PostgreSQL monitor runs its own."""
+        options = self.failover_options
+        if not self.auto_failover or options is None:
+            return None
+        from .failover import failover
+
+        return lambda: failover(self.cluster, options, confirmed=True)
+
+    def _note_failover(self, result: FailoverResult) -> None:
+        """What a family keeps from an automated failover's result (nothing here)."""
+
+    def _republish(self) -> None:
+        """Probe every node and publish what changed (round lock held)."""
+        self._publish(self._probe_all(self.cluster.topology))
+
+    def _on_primary_dead(self, results: dict[str, ProbeResult] | None = None) -> None:
+        """The primary is confirmed dead: run the automated failover (after a failed one, not
+        before the retry delay), or, auto_failover off, say so once."""
         name = self._primary_name
-        if not self.auto_failover or self.failover_options is None:
+        run = self._automated_failover()
+        if run is None:
             if self._failures.get(name or "", 0) == self.failure_threshold:
-                log.error(
-                    "primary %s is dead (%d failed probes; replicas lost it too); "
-                    "auto_failover is off: run 'rwsplit failover'",
-                    name,
-                    self.failure_threshold,
-                )
+                log.error(self._DEAD_NO_AUTO_FAILOVER, name, self.failure_threshold)
             return
         from ..errors import FailoverError
-        from .failover import failover
 
         if time.monotonic() < self._retry_failover_at:
             return
         log.error("primary %s confirmed dead: starting automated failover", name)
         try:
-            result = failover(self.cluster, self.failover_options, confirmed=True)
+            result = run()
         except FailoverError as exc:
             # Try again later (the cause may be a replica still restarting), not every round.
             self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
@@ -852,13 +872,14 @@ class Monitor:
             return
         self.last_failover = result
         self._primary_name = result.new_primary
+        self._note_failover(result)
         for listener in list(self.failover_listeners):
             try:
                 listener(result)
             except Exception:
                 log.exception("failover listener %r failed", listener)
         with self._round:
-            self._publish(self._probe_all(self.cluster.topology))
+            self._republish()
 
     # ------------------------------------------------------------------ logging
 

@@ -47,7 +47,7 @@ from .monitor import Monitor, _NoMoreRounds
 from .pg_probe import PgProbe, describe_pg_error, pg_node
 
 if TYPE_CHECKING:
-    from .failover import FailoverOptions
+    from .failover import FailoverOptions, FailoverResult
 
 __all__ = ["PgMonitor", "PgProbeResult"]
 
@@ -185,7 +185,7 @@ class PgMonitor(Monitor):
             self.rounds += 1
             dead = self._primary_dead_pg(results)
         if dead:
-            self._on_primary_dead_pg()
+            self._on_primary_dead()
             topology = self.cluster.topology
         return topology
 
@@ -415,37 +415,26 @@ class PgMonitor(Monitor):
         self._verify_again_at = 0.0
         return True
 
-    def _on_primary_dead_pg(self) -> None:
-        name = self._primary_name
+    _DEAD_NO_AUTO_FAILOVER = (
+        "primary %s is dead (%d failed probes; its standbys lost it too); "
+        "auto_failover is off: run 'rwsplit failover'"
+    )
+
+    def _automated_failover(self) -> Callable[[], FailoverResult] | None:
+        """:func:`rwsplit.topology.pg_failover.failover` (its options may be left out)."""
         if not self.auto_failover:
-            if self._failures.get(name or "", 0) == self.failure_threshold:
-                log.error(
-                    "primary %s is dead (%d failed probes; its standbys lost it too); "
-                    "auto_failover is off: run 'rwsplit failover'",
-                    name,
-                    self.failure_threshold,
-                )
-            return
-        from ..errors import FailoverError
+            return None
         from .pg_failover import failover
 
-        if time.monotonic() < self._retry_failover_at:
-            return
-        log.error("primary %s confirmed dead: starting automated failover", name)
-        try:
-            result = failover(self.cluster, self.failover_options, confirmed=True)
-        except FailoverError as exc:
-            self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
-            log.error("automated failover from %s failed: %s", name, exc)
-            return
-        self.last_failover = result
-        self._primary_name = result.new_primary
-        for old, why in result.needs_rebuild:
-            self.needs_rebuild[old] = why
-        for listener in list(self.failover_listeners):
-            try:
-                listener(result)
-            except Exception:
-                log.exception("failover listener %r failed", listener)
-        with self._round:
-            self._publish_pg(self._probe_all_pg(self.cluster.topology))
+        return lambda: failover(self.cluster, self.failover_options, confirmed=True)
+
+    def _note_failover(self, result: FailoverResult) -> None:
+        """The former primaries the failover left to rebuild."""
+        from .pg_failover import PgFailoverResult
+
+        if isinstance(result, PgFailoverResult):
+            for old, why in result.needs_rebuild:
+                self.needs_rebuild[old] = why
+
+    def _republish(self) -> None:
+        self._publish_pg(self._probe_all_pg(self.cluster.topology))
