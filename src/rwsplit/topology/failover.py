@@ -35,7 +35,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -1117,9 +1117,7 @@ def _repoint_at_start(
         )
         if state.writable:
             stmts = d.set_read_only(True) + stmts
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(probes[name], stmt)
-        run.result.repointed.append(name)
+        _start_following(run, name, probes[name], stmts)
 
 
 def _finish_after_promotion(
@@ -1229,9 +1227,17 @@ def _repoint_all(
             stmts = d.set_read_only(True) + stmts
         if name != demote:  # the caller turned a demoted primary's off already
             stmts = semi_sync_source_off(probes[name]) + stmts
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(probes[name], stmt)
-        run.result.repointed.append(name)
+        _start_following(run, name, probes[name], stmts)
+
+
+def _start_following(
+    run: _Run, name: str, probe: NodeProbe, stmts: list[Statement], timeout: float | None = None
+) -> None:
+    """Run *stmts* on node *name* (they point it at the primary), start its replication,
+    and count it repointed."""
+    for stmt in [*stmts, _dialect(probe).start_replication()]:
+        run.exec(probe, stmt, timeout=timeout)
+    run.result.repointed.append(name)
 
 
 # ---------------------------------------------------------------------------------- switchover
@@ -1573,9 +1579,7 @@ def rejoin(
             stmts = semi_sync_source_off(ps[node]) + stmts
         # The monitor's probes read with its short timeout; a node that has just restarted
         # may take longer over these (SET GLOBAL gtid_slave_pos writes a table).
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(ps[node], stmt, timeout=options.timeout)
-        result.repointed.append(node)
+        _start_following(run, node, ps[node], stmts, options.timeout)
         if not dry_run:
             cluster.fenced.discard(node)
     run.say("%s rejoined as a replica of %s", node, primary)
@@ -1729,15 +1733,7 @@ def settle_by_failover_log(
     """
     options = cluster.failover_options
     schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
-    records: list[Record] = []
-    for name, probe in probes.items():
-        try:
-            found = history(probe, schema)
-        except Exception as exc:
-            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
-            continue
-        if found and (not records or found[0].epoch > records[0].epoch):
-            records = found
+    records = _newest_log(probes.items(), schema)
     replaced = [w for w in writable if replaced_by(records, w) is not None]
     if len(writable) - len(replaced) != 1:
         return list(writable)
@@ -1749,6 +1745,21 @@ def settle_by_failover_log(
         )
     cluster.fenced.update(replaced)
     return [w for w in writable if w not in replaced]
+
+
+def _newest_log(probes: Iterable[tuple[str, NodeProbe]], schema: str) -> list[Record]:
+    """The failover log with the highest epoch among the nodes of *probes* (a node that was
+    down during a failover holds an older one); those that cannot be read are logged."""
+    records: list[Record] = []
+    for name, probe in probes:
+        try:
+            found = history(probe, schema)
+        except Exception as exc:
+            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
+            continue
+        if found and (not records or found[0].epoch > records[0].epoch):
+            records = found
+    return records
 
 
 def follow_current_primary(
@@ -1774,17 +1785,7 @@ def follow_current_primary(
     template = topology.nodes[0].url
     with _probes(cluster, topology.nodes, timeout) as probes:
         states = {name: _probe(p) for name, p in probes.items()}
-        records: list[Record] = []
-        for name, probe in probes.items():
-            if states[name] is None:
-                continue
-            try:
-                found = history(probe, schema)
-            except Exception as exc:
-                log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
-                continue
-            if found and (not records or found[0].epoch > records[0].epoch):
-                records = found
+        records = _newest_log([(n, p) for n, p in probes.items() if states[n] is not None], schema)
         if not records:
             return None
         latest = records[0]
