@@ -285,16 +285,21 @@ class Monitor:
     def check(self) -> Topology:
         """Probe every node once, publish what changed, fail over if due; the new topology."""
         with self._round:
-            results = self._probe_all(self.cluster.topology)
-            topology = self._publish(results)
-            self.rounds += 1
-            self._note_received(results)
-            verdict = self._hung_primary_confirmed(results)
-            dead = self._primary_dead(results) if verdict is None else verdict
+            topology, dead = self._round_once()
         if dead:
-            self._on_primary_dead(results)
+            self._on_primary_dead()
             topology = self.cluster.topology
         return topology
+
+    def _round_once(self) -> tuple[Topology, bool]:
+        """Probe and publish (round lock held): the topology, and whether the primary is
+        confirmed dead."""
+        results = self._probe_all(self.cluster.topology)
+        topology = self._publish(results)
+        self.rounds += 1
+        self._note_received(results)
+        verdict = self._hung_primary_confirmed(results)
+        return topology, self._primary_dead(results) if verdict is None else verdict
 
     def _probe_all(self, topology: Topology) -> dict[str, ProbeResult]:
         return self._probe_each(topology.nodes, self._probe_one)

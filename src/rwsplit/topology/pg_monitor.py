@@ -176,17 +176,11 @@ class PgMonitor(Monitor):
 
     # ------------------------------------------------------------------ one round
 
-    def check(self) -> Topology:
-        """Probe every node once, publish what changed, fail over if due; the new topology."""
-        with self._round:
-            results = self._probe_all_pg(self.cluster.topology)
-            topology = self._publish_pg(results)
-            self.rounds += 1
-            dead = self._primary_dead_pg(results)
-        if dead:
-            self._on_primary_dead()
-            topology = self.cluster.topology
-        return topology
+    def _round_once(self) -> tuple[Topology, bool]:
+        results = self._probe_all_pg(self.cluster.topology)
+        topology = self._publish_pg(results)
+        self.rounds += 1
+        return topology, self._primary_dead_pg(results)
 
     def _probe_all_pg(self, topology: Topology) -> dict[str, PgProbeResult]:
         return self._probe_each(topology.nodes, self._probe_one_pg)
