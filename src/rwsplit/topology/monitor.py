@@ -860,7 +860,8 @@ class Monitor:
 
     def _on_primary_dead(self, results: dict[str, ProbeResult] | None = None) -> None:
         """The primary is confirmed dead: run the automated failover (after a failed one, not
-        before the retry delay), or, auto_failover off, say so once."""
+        again before the retry delay), or, with auto_failover off, say so once. *results*
+        (the round's probes) is not needed."""
         name = self._primary_name
         run = self._automated_failover()
         if run is None:
