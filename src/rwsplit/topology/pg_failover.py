@@ -47,22 +47,8 @@ from typing import Any
 
 from ..errors import FailoverError
 from ..servers import postgresql as pg
+from . import _failover_common as common
 from ._coordination import Acquired
-from ._failover_common import (
-    Progress,
-    Run,
-    check_lock_held,
-    confirm_dead,
-    in_parallel,
-    lock_for,
-    mark_followed,
-    monitor_paused,
-    no_quorum,
-    open_probes,
-    pick,
-    previous_primary,
-    promotable,
-)
 from ._pg_coordination import PgFailoverLock, lock_key
 from .failover import FailoverOptions, FailoverResult
 from .model import Node, Role, Topology, TopologyHost
@@ -128,7 +114,7 @@ def _sql(probe: PgProbe, sql: str, params: Sequence[object] = ()) -> list[dict[s
         raise
 
 
-class _Run(Run[PgFailoverResult]):
+class _Run(common.Run[PgFailoverResult]):
     def exec(
         self, probe: PgProbe, sql: str, params: Sequence[object] = (), *, shown: str | None = None
     ) -> list[dict[str, Any]]:
@@ -140,7 +126,7 @@ class _Run(Run[PgFailoverResult]):
 def _probes(
     cluster: TopologyHost, nodes: Sequence[Node], timeout: float
 ) -> contextlib.AbstractContextManager[dict[str, PgProbe]]:
-    return open_probes(cluster, nodes, timeout, PgProbe)
+    return common.open_probes(cluster, nodes, timeout, PgProbe)
 
 
 def _probe(probe: PgProbe) -> pg.PgNodeState | BaseException:
@@ -152,7 +138,7 @@ def _probe(probe: PgProbe) -> pg.PgNodeState | BaseException:
 
 
 def _probe_all(probes: Mapping[str, PgProbe]) -> dict[str, pg.PgNodeState | BaseException]:
-    return in_parallel(probes, _probe, "rwsplit-pg-failover")
+    return common.in_parallel(probes, _probe, "rwsplit-pg-failover")
 
 
 def _states(results: Mapping[str, pg.PgNodeState | BaseException]) -> dict[str, pg.PgNodeState]:
@@ -162,7 +148,7 @@ def _states(results: Mapping[str, pg.PgNodeState | BaseException]) -> dict[str, 
 def _lock_for(
     cluster: TopologyHost, options: FailoverOptions, skip: Sequence[str] = ()
 ) -> PgFailoverLock:
-    return lock_for(PgFailoverLock, lock_key(options.cluster_id), cluster, options, skip)
+    return common.lock_for(PgFailoverLock, lock_key(options.cluster_id), cluster, options, skip)
 
 
 def _publish(
@@ -332,12 +318,12 @@ def _position(state: pg.PgNodeState) -> tuple[int, int]:
 def _choose(
     candidates: Mapping[str, pg.PgNodeState], options: FailoverOptions, order: Sequence[str]
 ) -> str:
-    allowed = promotable(
+    allowed = common.promotable(
         candidates, options, "standby", "all unreachable, not caught up, or in never_promote"
     )
     top = max(_position(s) for s in allowed.values())
     best = [n for n, s in allowed.items() if _position(s) == top]
-    return pick(best, options, order)
+    return common.pick(best, options, order)
 
 
 def _promote(run: _Run, probe: PgProbe, timeout: float) -> None:
@@ -531,7 +517,7 @@ def _take_lock_or_follow(
             run.result.locked_on = list(lock.held)
             return bool(waited and _follow(run, cluster, probes, old))
         if outcome is Acquired.NO_QUORUM:
-            raise no_quorum(lock, run.result.kind)
+            raise common.no_quorum(lock, run.result.kind)
         if not waited:
             run.say("another process holds the failover lock (on %s): waiting", lock.busy_on)
             waited = True
@@ -553,7 +539,7 @@ def _follow(
     if len(writable) != 1:
         return False
     new = writable[0]
-    mark_followed(run, cluster, new, old)
+    common.mark_followed(run, cluster, new, old)
     _publish(cluster, new, run.result.fenced, states)
     run.say("%s is the primary (promoted by another process): following it", new)
     return True
@@ -624,7 +610,7 @@ def failover(
     *,
     dry_run: bool = False,
     confirmed: bool = False,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
 ) -> PgFailoverResult:
     """Replace a dead PostgreSQL primary by the furthest standby (see the module docstring).
 
@@ -636,14 +622,14 @@ def failover(
         failed (the message names the node and the statement; re-running is safe).
     """
     options = options or FailoverOptions("", "")
-    old = previous_primary(cluster)
+    old = common.previous_primary(cluster)
     result = PgFailoverResult("failover", old, None, dry_run=dry_run)
     run = _Run(result, progress)
     nodes = cluster.topology.nodes
     order = [n.name for n in nodes]
     known_dead = [old] if confirmed and old is not None else []
     with (
-        monitor_paused(cluster),
+        common.monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options, known_dead) as lock,
     ):
@@ -700,7 +686,7 @@ def failover(
         run.step("replayed")
         new = _choose(candidates, options, order)
         result.new_primary = new
-        check_lock_held(lock)
+        common.check_lock_held(lock)
         was_sync = _synchronous(cluster, options, probes.get(new))
         pos = candidates[new]
         run.say("promoting %s (received %s, replayed %s)", new, pos.receive_lsn, pos.replay_lsn)
@@ -742,7 +728,7 @@ def _confirm_dead(
             r = _probe(probe)
             return isinstance(r, pg.PgNodeState) or _server_answered(r)
 
-        confirm_dead(run, name, options, answers)
+        common.confirm_dead(run, name, options, answers)
     streaming = _standbys_of(states, name)
     if streaming:
         back = standbys_reach(probes, streaming, name, max(options.timeout, 0.5))
@@ -793,7 +779,7 @@ def switchover(
     options: FailoverOptions | None = None,
     *,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
 ) -> PgFailoverResult:
     """Make standby *to* the primary with nothing lost (see the module docstring).
 
@@ -809,7 +795,7 @@ def switchover(
     result = PgFailoverResult("switchover", None, to, dry_run=dry_run)
     run = _Run(result, progress)
     with (
-        monitor_paused(cluster),
+        common.monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options) as lock,
     ):
@@ -830,7 +816,9 @@ def switchover(
             raise FailoverError(f"{to} does not answer; nothing done")
         if not target.in_recovery:
             if writable == [to]:
-                return _finish(run, cluster, options, probes, states, to, previous_primary(cluster))
+                return _finish(
+                    run, cluster, options, probes, states, to, common.previous_primary(cluster)
+                )
             raise FailoverError(f"{to} is not a standby (out of recovery); nothing done")
         if len(writable) != 1:
             raise FailoverError(
