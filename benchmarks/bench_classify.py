@@ -24,12 +24,18 @@ statements through ``classify()`` (cached), next to an entry-bounded ``functools
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import gc
+import importlib
 import importlib.util
+import io
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,20 +50,24 @@ from bench_routing import CORPUS  # the routing benchmark's corpus, shared
 
 
 def load_before(commit: str) -> Callable[[str], object]:
-    """The uncached classifier of *commit*, loaded from git as a module of the rwsplit package."""
-    source = subprocess.run(
-        ["git", "show", f"{commit}:src/rwsplit/classify.py"],
-        cwd=Path(__file__).parent,
+    """The uncached classifier of *commit*: that commit's whole package, from git, imported
+    as ``rwsplit_before`` (its modules import each other relatively)."""
+    archive = subprocess.run(
+        ["git", "archive", commit, "src/rwsplit"],
+        cwd=Path(__file__).parent.parent,
         check=True,
         capture_output=True,
-        text=True,
     ).stdout
-    spec = importlib.util.spec_from_loader("rwsplit._classify_before", loader=None)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "rwsplit"
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    exec(compile(source, f"{commit}:classify.py", "exec"), module.__dict__)
+    root = Path(tempfile.mkdtemp(prefix="rwsplit-before-"))
+    atexit.register(shutil.rmtree, root, True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    (root / "src" / "rwsplit").rename(root / "rwsplit_before")
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module("rwsplit_before.routing.classify")
+    except ModuleNotFoundError:  # before the routing/ layout
+        module = importlib.import_module("rwsplit_before.classify")
     fn = module.__dict__["_classify_text"]
     return getattr(fn, "__wrapped__", fn)  # type: ignore[no-any-return]
 

@@ -26,6 +26,8 @@ from ..errors import ConfigurationError, RwSplitError
 if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..config import ClusterSettings
+    from ..sandbox import Sandbox, SandboxNode
+    from ..sandbox.postgresql import PgSandbox
 
 __all__ = ["main"]
 
@@ -113,21 +115,30 @@ def _progress(msg: str) -> None:
 # ---------------------------------------------------------------------------------- sandbox
 
 
-def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+def _recorded_sandbox(base: Path) -> Any:
+    """The sandbox recorded in *base*'s ``sandbox.json`` (a ``Sandbox`` or a ``PgSandbox``),
+    ``None`` when there is no such file."""
     from ..sandbox import STATE_FILE, Sandbox
     from ..sandbox.postgresql import PgSandbox
-    from ._pg_sandbox import is_pg_sandbox, is_postgresql_server, pg_up
+    from ._pg_sandbox import is_pg_sandbox
+
+    if not (base / STATE_FILE).exists():
+        return None
+    return PgSandbox.load(base) if is_pg_sandbox(base) else Sandbox.load(base)
+
+
+def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+    from ..sandbox import Sandbox
+    from ._pg_sandbox import is_postgresql_server, pg_up
 
     base = Path(args.dir)
-    if (base / STATE_FILE).exists():
-        existing: Any = (PgSandbox if is_pg_sandbox(base) else Sandbox).load(base)
-        if any(existing.is_running(n) for n in existing.nodes):
-            print(
-                f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' "
-                "stops it",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
+    existing = _recorded_sandbox(base)
+    if existing is not None and any(existing.is_running(n) for n in existing.nodes):
+        print(
+            f"a sandbox is already running in {base}; 'rwsplit sandbox down --dir {base}' stops it",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if is_postgresql_server(args.server):
         return pg_up(args, base)
     if args.log_statement:
@@ -144,15 +155,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     )
     sb.start()
     _remember_sandbox(sb.primary_url, sb.replica_urls)
-    urls = {n.name: n.url for n in sb.nodes}
-    if args.database:
-        _create_database(sb, args.database)
-        urls = {name: f"{url.rsplit('/', 1)[0]}/{args.database}" for name, url in urls.items()}
-    for name, url in urls.items():
-        print(f"{name:<10} {url}")
-    # After the "name URL" lines (scripts read those first): the account replicas use, which
-    # failover and switchover need.
-    print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
+    print_sandbox_urls(sb, args.database, _create_database)
     replicas = " ".join(f"--replica {u}" for u in sb.replica_urls)
     print(
         f"# try a failover: RWSPLIT_REPLICATION_USER={sb.replication_user} "
@@ -175,14 +178,33 @@ def _database_name(value: str) -> str:
     return value
 
 
-def _create_database(sb: Any, name: str) -> None:
-    """``CREATE DATABASE`` on the sandbox's primary, then wait until every replica has it."""
+def _create_database(primary: SandboxNode, name: str) -> None:
+    """``CREATE DATABASE`` on a MariaDB/MySQL sandbox's primary."""
     import contextlib
 
-    with contextlib.closing(sb.primary.connect()) as conn, conn.cursor() as cur:
+    with contextlib.closing(primary.connect()) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
-    sb.wait_caught_up()
-    _progress(f"created database {name} (replicated)")
+
+
+def print_sandbox_urls(
+    sb: Sandbox | PgSandbox, database: str | None, create: Callable[[Any, str], None]
+) -> None:
+    """Print ``name URL`` for every node of a new sandbox, then its replication account.
+
+    *database*: first *create* it on the primary and wait until every replica has it; the
+    URLs then name it.
+    """
+    urls = {n.name: n.url for n in sb.nodes}
+    if database:
+        create(sb.primary, database)
+        sb.wait_caught_up()
+        _progress(f"created database {database} (replicated)")
+        urls = {name: f"{url.rsplit('/', 1)[0]}/{database}" for name, url in urls.items()}
+    for name, url in urls.items():
+        print(f"{name:<10} {url}")
+    # After the "name URL" lines (scripts read those first): the account replicas use, which
+    # failover and switchover need.
+    print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
 
 
 def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
@@ -201,16 +223,15 @@ def _remember_sandbox(primary: str, replicas: Sequence[str]) -> None:
 
 
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
-    from ..sandbox import STATE_FILE, Sandbox
-    from ._pg_sandbox import is_pg_sandbox, pg_down
+    from ..sandbox.postgresql import PgSandbox
 
     base = Path(args.dir)
-    if not (base / STATE_FILE).exists():
+    sb = _recorded_sandbox(base)
+    if sb is None:
         print(f"no sandbox in {base}: nothing to stop")
         return EXIT_OK
-    if is_pg_sandbox(base):
-        return pg_down(args, base)
-    sb = Sandbox.load(base)
+    # A PostgreSQL sandbox's data directories may live elsewhere (see PgSandbox.data_root).
+    data_dir = sb.data_root if isinstance(sb, PgSandbox) else base
     running = [n.name for n in sb.nodes if sb.is_running(n)]
     sb.stop(purge=args.purge)
     if any(sb.is_running(n) for n in sb.nodes):
@@ -222,28 +243,51 @@ def _cmd_sandbox_down(args: argparse.Namespace) -> int:
         line += f" ({', '.join(dead)} {'was' if len(dead) == 1 else 'were'} not running)"
     print(line)
     if args.purge:
-        print(f"removed their data directories in {base}")
+        print(f"removed their data directories in {data_dir}")
     return EXIT_OK
 
 
 def _cmd_sandbox_status(args: argparse.Namespace) -> int:
-    from ..sandbox import STATE_FILE, Sandbox
-    from ._pg_sandbox import is_pg_sandbox, pg_status
+    from ..sandbox.postgresql import PgSandbox
+    from ._pg_sandbox import print_pg_status
 
     base = Path(args.dir)
-    if not (base / STATE_FILE).exists():
+    sb = _recorded_sandbox(base)
+    if sb is None:
         print(f"no sandbox in {base}")
         return EXIT_NOT_RUNNING
-    if is_pg_sandbox(base):
-        return pg_status(args, base)
-    sb = Sandbox.load(base)
     rows = sb.status()
+    (print_pg_status if isinstance(sb, PgSandbox) else _print_status)(rows)
+    print(f"replication account: {sb.replication_user} {sb.replication_password}")
+    return status_exit(rows, base)
+
+
+def _print_status(rows: list[dict[str, Any]]) -> None:
+    """The table of a MariaDB/MySQL sandbox's nodes."""
+
+    def details(r: dict[str, Any]) -> str:
+        lag = r.get("lag")
+        return (
+            f"{yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
+            f"{'-' if lag is None else lag!s:>4}  {r.get('gtid') or '-'}"
+        )
+
     # "node" is the name the node was started with; "role" what it is now (a switchover or
     # failover changes it), as the server says: writable and replicating from nobody, or not.
-    print(
-        f"{'node':<10} {'role':<8} {'address':<22} {'pid':>8} {'state':<8} {'read_only':<9} "
-        f"{'replicating':<11} {'lag':>4}  gtid"
+    print_status_table(
+        rows, f"{'read_only':<9} {'replicating':<11} {'lag':>4}  gtid", _current_role, details
     )
+
+
+def print_status_table(
+    rows: list[dict[str, Any]],
+    columns: str,
+    role: Callable[[dict[str, Any]], str],
+    details: Callable[[dict[str, Any]], str],
+) -> None:
+    """``sandbox status``'s table: node, role (as *role* reads a row), address, pid, state,
+    then the kind's own *columns* (a row's from *details*) and any error."""
+    print(f"{'node':<10} {'role':<8} {'address':<22} {'pid':>8} {'state':<8} {columns}")
     for r in rows:
         if not r["running"]:
             state = "stopped"
@@ -251,15 +295,10 @@ def _cmd_sandbox_status(args: argparse.Namespace) -> int:
             state = "hung"
         else:
             state = "running"
-        lag = r.get("lag")
         print(
-            f"{r['name']:<10} {_current_role(r):<8} {r['address']:<22} {r['pid'] or '-':>8} "
-            f"{state:<8} {yes_no(r.get('read_only')):<9} {yes_no(r.get('replicating')):<11} "
-            f"{'-' if lag is None else lag!s:>4}  {r.get('gtid') or '-'}"
-            + (f"  ({r['error']})" if r.get("error") else "")
+            f"{r['name']:<10} {role(r):<8} {r['address']:<22} {r['pid'] or '-':>8} "
+            f"{state:<8} {details(r)}" + (f"  ({r['error']})" if r.get("error") else "")
         )
-    print(f"replication account: {sb.replication_user} {sb.replication_password}")
-    return status_exit(rows, base)
 
 
 def status_exit(rows: list[dict[str, Any]], base: Path) -> int:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.engine import make_url
 
 from ..errors import ConfigurationError
@@ -64,7 +63,7 @@ class AsyncTarget(Protocol):
 
 
 class _AsyncPlain:
-    def __init__(self, write_url: str, read_url: str, pool: dict[str, int]) -> None:
+    def __init__(self, write_url: str, read_url: str, pool: dict[str, Any]) -> None:
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
         self._engines: list[AsyncEngine] = [create_async_engine(async_url(write_url), **pool)]
@@ -94,13 +93,12 @@ class _AsyncPlain:
 
 
 class _AsyncRwSplit:
-    def __init__(self, spec: TargetSpec, pool: dict[str, int]) -> None:
+    def __init__(self, spec: TargetSpec) -> None:
         from ..cluster import Cluster
+        from .bench import _cluster_options
 
-        options = dict(spec.cluster_options)
-        options["engine_options"] = {**options.get("engine_options", {}), **pool}
         self.cluster = Cluster(
-            async_url(spec.primary), [async_url(r) for r in spec.replicas], **options
+            async_url(spec.primary), [async_url(r) for r in spec.replicas], **_cluster_options(spec)
         )
 
     def read(self) -> AsyncSession:
@@ -115,10 +113,9 @@ class _AsyncRwSplit:
         return getattr(session, "causal_token", None)
 
     def routed(self) -> dict[str, dict[str, float]]:
-        from .bench import COUNTED
+        from .bench import _routed
 
-        nodes = self.cluster.stats().to_dict()["nodes"]
-        return {name: {k: float(n[k]) for k in COUNTED} for name, n in nodes.items()}
+        return _routed(self.cluster)
 
     async def close(self) -> None:
         await self.cluster.aclose()
@@ -126,49 +123,38 @@ class _AsyncRwSplit:
 
 def build_async_target(spec: TargetSpec) -> AsyncTarget:
     """The :class:`AsyncTarget` for *spec* (built on the loop that will use it)."""
-    pool = {"pool_size": spec.pool_size, "max_overflow": spec.pool_size}
+    from .bench import _engine_options
+
+    pool = _engine_options(spec)
     if spec.setup == "plain":
         return _AsyncPlain(spec.primary, spec.primary, pool)
     if spec.setup == "haproxy":
         assert spec.read_url is not None
         return _AsyncPlain(spec.primary, spec.read_url, pool)
     if spec.setup == "rwsplit":
-        return _AsyncRwSplit(spec, pool)
+        return _AsyncRwSplit(spec)
     raise ConfigurationError(f"{spec.setup}: {asyncio_unavailable(spec.setup)}")
 
 
 async def _unit(target: AsyncTarget, kind: str, client: int, rng: random.Random, rows: int) -> bool:
     """One unit, as ``bench._unit`` runs it; False on a stale read."""
-    from .bench import _PAD, RANGE_SIZE, items, ryw_rows
+    from .bench import READ_UNITS, WRITE_UNITS, _ryw_get, _ryw_post, _statement
 
-    if kind == "point":
+    if kind in READ_UNITS:
         async with target.read() as s:
-            (await s.execute(select(items.c.c).where(items.c.id == rng.randint(1, rows)))).all()
-    elif kind == "range":
-        start = rng.randint(1, max(1, rows - RANGE_SIZE))
-        where = items.c.id.between(start, start + RANGE_SIZE - 1)
-        async with target.read() as s:
-            (await s.execute(select(items.c.c).where(where))).all()
-    elif kind in ("update", "insert"):
-        if kind == "update":
-            stmt: Any = (
-                update(items).where(items.c.id == rng.randint(1, rows)).values(k=items.c.k + 1)
-            )
-        else:
-            stmt = insert(items).values(k=rng.randint(1, rows), c=f"{rng.random():.17f}", pad=_PAD)
+            (await s.execute(_statement(kind, rng, rows))).all()
+    elif kind in WRITE_UNITS:
         async with target.write() as s:
-            await s.execute(stmt)
+            await s.execute(_statement(kind, rng, rows))
             await s.commit()
     elif kind == "ryw":
         value = rng.getrandbits(62)
         async with target.write() as s:  # POST
-            await s.execute(update(ryw_rows).where(ryw_rows.c.client == client).values(value=value))
+            await s.execute(_ryw_post(client, value))
             await s.commit()
             token = target.token(s)
         async with target.follow(token) as s:  # GET after the redirect
-            seen = (
-                await s.execute(select(ryw_rows.c.value).where(ryw_rows.c.client == client))
-            ).scalar_one()
+            seen = (await s.execute(_ryw_get(client))).scalar_one()
         return bool(seen == value)
     else:  # pragma: no cover - mixes are validated
         raise ConfigurationError(f"unknown unit {kind!r}")
@@ -188,38 +174,24 @@ async def _client(
     ready: Callable[[], None],
     done: Callable[[int], None],
 ) -> ClientResult:
-    from .bench import ClientResult
+    """One client's loop, as ``bench.run_client`` runs it."""
+    from .bench import _ClientLoop
 
-    rng = random.Random(seed * 1_000_003 + client)
-    kinds = list(mix)
-    weights = [mix[k] for k in kinds]
-    result = ClientResult(latencies={k: [] for k in kinds})
-    for kind in kinds:  # warm-up, not measured
+    loop = _ClientLoop(mix, client, seed=seed, duration=duration, count=count, done=done)
+    for kind in loop.kinds:  # warm-up, not measured
         with contextlib.suppress(Exception):
-            await _unit(target, kind, client, rng, rows)
+            await _unit(target, kind, client, loop.rng, rows)
     ready()
     await start.wait()
-    result.started = now = time.monotonic()
-    stop_at = now + duration
-    n = 0
-    while (n < count) if count is not None else (now < stop_at):
-        kind = rng.choices(kinds, weights)[0]
+    for kind in loop.units():
         t0 = time.perf_counter()
         try:
-            fresh = await _unit(target, kind, client, rng, rows)
+            fresh = await _unit(target, kind, client, loop.rng, rows)
         except Exception as exc:  # a load test counts errors instead of stopping
-            result.errors += 1
-            if len(result.error_samples) < 3:
-                result.error_samples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            loop.failed(exc)
         else:
-            result.latencies[kind].append(time.perf_counter() - t0)
-            if not fresh:
-                result.stale_reads += 1
-        n += 1
-        done(n)
-        now = time.monotonic()
-    result.ended = now
-    return result
+            loop.ran(kind, time.perf_counter() - t0, fresh)
+    return loop.result
 
 
 def run_async_clients(

@@ -7,19 +7,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import (
-    EXIT_FAILED,
-    EXIT_OK,
-    CommandLineError,
-    _progress,
-    plural,
-    status_exit,
-    yes_no,
-)
+from . import EXIT_OK, CommandLineError, _progress, print_sandbox_urls, print_status_table, yes_no
 
-__all__ = ["is_pg_sandbox", "is_postgresql_server", "pg_down", "pg_status", "pg_up"]
+if TYPE_CHECKING:
+    from ..sandbox.postgresql import PgNode
+
+__all__ = ["is_pg_sandbox", "is_postgresql_server", "pg_up", "print_pg_status"]
 
 _NAMES = frozenset({"postgresql", "postgres", "pg"})
 
@@ -65,16 +60,7 @@ def pg_up(args: argparse.Namespace, base: Path) -> int:
         progress=_progress,
     )
     sb.start()
-    urls = {n.name: n.url for n in sb.nodes}
-    if args.database:
-        with contextlib.closing(sb.primary.connect()) as conn:
-            conn.execute(f'CREATE DATABASE "{args.database}"')
-        sb.wait_caught_up()
-        _progress(f"created database {args.database} (replicated)")
-        urls = {name: f"{url.rsplit('/', 1)[0]}/{args.database}" for name, url in urls.items()}
-    for name, url in urls.items():
-        print(f"{name:<10} {url}")
-    print(f"{'replication':<10} {sb.replication_user} {sb.replication_password}")
+    print_sandbox_urls(sb, args.database, _create_database)
     if args.log_statement:
         for n in sb.nodes:
             print(f"# {n.name} logs its statements in {n.log_path}", file=sys.stderr)
@@ -82,48 +68,23 @@ def pg_up(args: argparse.Namespace, base: Path) -> int:
     return EXIT_OK
 
 
-def pg_down(args: argparse.Namespace, base: Path) -> int:
-    """Stop the PostgreSQL sandbox recorded in *base*."""
-    from ..sandbox.postgresql import PgSandbox
-
-    sb = PgSandbox.load(base)
-    running = [n.name for n in sb.nodes if sb.is_running(n)]
-    sb.stop(purge=args.purge)
-    if any(sb.is_running(n) for n in sb.nodes):
-        print(f"rwsplit: error: some servers in {base} did not stop", file=sys.stderr)
-        return EXIT_FAILED
-    dead = [n.name for n in sb.nodes if n.name not in running]
-    line = f"stopped {plural(len(running), 'server')} in {base}"
-    if dead:
-        line += f" ({', '.join(dead)} {'was' if len(dead) == 1 else 'were'} not running)"
-    print(line)
-    if args.purge:
-        print(f"removed their data directories in {sb.data_root}")
-    return EXIT_OK
+def _create_database(primary: PgNode, name: str) -> None:
+    with contextlib.closing(primary.connect()) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def pg_status(args: argparse.Namespace, base: Path) -> int:
-    """Show the nodes of the PostgreSQL sandbox in *base* (exit 3 unless every node runs)."""
-    from ..sandbox.postgresql import PgSandbox
+def print_pg_status(rows: list[dict[str, Any]]) -> None:
+    """The table of a PostgreSQL sandbox's nodes."""
 
-    sb = PgSandbox.load(base)
-    rows = sb.status()
-    # "role" as the server says now: out of recovery (primary) or a standby.
-    print(
-        f"{'node':<10} {'role':<8} {'address':<22} {'pid':>8} {'state':<8} {'streaming':<9} "
-        f"{'source':<22} {'lag':>5}  lsn"
-    )
-    for r in rows:
-        state = "stopped" if not r["running"] else "hung" if r.get("hung") else "running"
+    def details(r: dict[str, Any]) -> str:
         lag = r.get("lag")
-        print(
-            f"{r['name']:<10} {_role(r):<8} {r['address']:<22} {r['pid'] or '-':>8} "
-            f"{state:<8} {yes_no(r.get('replicating')):<9} {r.get('source') or '-':<22} "
+        return (
+            f"{yes_no(r.get('replicating')):<9} {r.get('source') or '-':<22} "
             f"{'-' if lag is None else lag!s:>5}  {r.get('lsn') or '-'}"
-            + (f"  ({r['error']})" if r.get("error") else "")
         )
-    print(f"replication account: {sb.replication_user} {sb.replication_password}")
-    return status_exit(rows, base)
+
+    # "role" as the server says now: out of recovery (primary) or a standby.
+    print_status_table(rows, f"{'streaming':<9} {'source':<22} {'lag':>5}  lsn", _role, details)
 
 
 def _role(row: dict[str, Any]) -> str:

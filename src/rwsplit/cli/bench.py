@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import (
     CHAR,
@@ -73,11 +73,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Executable
 
 from ..errors import ConfigurationError, SandboxError
 from ..servers import detect_family
 from ..topology.model import node_name
 from . import plural
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
 
 __all__ = [
     "BENCH_DATABASE",
@@ -268,6 +272,19 @@ def _engine_options(spec: TargetSpec) -> dict[str, Any]:
     return {"pool_size": spec.pool_size, "max_overflow": spec.pool_size}
 
 
+def _cluster_options(spec: TargetSpec) -> dict[str, Any]:
+    """*spec*'s :class:`~rwsplit.Cluster` options, its engines pooled like the others'."""
+    options = dict(spec.cluster_options)
+    options["engine_options"] = {**options.get("engine_options", {}), **_engine_options(spec)}
+    return options
+
+
+def _routed(cluster: Cluster) -> dict[str, dict[str, float]]:
+    """*cluster*'s own counters per node (:data:`COUNTED`)."""
+    nodes = cluster.stats().to_dict()["nodes"]
+    return {name: {k: float(n[k]) for k in COUNTED} for name, n in nodes.items()}
+
+
 class _Plain:
     """Everything on one engine per role, as an application without a splitter does."""
 
@@ -304,9 +321,7 @@ class _RwSplit:
         from ..cluster import Cluster
 
         self.name = "rwsplit"
-        options = dict(spec.cluster_options)
-        options["engine_options"] = {**options.get("engine_options", {}), **_engine_options(spec)}
-        self.cluster = Cluster(spec.primary, list(spec.replicas), **options)
+        self.cluster = Cluster(spec.primary, list(spec.replicas), **_cluster_options(spec))
 
     def read(self) -> Session:
         return self.cluster.session()
@@ -321,8 +336,7 @@ class _RwSplit:
         return getattr(session, "causal_token", None)
 
     def routed(self) -> dict[str, dict[str, float]]:
-        nodes = self.cluster.stats().to_dict()["nodes"]
-        return {name: {k: float(n[k]) for k in COUNTED} for name, n in nodes.items()}
+        return _routed(self.cluster)
 
     def close(self) -> None:
         self.cluster.close()
@@ -424,43 +438,106 @@ class ClientResult:
     routed: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+READ_UNITS = ("point", "range")
+WRITE_UNITS = ("update", "insert")
+
+
+def _statement(kind: str, rng: random.Random, rows: int) -> Executable:
+    """The statement of a read or write unit (:data:`READ_UNITS`, :data:`WRITE_UNITS`); every
+    kind of client draws its random values in this order."""
+    if kind == "point":
+        return select(items.c.c).where(items.c.id == rng.randint(1, rows))
+    if kind == "range":
+        start = rng.randint(1, max(1, rows - RANGE_SIZE))
+        return select(items.c.c).where(items.c.id.between(start, start + RANGE_SIZE - 1))
+    if kind == "update":
+        return update(items).where(items.c.id == rng.randint(1, rows)).values(k=items.c.k + 1)
+    if kind == "insert":
+        return insert(items).values(k=rng.randint(1, rows), c=f"{rng.random():.17f}", pad=_PAD)
+    raise ConfigurationError(f"unknown unit {kind!r}")  # pragma: no cover - mixes are validated
+
+
+def _ryw_post(client: int, value: int) -> Executable:
+    """The ``ryw`` unit's write: *client*'s own row gets *value*."""
+    return update(ryw_rows).where(ryw_rows.c.client == client).values(value=value)
+
+
+def _ryw_get(client: int) -> Executable:
+    """The ``ryw`` unit's read-back of *client*'s row."""
+    return select(ryw_rows.c.value).where(ryw_rows.c.client == client)
+
+
 def _unit(target: Target, kind: str, client: int, rng: random.Random, rows: int) -> bool:
     """Run one unit; returns False on a stale read."""
-    if kind == "point":
+    if kind in READ_UNITS:
         with target.read() as s:
-            s.execute(select(items.c.c).where(items.c.id == rng.randint(1, rows))).all()
-    elif kind == "range":
-        start = rng.randint(1, max(1, rows - RANGE_SIZE))
-        with target.read() as s:
-            s.execute(
-                select(items.c.c).where(items.c.id.between(start, start + RANGE_SIZE - 1))
-            ).all()
-    elif kind == "update":
+            s.execute(_statement(kind, rng, rows)).all()
+    elif kind in WRITE_UNITS:
         with target.write() as s:
-            s.execute(
-                update(items).where(items.c.id == rng.randint(1, rows)).values(k=items.c.k + 1)
-            )
-            s.commit()
-    elif kind == "insert":
-        with target.write() as s:
-            s.execute(
-                insert(items).values(k=rng.randint(1, rows), c=f"{rng.random():.17f}", pad=_PAD)
-            )
+            s.execute(_statement(kind, rng, rows))
             s.commit()
     elif kind == "ryw":
         value = rng.getrandbits(62)
         with target.write() as s:  # POST
-            s.execute(update(ryw_rows).where(ryw_rows.c.client == client).values(value=value))
+            s.execute(_ryw_post(client, value))
             s.commit()
             token = target.token(s)
         with target.follow(token) as s:  # GET after the redirect
-            seen = s.execute(
-                select(ryw_rows.c.value).where(ryw_rows.c.client == client)
-            ).scalar_one()
+            seen = s.execute(_ryw_get(client)).scalar_one()
         return bool(seen == value)
     else:  # pragma: no cover - mixes are validated
         raise ConfigurationError(f"unknown unit {kind!r}")
     return True
+
+
+class _ClientLoop:
+    """One client's schedule and tally, the same for thread, process and asyncio clients: its
+    random stream, the units it runs until the duration or the count is reached, and what
+    each gave (latency, stale read, error)."""
+
+    def __init__(
+        self,
+        mix: Mapping[str, int],
+        client: int,
+        *,
+        seed: int,
+        duration: float,
+        count: int | None,
+        done: Callable[[int], None],
+    ) -> None:
+        self.rng = random.Random(seed * 1_000_003 + client)
+        self.kinds = list(mix)
+        self._weights = [mix[k] for k in self.kinds]
+        self.result = ClientResult(latencies={k: [] for k in self.kinds})
+        self._duration = duration
+        self._count = count
+        self._done = done
+
+    def units(self) -> Iterator[str]:
+        """The measured part, one kind of unit a step: the clock starts at the first step; each
+        finished step goes to *done*; the clock stops when the iteration ends."""
+        self.result.started = now = time.monotonic()
+        stop_at = now + self._duration
+        count = self._count
+        n = 0
+        while (n < count) if count is not None else (now < stop_at):
+            yield self.rng.choices(self.kinds, self._weights)[0]
+            n += 1
+            self._done(n)
+            now = time.monotonic()
+        self.result.ended = now
+
+    def ran(self, kind: str, seconds: float, fresh: bool) -> None:
+        """A unit that finished in *seconds* (not *fresh*: it read a stale value)."""
+        self.result.latencies[kind].append(seconds)
+        if not fresh:
+            self.result.stale_reads += 1
+
+    def failed(self, exc: Exception) -> None:
+        """A unit that raised: a load test counts errors (and keeps 3) instead of stopping."""
+        self.result.errors += 1
+        if len(self.result.error_samples) < 3:
+            self.result.error_samples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def run_client(
@@ -476,35 +553,20 @@ def run_client(
     done: Callable[[int], None],
 ) -> ClientResult:
     """One client's loop: warm up, wait for the others, then run units until time or count."""
-    rng = random.Random(seed * 1_000_003 + client)
-    kinds = list(mix)
-    weights = [mix[k] for k in kinds]
-    result = ClientResult(latencies={k: [] for k in kinds})
-    for kind in kinds:  # warm-up: connections open, statements compiled (not measured)
+    loop = _ClientLoop(mix, client, seed=seed, duration=duration, count=count, done=done)
+    for kind in loop.kinds:  # warm-up: connections open, statements compiled (not measured)
         with contextlib.suppress(Exception):
-            _unit(target, kind, client, rng, rows)
+            _unit(target, kind, client, loop.rng, rows)
     barrier.wait()
-    result.started = now = time.monotonic()
-    stop_at = now + duration
-    n = 0
-    while (n < count) if count is not None else (now < stop_at):
-        kind = rng.choices(kinds, weights)[0]
+    for kind in loop.units():
         t0 = time.perf_counter()
         try:
-            fresh = _unit(target, kind, client, rng, rows)
+            fresh = _unit(target, kind, client, loop.rng, rows)
         except Exception as exc:  # a load test counts errors instead of stopping
-            result.errors += 1
-            if len(result.error_samples) < 3:
-                result.error_samples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            loop.failed(exc)
         else:
-            result.latencies[kind].append(time.perf_counter() - t0)
-            if not fresh:
-                result.stale_reads += 1
-        n += 1
-        done(n)
-        now = time.monotonic()
-    result.ended = now
-    return result
+            loop.ran(kind, time.perf_counter() - t0, fresh)
+    return loop.result
 
 
 # Process workers: the shared progress counters and start barrier, inherited at spawn.
@@ -840,6 +902,25 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _await_port(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    timeout: float,
+    logfile: Path,
+    tail: int,
+    owner: contextlib.AbstractContextManager[Any],
+) -> None:
+    """Wait until the child *proc* (HAProxy, pgpool-II) listens on *port*; if it exits or
+    *timeout* passes first, stop it through *owner* and raise with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while not _port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            end = logfile.read_text(errors="replace")[-tail:]
+            owner.__exit__(None, None, None)
+            raise SandboxError(f"{logfile.stem} did not start: {end}")
+        time.sleep(0.05)
+
+
 class HAProxy:
     """A real HAProxy on loopback: a read port balancing *replicas* (round-robin per
     connection), run as a child process from a generated config and killed by its pid."""
@@ -875,13 +956,7 @@ class HAProxy:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + 10
-        while not _port_open(self.read_port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self._dir / "haproxy.log").read_text(errors="replace")[-500:]
-                self.__exit__(None, None, None)
-                raise SandboxError(f"haproxy did not start: {tail}")
-            time.sleep(0.05)
+        _await_port(self._proc, self.read_port, 10, self._dir / "haproxy.log", 500, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1003,13 +1078,7 @@ class PgPool:
                 cwd=self._dir,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
-        while not _port_open(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self._dir / "pgpool.log").read_text(errors="replace")[-800:]
-                self.__exit__(None, None, None)
-                raise SandboxError(f"pgpool did not start: {tail}")
-            time.sleep(0.05)
+        _await_port(self._proc, self.port, 30, self._dir / "pgpool.log", 800, self)
         return self
 
     def __exit__(self, *exc: object) -> None:

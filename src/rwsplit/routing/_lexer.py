@@ -21,6 +21,7 @@ of the text, and the comment runs to the next newline (a CR does not end it).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import NamedTuple
 
 # Token kinds. Keywords and identifiers are both WORD (upper-cased in ``up``); the rules decide.
@@ -95,10 +96,12 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
-_SKIP = -1
-_COMMENT = -2
-_BAD = -3
-_MAYBE = -4
+# Kinds of the groups that make no token (negative: ``kind < 0`` sets them all aside with one
+# comparison). Shared with the PostgreSQL lexer.
+_SKIP = -1  # whitespace at the end, an executable comment's markers
+_COMMENT = -2  # a comment: searched for a routing hint
+_BAD = -3  # a character no token starts with, or a comment left open
+_MAYBE = -4  # an executable comment that a server may run or skip
 _KIND_OF_GROUP = {
     "word": WORD,
     "literals": LITERALS,
@@ -124,11 +127,19 @@ _KIND_OF_GROUP = {
     "end": _SKIP,
     "bad": _BAD,
 }
-# Kind by group number (every group above is top-level, so ``Match.lastindex`` names it).
-_KIND_BY_INDEX = [_SKIP] * (_TOKEN_RE.groups + 1)
-for _name, _index in _TOKEN_RE.groupindex.items():
-    _KIND_BY_INDEX[_index] = _KIND_OF_GROUP[_name]
-_KIND_BY_INDEX_T = tuple(_KIND_BY_INDEX)
+
+
+def kinds_by_index(pattern: re.Pattern[str], kind_of_group: Mapping[str, int]) -> tuple[int, ...]:
+    """The token kind of each group of *pattern*, by group number (:data:`_SKIP` for groups
+    without a name). ``Match.lastindex`` names the group that matched when the groups that
+    make tokens are top-level."""
+    kinds = [_SKIP] * (pattern.groups + 1)
+    for name, index in pattern.groupindex.items():
+        kinds[index] = kind_of_group[name]
+    return tuple(kinds)
+
+
+_KIND_BY_INDEX_T = kinds_by_index(_TOKEN_RE, _KIND_OF_GROUP)
 _new_tok = tuple.__new__
 
 # Routing hints in comments: rwsplit's own and MaxScale's (so apps moving from MaxScale keep
@@ -145,6 +156,21 @@ _HINT_TARGETS = {
     "slave": "replica",
     "last": "last",
 }
+
+
+def routing_hint(sql: str, start: int, end: int) -> str | None:
+    """The first routing hint in the comment at ``sql[start:end]`` (``"primary"``,
+    ``"replica"``, ``"last"``), or ``None``."""
+    found = _ROUTING_HINT_RE.search(sql, start, end)
+    if found is None:
+        return None
+    return _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
+
+
+def lex_error(m: re.Match[str], index: int) -> LexError:
+    """The error for group *index* of *m*, a stray character or a comment left open."""
+    what = "a comment left open" if m.group(index) == "/*" else "the text"
+    return LexError(f"cannot read {what} at offset {m.start(index)}")
 
 
 def may_hint(sql: str) -> bool:
@@ -272,23 +298,24 @@ def lex(sql: str) -> Lexed:
             plain = _lex_plain(bare)
             if plain is not None:
                 return Lexed(plain, None, _NO_MAYBE)
+    return _lex_matches(sql, _TOKEN_RE, _KIND_BY_INDEX_T)
+
+
+def _lex_matches(sql: str, pattern: re.Pattern[str], kinds: tuple[int, ...]) -> Lexed:
+    """:func:`lex`'s tokens of *sql*, one match of *pattern* (a token expression) each."""
     toks: list[Tok] = []
     append = toks.append
     hint: str | None = None
     maybe: list[int] = []
-    kinds = _KIND_BY_INDEX_T
     new = _new_tok
-    for m in _TOKEN_RE.finditer(sql):
+    for m in pattern.finditer(sql):
         index = m.lastindex or 0
         kind = kinds[index]
         if kind < 0:
             if kind == _COMMENT and hint is None:
-                found = _ROUTING_HINT_RE.search(sql, m.start(index), m.end())
-                if found is not None:
-                    hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
+                hint = routing_hint(sql, m.start(index), m.end())
             elif kind == _BAD:
-                what = "a comment left open" if m.group(index) == "/*" else "the text"
-                raise LexError(f"cannot read {what} at offset {m.start(index)}")
+                raise lex_error(m, index)
             elif kind == _MAYBE:
                 maybe.append(m.start(index))
             continue
@@ -451,10 +478,7 @@ _COARSE_TOKEN_RE = re.compile(
     ),
     re.VERBOSE | re.DOTALL,
 )
-_COARSE_KIND_BY_INDEX = [_SKIP] * (_COARSE_TOKEN_RE.groups + 1)
-for _name, _index in _COARSE_TOKEN_RE.groupindex.items():
-    _COARSE_KIND_BY_INDEX[_index] = BORING if _name == "boring" else _KIND_OF_GROUP[_name]
-_COARSE_KIND_BY_INDEX_T = tuple(_COARSE_KIND_BY_INDEX)
+_COARSE_KIND_BY_INDEX_T = kinds_by_index(_COARSE_TOKEN_RE, {**_KIND_OF_GROUP, "boring": BORING})
 
 
 def coarse_lex(sql: str) -> list[Tok]:
@@ -464,18 +488,4 @@ def coarse_lex(sql: str) -> list[Tok]:
     tokens the rules do look at, and their neighbours, are exactly those of :func:`lex`.
     Raises :class:`LexError` like :func:`lex`.
     """
-    toks: list[Tok] = []
-    append = toks.append
-    kinds = _COARSE_KIND_BY_INDEX_T
-    new = _new_tok
-    for m in _COARSE_TOKEN_RE.finditer(sql):
-        index = m.lastindex or 0
-        kind = kinds[index]
-        if kind < 0:
-            if kind == _BAD:
-                what = "a comment left open" if m.group(index) == "/*" else "the text"
-                raise LexError(f"cannot read {what} at offset {m.start(index)}")
-            continue
-        text = m.group(index)
-        append(new(Tok, (kind, text, text.upper() if kind < _UPPER_BELOW else text)))
-    return toks
+    return _lex_matches(sql, _COARSE_TOKEN_RE, _COARSE_KIND_BY_INDEX_T).toks

@@ -30,6 +30,10 @@ import re
 from typing import NamedTuple
 
 from ._lexer import (
+    _BAD,
+    _COMMENT,
+    _SKIP,
+    _WS,
     COMMA,
     DOT,
     LPAREN,
@@ -40,8 +44,10 @@ from ._lexer import (
     SEMI,
     STRING,
     WORD,
-    LexError,
     Tok,
+    kinds_by_index,
+    lex_error,
+    routing_hint,
 )
 
 __all__ = ["MAX_COMMENT_DEPTH", "PARAM", "LexedPg", "lex", "quoted_name"]
@@ -52,7 +58,6 @@ PARAM = 15
 MAX_COMMENT_DEPTH = 4
 """Nested ``/* /* */ */`` comments deeper than this are refused (the text goes to the primary)."""
 
-_WS = r"[ \t\n\r\f\v]"
 _ID_START = r"A-Za-z_\u0080-\U0010ffff"
 _ID = r"A-Za-z_0-9$\u0080-\U0010ffff"
 _DOLQ = r"A-Za-z_0-9\u0080-\U0010ffff"
@@ -72,7 +77,7 @@ def _nested_comment(depth: int) -> str:
     return pattern
 
 
-_COMMENT = _nested_comment(MAX_COMMENT_DEPTH)
+_BLOCK_COMMENT = _nested_comment(MAX_COMMENT_DEPTH)
 
 
 def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
@@ -92,7 +97,7 @@ def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
         | (?P<dollar>\$(?P<tag>[A-Za-z_\u0080-\U0010ffff][{_DOLQ}]*+|)\$.*?\$(?P=tag)\$)
         | (?P<param>\$[0-9]++|%(?:\([^()]*+\))?[sbt](?![{_ID}])|%%)
         | (?P<linecomment>--[^\n\r]*+)
-        | (?P<blockcomment>{_COMMENT})
+        | (?P<blockcomment>{_BLOCK_COMMENT})
         | (?P<openblock>/\*)
         | (?P<number>{_NUM})
         | (?P<semi>;)
@@ -109,9 +114,6 @@ def _token_re(backslash_quotes: bool) -> re.Pattern[str]:
     )
 
 
-_SKIP = -1
-_COMMENTED = -2
-_BAD = -3
 _KIND_OF_GROUP = {
     "estring": STRING,
     "bstring": STRING,
@@ -124,8 +126,8 @@ _KIND_OF_GROUP = {
     "dollar": STRING,
     "tag": STRING,  # never the last group (it closes inside "dollar")
     "param": PARAM,
-    "linecomment": _COMMENTED,
-    "blockcomment": _COMMENTED,
+    "linecomment": _COMMENT,
+    "blockcomment": _COMMENT,
     "openblock": _BAD,
     "number": NUMBER,
     "semi": SEMI,
@@ -140,32 +142,10 @@ _KIND_OF_GROUP = {
     "bad": _BAD,
 }
 
-
-def _kinds(pattern: re.Pattern[str]) -> tuple[int, ...]:
-    kinds = [_SKIP] * (pattern.groups + 1)
-    for name, index in pattern.groupindex.items():
-        kinds[index] = _KIND_OF_GROUP[name]
-    return tuple(kinds)
-
-
 _TOKEN_RE = _token_re(backslash_quotes=False)
 _TOKEN_RE_BACKSLASH = _token_re(backslash_quotes=True)
-_KINDS = _kinds(_TOKEN_RE)
+_KINDS = kinds_by_index(_TOKEN_RE, _KIND_OF_GROUP)
 _new_tok = tuple.__new__
-
-# Routing hints in comments, as for MySQL (rwsplit's own; MaxScale's spelling is accepted).
-_ROUTING_HINT_RE = re.compile(
-    r"rwsplit:\s*(primary|replica|master|slave)\b"
-    r"|maxscale\s+route\s+to\s+(master|slave|last)\b",
-    re.IGNORECASE | re.ASCII,
-)
-_HINT_TARGETS = {
-    "primary": "primary",
-    "master": "primary",
-    "replica": "replica",
-    "slave": "replica",
-    "last": "last",
-}
 
 # Keywords fold ASCII letters only, as the server's keyword lookup does.
 _ASCII_UPPER = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
@@ -182,10 +162,6 @@ class LexedPg(NamedTuple):
     """The first routing hint in a comment (``"primary"``, ``"replica"``, ``"last"``)."""
 
 
-def _upper(text: str) -> str:
-    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
-
-
 def _split_operator(text: str) -> list[str]:
     """The operators the server reads in a run of operator characters (see the module doc)."""
     if len(text) < 2 or text[-1] not in "+-" or not _OP_KEEPS_SIGN.isdisjoint(text):
@@ -195,7 +171,8 @@ def _split_operator(text: str) -> list[str]:
 
 
 def lex(sql: str, *, backslash_quotes: bool = False) -> LexedPg:
-    """Split *sql* into tokens, dropping whitespace and comments; raise :class:`LexError`.
+    """Split *sql* into tokens, dropping whitespace and comments; raise
+    :class:`~rwsplit.routing._lexer.LexError`.
 
     *backslash_quotes* reads ``'...'`` strings as a server with
     ``standard_conforming_strings = off`` does (a backslash escapes the next character).
@@ -210,14 +187,11 @@ def lex(sql: str, *, backslash_quotes: bool = False) -> LexedPg:
         index = m.lastindex or 0
         kind = kinds[index]
         if kind < 0:
-            if kind == _COMMENTED:
-                if hint is None:
-                    found = _ROUTING_HINT_RE.search(sql, m.start(index), m.end())
-                    if found is not None:
-                        hint = _HINT_TARGETS[(found.group(1) or found.group(2)).lower()]
+            if kind == _COMMENT:
+                if hint is None:  # routing hints as for MySQL (rwsplit's own, MaxScale's)
+                    hint = routing_hint(sql, m.start(index), m.end())
             elif kind == _BAD:
-                what = "a comment left open" if m.group(index) == "/*" else "the text"
-                raise LexError(f"cannot read {what} at offset {m.start(index)}")
+                raise lex_error(m, index)
             continue
         text = m.group(index)
         if kind == WORD:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -446,7 +446,8 @@ _LAST_SYSVARS = frozenset(
 
 _WRITE_VERBS = frozenset({"UPDATE", "DELETE", "INSERT", "REPLACE"})
 _READ_VERBS = frozenset({"SELECT", "WITH", "TABLE", "VALUES", "SHOW", "DESCRIBE", "DESC", "HELP"})
-_READ_STARTS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
+_READ_START_WORDS = ("SELECT", "WITH", "TABLE", "VALUES")  # the same in PostgreSQL
+_READ_STARTS = frozenset(_READ_START_WORDS)
 
 # Words that, in a read, mean it is not a plain read; checked with one set lookup per word.
 _READ_TRIGGERS = frozenset(
@@ -636,10 +637,6 @@ def _read_trigger(toks: list[Tok], i: int, up: str, nxt: Tok | None) -> Classifi
     return _primary(f"{up} inside a read statement writes", Flag.WRITE)
 
 
-def _rule_select(toks: list[Tok]) -> Classification:
-    return _scan_read(toks)
-
-
 _SHOW_LAST = frozenset({"WARNINGS", "ERRORS", "PROFILE", "PROFILES"})
 _SHOW_PRIMARY = {
     ("MASTER", "STATUS"),
@@ -827,7 +824,11 @@ def _rule_begin(toks: list[Tok]) -> Classification:
 
 
 def _rule_end_txn(toks: list[Tok]) -> Classification:
-    words = [t.up for t in toks[1:] if t.kind == WORD]
+    return _end_txn([t.up for t in toks[1:] if t.kind == WORD])
+
+
+def _end_txn(words: list[str]) -> Classification:
+    """``COMMIT`` / ``ROLLBACK`` from the words after the verb (PostgreSQL's too)."""
     if "TO" in words:
         return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
     if "CHAIN" in words and "NO" not in words:
@@ -960,10 +961,7 @@ def _rule_write(toks: list[Tok]) -> Classification:
 
 
 _VERB_RULES: dict[str, _Rule] = {
-    "SELECT": _rule_select,
-    "WITH": _rule_select,
-    "TABLE": _rule_select,
-    "VALUES": _rule_select,
+    **dict.fromkeys(_READ_START_WORDS, _scan_read),
     "SHOW": _rule_show,
     "DESCRIBE": _rule_describe,
     "DESC": _rule_describe,
@@ -995,58 +993,91 @@ _VERB_RULES: dict[str, _Rule] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Tokens to a classification: the rule of the first word (shared with PostgreSQL's classifier)
+# ---------------------------------------------------------------------------------------------
+
 _SEMI_TOK = Tok(SEMI, ";", ";")
+_Decide = Callable[[list[Tok], str | None], Classification]
 
 
-def _classify_tokens(toks: list[Tok]) -> Classification:
-    # A trailing ';' is harmless; a second statement after it is not.
-    end = len(toks)
-    while end and toks[end - 1].kind == SEMI:
-        end -= 1
-    # A leading optimizer hint (/*+ ... */) carries no verb.
-    start = 0
-    while start < end and toks[start].kind == HINT:
-        start += 1
-    if start or end < len(toks):
-        toks = toks[start:end]
-    if not toks:
-        # Only optimizer hints: as empty, but a distinct object, so that the shortcut for
-        # several statements counts it as a statement, as _classify_multi does.
-        return _ONLY_HINTS if start else _EMPTY
-    if _SEMI_TOK in toks:  # a C-level scan: a SEMI token is always this value
-        return _classify_multi(toks)
-    first = toks[0]
-    if first.kind == LPAREN:
-        # (SELECT ...) UNION (SELECT ...)
-        i = 0
-        while i < len(toks) and toks[i].kind == LPAREN:
-            i += 1
-        if i < len(toks) and toks[i].up in _READ_STARTS:
-            return _scan_read(toks)
-        return _primary(PRIMARY_UNKNOWN)
-    if first.kind != WORD:
-        return _primary(PRIMARY_UNKNOWN)
-    rule = _VERB_RULES.get(first.up)
-    if rule is None:
-        return _primary(f"{first.up} is not a plain read", Flag.WRITE)
-    return rule(toks)
+def _token_rules(
+    verb_rules: Mapping[str, _Rule], scan_read: _Rule, *, unknown: Flag, multi_drops: Flag
+) -> tuple[_Rule, _Decide]:
+    """A dialect's ``classify_tokens(toks)`` and ``decide(toks, hint)``.
+
+    ``classify_tokens`` runs the rule of the statement's first word from *verb_rules*
+    (*scan_read* for one that opens with ``(``); a statement that starts with neither a word
+    nor ``(`` goes to the primary with the flags *unknown*; several statements in one text go
+    to the primary with the side effects of every part, less *multi_drops*. ``decide`` is
+    ``classify_tokens`` with a routing hint applied and a rule that ran off a truncated
+    statement caught.
+    """
+
+    def classify_tokens(toks: list[Tok]) -> Classification:
+        # A trailing ';' is harmless; a second statement after it is not.
+        end = len(toks)
+        while end and toks[end - 1].kind == SEMI:
+            end -= 1
+        # A leading optimizer hint (/*+ ... */, MySQL) carries no verb.
+        start = 0
+        while start < end and toks[start].kind == HINT:
+            start += 1
+        if start or end < len(toks):
+            toks = toks[start:end]
+        if not toks:
+            # Only optimizer hints: as empty, but a distinct object, so that the shortcut for
+            # several statements counts it as a statement, as classify_multi does.
+            return _ONLY_HINTS if start else _EMPTY
+        if _SEMI_TOK in toks:  # a C-level scan: a SEMI token is always this value
+            return classify_multi(toks)
+        first = toks[0]
+        if first.kind == LPAREN:
+            # (SELECT ...) UNION (SELECT ...)
+            i = 0
+            while i < len(toks) and toks[i].kind == LPAREN:
+                i += 1
+            if i < len(toks) and toks[i].up in _READ_STARTS:
+                return scan_read(toks)
+            return _primary(PRIMARY_UNKNOWN, unknown)
+        if first.kind != WORD:
+            return _primary(PRIMARY_UNKNOWN, unknown)
+        rule = verb_rules.get(first.up)
+        if rule is None:
+            return _primary(f"{first.up} is not a plain read", Flag.WRITE)
+        return rule(toks)
+
+    def classify_multi(toks: list[Tok]) -> Classification:
+        """Several statements in one text: primary, with the side effects of every part."""
+        flags = Flag.MULTI_STATEMENT
+        resource = None
+        start = 0
+        for i in range(len(toks) + 1):
+            if i == len(toks) or toks[i].kind == SEMI:
+                if i > start:
+                    part = classify_tokens(toks[start:i])
+                    flags |= part.flags
+                    if part.target is Target.ALL:
+                        flags |= Flag.SESSION_STATE
+                    resource = resource or part.resource
+                start = i + 1
+        return _primary("several statements in one text", flags & ~multi_drops, resource)
+
+    def decide(toks: list[Tok], hint: str | None) -> Classification:
+        try:
+            c = classify_tokens(toks)
+        except IndexError:  # a rule ran off a truncated statement
+            return _primary("incomplete statement: sent to the primary")
+        if hint is not None:
+            return _apply_hint(hint, c, toks)
+        return c
+
+    return classify_tokens, decide
 
 
-def _classify_multi(toks: list[Tok]) -> Classification:
-    """Several statements in one text: primary, with the side effects of every part."""
-    flags = Flag.MULTI_STATEMENT
-    resource = None
-    start = 0
-    for i in range(len(toks) + 1):
-        if i == len(toks) or toks[i].kind == SEMI:
-            if i > start:
-                part = _classify_tokens(toks[start:i])
-                flags |= part.flags
-                if part.target is Target.ALL:
-                    flags |= Flag.SESSION_STATE
-                resource = resource or part.resource
-            start = i + 1
-    return _primary("several statements in one text", flags, resource)
+_classify_tokens, _decide = _token_rules(
+    _VERB_RULES, _scan_read, unknown=Flag.NONE, multi_drops=Flag.NONE
+)
 
 
 # Flags that forbid honouring a replica hint: the statement writes, locks or leaves state.
@@ -1106,16 +1137,6 @@ def _classify_lexed(sql: str) -> Classification:
     return c
 
 
-def _decide(toks: list[Tok], hint: str | None) -> Classification:
-    try:
-        c = _classify_tokens(toks)
-    except IndexError:  # a rule ran off a truncated statement
-        return _primary("incomplete statement: sent to the primary")
-    if hint is not None:
-        return _apply_hint(hint, c, toks)
-    return c
-
-
 def _either_reading(sql: str, maybe: list[int], ran: Classification) -> Classification:
     """An executable comment the server may skip (``/*!80000 ...*/``, ``/*M!...*/``).
 
@@ -1145,13 +1166,19 @@ def _either_reading(sql: str, maybe: list[int], ran: Classification) -> Classifi
 # Shortcuts: decide from as little of the text as the grammar allows
 # ---------------------------------------------------------------------------------------------
 
+
 # Verbs whose statement is a write whatever follows (their rule is _rule_write): only a ";"
 # that starts another statement, or a routing hint, can add to what the verb says.
-_WRITE_FROM_VERB = {
-    verb: Classification(Target.PRIMARY, f"{verb} changes data or schema", Flag.WRITE)
-    for verb, rule in _VERB_RULES.items()
-    if rule is _rule_write
-}
+def _write_from_verb(verb_rules: Mapping[str, _Rule]) -> dict[str, Classification]:
+    """What each verb whose rule is :func:`_rule_write` decides, by verb."""
+    return {
+        verb: Classification(Target.PRIMARY, f"{verb} changes data or schema", Flag.WRITE)
+        for verb, rule in verb_rules.items()
+        if rule is _rule_write
+    }
+
+
+_WRITE_FROM_VERB = _write_from_verb(_VERB_RULES)
 # Names that may stand before "(" in a plain read, reversed (matched in the reversed text).
 _PLAIN_READ_CALLS_REVERSED = frozenset(
     name[::-1] for name in _READ_ONLY_FUNCTIONS | _PAREN_KEYWORDS
@@ -1326,12 +1353,18 @@ CACHE_MAX_BYTES = 8 * 1024 * 1024
 CACHE_MAX_KEY_CHARS = 4096
 """Texts longer than this are cached under a 16-byte digest, not the text itself."""
 
-_classify_text = TextCache(
-    _classify_uncached,
-    weigh=_weigh,
-    max_bytes=CACHE_MAX_BYTES,
-    max_key_chars=CACHE_MAX_KEY_CHARS,
-)
+
+def _text_cache(classify_uncached: Callable[[str], Classification]) -> TextCache[Classification]:
+    """A dialect's cache of classifications by text (the same bounds for every dialect)."""
+    return TextCache(
+        classify_uncached,
+        weigh=_weigh,
+        max_bytes=CACHE_MAX_BYTES,
+        max_key_chars=CACHE_MAX_KEY_CHARS,
+    )
+
+
+_classify_text = _text_cache(_classify_uncached)
 
 
 MYSQL = "mysql"
@@ -1413,27 +1446,35 @@ _LOCKING_SELECT = Classification(Target.PRIMARY, "Select with FOR UPDATE", Flag.
 _PLAIN_SELECT = Classification(Target.REPLICA, "Select construct")
 _UNKNOWN_CLAUSE = Classification(Target.PRIMARY, "construct not known to be a read")
 
-# Select constructs classified before, by SQLAlchemy cache key (bounded; cleared when full).
-_SELECT_CACHE: dict[Any, Classification] = {}
 _SELECT_CACHE_SIZE = 4096
 
 
-def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
-    if clause._for_update_arg is not None:
-        return _LOCKING_SELECT
-    # The cache key is memoized on the statement, and SQLAlchemy needs it anyway to find the
-    # compiled form: computing it here costs nothing extra on execution.
-    ck = clause._generate_cache_key()
-    if ck is None:  # not cacheable (e.g. a lambda or custom element): inspect every time
-        return _inspect_select(clause)
-    key = ck.key
-    found = _SELECT_CACHE.get(key)
-    if found is None:
-        found = _inspect_select(clause)
-        if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
-            _SELECT_CACHE.clear()
-        _SELECT_CACHE[key] = found
-    return found
+def _select_classifier(
+    inspect: Callable[[ClauseElement], Classification],
+) -> Callable[[Select[Any] | CompoundSelect[Any]], Classification]:
+    """A dialect's classification of Select constructs: ``FOR UPDATE`` from the construct,
+    the rest from *inspect*, remembered by SQLAlchemy cache key (each dialect's own cache,
+    bounded: cleared when full)."""
+    cache: dict[Any, Classification] = {}
+
+    def classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
+        if clause._for_update_arg is not None:
+            return _LOCKING_SELECT
+        # The cache key is memoized on the statement, and SQLAlchemy needs it anyway to find
+        # the compiled form: computing it here costs nothing extra on execution.
+        ck = clause._generate_cache_key()
+        if ck is None:  # not cacheable (e.g. a lambda or custom element): inspect every time
+            return inspect(clause)
+        key = ck.key
+        found = cache.get(key)
+        if found is None:
+            found = inspect(clause)
+            if len(cache) >= _SELECT_CACHE_SIZE:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    return classify_select
 
 
 def _inspect_select(
@@ -1505,6 +1546,9 @@ def _text_fragment(sql: str) -> Classification | None:
     if found is _PLAIN_READ:
         return None
     return Classification(found.target, f"Select text: {found.reason}", found.flags, found.resource)
+
+
+_classify_select = _select_classifier(_inspect_select)
 
 
 def classify_clause(clause: Any, dialect: str = MYSQL) -> Classification:

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.sql.dml import UpdateBase
@@ -59,12 +57,25 @@ from ._lexer import (
     Tok,
 )
 from ._lexer_pg import PARAM, lex, quoted_name
-from ._textcache import TextCache
 from .classify import (
+    _PLAIN_READ,
+    _READ_START_WORDS,
+    _SESSION_STATE,
+    _UNKNOWN_CLAUSE,
+    _WRITE_CLAUSE,
+    PRIMARY_UNKNOWN,
     Classification,
     Flag,
     Target,
-    _apply_hint,
+    _end_txn,
+    _matching_paren,
+    _primary,
+    _Rule,
+    _rule_write,
+    _select_classifier,
+    _text_cache,
+    _token_rules,
+    _write_from_verb,
 )
 
 __all__ = ["classify_clause_pg", "classify_pg"]
@@ -73,12 +84,6 @@ __all__ = ["classify_clause_pg", "classify_pg"]
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
-
-def _primary(reason: str, flags: Flag = Flag.NONE, resource: str | None = None) -> Classification:
-    return Classification(Target.PRIMARY, reason, flags, resource)
-
-
-PRIMARY_UNKNOWN = "unknown statement: sent to the primary"
 
 # Built-in functions known to read nothing but their arguments and the data they are given, and
 # to run on a hot standby as on the primary. Anything called that is not here (user functions,
@@ -257,29 +262,12 @@ _SESSION_FUNCTIONS = frozenset({"SET_CONFIG", "SETSEED"})
 _XID_FUNCTIONS = frozenset({"TXID_CURRENT", "PG_CURRENT_XACT_ID"})
 
 _WRITE_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
-_READ_STARTS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
 _READ_TRIGGERS = frozenset({"FOR", "INTO"}) | _WRITE_VERBS
-_PLAIN_READ = Classification(Target.REPLICA, "plain read")
-_EMPTY = _primary("empty statement: sent to the primary")
 
 
 # ---------------------------------------------------------------------------------------------
 # Reads
 # ---------------------------------------------------------------------------------------------
-
-
-def _matching_paren(toks: list[Tok], i: int) -> int:
-    """Index of the ``)`` closing the ``(`` at *i*, or ``len(toks)``."""
-    depth = 0
-    for j in range(i, len(toks)):
-        kind = toks[j].kind
-        if kind == LPAREN:
-            depth += 1
-        elif kind == RPAREN:
-            depth -= 1
-            if depth == 0:
-                return j
-    return len(toks)
 
 
 def _function_rule(name: str) -> Classification | None:
@@ -475,8 +463,6 @@ def _scan_read(toks: list[Tok]) -> Classification:
 # Rules, by first word
 # ---------------------------------------------------------------------------------------------
 
-_Rule = Callable[[list[Tok]], Classification]
-
 
 def _name_at(toks: list[Tok], i: int) -> str:
     """The last part of the (qualified) object name starting at *i*."""
@@ -498,10 +484,6 @@ def _in_pg_temp(toks: list[Tok], i: int) -> bool:
         and toks[i + 1].kind == DOT
         and quoted_name(toks[i]).startswith("pg_temp")
     )
-
-
-def _rule_select(toks: list[Tok]) -> Classification:
-    return _scan_read(toks)
 
 
 # Settings whose value belongs to the connection's transaction or to the node.
@@ -551,9 +533,6 @@ def _rule_explain(toks: list[Tok]) -> Classification:
     return _primary(f"EXPLAIN of a statement that is not a plain read ({inner.reason})")
 
 
-_SESSION_STATE = Classification(
-    Target.ALL, "session state: every connection must see it", Flag.SESSION_STATE
-)
 _TXN_SCOPED = "lasts until the transaction ends: the transaction stays on the primary"
 
 
@@ -611,11 +590,7 @@ def _rule_end_txn(toks: list[Tok]) -> Classification:
     words = [t.up for t in toks[1:] if t.kind == WORD]
     if words[:1] == ["PREPARED"]:
         return _primary(f"{toks[0].up} PREPARED finishes a prepared transaction", Flag.WRITE)
-    if "TO" in words:
-        return _primary("ROLLBACK TO SAVEPOINT keeps the transaction open")
-    if "CHAIN" in words and "NO" not in words:
-        return _primary("ends a transaction and opens the next", Flag.TXN_END | Flag.TXN_BEGIN)
-    return _primary("ends a transaction", Flag.TXN_END)
+    return _end_txn(words)  # as on MySQL
 
 
 def _rule_savepoint(toks: list[Tok]) -> Classification:
@@ -800,15 +775,8 @@ def _rule_code(toks: list[Tok]) -> Classification:
     )
 
 
-def _rule_write(toks: list[Tok]) -> Classification:
-    return _primary(f"{toks[0].up} changes data or schema", Flag.WRITE)
-
-
 _VERB_RULES: dict[str, _Rule] = {
-    "SELECT": _rule_select,
-    "WITH": _rule_select,
-    "TABLE": _rule_select,
-    "VALUES": _rule_select,
+    **dict.fromkeys(_READ_START_WORDS, _scan_read),
     "SHOW": _rule_show,
     "EXPLAIN": _rule_explain,
     "SET": _rule_set,
@@ -847,61 +815,11 @@ _VERB_RULES: dict[str, _Rule] = {
 }
 
 
-_SEMI_TOK = Tok(SEMI, ";", ";")
-
-
-def _classify_tokens(toks: list[Tok]) -> Classification:
-    end = len(toks)
-    while end and toks[end - 1].kind == SEMI:  # a trailing ';' is harmless
-        end -= 1
-    if end < len(toks):
-        toks = toks[:end]
-    if not toks:
-        return _EMPTY
-    if _SEMI_TOK in toks:  # a C-level scan: a SEMI token is always this value
-        return _classify_multi(toks)
-    first = toks[0]
-    if first.kind == LPAREN:
-        # (SELECT ...) UNION (SELECT ...)
-        i = 0
-        while i < len(toks) and toks[i].kind == LPAREN:
-            i += 1
-        if i < len(toks) and toks[i].up in _READ_STARTS:
-            return _scan_read(toks)
-        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
-    if first.kind != WORD:
-        return _primary(PRIMARY_UNKNOWN, Flag.WRITE)
-    rule = _VERB_RULES.get(first.up)
-    if rule is None:
-        return _primary(f"{first.up} is not a plain read", Flag.WRITE)
-    return rule(toks)
-
-
-def _classify_multi(toks: list[Tok]) -> Classification:
-    """Several statements in one text: primary, with the side effects of every part."""
-    flags = Flag.MULTI_STATEMENT
-    resource = None
-    start = 0
-    for i in range(len(toks) + 1):
-        if i == len(toks) or toks[i].kind == SEMI:
-            if i > start:
-                part = _classify_tokens(toks[start:i])
-                flags |= part.flags
-                if part.target is Target.ALL:
-                    flags |= Flag.SESSION_STATE
-                resource = resource or part.resource
-            start = i + 1
-    return _primary("several statements in one text", flags & ~Flag.TXN_READ_ONLY, resource)
-
-
-def _decide(toks: list[Tok], hint: str | None) -> Classification:
-    try:
-        c = _classify_tokens(toks)
-    except IndexError:  # a rule ran off a truncated statement
-        return _primary("incomplete statement: sent to the primary")
-    if hint is not None:
-        return _apply_hint(hint, c, toks)
-    return c
+# MySQL's dispatch with these rules; what starts with neither a word nor "(" may write, and
+# several statements in one text are never a read-only transaction.
+_classify_tokens, _decide = _token_rules(
+    _VERB_RULES, _scan_read, unknown=Flag.WRITE, multi_drops=Flag.TXN_READ_ONLY
+)
 
 
 def _classify_lexed(sql: str, *, backslash_quotes: bool = False) -> Classification:
@@ -912,11 +830,7 @@ def _classify_lexed(sql: str, *, backslash_quotes: bool = False) -> Classificati
     return _decide(toks, hint)
 
 
-_WRITE_FROM_VERB = {
-    verb: Classification(Target.PRIMARY, f"{verb} changes data or schema", Flag.WRITE)
-    for verb, rule in _VERB_RULES.items()
-    if rule is _rule_write
-}
+_WRITE_FROM_VERB = _write_from_verb(_VERB_RULES)
 
 
 # The plain-read shortcut (see _is_plain_read): a read verb first (ASCII case folding, as the
@@ -1012,20 +926,7 @@ def _classify_general(sql: str) -> Classification:
     return c
 
 
-def _weigh(c: Classification) -> int:
-    return sys.getsizeof(c.reason) + (sys.getsizeof(c.resource) if c.resource else 0)
-
-
-CACHE_MAX_BYTES = 8 * 1024 * 1024
-"""The most the PostgreSQL text cache holds (8 MiB), as for MySQL."""
-CACHE_MAX_KEY_CHARS = 4096
-
-_classify_text = TextCache(
-    _classify_uncached,
-    weigh=_weigh,
-    max_bytes=CACHE_MAX_BYTES,
-    max_key_chars=CACHE_MAX_KEY_CHARS,
-)
+_classify_text = _text_cache(_classify_uncached)  # bounded as MySQL's
 
 
 def classify_pg(sql: str) -> Classification:
@@ -1050,14 +951,6 @@ def classify_pg(sql: str) -> Classification:
 # ---------------------------------------------------------------------------------------------
 # SQLAlchemy constructs
 # ---------------------------------------------------------------------------------------------
-
-_WRITE_CLAUSE = Classification(Target.PRIMARY, "INSERT/UPDATE/DELETE construct", Flag.WRITE)
-_LOCKING_SELECT = Classification(Target.PRIMARY, "Select with FOR UPDATE", Flag.LOCKING_READ)
-_PLAIN_SELECT = Classification(Target.REPLICA, "Select construct")
-_UNKNOWN_CLAUSE = Classification(Target.PRIMARY, "construct not known to be a read")
-
-_SELECT_CACHE: dict[Any, Classification] = {}
-_SELECT_CACHE_SIZE = 4096
 
 # SQLAlchemy's generic function names that are not PostgreSQL names of the same spelling, and
 # compile to read-only built-ins (aggregate_strings → string_agg, char_length ...).
@@ -1101,19 +994,7 @@ def _inspect_select(clause: ClauseElement) -> Classification:
     return _classify._inspect_select(clause, _function_element, _text_fragment)
 
 
-def _classify_select(clause: Select[Any] | CompoundSelect[Any]) -> Classification:
-    if clause._for_update_arg is not None:
-        return _LOCKING_SELECT
-    ck = clause._generate_cache_key()
-    if ck is None:
-        return _inspect_select(clause)
-    found = _SELECT_CACHE.get(ck.key)
-    if found is None:
-        found = _inspect_select(clause)
-        if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
-            _SELECT_CACHE.clear()
-        _SELECT_CACHE[ck.key] = found
-    return found
+_classify_select = _select_classifier(_inspect_select)
 
 
 def classify_clause_pg(clause: Any) -> Classification:

@@ -35,45 +35,48 @@ Example (prints e.g. ``mysql+pymysql://root@127.0.0.1:41873/rwsplit``)::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fcntl
-import hashlib
-import json
-import logging
 import os
-import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pymysql
 
 from ..errors import SandboxError, ServerBinaryNotFoundError
 from ..servers import MariaDB, MySQL, family_for_version
+from ._common import STATE_FILE as STATE_FILE  # re-exported: the CLI reads it
+from ._common import (
+    NodeBase,
+    Progress,
+    SandboxBase,
+    build_template,
+    check_node_count,
+    log_tail,
+    node_names,
+    pid_alive,
+    poll,
+    read_state,
+    wait_gone,
+    with_parent_death_signal,
+    write_state,
+)
+from ._common import free_port as free_port  # re-exported: the benchmarks use it
 
 __all__ = ["Sandbox", "SandboxNode", "find_server_binaries"]
-
-log = logging.getLogger("rwsplit.sandbox")
-
-Progress = Callable[[str], None]
 
 DATABASE = "rwsplit"
 """The database the sandbox creates on the primary (replicated to every replica)."""
 REPL_USER = "repl"
 REPL_PASSWORD = "repl-sandbox"
-STATE_FILE = "sandbox.json"
 
 _SEARCH_DIRS = (
     "/usr/sbin",
@@ -162,104 +165,8 @@ def find_server_binaries(server: str | None = None) -> ServerBinaries:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on *host* that the OS says is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-# Run in a fresh interpreter between fork and the server's exec: set the parent-death signal,
-# give up if the owner is already gone, then become the server (same pid). A fresh process, so
-# the owner's at-fork hooks (rwsplit's monitors, logging ...) never run in a forked copy of it.
-_PDEATHSIG_EXEC = (
-    "import ctypes, os, sys\n"
-    "if ctypes.CDLL(None, use_errno=True).prctl(1, 9) != 0:\n"  # PR_SET_PDEATHSIG, SIGKILL
-    "    sys.exit('prctl(PR_SET_PDEATHSIG) failed')\n"
-    "if os.getppid() != int(sys.argv[1]):\n"  # the owner died before prctl
-    "    os._exit(1)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"  # PATH lookup, as Popen does
-)
-
-
-def _with_parent_death_signal(
-    cmd: list[str], parent: int, *, python: str = sys.executable
-) -> list[str]:
-    r"""*cmd*, started so that it gets SIGKILL when the thread that forked it ends (Linux).
-
-    No ``preexec_fn``: CPython runs the process's at-fork child hooks before a
-    ``preexec_fn``, in a forked copy of a threaded process (rwsplit's monitor threads), which
-    can deadlock before ``exec``. A small ``python -c`` sets the signal instead and ``exec``\ s
-    the server. Unchanged where there is no ``prctl`` (not Linux). *python*: the interpreter
-    that does it (one the server's OS user can run, when a root process drops privileges
-    before: changing the effective uid clears the signal).
-    """
-    if not sys.platform.startswith("linux"):
-        return cmd
-    return [python, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(parent), *cmd]
-
-
-class _Spawner:
-    """Forks child processes from one daemon thread that lives as long as the process.
-
-    Servers owned by this process carry a parent-death signal, which Linux ties to the
-    forking thread; forking them all here keeps them alive while the process lives, whichever
-    thread asked (a test's worker thread, a web app's request thread).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
-        ] = queue.SimpleQueue()
-
-    def popen(self, start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-        """Run *start* (which calls :class:`subprocess.Popen`) on the spawner thread."""
-        if threading.current_thread() is self._thread:
-            return start()
-        future: Future[subprocess.Popen[bytes]] = Future()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                # First use, or a forked child (which has no copy of the thread).
-                self._pid = os.getpid()
-                self._jobs = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._run,
-                    args=(self._jobs,),
-                    name="sandbox-spawner",
-                    daemon=True,
-                )
-                self._thread.start()
-            self._jobs.put((start, future))
-        return future.result(timeout=120)
-
-    @staticmethod
-    def _run(
-        jobs: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], Future[subprocess.Popen[bytes]]]
-        ],
-    ) -> None:
-        while True:
-            start, future = jobs.get()
-            try:
-                future.set_result(start())
-            except BaseException as exc:  # handed to the caller's thread
-                future.set_exception(exc)
-
-
-_SPAWNER = _Spawner()
-
-# Signals after which kill() waits for the server to be gone; any other (SIGSTOP, SIGCONT,
-# SIGHUP ...) is sent and kill() returns at once.
-_TERMINATING = frozenset(
-    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT}
-)
-
-
 @dataclass
-class SandboxNode:
+class SandboxNode(NodeBase):
     """One server of the sandbox."""
 
     name: str
@@ -276,15 +183,6 @@ class SandboxNode:
         """SQLAlchemy URL of this node (user ``root``, no password: a local throwaway)."""
         return f"mysql+pymysql://root@{self.host}:{self.port}/{DATABASE}"
 
-    @property
-    def address(self) -> str:
-        """``host:port`` (the rwsplit node name)."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def base(self) -> Path:
-        return Path(self.datadir).parent
-
     def connect(self, database: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
         """A plain PyMySQL admin connection to this node (autocommit)."""
         return pymysql.connect(
@@ -299,7 +197,7 @@ class SandboxNode:
         )
 
 
-class Sandbox:
+class Sandbox(SandboxBase[SandboxNode]):
     """A local primary + replicas cluster of real server processes.
 
     :param replicas: number of replicas (default 2).
@@ -343,30 +241,22 @@ class Sandbox:
         server_binary: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        if replicas < 0:
-            raise SandboxError(f"replicas must be >= 0, got {replicas}")
-        if semi_sync and replicas == 0:
-            raise SandboxError(
-                "semi_sync needs at least one replica: the primary waits for one to "
-                "acknowledge every commit"
-            )
+        check_node_count(replicas, "replica", waits=semi_sync, waits_option="semi_sync")
+        super().__init__(
+            base_dir=base_dir,
+            tmp_prefix="rwsplit-",
+            detached=detached,
+            progress=progress,
+            host=host,
+        )
         self.replica_count = replicas
-        self._own_dir = base_dir is None
-        self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-"))
         self.semi_sync = semi_sync
         self.log_slave_updates = log_slave_updates
         self.gtid = gtid
-        self.detached = detached
         self.keep = keep or detached
-        self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
         self.server_args = list(server_args)
         self.server_binary = server_binary
-        self.host = host
-        self.nodes: list[SandboxNode] = []
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._binaries: ServerBinaries | None = None
-        self._atexit_registered = False
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ accessors
 
@@ -394,10 +284,6 @@ class Sandbox:
         return self.nodes[1:]
 
     @property
-    def primary_url(self) -> str:
-        return self.primary.url
-
-    @property
     def replica_urls(self) -> list[str]:
         return [n.url for n in self.replicas]
 
@@ -411,15 +297,6 @@ class Sandbox:
         """Its password (a fixed throwaway: the sandbox listens on loopback only)."""
         return REPL_PASSWORD
 
-    def node(self, name: str) -> SandboxNode:
-        """The node called *name* (``primary``, ``replica1`` ...) or with address *name*."""
-        for n in self.nodes:
-            if name in (n.name, n.address):
-                return n
-        raise SandboxError(
-            f"no sandbox node called {name!r}; nodes: " + ", ".join(n.name for n in self.nodes)
-        )
-
     # ------------------------------------------------------------------ start
 
     def start(self) -> Sandbox:
@@ -432,66 +309,39 @@ class Sandbox:
                 f"{binaries.server} is {binaries.flavor}"
             )
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.nodes = []
-        for i in range(self.replica_count + 1):
-            name = "primary" if i == 0 else f"replica{i}"
-            self.nodes.append(
-                SandboxNode(
-                    name=name,
-                    port=free_port(self.host),
-                    server_id=i + 1,
-                    datadir=str(self.base_dir / name / "data"),
-                    role="primary" if i == 0 else "replica",
-                    host=self.host,
-                )
+        self.nodes = [
+            SandboxNode(
+                name=name,
+                port=free_port(self.host),
+                server_id=i + 1,
+                datadir=str(self.base_dir / name / "data"),
+                role=role,
+                host=self.host,
             )
-        if not self.detached and not self._atexit_registered:
-            atexit.register(self.stop)
-            self._atexit_registered = True
-        try:
-            count = len(self.nodes)
-            what = "data directory" if count == 1 else "data directories"
-            self.progress(f"initialising {count} {what} in {self.base_dir}")
-            self._parallel(lambda n: self._install(binaries, n))
-            self.progress("starting servers")
-            for n in self.nodes:
-                self._spawn(binaries, n)
-            self._parallel(self._wait_ready)
-            self._write_state()
-            self.progress("configuring the primary")
-            self._setup_primary()
-            if self.replicas:
-                count = len(self.replicas)
-                self.progress(f"starting replication on {count} replica{'s' * (count != 1)}")
-                self._parallel(self._setup_replica, self.replicas)
-                self._parallel(self.wait_replica_running, self.replicas)
-            if self.semi_sync:
-                self._enable_semi_sync()
-        except BaseException:
-            self.stop()
-            raise
-        self.progress(f"sandbox up in {time.monotonic() - t0:.1f}s")
+            for i, name, role in node_names(self.replica_count, "replica")
+        ]
+        self._bring_up(lambda: self._start_servers(binaries), t0)
         return self
 
-    def _parallel(
-        self, fn: Callable[[SandboxNode], None], nodes: Sequence[SandboxNode] | None = None
-    ) -> None:
-        errors: list[BaseException] = []
-
-        def run(n: SandboxNode) -> None:
-            try:
-                fn(n)
-            except BaseException as exc:  # collected and re-raised below
-                errors.append(exc)
-
-        targets = self.nodes if nodes is None else nodes
-        threads = [threading.Thread(target=run, args=(n,)) for n in targets]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+    def _start_servers(self, binaries: ServerBinaries) -> None:
+        count = len(self.nodes)
+        what = "data directory" if count == 1 else "data directories"
+        self.progress(f"initialising {count} {what} in {self.base_dir}")
+        self._parallel(lambda n: self._install(binaries, n))
+        self.progress("starting servers")
+        for n in self.nodes:
+            self._spawn(n)
+        self._parallel(self._wait_ready)
+        self._write_state()
+        self.progress("configuring the primary")
+        self._setup_primary()
+        if self.replicas:
+            count = len(self.replicas)
+            self.progress(f"starting replication on {count} replica{'s' * (count != 1)}")
+            self._parallel(self._setup_replica, self.replicas)
+            self._parallel(self.wait_replica_running, self.replicas)
+        if self.semi_sync:
+            self._enable_semi_sync()
 
     def _install(self, binaries: ServerBinaries, node: SandboxNode) -> None:
         datadir = Path(node.datadir)
@@ -546,57 +396,20 @@ class Sandbox:
             cmd.append("--user=root")
         return cmd + self.server_args + node.extra_args
 
-    def _spawn(self, binaries: ServerBinaries, node: SandboxNode) -> None:
-        cmd = self.server_command(binaries, node)
-        out = open(Path(node.datadir).parent / "stdout.log", "ab")  # noqa: SIM115
-        detached = self.detached
+    def _spawn(self, node: SandboxNode) -> None:
+        cmd = self.server_command(self.binaries, node)
+        argv = cmd if self.detached else with_parent_death_signal(cmd, os.getpid())
+        self._popen(node, argv, node.base / "stdout.log")
 
-        argv = cmd if detached else _with_parent_death_signal(cmd, os.getpid())
-
-        def start() -> subprocess.Popen[bytes]:
-            # No preexec_fn (see _with_parent_death_signal): no Python code runs in the child.
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
+    def _accepts(self, node: SandboxNode, password: str | None = None) -> bool:
         try:
-            proc = start() if detached else _SPAWNER.popen(start)
-        finally:
-            out.close()
-        self._procs[node.name] = proc
-        node.pid = proc.pid
+            node.connect().close()
+        except pymysql.err.OperationalError:
+            return False
+        return True
 
-    def _wait_ready(self, node: SandboxNode, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        proc = self._procs.get(node.name)
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise SandboxError(
-                    f"{node.name} exited with code {proc.returncode} during "
-                    f"start-up:\n{self._error_tail(node)}"
-                )
-            try:
-                node.connect().close()
-                return
-            except pymysql.err.OperationalError:
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"{node.name} did not accept connections on port "
-                        f"{node.port} within {timeout:.0f}s:\n"
-                        f"{self._error_tail(node)}"
-                    ) from None
-                time.sleep(0.05)
-
-    def _error_tail(self, node: SandboxNode) -> str:
-        path = Path(node.datadir).parent / "error.log"
-        try:
-            return path.read_text(errors="replace")[-1500:]
-        except OSError:
-            return "(no error log)"
+    def _log_tail(self, node: SandboxNode) -> str:
+        return log_tail(node.base / "error.log", "(no error log)")
 
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect()) as conn, conn.cursor() as cur:
@@ -695,21 +508,12 @@ class Sandbox:
             "server": self.binaries.server,
             "nodes": [asdict(n) for n in self.nodes],
         }
-        (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        write_state(self.base_dir, state)
 
     @classmethod
     def load(cls, base_dir: str | os.PathLike[str]) -> Sandbox:
         """Re-open a sandbox started earlier (``rwsplit sandbox up``) from its directory."""
-        path = Path(base_dir) / STATE_FILE
-        try:
-            state = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SandboxError(
-                f"no sandbox in {base_dir} ({path} does not exist); "
-                "start one with 'rwsplit sandbox up'"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"cannot read {path}: {exc}") from None
+        state = read_state(base_dir, "rwsplit sandbox up")
         sb = cls(
             replicas=len(state["nodes"]) - 1,
             base_dir=base_dir,
@@ -724,13 +528,6 @@ class Sandbox:
 
     # ------------------------------------------------------------------ process control
 
-    def is_running(self, node: SandboxNode) -> bool:
-        """True when *node*'s server process (the one this sandbox started) is alive."""
-        proc = self._procs.get(node.name)
-        if proc is not None:
-            return proc.poll() is None
-        return node.pid is not None and _pid_runs_server(node.pid, node.datadir)
-
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send *sig* (``kill -9`` by default) to one node's server process, by pid.
 
@@ -739,20 +536,7 @@ class Sandbox:
         resumed so that it can act on it); any other signal (``SIGSTOP``, ``SIGCONT``,
         ``SIGHUP`` ...) is sent and this returns at once.
         """
-        node = self.node(name)
-        if node.pid is None or not self.is_running(node):
-            return
-        os.kill(node.pid, sig)
-        if sig not in _TERMINATING:
-            return
-        if sig != signal.SIGKILL:
-            # A SIGSTOPped process keeps other signals pending until it runs again.
-            os.kill(node.pid, signal.SIGCONT)
-        if not self._wait_exit(node, 60):
-            raise SandboxError(
-                f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
-                f"'kill -9 {node.pid}' stops it"
-            )
+        self._kill(name, sig)
 
     def hang(self, name: str) -> None:
         """Freeze one node (``SIGSTOP``), as a stalled disk or a long pause does.
@@ -769,46 +553,27 @@ class Sandbox:
         node = self._signal_own(name, signal.SIGCONT)
         self._wait_state(node, stopped=False)
 
-    def is_stopped(self, node: SandboxNode) -> bool:
-        """True when *node*'s server is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
-        return node.pid is not None and self.is_running(node) and _proc_state(node.pid) == "T"
-
     def _signal_own(self, name: str, sig: int) -> SandboxNode:
-        node = self.node(name)
-        if node.pid is None or not self.is_running(node):
-            raise SandboxError(f"{node.name} is not running; 'restart' starts it again")
+        node = self._running_node(name, "'restart' starts it again")
+        assert node.pid is not None
         os.kill(node.pid, sig)
         return node
 
     def _wait_state(self, node: SandboxNode, *, stopped: bool, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.is_stopped(node) != stopped:
-            if time.monotonic() > deadline:
-                raise SandboxError(
-                    f"{node.name} (pid {node.pid}) did not {'stop' if stopped else 'resume'} "
-                    f"within {timeout:.0f}s"
-                )
-            time.sleep(0.005)
+        poll(
+            lambda: self.is_stopped(node) == stopped,
+            timeout,
+            f"{node.name} (pid {node.pid}) did not {'stop' if stopped else 'resume'} "
+            f"within {timeout:.0f}s",
+            max_delay=0.005,
+        )
 
-    def _wait_exit(self, node: SandboxNode, timeout: float) -> bool:
-        proc = self._procs.get(node.name)
-        if proc is None:
-            return node.pid is None or _wait_gone(node.pid, node.datadir, timeout)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+    def _runs_server(self, pid: int, datadir: str) -> bool:
+        return _pid_runs_server(pid, datadir)
 
     def restart(self, name: str) -> SandboxNode:
         """Start a stopped node again on the same port and data directory."""
-        node = self.node(name)
-        if self.is_running(node):
-            return node
-        self._spawn(self.binaries, node)
-        self._wait_ready(node)
-        self._write_state()
-        return node
+        return self._start_stopped(name)
 
     def stop(self, *, purge: bool = False) -> None:
         """Stop every server this sandbox started (SIGTERM, then SIGKILL) and clean up.
@@ -818,14 +583,7 @@ class Sandbox:
         sandbox made, unless ``keep=True``).
         """
         with self._lock:
-            # All at once: a MySQL primary takes seconds to shut down (longer while its
-            # replicas are still connected), and nothing needs them to stop in order.
-            threads = [threading.Thread(target=self._stop_node, args=(n,)) for n in self.nodes]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self._procs.clear()
+            self._stop_servers(self._stop_node)
             if self._own_dir and not self.keep and self.base_dir.exists():
                 shutil.rmtree(self.base_dir, ignore_errors=True)
                 return
@@ -856,57 +614,31 @@ class Sandbox:
             os.kill(node.pid, signal.SIGTERM)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGCONT)
-            if not _wait_gone(node.pid, node.datadir, 20):
+            if not self._wait_exit(node, 20):
                 os.kill(node.pid, signal.SIGKILL)
-                _wait_gone(node.pid, node.datadir, 10)
+                self._wait_exit(node, 10)
 
     def status(self) -> list[dict[str, Any]]:
         """One row per node: name, address, pid, running, hung, and as the server sees it:
         read_only, gtid, replicating, lag (not asked of a hung node)."""
-        rows = []
-        for n in self.nodes:
-            row: dict[str, Any] = {
-                "name": n.name,
-                "address": n.address,
-                "pid": n.pid,
-                "running": self.is_running(n),
-                "hung": self.is_stopped(n),
-                "url": n.url,
-            }
-            if row["running"] and not row["hung"]:
-                try:
-                    family = self.family
-                    with contextlib.closing(n.connect()) as conn, conn.cursor() as cur:
-                        cur.execute("SELECT @@read_only")
-                        (ro,) = cur.fetchone()
-                        gtid = family.executed(cur)
-                        s = family.replica_status(cur)
-                    row["read_only"] = bool(ro)
-                    row["gtid"] = gtid
-                    row["replicating"] = s is not None and s.sql_running
-                    row["lag"] = s.seconds_behind if s is not None else None
-                except pymysql.err.Error as exc:
-                    row["error"] = str(exc)
-            rows.append(row)
-        return rows
+        return self._status_rows(self._server_status)
 
-    def __enter__(self) -> Sandbox:
-        if not self.nodes:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return (
-            f"<Sandbox {self.base_dir} " + ", ".join(f"{n.name}@{n.port}" for n in self.nodes) + ">"
-        )
+    def _server_status(self, node: SandboxNode) -> dict[str, Any]:
+        try:
+            family = self.family
+            with contextlib.closing(node.connect()) as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@read_only")
+                (ro,) = cur.fetchone()
+                gtid = family.executed(cur)
+                s = family.replica_status(cur)
+        except pymysql.err.Error as exc:
+            return {"error": str(exc)}
+        return {
+            "read_only": bool(ro),
+            "gtid": gtid,
+            "replicating": s is not None and s.sql_running,
+            "lag": s.seconds_behind if s is not None else None,
+        }
 
 
 def _initialise(
@@ -933,34 +665,24 @@ _TEMPLATE_LOCK = threading.Lock()
 def _mysql_template(binaries: ServerBinaries, gtid: bool) -> Path:
     """A MySQL data directory initialised once per server binary and version, to copy.
 
-    Kept in ``$TMPDIR/rwsplit-templates-UID/``; built under a file lock (other processes may
-    start sandboxes at the same time) into a scratch directory, then renamed into place.
+    Kept in ``$TMPDIR/rwsplit-templates-UID/`` (see ``_common.build_template``).
     ``RWSPLIT_SANDBOX_TEMPLATE=0`` initialises every node instead.
     """
+
+    def build(work: Path) -> Path:
+        (work / "tmp").mkdir()
+        _initialise(binaries, gtid, work / "data", work / "tmp", "a MySQL data directory")
+        return work / "data"
+
     # The layout version (2: the small redo log) is part of the key: an older template is
     # never copied under options it was not initialised with.
-    key = hashlib.sha256(f"{binaries.server}\0{binaries.version}\0layout-2".encode()).hexdigest()[
-        :16
-    ]
-    root = Path(tempfile.gettempdir()) / f"rwsplit-templates-{os.geteuid()}"
-    final, done = root / key, root / f"{key}.done"
-    if done.exists() and final.is_dir():
-        return final
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with _TEMPLATE_LOCK, open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists() and final.is_dir():
-            return final
-        work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
-        try:
-            (work / "tmp").mkdir()
-            _initialise(binaries, gtid, work / "data", work / "tmp", "a MySQL data directory")
-            shutil.rmtree(final, ignore_errors=True)
-            os.rename(work / "data", final)
-            done.touch()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return final
+    return build_template(
+        Path(tempfile.gettempdir()) / f"rwsplit-templates-{os.geteuid()}",
+        (binaries.server, binaries.version, "layout-2"),
+        build,
+        lock=_TEMPLATE_LOCK,
+        mode=0o700,
+    )
 
 
 def _pid_runs_server(pid: int, datadir: str) -> bool:
@@ -968,32 +690,10 @@ def _pid_runs_server(pid: int, datadir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        if sys.platform.startswith("linux"):
-            return False
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        return not sys.platform.startswith("linux") and pid_alive(pid)
     return f"--datadir={datadir}".encode() in cmdline
 
 
-def _proc_state(pid: int) -> str:
-    """The process state letter from ``/proc/PID/stat`` (``T``: stopped), ``""`` if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
-    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
-
-
 def _wait_gone(pid: int, datadir: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_runs_server(pid, datadir):
-            return True
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    return False
+    """Wait until *pid* no longer runs a server on *datadir*; False after *timeout*."""
+    return wait_gone(pid, datadir, timeout, _pid_runs_server, Sandbox._POLL)

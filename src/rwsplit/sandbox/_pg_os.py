@@ -4,7 +4,6 @@ where data directories go (a tmpfs, and sweeping those whose owner died)."""
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import itertools
 import logging
@@ -15,13 +14,13 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SandboxError
-from . import _proc_state
+from ._common import pid_alive, wait_pids_gone
+from ._common import wait_gone as _wait_gone
 
 __all__ = [
     "DATA_PREFIX",
@@ -217,26 +216,15 @@ def pid_runs_postgres(pid: int, datadir: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        if Path("/proc/self").exists():
-            return False
-        try:  # no /proc (macOS): alive is all that can be told
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        # No /proc (macOS): alive is all that can be told.
+        return not Path("/proc/self").exists() and pid_alive(pid)
     d = datadir.encode()
     return any(a == b"-D" and b == d for a, b in itertools.pairwise(cmdline))
 
 
 def wait_gone(pid: int, datadir: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_runs_postgres(pid, datadir):
-            return True
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.02)
-    return False
+    """Wait until *pid* no longer runs a postmaster on *datadir*; False after *timeout*."""
+    return _wait_gone(pid, datadir, timeout, pid_runs_postgres, 0.02)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -254,17 +242,3 @@ def child_pids(pid: int) -> list[int]:
         if len(fields) > 1 and fields[1] == str(pid):
             found.append(int(entry.name))
     return found
-
-
-def wait_pids_gone(pids: Iterable[int], timeout: float) -> bool:
-    """Wait until none of *pids* exists (after their postmaster died: they follow it)."""
-    deadline = time.monotonic() + timeout
-    pending = list(pids)
-    while pending:
-        pending = [p for p in pending if Path(f"/proc/{p}").exists() and _proc_state(p) != "Z"]
-        if not pending:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True

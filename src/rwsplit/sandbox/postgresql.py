@@ -33,12 +33,8 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fcntl
 import functools
-import hashlib
-import json
 import logging
 import os
 import re
@@ -49,14 +45,28 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, ServerBinaryNotFoundError
-from . import _SPAWNER, STATE_FILE, _proc_state, _with_parent_death_signal, free_port
+from ._common import (
+    STATE_FILE,
+    NodeBase,
+    Progress,
+    SandboxBase,
+    build_template,
+    check_node_count,
+    free_port,
+    log_tail,
+    node_names,
+    poll,
+    read_state,
+    wait_pids_gone,
+    with_parent_death_signal,
+    write_state,
+)
 from ._pg_os import (
     SHM,
     OsUser,
@@ -68,8 +78,6 @@ from ._pg_os import (
     server_user,
     sweep_abandoned,
     tmpfs_has_room,
-    wait_gone,
-    wait_pids_gone,
 )
 
 if TYPE_CHECKING:
@@ -78,8 +86,6 @@ if TYPE_CHECKING:
 __all__ = ["DATABASE", "USER", "PgNode", "PgSandbox", "find_postgresql"]
 
 log = logging.getLogger("rwsplit.sandbox")
-
-Progress = Callable[[str], None]
 
 DATABASE = "rwsplit"
 """The database the sandbox creates on the primary (replicated to every standby)."""
@@ -93,10 +99,6 @@ _BOOTSTRAP_PASSWORD = "rwsplit-template"
 # Bumped whenever what a template holds changes: an older one is never copied.
 _TEMPLATE_LAYOUT = "pg-layout-2"
 _LOG_STATEMENT = ("none", "ddl", "mod", "all")
-
-_TERMINATING = frozenset(
-    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT}
-)
 
 # What every node runs with (the sandbox's options and ``settings`` come after, and win).
 _BASE_SETTINGS: dict[str, str] = {
@@ -164,7 +166,7 @@ def find_postgresql(bindir: str | os.PathLike[str] | None = None) -> Path:
 
 
 @dataclass
-class PgNode:
+class PgNode(NodeBase):
     """One PostgreSQL server of the sandbox."""
 
     name: str
@@ -181,22 +183,12 @@ class PgNode:
         return f"postgresql+psycopg://{USER}:{self.password}@{self.host}:{self.port}/{DATABASE}"
 
     @property
-    def address(self) -> str:
-        """``host:port`` (the rwsplit node name)."""
-        return f"{self.host}:{self.port}"
-
-    @property
     def application_name(self) -> str:
         """``name@host:port`` (``standby1@127.0.0.1:41873``): the ``application_name`` a
         standby streams with — how discovery (:func:`rwsplit.discover`) finds it from its
         upstream's ``pg_stat_replication``, and the name ``synchronous_standby_names`` lists
         (double-quoted there: it holds ``:``)."""
         return f"{self.name}@{self.address}"
-
-    @property
-    def base(self) -> Path:
-        """The node's directory: its data directory and its server log."""
-        return Path(self.datadir).parent
 
     @property
     def log_path(self) -> Path:
@@ -239,7 +231,7 @@ def _conninfo_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class PgSandbox:
+class PgSandbox(SandboxBase[PgNode]):
     """A local PostgreSQL primary + hot standbys cluster of real server processes.
 
     :param standbys: number of hot standbys (default 2).
@@ -267,6 +259,9 @@ class PgSandbox:
         sandbox's start when their owner died without stopping them.
     """
 
+    _REPR_NAME = "PgSandbox"
+    _POLL = 0.02
+
     def __init__(
         self,
         standbys: int = 2,
@@ -282,37 +277,29 @@ class PgSandbox:
         host: str = "127.0.0.1",
         in_memory: bool | None = None,
     ) -> None:
-        if standbys < 0:
-            raise SandboxError(f"standbys must be >= 0, got {standbys}")
-        if synchronous and standbys == 0:
-            raise SandboxError(
-                "synchronous needs at least one standby: the primary waits for one to "
-                "acknowledge every commit"
-            )
+        check_node_count(standbys, "standby", waits=synchronous, waits_option="synchronous")
         if log_statement not in _LOG_STATEMENT:
             raise SandboxError(
                 f"log_statement must be one of {', '.join(_LOG_STATEMENT)}, got {log_statement!r}"
             )
+        super().__init__(
+            base_dir=base_dir,
+            tmp_prefix="rwsplit-pg-",
+            detached=detached,
+            progress=progress,
+            host=host,
+        )
         self.standby_count = standbys
-        self._own_dir = base_dir is None
-        self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rwsplit-pg-"))
         self.synchronous = synchronous
-        self.progress: Progress = progress or (lambda msg: log.info("%s", msg))
-        self.detached = detached
         self.keep = detached if keep is None else keep
         self.log_statement = log_statement
         self.settings = dict(settings or {})
         self._bindir_arg = bindir
         self._bindir: Path | None = None
-        self.host = host
         self.in_memory = in_memory
         self.password = ""
         self.data_root: Path | None = None
         self._own_data_root = False
-        self.nodes: list[PgNode] = []
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._atexit_registered = False
-        self._lock = threading.Lock()
         self._user = server_user()
 
     # ------------------------------------------------------------------ accessors
@@ -344,10 +331,6 @@ class PgSandbox:
         return self.standbys
 
     @property
-    def primary_url(self) -> str:
-        return self.primary.url
-
-    @property
     def standby_urls(self) -> list[str]:
         return [n.url for n in self.standbys]
 
@@ -366,15 +349,6 @@ class PgSandbox:
         """Its password (made for this sandbox)."""
         return self.password
 
-    def node(self, name: str) -> PgNode:
-        """The node called *name* (``primary``, ``standby1`` ...) or with address *name*."""
-        for n in self.nodes:
-            if name in (n.name, n.address):
-                return n
-        raise SandboxError(
-            f"no sandbox node called {name!r}; nodes: " + ", ".join(n.name for n in self.nodes)
-        )
-
     # ------------------------------------------------------------------ start
 
     def start(self) -> PgSandbox:
@@ -386,57 +360,51 @@ class PgSandbox:
         self.password = secrets.token_hex(16)
         self._prepare_data_root()
         assert self.data_root is not None
-        self.nodes = []
-        for i in range(self.standby_count + 1):
-            name = "primary" if i == 0 else f"standby{i}"
-            self.nodes.append(
-                PgNode(
-                    name=name,
-                    port=free_port(self.host),
-                    datadir=str(self.data_root / name / "data"),
-                    role="primary" if i == 0 else "standby",
-                    host=self.host,
-                    password=self.password,
-                )
+        data_root = self.data_root
+        self.nodes = [
+            PgNode(
+                name=name,
+                port=free_port(self.host),
+                datadir=str(data_root / name / "data"),
+                role=role,
+                host=self.host,
+                password=self.password,
             )
-        if not self.detached and not self._atexit_registered:
-            atexit.register(self.stop)
-            self._atexit_registered = True
-        try:
-            template = _pg_template(bindir, self._user, self.progress)
-            primary = self.primary
-            self.progress(f"creating the primary in {self.data_root}")
-            self._make_node_dir(primary)
-            run_as(
-                self._user,
-                ["cp", "-a", str(template), primary.datadir],
-                primary.base / "copy.log",
-                cwd=primary.base,
-                what="copying the template data directory",
-            )
-            self._write_settings(Path(primary.datadir))
-            self.progress(f"starting the primary on port {primary.port}")
-            self._start_first_time(primary, password=_BOOTSTRAP_PASSWORD)
-            self._setup_primary()
-            self._write_state()
-            if self.standbys:
-                count = len(self.standbys)
-                self.progress(
-                    f"cloning {count} standby{'s' * (count != 1)} (pg_basebackup) and "
-                    "starting streaming replication"
-                )
-                self._parallel(self._make_node_dir, self.standbys)
-                self._parallel(lambda n: self._clone_and_start(n, self.primary), self.standbys)
-                self._write_state()
-                self._parallel(lambda n: self._wait_streaming(n, self.primary), self.standbys)
-            if self.synchronous:
-                self.progress("making commits wait for one standby (synchronous_standby_names)")
-                self._make_synchronous()
-        except BaseException:
-            self.stop()
-            raise
-        self.progress(f"sandbox up in {time.monotonic() - t0:.1f}s")
+            for _, name, role in node_names(self.standby_count, "standby")
+        ]
+        self._bring_up(lambda: self._start_servers(bindir), t0)
         return self
+
+    def _start_servers(self, bindir: Path) -> None:
+        template = _pg_template(bindir, self._user, self.progress)
+        primary = self.primary
+        self.progress(f"creating the primary in {self.data_root}")
+        self._make_node_dir(primary)
+        run_as(
+            self._user,
+            ["cp", "-a", str(template), primary.datadir],
+            primary.base / "copy.log",
+            cwd=primary.base,
+            what="copying the template data directory",
+        )
+        self._write_settings(Path(primary.datadir))
+        self.progress(f"starting the primary on port {primary.port}")
+        self._start_first_time(primary, password=_BOOTSTRAP_PASSWORD)
+        self._setup_primary()
+        self._write_state()
+        if self.standbys:
+            count = len(self.standbys)
+            self.progress(
+                f"cloning {count} standby{'s' * (count != 1)} (pg_basebackup) and "
+                "starting streaming replication"
+            )
+            self._parallel(self._make_node_dir, self.standbys)
+            self._parallel(lambda n: self._clone_and_start(n, self.primary), self.standbys)
+            self._write_state()
+            self._parallel(lambda n: self._wait_streaming(n, self.primary), self.standbys)
+        if self.synchronous:
+            self.progress("making commits wait for one standby (synchronous_standby_names)")
+            self._make_synchronous()
 
     def _prepare_data_root(self) -> None:
         """Where the nodes' directories go: in the sandbox directory when the server's OS
@@ -496,23 +464,6 @@ class PgSandbox:
         with open(datadir / "postgresql.conf", "a") as f:
             f.write("\n".join(lines) + "\n")
 
-    def _parallel(self, fn: Callable[[PgNode], None], nodes: Sequence[PgNode]) -> None:
-        errors: list[BaseException] = []
-
-        def run(n: PgNode) -> None:
-            try:
-                fn(n)
-            except BaseException as exc:  # collected and re-raised below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(n,)) for n in nodes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-
     def _setup_primary(self) -> None:
         with contextlib.closing(self.primary.connect(password=_BOOTSTRAP_PASSWORD)) as conn:
             # The password must not reach the statement log.
@@ -552,7 +503,7 @@ class PgSandbox:
             )
             conn.execute("SELECT pg_reload_conf()")
             want = {n.application_name for n in self.standbys}
-            _poll(
+            poll(
                 lambda: (
                     want
                     <= {
@@ -589,29 +540,11 @@ class PgSandbox:
         cmd = self.server_command(node)
         if not self.detached:
             python = python_for(self._user)
-            cmd = _with_parent_death_signal(cmd, os.getpid(), python=python)
+            cmd = with_parent_death_signal(cmd, os.getpid(), python=python)
         if self._user is not None:
             cmd = self._user.command(cmd)
         # The postmaster keeps the output it is given: a file, never a pipe.
-        out = open(node.log_path, "ab")  # noqa: SIM115
-        detached = self.detached
-
-        def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=node.base,
-                start_new_session=True,
-            )
-
-        try:
-            proc = start() if detached else _SPAWNER.popen(start)
-        finally:
-            out.close()
-        self._procs[node.name] = proc
-        node.pid = proc.pid
+        self._popen(node, cmd, node.log_path, cwd=node.base)
 
     def _start_first_time(self, node: PgNode, password: str | None = None) -> None:
         """Start *node* on its port, or on another free one when something took that port
@@ -629,44 +562,23 @@ class PgSandbox:
                 log.info("sandbox: %s lost port %d to another process", node.name, node.port)
                 node.port = free_port(node.host)
 
-    def _wait_ready(self, node: PgNode, timeout: float = 60.0, password: str | None = None) -> None:
+    def _accepts(self, node: PgNode, password: str | None = None) -> bool:
         import psycopg
 
-        deadline = time.monotonic() + timeout
-        proc = self._procs.get(node.name)
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise SandboxError(
-                    f"{node.name} exited with code {proc.returncode} during start-up:\n"
-                    f"{self._log_tail(node)}"
-                )
-            try:
-                node.connect(password=password or node.password, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise SandboxError(
-                        f"{node.name} did not accept connections on port {node.port} within "
-                        f"{timeout:.0f}s:\n{self._log_tail(node)}"
-                    ) from None
-                time.sleep(0.02)
+        try:
+            node.connect(password=password or node.password, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def _log_tail(self, node: PgNode) -> str:
-        try:
-            return node.log_path.read_text(errors="replace")[-1500:]
-        except OSError:
-            return "(no server log)"
+        return log_tail(node.log_path, "(no server log)")
 
-    def is_running(self, node: PgNode) -> bool:
-        """True when *node*'s postmaster (the one this sandbox started) is alive."""
-        proc = self._procs.get(node.name)
-        if proc is not None:
-            return proc.poll() is None
-        return node.pid is not None and pid_runs_postgres(node.pid, node.datadir)
+    def _runs_server(self, pid: int, datadir: str) -> bool:
+        return pid_runs_postgres(pid, datadir)
 
-    def is_stopped(self, node: PgNode) -> bool:
-        """True when *node*'s postmaster is alive but frozen (``SIGSTOP``, :meth:`hang`)."""
-        return node.pid is not None and self.is_running(node) and _proc_state(node.pid) == "T"
+    def _children(self, pid: int) -> list[int]:
+        return child_pids(pid)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send *sig* (``kill -9`` by default) to one node's postmaster, by pid.
@@ -678,21 +590,7 @@ class PgSandbox:
         end), ``SIGINT`` a fast one (what :meth:`stop_node` sends), ``SIGQUIT`` an immediate
         one (crash recovery at the next start), ``SIGKILL`` a crash.
         """
-        node = self.node(name)
-        if node.pid is None or not self.is_running(node):
-            return
-        children = child_pids(node.pid)
-        os.kill(node.pid, sig)
-        if sig not in _TERMINATING:
-            return
-        if sig != signal.SIGKILL:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(node.pid, signal.SIGCONT)  # a stopped server acts on it once resumed
-        if not self._wait_exit(node, 60) or not wait_pids_gone(children, 30):
-            raise SandboxError(
-                f"{node.name} (pid {node.pid}) still runs 60s after signal {sig}; "
-                f"'kill -9 {node.pid}' stops it"
-            )
+        self._kill(name, sig)
 
     def pids(self, name: str) -> list[int]:
         """The pids of node *name*: its postmaster's first, then its children's (startup,
@@ -710,7 +608,7 @@ class PgSandbox:
         for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-        _poll(lambda: self.is_stopped(node), 10.0, f"{node.name} did not stop within 10s")
+        poll(lambda: self.is_stopped(node), 10.0, f"{node.name} did not stop within 10s")
 
     def resume(self, name: str) -> None:
         """Let a node frozen by :meth:`hang` run again (``SIGCONT``)."""
@@ -718,23 +616,10 @@ class PgSandbox:
         for pid in (node.pid or 0, *child_pids(node.pid or 0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        _poll(lambda: not self.is_stopped(node), 10.0, f"{node.name} did not resume within 10s")
+        poll(lambda: not self.is_stopped(node), 10.0, f"{node.name} did not resume within 10s")
 
     def _running(self, name: str) -> PgNode:
-        node = self.node(name)
-        if node.pid is None or not self.is_running(node):
-            raise SandboxError(f"{node.name} is not running; start_node({name!r}) starts it")
-        return node
-
-    def _wait_exit(self, node: PgNode, timeout: float) -> bool:
-        proc = self._procs.get(node.name)
-        if proc is None:
-            return node.pid is None or wait_gone(node.pid, node.datadir, timeout)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        return self._running_node(name, f"start_node({name!r}) starts it")
 
     def stop_node(self, name: str, timeout: float = 30.0) -> None:
         """Shut one node down (fast shutdown: ``SIGINT``; ``SIGKILL`` after *timeout*)."""
@@ -755,13 +640,7 @@ class PgSandbox:
     def start_node(self, name: str, timeout: float = 60.0) -> PgNode:
         """Start a stopped node again on the same port and data directory; return once it
         accepts connections."""
-        node = self.node(name)
-        if self.is_running(node):
-            return node
-        self._spawn(node)
-        self._wait_ready(node, timeout)
-        self._write_state()
-        return node
+        return self._start_stopped(name, timeout)
 
     def restart(self, name: str) -> PgNode:
         """:meth:`stop_node` then :meth:`start_node`."""
@@ -775,12 +654,7 @@ class PgSandbox:
         unless *purge*).
         """
         with self._lock:
-            threads = [threading.Thread(target=self.stop_node, args=(n.name,)) for n in self.nodes]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self._procs.clear()
+            self._stop_servers(lambda n: self.stop_node(n.name))
             if any(self.is_running(n) for n in self.nodes):
                 return
             if self.keep and not purge:
@@ -812,7 +686,7 @@ class PgSandbox:
             with contextlib.closing(node.connect()) as conn:
                 if not _fetch1(conn, "SELECT pg_is_in_recovery()"):
                     continue  # a former primary still running: it replays nothing
-                _poll(
+                poll(
                     functools.partial(_replayed, conn, lsn),
                     max(0.0, deadline - time.monotonic()),
                     f"{node.name} did not replay up to {lsn} within {timeout:.0f}s",
@@ -837,7 +711,7 @@ class PgSandbox:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             if row is not None and row[0]:
                 conn.execute("SELECT pg_promote(true, %s)", (int(timeout),))
-            _poll(
+            poll(
                 lambda: not _fetch1(conn, "SELECT pg_is_in_recovery()"),
                 timeout,
                 f"{node.name} did not leave recovery within {timeout:.0f}s",
@@ -919,7 +793,7 @@ class PgSandbox:
         """Return once *node*'s WAL receiver (not the one with pid *not_pid*) streams from
         *source*."""
         with contextlib.closing(node.connect()) as conn:
-            _poll(
+            poll(
                 lambda: (
                     conn.execute(
                         "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming' "
@@ -959,24 +833,12 @@ class PgSandbox:
                 for n in self.nodes
             ],
         }
-        path = self.base_dir / STATE_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(state, indent=2))
+        write_state(self.base_dir, state, 0o600)
 
     @classmethod
     def load(cls, base_dir: str | os.PathLike[str]) -> PgSandbox:
         """Re-open a sandbox started earlier (``rwsplit sandbox up --server postgresql``)."""
-        path = Path(base_dir) / STATE_FILE
-        try:
-            state = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SandboxError(
-                f"no sandbox in {base_dir} ({path} does not exist); start one with "
-                "'rwsplit sandbox up --server postgresql'"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise SandboxError(f"cannot read {path}: {exc}") from None
+        state = read_state(base_dir, "rwsplit sandbox up --server postgresql")
         if state.get("family") != FAMILY:
             raise SandboxError(f"the sandbox in {base_dir} is not a PostgreSQL sandbox")
         sb = cls(
@@ -1001,50 +863,25 @@ class PgSandbox:
         it: in_recovery, replicating (its WAL receiver streams), source (``host:port``),
         lsn (current on a primary, replayed on a standby), lag (seconds; 0 when it has
         replayed all it received). Hung nodes are not asked."""
+        return self._status_rows(self._server_status)
+
+    def _server_status(self, node: PgNode) -> dict[str, Any]:
         import psycopg
 
-        rows = []
-        for n in self.nodes:
-            row: dict[str, Any] = {
-                "name": n.name,
-                "address": n.address,
-                "pid": n.pid,
-                "running": self.is_running(n),
-                "hung": self.is_stopped(n),
-                "url": n.url,
-            }
-            if row["running"] and not row["hung"]:
-                try:
-                    with contextlib.closing(n.connect(connect_timeout=3)) as conn:
-                        r = conn.execute(_STATUS_SQL).fetchone()
-                    assert r is not None
-                    in_recovery, lsn, streaming, src_host, src_port, lag = r
-                    row["in_recovery"] = bool(in_recovery)
-                    row["lsn"] = lsn
-                    row["replicating"] = bool(streaming)
-                    row["source"] = f"{src_host}:{src_port}" if src_host else None
-                    row["lag"] = None if lag is None else round(float(lag), 1)
-                except psycopg.Error as exc:
-                    row["error"] = str(exc).strip()
-            rows.append(row)
-        return rows
-
-    def __enter__(self) -> PgSandbox:
-        if not self.nodes:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        nodes = ", ".join(f"{n.name}@{n.port}" for n in self.nodes)
-        return f"<PgSandbox {self.base_dir} {nodes}>"
+        try:
+            with contextlib.closing(node.connect(connect_timeout=3)) as conn:
+                r = conn.execute(_STATUS_SQL).fetchone()
+        except psycopg.Error as exc:
+            return {"error": str(exc).strip()}
+        assert r is not None
+        in_recovery, lsn, streaming, src_host, src_port, lag = r
+        return {
+            "in_recovery": bool(in_recovery),
+            "lsn": lsn,
+            "replicating": bool(streaming),
+            "source": f"{src_host}:{src_port}" if src_host else None,
+            "lag": None if lag is None else round(float(lag), 1),
+        }
 
 
 _STATUS_SQL = """
@@ -1100,22 +937,10 @@ def _replayed(conn: psycopg.Connection[Any], lsn: str) -> bool:
     return bool(row and row[0])
 
 
-def _poll(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll *condition* (short back-off) until true; :class:`SandboxError` after *timeout*."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SandboxError(message)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
 def _pg_template(bindir: Path, user: OsUser | None, progress: Progress) -> Path:
     """A data directory initialised once per PostgreSQL binary and version, to copy.
 
-    Kept in ``$TMPDIR/rwsplit-pg-templates-UID/``; built under a file lock (other processes
-    may start sandboxes at the same time) into a scratch directory, then renamed into place.
+    Kept in ``$TMPDIR/rwsplit-pg-templates-UID/`` (see ``_common.build_template``).
     """
     postgres = bindir / "postgres"
     version = subprocess.run(
@@ -1123,61 +948,53 @@ def _pg_template(bindir: Path, user: OsUser | None, progress: Progress) -> Path:
     ).stdout.strip()
     if not version:
         raise ServerBinaryNotFoundError(f"{postgres} --version printed nothing: is it a server?")
-    key = hashlib.sha256(f"{bindir}\0{version}\0{_TEMPLATE_LAYOUT}".encode()).hexdigest()[:16]
-    root = Path(tempfile.gettempdir()) / f"rwsplit-pg-templates-{os.geteuid()}"
-    final, done = root / key, root / f"{key}.done"
-    if done.exists() and final.is_dir():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)  # the server's OS user builds in it
-    with _TEMPLATE_LOCK, open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists() and final.is_dir():
-            return final
+
+    def build(work: Path) -> Path:
         progress(f"initialising a PostgreSQL data directory template ({version}; once)")
-        work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
-        try:
-            work.chmod(0o711)
-            pwfile = work / "pw"
-            pwfile.write_text(_BOOTSTRAP_PASSWORD + "\n")
-            if user is not None:
-                os.chown(work, user.uid, user.gid)
-                os.chown(pwfile, user.uid, user.gid)
-            cmd = [
-                str(bindir / "initdb"),
-                "-D",
-                str(work / "data"),
-                "-U",
-                USER,
-                f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256",
-                "--auth-local=scram-sha-256",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                # 1 MB WAL segments (not 16): smaller copies, faster base backups.
-                "--wal-segsize=1",
-            ]
-            run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
-            # The database too, in single-user mode: no server to start and stop.
-            single = [str(postgres), "--single", "-D", str(work / "data"), "postgres"]
-            run_as(
-                user,
-                single,
-                work / "single.log",
-                cwd=work,
-                what="creating the rwsplit database",
-                stdin=f"CREATE DATABASE {DATABASE};\n".encode(),
-            )
-            (work / "data" / "pg_hba.conf").write_text(_PG_HBA)
-            if user is not None:
-                os.chown(work / "data" / "pg_hba.conf", user.uid, user.gid)
-            shutil.rmtree(final, ignore_errors=True)
-            os.rename(work / "data", final)
-            done.touch()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return final
+        work.chmod(0o711)
+        pwfile = work / "pw"
+        pwfile.write_text(_BOOTSTRAP_PASSWORD + "\n")
+        if user is not None:
+            os.chown(work, user.uid, user.gid)
+            os.chown(pwfile, user.uid, user.gid)
+        cmd = [
+            str(bindir / "initdb"),
+            "-D",
+            str(work / "data"),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            # 1 MB WAL segments (not 16): smaller copies, faster base backups.
+            "--wal-segsize=1",
+        ]
+        run_as(user, cmd, work / "initdb.log", cwd=work, what="initdb")
+        # The database too, in single-user mode: no server to start and stop.
+        single = [str(postgres), "--single", "-D", str(work / "data"), "postgres"]
+        run_as(
+            user,
+            single,
+            work / "single.log",
+            cwd=work,
+            what="creating the rwsplit database",
+            stdin=f"CREATE DATABASE {DATABASE};\n".encode(),
+        )
+        (work / "data" / "pg_hba.conf").write_text(_PG_HBA)
+        if user is not None:
+            os.chown(work / "data" / "pg_hba.conf", user.uid, user.gid)
+        return work / "data"
+
+    return build_template(
+        Path(tempfile.gettempdir()) / f"rwsplit-pg-templates-{os.geteuid()}",
+        (str(bindir), version, _TEMPLATE_LAYOUT),
+        build,
+        lock=_TEMPLATE_LOCK,
+        mode=0o711,  # the server's OS user builds in it
+    )
 
 
 _TEMPLATE_LOCK = threading.Lock()

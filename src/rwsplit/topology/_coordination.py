@@ -21,24 +21,29 @@ neither with a majority); the one that got the first lock wins.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import enum
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pymysql
 from sqlalchemy.engine import URL
 
 from .probe import describe_error
 
-__all__ = ["Acquired", "FailoverLock", "LockTarget", "lock_name"]
+__all__ = ["Acquired", "FailoverLock", "LockTarget", "MajorityLock", "lock_name"]
 
 log = logging.getLogger("rwsplit.failover")
 
 QUORUMS = ("majority_of_running", "majority_of_all")
+
+_Id = TypeVar("_Id")
+_Conn = TypeVar("_Conn")
+_Lock = TypeVar("_Lock", bound="MajorityLock[Any, Any]")
 
 
 def lock_name(cluster_id: str) -> str:
@@ -70,10 +75,14 @@ class Acquired(enum.Enum):
     """Too few servers answer for a majority: nobody may change the topology."""
 
 
-class FailoverLock:
-    """The cluster-wide failover lock (see the module docstring). Not thread-safe.
+class MajorityLock(abc.ABC, Generic[_Id, _Conn]):
+    """The majority-lock protocol both server families share (see the module docstring):
+    acquire in node-name order, stop at the first busy server, count a quorum, confirm,
+    release. A subclass supplies only the server calls (:meth:`_open`, :meth:`_try_lock`,
+    :meth:`_is_mine`, :meth:`_unlock`, :meth:`_describe`). Not thread-safe.
 
-    :param name: the lock name (:func:`lock_name`).
+    :param lock: what the servers know the lock by (:attr:`FailoverLock.name`,
+        :attr:`~rwsplit.topology._pg_coordination.PgFailoverLock.key`).
     :param targets: every server of the cluster (a server known dead may be left out; with
         ``majority_of_all`` it still counts in the total through *total*).
     :param quorum: ``"majority_of_running"`` (of the servers that answer) or
@@ -83,9 +92,12 @@ class FailoverLock:
     :param timeout: connect / read timeout of the lock connections, seconds.
     """
 
+    _lock_call = "the lock"
+    """The server function that takes the lock, as log messages name it."""
+
     def __init__(
         self,
-        name: str,
+        lock: _Id,
         targets: Sequence[LockTarget],
         *,
         quorum: str = "majority_of_running",
@@ -94,7 +106,7 @@ class FailoverLock:
     ) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
-        self.name = name
+        self.lock = lock
         self.targets = sorted(targets, key=lambda t: t.name)
         self.quorum = quorum
         self.total = max(total or 0, len(self.targets))
@@ -105,7 +117,29 @@ class FailoverLock:
         """Servers that answered the last :meth:`acquire`."""
         self.busy_on: str | None = None
         """The server where another connection held the lock (after ``BUSY``)."""
-        self._conns: dict[str, pymysql.Connection[Any]] = {}
+        self._conns: dict[str, _Conn] = {}
+
+    # ------------------------------------------------------------------ the server calls
+
+    @abc.abstractmethod
+    def _open(self, target: LockTarget) -> _Conn:
+        """A new autocommit connection to *target* (raises when it cannot connect)."""
+
+    @abc.abstractmethod
+    def _try_lock(self, conn: _Conn) -> bool:
+        """Take the lock on *conn*'s server without waiting; False: another session holds it."""
+
+    @abc.abstractmethod
+    def _is_mine(self, conn: _Conn) -> bool:
+        """Whether *conn*'s session still holds the lock (asked on the server)."""
+
+    @abc.abstractmethod
+    def _unlock(self, conn: _Conn) -> None:
+        """Release the lock *conn*'s session holds."""
+
+    @abc.abstractmethod
+    def _describe(self, exc: BaseException) -> str:
+        """*exc* in a log line (the server's error, no password)."""
 
     # ------------------------------------------------------------------ acquire / release
 
@@ -130,13 +164,13 @@ class FailoverLock:
             if conn is None:
                 continue
             try:
-                got = _scalar(conn, "SELECT GET_LOCK(%s, 0)", (self.name,))
+                got = self._try_lock(conn)
             except Exception as exc:
-                log.info("%s: GET_LOCK failed: %s", target.name, describe_error(exc))
+                log.info("%s: %s failed: %s", target.name, self._lock_call, self._describe(exc))
                 _close(self._conns.pop(target.name))
                 self.running.remove(target.name)
                 continue
-            if got != 1:
+            if not got:
                 self.busy_on = target.name
                 outcome = Acquired.BUSY
                 break
@@ -148,7 +182,7 @@ class FailoverLock:
         else:
             log.info(
                 "failover lock %s held on %s (%d of %d needed, %s)",
-                self.name,
+                self.lock,
                 ", ".join(self.held),
                 len(self.held),
                 self.needed(),
@@ -166,10 +200,10 @@ class FailoverLock:
         for name in list(self.held):
             conn = self._conns[name]
             try:
-                mine = _scalar(conn, "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
+                mine = self._is_mine(conn)
             except Exception:
-                mine = None
-            if mine == 1:
+                mine = False
+            if mine:
                 still.append(name)
             else:
                 log.warning("%s: the failover lock connection was lost", name)
@@ -185,7 +219,7 @@ class FailoverLock:
             if conn is None:
                 continue
             try:
-                _scalar(conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
+                self._unlock(conn)
             except Exception:  # the lock went with the broken connection
                 _close(self._conns.pop(name))
 
@@ -196,7 +230,7 @@ class FailoverLock:
         for conn in conns.values():
             _close(conn)
 
-    def __enter__(self) -> FailoverLock:
+    def __enter__(self: _Lock) -> _Lock:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -217,26 +251,60 @@ class FailoverLock:
             if conn is not None:
                 self._conns[name] = conn
 
-    def _connect(self, target: LockTarget) -> pymysql.Connection[Any] | None:
-        url = target.url
+    def _connect(self, target: LockTarget) -> _Conn | None:
         try:
-            return pymysql.connect(
-                host=url.host or "localhost",
-                port=url.port or 3306,
-                user=url.username or "",
-                password=url.password or "",
-                autocommit=True,
-                connect_timeout=max(self.timeout, 0.001),
-                read_timeout=self.timeout,
-                write_timeout=self.timeout,
-                **dict(target.connect_args),
-            )
+            return self._open(target)
         except Exception as exc:
-            log.info("%s: no failover lock connection: %s", target.name, describe_error(exc))
+            log.info("%s: no failover lock connection: %s", target.name, self._describe(exc))
             return None
 
 
-def _scalar(conn: pymysql.Connection[Any], sql: str, params: tuple[object, ...]) -> object:
+class FailoverLock(MajorityLock[str, "pymysql.Connection[Any]"]):
+    """The cluster-wide failover lock on MariaDB/MySQL servers (see the module docstring):
+    ``GET_LOCK`` on each server. Not thread-safe.
+
+    :param lock: the lock name (:func:`lock_name`), also :attr:`name`.
+
+    The other parameters are :class:`MajorityLock`'s.
+    """
+
+    _lock_call = "GET_LOCK"
+
+    @property
+    def name(self) -> str:
+        """The server lock's name (:func:`lock_name`)."""
+        return self.lock
+
+    def _open(self, target: LockTarget) -> pymysql.Connection[Any]:
+        url = target.url
+        return pymysql.connect(
+            host=url.host or "localhost",
+            port=url.port or 3306,
+            user=url.username or "",
+            password=url.password or "",
+            autocommit=True,
+            connect_timeout=max(self.timeout, 0.001),
+            read_timeout=self.timeout,
+            write_timeout=self.timeout,
+            **dict(target.connect_args),
+        )
+
+    def _try_lock(self, conn: pymysql.Connection[Any]) -> bool:
+        return _scalar(conn, "SELECT GET_LOCK(%s, 0)", (self.name,)) == 1
+
+    def _is_mine(self, conn: pymysql.Connection[Any]) -> bool:
+        return _scalar(conn, "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,)) == 1
+
+    def _unlock(self, conn: pymysql.Connection[Any]) -> None:
+        _scalar(conn, "SELECT RELEASE_LOCK(%s)", (self.name,))
+
+    def _describe(self, exc: BaseException) -> str:
+        return describe_error(exc)
+
+
+def _scalar(conn: Any, sql: str, params: tuple[object, ...]) -> object:
+    """The first column of the first row *sql* returns on a DB-API connection (PyMySQL,
+    psycopg; tuple or dict rows), ``None`` without a row."""
     with conn.cursor() as cur:
         cur.execute(sql, params)
         row = cur.fetchone()
@@ -247,6 +315,6 @@ def _scalar(conn: pymysql.Connection[Any], sql: str, params: tuple[object, ...])
     return row[0]
 
 
-def _close(conn: pymysql.Connection[Any]) -> None:
+def _close(conn: Any) -> None:
     with contextlib.suppress(Exception):
         conn.close()

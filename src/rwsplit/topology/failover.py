@@ -345,6 +345,37 @@ def semi_sync_source_off(probe: NodeProbe) -> list[Statement]:
     return [stmt] if stmt is not None else []
 
 
+def semi_sync_back_on(probe: NodeProbe) -> tuple[int, Statement | None]:
+    """On a primary promoted without semi-sync: turn its source side on once a semi-sync
+    replica is connected to it (the monitor's part, :mod:`rwsplit.topology._semi_sync`).
+
+    Returns how many semi-sync replicas are connected (``Rpl_semi_sync_master_clients``,
+    MySQL's ``Rpl_semi_sync_source_clients``: counted whether the source side is on or not)
+    and the statement run, ``None`` when none was (no such replica: nothing would
+    acknowledge; on already; no source side). A failed statement raises.
+    """
+    d = _dialect(probe)
+    rows = probe.query(f"SHOW GLOBAL STATUS LIKE '{d.semi_sync_status('clients')}'")
+    clients = int(str(_value(rows[0]))) if rows else 0
+    if clients < 1:
+        return clients, None
+    stmt = d.parse_semi_sync(probe.query(d.semi_sync_sql)).source(True)
+    if stmt is not None:
+        probe.query(stmt.sql, stmt.params)
+    return clients, stmt
+
+
+def _owe_semi_sync(cluster: TopologyHost, node: str, dry_run: bool) -> str:
+    """A failover promoted *node* without semi-sync although the cluster ran it: the monitor
+    (if any) turns it back on once a semi-sync replica follows it. What happens, for the log."""
+    monitor = cluster.monitor
+    if monitor is None:
+        return "turn the semi-sync source side on once a replica follows it"
+    if not dry_run:
+        monitor._semi_sync_debt.note(node, True)  # the failover holds the monitor's round
+    return "the monitor turns the semi-sync source side back on once a replica follows it"
+
+
 def _semi_sync_to_turn_on(probe: NodeProbe, on: bool, why: str) -> SemiSync | None:
     """The switches of a node being promoted whose source side is to be turned on: *on* (the
     cluster ran semi-sync) and it is off. ``None``: not asked, on already, or impossible
@@ -379,12 +410,15 @@ def _with_semi_sync(
 def _cluster_semi_sync(cluster: TopologyHost, options: FailoverOptions, new: NodeProbe) -> bool:
     """Did the cluster run semi-sync (a failover: the old primary cannot be asked)?
 
-    ``options.semi_sync`` when set; else what the monitor last read on the old primary; else
-    whether the node being promoted acknowledged as a semi-sync replica.
+    ``options.semi_sync`` when set; else what the monitor last read on the old primary (or
+    owed it: promoted without semi-sync, no replica followed it yet); else whether the node
+    being promoted acknowledged as a semi-sync replica.
     """
     if options.semi_sync is not None:
         return options.semi_sync
     monitor = cluster.monitor
+    if monitor is not None and monitor._semi_sync_debt.owed is not None:
+        return True  # the primary that just died had been promoted without it: still owed
     if monitor is not None and monitor._primary_semi_sync is not None:
         return monitor._primary_semi_sync
     return _semi_sync(new).replica_on
@@ -650,9 +684,9 @@ def failover(
         if semi and len(candidates) < 2:
             log.warning(
                 "%s: the cluster ran semi-sync but no other replica can acknowledge its "
-                "commits: it runs without (turn the semi-sync source side on once a replica "
-                "follows it)",
+                "commits: it runs without (%s)",
                 new,
+                _owe_semi_sync(cluster, new, dry_run),
             )
             semi = False
         semi_on = _semi_sync_to_turn_on(probes[new], semi, "the cluster ran semi-sync")
@@ -696,7 +730,11 @@ def failover(
         run.step("repointed")
         if semi_on is not None and not result.repointed:
             # Nobody will acknowledge: commits would wait for ever. Released, asynchronous.
-            log.warning("%s: no replica could be repointed: semi-sync turned off again", new)
+            log.warning(
+                "%s: no replica could be repointed: semi-sync turned off again (%s)",
+                new,
+                _owe_semi_sync(cluster, new, dry_run),
+            )
             off = replace(semi_on, source_on=True).source(False)  # turned on above
             assert off is not None
             run.exec(probes[new], off)

@@ -21,7 +21,10 @@ parallel (short connect/read timeouts, one kept connection per node), and publis
   monitor restarts their IO threads (``STOP SLAVE IO_THREAD; START SLAVE IO_THREAD``, which
   resumes from the same position) and waits ``timeout``: a live primary gets them back
   at once, a hung or dead one leaves them connecting. Only then does ``auto_failover`` run
-  :func:`rwsplit.failover.failover`.
+  :func:`rwsplit.failover.failover`;
+* a primary promoted without semi-sync although the cluster ran it (no other replica could
+  acknowledge) gets the source side back on once a semi-sync replica follows it
+  (:mod:`rwsplit.topology._semi_sync`).
 
 A failed write on the primary wakes the monitor at once (:meth:`Monitor.wake`); while the
 primary is suspect it polls twice as often (rounds start ``interval / 2`` apart, or right
@@ -57,6 +60,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..servers import NodeState, ReplicaStatus
+from ._semi_sync import SemiSyncDebt, count_now, owes_semi_sync
 from .model import Node, Role, Topology, TopologyHost
 from .probe import (
     SERVER_ANSWERED,
@@ -169,6 +173,9 @@ class Monitor:
         """Whether the primary waits for semi-sync ACKs (read when it changes, then every
         ``_SEMI_SYNC_EVERY`` rounds): a failover turns it on on the promoted node."""
         self._semi_sync_read: tuple[str, int] | None = None  # (primary, round) last read
+        self._semi_sync_debt = SemiSyncDebt()
+        """A primary promoted without semi-sync that gets it back once a semi-sync replica
+        follows it (:mod:`rwsplit.topology._semi_sync`)."""
         self._applied: dict[str, tuple[int, float]] = {}  # replica -> (applied, since when)
         self._received: dict[str, str] = {}  # replica -> what its IO thread had, last round
         self._still_receiving: list[str] = []  # replicas whose IO thread received this round
@@ -292,14 +299,16 @@ class Monitor:
         return topology
 
     def _round_once(self) -> tuple[Topology, bool]:
-        """Probe and publish (round lock held): the topology, and whether the primary is
-        confirmed dead."""
+        """Probe, publish, re-arm semi-sync if owed (round lock held): the topology, and
+        whether the primary is confirmed dead."""
         results = self._probe_all(self.cluster.topology)
         topology = self._publish(results)
         self.rounds += 1
         self._note_received(results)
         verdict = self._hung_primary_confirmed(results)
-        return topology, self._primary_dead(results) if verdict is None else verdict
+        dead = self._primary_dead(results) if verdict is None else verdict
+        self._semi_sync_back_on(results)
+        return topology, dead
 
     def _probe_all(self, topology: Topology) -> dict[str, ProbeResult]:
         return self._probe_each(topology.nodes, self._probe_one)
@@ -434,8 +443,99 @@ class Monitor:
 
         self._semi_sync_read = (primary, self.rounds)
         probe = self._probes.get(primary)
-        if probe is not None:
-            self._primary_semi_sync = semi_sync_source(probe)
+        if probe is None:
+            return
+        was_on, now_on = self._primary_semi_sync, semi_sync_source(probe)
+        self._primary_semi_sync = now_on
+        debt = self._semi_sync_debt
+        options = self.failover_options
+        owed = owes_semi_sync(
+            configured=options.semi_sync if options is not None else None,
+            owed=debt.owed == primary,
+            changed=last is None or last[0] != primary,
+            was_on=was_on,
+            now_on=now_on,
+        )
+        if debt.note(primary, owed):
+            log.warning(
+                "primary %s runs without semi-sync (the cluster ran it): acknowledged writes "
+                "can be lost in the next failover until a semi-sync replica follows it; the "
+                "monitor then turns the source side back on",
+                primary,
+            )
+
+    def _semi_sync_back_on(self, results: dict[str, ProbeResult]) -> None:
+        """Turn the semi-sync source side back on on a primary that is owed it, once a
+        semi-sync replica is connected to it (:mod:`rwsplit.topology._semi_sync`).
+
+        Nothing owed (every round but a few after such a failover): no query at all. Owed:
+        the round's probes tell which replicas follow the primary; the server is asked only
+        when that set changed, then ever less often.
+        """
+        debt = self._semi_sync_debt
+        primary = debt.owed
+        if primary is None or primary != self._primary_name:
+            return
+        r = results.get(primary)
+        probe = self._probes.get(primary)
+        state = r.state if r is not None else None
+        if state is None or state.replica is not None or not state.writable or probe is None:
+            return  # not (or no longer seen as) a primary this round
+        followers = self._followers(primary, results)
+        if not followers:
+            debt.asked = None  # a replica that comes back is counted at once
+            return
+        if not count_now(debt.asked, followers, self.rounds, _SEMI_SYNC_EVERY):
+            return
+        from .failover import semi_sync_back_on
+
+        tries = debt.asked[2] + 1 if debt.asked is not None and debt.asked[0] == followers else 0
+        debt.asked = (followers, self.rounds, tries)
+        try:
+            clients, stmt = semi_sync_back_on(probe)
+        except Exception as exc:  # the next count retries (an account without the privilege)
+            log.warning(
+                "%s: cannot turn the semi-sync source side back on: %s",
+                primary,
+                describe_error(exc),
+            )
+            return
+        if clients < 1:
+            log.debug(
+                "%s: %s follow it, none as a semi-sync replica yet",
+                primary,
+                ", ".join(sorted(followers)),
+            )
+            return
+        debt.note(primary, False)
+        if stmt is None:  # on already (an operator), or no source side to turn on
+            log.info("%s: semi-sync needs nothing from rwsplit any more", primary)
+            return
+        self._primary_semi_sync = True
+        log.warning(
+            "%s: semi-sync re-armed (%s): %d semi-sync replicas connected (%s follow it); "
+            "commits wait for their acknowledgement again",
+            primary,
+            stmt.display(),
+            clients,
+            ", ".join(sorted(followers)),
+        )
+
+    def _followers(self, primary: str, results: dict[str, ProbeResult]) -> frozenset[str]:
+        """The replicas whose IO thread is connected to *primary* this round."""
+        sid = self._primary_server_id
+        return frozenset(
+            n
+            for n, r in results.items()
+            if n != primary
+            and r.state is not None
+            and r.state.replica is not None
+            and r.state.replica.io_connected
+            and (
+                r.state.replica.source == primary
+                or (sid is not None and r.state.replica.source_server_id == sid)
+            )
+        )
 
     # ------------------------------------------------------------------ lag
 
