@@ -35,7 +35,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,22 @@ from sqlalchemy.engine import URL
 
 from ..errors import ConfigurationError, FailoverError, FencedNodeError
 from ..servers import MariaDBGtid, MySQL, NodeState, ReplicationDialect, SemiSync, Statement
-from ._coordination import QUORUMS, Acquired, FailoverLock, LockTarget, lock_name
+from ._coordination import QUORUMS, Acquired, FailoverLock, lock_name
+from ._failover_common import (
+    Progress,
+    Run,
+    check_lock_held,
+    confirm_dead,
+    in_parallel,
+    lock_for,
+    mark_followed,
+    monitor_paused,
+    no_quorum,
+    open_probes,
+    pick,
+    previous_primary,
+    promotable,
+)
 from ._ledger import (
     DEFAULT_SCHEMA,
     Record,
@@ -80,8 +95,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rwsplit.failover")
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -210,56 +223,24 @@ class FailoverResult:
 # ---------------------------------------------------------------------------------- plumbing
 
 
-class _Run:
+class _Run(Run[FailoverResult]):
     """Runs (or, in a dry run, records) statements on nodes; logs each one."""
-
-    def __init__(self, result: FailoverResult, progress: Progress | None) -> None:
-        self.result = result
-        self.progress = progress
-        self.t0 = result.started_at = time.monotonic()
-
-    def step(self, name: str) -> None:
-        self.result.timeline[name] = round(time.monotonic() - self.t0, 3)
-
-    def say(self, msg: str, *args: object) -> None:
-        log.info(msg, *args)
-        if self.progress is not None:
-            self.progress(msg % args if args else msg)
 
     def exec(
         self, probe: NodeProbe, stmt: Statement, *, timeout: float | None = None
     ) -> list[dict[str, object]]:
-        shown = stmt.display()
-        self.result.statements.append((probe.name, shown))
-        if self.result.dry_run:
-            log.info("%s: would run: %s", probe.name, shown)
-            return []
-        log.info("%s: %s", probe.name, shown)
-        if self.progress is not None:
-            self.progress(f"{probe.name}: {shown}")
-        try:
-            return probe.query(stmt.sql, stmt.params, timeout=timeout)
-        except Exception as exc:
-            raise FailoverError(
-                f"{self.result.kind} stopped: on {probe.name}, '{shown}' failed: "
-                f"{describe_error(exc)}; fix the cause and run the command again (each step "
-                "checks the servers' state first, so re-running is safe)"
-            ) from None
+        return self._run(
+            probe.name,
+            stmt.display(),
+            lambda: probe.query(stmt.sql, stmt.params, timeout=timeout),
+            describe_error,
+        )
 
 
-@contextlib.contextmanager
 def _probes(
     cluster: TopologyHost, nodes: Sequence[Node], timeout: float
-) -> Iterator[dict[str, NodeProbe]]:
-    probes = {
-        n.name: NodeProbe(cluster.admin_url(n), timeout, cluster.probe_connect_args(n))
-        for n in nodes
-    }
-    try:
-        yield probes
-    finally:
-        for p in probes.values():
-            p.close()
+) -> contextlib.AbstractContextManager[dict[str, NodeProbe]]:
+    return open_probes(cluster, nodes, timeout, NodeProbe)
 
 
 def _probe(probe: NodeProbe) -> NodeState | None:
@@ -295,11 +276,7 @@ def _probe_all(
         if probe is not None and probe.timeout > dead_timeout:
             probe.close()
             probe.timeout = dead_timeout
-    if len(probes) < 2:
-        return {name: _probe(p) for name, p in probes.items()}
-    with ThreadPoolExecutor(len(probes), thread_name_prefix="rwsplit-failover") as pool:
-        futures = {name: pool.submit(_probe, p) for name, p in probes.items()}
-        return {name: f.result() for name, f in futures.items()}
+    return in_parallel(probes, _probe, "rwsplit-failover")
 
 
 def fence_statements(probe: NodeProbe) -> list[Statement]:
@@ -456,25 +433,6 @@ def _url_address(url: URL) -> tuple[str, int]:
     return url.host or "localhost", url.port or 3306
 
 
-@contextlib.contextmanager
-def _monitor_paused(cluster: TopologyHost) -> Iterator[None]:
-    """Hold the monitor's round lock: no monitor publishes while the topology is rewired."""
-    monitor = cluster.monitor
-    if monitor is None:
-        yield
-        return
-    with monitor._round:
-        yield
-
-
-def _previous_primary(cluster: TopologyHost) -> str | None:
-    monitor = cluster.monitor
-    if monitor is not None and monitor._primary_name is not None:
-        return monitor._primary_name
-    primaries = [n for n in cluster.topology.nodes if n.role is Role.PRIMARY]
-    return primaries[0].name if len(primaries) == 1 else None
-
-
 def _choose(
     candidates: Mapping[str, NodeState],
     options: FailoverOptions,
@@ -484,21 +442,13 @@ def _choose(
 ) -> str:
     """The replica to promote: the most advanced (GTIDs off, *positional*: the furthest in
     the old primary's binary log), then ``preferred``, then configuration order."""
-    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
-    if not allowed:
-        raise FailoverError(
-            "no replica may be promoted (all unreachable or in never_promote: "
-            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
-        )
+    allowed = promotable(candidates, options, "replica", "all unreachable or in never_promote")
     if positional:
         top_key = max(_position_key(s) for s in allowed.values())
         best = [n for n, s in allowed.items() if _position_key(s) == top_key]
     else:
         best = _most_advanced(allowed)
-    for name in options.preferred:
-        if name in best:
-            return name
-    return min(best, key=order.index)
+    return pick(best, options, order)
 
 
 def _most_advanced(allowed: Mapping[str, NodeState]) -> list[str]:
@@ -538,27 +488,7 @@ def _lock_for(
     cluster: TopologyHost, options: FailoverOptions, skip: Sequence[str] = ()
 ) -> FailoverLock:
     """The cross-process failover lock on every node but *skip* (known dead: not tried)."""
-    nodes = cluster.topology.nodes
-    targets = [
-        LockTarget(n.name, cluster.admin_url(n), cluster.probe_connect_args(n))
-        for n in nodes
-        if n.name not in skip
-    ]
-    return FailoverLock(
-        lock_name(options.cluster_id),
-        targets,
-        quorum=options.quorum,
-        total=len(nodes),
-        timeout=min(options.timeout, 2.0),
-    )
-
-
-def _no_quorum(lock: FailoverLock, what: str) -> FailoverError:
-    return FailoverError(
-        f"{what} not started: the failover lock needs {lock.needed()} servers "
-        f"({lock.quorum}) but only {', '.join(lock.running) or 'none'} answered; bring "
-        "servers back (or choose quorum='majority_of_running') and retry"
-    )
+    return lock_for(FailoverLock, lock_name(options.cluster_id), cluster, options, skip)
 
 
 def _record(
@@ -636,7 +566,7 @@ def _take_lock_or_follow(
             run.say("failover lock free again: re-checking the servers")
             return False
         if outcome is Acquired.NO_QUORUM:
-            raise _no_quorum(lock, run.result.kind)
+            raise no_quorum(lock, run.result.kind)
         if not waited:
             run.say(
                 "another process holds the failover lock (on %s): waiting to follow it",
@@ -667,13 +597,9 @@ def _follow_if_recorded(
     rec = _recorded(probes[new], options)
     if rec is None or rec.primary != new or (old is not None and rec.old_primary != old):
         return False
-    result = run.result
-    result.new_primary, result.epoch = new, rec.epoch
-    result.followed = result.nothing_to_do = True
-    if old is not None:
-        result.fenced.append(old)
-        cluster.fenced.add(old)
-    _publish(cluster, new, result.fenced, states)
+    mark_followed(run, cluster, new, old)
+    run.result.epoch = rec.epoch
+    _publish(cluster, new, run.result.fenced, states)
     run.say("%s is the primary (epoch %d, by %s): following it", new, rec.epoch, rec.writer)
     return True
 
@@ -695,14 +621,14 @@ def failover(
     :raises FailoverError: the primary is not dead, two primaries exist, no candidate, or a
         step failed (the message names the node and the statement; re-running is safe).
     """
-    old_primary = _previous_primary(cluster)
+    old_primary = previous_primary(cluster)
     result = FailoverResult("failover", old_primary, None, dry_run=dry_run)
     run = _Run(result, progress)
     nodes = cluster.topology.nodes
     order = [n.name for n in nodes]
     known_dead = [old_primary] if confirmed and old_primary is not None else []
     with (
-        _monitor_paused(cluster),
+        monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options, known_dead) as lock,
     ):
@@ -747,11 +673,7 @@ def failover(
         run.step("relay logs applied")
         new = _choose(candidates, options, order, positional=positional)
         result.new_primary = new
-        if lock.held and not lock.confirm():
-            raise FailoverError(
-                "lost the failover lock before promoting (a lock connection broke): nothing "
-                "promoted; the monitor / the command retries"
-            )
+        check_lock_held(lock)
         d_new = _dialect(probes[new])
         run.say(
             "promoting %s (most advanced: %s)",
@@ -871,16 +793,15 @@ def _confirm_dead(
     probe = probes.get(name)
     if probe is None:
         return
-    for attempt in range(1, options.confirm_attempts + 1):
+
+    def answers() -> bool:
         state = _probe(probe)
         if state is not None:
-            raise FailoverError(
-                f"the primary {name} answered probe {attempt}: it is not dead; nothing done"
-            )
+            return True
         _refuse_if_answered(probe, name, state)
-        run.say("%s: probe %d/%d failed", name, attempt, options.confirm_attempts)
-        if attempt < options.confirm_attempts:
-            time.sleep(options.confirm_interval)
+        return False
+
+    confirm_dead(run, name, options, answers)
 
 
 def _server_id_of(cluster: TopologyHost, name: str) -> int | None:
@@ -1234,9 +1155,7 @@ def _repoint_at_start(
         )
         if state.writable:
             stmts = d.set_read_only(True) + stmts
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(probes[name], stmt)
-        run.result.repointed.append(name)
+        _start_following(run, name, probes[name], stmts)
 
 
 def _finish_after_promotion(
@@ -1346,9 +1265,17 @@ def _repoint_all(
             stmts = d.set_read_only(True) + stmts
         if name != demote:  # the caller turned a demoted primary's off already
             stmts = semi_sync_source_off(probes[name]) + stmts
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(probes[name], stmt)
-        run.result.repointed.append(name)
+        _start_following(run, name, probes[name], stmts)
+
+
+def _start_following(
+    run: _Run, name: str, probe: NodeProbe, stmts: list[Statement], timeout: float | None = None
+) -> None:
+    """Run *stmts* on node *name* (they point it at the primary), start its replication,
+    and count it repointed."""
+    for stmt in [*stmts, _dialect(probe).start_replication()]:
+        run.exec(probe, stmt, timeout=timeout)
+    run.result.repointed.append(name)
 
 
 # ---------------------------------------------------------------------------------- switchover
@@ -1376,14 +1303,14 @@ def switchover(
     result = FailoverResult("switchover", None, to, dry_run=dry_run)
     run = _Run(result, progress)
     with (
-        _monitor_paused(cluster),
+        monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options) as lock,
     ):
         if options.coordinate and not dry_run:
             outcome = lock.acquire()
             if outcome is Acquired.NO_QUORUM:
-                raise _no_quorum(lock, "switchover")
+                raise no_quorum(lock, "switchover")
             if outcome is Acquired.BUSY:
                 raise FailoverError(
                     f"switchover not started: another process holds the failover lock (on "
@@ -1402,7 +1329,7 @@ def switchover(
             )
         if writable and writable[0] == to:
             # Done already, or crashed after the promotion: finish repointing.
-            result.old_primary = _previous_primary(cluster)
+            result.old_primary = previous_primary(cluster)
             target = states[to]
             assert target is not None
             _repoint_all(run, cluster, options, probes, states, to, target, skip=set())
@@ -1690,9 +1617,7 @@ def rejoin(
             stmts = semi_sync_source_off(ps[node]) + stmts
         # The monitor's probes read with its short timeout; a node that has just restarted
         # may take longer over these (SET GLOBAL gtid_slave_pos writes a table).
-        for stmt in [*stmts, d.start_replication()]:
-            run.exec(ps[node], stmt, timeout=options.timeout)
-        result.repointed.append(node)
+        _start_following(run, node, ps[node], stmts, options.timeout)
         if not dry_run:
             cluster.fenced.discard(node)
     run.say("%s rejoined as a replica of %s", node, primary)
@@ -1846,15 +1771,7 @@ def settle_by_failover_log(
     """
     options = cluster.failover_options
     schema = options.ledger_schema if options is not None else DEFAULT_SCHEMA
-    records: list[Record] = []
-    for name, probe in probes.items():
-        try:
-            found = history(probe, schema)
-        except Exception as exc:
-            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
-            continue
-        if found and (not records or found[0].epoch > records[0].epoch):
-            records = found
+    records = _newest_log(probes.items(), schema)
     replaced = [w for w in writable if replaced_by(records, w) is not None]
     if len(writable) - len(replaced) != 1:
         return list(writable)
@@ -1866,6 +1783,21 @@ def settle_by_failover_log(
         )
     cluster.fenced.update(replaced)
     return [w for w in writable if w not in replaced]
+
+
+def _newest_log(probes: Iterable[tuple[str, NodeProbe]], schema: str) -> list[Record]:
+    """The failover log with the highest epoch among the nodes of *probes* (a node that was
+    down during a failover holds an older one); those that cannot be read are logged."""
+    records: list[Record] = []
+    for name, probe in probes:
+        try:
+            found = history(probe, schema)
+        except Exception as exc:
+            log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
+            continue
+        if found and (not records or found[0].epoch > records[0].epoch):
+            records = found
+    return records
 
 
 def follow_current_primary(
@@ -1891,17 +1823,7 @@ def follow_current_primary(
     template = topology.nodes[0].url
     with _probes(cluster, topology.nodes, timeout) as probes:
         states = {name: _probe(p) for name, p in probes.items()}
-        records: list[Record] = []
-        for name, probe in probes.items():
-            if states[name] is None:
-                continue
-            try:
-                found = history(probe, schema)
-            except Exception as exc:
-                log.info("%s: cannot read the failover log: %s", name, describe_error(exc))
-                continue
-            if found and (not records or found[0].epoch > records[0].epoch):
-                records = found
+        records = _newest_log([(n, p) for n, p in probes.items() if states[n] is not None], schema)
         if not records:
             return None
         latest = records[0]

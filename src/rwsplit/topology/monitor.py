@@ -54,10 +54,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..servers import NodeState, ReplicaStatus
 from ._semi_sync import SemiSyncDebt, count_now, owes_semi_sync
@@ -87,6 +87,8 @@ _SOURCE_ANSWERED = SERVER_ANSWERED
 _BUSY_ERRORS = frozenset({1040, 1203, 1226, 1129, 1927})
 _SET_KILL_TIMEOUT = "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = %s"
 _SEMI_SYNC_EVERY = 30  # rounds between two reads of the primary's semi-sync switch
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,26 +292,35 @@ class Monitor:
     def check(self) -> Topology:
         """Probe every node once, publish what changed, fail over if due; the new topology."""
         with self._round:
-            results = self._probe_all(self.cluster.topology)
-            topology = self._publish(results)
-            self.rounds += 1
-            self._note_received(results)
-            verdict = self._hung_primary_confirmed(results)
-            dead = self._primary_dead(results) if verdict is None else verdict
-            self._semi_sync_back_on(results)
+            topology, dead = self._round_once()
         if dead:
-            self._on_primary_dead(results)
+            self._on_primary_dead()
             topology = self.cluster.topology
         return topology
 
+    def _round_once(self) -> tuple[Topology, bool]:
+        """Probe, publish, re-arm semi-sync if owed (round lock held): the topology, and
+        whether the primary is confirmed dead."""
+        results = self._probe_all(self.cluster.topology)
+        topology = self._publish(results)
+        self.rounds += 1
+        self._note_received(results)
+        verdict = self._hung_primary_confirmed(results)
+        dead = self._primary_dead(results) if verdict is None else verdict
+        self._semi_sync_back_on(results)
+        return topology, dead
+
     def _probe_all(self, topology: Topology) -> dict[str, ProbeResult]:
-        nodes = topology.nodes
+        return self._probe_each(topology.nodes, self._probe_one)
+
+    def _probe_each(self, nodes: Sequence[Node], probe_one: Callable[[Node], R]) -> dict[str, R]:
+        """*probe_one* on every node of *nodes*, in parallel on the monitor's pool."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
                 max_workers=max(2, len(nodes)), thread_name_prefix="rwsplit-probe"
             )
         try:
-            futures = {n.name: self._pool.submit(self._probe_one, n) for n in nodes}
+            futures = {n.name: self._pool.submit(probe_one, n) for n in nodes}
         except RuntimeError as exc:  # "cannot schedule new futures": the interpreter exits
             raise _NoMoreRounds from exc
         return {name: f.result() for name, f in futures.items()}
@@ -328,16 +339,7 @@ class Monitor:
             error = describe_error(exc)
             code = error_code(exc)
             answered = server_answered(exc)
-            first = node.name not in self._busy
-            if answered:
-                # A live server refused this connection (a connection storm, a KILL, a grant
-                # change): not a failed probe, or a busy primary would be failed over.
-                failures = 0
-                self._busy.add(node.name)
-            else:
-                self._busy.discard(node.name)
-                failures = self._failures.get(node.name, 0) + 1
-            self._failures[node.name] = failures
+            failures, first = self._count_failure(node.name, answered)
             if code in _PRIVILEGE_ERRORS:
                 error += (
                     " (the monitor's account needs SLAVE MONITOR on MariaDB / REPLICATION "
@@ -346,16 +348,30 @@ class Monitor:
                 if first:
                     log.error("cannot monitor %s: %s", node.name, error)
             elif answered and first:
-                log.warning(
-                    "%s answers but refuses the monitor (%s): alive, not dead; no failover",
-                    node.name,
-                    error,
-                )
+                _log_refused(node.name, error)
             busy = code in _BUSY_ERRORS
             return ProbeResult(node.name, None, error, failures, answered=answered, busy=busy)
-        self._failures[node.name] = 0
-        self._busy.discard(node.name)
+        self._count_success(node.name)
         return ProbeResult(node.name, state, None, 0)
+
+    def _count_failure(self, name: str, answered: bool) -> tuple[int, bool]:
+        """Count a failed probe of node *name*: (failed probes in a row, whether this is the
+        first refusal in a row). *answered*: a live server refused it, which is no failure."""
+        first = name not in self._busy
+        if answered:
+            # A live server refused this connection (a connection storm, a KILL, a grant
+            # change): not a failed probe, or a busy primary would be failed over.
+            failures = 0
+            self._busy.add(name)
+        else:
+            self._busy.discard(name)
+            failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        return failures, first
+
+    def _count_success(self, name: str) -> None:
+        self._failures[name] = 0
+        self._busy.discard(name)
 
     def _publish(self, results: dict[str, ProbeResult]) -> Topology:
         cluster = self.cluster
@@ -370,18 +386,8 @@ class Monitor:
             r = results.get(node.name)
             if r is None:
                 continue
-            if r.state is None and r.busy and node.role is Role.PRIMARY:
-                # Alive but refusing new connections: the connections the application holds
-                # still work, and writes go on once slots free up; keep it as it was. An
-                # earlier failed probe is cleared: the refusal is evidence of life (on MySQL
-                # the KILL of the monitor's kept connection reads as a lost connection, 2013,
-                # which took the primary out of routing for the whole storm: NoPrimaryError).
-                # Writes still check the node on the server (new connection, before commit).
-                updated.append(node if node.healthy else node.evolve(healthy=True, error=None))
-                continue
             if r.state is None:
-                why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
-                updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
+                updated.append(_unanswered(node, r))
                 continue
             new = node_from_state(node.name, node.url, r.state)
             if node.name in cluster.fenced:
@@ -395,11 +401,15 @@ class Monitor:
                 if stuck is not None:
                     new = new.evolve(healthy=False, error=stuck)
             updated.append(new)
+        return self._publish_nodes(old, updated)
+
+    def _publish_nodes(self, old: Topology, updated: list[Node]) -> Topology:
+        """Publish *updated* as the next version of *old* if anything changed; the topology."""
         if tuple(updated) == old.nodes:
             return old
         topology = Topology(tuple(updated), old.version + 1)
         self._log_changes(old, topology)
-        cluster.publish(topology)
+        self.cluster.publish(topology)
         return topology
 
     def _current_primary(self, old: Topology, results: dict[str, ProbeResult]) -> str | None:
@@ -925,25 +935,46 @@ class Monitor:
                 connecting = True
         return reached, connecting
 
-    def _on_primary_dead(self, results: dict[str, ProbeResult]) -> None:
+    # A confirmed dead primary while auto_failover is off (each family names its witnesses).
+    _DEAD_NO_AUTO_FAILOVER = (
+        "primary %s is dead (%d failed probes; replicas lost it too); "
+        "auto_failover is off: run 'rwsplit failover'"
+    )
+
+    def _automated_failover(self) -> Callable[[], FailoverResult] | None:
+        """The failover to run on a confirmed dead primary (``None``: auto_failover is off,
+        or no options to fail over with). The PostgreSQL monitor runs its own."""
+        options = self.failover_options
+        if not self.auto_failover or options is None:
+            return None
+        from .failover import failover
+
+        return lambda: failover(self.cluster, options, confirmed=True)
+
+    def _note_failover(self, result: FailoverResult) -> None:
+        """What a family keeps from an automated failover's result (nothing here)."""
+
+    def _republish(self) -> None:
+        """Probe every node and publish what changed (round lock held)."""
+        self._publish(self._probe_all(self.cluster.topology))
+
+    def _on_primary_dead(self, results: dict[str, ProbeResult] | None = None) -> None:
+        """The primary is confirmed dead: run the automated failover (after a failed one, not
+        again before the retry delay), or, with auto_failover off, say so once. *results*
+        (the round's probes) is not needed."""
         name = self._primary_name
-        if not self.auto_failover or self.failover_options is None:
+        run = self._automated_failover()
+        if run is None:
             if self._failures.get(name or "", 0) == self.failure_threshold:
-                log.error(
-                    "primary %s is dead (%d failed probes; replicas lost it too); "
-                    "auto_failover is off: run 'rwsplit failover'",
-                    name,
-                    self.failure_threshold,
-                )
+                log.error(self._DEAD_NO_AUTO_FAILOVER, name, self.failure_threshold)
             return
         from ..errors import FailoverError
-        from .failover import failover
 
         if time.monotonic() < self._retry_failover_at:
             return
         log.error("primary %s confirmed dead: starting automated failover", name)
         try:
-            result = failover(self.cluster, self.failover_options, confirmed=True)
+            result = run()
         except FailoverError as exc:
             # Try again later (the cause may be a replica still restarting), not every round.
             self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
@@ -951,13 +982,14 @@ class Monitor:
             return
         self.last_failover = result
         self._primary_name = result.new_primary
+        self._note_failover(result)
         for listener in list(self.failover_listeners):
             try:
                 listener(result)
             except Exception:
                 log.exception("failover listener %r failed", listener)
         with self._round:
-            self._publish(self._probe_all(self.cluster.topology))
+            self._republish()
 
     # ------------------------------------------------------------------ logging
 
@@ -980,6 +1012,41 @@ class Monitor:
                     log.warning("replica %s takes no reads: %s", n.name, now)
                 elif now is None and was is not None and o.healthy:
                     log.info("replica %s takes reads again", n.name)
+
+
+class _Unanswered(Protocol):
+    """What :func:`_unanswered` reads of a failed probe (:class:`ProbeResult` and
+    PostgreSQL's ``PgProbeResult``)."""
+
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def answered(self) -> bool: ...
+    @property
+    def busy(self) -> bool: ...
+
+
+def _unanswered(node: Node, r: _Unanswered) -> Node:
+    """*node* once its probe *r* failed: down, with why; a busy primary stays as it was."""
+    if r.busy and node.role is Role.PRIMARY:
+        # Alive but refusing new connections: the connections the application holds
+        # still work, and writes go on once slots free up; keep it as it was. An
+        # earlier failed probe is cleared: the refusal is evidence of life (on MySQL
+        # the KILL of the monitor's kept connection reads as a lost connection, 2013,
+        # which took the primary out of routing for the whole storm: NoPrimaryError).
+        # Writes still check the node on the server (new connection, before commit).
+        return node if node.healthy else node.evolve(healthy=True, error=None)
+    why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
+    return node.evolve(healthy=False, error=f"{why}: {r.error}")
+
+
+def _log_refused(name: str, error: str) -> None:
+    """Said once per run of refusals: node *name* answers, so it is not dead."""
+    log.warning(
+        "%s answers but refuses the monitor (%s): alive, not dead; no failover", name, error
+    )
 
 
 def _attached(status: ReplicaStatus) -> bool:

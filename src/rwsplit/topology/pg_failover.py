@@ -41,14 +41,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FailoverError
 from ..servers import postgresql as pg
-from ._coordination import Acquired, LockTarget
+from . import _failover_common as common
+from ._coordination import Acquired
 from ._pg_coordination import PgFailoverLock, lock_key
 from .failover import FailoverOptions, FailoverResult
 from .model import Node, Role, Topology, TopologyHost
@@ -63,8 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rwsplit.failover")
-
-Progress = Callable[[str], None]
 
 _CLIENTS_SQL = (
     "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
@@ -116,53 +114,19 @@ def _sql(probe: PgProbe, sql: str, params: Sequence[object] = ()) -> list[dict[s
         raise
 
 
-class _Run:
-    def __init__(self, result: PgFailoverResult, progress: Progress | None) -> None:
-        self.result = result
-        self.progress = progress
-        self.t0 = result.started_at = time.monotonic()
-
-    def step(self, name: str) -> None:
-        self.result.timeline[name] = round(time.monotonic() - self.t0, 3)
-
-    def say(self, msg: str, *args: object) -> None:
-        log.info(msg, *args)
-        if self.progress is not None:
-            self.progress(msg % args if args else msg)
-
+class _Run(common.Run[PgFailoverResult]):
     def exec(
         self, probe: PgProbe, sql: str, params: Sequence[object] = (), *, shown: str | None = None
     ) -> list[dict[str, Any]]:
-        text = shown or sql
-        self.result.statements.append((probe.name, text))
-        if self.result.dry_run:
-            log.info("%s: would run: %s", probe.name, text)
-            return []
-        log.info("%s: %s", probe.name, text)
-        if self.progress is not None:
-            self.progress(f"{probe.name}: {text}")
-        try:
-            return _sql(probe, sql, params)
-        except Exception as exc:
-            raise FailoverError(
-                f"{self.result.kind} stopped: on {probe.name}, '{text}' failed: "
-                f"{describe_pg_error(exc)}; fix the cause and run the command again (each step "
-                "checks the servers' state first, so re-running is safe)"
-            ) from None
+        return self._run(
+            probe.name, shown or sql, lambda: _sql(probe, sql, params), describe_pg_error
+        )
 
 
-@contextlib.contextmanager
 def _probes(
     cluster: TopologyHost, nodes: Sequence[Node], timeout: float
-) -> Iterator[dict[str, PgProbe]]:
-    probes = {
-        n.name: PgProbe(cluster.admin_url(n), timeout, cluster.probe_connect_args(n)) for n in nodes
-    }
-    try:
-        yield probes
-    finally:
-        for p in probes.values():
-            p.close()
+) -> contextlib.AbstractContextManager[dict[str, PgProbe]]:
+    return common.open_probes(cluster, nodes, timeout, PgProbe)
 
 
 def _probe(probe: PgProbe) -> pg.PgNodeState | BaseException:
@@ -174,52 +138,17 @@ def _probe(probe: PgProbe) -> pg.PgNodeState | BaseException:
 
 
 def _probe_all(probes: Mapping[str, PgProbe]) -> dict[str, pg.PgNodeState | BaseException]:
-    if len(probes) < 2:
-        return {n: _probe(p) for n, p in probes.items()}
-    with ThreadPoolExecutor(len(probes), thread_name_prefix="rwsplit-pg-failover") as pool:
-        futures = {n: pool.submit(_probe, p) for n, p in probes.items()}
-        return {n: f.result() for n, f in futures.items()}
+    return common.in_parallel(probes, _probe, "rwsplit-pg-failover")
 
 
 def _states(results: Mapping[str, pg.PgNodeState | BaseException]) -> dict[str, pg.PgNodeState]:
     return {n: s for n, s in results.items() if isinstance(s, pg.PgNodeState)}
 
 
-@contextlib.contextmanager
-def _monitor_paused(cluster: TopologyHost) -> Iterator[None]:
-    """No monitor round publishes while the topology is rewired."""
-    monitor = cluster.monitor
-    if monitor is None:
-        yield
-        return
-    with monitor._round:
-        yield
-
-
-def _previous_primary(cluster: TopologyHost) -> str | None:
-    monitor = cluster.monitor
-    if monitor is not None and monitor._primary_name is not None:
-        return monitor._primary_name
-    primaries = [n for n in cluster.topology.nodes if n.role is Role.PRIMARY]
-    return primaries[0].name if len(primaries) == 1 else None
-
-
 def _lock_for(
     cluster: TopologyHost, options: FailoverOptions, skip: Sequence[str] = ()
 ) -> PgFailoverLock:
-    nodes = cluster.topology.nodes
-    targets = [
-        LockTarget(n.name, cluster.admin_url(n), cluster.probe_connect_args(n))
-        for n in nodes
-        if n.name not in skip
-    ]
-    return PgFailoverLock(
-        lock_key(options.cluster_id),
-        targets,
-        quorum=options.quorum,
-        total=len(nodes),
-        timeout=min(options.timeout, 2.0),
-    )
+    return common.lock_for(PgFailoverLock, lock_key(options.cluster_id), cluster, options, skip)
 
 
 def _publish(
@@ -389,18 +318,12 @@ def _position(state: pg.PgNodeState) -> tuple[int, int]:
 def _choose(
     candidates: Mapping[str, pg.PgNodeState], options: FailoverOptions, order: Sequence[str]
 ) -> str:
-    allowed = {n: s for n, s in candidates.items() if n not in options.never_promote}
-    if not allowed:
-        raise FailoverError(
-            "no standby may be promoted (all unreachable, not caught up, or in never_promote: "
-            f"{', '.join(options.never_promote) or '-'}); bring one back or relax never_promote"
-        )
+    allowed = common.promotable(
+        candidates, options, "standby", "all unreachable, not caught up, or in never_promote"
+    )
     top = max(_position(s) for s in allowed.values())
     best = [n for n, s in allowed.items() if _position(s) == top]
-    for name in options.preferred:
-        if name in best:
-            return name
-    return min(best, key=order.index)
+    return common.pick(best, options, order)
 
 
 def _promote(run: _Run, probe: PgProbe, timeout: float) -> None:
@@ -594,11 +517,7 @@ def _take_lock_or_follow(
             run.result.locked_on = list(lock.held)
             return bool(waited and _follow(run, cluster, probes, old))
         if outcome is Acquired.NO_QUORUM:
-            raise FailoverError(
-                f"{run.result.kind} not started: the failover lock needs {lock.needed()} "
-                f"servers ({lock.quorum}) but only {', '.join(lock.running) or 'none'} "
-                "answered; bring servers back (or choose quorum='majority_of_running') and retry"
-            )
+            raise common.no_quorum(lock, run.result.kind)
         if not waited:
             run.say("another process holds the failover lock (on %s): waiting", lock.busy_on)
             waited = True
@@ -620,13 +539,8 @@ def _follow(
     if len(writable) != 1:
         return False
     new = writable[0]
-    result = run.result
-    result.new_primary = new
-    result.followed = result.nothing_to_do = True
-    if old is not None:
-        result.fenced.append(old)
-        cluster.fenced.add(old)
-    _publish(cluster, new, result.fenced, states)
+    common.mark_followed(run, cluster, new, old)
+    _publish(cluster, new, run.result.fenced, states)
     run.say("%s is the primary (promoted by another process): following it", new)
     return True
 
@@ -696,7 +610,7 @@ def failover(
     *,
     dry_run: bool = False,
     confirmed: bool = False,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
 ) -> PgFailoverResult:
     """Replace a dead PostgreSQL primary by the furthest standby (see the module docstring).
 
@@ -708,14 +622,14 @@ def failover(
         failed (the message names the node and the statement; re-running is safe).
     """
     options = options or FailoverOptions("", "")
-    old = _previous_primary(cluster)
+    old = common.previous_primary(cluster)
     result = PgFailoverResult("failover", old, None, dry_run=dry_run)
     run = _Run(result, progress)
     nodes = cluster.topology.nodes
     order = [n.name for n in nodes]
     known_dead = [old] if confirmed and old is not None else []
     with (
-        _monitor_paused(cluster),
+        common.monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options, known_dead) as lock,
     ):
@@ -772,11 +686,7 @@ def failover(
         run.step("replayed")
         new = _choose(candidates, options, order)
         result.new_primary = new
-        if lock.held and not lock.confirm():
-            raise FailoverError(
-                "lost the failover lock before promoting (a lock connection broke): nothing "
-                "promoted; the monitor / the command retries"
-            )
+        common.check_lock_held(lock)
         was_sync = _synchronous(cluster, options, probes.get(new))
         pos = candidates[new]
         run.say("promoting %s (received %s, replayed %s)", new, pos.receive_lsn, pos.replay_lsn)
@@ -813,15 +723,12 @@ def _confirm_dead(
 ) -> None:
     probe = probes.get(name)
     if probe is not None:
-        for attempt in range(1, options.confirm_attempts + 1):
+
+        def answers() -> bool:
             r = _probe(probe)
-            if isinstance(r, pg.PgNodeState) or _server_answered(r):
-                raise FailoverError(
-                    f"the primary {name} answered probe {attempt}: it is not dead; nothing done"
-                )
-            run.say("%s: probe %d/%d failed", name, attempt, options.confirm_attempts)
-            if attempt < options.confirm_attempts:
-                time.sleep(options.confirm_interval)
+            return isinstance(r, pg.PgNodeState) or _server_answered(r)
+
+        common.confirm_dead(run, name, options, answers)
     streaming = _standbys_of(states, name)
     if streaming:
         back = standbys_reach(probes, streaming, name, max(options.timeout, 0.5))
@@ -872,7 +779,7 @@ def switchover(
     options: FailoverOptions | None = None,
     *,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: common.Progress | None = None,
 ) -> PgFailoverResult:
     """Make standby *to* the primary with nothing lost (see the module docstring).
 
@@ -888,7 +795,7 @@ def switchover(
     result = PgFailoverResult("switchover", None, to, dry_run=dry_run)
     run = _Run(result, progress)
     with (
-        _monitor_paused(cluster),
+        common.monitor_paused(cluster),
         _probes(cluster, nodes, options.timeout) as probes,
         _lock_for(cluster, options) as lock,
     ):
@@ -910,7 +817,7 @@ def switchover(
         if not target.in_recovery:
             if writable == [to]:
                 return _finish(
-                    run, cluster, options, probes, states, to, _previous_primary(cluster)
+                    run, cluster, options, probes, states, to, common.previous_primary(cluster)
                 )
             raise FailoverError(f"{to} is not a standby (out of recovery); nothing done")
         if len(writable) != 1:

@@ -37,17 +37,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from ..servers import postgresql as pg
 from .model import Node, Role, Topology, TopologyHost
-from .monitor import Monitor, _NoMoreRounds
+from .monitor import Monitor, _log_refused, _unanswered
 from .pg_probe import PgProbe, describe_pg_error, pg_node
 
 if TYPE_CHECKING:
-    from .failover import FailoverOptions
+    from .failover import FailoverOptions, FailoverResult
 
 __all__ = ["PgMonitor", "PgProbeResult"]
 
@@ -177,29 +176,14 @@ class PgMonitor(Monitor):
 
     # ------------------------------------------------------------------ one round
 
-    def check(self) -> Topology:
-        """Probe every node once, publish what changed, fail over if due; the new topology."""
-        with self._round:
-            results = self._probe_all_pg(self.cluster.topology)
-            topology = self._publish_pg(results)
-            self.rounds += 1
-            dead = self._primary_dead_pg(results)
-        if dead:
-            self._on_primary_dead_pg()
-            topology = self.cluster.topology
-        return topology
+    def _round_once(self) -> tuple[Topology, bool]:
+        results = self._probe_all_pg(self.cluster.topology)
+        topology = self._publish_pg(results)
+        self.rounds += 1
+        return topology, self._primary_dead_pg(results)
 
     def _probe_all_pg(self, topology: Topology) -> dict[str, PgProbeResult]:
-        nodes = topology.nodes
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=max(2, len(nodes)), thread_name_prefix="rwsplit-probe"
-            )
-        try:
-            futures = {n.name: self._pool.submit(self._probe_one_pg, n) for n in nodes}
-        except RuntimeError as exc:  # the interpreter exits
-            raise _NoMoreRounds from exc
-        return {name: f.result() for name, f in futures.items()}
+        return self._probe_each(topology.nodes, self._probe_one_pg)
 
     def _probe(self, node: Node) -> PgProbe:
         probe = self._pg.get(node.name)
@@ -220,24 +204,12 @@ class PgMonitor(Monitor):
         except Exception as exc:
             error = describe_pg_error(exc)
             answered = answered_by_server(exc)
-            first = node.name not in self._busy
-            if answered:
-                failures = 0
-                self._busy.add(node.name)
-                if first:
-                    log.warning(
-                        "%s answers but refuses the monitor (%s): alive, not dead; no failover",
-                        node.name,
-                        error,
-                    )
-            else:
-                self._busy.discard(node.name)
-                failures = self._failures.get(node.name, 0) + 1
-            self._failures[node.name] = failures
+            failures, first = self._count_failure(node.name, answered)
+            if answered and first:
+                _log_refused(node.name, error)
             busy = pg.sqlstate(exc) in _BUSY or _FULL in str(exc) or _RESERVED in str(exc)
             return PgProbeResult(node.name, None, error, failures, answered, busy)
-        self._failures[node.name] = 0
-        self._busy.discard(node.name)
+        self._count_success(node.name)
         return PgProbeResult(node.name, state, None, 0)
 
     def _publish_pg(self, results: Mapping[str, PgProbeResult]) -> Topology:
@@ -263,13 +235,9 @@ class PgMonitor(Monitor):
                 updated.append(node)
                 continue
             if r.state is None:
-                if r.busy and node.role is Role.PRIMARY:
-                    # Alive, full: the application's connections work. An earlier failed
-                    # probe (its backend terminated: "lost") is cleared by this evidence of life.
-                    updated.append(node if node.healthy else node.evolve(healthy=True, error=None))
-                    continue
-                why = "refuses the monitor" if r.answered else f"unreachable ({r.failures}x)"
-                updated.append(node.evolve(healthy=False, error=f"{why}: {r.error}"))
+                # A full primary stays as it was: the application's connections work (an
+                # earlier failed probe, its backend terminated: "lost", is cleared).
+                updated.append(_unanswered(node, r))
                 continue
             new = pg_node(node.name, node.url, r.state, primary_state)
             rep = new.replication
@@ -288,12 +256,7 @@ class PgMonitor(Monitor):
                     f"{writable[0]}); takes no reads until it streams again",
                 )
             updated.append(new)
-        if tuple(updated) == old.nodes:
-            return old
-        topology = Topology(tuple(updated), old.version + 1)
-        self._log_changes(old, topology)
-        cluster.publish(topology)
-        return topology
+        return self._publish_nodes(old, updated)
 
     def _learn_aliases(self, primary: str, results: Mapping[str, PgProbeResult]) -> None:
         """Standbys streaming from an address that is no node's name, while *primary* (the
@@ -415,37 +378,26 @@ class PgMonitor(Monitor):
         self._verify_again_at = 0.0
         return True
 
-    def _on_primary_dead_pg(self) -> None:
-        name = self._primary_name
+    _DEAD_NO_AUTO_FAILOVER = (
+        "primary %s is dead (%d failed probes; its standbys lost it too); "
+        "auto_failover is off: run 'rwsplit failover'"
+    )
+
+    def _automated_failover(self) -> Callable[[], FailoverResult] | None:
+        """:func:`rwsplit.topology.pg_failover.failover` (its options may be left out)."""
         if not self.auto_failover:
-            if self._failures.get(name or "", 0) == self.failure_threshold:
-                log.error(
-                    "primary %s is dead (%d failed probes; its standbys lost it too); "
-                    "auto_failover is off: run 'rwsplit failover'",
-                    name,
-                    self.failure_threshold,
-                )
-            return
-        from ..errors import FailoverError
+            return None
         from .pg_failover import failover
 
-        if time.monotonic() < self._retry_failover_at:
-            return
-        log.error("primary %s confirmed dead: starting automated failover", name)
-        try:
-            result = failover(self.cluster, self.failover_options, confirmed=True)
-        except FailoverError as exc:
-            self._retry_failover_at = time.monotonic() + max(5.0, 10 * self.interval)
-            log.error("automated failover from %s failed: %s", name, exc)
-            return
-        self.last_failover = result
-        self._primary_name = result.new_primary
-        for old, why in result.needs_rebuild:
-            self.needs_rebuild[old] = why
-        for listener in list(self.failover_listeners):
-            try:
-                listener(result)
-            except Exception:
-                log.exception("failover listener %r failed", listener)
-        with self._round:
-            self._publish_pg(self._probe_all_pg(self.cluster.topology))
+        return lambda: failover(self.cluster, self.failover_options, confirmed=True)
+
+    def _note_failover(self, result: FailoverResult) -> None:
+        """The former primaries the failover left to rebuild."""
+        from .pg_failover import PgFailoverResult
+
+        if isinstance(result, PgFailoverResult):
+            for old, why in result.needs_rebuild:
+                self.needs_rebuild[old] = why
+
+    def _republish(self) -> None:
+        self._publish_pg(self._probe_all_pg(self.cluster.topology))
