@@ -17,7 +17,7 @@ import pytest
 from rwsplit.sandbox import DATABASE, REPL_PASSWORD, REPL_USER, Sandbox
 from tests.djangoapp import add_alias, configure, drop_alias, in_thread, node_settings
 from tests.integration.counters import delta, snapshot
-from tests.integration.util import position, run, sql, sql_unlogged, wait_position, wait_until
+from tests.integration.util import general_log, position, run, sql, wait_position, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -685,30 +685,16 @@ def test_replica_killed_inside_a_read_only_block(fresh_alias: tuple[str, Sandbox
 
 @contextlib.contextmanager
 def _replica_queries(sb: Sandbox) -> Iterator[list[str]]:
-    """The statements clients sent to the replicas while the block ran (general logs; one
+    """The SELECTs clients sent to the replicas while the block ran (their general logs; one
     entry per ``COM_QUERY``: MySQL's ``log_raw`` logs a multi-statement query as it came)."""
-    mysql = sb.family.name == "mysql"
     seen: list[str] = []
-    for r in sb.replicas:
-        sql(r, "SET GLOBAL log_output = 'TABLE'")
-        sql_unlogged(r, "TRUNCATE mysql.general_log")
-        if mysql:
-            sql(r, "SET GLOBAL log_raw = ON")
-        sql(r, "SET GLOBAL general_log = 1")
+    logs: list[list[str]] = []
     try:
-        yield seen
+        with contextlib.ExitStack() as stack:
+            logs.extend(stack.enter_context(general_log(r, raw=True)) for r in sb.replicas)
+            yield seen
     finally:
-        for r in sb.replicas:
-            sql(r, "SET GLOBAL general_log = 0")
-            if mysql:
-                sql(r, "SET GLOBAL log_raw = OFF")
-            rows = sql(
-                r,
-                "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
-                "WHERE command_type = 'Query'",
-            )
-            seen.extend(str(row[0]) for row in rows if str(row[0]).startswith("SELECT"))
-            sql_unlogged(r, "TRUNCATE mysql.general_log")
+        seen.extend(q for log in logs for q in log if q.startswith("SELECT"))
 
 
 def test_causal_read_waits_in_the_same_round_trip(rw: str, sandbox: Sandbox) -> None:
